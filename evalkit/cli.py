@@ -1,0 +1,138 @@
+"""The `evalkit` command line. Heavy libraries are imported inside commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from evalkit.types import UserError
+
+app = typer.Typer(
+    help="Evaluate (multimodal) language models on alignment benchmarks with the official protocols.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def show(result, as_json: bool, title: str) -> None:
+    from evalkit.report import results_table
+
+    if as_json:
+        print(json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2))
+    else:
+        out.print(results_table(result.metrics, title=title))
+        out.print(f"run folder: {result.run_dir}")
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
+    data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the official benchmark files.")] = None,
+    image_dir: Annotated[Path | None, typer.Option(help="Folder with the benchmark's images.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder [default: results/<model>-<config hash>].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data sampling and generation.")] = 0,
+    max_failure_rate: Annotated[float, typer.Option(help="Fail the run (exit 1) above this rate of failed samples.")]
+    = 0.02,
+    dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16 (hf).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N|mps (hf).")] = "auto",
+    base_url: Annotated[str | None, typer.Option(help="Endpoint for openai:NAME models.")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once (openai).")] = 16,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow a checkpoint's own code (hf).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+) -> None:
+    """Generate answers and score them; re-running the same command resumes an interrupted run."""
+    from evalkit.models.base import BackendOptions
+    from evalkit.runner import RunFailed, evaluate
+
+    options = BackendOptions(dtype=dtype, device=device, base_url=base_url, api_key_env=api_key_env,
+                             concurrency=concurrency, trust_remote_code=trust_remote_code)
+    try:
+        result = evaluate(model, tasks, data=data, data_dir=data_dir, image_dir=image_dir, limit=limit,
+                          batch_size=batch_size, output=output, seed=seed, max_failure_rate=max_failure_rate,
+                          backend_options=options, progress=not as_json and sys.stderr.isatty())
+    except UserError as exc:
+        fail(str(exc), 2)
+    except RunFailed as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; finished samples are stored, re-run the same command to resume", 130)
+    show(result, as_json, title=f"evalkit · {model}")
+
+
+@app.command("import")
+def import_(
+    task: Annotated[str, typer.Option(help="Task whose answers these are, e.g. pope.")],
+    answers: Annotated[Path, typer.Option(help="Answer file (LLaVA format: {question_id, text} lines).")],
+    output: Annotated[Path, typer.Option(help="Run folder to create.")],
+    questions: Annotated[Path | None, typer.Option(help="Question file (POPE: gives each split).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the official label files.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score answers produced elsewhere with the official metrics; no model needed."""
+    from evalkit.importer import import_answers
+
+    try:
+        result = import_answers(task, answers, output, questions=questions, data_dir=data_dir)
+    except UserError as exc:
+        fail(str(exc), 2)
+    show(result, as_json, title=f"evalkit · imported {answers.name}")
+
+
+@app.command()
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (holds run.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Recompute scores and metrics from the stored samples alone (no model, no judge)."""
+    from evalkit.runner import RunResult
+    from evalkit.scoring import rescore_run
+
+    try:
+        metrics = rescore_run(run_dir)
+    except UserError as exc:
+        fail(str(exc), 2)
+    show(RunResult(run_dir, metrics, {}), as_json, title=f"evalkit · rescored {run_dir}")
+
+
+@app.command("tasks")
+def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the tasks, their versions, headline metrics and the data each needs."""
+    from rich.table import Table
+
+    from evalkit.registry import get_task, task_names
+
+    infos = [get_task(n) for n in task_names()]
+    if as_json:
+        print(json.dumps([{"name": t.name, "version": t.version, "headline": t.headline, "toy": t.supports_toy,
+                           "description": t.description, "data": t.data_needs} for t in infos], indent=2))
+        return
+    table = Table(show_lines=True)
+    for col in ("task", "version", "headline", "toy"):
+        table.add_column(col)
+    table.add_column("data needed", overflow="fold")
+    for t in infos:
+        table.add_row(f"[bold]{t.name}[/bold]\n{t.description}", t.version, t.headline,
+                      "yes" if t.supports_toy else "no", t.data_needs)
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()

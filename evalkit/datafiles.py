@@ -1,0 +1,46 @@
+"""Reading benchmark files with errors a user can act on, and checksums for run.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from evalkit.types import UserError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a malformed line is a `UserError` naming the file and line number."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                rows.append(row)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    return rows
+
+
+def require_fields(path: Path, lineno: int, row: dict[str, Any], fields: dict[str, type | tuple[type, ...]]) -> None:
+    for name, kind in fields.items():
+        if name not in row:
+            raise UserError(f"{path}:{lineno}: missing field {name!r}")
+        if not isinstance(row[name], kind):
+            raise UserError(f"{path}:{lineno}: field {name!r} has the wrong type ({type(row[name]).__name__})")

@@ -1,0 +1,64 @@
+"""`evalkit import`: score answers produced elsewhere (official per-item files), no model needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from evalkit.environment import package_versions
+from evalkit.registry import get_task
+from evalkit.runner import RunResult, config_hash, now
+from evalkit.scoring import make_row, summarize
+from evalkit.store import RunStore
+from evalkit.types import Response, UserError
+
+
+def import_answers(
+    task: str,
+    answers: str | Path,
+    output: str | Path,
+    *,
+    questions: str | Path | None = None,
+    data_dir: str | Path | None = None,
+) -> RunResult:
+    """Write a run folder from an answer file: rows, metrics and a run.json whose model is 'imported'."""
+    t = get_task(task)
+    if not hasattr(t, "import_answers"):
+        raise UserError(f"task {task!r} does not support import yet")
+    answers = Path(answers)
+    if not answers.is_file():
+        raise UserError(f"--answers {answers}: file not found")
+    pairs, info = t.import_answers(
+        answers, Path(questions) if questions else None, Path(data_dir) if data_dir else None
+    )
+    store = RunStore(Path(output))
+    if store.exists():
+        raise UserError(f"{output} already holds a run; pass another --output")
+    fingerprint = {"imported_from": str(answers.resolve()), "answers_sha256": info["files"].get(answers.name)}
+    identity = {"model": fingerprint, "tasks": {t.name: {"version": t.version, "data": info}}}
+    header = {
+        "run_id": Path(output).name,
+        "config_hash": config_hash(identity),
+        "created": now(),
+        "status": "running",
+        "evalkit_version": package_versions()["evalkit"],
+        "command": {"import": True, "task": task, "answers": str(answers), "questions": str(questions),
+                    "data_dir": str(data_dir)},
+        "model": {"fingerprint": fingerprint, "backend": "import"},
+        "tasks": {t.name: {**t.info(), "data": info, "n_samples": len(pairs)}},
+        "packages": package_versions(),
+    }
+    store.open(header)
+    log = store.log(t.name)
+    try:
+        for sample, text in pairs:
+            log.append(make_row(t, sample, t.request(sample), Response(id=sample.id, text=text)))
+        rows = log.compact(s.id for s, _ in pairs)
+    finally:
+        log.close()
+    metrics: dict[str, Any] = {t.name: summarize(t, rows)}
+    store.write_metrics(metrics)
+    header["status"] = "finished"
+    header["finished"] = now()
+    store.write_header(header)
+    return RunResult(Path(output), metrics, header)

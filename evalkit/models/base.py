@@ -1,0 +1,72 @@
+"""The backend interface and the factory that turns a `--model` string into a backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.types import Request, Response, UserError
+
+
+@dataclass
+class BackendOptions:
+    """Settings the user passes on the command line; each backend reads the ones it understands."""
+
+    dtype: str = "auto"
+    device: str = "auto"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    trust_remote_code: bool = False
+
+
+class Backend(ABC):
+    """Answers batches of requests. A backend never rewrites a task's prompt.
+
+    `generate` must return one `Response` per request, in order; a failure of one request is returned
+    as a `Response` with an `ErrorInfo`, not raised, so that one bad sample never loses a batch.
+    """
+
+    name: str = "backend"
+    #: batch size used when the user gives none: local models batch on the device, remote ones
+    #: send this many requests concurrently.
+    default_batch_size: int = 8
+
+    @abstractmethod
+    def generate(self, requests: list[Request]) -> list[Response]: ...
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the model's weights: path, config hash, weights hash or hub revision."""
+
+    def info(self) -> dict[str, Any]:
+        """Settings worth recording in run.json (dtype, device, padding side, ...)."""
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
+    """`toy` → the built-in tiny LLaVA; `openai:NAME` → an OpenAI-compatible endpoint;
+    anything else (optionally prefixed `hf:`) → a transformers checkpoint, local path or hub id."""
+    options = options or BackendOptions()
+    if model == "toy":
+        from evalkit.toy.model import ensure_toy_model
+
+        model = str(ensure_toy_model())
+    if model.startswith("openai:"):
+        from evalkit.models.openai_backend import OpenAIBackend
+
+        name = model.split(":", 1)[1]
+        if not name:
+            raise UserError("--model openai:NAME needs a model name after 'openai:'")
+        return OpenAIBackend(name, options)
+    if model.startswith("hf:"):
+        model = model.split(":", 1)[1]
+    from evalkit.models.hf import HFBackend
+
+    return HFBackend(model, options)

@@ -1,0 +1,34 @@
+"""Task registry: a plain name → module table, imported lazily so the CLI starts fast."""
+
+from __future__ import annotations
+
+import importlib
+
+from evalkit.task import Task
+from evalkit.types import UserError
+
+#: task name → "module:Class" (modules live in the top-level tasks/ folder, installed as evalkit.tasks)
+TASKS: dict[str, str] = {
+    "pope": "evalkit.tasks.pope:Pope",
+}
+
+
+def task_names() -> list[str]:
+    return sorted(TASKS)
+
+
+def get_task(name: str) -> Task:
+    target = TASKS.get(name)
+    if target is None:
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (see `evalkit tasks`)")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def parse_task_list(tasks: str | list[str]) -> list[Task]:
+    names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+    if not names:
+        raise UserError("no task given; pass --tasks NAME[,NAME...] (see `evalkit tasks`)")
+    if len(set(names)) != len(names):
+        raise UserError(f"a task is listed twice in {names}")
+    return [get_task(n) for n in names]

@@ -1,0 +1,191 @@
+"""`evaluate`: load data, load the model, answer every sample in batches, store rows, compute metrics.
+
+The run's identity (model fingerprint, tasks and versions, data checksums, limit, seed) is hashed into
+`config_hash`; the default run folder is named from it, so re-running the same command resumes: rows
+already stored are skipped and only failed or missing samples are asked again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evalkit.environment import package_versions
+from evalkit.models.base import Backend, BackendOptions, load_backend
+from evalkit.progress import make_progress
+from evalkit.registry import parse_task_list
+from evalkit.scoring import make_row, summarize
+from evalkit.store import RunStore
+from evalkit.task import DataSpec, LoadedData, Task
+from evalkit.types import Response, UserError
+
+DEFAULT_MAX_FAILURE_RATE = 0.02
+
+
+class RunFailed(Exception):
+    """The run finished but must be reported as failed (e.g. too many per-sample failures); exit 1."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    header: dict[str, Any] = field(repr=False)
+    resumed: bool = False
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def slug(text: str) -> str:
+    name = Path(text.rstrip("/")).name if not text.startswith("openai:") else text.replace(":", "-")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+def config_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def evaluate(
+    model: str | Backend,
+    tasks: str | list[str],
+    *,
+    data: str | None = None,
+    data_dir: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    output: str | Path | None = None,
+    results_root: str | Path = "results",
+    seed: int = 0,
+    max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
+    backend_options: BackendOptions | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Evaluate `model` on `tasks` and return the run's metrics (also written to the run folder).
+
+    `model` is a checkpoint path or hub id, `toy`, `openai:NAME`, or a ready `Backend`. `data="toy"`
+    uses the built-in toy world; otherwise each task reads official files from `data_dir`.
+    Raises `UserError` for input the user can fix and `RunFailed` when the failure rate is too high.
+    """
+    if data not in (None, "toy"):
+        raise UserError(f"--data {data!r}: the only built-in data set is 'toy'; for real data use --data-dir")
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if not 0.0 <= max_failure_rate <= 1.0:
+        raise UserError("--max-failure-rate must be between 0 and 1")
+    task_objs = parse_task_list(tasks)
+    spec = DataSpec(
+        toy=data == "toy",
+        data_dir=Path(data_dir) if data_dir else None,
+        image_dir=Path(image_dir) if image_dir else None,
+        seed=seed,
+        limit=limit,
+    )
+    if spec.data_dir is not None and not spec.data_dir.is_dir():
+        raise UserError(f"--data-dir {spec.data_dir} is not a folder")
+    loaded = {t.name: t.load(spec) for t in task_objs}  # fail on missing data before loading a model
+
+    backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
+    model_name = model if isinstance(model, str) else backend.name
+    fingerprint = backend.fingerprint()
+    identity = {
+        "model": fingerprint,
+        "tasks": {t.name: {"version": t.version, "data": loaded[t.name].info} for t in task_objs},
+        "limit": limit,
+        "seed": seed,
+    }
+    chash = config_hash(identity)
+    run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
+    bs = batch_size or backend.default_batch_size
+    header = {
+        "run_id": run_dir.name,
+        "config_hash": chash,
+        "created": now(),
+        "status": "running",
+        "evalkit_version": package_versions()["evalkit"],
+        "command": {"model": model_name, "tasks": [t.name for t in task_objs], "data": data,
+                    "data_dir": str(data_dir) if data_dir else None, "limit": limit, "seed": seed,
+                    "batch_size": bs, "max_failure_rate": max_failure_rate},
+        "model": {"fingerprint": fingerprint, "backend": backend.name, **backend.info()},
+        "tasks": {t.name: {**t.info(), "data": loaded[t.name].info, "n_samples": len(loaded[t.name].samples)}
+                  for t in task_objs},
+        "packages": package_versions(),
+        "timings": {},
+    }
+    store = RunStore(run_dir)
+    resumed = store.open(header)
+    header = store.read_header()
+
+    all_metrics: dict[str, Any] = {}
+    try:
+        with make_progress(progress) as bars:
+            for task in task_objs:
+                t0 = time.perf_counter()
+                summary, n_new = _run_task(task, loaded[task.name], backend, store, bs, seed, bars)
+                all_metrics[task.name] = summary
+                header["timings"][task.name] = {"seconds": round(time.perf_counter() - t0, 3), "generated": n_new}
+                store.write_header(header)
+    except KeyboardInterrupt:
+        header["status"] = "interrupted"
+        store.write_header(header)
+        raise
+    finally:
+        if not isinstance(model, Backend):
+            backend.close()
+
+    store.write_metrics(all_metrics)
+    failing = {k: v["failure_rate"] for k, v in all_metrics.items() if v["failure_rate"] > max_failure_rate}
+    header["status"] = "failed" if failing else "finished"
+    header["finished"] = now()
+    store.write_header(header)
+    result = RunResult(run_dir, all_metrics, header, resumed)
+    if failing:
+        detail = ", ".join(f"{k} {v:.1%}" for k, v in failing.items())
+        raise RunFailed(
+            f"failure rate above --max-failure-rate {max_failure_rate:.1%}: {detail}; "
+            f"see the 'error' field of the rows in {run_dir / 'samples'}"
+        )
+    return result
+
+
+def _run_task(task: Task, data: LoadedData, backend: Backend, store: RunStore, batch_size: int, seed: int,
+              bars) -> tuple[dict[str, Any], int]:
+    log = store.log(task.name)
+    try:
+        todo = [s for s in data.samples if s.id not in log.rows or log.rows[s.id].get("error") is not None]
+        bar = bars.add_task(task.name, total=len(data.samples), completed=len(data.samples) - len(todo))
+        for batch in batches(todo, batch_size):
+            requests = [task.request(s, seed) for s in batch]
+            responses = backend.generate(requests)
+            if len(responses) != len(requests):
+                raise RuntimeError(f"backend {backend.name} returned {len(responses)} responses for {len(requests)}")
+            for sample, request, response in zip(batch, requests, responses, strict=True):
+                log.append(make_row(task, sample, request, _checked(response, request.id)))
+            bars.advance(bar, len(batch))
+        rows = log.compact(s.id for s in data.samples)
+    finally:
+        log.close()
+    return summarize(task, rows, n_expected=len(data.samples)), len(todo)
+
+
+def _checked(response: Response, expected_id: str) -> Response:
+    if response.id != expected_id:
+        raise RuntimeError(f"backend answered {response.id!r} where {expected_id!r} was expected")
+    return response
+

@@ -1,0 +1,72 @@
+"""From stored sample rows to metrics: shared by `run`, `import` and `rescore`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from evalkit.task import Task
+from evalkit.types import Request, Response, Sample
+
+
+def make_row(task: Task, sample: Sample, request: Request, response: Response) -> dict[str, Any]:
+    """The stored row for one answered (or failed) sample; score fields are added when it succeeded."""
+    user_texts = [m.text for m in request.messages if m.role == "user"]
+    row: dict[str, Any] = {
+        "id": sample.id,
+        "prompt": user_texts[-1] if user_texts else "",
+        "images": [img for m in request.messages for img in m.images],
+        "prompt_hash": request.prompt_hash(),
+        "response": response.text if response.ok else None,
+        "target": sample.target,
+        "cluster": sample.cluster,
+        "meta": sample.meta,
+        "error": response.error.to_dict() if response.error else None,
+        "prompt_tokens": response.prompt_tokens,
+        "completion_tokens": response.completion_tokens,
+        "latency_s": round(response.latency_s, 6),
+    }
+    if response.ok:
+        row.update(task.score(response.text, sample.target, sample.meta))
+    return row
+
+
+def rescore_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a stored row's score fields from its stored response (parsers may have changed)."""
+    if row.get("error") is not None:
+        return row
+    return {**row, **task.score(row["response"], row["target"], row["meta"])}
+
+
+def summarize(task: Task, rows: list[dict[str, Any]], n_expected: int | None = None) -> dict[str, Any]:
+    """Metrics over the scored rows, with failures counted beside them (never scored as an answer)."""
+    ok = [r for r in rows if r.get("error") is None]
+    failed = [r for r in rows if r.get("error") is not None]
+    n = len(rows) if n_expected is None else n_expected
+    return {
+        "task": task.name,
+        "version": task.version,
+        "headline": task.headline,
+        "metrics": task.aggregate(ok) if ok else {},
+        "n_samples": n,
+        "n_scored": len(ok),
+        "n_errors": len(failed),
+        "errors_by_type": dict(Counter(r["error"]["type"] for r in failed)),
+        "failure_rate": len(failed) / n if n else 0.0,
+    }
+
+
+def rescore_run(run_dir) -> dict[str, Any]:
+    """Recompute every task's score fields and metrics from the stored rows alone; rewrites metrics.json."""
+    from evalkit.registry import get_task
+    from evalkit.store import RunStore
+
+    store = RunStore(run_dir)
+    header = store.read_header()
+    metrics = {}
+    for name, info in header["tasks"].items():
+        task = get_task(name)
+        rows = [rescore_row(task, r) for r in store.read_samples(name)]
+        metrics[name] = summarize(task, rows, n_expected=info.get("n_samples", len(rows)))
+    store.write_metrics(metrics)
+    return metrics

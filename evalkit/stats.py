@@ -1,0 +1,106 @@
+"""Confidence intervals by bootstrap, plain or clustered.
+
+A statistic is written once as a function of resampling *weights*: `stat(w)` receives a `(B, n_units)`
+array whose row b says how many times each unit (a sample, or a cluster of samples such as all questions
+about one image) was drawn in resample b, and returns B values. Count-based metrics (accuracy, F1, ...)
+and means are then a matrix product, so 1,000 resamples of 9,000 samples take milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its 95% interval (percentile bootstrap) and the number of units behind it."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+
+
+@lru_cache(maxsize=8)
+def resample_weights(n_units: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """`(n_resamples, n_units)` draw counts of a bootstrap with replacement; deterministic for a seed.
+
+    Cached and read-only: every metric of a run is resampled with the same draws."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_units, size=(n_resamples, n_units)) if n_units else np.zeros((n_resamples, 0), int)
+    flat = draws + (np.arange(n_resamples) * n_units)[:, None]
+    weights = np.bincount(flat.ravel(), minlength=n_resamples * n_units).reshape(n_resamples, n_units)
+    weights = weights.astype(float)
+    weights.flags.writeable = False
+    return weights
+
+
+def bootstrap(
+    stat: Callable[[np.ndarray], np.ndarray],
+    n_units: int,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> Estimate:
+    """Point estimate `stat(ones)` and the percentile interval of `stat` over bootstrap weights."""
+    point = float(stat(np.ones((1, n_units)))[0])
+    if n_units < 2:
+        return Estimate(point, float("nan"), float("nan"), n_units)
+    values = np.asarray(stat(resample_weights(n_units, n_resamples, seed)), dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return Estimate(point, float("nan"), float("nan"), n_units)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return Estimate(point, float(low), float(high), n_units)
+
+
+def cluster_index(keys: Sequence[Hashable | None]) -> tuple[np.ndarray, int]:
+    """Map each sample's cluster key to an index 0..K-1 (first-seen order); `None` is a cluster of its own."""
+    index: dict[Hashable, int] = {}
+    out = np.empty(len(keys), dtype=int)
+    for i, key in enumerate(keys):
+        k = ("__sample__", i) if key is None else key
+        out[i] = index.setdefault(k, len(index))
+    return out, len(index)
+
+
+def per_cluster(values: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Sum per-sample values (shape `(n,)` or `(n, k)`) into per-cluster totals `(n_clusters, ...)`."""
+    values = np.asarray(values, dtype=float)
+    out = np.zeros((n_clusters,) + values.shape[1:])
+    np.add.at(out, clusters, values)
+    return out
+
+
+def mean_estimate(
+    values: Sequence[float],
+    clusters: Sequence[Hashable | None] | None = None,
+    *,
+    scale: float = 1.0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Estimate:
+    """Mean of `values` × `scale`, with a bootstrap interval resampling whole clusters when given."""
+    x = np.asarray(values, dtype=float)
+    idx, k = cluster_index(clusters if clusters is not None else [None] * len(x))
+    sums = per_cluster(x, idx, k)
+    counts = per_cluster(np.ones_like(x), idx, k)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scale * (w @ sums) / (w @ counts)
+
+    est = bootstrap(stat, k, n_resamples=n_resamples, seed=seed)
+    return Estimate(est.value, est.ci_low, est.ci_high, len(x))

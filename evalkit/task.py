@@ -1,0 +1,64 @@
+"""The task interface: a task owns its data loading, prompt, parser, scoring and aggregation.
+
+A task never knows which backend answers. Scoring reads only what the store keeps (the response text,
+`target` and `meta` of a row), so `evalkit rescore` can recompute everything from the stored samples.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.types import GenerationConfig, Request, Sample
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a task finds its data: the built-in toy world, or the user's folders."""
+
+    toy: bool = False
+    data_dir: Path | None = None
+    image_dir: Path | None = None
+    seed: int = 0
+    limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedData:
+    """A task's samples plus what identifies the data (checksums of the files read, version notes)."""
+
+    samples: list[Sample]
+    info: dict[str, Any]
+
+
+class Task(ABC):
+    name: str
+    version: str
+    description: str
+    #: One paragraph for `evalkit tasks`: which files the task reads and where they come from.
+    data_needs: str
+    #: The metric printed first and used by leaderboards.
+    headline: str
+    generation: GenerationConfig = GenerationConfig()
+    supports_toy: bool = False
+
+    @abstractmethod
+    def load(self, spec: DataSpec) -> LoadedData:
+        """Read the samples (raise `UserError` naming what is missing and where to put it)."""
+
+    def request(self, sample: Sample, seed: int = 0) -> Request:
+        return Request(id=sample.id, messages=sample.messages, generation=self.generation, seed=seed)
+
+    @abstractmethod
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        """Parse one response and score it; the returned fields are stored in the sample row."""
+
+    @abstractmethod
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Metrics from scored rows (errors already removed): name → `Estimate.to_dict()`."""
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}

@@ -1,0 +1,1 @@
+"""The built-in toy world and toy model: evalkit runs offline with no downloads."""

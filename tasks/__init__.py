@@ -1,0 +1,1 @@
+"""Benchmark tasks, one module per benchmark."""

@@ -1,0 +1,1 @@
+"""Compact alignment trainers."""
