@@ -1,0 +1,396 @@
+"""A transformers backend: any image-text-to-text checkpoint or causal LM, local folder or hub id.
+
+Prompts are rendered with the checkpoint's own chat template; the backend never rewrites them.
+Decoding is what the request asks for and nothing else: the checkpoint's `generation_config.json`
+sampling defaults (temperature, repetition penalty, ...) are deliberately not applied, only its token ids.
+
+Batching: one left-padded `generate` per call. Greedy outputs do not depend on the batch (left padding,
+attention mask and mask-derived position ids); sampled rows use their own generator seeded from
+`Request.seed`, so they do not depend on the batch either (up to float rounding).
+
+Errors: an unreadable image → `image_error` for that request; a prompt the chat template rejects, or
+images sent to a text-only model → `input_error`; any exception raised by preprocessing/`generate` →
+`backend_error` for every request of the batch (logged with its traceback, never raised), so a bug shows
+up as a failed run with a message rather than a lost batch. Loading problems raise `UserError`.
+
+`latency_s` is the wall time of the whole call divided by the number of requests that were generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from evalkit.images import ImageLoadError, load_image
+from evalkit.models.base import Backend, BackendOptions
+from evalkit.types import ErrorInfo, Message, Request, Response, UserError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, model_path_or_hub_id: str, options: BackendOptions | None = None) -> None:
+        import torch
+        import transformers
+        from transformers.models.auto import modeling_auto
+
+        self.options = options = options or BackendOptions()
+        self.source, self.local_dir = _resolve_source(model_path_or_hub_id)
+        self.device = _resolve_device(options.device, torch)
+        dtype = _resolve_dtype(options.dtype, self.device, torch)
+        remote = {"trust_remote_code": options.trust_remote_code}
+
+        config = _user_errors(
+            self.source, lambda: transformers.AutoConfig.from_pretrained(self.source, **remote)
+        )
+        auto_map = getattr(config, "auto_map", None) or {}
+        if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or (
+            "AutoModelForImageTextToText" in auto_map
+        ):
+            self.kind, model_cls = "image-text-to-text", transformers.AutoModelForImageTextToText
+            self.processor = _user_errors(
+                self.source, lambda: transformers.AutoProcessor.from_pretrained(self.source, **remote)
+            )
+            self.tokenizer = self.processor.tokenizer
+        elif (
+            config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+            or "AutoModelForCausalLM" in auto_map
+        ):
+            self.kind, model_cls = "causal-lm", transformers.AutoModelForCausalLM
+            self.processor = None
+            self.tokenizer = _user_errors(
+                self.source, lambda: transformers.AutoTokenizer.from_pretrained(self.source, **remote)
+            )
+        else:
+            raise UserError(
+                f"model {model_path_or_hub_id!r} has model_type {config.model_type!r}, which is neither an "
+                "image-text-to-text model nor a causal LM"
+            )
+
+        self.chat_template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        if not self.chat_template:
+            raise UserError(
+                f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
+                "checkpoint's own template (add chat_template.jinja to the checkpoint)"
+            )
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            if self.tokenizer.eos_token is None:
+                raise UserError(
+                    f"model {model_path_or_hub_id!r}: tokenizer has neither a pad nor an eos token"
+                )
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+        load_kwargs: dict[str, Any] = {"dtype": dtype, **remote}
+        if self.local_dir is not None and any(self.local_dir.glob("*.safetensors")):
+            load_kwargs["use_safetensors"] = True
+        transformers.utils.logging.disable_progress_bar()  # evalkit draws its own progress
+        self.model = _user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
+        self.model.to(self.device).eval()
+
+        # Keep only the token ids of the checkpoint's generation config (see the module docstring).
+        ckpt_gen = self.model.generation_config
+        eos = {self.tokenizer.eos_token_id, *_as_list(ckpt_gen.eos_token_id)} - {None}
+        self.eos_ids: list[int] = sorted(eos)
+        self.model.generation_config = transformers.GenerationConfig(
+            bos_token_id=ckpt_gen.bos_token_id,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        self._fingerprint: dict[str, Any] | None = None
+
+    # ---- generation -------------------------------------------------------------------------------
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        start = time.perf_counter()
+        responses: list[Response | None] = [None] * len(requests)
+        rows: list[tuple[int, str, list[Any]]] = []  # (request index, rendered prompt, images)
+        for i, req in enumerate(requests):
+            try:
+                images = [load_image(p) for m in req.messages for p in m.images]
+            except ImageLoadError as exc:
+                responses[i] = Response(req.id, error=ErrorInfo("image_error", str(exc)))
+                continue
+            if images and self.processor is None:
+                msg = f"{self.source} is a text-only model but the request has images"
+                responses[i] = Response(req.id, error=ErrorInfo("input_error", msg))
+                continue
+            try:
+                rows.append((i, self._render(req.messages), images))
+            except Exception as exc:  # the template's own raise_exception, bad roles, ...
+                responses[i] = Response(req.id, error=ErrorInfo("input_error", f"chat template: {exc}"))
+
+        if rows:
+            try:
+                outputs: list[tuple[str, int, int] | ErrorInfo] = [*self._generate_rows(rows, requests)]
+            except Exception as exc:
+                log.warning("hf backend: batch of %d failed", len(rows), exc_info=True)
+                outputs = [ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")] * len(rows)
+            latency = (time.perf_counter() - start) / len(rows)
+            for (i, _, _), out in zip(rows, outputs, strict=True):
+                rid = requests[i].id
+                if isinstance(out, ErrorInfo):
+                    responses[i] = Response(rid, latency_s=latency, error=out)
+                else:
+                    text, n_prompt, n_completion = out
+                    responses[i] = Response(rid, text, n_prompt, n_completion, latency)
+        return [r for r in responses if r is not None]
+
+    def _render(self, messages: tuple[Message, ...]) -> str:
+        if self.processor is None:
+            conv = [{"role": m.role, "content": m.text} for m in messages]
+            return self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        conv = []
+        for m in messages:
+            parts: list[dict[str, str]] = [{"type": "image"} for _ in m.images]
+            if m.text or not parts:
+                parts.append({"type": "text", "text": m.text})
+            conv.append({"role": m.role, "content": parts})
+        return self.processor.apply_chat_template(
+            conv, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template
+        )
+
+    def _generate_rows(
+        self, rows: list[tuple[int, str, list[Any]]], requests: list[Request]
+    ) -> list[tuple[str, int, int]]:
+        """One left-padded `generate` for all rows → (text, prompt tokens, completion tokens) per row."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        texts = [text for _, text, _ in rows]
+        images = [img for _, _, imgs in rows for img in imgs]
+        if self.processor is not None:
+            enc = self.processor(
+                text=texts, images=images or None, padding=True, return_tensors="pt", add_special_tokens=False
+            )
+        else:
+            enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        inputs = {
+            k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in enc.items()
+            if isinstance(v, torch.Tensor)
+        }
+        gens = [requests[i].generation for i, _, _ in rows]
+        sampling = [
+            None if g.greedy else (g.temperature, g.top_p, requests[i].seed)
+            for (i, _, _), g in zip(rows, gens, strict=True)
+        ]
+        processors = LogitsProcessorList([_RowSampler(sampling)] if any(sampling) else [])
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max(g.max_new_tokens for g in gens),
+                do_sample=False,  # sampled rows are drawn by _RowSampler, then picked by argmax
+                logits_processor=processors,
+            )
+        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        new_tokens = out[:, inputs["input_ids"].shape[1] :].tolist()
+        results = []
+        for g, toks, n_prompt in zip(gens, new_tokens, prompt_lens, strict=True):
+            text, n = self._decode(toks[: g.max_new_tokens], g.stop)
+            results.append((text, int(n_prompt), n))
+        return results
+
+    def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int]:
+        """(text, completion tokens): cut after the first EOS (counted), then at the first stop string."""
+        eos = set(self.eos_ids)
+        n = next((k + 1 for k, t in enumerate(tokens) if t in eos), len(tokens))
+        text = self._text(tokens[:n])
+        cuts = [text.find(s) for s in stop if s and s in text]
+        if not cuts:
+            return text.strip(), n
+        text = text[: min(cuts)]
+        lo, hi = 1, n  # fewest tokens whose text already contains a stop string
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if any(s and s in self._text(tokens[:mid]) for s in stop) else (mid + 1, hi)
+        return text.strip(), lo
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    # ---- identity ---------------------------------------------------------------------------------
+
+    def fingerprint(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            folder, revision = self.local_dir, None
+            if folder is None:
+                folder = _hub_snapshot_dir(self.source)
+            if folder is not None and folder.parent.name == "snapshots":
+                revision = folder.name
+            config_sha = _sha256_file(folder / "config.json") if folder else None
+            self._fingerprint = {
+                "path": str(folder) if self.local_dir else self.source,
+                "revision": revision,
+                "config_sha256": config_sha,
+                "weights_sha256": _weights_sha256(folder) if folder else None,
+            }
+        return dict(self._fingerprint)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "kind": self.kind,
+            "model_class": type(self.model).__name__,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "padding_side": self.tokenizer.padding_side,
+            "chat_template_sha256": hashlib.sha256(self.chat_template.encode()).hexdigest(),
+            "eos_token_ids": self.eos_ids,
+            "latency": "batch wall time / generated requests",
+        }
+
+
+class _RowSampler:
+    """Per-row temperature/top-p sampling with a generator per row, returned as a one-hot score row.
+
+    `generate` runs greedy, so the argmax of each sampled row is the token this processor drew; greedy
+    rows (`None`) are left untouched. Drawing per row keeps a sample independent of its batch.
+    """
+
+    def __init__(self, rows: list[tuple[float, float, int] | None]) -> None:
+        import torch
+
+        self.rows = rows
+        self.generators = [torch.Generator().manual_seed(int(r[2])) if r else None for r in rows]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for i, spec in enumerate(self.rows):
+            if spec is None:
+                continue
+            temperature, top_p, _ = spec
+            probs = torch.softmax(scores[i].float().cpu() / temperature, dim=-1)
+            sorted_p, order = probs.sort(descending=True)
+            sorted_p = sorted_p * ((sorted_p.cumsum(0) - sorted_p) < top_p)  # top-p, keeps at least one
+            token = order[torch.multinomial(sorted_p, 1, generator=self.generators[i])]
+            scores[i] = float("-inf")
+            scores[i, token.to(scores.device)] = 0.0
+        return scores
+
+
+# ---- loading helpers --------------------------------------------------------------------------------
+
+
+def _resolve_source(given: str) -> tuple[str, Path | None]:
+    """(what to pass to from_pretrained, local folder or None for a hub id); UserError when neither."""
+    expected = "expected a checkpoint folder (config.json + weights) or a hub id like org/name"
+    path = Path(given).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"model folder {given!r} has no config.json; {expected}")
+        return str(path.resolve()), path.resolve()
+    if path.exists():
+        raise UserError(f"model {given!r} is a file, not a folder; {expected}")
+    if given.startswith(("/", ".", "~")) or not _HUB_ID_RE.fullmatch(given):
+        raise UserError(f"model path {given!r} does not exist; {expected}")
+    return given, None
+
+
+def _user_errors(source: str, load):
+    """Run a from_pretrained call, turning the usual loading failures into one-line UserErrors."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"cannot load model {source!r}: {first} (expected a local checkpoint folder, or a hub id that is "
+            "cached or reachable; use --trust-remote-code only for checkpoints you trust)"
+        ) from exc
+
+
+def _resolve_device(device: str, torch) -> Any:
+    if not _DEVICE_RE.fullmatch(device):
+        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: MPS is not available on this machine (use --device cpu)")
+    return torch.device(device)
+
+
+def _resolve_dtype(dtype: str, device, torch) -> Any:
+    """`auto`: float32 on CPU, the checkpoint's own dtype elsewhere."""
+    if dtype not in _DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else "auto"
+    return getattr(torch, dtype)
+
+
+def _as_list(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _hub_snapshot_dir(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+# ---- hashing ----------------------------------------------------------------------------------------
+
+
+def _sha256_file(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _digest_cache_path() -> Path:
+    root = Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))
+    return root / "weights-sha256.json"
+
+
+def _weights_sha256(folder: Path) -> str | None:
+    """sha256 over the weight files (name + per-file sha256); each file is hashed once."""
+    # Per-file digests are kept in $EVALKIT_CACHE/weights-sha256.json keyed by (path, size, mtime).
+    files = next((sorted(folder.glob(g)) for g in _WEIGHT_GLOBS if any(folder.glob(g))), [])
+    if not files:
+        return None
+    cache_path = _digest_cache_path()
+    try:
+        cache: dict[str, str] = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    total, changed = hashlib.sha256(), False
+    for f in files:
+        real = f.resolve()  # hub snapshots hold symlinks to blobs
+        st = real.stat()
+        key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in cache:
+            cache[key], changed = _sha256_file(real) or "", True
+        total.update(f"{f.name}:{cache[key]}\n".encode())
+    if changed:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+            os.replace(tmp, cache_path)
+        except OSError:
+            log.warning("could not write %s", cache_path, exc_info=True)
+    return total.hexdigest()
