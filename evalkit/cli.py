@@ -44,30 +44,58 @@ def run(
     data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the official benchmark files.")] = None,
     image_dir: Annotated[Path | None, typer.Option(help="Folder with the benchmark's images.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder [default: results/<model>-<config hash>].")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Run folder [default: results/<model>-<config hash>].")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for data sampling and generation.")] = 0,
-    max_failure_rate: Annotated[float, typer.Option(help="Fail the run (exit 1) above this rate of failed samples.")]
-    = 0.02,
+    max_failure_rate: Annotated[
+        float, typer.Option(help="Fail the run (exit 1) above this rate of failed samples.")
+    ] = 0.02,
     dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16 (hf).")] = "auto",
     device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N|mps (hf).")] = "auto",
     base_url: Annotated[str | None, typer.Option(help="Endpoint for openai:NAME models.")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key.")] = "OPENAI_API_KEY",
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once (openai).")] = 16,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow a checkpoint's own code (hf).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")
+    ] = False,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run."""
     from evalkit.models.base import BackendOptions
     from evalkit.runner import RunFailed, evaluate
 
-    options = BackendOptions(dtype=dtype, device=device, base_url=base_url, api_key_env=api_key_env,
-                             concurrency=concurrency, trust_remote_code=trust_remote_code)
+    options = BackendOptions(
+        dtype=dtype,
+        device=device,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        trust_remote_code=trust_remote_code,
+    )
     try:
-        result = evaluate(model, tasks, data=data, data_dir=data_dir, image_dir=image_dir, limit=limit,
-                          batch_size=batch_size, output=output, seed=seed, max_failure_rate=max_failure_rate,
-                          backend_options=options, progress=not as_json and sys.stderr.isatty())
+        result = evaluate(
+            model,
+            tasks,
+            data=data,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            limit=limit,
+            batch_size=batch_size,
+            output=output,
+            seed=seed,
+            max_failure_rate=max_failure_rate,
+            backend_options=options,
+            progress=not as_json and sys.stderr.isatty(),
+        )
     except UserError as exc:
         fail(str(exc), 2)
     except RunFailed as exc:
@@ -121,16 +149,35 @@ def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
 
     infos = [get_task(n) for n in task_names()]
     if as_json:
-        print(json.dumps([{"name": t.name, "version": t.version, "headline": t.headline, "toy": t.supports_toy,
-                           "description": t.description, "data": t.data_needs} for t in infos], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "version": t.version,
+                        "headline": t.headline,
+                        "toy": t.supports_toy,
+                        "description": t.description,
+                        "data": t.data_needs,
+                    }
+                    for t in infos
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table(show_lines=True)
     for col in ("task", "version", "headline", "toy"):
         table.add_column(col)
     table.add_column("data needed", overflow="fold")
     for t in infos:
-        table.add_row(f"[bold]{t.name}[/bold]\n{t.description}", t.version, t.headline,
-                      "yes" if t.supports_toy else "no", t.data_needs)
+        table.add_row(
+            f"[bold]{t.name}[/bold]\n{t.description}",
+            t.version,
+            t.headline,
+            "yes" if t.supports_toy else "no",
+            t.data_needs,
+        )
     out.print(table)
 
 

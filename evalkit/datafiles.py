@@ -38,9 +38,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def require_fields(path: Path, lineno: int, row: dict[str, Any], fields: dict[str, type | tuple[type, ...]]) -> None:
+def require_fields(
+    path: Path, lineno: int, row: dict[str, Any], fields: dict[str, type | tuple[type, ...]]
+) -> None:
     for name, kind in fields.items():
         if name not in row:
             raise UserError(f"{path}:{lineno}: missing field {name!r}")
         if not isinstance(row[name], kind):
-            raise UserError(f"{path}:{lineno}: field {name!r} has the wrong type ({type(row[name]).__name__})")
+            raise UserError(
+                f"{path}:{lineno}: field {name!r} has the wrong type ({type(row[name]).__name__})"
+            )

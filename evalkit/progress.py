@@ -19,7 +19,9 @@ from rich.text import Text
 class RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("-- samples/s" if speed is None else f"{speed:.1f} samples/s", style="progress.data.speed")
+        return Text(
+            "-- samples/s" if speed is None else f"{speed:.1f} samples/s", style="progress.data.speed"
+        )
 
 
 def make_progress(enabled: bool = True, console: Console | None = None) -> Progress:

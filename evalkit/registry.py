@@ -20,7 +20,9 @@ def task_names() -> list[str]:
 def get_task(name: str) -> Task:
     target = TASKS.get(name)
     if target is None:
-        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (see `evalkit tasks`)")
+        raise UserError(
+            f"unknown task {name!r}; known tasks: {', '.join(task_names())} (see `evalkit tasks`)"
+        )
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)()
 

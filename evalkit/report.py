@@ -9,14 +9,22 @@ from rich.table import Table
 
 
 def fmt(value: float, digits: int = 2) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
 
 
 def results_table(metrics: dict[str, Any], title: str | None = None) -> Table:
     """One row per task × metric: value, 95% interval, n; the headline first; failures beside the task."""
     table = Table(title=title, show_lines=False)
-    for col, kw in (("task", {}), ("metric", {}), ("value", {"justify": "right"}), ("95% CI", {"justify": "right"}),
-                    ("n", {"justify": "right"}), ("failed", {"justify": "right"})):
+    for col, kw in (
+        ("task", {}),
+        ("metric", {}),
+        ("value", {"justify": "right"}),
+        ("95% CI", {"justify": "right"}),
+        ("n", {"justify": "right"}),
+        ("failed", {"justify": "right"}),
+    ):
         table.add_column(col, **kw)
     for name, summary in metrics.items():
         items = summary["metrics"]

@@ -113,21 +113,17 @@ def evaluate(
     chash = config_hash(identity)
     run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
     bs = batch_size or backend.default_batch_size
-    header = {
-        "run_id": run_dir.name,
-        "config_hash": chash,
-        "created": now(),
-        "status": "running",
-        "evalkit_version": package_versions()["evalkit"],
-        "command": {"model": model_name, "tasks": [t.name for t in task_objs], "data": data,
-                    "data_dir": str(data_dir) if data_dir else None, "limit": limit, "seed": seed,
-                    "batch_size": bs, "max_failure_rate": max_failure_rate},
-        "model": {"fingerprint": fingerprint, "backend": backend.name, **backend.info()},
-        "tasks": {t.name: {**t.info(), "data": loaded[t.name].info, "n_samples": len(loaded[t.name].samples)}
-                  for t in task_objs},
-        "packages": package_versions(),
-        "timings": {},
+    command = {
+        "model": model_name,
+        "tasks": [t.name for t in task_objs],
+        "data": data,
+        "data_dir": str(data_dir) if data_dir else None,
+        "limit": limit,
+        "seed": seed,
+        "batch_size": bs,
+        "max_failure_rate": max_failure_rate,
     }
+    header = _header(run_dir, chash, command, backend, fingerprint, task_objs, loaded)
     store = RunStore(run_dir)
     resumed = store.open(header)
     header = store.read_header()
@@ -139,7 +135,10 @@ def evaluate(
                 t0 = time.perf_counter()
                 summary, n_new = _run_task(task, loaded[task.name], backend, store, bs, seed, bars)
                 all_metrics[task.name] = summary
-                header["timings"][task.name] = {"seconds": round(time.perf_counter() - t0, 3), "generated": n_new}
+                header["timings"][task.name] = {
+                    "seconds": round(time.perf_counter() - t0, 3),
+                    "generated": n_new,
+                }
                 store.write_header(header)
     except KeyboardInterrupt:
         header["status"] = "interrupted"
@@ -164,17 +163,52 @@ def evaluate(
     return result
 
 
-def _run_task(task: Task, data: LoadedData, backend: Backend, store: RunStore, batch_size: int, seed: int,
-              bars) -> tuple[dict[str, Any], int]:
+def _header(
+    run_dir: Path,
+    chash: str,
+    command: dict[str, Any],
+    backend: Backend,
+    fingerprint: dict[str, Any],
+    task_objs: list[Task],
+    loaded: dict[str, LoadedData],
+) -> dict[str, Any]:
+    return {
+        "run_id": run_dir.name,
+        "config_hash": chash,
+        "created": now(),
+        "status": "running",
+        "evalkit_version": package_versions()["evalkit"],
+        "command": command,
+        "model": {"fingerprint": fingerprint, "backend": backend.name, **backend.info()},
+        "tasks": {
+            t.name: {**t.info(), "data": loaded[t.name].info, "n_samples": len(loaded[t.name].samples)}
+            for t in task_objs
+        },
+        "packages": package_versions(),
+        "timings": {},
+    }
+
+
+def _run_task(
+    task: Task, data: LoadedData, backend: Backend, store: RunStore, batch_size: int, seed: int, bars
+) -> tuple[dict[str, Any], int]:
+    """Answer the samples without a good stored row (missing, failed, or asked with another prompt)."""
     log = store.log(task.name)
     try:
-        todo = [s for s in data.samples if s.id not in log.rows or log.rows[s.id].get("error") is not None]
+        todo = []
+        for sample in data.samples:
+            request = task.request(sample, seed)
+            row = log.rows.get(sample.id)
+            if row is None or row.get("error") is not None or row.get("prompt_hash") != request.prompt_hash():
+                todo.append((sample, request))
         bar = bars.add_task(task.name, total=len(data.samples), completed=len(data.samples) - len(todo))
-        for batch in batches(todo, batch_size):
-            requests = [task.request(s, seed) for s in batch]
-            responses = backend.generate(requests)
+        for batch_items in batches(todo, batch_size):
+            batch, requests = zip(*batch_items, strict=True)
+            responses = backend.generate(list(requests))
             if len(responses) != len(requests):
-                raise RuntimeError(f"backend {backend.name} returned {len(responses)} responses for {len(requests)}")
+                raise RuntimeError(
+                    f"backend {backend.name} returned {len(responses)} responses for {len(requests)}"
+                )
             for sample, request, response in zip(batch, requests, responses, strict=True):
                 log.append(make_row(task, sample, request, _checked(response, request.id)))
             bars.advance(bar, len(batch))
@@ -188,4 +222,3 @@ def _checked(response: Response, expected_id: str) -> Response:
     if response.id != expected_id:
         raise RuntimeError(f"backend answered {response.id!r} where {expected_id!r} was expected")
     return response
-

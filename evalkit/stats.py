@@ -32,12 +32,16 @@ class Estimate:
 
 
 @lru_cache(maxsize=8)
-def resample_weights(n_units: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:
+def resample_weights(
+    n_units: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> np.ndarray:
     """`(n_resamples, n_units)` draw counts of a bootstrap with replacement; deterministic for a seed.
 
     Cached and read-only: every metric of a run is resampled with the same draws."""
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_units, size=(n_resamples, n_units)) if n_units else np.zeros((n_resamples, 0), int)
+    draws = (
+        rng.integers(0, n_units, size=(n_resamples, n_units)) if n_units else np.zeros((n_resamples, 0), int)
+    )
     flat = draws + (np.arange(n_resamples) * n_units)[:, None]
     weights = np.bincount(flat.ravel(), minlength=n_resamples * n_units).reshape(n_resamples, n_units)
     weights = weights.astype(float)

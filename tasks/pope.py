@@ -21,11 +21,16 @@ from evalkit.task import DataSpec, LoadedData, Task
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 SPLITS = ("random", "popular", "adversarial")
+#: (predicted yes, labelled yes) → index in (tp, fp, tn, fn), the argument order of `metrics_from_counts`
+CELL = {(True, True): 0, (True, False): 1, (False, False): 2, (False, True): 3}
 PROMPT_SUFFIX = "\nAnswer the question using a single word or phrase."
 IMAGE_DIR_CANDIDATES = ("val2014", "images", "coco/val2014", "COCO/val2014")
 FILE_DIR_CANDIDATES = (".", "output/coco", "pope", "coco")
 #: Question counts that identify the two public versions of the files.
-VERSIONS = {(2910, 3000, 3000): "2023-08-10 (8,910 questions; LLaVA-1.5 / LLaVA-RLHF)", (3000, 3000, 3000): "current"}
+VERSIONS = {
+    (2910, 3000, 3000): "2023-08-10 (8,910 questions; LLaVA-1.5 / LLaVA-RLHF)",
+    (3000, 3000, 3000): "current",
+}
 
 
 def parse_answer(text: str) -> str:
@@ -71,9 +76,9 @@ def _find_files(data_dir: Path) -> dict[str, Path]:
         if all(p.is_file() for p in paths.values()):
             return paths
     raise UserError(
-        f"POPE question files not found in {data_dir}: expected coco_pope_random.json, coco_pope_popular.json "
-        "and coco_pope_adversarial.json there (from github.com/AoiDragon/POPE output/coco/; the 2023-08-10 "
-        "version with 8,910 questions matches the LLaVA papers)"
+        f"POPE question files not found in {data_dir}: expected coco_pope_random.json, "
+        "coco_pope_popular.json and coco_pope_adversarial.json there (from github.com/AoiDragon/POPE "
+        "output/coco/; the 2023-08-10 version with 8,910 questions matches the LLaVA papers)"
     )
 
 
@@ -108,8 +113,8 @@ class Pope(Task):
     version = "1"
     description = "POPE object hallucination (COCO val2014; random / popular / adversarial)"
     data_needs = (
-        "--data-dir DIR with coco_pope_{random,popular,adversarial}.json (AoiDragon/POPE output/coco) and the "
-        "COCO val2014 images in DIR/val2014 (or --image-dir); --data toy builds a toy set offline"
+        "--data-dir DIR with coco_pope_{random,popular,adversarial}.json (AoiDragon/POPE output/coco) "
+        "and the COCO val2014 images in DIR/val2014 (or --image-dir); --data toy builds a toy set offline"
     )
     headline = "f1_mean"
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
@@ -124,7 +129,9 @@ class Pope(Task):
         elif spec.data_dir is not None:
             data_dir, image_dir = Path(spec.data_dir), spec.image_dir
         else:
-            raise UserError("pope needs data: pass --data toy, or --data-dir DIR with the official POPE files")
+            raise UserError(
+                "pope needs data: pass --data toy, or --data-dir DIR with the official POPE files"
+            )
         splits, paths = read_label_files(data_dir)
         images = _find_images(data_dir, image_dir, splits[SPLITS[0]][0]["image"])
         counts = tuple(len(splits[s]) for s in SPLITS)
@@ -159,12 +166,10 @@ class Pope(Task):
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         clusters, k = cluster_index([r["cluster"] for r in rows])
         split_names = [s for s in SPLITS if any(r["meta"]["split"] == s for r in rows)]
-        # one-hot (sample, split, {tp, fp, tn, fn}) summed per image: every metric is a ratio of weighted counts
+        # one-hot (sample, split, {tp, fp, tn, fn}) summed per image: metrics are ratios of weighted counts
         onehot = np.zeros((len(rows), len(split_names), 4))
         for i, r in enumerate(rows):
-            pos = r["parsed"] == "yes"
-            truth = r["target"] == "yes"
-            cell = (0 if truth else 1) if pos else (2 if not truth else 3)
+            cell = CELL[(r["parsed"] == "yes", r["target"] == "yes")]
             onehot[i, split_names.index(r["meta"]["split"]), cell] = 1
         counts = per_cluster(onehot.reshape(len(rows), -1), clusters, k).reshape(k, len(split_names), 4)
 
@@ -173,10 +178,11 @@ class Pope(Task):
 
         out: dict[str, dict[str, Any]] = {}
         if split_names:
-            f1_all = lambda w: np.mean(  # noqa: E731
-                [split_metric(j, "f1")(w) for j in range(len(split_names))], axis=0
-            )
-            out["f1_mean"] = _with_n(bootstrap(f1_all, k), len(rows))
+
+            def f1_mean(w: np.ndarray) -> np.ndarray:
+                return np.mean([split_metric(j, "f1")(w) for j in range(len(split_names))], axis=0)
+
+            out["f1_mean"] = _with_n(bootstrap(f1_mean, k), len(rows))
         for j, split in enumerate(split_names):
             n_split = int(onehot[:, j].sum())
             for name in ("acc", "precision", "recall", "f1", "yes_ratio"):
@@ -189,7 +195,9 @@ class Pope(Task):
         """Pair an answer file with the labels as the official script does: answers whose question (by
         `question_id` in the question file) has category S, in file order, zipped with coco_pope_S.json."""
         if questions is None or data_dir is None:
-            raise UserError("pope import needs --questions (gives each answer's split) and --data-dir (labels)")
+            raise UserError(
+                "pope import needs --questions (gives each answer's split) and --data-dir (labels)"
+            )
         splits, paths = read_label_files(Path(data_dir))
         qrows = read_jsonl(Path(questions))
         category = {}
@@ -220,8 +228,12 @@ class Pope(Task):
                     messages=(Message("user", row["text"] + PROMPT_SUFFIX, (row["image"],)),),
                     target=row["label"],
                     cluster=row["image"],
-                    meta={"split": split, "question_id": row["question_id"], "image": row["image"],
-                          "answer_question_id": ans["question_id"]},
+                    meta={
+                        "split": split,
+                        "question_id": row["question_id"],
+                        "image": row["image"],
+                        "answer_question_id": ans["question_id"],
+                    },
                 )
                 pairs.append((sample, ans["text"]))
         counts = tuple(len(splits[s]) for s in SPLITS)

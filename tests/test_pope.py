@@ -4,11 +4,11 @@ import json
 import math
 
 import pytest
+from evalkit.tasks.pope import SPLITS, confusion, metrics_from_counts, parse_answer, read_label_files
 
 from evalkit.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
-from evalkit.tasks.pope import SPLITS, confusion, metrics_from_counts, parse_answer, read_label_files
 from evalkit.types import UserError
 
 
@@ -70,8 +70,9 @@ def test_aggregate_matches_hand_computed_values_per_split():
     assert "adversarial/f1" not in m
 
 
-@pytest.mark.parametrize(("folder", "counts"), [("pope_repo_v2023-08-10", (2910, 3000, 3000)),
-                                                ("output/coco", (3000, 3000, 3000))])
+@pytest.mark.parametrize(
+    ("folder", "counts"), [("pope_repo_v2023-08-10", (2910, 3000, 3000)), ("output/coco", (3000, 3000, 3000))]
+)
 def test_official_files_load_with_their_counts(shared, folder, counts):
     splits, _ = read_label_files(shared / "pope" / folder)
     assert tuple(len(splits[s]) for s in SPLITS) == counts
@@ -107,8 +108,10 @@ def _write_answers(shared, path, flip_yes_every, flip_no_every):
 
     Returns the expected confusion counts per split, counted while building (not by the parser)."""
     questions = [json.loads(line) for line in open(shared / "pope/llava_eval_zip/llava_pope_test.jsonl")]
-    labels = {s: [json.loads(line) for line in open(shared / f"pope/pope_repo_v2023-08-10/coco_pope_{s}.json")]
-              for s in SPLITS}
+    labels = {
+        s: [json.loads(line) for line in open(shared / f"pope/pope_repo_v2023-08-10/coco_pope_{s}.json")]
+        for s in SPLITS
+    }
     seen = {s: 0 for s in SPLITS}
     expected = {s: {"tp": 0, "fp": 0, "tn": 0, "fn": 0} for s in SPLITS}
     with open(path, "w") as f:
@@ -169,5 +172,10 @@ def test_import_refuses_mismatched_counts(shared, tmp_path):
     lines = answers.read_text().splitlines()
     answers.write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(UserError, match="matched to labels by order"):
-        import_answers("pope", answers, tmp_path / "run", questions=shared / "pope/llava_eval_zip/llava_pope_test.jsonl",
-                       data_dir=shared / "pope/pope_repo_v2023-08-10")
+        import_answers(
+            "pope",
+            answers,
+            tmp_path / "run",
+            questions=shared / "pope/llava_eval_zip/llava_pope_test.jsonl",
+            data_dir=shared / "pope/pope_repo_v2023-08-10",
+        )

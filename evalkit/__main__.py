@@ -1,0 +1,3 @@
+from evalkit.cli import app
+
+app(prog_name="evalkit")

@@ -1,0 +1,74 @@
+"""Errors a user can fix print one clear line (no traceback) and exit 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+EVALKIT = [sys.executable, "-m", "evalkit"]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([*EVALKIT, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def assert_user_error(proc, fragment):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error:"), proc.stderr
+    assert fragment in " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--model", "toy", "--tasks", "nosuchtask", "--data", "toy"], "unknown task 'nosuchtask'"),
+        (["run", "--model", "toy", "--tasks", "pope"], "pope needs data"),
+        (["run", "--model", "toy", "--tasks", "pope", "--data", "coco"], "only built-in data set is 'toy'"),
+        (["run", "--model", "toy", "--tasks", "pope", "--data-dir", "/nonexistent"], "is not a folder"),
+        (["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--limit", "0"], "--limit"),
+        (["rescore", "/nonexistent-run"], "not a run folder"),
+        (
+            ["import", "--task", "pope", "--answers", "/nonexistent.jsonl", "--output", "/tmp/x"],
+            "file not found",
+        ),
+    ],
+)
+def test_user_errors_are_one_line(args, fragment):
+    assert_user_error(run_cli(*args), fragment)
+
+
+def test_bad_model_path_is_a_user_error(tmp_path):
+    proc = run_cli(
+        "run",
+        "--model",
+        str(tmp_path / "no-such-checkpoint"),
+        "--tasks",
+        "pope",
+        "--data",
+        "toy",
+        "--limit",
+        "3",
+        "--output",
+        str(tmp_path / "run"),
+    )
+    assert_user_error(proc, "no-such-checkpoint")
+
+
+def test_tasks_lists_pope_with_its_data_needs():
+    proc = run_cli("tasks", "--json")
+    assert proc.returncode == 0
+    tasks = {t["name"]: t for t in json.loads(proc.stdout)}
+    assert (
+        tasks["pope"]["headline"] == "f1_mean"
+        and "coco_pope_{random,popular,adversarial}.json" in tasks["pope"]["data"]
+    )
+
+
+def test_help_explains_every_command():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "import", "rescore", "tasks"):
+        assert command in proc.stdout
