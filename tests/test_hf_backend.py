@@ -11,13 +11,19 @@ from PIL import Image
 
 from evalkit.models.base import BackendOptions, load_backend
 from evalkit.models.hf import HFBackend
-from evalkit.toy.model import build_toy_tokenizer, ensure_toy_model
+from evalkit.toy.model import build_toy_model, build_toy_tokenizer, ensure_toy_model
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 
 @pytest.fixture(scope="module")
 def toy_path(tmp_path_factory) -> Path:
-    return ensure_toy_model(tmp_path_factory.getbasetemp() / "evalkit-cache")
+    """The random-init toy LLaVA saved as a checkpoint: it never emits EOS early, so every answer runs to
+    max_new_tokens, which makes batch-invariance checks cover whole generations."""
+    path = tmp_path_factory.mktemp("random-toy")
+    model, processor = build_toy_model(seed=0)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +190,10 @@ def test_bad_dtype_or_device_is_a_user_error(toy_path, dtype, device):
         HFBackend(str(toy_path), BackendOptions(dtype=dtype, device=device))
 
 
-def test_load_backend_toy_uses_the_cache(toy_path, monkeypatch):
-    monkeypatch.setenv("EVALKIT_CACHE", str(toy_path.parent.parent))
-    assert isinstance(load_backend("toy"), HFBackend)
+def test_load_backend_toy_uses_the_cache(tmp_path_factory):
+    cached = ensure_toy_model(tmp_path_factory.getbasetemp() / "evalkit-cache")
+    backend = load_backend("toy")  # EVALKIT_CACHE points at the session cache (conftest)
+    assert isinstance(backend, HFBackend) and backend.fingerprint()["path"] == str(cached.resolve())
 
 
 @pytest.fixture(scope="module")
