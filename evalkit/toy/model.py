@@ -297,6 +297,9 @@ def ensure_toy_model(cache_dir: Path | None = None) -> Path:
         print("building the toy model (one-time, ~40 s on 2 CPU cores)…", file=sys.stderr, flush=True)
         model, processor = build_toy_model(seed=0)
         warm_up(model, processor, steps=WARMUP_STEPS, seed=0)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a one-file checkpoint
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         try:
