@@ -154,7 +154,9 @@ class Pope(Task):
         info = {
             "source": "toy" if spec.toy else str(data_dir),
             "image_dir": str(images),
-            "version": VERSIONS.get(counts, f"unknown ({counts[0]}/{counts[1]}/{counts[2]} questions)"),
+            "version": f"toy world (seed {spec.seed}, {counts[0] // 6} images)"
+            if spec.toy
+            else VERSIONS.get(counts, f"unknown ({counts[0]}/{counts[1]}/{counts[2]} questions)"),
             "files": {p.name: sha256_file(p) for p in paths.values()},
         }
         return LoadedData(samples, info)
