@@ -173,8 +173,16 @@ class HFBackend(Backend):
         texts = [text for _, text, _ in rows]
         images = [img for _, _, imgs in rows for img in imgs]
         if self.processor is not None:
+            # As the processor's own apply_chat_template: add BOS unless the template already wrote it
+            # (LLaVA-1.5's template does not, and the official model was evaluated with BOS).
+            bos = self.tokenizer.bos_token
+            add_special = not (bos is not None and texts[0].startswith(bos))
             enc = self.processor(
-                text=texts, images=images or None, padding=True, return_tensors="pt", add_special_tokens=False
+                text=texts,
+                images=images or None,
+                padding=True,
+                return_tensors="pt",
+                add_special_tokens=add_special,
             )
         else:
             enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
