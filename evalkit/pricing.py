@@ -1,0 +1,35 @@
+"""USD per million tokens (prompt, completion) for judge models, to report and cap a run's cost.
+
+Prices change: a model missing here costs `None` (reported as unknown, never as 0), and the user can
+pass their own table. Numbers are the providers' list prices for the pinned snapshots.
+"""
+
+from __future__ import annotations
+
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4": (30.0, 60.0),
+    "gpt-4-0314": (30.0, 60.0),
+    "gpt-4-0613": (30.0, 60.0),
+    "gpt-4-1106-preview": (10.0, 30.0),
+    "gpt-4-turbo": (10.0, 30.0),
+    "gpt-4-turbo-2024-04-09": (10.0, 30.0),
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-2024-08-06": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-3.5-turbo": (0.5, 1.5),
+    "gpt-3.5-turbo-0125": (0.5, 1.5),
+}
+
+
+def cost_usd(
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> float | None:
+    """Cost of the tokens at `model`'s price, or None when the price is unknown (local models cost 0)."""
+    table = PRICES_PER_MTOK if prices is None else prices
+    if model not in table:
+        return None
+    p, c = table[model]
+    return (prompt_tokens * p + completion_tokens * c) / 1e6
