@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from weights import weights_hash
 
 from evalkit.toy import model as toy
 from evalkit.toy.model import (
@@ -18,14 +17,6 @@ from evalkit.toy.model import (
     build_toy_tokenizer,
     ensure_toy_model,
 )
-
-
-def _weights_hash(model) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +36,8 @@ def test_build_is_deterministic_and_leaves_global_rng_alone():
     b, _ = build_toy_model(seed=0)
     c, _ = build_toy_model(seed=1)
     assert torch.equal(state, torch.get_rng_state())
-    assert _weights_hash(a) == _weights_hash(b)
-    assert _weights_hash(a) != _weights_hash(c)
+    assert weights_hash(a) == weights_hash(b)
+    assert weights_hash(a) != weights_hash(c)
 
 
 def test_saved_once_and_reloads_with_auto_classes(saved, tmp_path_factory):
@@ -60,7 +51,7 @@ def test_saved_once_and_reloads_with_auto_classes(saved, tmp_path_factory):
     assert type(processor.image_processor).__name__ == "CLIPImageProcessorPil"  # no torchvision needed
     assert processor.chat_template == CHAT_TEMPLATE
     fresh, _ = build_toy_model(seed=0)
-    assert _weights_hash(model) != _weights_hash(fresh)  # the saved checkpoint is the warmed-up model
+    assert weights_hash(model) != weights_hash(fresh)  # the saved checkpoint is the warmed-up model
 
 
 def test_failed_save_leaves_no_folder(tmp_path, monkeypatch):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
 
 import pytest
 import torch
+from weights import weights_hash
 
 from evalkit.models.hf import HFBackend
 from evalkit.toy import model as toy
@@ -17,14 +17,6 @@ from evalkit.toy.pope_data import SPLITS, question_text, write_pope
 from evalkit.toy.pretrain import POPE_SUFFIX, caption, encode, make_batch, warm_up
 from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.types import GenerationConfig, Message, Request
-
-
-def _weights_hash(model) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +66,10 @@ def test_warm_up_is_deterministic_and_leaves_global_rng_alone():
     for seed in (0, 0, 1):
         model, processor = build_toy_model(seed=0)
         stats = warm_up(model, processor, steps=5, seed=seed)
-        hashes.append(_weights_hash(model))
+        hashes.append(weights_hash(model))
     assert torch.equal(state, torch.get_rng_state())
     assert hashes[0] == hashes[1] != hashes[2]
-    assert hashes[0] != _weights_hash(build_toy_model(seed=0)[0])  # it did train
+    assert hashes[0] != weights_hash(build_toy_model(seed=0)[0])  # it did train
     assert not model.training
     assert stats["steps"] == 5 and math.isfinite(stats["loss"]) and stats["seconds"] > 0
 
