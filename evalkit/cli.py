@@ -112,13 +112,18 @@ def import_(
     output: Annotated[Path, typer.Option(help="Run folder to create.")],
     questions: Annotated[Path | None, typer.Option(help="Question file (POPE: gives each split).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the official label files.")] = None,
+    judgments: Annotated[
+        list[Path] | None, typer.Option(help="Official judge outputs (repeat for several judge runs).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Score answers produced elsewhere with the official metrics; no model needed."""
     from evalkit.importer import import_answers
 
     try:
-        result = import_answers(task, answers, output, questions=questions, data_dir=data_dir)
+        result = import_answers(
+            task, answers, output, questions=questions, data_dir=data_dir, judgments=judgments
+        )
     except UserError as exc:
         fail(str(exc), 2)
     show(result, as_json, title=f"evalkit · imported {answers.name}")

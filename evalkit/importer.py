@@ -20,6 +20,7 @@ def import_answers(
     *,
     questions: str | Path | None = None,
     data_dir: str | Path | None = None,
+    judgments: list[str | Path] | None = None,
 ) -> RunResult:
     """Write a run folder from an answer file: rows, metrics and a run.json whose model is 'imported'."""
     t = get_task(task)
@@ -28,8 +29,11 @@ def import_answers(
     answers = Path(answers)
     if not answers.is_file():
         raise UserError(f"--answers {answers}: file not found")
-    pairs, info = t.import_answers(
-        answers, Path(questions) if questions else None, Path(data_dir) if data_dir else None
+    items, info = t.import_answers(
+        answers,
+        Path(questions) if questions else None,
+        Path(data_dir) if data_dir else None,
+        [Path(j) for j in judgments or []],
     )
     store = RunStore(Path(output))
     if store.exists():
@@ -48,17 +52,19 @@ def import_answers(
             "answers": str(answers),
             "questions": str(questions),
             "data_dir": str(data_dir),
+            "judgments": [str(j) for j in judgments or []],
         },
         "model": {"fingerprint": fingerprint, "backend": "import"},
-        "tasks": {t.name: {**t.info(), "data": info, "n_samples": len(pairs)}},
+        "tasks": {t.name: {**t.info(), "data": info, "n_samples": len(items)}},
         "packages": package_versions(),
     }
     store.open(header)
     log = store.log(t.name)
     try:
-        for sample, text in pairs:
-            log.append(make_row(t, sample, t.request(sample), Response(id=sample.id, text=text)))
-        rows = log.compact(s.id for s, _ in pairs)
+        for it in items:
+            response = Response(id=it.sample.id, text=it.response)
+            log.append(make_row(t, it.sample, t.request(it.sample), response, it.judge))
+        rows = log.compact(it.sample.id for it in items)
     finally:
         log.close()
     metrics: dict[str, Any] = {t.name: summarize(t, rows)}

@@ -10,6 +10,7 @@ from evalkit.types import UserError
 #: task name → "module:Class" (modules live in the top-level tasks/ folder, installed as evalkit.tasks)
 TASKS: dict[str, str] = {
     "pope": "evalkit.tasks.pope:Pope",
+    "mmvet": "evalkit.tasks.mmvet:MMVet",
 }
 
 

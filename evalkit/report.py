@@ -38,7 +38,7 @@ def results_table(metrics: dict[str, Any], title: str | None = None) -> Table:
                 name if i == 0 else "",
                 f"[bold]{key}[/bold]" if i == 0 else key,
                 fmt(m["value"]),
-                f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
+                "" if m["ci_low"] is None else f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
                 str(m["n"]),
                 failed if i == 0 else "",
             )

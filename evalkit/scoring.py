@@ -9,7 +9,9 @@ from evalkit.task import Task
 from evalkit.types import Request, Response, Sample
 
 
-def make_row(task: Task, sample: Sample, request: Request, response: Response) -> dict[str, Any]:
+def make_row(
+    task: Task, sample: Sample, request: Request, response: Response, judge: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The stored row for one answered (or failed) sample; score fields are added when it succeeded."""
     user_texts = [m.text for m in request.messages if m.role == "user"]
     row: dict[str, Any] = {
@@ -26,8 +28,10 @@ def make_row(task: Task, sample: Sample, request: Request, response: Response) -
         "completion_tokens": response.completion_tokens,
         "latency_s": round(response.latency_s, 6),
     }
+    if judge is not None:
+        row["judge"] = judge
     if response.ok:
-        row.update(task.score(response.text, sample.target, sample.meta))
+        row.update(task.score_row(row))
     return row
 
 
@@ -35,7 +39,7 @@ def rescore_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
     """Recompute a stored row's score fields from its stored response (parsers may have changed)."""
     if row.get("error") is not None:
         return row
-    return {**row, **task.score(row["response"], row["target"], row["meta"])}
+    return {**row, **task.score_row(row)}
 
 
 def summarize(task: Task, rows: list[dict[str, Any]], n_expected: int | None = None) -> dict[str, Any]:

@@ -27,6 +27,16 @@ class DataSpec:
 
 
 @dataclass
+class Imported:
+    """One answer produced elsewhere, with the official judge's record when the benchmark is judged:
+    `judge = {"fingerprint": {...}, "outputs": [raw judge output per run], ...}`."""
+
+    sample: Sample
+    response: str
+    judge: dict[str, Any] | None = None
+
+
+@dataclass
 class LoadedData:
     """A task's samples plus what identifies the data (checksums of the files read, version notes)."""
 
@@ -55,6 +65,11 @@ class Task(ABC):
     @abstractmethod
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         """Parse one response and score it; the returned fields are stored in the sample row."""
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Score fields of a stored row. Judged tasks override this to parse the row's stored `judge`
+        outputs, so `rescore` never calls a judge."""
+        return self.score(row["response"], row["target"], row["meta"])
 
     @abstractmethod
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

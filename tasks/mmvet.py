@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, require_fields
+from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.types import GenerationConfig, Message, UserError
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 JUDGE_MODEL = "gpt-4-0613"
 GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.0)
@@ -384,3 +385,92 @@ def read_score_csv(path: Path) -> dict[str, dict[str, Any]]:
             raise UserError(f"{path}:{lineno}: a cell is not a number (runs must look like [36.1])") from None
         out[row[0]] = values
     return out
+
+
+# ------------------------------------------------------------------------------------------- the task
+
+
+class MMVet(Task):
+    """MM-Vet as a task. Values are the official rounded numbers (1 decimal, numpy rounding); intervals
+    come from the unrounded per-item scores. Each row keeps the judge's raw output per run."""
+
+    name = "mmvet"
+    version = "1"
+    description = "MM-Vet integrated capabilities (GPT-4 grader, 0-1 per item, N runs)"
+    data_needs = (
+        "import only for now: --answers (LLaVA answer JSONL or the {v1_N: answer} submission JSON), "
+        "--judgments the official grade JSON (*_gpt-4-grade-Nruns.json), --questions mm-vet.json "
+        "(release zip) for the capability tables"
+    )
+    headline = "total"
+    generation = GENERATION
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            "mmvet cannot be generated and judged by `evalkit run` yet; score existing answers and official "
+            "grades with `evalkit import --task mmvet --answers FILE --judgments GRADES.json`"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError("mmvet rows are scored from their stored judge outputs")
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        grades = [
+            resolve_grade([content]) or Grade(0.0, MAX_TRIES, True) for content in row["judge"]["outputs"]
+        ]
+        return {
+            "judge_scores": [g.score for g in grades],
+            "judge_fallbacks": sum(g.fell_back for g in grades),
+        }
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        scores = {r["id"]: r["judge_scores"] for r in rows}
+        caps = {r["id"]: r["meta"]["capability"] for r in rows if "capability" in r["meta"]}
+        summary = summarize(scores, caps if len(caps) == len(rows) else None)
+        est = total_estimate(scores)
+        out = {"total": {**est.to_dict(), "value": summary.total}}
+        for cap, value in summary.capabilities.items():
+            members = {k: v for k, v in scores.items() if cap in caps[k]}
+            out[f"cap/{cap}"] = {**total_estimate(members).to_dict(), "value": value}
+        for i, run_total in enumerate(summary.runs):
+            out[f"run{i + 1}/total"] = {"value": run_total, "ci_low": None, "ci_high": None, "n": len(rows)}
+        out["judge_fallbacks"] = {
+            "value": float(sum(r["judge_fallbacks"] for r in rows)),
+            "ci_low": None,
+            "ci_high": None,
+            "n": len(rows),
+        }
+        return out
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        if len(judgments) != 1:
+            raise UserError("mmvet import needs exactly one --judgments file (the official grade JSON)")
+        texts = read_answers(answers)
+        grades = read_grades(judgments[0])
+        metadata = read_metadata(questions) if questions else None
+        missing = [k for k in grades if k not in texts]
+        if missing:
+            raise UserError(f"{answers}: no answer for {len(missing)} graded items (first: {missing[0]})")
+        items = []
+        for key, grade in grades.items():
+            meta: dict[str, Any] = {"question_id": key}
+            if metadata is not None:
+                if key not in metadata:
+                    raise UserError(f"{questions}: item {key} of the grade file is not in the question file")
+                meta["capability"] = list(metadata[key]["capability"])
+            target = metadata[key].get("answer") if metadata else None
+            question = metadata[key].get("question", "") if metadata else ""
+            sample = Sample(id=key, messages=(Message("user", question),), target=target, meta=meta)
+            judge = {
+                "fingerprint": {
+                    "model": grade.models[0] if grade.models else JUDGE_MODEL,
+                    "source": "official grades",
+                },
+                "outputs": list(grade.contents) if grade.contents else [str(s) for s in grade.scores],
+                "official_scores": list(grade.scores),
+            }
+            items.append(Imported(sample, texts[key], judge))
+        files = [p for p in (answers, judgments[0], questions) if p is not None]
+        return items, {"source": "import", "files": {p.name: sha256_file(p) for p in files}}

@@ -17,7 +17,7 @@ import numpy as np
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
-from evalkit.task import DataSpec, LoadedData, Task
+from evalkit.task import DataSpec, Imported, LoadedData, Task
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 SPLITS = ("random", "popular", "adversarial")
@@ -192,10 +192,12 @@ class Pope(Task):
         return out
 
     def import_answers(
-        self, answers: Path, questions: Path | None, data_dir: Path | None
-    ) -> tuple[list[tuple[Sample, str]], dict[str, Any]]:
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
         """Pair an answer file with the labels as the official script does: answers whose question (by
         `question_id` in the question file) has category S, in file order, zipped with coco_pope_S.json."""
+        if judgments:
+            raise UserError("pope is scored by rule; --judgments does not apply")
         if questions is None or data_dir is None:
             raise UserError(
                 "pope import needs --questions (gives each answer's split) and --data-dir (labels)"
@@ -237,7 +239,7 @@ class Pope(Task):
                         "answer_question_id": ans["question_id"],
                     },
                 )
-                pairs.append((sample, ans["text"]))
+                pairs.append(Imported(sample, ans["text"]))
         counts = tuple(len(splits[s]) for s in SPLITS)
         info = {
             "source": str(data_dir),
