@@ -12,13 +12,16 @@ record's index modulo 8 (the 96 records cycle through the 8 types in a fixed ord
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.datafiles import sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.types import GenerationConfig, Message, UserError
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 N_ITEMS = 96
 #: The type of record i is QUESTION_TYPES[i % 8].
@@ -327,3 +330,119 @@ def load_judged(path: Path, reviews: Path | None = None) -> list[Judged]:
 
 def with_answer(item: Item, answer: str) -> Item:
     return replace(item, model_answer=answer)
+
+
+# --- the task ---------------------------------------------------------------------------------------------
+
+
+def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """NaN (no interval, or no value) → None, so metrics.json is plain JSON and compares equal after a
+    round trip."""
+    return {
+        name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
+        for name, m in metrics.items()
+    }
+
+
+def _is_template(records: list[Any]) -> bool:
+    """Template records (RLHF-V's merged file has them, each with its `gpt4_review`), not judge responses."""
+    return bool(records) and isinstance(records[0], dict) and "question_type" in records[0]
+
+
+class MMHal(Task):
+    """MMHal-Bench as a task (import only for now). One row per template record, id = its index (0–95,
+    which fixes the question type); `response` is the model's answer, `target` the human answer, and the
+    `judge` record keeps the raw GPT-4 review (`outputs`, one entry) with the judge fingerprint. `score_row`
+    re-parses the review: the rating when exactly one 'rating: s' occurs, else 0 (official), counted as
+    `unparsed`.
+
+    Flags: `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
+    `model_vqa_mmhal.py` output); `--judgments` (exactly one) is either RLHF-V's merged judged file (records
+    with `gpt4_review`; its model answers must match `--answers`) or LLaVA-RLHF's `eval_gpt_mmhal.py
+    --evaluation` file (a list of 96 chat-completion responses, or of review strings), paired by order."""
+
+    name = "mmhal"
+    version = "1"
+    description = "MMHal-Bench: 96 image questions, GPT-4 rates 0-6 (informativeness, hallucination)"
+    data_needs = (
+        "import only for now: --answers the answered MMHal-Bench template (96 records with model_answer), "
+        "--judgments RLHF-V's merged review file (records with gpt4_review) or LLaVA-RLHF's "
+        "eval_gpt_mmhal.py --evaluation file (96 GPT-4 responses)"
+    )
+    headline = "score"
+    generation = GENERATION
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            "mmhal cannot be generated and judged by `evalkit run` yet; score existing answers and GPT-4 "
+            "reviews with `evalkit import --task mmhal --answers ANSWERED.json --judgments REVIEWS.json`"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError("mmhal rows are scored from their stored judge outputs")
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        (review,) = row["judge"]["outputs"]
+        found = ratings_found(review)
+        return {
+            "rating": found[0] if len(found) == 1 else 0,
+            "ratings_found": list(found),
+            "unparsed": len(found) != 1,
+        }
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        summary = summarize(
+            [r["rating"] for r in rows], [r["meta"]["index"] for r in rows], sum(r["unparsed"] for r in rows)
+        )
+        return _json_metrics(summary.metrics())
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        if len(judgments) != 1:
+            raise UserError(
+                "mmhal import needs exactly one --judgments file: RLHF-V's merged review file (records with "
+                "gpt4_review) or LLaVA-RLHF's eval_gpt_mmhal.py --evaluation file"
+            )
+        path = judgments[0]
+        answered = load_template(answers)
+        if all(not it.model_answer for it in answered):
+            raise UserError(
+                f"{answers}: every model_answer is empty; pass the template with the model's answers"
+            )
+        raw = _read_json_list(path)
+        merged = _is_template(raw)
+        if merged:
+            judged = load_judged(path)  # raises when a record lacks its gpt4_review
+            differ = [j.item.index for j, it in zip(judged, answered, strict=True) if j.item != it]
+            if differ:
+                raise UserError(
+                    f"{path}: the merged file's records differ from --answers {answers} at {len(differ)} "
+                    f"records (first: {differ[0]}); the reviews must grade these answers"
+                )
+        else:
+            judged = load_judged(answers, path)
+        # chat-completion responses name the judge model; the merged file does not (official: gpt-4-0314)
+        models = set() if merged else {r.get("model") for r in raw if isinstance(r, dict)}
+        judge_model = (
+            models.pop() if len(models) == 1 and isinstance(next(iter(models)), str) else JUDGE_MODEL
+        )
+        source = "RLHF-V merged review file" if merged else "LLaVA-RLHF eval_gpt_mmhal.py --evaluation file"
+        fingerprint = {"model": judge_model, "prompt": "eval_gpt_mmhal.py template", "source": source}
+        items = []
+        for j in judged:
+            it = j.item
+            meta = {
+                "index": it.index,
+                "question_type": it.question_type,
+                "question_topic": it.question_topic,
+                "image_id": it.image_id,
+                "image_content": list(it.image_content),
+            }
+            sample = Sample(
+                id=str(it.index), messages=(user_message(it, it.image_src),), target=it.gt_answer, meta=meta
+            )
+            judge = {"fingerprint": fingerprint, "outputs": [j.review]}
+            items.append(Imported(sample, it.model_answer, judge))
+        files = [answers, path]
+        return items, {"source": "import", "files": {p.name: sha256_file(p) for p in files}}

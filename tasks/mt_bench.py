@@ -14,15 +14,17 @@ Intervals resample whole questions (a question's two turns share a topic and a c
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from evalkit.datafiles import read_jsonl, require_fields
+from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.types import GenerationConfig, Message, UserError
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
 QUESTION_FILE = DATA_DIR / "question.jsonl"
@@ -366,3 +368,173 @@ def win_rates(outcomes: Sequence[str]) -> dict[str, float]:
         "loss_rate": loss / n,
         "win_rate_adjusted": (win + 0.5 * (n - win - loss)) / n,
     }
+
+
+# --- the task ---------------------------------------------------------------------------------------------
+
+
+def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """NaN (no interval, or no value) → None, so metrics.json is plain JSON and compares equal after a
+    round trip."""
+    return {
+        name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
+        for name, m in metrics.items()
+    }
+
+
+def _answer_model_id(path: Path) -> str | None:
+    """The `model_id` of a FastChat answer file when every line names the same one."""
+    ids = {row.get("model_id") for row in read_jsonl(path)}
+    return ids.pop() if len(ids) == 1 and isinstance(next(iter(ids)), str) else None
+
+
+def _judgment_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a FastChat single-grading file, each checked to carry what import keeps: the
+    raw judgment text (re-parsed by rescore), the stored score and `judge = [judge model, prompt name]`."""
+    out = []
+    for i, row in enumerate(read_jsonl(path), 1):
+        require_fields(path, i, row, {"question_id": int, "model": str, "turn": int, "judgment": str})
+        if not isinstance(row.get("score"), int | float) or isinstance(row["score"], bool):
+            raise UserError(f"{path}:{i}: missing or non-numeric 'score' (not a single-grading file?)")
+        judge = row.get("judge")
+        if not (isinstance(judge, list) and len(judge) == 2 and all(isinstance(x, str) for x in judge)):
+            raise UserError(f"{path}:{i}: 'judge' must be [judge model, prompt name]")
+        out.append((i, row))
+    return out
+
+
+class MTBench(Task):
+    """MT-Bench single-answer grading as a task (import only for now).
+
+    One row per question (id = question_id): `response` is the model's turn-1 answer and `meta.answers`
+    holds every turn's answer (turn 2 included), so a row is self-contained. The row's `judge` record keeps
+    each FastChat judgment of that question in file order — `outputs` (raw judgment text), `turns` and
+    `prompts` (judge prompt name) side by side, `official_scores` as stored by gen_judgment — and the judge
+    fingerprint (judge model, prompt names). `score_row` re-parses the texts with `parse_rating`; -1 ratings
+    are dropped from every mean and counted as `dropped`, as show_result does."""
+
+    name = "mt_bench"
+    version = "1"
+    description = "MT-Bench: 80 two-turn questions, GPT-4 single-answer grading 1-10 per turn"
+    data_needs = (
+        "import only for now: --answers FastChat model_answer/<model>.jsonl, --judgments FastChat "
+        "model_judgment/gpt-4_single.jsonl (repeatable; rows of the answers' model are used), --questions "
+        "question.jsonl (default: the shipped official file)"
+    )
+    headline = "score"
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            "mt_bench cannot be generated and judged by `evalkit run` yet; score existing answers and "
+            "official judgments with `evalkit import --task mt_bench --answers ANSWERS.jsonl --judgments "
+            "gpt-4_single.jsonl`"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError("mt_bench rows are scored from their stored judge outputs")
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        scores = [parse_rating(text) for text in row["judge"]["outputs"]]
+        return {"judge_scores": scores, "judge_dropped": sum(s == INVALID for s in scores)}
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        judgments = [
+            Judgment(r["meta"]["question_id"], turn, score)
+            for r in rows
+            for turn, score in zip(r["judge"]["turns"], r["judge_scores"], strict=True)
+        ]
+        categories = {r["meta"]["question_id"]: r["meta"]["category"] for r in rows}
+        return _json_metrics(summarize_single(judgments, categories).metrics())
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        if not judgments:
+            raise UserError(
+                "mt_bench import needs --judgments: FastChat's single-grading judgment JSONL "
+                "(model_judgment/gpt-4_single.jsonl); repeat the flag for several files"
+            )
+        question_list = load_questions(questions)
+        by_id = {q.question_id: q for q in question_list}
+        if len(by_id) != len(question_list):
+            raise UserError(f"{questions or QUESTION_FILE}: duplicate question_id")
+        texts = load_answers(answers)
+        rows = [(path, i, row) for path in judgments for i, row in _judgment_rows(path)]
+        model = self._pick_model(answers, sorted({r["model"] for _, _, r in rows}))
+        rows = [(p, i, r) for p, i, r in rows if r["model"] == model]
+        judge_models = sorted({r["judge"][0] for _, _, r in rows})
+        if len(judge_models) != 1:
+            raise UserError(f"--judgments mix judge models {judge_models}; import one judge at a time")
+        per_question: dict[int, list[dict[str, Any]]] = {}
+        for path, i, r in rows:
+            q = by_id.get(r["question_id"])
+            if q is None:
+                raise UserError(f"{path}:{i}: question {r['question_id']} is not in the question file")
+            if not 1 <= r["turn"] <= len(q.turns):
+                raise UserError(f"{path}:{i}: question {q.question_id} has no turn {r['turn']}")
+            turns = texts.get(q.question_id)
+            if turns is None or len(turns) < r["turn"]:
+                raise UserError(
+                    f"{answers}: no turn-{r['turn']} answer for judged question {q.question_id} "
+                    f"(model {model!r})"
+                )
+            per_question.setdefault(q.question_id, []).append(r)
+        references = load_reference_answers()
+        items = []
+        for q in question_list:  # question-file order
+            judged = per_question.get(q.question_id)
+            if not judged:
+                continue
+            judge = {
+                "fingerprint": {
+                    "model": judge_models[0],
+                    "prompts": sorted({r["judge"][1] for r in judged}),
+                    "source": "FastChat single judgments",
+                },
+                "outputs": [r["judgment"] for r in judged],
+                "turns": [r["turn"] for r in judged],
+                "prompts": [r["judge"][1] for r in judged],
+                "official_scores": [float(r["score"]) for r in judged],
+            }
+            meta = {
+                "question_id": q.question_id,
+                "category": q.category,
+                "questions": list(q.turns),
+                "answers": list(texts[q.question_id]),
+                "model": model,
+            }
+            ref = references.get(q.question_id) if needs_reference(q.category) else None
+            sample = Sample(
+                id=str(q.question_id),
+                messages=conversation(q, 1),
+                target=list(ref) if ref is not None else None,
+                meta=meta,
+            )
+            items.append(Imported(sample, texts[q.question_id][0], judge))
+        if not items:
+            raise UserError(f"--judgments hold no judgment of model {model!r}")
+        files = [answers, *judgments, Path(questions) if questions else QUESTION_FILE]
+        info = {
+            "source": "import",
+            "files": {p.name: sha256_file(p) for p in files},
+            "model": model,
+            "judge_model": judge_models[0],
+            "n_judgments": len(rows),
+            "n_questions_unjudged": len(question_list) - len(items),
+        }
+        return items, info
+
+    @staticmethod
+    def _pick_model(answers: Path, models: list[str]) -> str:
+        """The judged model whose answers these are: the only one in the judgment files, else the answer
+        file's `model_id` (or its name, `model_answer/<model>.jsonl`)."""
+        if len(models) == 1:
+            return models[0]
+        for name in (_answer_model_id(answers), answers.stem):
+            if name in models:
+                return name
+        shown = ", ".join(models[:8]) + (", ..." if len(models) > 8 else "")
+        raise UserError(
+            f"--judgments grade {len(models)} models ({shown}) and none matches the model_id or file name of "
+            f"{answers}; name the answer file <model>.jsonl as FastChat does"
+        )
