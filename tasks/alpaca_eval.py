@@ -20,7 +20,8 @@ Protocol (tatsu-lab/alpaca_eval @ cd543a1: `annotators/`, `processors.py`, `comp
   preferences (1 <= p <= 2). The official code drops unparsable judgements silently; here they are
   dropped the same way, so the numbers match, but counted in `n_invalid`.
 
-The length-controlled win rate is in `alpaca_eval_lc.py`.
+The length-controlled win rate is in `alpaca_eval_lc.py`. The tasks `alpaca_eval` (2.0) and
+`alpaca_eval_v1` (1.0) at the end of this file are import-only for now (`evalkit import`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.types import Message, UserError
+from evalkit.datafiles import sha256_file
+from evalkit.stats import mean_estimate
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.tasks import alpaca_eval_lc as lc
+from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 PROMPT_DIR = Path(__file__).parent / "alpaca_eval_prompts"
 DRAW = 1.5
@@ -365,3 +370,307 @@ def win_rate(preferences: Sequence[float]) -> WinRate:
     mean, sem, wins, base, draws, n = _head2head(p)
     discrete = np.round(np.where(p == DRAW, 0.0, p))
     return WinRate(mean, sem, wins, base, draws, n, _head2head(discrete)[0], int(p.size - n))
+
+
+# ------------------------------------------------------------------------------------------------- the tasks
+
+
+#: Where the published GLM weights sit in a checkout of the alpaca_eval repository.
+LC_WEIGHTS_REPO_PATH = "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1"
+DIFFICULTY_FILE = "instruction_difficulty.csv"
+#: A re-derived preference and the stored official one agree within this (official files keep 10 decimals).
+AGREE_TOL = 1e-6
+
+
+def _plain(value: float | int | None, n: int) -> dict[str, Any]:
+    """A metric with no interval (the report prints an empty CI cell)."""
+    return {"value": value, "ci_low": None, "ci_high": None, "n": n}
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _find(data_dir: Path | None, *relative: str) -> Path | None:
+    if data_dir is None:
+        return None
+    return next((data_dir / r for r in relative if (data_dir / r).is_file()), None)
+
+
+class AlpacaEvalTask(Task):
+    """AlpacaEval as a task: one row per instruction, the model's answer as the response, the reference
+    answer as the target, and the official judge's record in `judge`:
+
+        {"fingerprint": {"annotator", "model", ...}, "outputs": [raw judge completion] (or [] when the
+         official file has none), "switched": bool, "official_preference": float | None}
+
+    `score_row` re-derives the preference from `outputs` and `switched` (2.0: the stored OpenAI choice's
+    top logprobs; 1.0: the ranking text), gives identical answers 1.5, and only where the official file
+    holds no raw output (every 1.0 annotations.json) takes the stored official preference; the row says
+    which in `preference_source`. `rescore` therefore reproduces the import's numbers.
+
+    Metrics: `win_rate` (percent; value = the official mean) with a 95% percentile-bootstrap interval over
+    the validly judged instructions (evalkit's usual interval, 1000 resamples), and beside it the official
+    `standard_error` (100 * sem, ddof 1); the official counts, `discrete_win_rate` and `avg_length` as plain
+    values; `n_invalid` (unparsable or missing judgements, which the official code drops silently);
+    `n_from_official_preference` and `n_preference_mismatch` (re-derived vs stored official preference).
+    2.0 adds `length_controlled_win_rate` and `lc_standard_error` (plain values, from the published GLM
+    weights, see alpaca_eval_lc.py) when the import found the weights and the hub-only difficulties."""
+
+    version_name: str
+    headline = "win_rate"
+    generation = GenerationConfig(max_new_tokens=2048, temperature=0.0)
+
+    @property
+    def protocol(self) -> Version:
+        return get_version(self.version_name)
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing outputs and "
+            f"official judgements with `evalkit import --task {self.name} --answers model_outputs.json "
+            "--judgments annotations.json`"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
+
+    def info(self) -> dict[str, Any]:
+        v = self.protocol
+        return {
+            **super().info(),
+            "alpaca_eval_version": v.name,
+            "annotator": v.annotator,
+            "judge_model": v.judge_model,
+            "reference": v.reference,
+        }
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        judge = row["judge"]
+        official = judge.get("official_preference")
+        official = math.nan if official is None else float(official)
+        official = DRAW if official == 0 else official  # the legacy draw, as win_rate reads it
+        outputs = judge.get("outputs") or []
+        if outputs:
+            p, source = preference(self.version_name, outputs[0], bool(judge["switched"])), "judge_output"
+        elif row["response"] == row["target"]:
+            p, source = DRAW, "identical_outputs"
+        else:
+            p, source = official, "official_preference"
+        agrees = (math.isnan(p) and math.isnan(official)) or abs(p - official) <= AGREE_TOL
+        return {
+            "preference": _finite_or_none(p),
+            "preference_source": source,
+            "agrees_with_official": bool(agrees),
+        }
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        n = len(rows)
+        prefs = [math.nan if r["preference"] is None else r["preference"] for r in rows]
+        w = win_rate(prefs)
+        p = np.asarray(prefs, dtype=float)
+        p = np.where(p == 0, DRAW, p)
+        valid = p[(p >= 1) & (p <= 2)] - 1
+        est = mean_estimate(valid, scale=100.0)
+        out: dict[str, dict[str, Any]] = {
+            "win_rate": {**est.to_dict(), "value": w.win_rate, "n": w.n_total},
+            "standard_error": _plain(w.standard_error, w.n_total),
+            "discrete_win_rate": _plain(w.discrete_win_rate, w.n_total),
+            "n_wins": _plain(w.n_wins, n),
+            "n_wins_base": _plain(w.n_wins_base, n),
+            "n_draws": _plain(w.n_draws, n),
+            "n_total": _plain(w.n_total, n),
+            "n_invalid": _plain(w.n_invalid, n),
+            "avg_length": _plain(avg_length([r["response"] for r in rows]), n),
+            "n_from_official_preference": _plain(
+                sum(r["preference_source"] == "official_preference" for r in rows), n
+            ),
+            "n_preference_mismatch": _plain(sum(not r["agrees_with_official"] for r in rows), n),
+        }
+        glm = [r["meta"].get("lc") for r in rows]
+        if glm and all(g is not None for g in glm):
+            first = glm[0]
+            difficulty = [g["instruction_difficulty"] for g in glm]
+            value, se = lc.lc_from_weights(
+                lc.GlmWeights(**first["model_weights"]),
+                lc.GlmWeights(**first["baseline_weights"]),
+                None if any(d is None for d in difficulty) else np.asarray(difficulty, dtype=float),
+            )
+            out["length_controlled_win_rate"] = _plain(value, n)
+            out["lc_standard_error"] = _plain(se, n)
+        return out
+
+    # ------------------------------------------------------------------------------------------- import
+
+    def _read_annotations(self, judgments: list[Path]) -> Annotations:
+        if len(judgments) != 1:
+            raise UserError(
+                f"{self.name} import needs exactly one --judgments file (the official annotations.json of "
+                f"the {self.protocol.annotator} judge), got {len(judgments)}"
+            )
+        ann = read_annotations(judgments[0])
+        v = self.protocol
+        if ann.version != v.name:
+            other = next(t for t in (AlpacaEval2, AlpacaEval1) if t.version_name == ann.version)
+            raise UserError(
+                f"{judgments[0]} holds AlpacaEval {ann.version} judgements (annotator "
+                f"{get_version(ann.version).annotator}); import it with --task {other.name}, or pass the "
+                f"{v.annotator} annotations.json for --task {self.name}"
+            )
+        if ann.reference != v.reference:
+            raise UserError(
+                f"{judgments[0]}: the reference model (generator_1) is {ann.reference!r}; "
+                f"AlpacaEval {v.name} compares against {v.reference!r}"
+            )
+        return ann
+
+    def _length_control(
+        self, model: str, data_dir: Path | None, n_items: int
+    ) -> tuple[dict[str, Any] | None, list[float | None], dict[str, Any], list[Path]]:
+        """(GLM record for the rows or None, difficulty per instruction, note for run.json, files read)."""
+        if self.version_name != "2.0":
+            return (
+                None,
+                [],
+                {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"},
+                [],
+            )
+        where = f"--data-dir ({data_dir})" if data_dir else "a --data-dir folder"
+        weights_path = _find(data_dir, lc.WEIGHTS_FILE, f"{LC_WEIGHTS_REPO_PATH}/{lc.WEIGHTS_FILE}")
+        difficulty_path = _find(data_dir, DIFFICULTY_FILE)
+        needs = (
+            f"the length-controlled win rate needs, in {where}, {DIFFICULTY_FILE} (from {lc.HUB}) "
+            f"and the published GLM weights {lc.WEIGHTS_FILE} (alpaca_eval repository, "
+            f"{LC_WEIGHTS_REPO_PATH}/)"
+        )
+        if weights_path is None:
+            return (
+                None,
+                [],
+                {"computed": False, "note": f"not computed: {needs}; {lc.WEIGHTS_FILE} not found"},
+                [],
+            )
+        weights = lc.read_glm_weights(weights_path)
+        if model not in weights or lc.BASELINE not in weights:
+            missing = model if model not in weights else lc.BASELINE
+            note = (
+                f"not computed: {weights_path.name} has no published GLM weights for {missing!r}; a model "
+                "outside the published leaderboard needs the GLM refitted, which is not implemented"
+            )
+            return None, [], {"computed": False, "note": note}, [weights_path]
+        m, b = weights[model], weights[lc.BASELINE]
+        files = [weights_path]
+        difficulty: list[float | None] = [None] * n_items
+        if difficulty_path is not None:
+            difficulty = [float(d) for d in lc.read_instruction_difficulty(difficulty_path, n_items)]
+            files.append(difficulty_path)
+        elif m.difficulty != b.difficulty:
+            note = f"not computed: {needs}; {DIFFICULTY_FILE} not found"
+            return None, [], {"computed": False, "note": note}, files
+        record = {
+            "model": model,
+            "baseline": lc.BASELINE,
+            "model_weights": dict(m.__dict__),
+            "baseline_weights": dict(b.__dict__),
+        }
+        note = (
+            f"computed from the published GLM weights of {model!r} ({weights_path.name}), not refitted from "
+            "these judgements"
+        )
+        return record, difficulty, {"computed": True, "note": note}, files
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        if questions is not None:
+            raise UserError(
+                f"{self.name} import takes no --questions: the instructions come from annotations.json"
+            )
+        if data_dir is not None and not data_dir.is_dir():
+            raise UserError(f"--data-dir {data_dir}: not a folder")
+        ann = self._read_annotations(judgments)
+        outputs = {r["instruction"]: r["output"] for r in read_outputs(answers)}
+        instructions = [a.instruction for a in ann.items]
+        missing = [i for i in instructions if i not in outputs]
+        extra = len(outputs) - (len(instructions) - len(missing))
+        if missing or extra:
+            first = f"; first missing: {missing[0][:80]!r}" if missing else ""
+            raise UserError(
+                f"{answers}: {len(missing)} of the {len(instructions)} judged instructions have no output "
+                f"and {extra} outputs answer an instruction not in {judgments[0].name}{first}"
+            )
+        differ = [i for i, a in enumerate(ann.items) if outputs[a.instruction] != a.output_2]
+        if differ:
+            raise UserError(
+                f"{answers}: {len(differ)} outputs differ from the ones judged in {judgments[0]} (output_2; "
+                f"first: record {differ[0]}); the judgements must be of these outputs"
+            )
+        if len(set(instructions)) != len(instructions):
+            raise UserError(f"{judgments[0]}: an instruction is judged more than once")
+        glm, difficulty, lc_note, lc_files = self._length_control(ann.model, data_dir, len(ann.items))
+        v = self.protocol
+        fingerprint = {
+            "annotator": v.annotator,
+            "model": v.judge_model,
+            "alpaca_eval_version": v.name,
+            "source": "official annotations.json",
+        }
+        with open(judgments[0], encoding="utf-8") as f:  # `dataset` is not kept by read_annotations
+            datasets = [r.get("dataset") for r in json.load(f)]
+        items = []
+        for i, a in enumerate(ann.items):
+            meta: dict[str, Any] = {
+                "index": i,
+                "dataset": datasets[i],
+                "model": ann.model,
+                "reference": ann.reference,
+            }
+            if glm is not None:
+                meta["lc"] = {**glm, "instruction_difficulty": difficulty[i]}
+            sample = Sample(
+                id=str(i), messages=(Message("user", a.instruction),), target=a.output_1, meta=meta
+            )
+            judge = {
+                "fingerprint": fingerprint,
+                "outputs": [] if a.raw_completion is None else [a.raw_completion],
+                "switched": is_switched(a.instruction),
+                "official_preference": _finite_or_none(a.preference),
+            }
+            items.append(Imported(sample, outputs[a.instruction], judge))
+        files = [answers, judgments[0], *lc_files]
+        info = {
+            "source": "import",
+            "files": {p.name: sha256_file(p) for p in files},
+            "alpaca_eval_version": v.name,
+            "model": ann.model,
+            "reference": ann.reference,
+            "judge": fingerprint,
+            "length_controlled": lc_note,
+        }
+        return items, info
+
+
+class AlpacaEval2(AlpacaEvalTask):
+    name = "alpaca_eval"
+    version = "2.0"
+    version_name = "2.0"
+    description = "AlpacaEval 2.0 win rate against gpt4_1106_preview (GPT-4 Turbo logprob judge)"
+    data_needs = (
+        "import only for now: --answers the model_outputs.json, --judgments the official annotations.json "
+        "(weighted_alpaca_eval_gpt4_turbo); for the length-controlled win rate, --data-dir holding "
+        f"{DIFFICULTY_FILE} (Hugging Face dataset tatsu-lab/alpaca_eval) and the published GLM weights "
+        f"{lc.WEIGHTS_FILE} (alpaca_eval repository, or the repository checkout itself)"
+    )
+
+
+class AlpacaEval1(AlpacaEvalTask):
+    name = "alpaca_eval_v1"
+    version = "1.0"
+    version_name = "1.0"
+    description = "AlpacaEval 1.0 win rate against text_davinci_003 (GPT-4 ranking judge)"
+    data_needs = (
+        "import only for now: --answers the model_outputs.json, --judgments the official annotations.json "
+        "(alpaca_eval_gpt4)"
+    )
