@@ -11,6 +11,12 @@ from evalkit.types import UserError
 TASKS: dict[str, str] = {
     "pope": "evalkit.tasks.pope:Pope",
     "mmvet": "evalkit.tasks.mmvet:MMVet",
+    "llava_bench": "evalkit.tasks.llava_bench:LlavaBenchWild",
+    "llava_bench_coco": "evalkit.tasks.llava_bench:LlavaBenchCoco",
+    "alpaca_eval": "evalkit.tasks.alpaca_eval:AlpacaEval2",
+    "alpaca_eval_v1": "evalkit.tasks.alpaca_eval:AlpacaEval1",
+    "mt_bench": "evalkit.tasks.mt_bench:MTBench",
+    "mmhal": "evalkit.tasks.mmhal:MMHal",
 }
 
 

@@ -15,6 +15,7 @@ means, not a mean of per-question ratios. LLaVA reports the mean over 3 judge ru
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, require_fields
+from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
-from evalkit.types import GenerationConfig, Message, UserError
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 CATEGORIES = ("conv", "detail", "complex")
 GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.0)
@@ -176,6 +178,25 @@ def relative_estimate(
     return Estimate(est.value, est.ci_low, est.ci_high, len(x))
 
 
+def runs_relative_estimate(
+    runs: Sequence[Sequence[Sequence[float]]], clusters: Sequence[Hashable | None] | None = None
+) -> Estimate:
+    """Mean over judge runs of each run's unrounded relative score (how LLaVA reports the benchmark), with
+    a bootstrap interval that resamples questions (or whole images via `clusters`) with all their runs.
+    `runs[r][i]` is the score pair of question i in run r; one run gives `relative_estimate`."""
+    x = np.asarray(runs, dtype=float).reshape(len(runs), -1, 2)
+    n = x.shape[1]
+    idx, k = cluster_index(clusters if clusters is not None else [None] * n)
+    sums = per_cluster(x.transpose(1, 0, 2), idx, k)  # (clusters, runs, 2)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100 * ((w @ sums[:, :, 1]) / (w @ sums[:, :, 0])).mean(1)
+
+    est = bootstrap(stat, k)
+    return Estimate(est.value, est.ci_low, est.ci_high, n)
+
+
 # ---------------------------------------------------------------------------------------------- files
 
 
@@ -189,6 +210,8 @@ class Review:
     scores: tuple[float, float]
     answer1_id: Any = None
     answer2_id: Any = None
+    #: the judge model, when the file records one (the official script does not)
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +304,7 @@ def read_reviews(path: Path) -> list[Review]:
                 (float(pair[0]), float(pair[1])),
                 row.get("answer1_id"),
                 row.get("answer2_id"),
+                row["model"] if isinstance(row.get("model"), str) else None,
             )
         )
     return reviews
@@ -330,3 +354,223 @@ def review_requests(
             ReviewRequest(qid, key, content, ref.get("answer_id", ref["question_id"]), ans.get("answer_id"))
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+def _metric(value: float, n: int, est: Estimate | None = None) -> dict[str, Any]:
+    """`Estimate.to_dict()` shape with the official printed value; no interval (None) where there is none
+    (per-run values, counts, a group too small to resample)."""
+    if est is None or math.isnan(est.ci_low) or math.isnan(est.ci_high):
+        return {"value": value, "ci_low": None, "ci_high": None, "n": n}
+    return {**est.to_dict(), "value": value}
+
+
+class LlavaBench(Task):
+    """LLaVA-Bench as a task (import only for now). Values are the official printed numbers: per run the
+    ratio of means rounded to 1 decimal, reported as the mean over runs of the unrounded run scores;
+    intervals resample questions (whole images when the question file gives them) with all their runs.
+    Each row keeps the judge's raw review per run, and `score_row` re-parses them with the official parser,
+    so `rescore` reproduces the numbers. Unparseable reviews score (-1, -1) and stay in the means, as
+    official; `judge_fallbacks` counts them."""
+
+    version = "1"
+    headline = "relative"
+    generation = GENERATION
+    in_the_wild: bool
+    #: looked for in --data-dir when --questions is not given
+    question_file: str
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing answers and "
+            f"official reviews with `evalkit import --task {self.name} --answers FILE "
+            "--judgments REVIEWS.jsonl` (repeat --judgments for each judge run)"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        pairs = [parse_review(text) for text in row["judge"]["outputs"]]
+        return {
+            "judge_scores": [list(p) for p in pairs],
+            "judge_fallbacks": sum(p == FAILED for p in pairs),
+        }
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        num_runs = {len(r["judge_scores"]) for r in rows}
+        if len(num_runs) != 1:
+            raise UserError(
+                f"{self.name}: the rows hold different numbers of judge runs ({sorted(num_runs)})"
+            )
+        runs = [[r["judge_scores"][i] for r in rows] for i in range(num_runs.pop())]
+        categories = [r["meta"].get("category") for r in rows]
+        clusters = [r.get("cluster") for r in rows]
+        per_run = [summarize(pairs, categories) for pairs in runs]
+        means = mean_over_runs(per_run)
+        n = len(rows)
+        out = {"relative": _metric(means["all"], n, runs_relative_estimate(runs, clusters))}
+        present = {c for c in categories if c is not None}
+        for cat in [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES)):
+            sel = [i for i, c in enumerate(categories) if c == cat]
+            est = runs_relative_estimate(
+                [[pairs[i] for i in sel] for pairs in runs], [clusters[i] for i in sel]
+            )
+            out[f"cat/{cat}"] = _metric(means[cat], len(sel), est)
+        for i, s in enumerate(per_run):
+            out[f"run{i + 1}/relative"] = _metric(s["all"].relative, n)
+        # the mean judge scores as `summarize_gpt_review.py` prints them (× 10), averaged over runs
+        out["model_score"] = _metric(round(float(np.mean([s["all"].model for s in per_run])) * 10, 1), n)
+        out["reference_score"] = _metric(
+            round(float(np.mean([s["all"].reference for s in per_run])) * 10, 1), n
+        )
+        out["judge_fallbacks"] = _metric(float(sum(r["judge_fallbacks"] for r in rows)), n)
+        return out
+
+    # ------------------------------------------------------------------------------------------ import
+
+    def _category(self, review_category: str, path: Path, qid: int) -> str:
+        """The short category (conv / detail / complex) of a review's category key."""
+        prefix = rule_key("", in_the_wild=True)
+        if review_category.startswith(prefix) != self.in_the_wild:
+            other = "llava_bench_coco" if self.in_the_wild else "llava_bench"
+            raise UserError(
+                f"{path}: question {qid} is reviewed under {review_category!r}, which is a rule of the other "
+                f"benchmark; use --task {other}"
+            )
+        return review_category.removeprefix(prefix) if self.in_the_wild else review_category
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        if not judgments:
+            raise UserError(
+                f"{self.name} import needs at least one --judgments file: the official review JSONL of each "
+                "GPT-4 run (e.g. reviews/MODEL-eval1.jsonl); repeat --judgments for several runs"
+            )
+        if questions is None and data_dir is not None:
+            questions = data_dir / self.question_file
+            if not questions.is_file():
+                raise UserError(f"--data-dir {data_dir}: no {self.question_file} there; pass --questions")
+        texts: dict[int, dict[str, Any]] = {}
+        for row in read_answers(answers):
+            if row["question_id"] in texts:
+                raise UserError(f"{answers}: question {row['question_id']} is answered twice")
+            texts[row["question_id"]] = row
+        by_qid: dict[int, dict[str, Any]] | None = None
+        if questions is not None:
+            by_qid = {}
+            for q in read_questions(questions):
+                if q["question_id"] in by_qid:
+                    raise UserError(f"{questions}: question {q['question_id']} appears twice")
+                by_qid[q["question_id"]] = q
+        runs: list[dict[int, Review]] = []
+        for path in judgments:
+            if not path.is_file():
+                raise UserError(f"--judgments {path}: file not found")
+            run: dict[int, Review] = {}
+            for r in read_reviews(path):
+                if r.question_id in run:
+                    raise UserError(f"{path}: question {r.question_id} is reviewed twice")
+                run[r.question_id] = r
+            if not run:
+                raise UserError(f"{path}: no reviews")
+            if runs and set(run) != set(runs[0]):
+                first = sorted(set(run) ^ set(runs[0]))[0]
+                raise UserError(
+                    f"{path} and {judgments[0]} review different questions (first difference: question "
+                    f"{first}); every judge run must review the same questions"
+                )
+            runs.append(run)
+        missing = [qid for qid in runs[0] if qid not in texts]
+        if missing:
+            raise UserError(
+                f"{answers}: no answer for {len(missing)} reviewed questions (first: {missing[0]})"
+            )
+
+        items = []
+        for qid in runs[0]:
+            answer = texts[qid]
+            reviews = [run[qid] for run in runs]
+            for path, r in zip(judgments, reviews, strict=True):
+                if r.answer2_id is not None and answer.get("answer_id") not in (None, r.answer2_id):
+                    raise UserError(
+                        f"{path}: the review of question {qid} judges answer {r.answer2_id!r}, but {answers} "
+                        f"holds answer {answer['answer_id']!r}; the reviews belong to another answer file"
+                    )
+            named = [r.category for r in reviews if r.category is not None]
+            if len(set(named)) > 1:
+                raise UserError(f"the --judgments files disagree on the category of question {qid}: {named}")
+            reviewed_as = named[0] if named else None
+            image = None
+            if by_qid is not None:
+                if qid not in by_qid:
+                    raise UserError(f"{questions}: no question {qid} (reviewed in {judgments[0]})")
+                q = by_qid[qid]
+                key = rule_key(q["category"], in_the_wild=self.in_the_wild)
+                if reviewed_as is not None and reviewed_as != key:
+                    raise UserError(
+                        f"{judgments[0]}: question {qid} is reviewed under {reviewed_as!r}, but {questions} "
+                        f"gives category {q['category']!r} (rule {key!r}); is it the question file of "
+                        f"{self.name}?"
+                    )
+                category, image, text = q["category"], q["image"], q["text"]
+            else:
+                if reviewed_as is None:
+                    raise UserError(
+                        f"{judgments[0]}: the reviews carry no 'category'; pass --questions "
+                        f"({self.question_file}) for the categories"
+                    )
+                category, text = self._category(reviewed_as, judgments[0], qid), str(answer.get("prompt", ""))
+            meta: dict[str, Any] = {"question_id": qid, "category": category}
+            if image is not None:
+                meta["image"] = image
+            sample = Sample(id=str(qid), messages=(Message("user", text),), cluster=image, meta=meta)
+            models = [r.model for r in reviews]
+            fingerprint: dict[str, Any] = {
+                "model": next((m for m in models if m), JUDGE_MODEL),
+                "source": "official reviews",
+            }
+            if len(set(models)) > 1:
+                fingerprint["models"] = models
+            judge = {
+                "fingerprint": fingerprint,
+                # a review file without the review text keeps its recorded pair, which parses back to itself
+                "outputs": [r.content or f"{r.scores[0]} {r.scores[1]}" for r in reviews],
+                "official_scores": [list(r.scores) for r in reviews],
+            }
+            items.append(Imported(sample, answer["text"], judge))
+        files: dict[str, str] = {}
+        for p in [answers, *judgments, *([questions] if questions else [])]:
+            files[p.name if p.name not in files else str(p)] = sha256_file(p)
+        return items, {"source": "import", "files": files, "judge_runs": len(judgments)}
+
+
+class LlavaBenchWild(LlavaBench):
+    name = "llava_bench"
+    description = (
+        "LLaVA-Bench (In-the-Wild): 60 questions on 24 images, GPT-4 score relative to GPT-4 (N runs)"
+    )
+    data_needs = (
+        "import only for now: --answers the model's answer JSONL ({question_id, text}), --judgments the "
+        "official review JSONL of each GPT-4 run (reviews/MODEL-evalN.jsonl; repeat the flag), optional "
+        "--questions questions.jsonl (HF liuhaotian/llava-bench-in-the-wild; the reviews carry the category, "
+        "the question file adds images for clustered intervals)"
+    )
+    in_the_wild = True
+    question_file = "questions.jsonl"
+
+
+class LlavaBenchCoco(LlavaBench):
+    name = "llava_bench_coco"
+    description = "LLaVA-Bench (COCO): 90 questions on 30 COCO val2014 images, GPT-4 relative score (N runs)"
+    data_needs = (
+        "import only for now: --answers the model's answer JSONL ({question_id, text}), --judgments the "
+        "official review JSONL of each GPT-4 run (repeat the flag), optional --questions "
+        "qa90_questions.jsonl (LLaVA playground/data/coco2014_val_qa_eval; adds images for clustered "
+        "intervals, and the categories when the reviews lack them)"
+    )
+    in_the_wild = False
+    question_file = "qa90_questions.jsonl"
