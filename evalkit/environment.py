@@ -8,7 +8,7 @@ from importlib import metadata
 
 import evalkit
 
-PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "pillow", "httpx", "safetensors", "vllm")
+PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "pillow", "aiohttp", "safetensors", "vllm")
 
 
 def package_versions() -> dict[str, str]:

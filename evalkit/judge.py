@@ -111,14 +111,20 @@ class Judge:
         gen = self._generation(temperature)
         answers: dict[str, JudgeAnswer] = {}
         misses: list[tuple[Request, str | None]] = []
-        for item_id, messages in items:
-            request = Request(item_id, messages, gen, seed=run_index or 0)
-            key = self._key(messages, gen, run_index) if self.cache is not None else None
-            hit = self.cache.get(key) if key else None
+        keyed = [
+            (
+                Request(item_id, messages, gen, seed=run_index or 0),
+                self._key(messages, gen, run_index) if self.cache is not None else None,
+            )
+            for item_id, messages in items
+        ]
+        hits = self.cache.get_many([k for _, k in keyed if k]) if self.cache is not None else {}
+        for request, key in keyed:
+            hit = hits.get(key) if key else None
             if hit is not None:
                 self.usage.cache_hits += 1
-                answers[item_id] = JudgeAnswer(
-                    item_id,
+                answers[request.id] = JudgeAnswer(
+                    request.id,
                     hit["text"],
                     True,
                     request.prompt_hash(),
@@ -129,6 +135,7 @@ class Judge:
             else:
                 misses.append((request, key))
         if misses:
+            fresh: list[tuple[str, str, dict[str, Any]]] = []
             responses = self.backend.generate([r for r, _ in misses])
             for (request, key), resp in zip(misses, responses, strict=True):
                 self._account(resp.prompt_tokens, resp.completion_tokens, resp.ok)
@@ -141,16 +148,20 @@ class Judge:
                     resp.prompt_tokens,
                     resp.completion_tokens,
                 )
-                if resp.ok and key and self.cache is not None:
-                    self.cache.put(
-                        key,
-                        self.id,
-                        {
-                            "text": resp.text,
-                            "prompt_tokens": resp.prompt_tokens,
-                            "completion_tokens": resp.completion_tokens,
-                        },
+                if resp.ok and key:
+                    fresh.append(
+                        (
+                            key,
+                            self.id,
+                            {
+                                "text": resp.text,
+                                "prompt_tokens": resp.prompt_tokens,
+                                "completion_tokens": resp.completion_tokens,
+                            },
+                        )
                     )
+            if fresh and self.cache is not None:
+                self.cache.put_many(fresh)  # one commit for the batch the backend just answered
         return [answers[i] for i, _ in items]
 
     def _account(self, prompt_tokens: int, completion_tokens: int, ok: bool) -> None:
@@ -167,10 +178,11 @@ class Judge:
         """Calls a run would make (cache misses) and their estimated cost (≈ 4 characters a token;
         completions at `max_tokens`, an upper bound), for `--dry-run` and `--judge-budget-usd`."""
         gen = self._generation(None)
+        keys = [self._key(m, gen, run_index) if self.cache is not None else None for _, m in items]
+        hits = self.cache.get_many([k for k in keys if k]) if self.cache is not None else {}
         n_calls, prompt_chars = 0, 0
-        for _, messages in items:
-            key = self._key(messages, gen, run_index) if self.cache is not None else None
-            if key is None or self.cache.get(key) is None:
+        for key, (_, messages) in zip(keys, items, strict=True):
+            if key is None or key not in hits:
                 n_calls += 1
                 prompt_chars += sum(len(m.text) for m in messages)
         prompt_tokens = prompt_chars // 4

@@ -47,12 +47,30 @@ class JudgeCache:
             row = self._db.execute("SELECT response FROM judgments WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
-    def put(self, key: str, judge_id: str, response: dict[str, Any]) -> None:
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Cached answers for the keys that have one (one query per 500 keys)."""
+        out: dict[str, dict[str, Any]] = {}
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO judgments (key, judge, response, created) VALUES (?, ?, ?, ?)",
-                (key, judge_id, json.dumps(response, ensure_ascii=False), time.time()),
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key, response FROM judgments WHERE key IN ({marks})"
+                out.update((k, json.loads(r)) for k, r in self._db.execute(query, chunk))
+        return out
+
+    def put(self, key: str, judge_id: str, response: dict[str, Any]) -> None:
+        self.put_many([(key, judge_id, response)])
+
+    def put_many(self, entries: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Store answers in one transaction (a batch of judge calls commits once)."""
+        now = time.time()
+        rows = [(key, judge, json.dumps(resp, ensure_ascii=False), now) for key, judge, resp in entries]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO judgments (key, judge, response, created) VALUES (?, ?, ?, ?)", rows
             )
+            self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         with self._lock:

@@ -16,17 +16,20 @@ import json
 import logging
 import os
 import random
-import ssl
+import re
 import threading
 import time
+import urllib.request
 import weakref
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import Backend, BackendOptions
@@ -64,18 +67,52 @@ class _Retry(Exception):
         self.type, self.message, self.wait_s = type, message, wait_s
 
 
+class _Job:
+    """One HTTP attempt waiting for (or being run by) a runner; `scope` is set while it is in flight."""
+
+    __slots__ = ("body", "future", "scope")
+
+    def __init__(self, body: bytes, future: asyncio.Future[ChatResult]) -> None:
+        self.body, self.future = body, future
+        self.scope: asyncio.Timeout | None = None
+
+
 @dataclass
 class _LoopState:
-    """Per event loop: `concurrency` slots, each lazily holding its own one-connection client."""
+    """Per event loop (an aiohttp session is bound to the loop it was created in): queued attempts,
+    the runner tasks (at most `concurrency`) that send them, and the lazily opened session."""
 
-    slots: asyncio.Queue[int]
-    clients: list[httpx.AsyncClient | None]
+    concurrency: int
+    queue: deque[_Job] = field(default_factory=deque)
+    runners: set[asyncio.Task[None]] = field(default_factory=set)
+    session: aiohttp.ClientSession | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    proxy: URL | None = None
 
 
 def public_url(url: str) -> str:
     """`url` without user info, query or fragment (which may hold credentials)."""
-    u = httpx.URL(url)
-    return str(u.copy_with(username=None, password=None, query=None, fragment=None))
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except ValueError:  # not a parsable absolute URL: strip what may be secret by hand
+        return re.sub(r"//[^/@]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+
+
+def _env_proxy(url: URL) -> URL | None:
+    """The proxy for `url` from HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, looked up once per session
+    (aiohttp's own `trust_env` does it, and a netrc lookup, in threads on every request). User info
+    in the proxy URL is sent to the proxy as Proxy-Authorization."""
+    if url.host and urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    raw = proxies.get(url.scheme) or proxies.get("all")
+    return URL(raw if "://" in raw else f"http://{raw}") if raw else None
+
+
+def _basic_auth(url: URL) -> str:
+    """An HTTP Basic authorization value from the user info of `url`."""
+    userpass = f"{url.user or ''}:{url.password or ''}".encode()
+    return "Basic " + base64.b64encode(userpass).decode("ascii")
 
 
 def _retry_after_s(value: str | None) -> float | None:
@@ -91,9 +128,8 @@ def _retry_after_s(value: str | None) -> float | None:
         return None
 
 
-def _short_body(resp: httpx.Response, limit: int = 300) -> str:
+def _short_body(text: str, limit: int = 300) -> str:
     """The error message from an OpenAI-style error body, else the body text, on one short line."""
-    text = resp.text
     try:
         err = json.loads(text).get("error")
         if isinstance(err, dict) and err.get("message"):
@@ -109,15 +145,15 @@ def _short_body(resp: httpx.Response, limit: int = 300) -> str:
 class OpenAIClient:
     """Async client for one model on an OpenAI-compatible `/chat/completions` endpoint.
 
-    At most `concurrency` HTTP requests are in flight per event loop; failed attempts on 429, 408,
-    5xx, connection errors, timeouts and malformed bodies are retried `max_retries` times with
-    exponential backoff and jitter (or the server's Retry-After, capped at `retry_after_cap_s`).
-    Connections are created lazily for the running loop; close them with `aclose()` (or
-    `async with client:`) before that loop ends.
-
-    Each concurrency slot owns a one-connection `httpx.AsyncClient` rather than all slots sharing
-    one pool: httpcore's pool bookkeeping is O(connections²) per request, which at 64 connections
-    costs several ms of CPU per request and caps throughput far below what the server can do.
+    At most `concurrency` HTTP requests are in flight per event loop: attempts are queued and sent by
+    up to `concurrency` runner tasks, each going straight on to the next queued attempt (a semaphore
+    would hand a freed slot to the next caller's task one event-loop turn later, which costs several
+    percent of throughput at ~1000 requests/s). Failed attempts on 429, 408, 5xx, connection
+    errors, timeouts and malformed bodies are retried `max_retries` times with exponential backoff
+    and jitter (or the server's Retry-After, capped at `retry_after_cap_s`); a caller waiting out a
+    backoff holds no slot.
+    Connections (one aiohttp session per event loop) are created lazily for the running loop; close
+    them with `aclose()` (or `async with client:`) before that loop ends.
     """
 
     def __init__(
@@ -136,12 +172,18 @@ class OpenAIClient:
         self.model = model
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         try:
-            url = httpx.URL(self.base_url)
-        except httpx.InvalidURL as exc:
+            url = URL(self.base_url)
+            host = url.host
+        except ValueError as exc:
             raise UserError(f"invalid --base-url {public_url(self.base_url)!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not host:
             raise UserError(f"--base-url must be an http(s) URL, got {public_url(self.base_url)!r}")
-        self._url = url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
+        endpoint = url.with_user(None).with_path(url.raw_path.rstrip("/") + "/chat/completions", encoded=True)
+        if url.raw_query_string:
+            endpoint = URL(f"{endpoint}?{url.raw_query_string}", encoded=True)
+        self._url = endpoint  # credentials in the base URL go in the Authorization header instead
+        self._url_password = url.password
+        self._url_auth = _basic_auth(url) if url.user is not None or url.password is not None else None
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # None: local server, no auth header
         self.concurrency = max(1, int(concurrency))
@@ -154,7 +196,6 @@ class OpenAIClient:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
-        self._ssl: ssl.SSLContext | None = None  # shared by all slots (loading CAs is slow)
 
     def __repr__(self) -> str:
         return (
@@ -168,7 +209,7 @@ class OpenAIClient:
 
     def redact(self, text: str) -> str:
         """`text` with the API key and any URL password removed."""
-        for secret in (self._api_key, httpx.URL(self.base_url).password):
+        for secret in (self._api_key, self._url_password):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -178,31 +219,45 @@ class OpenAIClient:
         with self._lock:
             st = self._states.get(loop)
             if st is None:
-                slots: asyncio.Queue[int] = asyncio.Queue()
-                for i in range(self.concurrency):
-                    slots.put_nowait(i)
-                st = self._states[loop] = _LoopState(slots, [None] * self.concurrency)
+                st = self._states[loop] = _LoopState(self.concurrency)
             return st
 
-    def _http(self, st: _LoopState, slot: int) -> httpx.AsyncClient:
-        http = st.clients[slot]
-        if http is None:
-            if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()
-            http = st.clients[slot] = httpx.AsyncClient(
-                headers={"Authorization": f"Bearer {self._api_key}"} if self._api_key else {},
-                timeout=httpx.Timeout(self.timeout_s),
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                verify=self._ssl,
+    def _session(self, st: _LoopState) -> aiohttp.ClientSession:
+        """The running loop's session, opened on first use (it must be created inside that loop)."""
+        if st.session is None or st.session.closed:
+            # Per request, not session-wide: aiohttp merges session headers into those for a proxy
+            # too (and would send the API key to it as Proxy-Authorization).
+            st.headers = {"Content-Type": "application/json"}  # every request is a JSON POST
+            if self._url_auth is not None:  # URL credentials win over the API key
+                st.headers["Authorization"] = self._url_auth
+            elif self._api_key:
+                st.headers["Authorization"] = f"Bearer {self._api_key}"
+            st.proxy = _env_proxy(self._url)
+            st.session = aiohttp.ClientSession(
+                # TLS: aiohttp's default context (system CAs; honours SSL_CERT_FILE / SSL_CERT_DIR).
+                connector=aiohttp.TCPConnector(limit=st.concurrency),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                raise_for_status=False,
             )
-        return http
+        return st.session
 
     async def aclose(self) -> None:
-        """Close the connections of the running event loop."""
+        """Close the connections of the running event loop (attempts still queued or in flight there
+        fail with a `ChatError`)."""
         with self._lock:
             st = self._states.pop(asyncio.get_running_loop(), None)
-        if st is not None:
-            await asyncio.gather(*(c.aclose() for c in st.clients if c is not None))
+        if st is None:
+            return
+        while st.queue:
+            job = st.queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(ChatError("backend_error", "client closed"))
+        for task in list(st.runners):
+            task.cancel()
+        if st.runners:
+            await asyncio.wait(st.runners)
+        if st.session is not None:
+            await st.session.close()
 
     async def __aenter__(self) -> OpenAIClient:
         return self
@@ -221,10 +276,11 @@ class OpenAIClient:
         None values are dropped). Raises `ChatError` once retries are exhausted."""
         payload = {"model": self.model, "messages": messages}
         payload.update({k: v for k, v in sampling.items() if v is not None})
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         st = self._state()
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._attempt(st, payload)
+                return await self._submit(st, body)
             except _Retry as err:
                 failure = err
             if attempt < self.max_retries:
@@ -234,41 +290,90 @@ class OpenAIClient:
         n = self.max_retries + 1
         raise ChatError(failure.type, f"{failure.message} (after {n} attempt{'s' * (n > 1)})")
 
-    async def _attempt(self, st: _LoopState, payload: dict[str, Any]) -> ChatResult:
-        slot = await st.slots.get()
+    async def _submit(self, st: _LoopState, body: bytes) -> ChatResult:
+        """One attempt, run by one of the loop's runners; raises `_Retry` or `ChatError`."""
+        job = _Job(body, asyncio.get_running_loop().create_future())
+        st.queue.append(job)
+        if len(st.runners) < st.concurrency:
+            runner = asyncio.create_task(self._runner(st))
+            runner.add_done_callback(st.runners.discard)  # also if cancelled before it started
+            st.runners.add(runner)
         try:
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.timeout_s):  # total deadline, not per read
-                    resp = await self._http(st, slot).post(self._url, json=payload)
-            except (TimeoutError, httpx.TimeoutException):
-                raise _Retry("timeout", f"no answer within {self.timeout_s:g}s") from None
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise ChatError("backend_error", self.redact(f"bad URL: {exc}")) from None
-            except httpx.RequestError as exc:
-                msg = self.redact(f"connection error: {type(exc).__name__}: {exc}")
-                raise _Retry("backend_error", msg) from None
-            latency = time.perf_counter() - t0
+            return await job.future
+        except asyncio.CancelledError:
+            if job.scope is not None:  # the caller is gone: abort its request, freeing the runner
+                job.scope.reschedule(-1.0)
+            raise
+
+    async def _runner(self, st: _LoopState) -> None:
+        """Send queued attempts one after another until the queue is empty."""
+        task = asyncio.current_task()
+        assert task is not None
+        job: _Job | None = None
+        try:
+            while st.queue:
+                job = st.queue.popleft()
+                if job.future.done():  # its caller was cancelled while it waited
+                    continue
+                try:
+                    async with asyncio.timeout(None) as job.scope:  # lets `_submit` abort it
+                        result = await self._attempt(st, job.body)
+                except Exception as exc:  # _Retry, ChatError, or TimeoutError from an abort
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                else:
+                    if not job.future.done():
+                        job.future.set_result(result)
+                finally:
+                    job.scope = None
+        except asyncio.CancelledError:  # aclose() or the loop shutting down
+            if job is not None and not job.future.done():
+                job.future.set_exception(ChatError("backend_error", "client closed"))
+            raise
         finally:
-            st.slots.put_nowait(slot)
-        code = resp.status_code
+            st.runners.discard(task)  # now, not only in the done-callback: `_submit` counts runners
+
+    async def _attempt(self, st: _LoopState, body: bytes) -> ChatResult:
+        session = self._session(st)
+        t0 = time.perf_counter()
+        try:
+            async with session.post(
+                self._url,
+                data=body,
+                headers=st.headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),  # whole attempt, body included
+                proxy=st.proxy,
+            ) as resp:
+                code, retry_after = resp.status, resp.headers.get("Retry-After")
+                reply = await resp.text(errors="replace")
+        except TimeoutError:  # asyncio.TimeoutError, aiohttp's ServerTimeoutError & co.
+            raise _Retry("timeout", f"no answer within {self.timeout_s:g}s") from None
+        except aiohttp.InvalidURL as exc:
+            raise ChatError("backend_error", self.redact(f"bad URL: {exc}")) from None
+        except (aiohttp.ClientError, OSError) as exc:  # refused, reset, ServerDisconnectedError, ...
+            msg = f"connection error: {type(exc).__name__}: {exc}"
+            if st.proxy is not None:  # proxy errors name the proxy URL, user info included
+                for secret in (st.proxy.raw_password, st.proxy.password):
+                    msg = msg.replace(secret, "***") if secret else msg
+            raise _Retry("backend_error", self.redact(msg)) from None
+        latency = time.perf_counter() - t0
         if code == 429:
-            body = self.redact(_short_body(resp))
-            raise _Retry("rate_limited", f"HTTP 429: {body}", _retry_after_s(resp.headers.get("Retry-After")))
+            msg = self.redact(f"HTTP 429: {_short_body(reply)}")
+            raise _Retry("rate_limited", msg, _retry_after_s(retry_after))
         if code == 408 or code >= 500:
             kind = "timeout" if code == 408 else "backend_error"
-            raise _Retry(kind, self.redact(f"HTTP {code}: {_short_body(resp)}"))
+            raise _Retry(kind, self.redact(f"HTTP {code}: {_short_body(reply)}"))
         if code != 200:
-            raise ChatError("backend_error", self.redact(f"HTTP {code}: {_short_body(resp)}"))
+            raise ChatError("backend_error", self.redact(f"HTTP {code}: {_short_body(reply)}"))
         try:
-            raw = resp.json()
+            raw = json.loads(reply)
             message = raw["choices"][0]["message"]
             text = message.get("content") or ""
             usage = raw.get("usage") or {}
             if not isinstance(text, str) or not isinstance(usage, dict):
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            short = self.redact(" ".join(resp.text.split())[:200])
+            short = self.redact(" ".join(reply.split())[:200])
             raise _Retry("backend_error", f"malformed response ({type(exc).__name__}): {short}") from None
         return ChatResult(text, usage, raw, latency)
 
