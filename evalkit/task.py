@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.types import GenerationConfig, Request, Sample
+from evalkit.types import GenerationConfig, Request, Sample, UserError
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,20 @@ class Task(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
+
+
+class ImportOnlyTask(Task):
+    """A judged benchmark whose judging is not yet wired into `evalkit run`: `load` says how to import
+    its official outputs, and rows are scored from their stored judge outputs (`score_row`)."""
+
+    #: the `evalkit import` flags this task takes, shown when someone tries `evalkit run`
+    import_usage: str
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        raise UserError(
+            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing outputs and "
+            f"official judge outputs with `evalkit import --task {self.name} {self.import_usage}`"
+        )
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")

@@ -41,7 +41,7 @@ import numpy as np
 
 from evalkit.datafiles import sha256_file
 from evalkit.stats import mean_estimate
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import Imported, ImportOnlyTask
 from evalkit.tasks import alpaca_eval_lc as lc
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
@@ -397,7 +397,7 @@ def _find(data_dir: Path | None, *relative: str) -> Path | None:
     return next((data_dir / r for r in relative if (data_dir / r).is_file()), None)
 
 
-class AlpacaEvalTask(Task):
+class AlpacaEvalTask(ImportOnlyTask):
     """AlpacaEval as a task: one row per instruction, the model's answer as the response, the reference
     answer as the target, and the official judge's record in `judge`:
 
@@ -419,21 +419,12 @@ class AlpacaEvalTask(Task):
 
     version_name: str
     headline = "win_rate"
+    import_usage = "--answers model_outputs.json --judgments annotations.json"
     generation = GenerationConfig(max_new_tokens=2048, temperature=0.0)
 
     @property
     def protocol(self) -> Version:
         return get_version(self.version_name)
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing outputs and "
-            f"official judgements with `evalkit import --task {self.name} --answers model_outputs.json "
-            "--judgments annotations.json`"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
 
     def info(self) -> dict[str, Any]:
         v = self.protocol

@@ -25,7 +25,7 @@ import numpy as np
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 CATEGORIES = ("conv", "detail", "complex")
@@ -367,7 +367,7 @@ def _metric(value: float, n: int, est: Estimate | None = None) -> dict[str, Any]
     return {**est.to_dict(), "value": value}
 
 
-class LlavaBench(Task):
+class LlavaBench(ImportOnlyTask):
     """LLaVA-Bench as a task (import only for now). Values are the official printed numbers: per run the
     ratio of means rounded to 1 decimal, reported as the mean over runs of the unrounded run scores;
     intervals resample questions (whole images when the question file gives them) with all their runs.
@@ -381,16 +381,7 @@ class LlavaBench(Task):
     in_the_wild: bool
     #: looked for in --data-dir when --questions is not given
     question_file: str
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing answers and "
-            f"official reviews with `evalkit import --task {self.name} --answers FILE "
-            "--judgments REVIEWS.jsonl` (repeat --judgments for each judge run)"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
+    import_usage = "--answers FILE --judgments REVIEWS.jsonl (repeat --judgments for each judge run)"
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         pairs = [parse_review(text) for text in row["judge"]["outputs"]]

@@ -20,7 +20,7 @@ from typing import Any
 
 from evalkit.datafiles import sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 N_ITEMS = 96
@@ -349,7 +349,7 @@ def _is_template(records: list[Any]) -> bool:
     return bool(records) and isinstance(records[0], dict) and "question_type" in records[0]
 
 
-class MMHal(Task):
+class MMHal(ImportOnlyTask):
     """MMHal-Bench as a task (import only for now). One row per template record, id = its index (0–95,
     which fixes the question type); `response` is the model's answer, `target` the human answer, and the
     `judge` record keeps the raw GPT-4 review (`outputs`, one entry) with the judge fingerprint. `score_row`
@@ -370,16 +370,8 @@ class MMHal(Task):
         "eval_gpt_mmhal.py --evaluation file (96 GPT-4 responses)"
     )
     headline = "score"
+    import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
     generation = GENERATION
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            "mmhal cannot be generated and judged by `evalkit run` yet; score existing answers and GPT-4 "
-            "reviews with `evalkit import --task mmhal --answers ANSWERED.json --judgments REVIEWS.json`"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError("mmhal rows are scored from their stored judge outputs")
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         (review,) = row["judge"]["outputs"]

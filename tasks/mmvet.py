@@ -27,7 +27,7 @@ import numpy as np
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 JUDGE_MODEL = "gpt-4-0613"
@@ -390,7 +390,7 @@ def read_score_csv(path: Path) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------- the task
 
 
-class MMVet(Task):
+class MMVet(ImportOnlyTask):
     """MM-Vet as a task. Values are the official rounded numbers (1 decimal, numpy rounding); intervals
     come from the unrounded per-item scores. Each row keeps the judge's raw output per run."""
 
@@ -403,16 +403,8 @@ class MMVet(Task):
         "(release zip) for the capability tables"
     )
     headline = "total"
+    import_usage = "--answers FILE --judgments GRADES.json"
     generation = GENERATION
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            "mmvet cannot be generated and judged by `evalkit run` yet; score existing answers and official "
-            "grades with `evalkit import --task mmvet --answers FILE --judgments GRADES.json`"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError("mmvet rows are scored from their stored judge outputs")
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         grades = [

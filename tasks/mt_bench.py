@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
@@ -403,7 +403,7 @@ def _judgment_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-class MTBench(Task):
+class MTBench(ImportOnlyTask):
     """MT-Bench single-answer grading as a task (import only for now).
 
     One row per question (id = question_id): `response` is the model's turn-1 answer and `meta.answers`
@@ -422,16 +422,7 @@ class MTBench(Task):
         "question.jsonl (default: the shipped official file)"
     )
     headline = "score"
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            "mt_bench cannot be generated and judged by `evalkit run` yet; score existing answers and "
-            "official judgments with `evalkit import --task mt_bench --answers ANSWERS.jsonl --judgments "
-            "gpt-4_single.jsonl`"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError("mt_bench rows are scored from their stored judge outputs")
+    import_usage = "--answers ANSWERS.jsonl --judgments gpt-4_single.jsonl"
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         scores = [parse_rating(text) for text in row["judge"]["outputs"]]
