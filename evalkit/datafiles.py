@@ -38,6 +38,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_json(path: Path, expect: type | None = None) -> Any:
+    """Read a JSON file; a missing, undecodable or malformed file, or a top-level value that is not
+    `expect`, is a `UserError` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON at line {exc.lineno} ({exc.msg})") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise UserError(f"{path}: not a UTF-8 JSON file") from None
+    if expect is not None and not isinstance(data, expect):
+        kind = {list: "a JSON list of records", dict: "a JSON object"}.get(expect, expect.__name__)
+        raise UserError(f"{path}: expected {kind}, got {type(data).__name__}")
+    return data
+
+
 def require_fields(
     path: Path, lineno: int, row: dict[str, Any], fields: dict[str, type | tuple[type, ...]]
 ) -> None:

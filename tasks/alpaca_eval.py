@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import read_json, sha256_file
 from evalkit.stats import mean_estimate
 from evalkit.task import Imported, ImportOnlyTask
 from evalkit.tasks import alpaca_eval_lc as lc
@@ -123,17 +123,7 @@ class Annotations:
 
 
 def _read_json_list(path: Path) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: malformed JSON at line {exc.lineno} ({exc.msg})") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise UserError(f"{path}: not a UTF-8 JSON file") from None
-    if not isinstance(data, list):
-        raise UserError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    data = read_json(path, list)
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise UserError(f"{path}: record {i} is {type(row).__name__}, expected an object")

@@ -14,7 +14,6 @@ means, not a mean of per-question ratios. LLaVA reports the mean over 3 judge ru
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, require_fields, sha256_file
+from evalkit.datafiles import read_json, read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
 from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
@@ -227,14 +226,7 @@ class ReviewRequest:
 
 def read_rules(path: Path) -> dict[str, Rule]:
     """`rule.json` (or RLHF-V's `rule.jsonfile`): key → Rule."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object of rules")
+    data = read_json(Path(path), dict)
     rules = {}
     for key, rule in data.items():
         if not (

@@ -11,14 +11,13 @@ record's index modulo 8 (the 96 records cycle through the 8 types in a fixed ord
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import read_json, sha256_file
 from evalkit.stats import Estimate, mean_estimate
 from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
@@ -158,15 +157,7 @@ def question_type(index: int) -> str:
 
 
 def _read_json_list(path: Path) -> list[Any]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, list):
-        raise UserError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
+    return read_json(path, list)
 
 
 def _items(path: Path, records: list[Any]) -> list[Item]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, require_fields, sha256_file
+from evalkit.datafiles import read_json, read_jsonl, require_fields, sha256_file
 from evalkit.stats import Estimate, mean_estimate
 from evalkit.task import Imported, ImportOnlyTask
 from evalkit.types import GenerationConfig, Message, Sample, UserError
@@ -271,16 +271,6 @@ class ItemGrade:
     capability: tuple[str, ...] | None = None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
 def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -294,7 +284,7 @@ def _str_list(path: Path, key: str, entry: Mapping[str, Any], field: str) -> tup
 
 def read_grades(path: Path) -> dict[str, ItemGrade]:
     """Read an official grade file (`{model}_{judge}-grade-{N}runs.json`), in file order."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object keyed by item id ('v1_0', ...)")
     grades = {}
@@ -327,7 +317,7 @@ def capabilities_from_grades(grades: Mapping[str, ItemGrade]) -> dict[str, tuple
 
 def read_metadata(path: Path) -> dict[str, dict[str, Any]]:
     """Read `mm-vet.json` (release zip): item id → {imagename, question, answer, capability}."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object keyed by item id ('v1_0', ...) as in mm-vet.json")
     for key, item in data.items():
@@ -358,7 +348,7 @@ def read_answers(path: Path) -> dict[str, str]:
                 raise UserError(f"{path}:{i}: duplicate question_id {row['question_id']}")
             out[key] = row["text"]
         return out
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise UserError(f'{path}: expected a JSON object {{"v1_0": "<answer>", ...}} of strings')
     return data

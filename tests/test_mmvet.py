@@ -158,7 +158,7 @@ def test_grade_file_errors_name_the_file_and_item(tmp_path):
         ('{"v1_0": {"score": [1.5]}}', "'v1_0'.*numbers in \\[0, 1\\]"),
         ('{"v1_0": {"score": [1.0], "content": ["1.0", "1.0"]}}', "'v1_0'.*differ in length"),
         ('{"v1_0": {"content": ["1.0"]}}', "'v1_0'.*'score' list"),
-        ("{", "not valid JSON"),
+        ("{", "malformed JSON"),
     ]:
         path.write_text(body)
         with pytest.raises(UserError, match=msg) as err:
