@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import package_versions
 from evalkit.registry import get_task
-from evalkit.runner import RunResult, config_hash, now
+from evalkit.runner import RunResult, config_hash, new_header, now
 from evalkit.scoring import make_row, summarize
 from evalkit.store import RunStore
 from evalkit.types import Response, UserError
@@ -40,24 +39,21 @@ def import_answers(
         raise UserError(f"{output} already holds a run; pass another --output")
     fingerprint = {"imported_from": str(answers.resolve()), "answers_sha256": info["files"].get(answers.name)}
     identity = {"model": fingerprint, "tasks": {t.name: {"version": t.version, "data": info}}}
-    header = {
-        "run_id": Path(output).name,
-        "config_hash": config_hash(identity),
-        "created": now(),
-        "status": "running",
-        "evalkit_version": package_versions()["evalkit"],
-        "command": {
-            "import": True,
-            "task": task,
-            "answers": str(answers),
-            "questions": str(questions),
-            "data_dir": str(data_dir),
-            "judgments": [str(j) for j in judgments or []],
-        },
-        "model": {"fingerprint": fingerprint, "backend": "import"},
-        "tasks": {t.name: {**t.info(), "data": info, "n_samples": len(items)}},
-        "packages": package_versions(),
+    command = {
+        "import": True,
+        "task": task,
+        "answers": str(answers),
+        "questions": str(questions),
+        "data_dir": str(data_dir),
+        "judgments": [str(j) for j in judgments or []],
     }
+    header = new_header(
+        Path(output),
+        config_hash(identity),
+        command,
+        model={"fingerprint": fingerprint, "backend": "import"},
+        tasks={t.name: {**t.info(), "data": info, "n_samples": len(items)}},
+    )
     store.open(header)
     log = store.log(t.name)
     try:

@@ -123,7 +123,16 @@ def evaluate(
         "batch_size": bs,
         "max_failure_rate": max_failure_rate,
     }
-    header = _header(run_dir, chash, command, backend, fingerprint, task_objs, loaded)
+    header = new_header(
+        run_dir,
+        chash,
+        command,
+        model={"fingerprint": fingerprint, "backend": backend.name, **backend.info()},
+        tasks={
+            t.name: {**t.info(), "data": loaded[t.name].info, "n_samples": len(loaded[t.name].samples)}
+            for t in task_objs
+        },
+    )
     store = RunStore(run_dir)
     resumed = store.open(header)
     header = store.read_header()
@@ -163,15 +172,10 @@ def evaluate(
     return result
 
 
-def _header(
-    run_dir: Path,
-    chash: str,
-    command: dict[str, Any],
-    backend: Backend,
-    fingerprint: dict[str, Any],
-    task_objs: list[Task],
-    loaded: dict[str, LoadedData],
+def new_header(
+    run_dir: Path, chash: str, command: dict[str, Any], model: dict[str, Any], tasks: dict[str, Any]
 ) -> dict[str, Any]:
+    """run.json for a new run, whether generated here (`evaluate`) or imported (`evalkit import`)."""
     return {
         "run_id": run_dir.name,
         "config_hash": chash,
@@ -179,11 +183,8 @@ def _header(
         "status": "running",
         "evalkit_version": package_versions()["evalkit"],
         "command": command,
-        "model": {"fingerprint": fingerprint, "backend": backend.name, **backend.info()},
-        "tasks": {
-            t.name: {**t.info(), "data": loaded[t.name].info, "n_samples": len(loaded[t.name].samples)}
-            for t in task_objs
-        },
+        "model": model,
+        "tasks": tasks,
         "packages": package_versions(),
         "timings": {},
     }
