@@ -23,11 +23,11 @@ import random
 import time
 from typing import Any
 
+from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX  # train on the prompt the task asks
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 
 TRAIN_SCENE_SEED = 1000  # training scenes: sample_scenes(n, TRAIN_SCENE_SEED + seed); evaluation uses seed 0
-POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
 CAPTION_PROMPT = "Describe the image."
 LR = 1e-3
 BATCH_SIZE = 32  # per step: a yes and a no question on BATCH_SIZE // 4 images, BATCH_SIZE // 2 captions
