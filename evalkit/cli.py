@@ -37,6 +37,58 @@ def show(result, as_json: bool, title: str) -> None:
         out.print(f"run folder: {result.run_dir}")
 
 
+def parse_task_options(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key or not value:
+            raise UserError(
+                f"--task-option {item!r}: expected TASK.KEY=VALUE, e.g. mt_bench.reference=ref.jsonl"
+            )
+        if key in out:
+            raise UserError(f"--task-option {key} is given twice")
+        out[key] = value
+    return out
+
+
+def show_plan(plan: dict, as_json: bool) -> None:
+    from rich.table import Table
+
+    if as_json:
+        print(json.dumps(plan, indent=2))
+        return
+    if not plan:
+        out.print("no judged task: the run makes no judge call")
+        return
+    table = Table(title="judge calls (dry run)")
+    for col in (
+        "task",
+        "judge",
+        "calls",
+        "cached",
+        "est. prompt tokens",
+        "est. completion tokens",
+        "est. cost",
+    ):
+        table.add_column(col, justify="left" if col in ("task", "judge") else "right")
+    for task, e in plan.items():
+        cost = "unknown price" if e["est_cost_usd"] is None else f"${e['est_cost_usd']:.2f}"
+        table.add_row(
+            task,
+            e["judge"],
+            str(e["calls"]),
+            str(e["cached"]),
+            str(e["est_prompt_tokens"]),
+            str(e["est_completion_tokens"]),
+            cost,
+        )
+    out.print(table)
+    out.print(
+        "first-round calls only (re-asks after unparseable answers come on top); answers not generated yet "
+        "are counted at the task's maximum length, so this is an upper bound"
+    )
+
+
 @app.command()
 def run(
     model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
@@ -54,6 +106,13 @@ def run(
         Path | None, typer.Option(help="Run folder [default: results/<model>-<config hash>].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for data sampling and generation.")] = 0,
+    task_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TASK.KEY=VALUE, repeatable: a task's own setting, e.g. "
+            "mt_bench.reference=PATH (see `evalkit tasks`)."
+        ),
+    ] = None,
     max_failure_rate: Annotated[
         float, typer.Option(help="Fail the run (exit 1) above this rate of failed samples.")
     ] = 0.02,
@@ -65,13 +124,74 @@ def run(
     ] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once (openai).")] = 16,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow a checkpoint's own code (hf).")] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge for judged tasks instead of each task's official one: 'openai:MODEL' (any "
+            "OpenAI-compatible server, see --judge-base-url) or 'hf:PATH' (a local checkpoint)."
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option(help="Endpoint of the judge [default: OpenAI's].")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the judge's API key.")
+    ] = "OPENAI_API_KEY",
+    judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 16,
+    judge_runs: Annotated[
+        int | None, typer.Option(help="Independent judge runs per answer [default: the task's official].")
+    ] = None,
+    judge_budget_usd: Annotated[
+        float | None,
+        typer.Option(help="Refuse to start when the estimated judge cost exceeds this many US dollars."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print the judge calls the run would make and their estimated cost; generate nothing."
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")
     ] = False,
 ) -> None:
-    """Generate answers and score them; re-running the same command resumes an interrupted run."""
+    """Generate answers and score them; re-running the same command resumes an interrupted run.
+
+    Judged tasks (mt_bench, alpaca_eval, mmvet, llava_bench, mmhal) are then judged; judge answers are
+    cached in $EVALKIT_CACHE/judge_cache.sqlite, so re-running a finished run makes no judge call."""
+    from evalkit.judge_settings import JudgeSettings
     from evalkit.models.base import BackendOptions
-    from evalkit.runner import RunFailed, evaluate
+    from evalkit.runner import RunFailed, evaluate, plan_judging
+
+    judges = JudgeSettings(
+        model=judge,
+        base_url=judge_base_url,
+        api_key_env=judge_api_key_env,
+        concurrency=judge_concurrency,
+        runs=judge_runs,
+        budget_usd=judge_budget_usd,
+    )
+    try:
+        options_by_key = parse_task_options(task_option or [])
+    except UserError as exc:
+        fail(str(exc), 2)
+    if dry_run:
+        try:
+            plan = plan_judging(
+                tasks,
+                judges,
+                output=output,
+                data=data,
+                data_dir=data_dir,
+                image_dir=image_dir,
+                limit=limit,
+                seed=seed,
+                task_options=options_by_key,
+            )
+        except UserError as exc:
+            fail(str(exc), 2)
+        show_plan(plan, as_json)
+        return
 
     options = BackendOptions(
         dtype=dtype,
@@ -94,6 +214,8 @@ def run(
             seed=seed,
             max_failure_rate=max_failure_rate,
             backend_options=options,
+            judges=judges,
+            task_options=options_by_key,
             progress=not as_json and sys.stderr.isatty(),
         )
     except UserError as exc:

@@ -1,10 +1,12 @@
-"""What run.json records about the software a run used."""
+"""Where evalkit keeps its caches, and what run.json records about the software a run used."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import evalkit
 
@@ -19,3 +21,9 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def cache_root() -> Path:
+    """Models, toy data, weight digests and the judge cache: `$EVALKIT_CACHE`, else `~/.cache/evalkit`
+    (read when called, never at import time)."""
+    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))

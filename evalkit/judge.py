@@ -10,13 +10,14 @@ errors from the same code as the models under test.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from evalkit.judge_cache import JudgeCache, cache_key
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.pricing import cost_usd
-from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, jsonable
+from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response, jsonable
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,17 @@ class JudgeSpec:
 
 
 @dataclass(frozen=True)
+class JudgeCall:
+    """One call to a judge: the rendered messages and exact decoding settings, the run it belongs to
+    (`run_index`, part of the cache key) and a label the caller uses to place the answer (`slot`)."""
+
+    slot: str
+    messages: tuple[Message, ...]
+    generation: GenerationConfig
+    run_index: int | None = None
+
+
+@dataclass(frozen=True)
 class JudgeAnswer:
     id: str
     text: str | None
@@ -39,6 +51,20 @@ class JudgeAnswer:
     error: ErrorInfo | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: per-token top log-probabilities, when the call asked for them
+    logprobs: list[dict[str, Any]] | None = None
+
+    @property
+    def output(self) -> Any:
+        """What a parser reads: the text, or for calls that asked for log-probabilities the OpenAI
+        choice shape `{"message": {"content"}, "logprobs": {"content": [...]}}` (as official files
+        store it)."""
+        if self.logprobs is None:
+            return self.text
+        return {
+            "message": {"role": "assistant", "content": self.text},
+            "logprobs": {"content": self.logprobs},
+        }
 
 
 @dataclass
@@ -79,11 +105,20 @@ class Judge:
 
     @property
     def id(self) -> str:
-        return f"{self.spec.model}|prompt:{self.prompt_hash[:16]}|parser:{self.spec.parser_version}"
+        """Cache identity: model, endpoint or weights, prompt hash and parser version."""
+        backend = json.dumps(self.backend_identity(), sort_keys=True, default=str)
+        return f"{self.spec.model}|{backend}|prompt:{self.prompt_hash[:16]}|parser:{self.spec.parser_version}"
+
+    def backend_identity(self) -> dict[str, Any]:
+        """What tells two judges of the same name apart: the endpoint (a local server may serve another
+        model under the same name) or the local checkpoint's weights; the answering snapshot reported by
+        the server is recorded in run.json, not here, as it is only known after the first call."""
+        return {k: v for k, v in self.backend.fingerprint().items() if k != "served_model"}
 
     def fingerprint(self) -> dict[str, Any]:
         return {
             "model": self.spec.model,
+            "backend": self.backend_identity(),
             "prompt_sha256": self.prompt_hash,
             "parser_version": self.spec.parser_version,
             "temperature": self.spec.temperature,
@@ -107,39 +142,57 @@ class Judge:
         run_index: int | None = None,
         temperature: float | None = None,
     ) -> list[JudgeAnswer]:
-        """Judge each (id, messages); cached answers are reused, the rest go to the backend in one batch."""
+        """Judge each (id, messages) with the spec's settings; see `ask_calls`."""
         gen = self._generation(temperature)
-        answers: dict[str, JudgeAnswer] = {}
-        misses: list[tuple[Request, str | None]] = []
-        keyed = [
-            (
-                Request(item_id, messages, gen, seed=run_index or 0),
-                self._key(messages, gen, run_index) if self.cache is not None else None,
-            )
-            for item_id, messages in items
+        return self.ask_calls([JudgeCall(i, m, gen, run_index) for i, m in items])
+
+    def ask_calls(self, calls: list[JudgeCall]) -> list[JudgeAnswer]:
+        """Answer each call, in order (`JudgeAnswer.id` is the call's slot); cached answers are reused,
+        the rest go to the backend in one batch, and fresh answers are cached in one commit."""
+        answers: list[JudgeAnswer | None] = [None] * len(calls)
+        requests = [Request(c.slot, c.messages, c.generation, seed=c.run_index or 0) for c in calls]
+        keys = [
+            self._key(c.messages, c.generation, c.run_index) if self.cache is not None else None
+            for c in calls
         ]
-        hits = self.cache.get_many([k for _, k in keyed if k]) if self.cache is not None else {}
-        for request, key in keyed:
+        hits = self.cache.get_many([k for k in keys if k]) if self.cache is not None else {}
+        misses: list[int] = []
+        for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
             hit = hits.get(key) if key else None
-            if hit is not None:
-                self.usage.cache_hits += 1
-                answers[request.id] = JudgeAnswer(
-                    request.id,
-                    hit["text"],
-                    True,
-                    request.prompt_hash(),
-                    None,
-                    hit["prompt_tokens"],
-                    hit["completion_tokens"],
-                )
-            else:
-                misses.append((request, key))
+            if hit is None:
+                misses.append(i)
+                continue
+            self.usage.cache_hits += 1
+            answers[i] = JudgeAnswer(
+                request.id,
+                hit["text"],
+                True,
+                request.prompt_hash(),
+                None,
+                hit["prompt_tokens"],
+                hit["completion_tokens"],
+                hit.get("logprobs"),
+            )
         if misses:
             fresh: list[tuple[str, str, dict[str, Any]]] = []
-            responses = self.backend.generate([r for r, _ in misses])
-            for (request, key), resp in zip(misses, responses, strict=True):
+            size = len(misses) if self.backend.remote else max(1, self.backend.default_batch_size)
+            responses = [
+                r
+                for k in range(0, len(misses), size)
+                for r in self.backend.generate([requests[i] for i in misses[k : k + size]])
+            ]
+            if len(responses) != len(misses):
+                raise RuntimeError(f"judge backend returned {len(responses)} answers for {len(misses)} calls")
+            for i, resp in zip(misses, responses, strict=True):
+                request, key = requests[i], keys[i]
                 self._account(resp.prompt_tokens, resp.completion_tokens, resp.ok)
-                answers[request.id] = JudgeAnswer(
+                wanted = request.generation.top_logprobs > 0
+                if resp.ok and wanted and not resp.logprobs:
+                    resp = Response(
+                        resp.id,
+                        error=ErrorInfo("judge_error", "the judge returned no log-probabilities"),
+                    )
+                answers[i] = JudgeAnswer(
                     request.id,
                     resp.text if resp.ok else None,
                     False,
@@ -147,22 +200,20 @@ class Judge:
                     resp.error,
                     resp.prompt_tokens,
                     resp.completion_tokens,
+                    resp.logprobs if wanted else None,
                 )
                 if resp.ok and key:
-                    fresh.append(
-                        (
-                            key,
-                            self.id,
-                            {
-                                "text": resp.text,
-                                "prompt_tokens": resp.prompt_tokens,
-                                "completion_tokens": resp.completion_tokens,
-                            },
-                        )
-                    )
+                    value = {
+                        "text": resp.text,
+                        "prompt_tokens": resp.prompt_tokens,
+                        "completion_tokens": resp.completion_tokens,
+                    }
+                    if wanted:
+                        value["logprobs"] = resp.logprobs
+                    fresh.append((key, self.id, value))
             if fresh and self.cache is not None:
                 self.cache.put_many(fresh)  # one commit for the batch the backend just answered
-        return [answers[i] for i, _ in items]
+        return [a for a in answers if a is not None]
 
     def _account(self, prompt_tokens: int, completion_tokens: int, ok: bool) -> None:
         u = self.usage
@@ -171,23 +222,42 @@ class Judge:
         u.prompt_tokens += prompt_tokens
         u.completion_tokens += completion_tokens
         u.by_model[self.model_name] = u.by_model.get(self.model_name, 0) + 1
-        cost = cost_usd(self.model_name, u.prompt_tokens, u.completion_tokens)
-        u.cost_usd = cost if self.backend.name.startswith("openai") else 0.0
+        u.cost_usd = self._cost(u.prompt_tokens, u.completion_tokens)
 
     def estimate(self, items: list[tuple[str, tuple[Message, ...]]], *, run_index: int | None = None) -> dict:
-        """Calls a run would make (cache misses) and their estimated cost (≈ 4 characters a token;
-        completions at `max_tokens`, an upper bound), for `--dry-run` and `--judge-budget-usd`."""
+        """`estimate_calls` for (id, messages) items asked with the spec's settings."""
         gen = self._generation(None)
-        keys = [self._key(m, gen, run_index) if self.cache is not None else None for _, m in items]
+        return self.estimate_calls([JudgeCall(i, m, gen, run_index) for i, m in items])
+
+    def estimate_calls(self, calls: list[JudgeCall]) -> dict[str, Any]:
+        """Calls a run would make (cache misses) and their estimated cost (≈ 4 characters a token;
+        completions at each call's `max_new_tokens`, an upper bound), for `--dry-run` and
+        `--judge-budget-usd`. The cost is None when the judge model's price is unknown."""
+        keys = [
+            self._key(c.messages, c.generation, c.run_index) if self.cache is not None else None
+            for c in calls
+        ]
         hits = self.cache.get_many([k for k in keys if k]) if self.cache is not None else {}
-        n_calls, prompt_chars = 0, 0
-        for key, (_, messages) in zip(keys, items, strict=True):
+        n_calls, prompt_chars, completion_tokens = 0, 0, 0
+        for key, call in zip(keys, calls, strict=True):
             if key is None or key not in hits:
                 n_calls += 1
-                prompt_chars += sum(len(m.text) for m in messages)
+                prompt_chars += sum(len(m.text) for m in call.messages)
+                completion_tokens += call.generation.max_new_tokens
         prompt_tokens = prompt_chars // 4
-        cost = cost_usd(self.model_name, prompt_tokens, n_calls * self.spec.max_tokens)
-        return {"calls": n_calls, "est_prompt_tokens": prompt_tokens, "est_cost_usd": cost}
+        return {
+            "calls": n_calls,
+            "cached": len(calls) - n_calls,
+            "est_prompt_tokens": prompt_tokens,
+            "est_completion_tokens": completion_tokens,
+            "est_cost_usd": self._cost(prompt_tokens, completion_tokens),
+        }
+
+    def _cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD at the pricing table's rate; a local judge costs nothing, an unpriced remote one None."""
+        if not self.backend.remote:
+            return 0.0
+        return cost_usd(self.model_name, prompt_tokens, completion_tokens)
 
 
 def make_judge(

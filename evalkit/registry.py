@@ -34,10 +34,15 @@ def get_task(name: str) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
-def parse_task_list(tasks: str | list[str]) -> list[Task]:
-    names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
-    if not names:
+def parse_task_list(tasks: str | list[str | Task]) -> list[Task]:
+    """Tasks from "a,b" or a list of names and/or `Task` objects (a library user's own tasks)."""
+    items = tasks.split(",") if isinstance(tasks, str) else tasks
+    objs = [
+        t if isinstance(t, Task) else get_task(t.strip()) for t in items if isinstance(t, Task) or t.strip()
+    ]
+    if not objs:
         raise UserError("no task given; pass --tasks NAME[,NAME...] (see `evalkit tasks`)")
+    names = [t.name for t in objs]
     if len(set(names)) != len(names):
         raise UserError(f"a task is listed twice in {names}")
-    return [get_task(n) for n in names]
+    return objs

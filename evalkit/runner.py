@@ -18,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.environment import package_versions
+from evalkit.judge import Judge
+from evalkit.judge_settings import JudgeSet, JudgeSettings
+from evalkit.judging import judge_rows, needs_judging
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
 from evalkit.scoring import make_row, summarize
 from evalkit.store import RunStore
-from evalkit.task import DataSpec, LoadedData, Task
-from evalkit.types import Response, UserError
+from evalkit.task import DataSpec, JudgedTask, LoadedData, Task
+from evalkit.types import Request, Response, Sample, UserError
 
 DEFAULT_MAX_FAILURE_RATE = 0.02
 
@@ -59,9 +62,59 @@ def batches(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
+def load_tasks(
+    tasks: str | list[str | Task],
+    *,
+    data: str | None = None,
+    data_dir: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    task_options: dict[str, str] | None = None,
+) -> tuple[list[Task], dict[str, LoadedData]]:
+    """The tasks and their samples; fails on bad flags or missing data before any model is loaded."""
+    if data not in (None, "toy"):
+        raise UserError(f"--data {data!r}: the only built-in data set is 'toy'; for real data use --data-dir")
+    if limit is not None and limit < 1:
+        raise UserError("--limit must be at least 1")
+    task_objs = parse_task_list(tasks)
+    spec = DataSpec(
+        toy=data == "toy",
+        data_dir=Path(data_dir) if data_dir else None,
+        image_dir=Path(image_dir) if image_dir else None,
+        seed=seed,
+        limit=limit,
+        options=dict(task_options or {}),
+    )
+    if spec.data_dir is not None and not spec.data_dir.is_dir():
+        raise UserError(f"--data-dir {spec.data_dir} is not a folder")
+    names = {t.name for t in task_objs}
+    stray = [k for k in spec.options if k.split(".", 1)[0] not in names or "." not in k]
+    if stray:
+        raise UserError(f"--task-option {stray[0]}: options are named TASK.KEY for a task of this run")
+    return task_objs, {t.name: t.load(spec) for t in task_objs}
+
+
+def plan_judging(
+    tasks: str | list[str | Task],
+    judges: JudgeSettings,
+    *,
+    output: str | Path | None = None,
+    **data: Any,
+) -> dict[str, dict[str, Any]]:
+    """`--dry-run`: the judge calls a run would make and their estimated cost, without loading the model
+    (answers already stored in `output` are used; see `judge_settings`)."""
+    task_objs, loaded = load_tasks(tasks, **data)
+    judge_set = JudgeSet.for_tasks(task_objs, judges)
+    try:
+        return judge_set.estimate(task_objs, loaded, Path(output) if output else None)
+    finally:
+        judge_set.close()
+
+
 def evaluate(
     model: str | Backend,
-    tasks: str | list[str],
+    tasks: str | list[str | Task],
     *,
     data: str | None = None,
     data_dir: str | Path | None = None,
@@ -73,33 +126,31 @@ def evaluate(
     seed: int = 0,
     max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE,
     backend_options: BackendOptions | None = None,
+    judges: JudgeSettings | None = None,
+    task_options: dict[str, str] | None = None,
     progress: bool = True,
 ) -> RunResult:
     """Evaluate `model` on `tasks` and return the run's metrics (also written to the run folder).
 
     `model` is a checkpoint path or hub id, `toy`, `openai:NAME`, or a ready `Backend`. `data="toy"`
-    uses the built-in toy world; otherwise each task reads official files from `data_dir`.
+    uses the built-in toy world; otherwise each task reads official files from `data_dir`. Judged
+    tasks use their official judge unless `judges` says otherwise.
     Raises `UserError` for input the user can fix and `RunFailed` when the failure rate is too high.
     """
-    if data not in (None, "toy"):
-        raise UserError(f"--data {data!r}: the only built-in data set is 'toy'; for real data use --data-dir")
-    if limit is not None and limit < 1:
-        raise UserError("--limit must be at least 1")
     if batch_size is not None and batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
-    task_objs = parse_task_list(tasks)
-    spec = DataSpec(
-        toy=data == "toy",
-        data_dir=Path(data_dir) if data_dir else None,
-        image_dir=Path(image_dir) if image_dir else None,
-        seed=seed,
+    task_objs, loaded = load_tasks(
+        tasks,
+        data=data,
+        data_dir=data_dir,
+        image_dir=image_dir,
         limit=limit,
+        seed=seed,
+        task_options=task_options,
     )
-    if spec.data_dir is not None and not spec.data_dir.is_dir():
-        raise UserError(f"--data-dir {spec.data_dir} is not a folder")
-    loaded = {t.name: t.load(spec) for t in task_objs}  # fail on missing data before loading a model
+    judge_set = JudgeSet.for_tasks(task_objs, judges or JudgeSettings())
 
     backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
     model_name = model if isinstance(model, str) else backend.name
@@ -110,8 +161,19 @@ def evaluate(
         "limit": limit,
         "seed": seed,
     }
+    if task_options:
+        identity["task_options"] = dict(sorted(task_options.items()))
+    if judge_set.judges:  # a run judged differently is a different run, never merged into this one
+        identity["judges"] = judge_set.fingerprints()
     chash = config_hash(identity)
     run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
+    try:
+        judge_set.check_budget(task_objs, loaded, run_dir)
+    except BaseException:
+        judge_set.close()
+        if not isinstance(model, Backend):
+            backend.close()
+        raise
     bs = batch_size or backend.default_batch_size
     command = {
         "model": model_name,
@@ -120,8 +182,10 @@ def evaluate(
         "data_dir": str(data_dir) if data_dir else None,
         "limit": limit,
         "seed": seed,
+        "task_options": task_options or {},
         "batch_size": bs,
         "max_failure_rate": max_failure_rate,
+        **judge_set.command(),
     }
     header = new_header(
         run_dir,
@@ -142,18 +206,22 @@ def evaluate(
         with make_progress(progress) as bars:
             for task in task_objs:
                 t0 = time.perf_counter()
-                summary, n_new = _run_task(task, loaded[task.name], backend, store, bs, seed, bars)
+                judge = judge_set.judges.get(task.name)
+                summary, n_new = _run_task(task, loaded[task.name], backend, store, bs, seed, bars, judge)
                 all_metrics[task.name] = summary
                 header["timings"][task.name] = {
                     "seconds": round(time.perf_counter() - t0, 3),
                     "generated": n_new,
                 }
+                if judge is not None:
+                    header.setdefault("judges", {})[task.name] = judge_set.report(task.name)
                 store.write_header(header)
     except KeyboardInterrupt:
         header["status"] = "interrupted"
         store.write_header(header)
         raise
     finally:
+        judge_set.close()
         if not isinstance(model, Backend):
             backend.close()
 
@@ -191,35 +259,85 @@ def new_header(
 
 
 def _run_task(
-    task: Task, data: LoadedData, backend: Backend, store: RunStore, batch_size: int, seed: int, bars
+    task: Task,
+    data: LoadedData,
+    backend: Backend,
+    store: RunStore,
+    batch_size: int,
+    seed: int,
+    bars,
+    judge: Judge | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Answer the samples without a good stored row (missing, failed, or asked with another prompt)."""
+    """Answer the samples without a good stored row (missing, failed, or asked with another prompt),
+    then have the judge (if the task has one) judge every answered row it has not judged yet."""
     log = store.log(task.name)
     try:
         todo = []
         for sample in data.samples:
             request = task.request(sample, seed)
             row = log.rows.get(sample.id)
-            if row is None or row.get("error") is not None or row.get("prompt_hash") != request.prompt_hash():
+            if row is None or row.get("prompt_hash") != request.prompt_hash() or _needs_answer(row):
                 todo.append((sample, request))
         bar = bars.add_task(task.name, total=len(data.samples), completed=len(data.samples) - len(todo))
         for batch_items in batches(todo, batch_size):
             batch, requests = zip(*batch_items, strict=True)
-            responses = backend.generate(list(requests))
-            if len(responses) != len(requests):
-                raise RuntimeError(
-                    f"backend {backend.name} returned {len(responses)} responses for {len(requests)}"
-                )
-            for sample, request, response in zip(batch, requests, responses, strict=True):
-                log.append(make_row(task, sample, request, _checked(response, request.id)))
+            responses = _generate(backend, list(requests))
+            later = _later_turns(task, list(batch), responses, backend, seed)
+            for sample, request, response, turns in zip(batch, requests, responses, later, strict=True):
+                log.append(make_row(task, sample, request, response, later_turns=turns))
             bars.advance(bar, len(batch))
+        if judge is not None:
+            assert isinstance(task, JudgedTask)
+            pending = [
+                log.rows[s.id]
+                for s in data.samples
+                if s.id in log.rows and needs_judging(log.rows[s.id], judge.fingerprint())
+            ]
+            jbar = bars.add_task(f"{task.name} judge", total=len(pending))
+            judge_rows(
+                task,
+                judge,
+                pending,
+                on_judged=lambda rows: [log.append(r) for r in rows],
+                advance=lambda n: bars.advance(jbar, n),
+            )
         rows = log.compact(s.id for s in data.samples)
     finally:
         log.close()
     return summarize(task, rows, n_expected=len(data.samples)), len(todo)
 
 
-def _checked(response: Response, expected_id: str) -> Response:
-    if response.id != expected_id:
-        raise RuntimeError(f"backend answered {response.id!r} where {expected_id!r} was expected")
-    return response
+def _needs_answer(row: dict[str, Any]) -> bool:
+    """A stored row is answered again when generation failed; a judge failure keeps the answer."""
+    error = row.get("error")
+    return error is not None and error["type"] != "judge_error"
+
+
+def _generate(backend: Backend, requests: list[Request]) -> list[Response]:
+    responses = backend.generate(requests)
+    if len(responses) != len(requests):
+        raise RuntimeError(f"backend {backend.name} returned {len(responses)} responses for {len(requests)}")
+    for response, request in zip(responses, requests, strict=True):
+        if response.id != request.id:
+            raise RuntimeError(f"backend answered {response.id!r} where {request.id!r} was expected")
+    return responses
+
+
+def _later_turns(
+    task: Task, batch: list[Sample], first: list[Response], backend: Backend, seed: int
+) -> list[list[Response]]:
+    """Turns 2, 3, ... of multi-turn samples, each turn batched across the samples still going."""
+    turns: list[list[Response]] = [[] for _ in batch]
+    n_turns = [task.n_turns(s) for s in batch]
+    for turn in range(2, max(n_turns, default=1) + 1):
+        going = [
+            i for i, s in enumerate(batch) if n_turns[i] >= turn and all(r.ok for r in [first[i], *turns[i]])
+        ]
+        if not going:
+            break
+        requests = [
+            task.turn_request(batch[i], turn, [r.text for r in [first[i], *turns[i]]], seed) for i in going
+        ]
+        for i, response in zip(going, _generate(backend, requests), strict=True):
+            turns[i].append(response)
+    return turns

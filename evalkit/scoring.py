@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from evalkit.task import Task
+from evalkit.task import JudgedTask, Task
 from evalkit.types import Request, Response, Sample
 
 
 def make_row(
-    task: Task, sample: Sample, request: Request, response: Response, judge: dict[str, Any] | None = None
+    task: Task,
+    sample: Sample,
+    request: Request,
+    response: Response,
+    judge: dict[str, Any] | None = None,
+    later_turns: Sequence[Response] = (),
 ) -> dict[str, Any]:
-    """The stored row for one answered (or failed) sample; score fields are added when it succeeded."""
+    """The stored row for one answered (or failed) sample; score fields are added when it succeeded
+    (for a judged task: once it carries its `judge` record). `response` answers the first turn; a
+    multi-turn sample's row also keeps every turn's answer in `responses`, and its token counts are the
+    sum over turns."""
+    turns = [response, *later_turns]
+    failed = next((r for r in turns if not r.ok), None)
     user_texts = [m.text for m in request.messages if m.role == "user"]
     row: dict[str, Any] = {
         "id": sample.id,
@@ -23,21 +34,23 @@ def make_row(
         "target": sample.target,
         "cluster": sample.cluster,
         "meta": sample.meta,
-        "error": response.error.to_dict() if response.error else None,
-        "prompt_tokens": response.prompt_tokens,
-        "completion_tokens": response.completion_tokens,
-        "latency_s": round(response.latency_s, 6),
+        "error": failed.error.to_dict() if failed is not None and failed.error else None,
+        "prompt_tokens": sum(r.prompt_tokens for r in turns),
+        "completion_tokens": sum(r.completion_tokens for r in turns),
+        "latency_s": round(sum(r.latency_s for r in turns), 6),
     }
+    if later_turns:
+        row["responses"] = [r.text if r.ok else None for r in turns]
     if judge is not None:
         row["judge"] = judge
-    if response.ok:
+    if failed is None and (judge is not None or not isinstance(task, JudgedTask)):
         row.update(task.score_row(row))
     return row
 
 
 def rescore_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
     """Recompute a stored row's score fields from its stored response (parsers may have changed)."""
-    if row.get("error") is not None:
+    if row.get("error") is not None or (isinstance(task, JudgedTask) and "judge" not in row):
         return row
     return {**row, **task.score_row(row)}
 

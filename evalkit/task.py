@@ -9,9 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalkit.types import GenerationConfig, Request, Sample, UserError
+
+if TYPE_CHECKING:
+    from evalkit.judge import JudgeCall, JudgeSpec
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class Task(ABC):
     def request(self, sample: Sample, seed: int = 0) -> Request:
         return Request(id=sample.id, messages=sample.messages, generation=self.generation, seed=seed)
 
+    def n_turns(self, sample: Sample) -> int:
+        """Model turns per sample; a task with more than one builds each later turn in `turn_request`."""
+        return 1
+
+    def turn_request(self, sample: Sample, turn: int, previous: list[str], seed: int = 0) -> Request:
+        """The request of turn `turn` (2, 3, ...) given the model's answers to the earlier turns."""
+        raise NotImplementedError(f"{self.name} has one turn per sample")
+
     @abstractmethod
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         """Parse one response and score it; the returned fields are stored in the sample row."""
@@ -77,6 +88,29 @@ class Task(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
+
+
+class JudgedTask(Task):
+    """A benchmark scored by an LLM judge. The runner asks `judge_calls` for a row's next calls until it
+    returns none (so a task can re-ask after an unparseable answer), then stores `judge_record` — the same
+    record `import` writes from official judge files — and scores the row with `score_row`, which reads
+    only that record. `n_runs` is the number of independent judge runs per row."""
+
+    #: the official judge: model, sampling, runs and parser version
+    judge_spec: JudgeSpec
+
+    @abstractmethod
+    def judge_prompt_hash(self) -> str:
+        """sha256 of every prompt template this task's judge may receive (part of the fingerprint)."""
+
+    @abstractmethod
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """The calls still needed for `row`, given those answered so far (`done`, in order: `{"slot",
+        "run", "output", ...}`); [] when the row is judged. Slots are unique within a row."""
+
+    @abstractmethod
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        """The row's judge record (raw outputs and whatever `score_row` needs) from its answered calls."""
 
 
 class ImportOnlyTask(Task):

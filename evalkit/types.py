@@ -31,6 +31,9 @@ class GenerationConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
+    #: ask for the k most likely tokens at each position with their log-probabilities (judges that
+    #: read a token distribution, e.g. AlpacaEval 2.0); 0 = not asked
+    top_logprobs: int = 0
 
     @property
     def greedy(self) -> bool:
@@ -50,7 +53,10 @@ class Request:
         """A stable hash of the rendered request (messages and settings), used to detect changed prompts."""
         messages = [[m.role, m.text, list(m.images)] for m in self.messages]
         g = self.generation
-        payload = [messages, [g.max_new_tokens, g.temperature, g.top_p, list(g.stop)]]
+        settings: list = [g.max_new_tokens, g.temperature, g.top_p, list(g.stop)]
+        if g.top_logprobs:  # appended only when asked, so hashes of other requests stay as they were
+            settings.append(g.top_logprobs)
+        payload = [messages, settings]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -60,6 +66,7 @@ ErrorType = Literal[
     "backend_error",  # the backend raised or the endpoint answered an error
     "timeout",  # the backend did not answer in time (after retries)
     "rate_limited",  # 429 after all retries
+    "judge_error",  # the answer exists but its judge could not be reached (after retries)
 ]
 
 
@@ -84,6 +91,9 @@ class Response:
     completion_tokens: int = 0
     latency_s: float = 0.0
     error: ErrorInfo | None = None
+    #: with `GenerationConfig.top_logprobs`: per generated token `{"token", "logprob", "top_logprobs":
+    #: [{"token", "logprob"}, ...]}`, the shape of OpenAI's `choices[0].logprobs.content`
+    logprobs: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:

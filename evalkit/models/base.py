@@ -34,6 +34,8 @@ class Backend(ABC):
     #: batch size used when the user gives none: local models batch on the device, remote ones
     #: send this many requests concurrently.
     default_batch_size: int = 8
+    #: True when requests go to a server that schedules them itself (any batch size is fine)
+    remote: bool = False
 
     @abstractmethod
     def generate(self, requests: list[Request]) -> list[Response]: ...

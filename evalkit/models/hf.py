@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalkit.environment import cache_root
 from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
@@ -370,8 +371,7 @@ def _sha256_file(path: Path) -> str | None:
 
 
 def _digest_cache_path() -> Path:
-    root = Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))
-    return root / "weights-sha256.json"
+    return cache_root() / "weights-sha256.json"
 
 
 def _weights_sha256(folder: Path) -> str | None:

@@ -395,6 +395,13 @@ def image_data_url(path: str) -> str:
     return _png_data_url(str(path), st.st_mtime_ns, st.st_size)
 
 
+def _logprobs(raw: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """`choices[0].logprobs.content` of a completion, or None when the server sent none."""
+    lp = raw["choices"][0].get("logprobs")
+    content = lp.get("content") if isinstance(lp, dict) else None
+    return content if isinstance(content, list) else None
+
+
 def to_openai_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
     """Chat messages in OpenAI format: plain string content for text-only messages, otherwise
     image parts (in order) followed by the text part. Raises `ImageLoadError`."""
@@ -415,6 +422,8 @@ def to_openai_messages(messages: tuple[Message, ...] | list[Message]) -> list[di
 class OpenAIBackend(Backend):
     """`--model openai:NAME --base-url URL`: any OpenAI-compatible chat-completions endpoint."""
 
+    remote = True
+
     def __init__(self, model: str, options: BackendOptions | None = None, **client_kwargs: Any) -> None:
         """`client_kwargs` go to `OpenAIClient` (e.g. `backoff_base_s=0.01` in tests)."""
         options = options or BackendOptions()
@@ -430,6 +439,8 @@ class OpenAIBackend(Backend):
             **client_kwargs,
         )
         self.served_model: str | None = None
+        # a batch is sent concurrently: several waves per batch keep the connections busy
+        self.default_batch_size = 4 * options.concurrency
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.client!r})"
@@ -477,6 +488,8 @@ class OpenAIBackend(Backend):
                 max_tokens=g.max_new_tokens,
                 stop=list(g.stop) or None,
                 seed=req.seed,
+                logprobs=True if g.top_logprobs else None,
+                top_logprobs=g.top_logprobs or None,
             )
         except ImageLoadError as exc:
             return Response(req.id, error=ErrorInfo("image_error", str(exc)))
@@ -493,6 +506,7 @@ class OpenAIBackend(Backend):
             prompt_tokens=int(res.usage.get("prompt_tokens") or 0),
             completion_tokens=int(res.usage.get("completion_tokens") or 0),
             latency_s=res.latency_s,
+            logprobs=_logprobs(res.raw) if g.top_logprobs else None,
         )
 
     def fingerprint(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalkit import environment
 from evalkit.toy.pretrain import warm_up
 
 TOY_MODEL_NAME = "toy-llava-v2"
@@ -276,9 +277,7 @@ def build_toy_model(seed: int = 0):
 
 def cache_root(cache_dir: Path | None = None) -> Path:
     """`cache_dir`, else `$EVALKIT_CACHE`, else `~/.cache/evalkit`."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))
+    return Path(cache_dir) if cache_dir is not None else environment.cache_root()
 
 
 def ensure_toy_model(cache_dir: Path | None = None) -> Path:

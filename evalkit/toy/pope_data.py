@@ -25,13 +25,13 @@ files: "Is there a dog in the image?", "Is there an apple in the image?".
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from evalkit.environment import cache_root
 from evalkit.toy.world import OBJECTS, render, sample_scenes
 
 VERSION = 1
@@ -41,8 +41,7 @@ META = "toy_meta.json"
 
 
 def default_toy_dir(seed: int = 0, n_images: int = 100) -> Path:
-    cache = Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))
-    return cache / "toy" / f"pope-s{seed}-n{n_images}"
+    return cache_root() / "toy" / f"pope-s{seed}-n{n_images}"
 
 
 def question_text(noun: str) -> str:

@@ -1,0 +1,169 @@
+"""The judges of one run: the user's judge flags, one `Judge` per judged task, their cost estimate.
+
+`--dry-run` and `--judge-budget-usd` share one estimate: the first-round judge calls of every sample
+(re-asks after unparseable answers are not foreseeable), minus what the judge cache already holds.
+Samples with a stored answer (when resuming a run) are estimated with that answer; the others with an
+answer as long as the task lets the model write (4 characters a token), so the estimate is an upper bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.environment import cache_root
+from evalkit.judge import Judge
+from evalkit.judge_cache import JudgeCache
+from evalkit.judging import needs_judging, task_judge
+from evalkit.models.base import BackendOptions
+from evalkit.store import RunStore
+from evalkit.task import JudgedTask, LoadedData, Task
+from evalkit.types import Sample, UserError
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """What the user says about judges: `--judge`, its endpoint and concurrency, runs, budget, cache."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    runs: int | None = None
+    budget_usd: float | None = None
+    #: SQLite judge cache [default: $EVALKIT_CACHE/judge_cache.sqlite]
+    cache_path: Path | None = None
+
+    def options(self) -> BackendOptions:
+        if self.concurrency < 1:
+            raise UserError("--judge-concurrency must be at least 1")
+        return BackendOptions(
+            base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency
+        )
+
+
+class JudgeSet:
+    def __init__(self, judges: dict[str, Judge], settings: JudgeSettings, cache: JudgeCache | None):
+        self.judges = judges
+        self.settings = settings
+        self.cache = cache
+
+    @classmethod
+    def for_tasks(cls, tasks: list[Task], settings: JudgeSettings) -> JudgeSet:
+        judged = [t for t in tasks if isinstance(t, JudgedTask)]
+        if settings.budget_usd is not None and settings.budget_usd < 0:
+            raise UserError("--judge-budget-usd must not be negative")
+        if not judged:
+            return cls({}, settings, None)
+        cache = JudgeCache(settings.cache_path or cache_root() / "judge_cache.sqlite")
+        judges: dict[str, Judge] = {}
+        try:
+            options = settings.options()
+            for t in judged:
+                judges[t.name] = task_judge(
+                    t, override=settings.model, options=options, n_runs=settings.runs, cache=cache
+                )
+        except BaseException:
+            for j in judges.values():
+                j.backend.close()
+            cache.close()
+            raise
+        return cls(judges, settings, cache)
+
+    def fingerprints(self) -> dict[str, dict[str, Any]]:
+        return {name: j.fingerprint() for name, j in self.judges.items()}
+
+    def command(self) -> dict[str, Any]:
+        """The judge flags as run.json's `command` records them."""
+        if not self.judges:
+            return {}
+        s = self.settings
+        return {
+            "judge": s.model,
+            "judge_base_url": s.base_url,
+            "judge_concurrency": s.concurrency,
+            "judge_runs": s.runs,
+            "judge_budget_usd": s.budget_usd,
+        }
+
+    def report(self, task: str) -> dict[str, Any]:
+        """run.json's record of one task's judge: fingerprint, endpoint and what judging cost."""
+        j = self.judges[task]
+        return {
+            "fingerprint": j.fingerprint(),
+            "backend": j.backend.fingerprint(),
+            "usage": j.usage.to_dict(),
+        }
+
+    def estimate(
+        self, tasks: list[Task], loaded: dict[str, LoadedData], run_dir: Path | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per judged task: judge calls still to make, cached calls, estimated tokens and cost."""
+        stored = RunStore(run_dir) if run_dir is not None and RunStore(run_dir).exists() else None
+        out = {}
+        for task in tasks:
+            judge = self.judges.get(task.name)
+            if judge is None:
+                continue
+            assert isinstance(task, JudgedTask)
+            rows = {}
+            if stored is not None and stored.samples_path(task.name).exists():
+                rows = {r["id"]: r for r in stored.read_samples(task.name)}
+            calls = []
+            for sample in loaded[task.name].samples:
+                row = rows.get(sample.id)
+                if row is not None and not needs_judging(row, judge.fingerprint()):
+                    continue
+                if row is None or row.get("response") is None:
+                    row = placeholder_row(task, sample)
+                calls.extend(task.judge_calls(row, [], judge.spec.n_runs))
+            out[task.name] = {"judge": judge.spec.model, **judge.estimate_calls(calls)}
+        return out
+
+    def check_budget(self, tasks: list[Task], loaded: dict[str, LoadedData], run_dir: Path) -> None:
+        """Refuse to start a run whose estimated judge cost exceeds `--judge-budget-usd`."""
+        budget = self.settings.budget_usd
+        if budget is None or not self.judges:
+            return
+        est = self.estimate(tasks, loaded, run_dir)
+        unknown = [f"{t} ({e['judge']})" for t, e in est.items() if e["est_cost_usd"] is None and e["calls"]]
+        if unknown:
+            raise UserError(
+                f"--judge-budget-usd: no price is known for the judge of {', '.join(unknown)}, so the cost "
+                "cannot be checked; drop the budget flag to run anyway"
+            )
+        total = sum(e["est_cost_usd"] or 0.0 for e in est.values())
+        if total > budget:
+            detail = ", ".join(f"{t}: {e['calls']} calls ≈ ${e['est_cost_usd']:.2f}" for t, e in est.items())
+            raise UserError(
+                f"estimated judge cost ${total:.2f} exceeds --judge-budget-usd {budget:g} ({detail}); "
+                "see `--dry-run`"
+            )
+
+    def close(self) -> None:
+        for j in self.judges.values():
+            j.backend.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def placeholder_row(task: JudgedTask, sample: Sample) -> dict[str, Any]:
+    """A row for a sample not answered yet, with the longest answer the task lets the model write."""
+    request = task.request(sample)
+    answer = "x" * (4 * request.generation.max_new_tokens)
+    row: dict[str, Any] = {
+        "id": sample.id,
+        "prompt": next((m.text for m in reversed(request.messages) if m.role == "user"), ""),
+        "images": [img for m in request.messages for img in m.images],
+        "response": answer,
+        "target": sample.target,
+        "cluster": sample.cluster,
+        "meta": sample.meta,
+        "error": None,
+    }
+    if task.n_turns(sample) > 1:
+        row["responses"] = [answer] * task.n_turns(sample)
+    return row
