@@ -17,7 +17,7 @@ from typing import Any
 from evalkit.judge_cache import JudgeCache, cache_key
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.pricing import cost_usd
-from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response, jsonable
+from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response
 
 
 @dataclass(frozen=True)
@@ -98,22 +98,20 @@ class Judge:
         self.prompt_hash = prompt_hash
         self.cache = cache
         self.usage = JudgeUsage()
+        # computed once: a local judge's fingerprint hashes its weights, and every cache key uses the id
+        self._backend_identity = {k: v for k, v in backend.fingerprint().items() if k != "served_model"}
+        identity = json.dumps(self._backend_identity, sort_keys=True, default=str)
+        self.id = f"{spec.model}|{identity}|prompt:{prompt_hash[:16]}|parser:{spec.parser_version}"
 
     @property
     def model_name(self) -> str:
         return self.spec.model.split(":", 1)[1] if ":" in self.spec.model else self.spec.model
 
-    @property
-    def id(self) -> str:
-        """Cache identity: model, endpoint or weights, prompt hash and parser version."""
-        backend = json.dumps(self.backend_identity(), sort_keys=True, default=str)
-        return f"{self.spec.model}|{backend}|prompt:{self.prompt_hash[:16]}|parser:{self.spec.parser_version}"
-
     def backend_identity(self) -> dict[str, Any]:
         """What tells two judges of the same name apart: the endpoint (a local server may serve another
         model under the same name) or the local checkpoint's weights; the answering snapshot reported by
         the server is recorded in run.json, not here, as it is only known after the first call."""
-        return {k: v for k, v in self.backend.fingerprint().items() if k != "served_model"}
+        return dict(self._backend_identity)
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -133,7 +131,9 @@ class Judge:
     def _key(self, messages: tuple[Message, ...], gen: GenerationConfig, run_index: int | None) -> str | None:
         if not gen.greedy and run_index is None:
             return None  # a fresh draw each time: never cached
-        return cache_key(self.id, jsonable(messages), jsonable(gen), run_index)
+        rendered = [[m.role, m.text, list(m.images)] for m in messages]
+        sampling = [gen.max_new_tokens, gen.temperature, gen.top_p, list(gen.stop), gen.top_logprobs]
+        return cache_key(self.id, rendered, sampling, run_index)
 
     def ask(
         self,

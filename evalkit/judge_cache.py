@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS judgments (
 """
 
 
-def cache_key(judge_id: str, messages: Any, sampling: dict[str, Any], run_index: int | None) -> str:
+def cache_key(judge_id: str, messages: Any, sampling: Any, run_index: int | None) -> str:
     payload = {"judge": judge_id, "messages": messages, "sampling": sampling, "run": run_index}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
