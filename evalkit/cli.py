@@ -34,6 +34,14 @@ def show(result, as_json: bool, title: str) -> None:
         print(json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2))
     else:
         out.print(results_table(result.metrics, title=title))
+        for task, j in (result.header.get("judges") or {}).items():
+            u = j["usage"]
+            cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
+            out.print(
+                f"judge {task}: {j['fingerprint']['model']}, {u['calls']} calls ({u['failures']} failed), "
+                f"{u['cache_hits']} from the cache, "
+                f"{u['prompt_tokens']}+{u['completion_tokens']} tokens, {cost}"
+            )
         out.print(f"run folder: {result.run_dir}")
 
 

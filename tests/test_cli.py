@@ -31,6 +31,14 @@ def assert_user_error(proc, fragment):
         (["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--limit", "0"], "--limit"),
         (["rescore", "/nonexistent-run"], "not a run folder"),
         (
+            ["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--task-option", "x=1"],
+            "TASK.KEY=VALUE",
+        ),
+        (
+            ["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--task-option", "mmvet.k=1"],
+            "named TASK.KEY for a task of this run",
+        ),
+        (
             ["import", "--task", "pope", "--answers", "/nonexistent.jsonl", "--output", "/tmp/x"],
             "file not found",
         ),
