@@ -275,3 +275,27 @@ def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path
         backend.close()
     assert answer.output["logprobs"]["content"][0]["top_logprobs"] == top
     assert answer.output["message"]["content"] == "m"
+
+
+def test_a_local_checkpoint_can_judge(tmp_path):
+    """`--judge hf:PATH`: the toy checkpoint judges (badly: its grades rarely parse, so the re-ask rule
+    runs to its end); its fingerprint carries the weights hash, and a re-run is served from the cache."""
+    from evalkit.toy.model import ensure_toy_model
+
+    path = ensure_toy_model()
+    with FakeOpenAIServer(responder=play) as server:
+        settings = JudgeSettings(model=f"hf:{path}")
+        result = run(server, tmp_path, settings=settings)
+        again = run(server, tmp_path, "again", settings=settings)
+    rows = rows_of(result)
+    fp = rows[0]["judge"]["fingerprint"]
+    assert fp["model"] == f"hf:{path}" and fp["backend"]["weights_sha256"]
+    for r in rows:
+        for run_index in range(2):
+            outputs = [c["output"] for c in r["judge"]["calls"] if c["run"] == run_index]
+            first_parsed = next((i for i, o in enumerate(outputs) if parse(o) is not None), None)
+            assert len(outputs) == (3 if first_parsed is None else first_parsed + 1)
+    header = json.loads((again.run_dir / "run.json").read_text())
+    usage = header["judges"]["two_turn_graded"]["usage"]
+    assert usage["calls"] == 0 and usage["cost_usd"] == 0.0
+    assert again.metrics["two_turn_graded"]["metrics"] == result.metrics["two_turn_graded"]["metrics"]
