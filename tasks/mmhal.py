@@ -1,329 +1,136 @@
-"""MMHal-Bench: 96 questions about OpenImages pictures, rated 0–6 for informativeness and hallucination.
-
-Protocol (LLaVA-RLHF `Eval/model_vqa_mmhal.py`, `eval_gpt_mmhal.py`, `summarize_gpt_mmhal.py`; RLHF-V's copy
-uses the same prompt and parser): the model answers the bare question (no suffix) greedily with up to 1,024
-new tokens. GPT-4 (`gpt-4-0314`, temperature 0) gets one user message — the template below filled with the
-image's content labels joined by ", ", the question, the human answer and the model's answer. The rating is s
-when exactly one of 'rating: 0' … 'rating: 6' occurs in the lower-cased judgment, else 0. Reported: the mean
-rating, the hallucination rate (fraction of ratings < 3) and the mean per question type, where the type is the
-record's index modulo 8 (the 96 records cycle through the 8 types in a fixed order).
+"""MMHal-Bench as a judged task: 96 questions about OpenImages pictures, rated 0–6 by GPT-4 for
+informativeness and hallucination. The protocol pieces live in `mmhal_protocol` (re-exported here); the toy
+data in `mmhal_toy`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import posixpath
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, sha256_file
-from evalkit.stats import Estimate, mean_estimate
-from evalkit.task import Imported, ImportOnlyTask
-from evalkit.types import GenerationConfig, Message, Sample, UserError
-
-N_ITEMS = 96
-#: The type of record i is QUESTION_TYPES[i % 8].
-QUESTION_TYPES = (
-    "attribute",
-    "adversarial",
-    "comparison",
-    "counting",
-    "relation",
-    "environment",
-    "holistic",
-    "other",
+from evalkit.datafiles import sha256_file
+from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.tasks.mmhal_protocol import (
+    GENERATION,
+    HALLUCINATION_BELOW,
+    JUDGE_GENERATION,
+    JUDGE_MODEL,
+    JUDGE_SPEC,
+    JUDGE_TEMPLATE,
+    N_ITEMS,
+    QUESTION_TYPES,
+    Item,
+    Judged,
+    Summary,
+    _read_json_list,
+    load_judged,
+    load_template,
+    parse_rating,
+    question_type,
+    ratings_found,
+    render_judge,
+    score_reviews,
+    summarize,
+    summarize_judged,
+    summarize_runs,
+    user_message,
+    with_answer,
 )
-GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.0)
-JUDGE_MODEL = "gpt-4-0314"
-#: The official call sets temperature 0 and no token limit; 1,024 leaves ample room for a review.
-JUDGE_GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.0)
-HALLUCINATION_BELOW = 3  # a rating < 3 means the judge found a hallucination
+from evalkit.types import GenerationConfig, Sample, UserError
 
-#: The official judge prompt (`Eval/eval_gpt_mmhal.py` `template`), verbatim, typos included; the four `{}`
-#: are the image contents, the question, the standard human-generated answer and the model's response.
-JUDGE_TEMPLATE = """Please act as an impartial and objective judge and evaluate the quality of the response provided by a Large Multimodal Model (LMM) to the user question. Your evaluation should be mainly based on whether the response is informative, and whether the response contains any hallucination. Hallucination, in this context, refers to a situation where the LMM generates a response that includes information not present or implied in the image or previous conversation. A hallucination could be a false claim about an object, action, emotion, or any other detail that is not grounded in the image.
+__all__ = [
+    "GENERATION",
+    "HALLUCINATION_BELOW",
+    "JUDGE_GENERATION",
+    "JUDGE_MODEL",
+    "JUDGE_SPEC",
+    "JUDGE_TEMPLATE",
+    "N_ITEMS",
+    "QUESTION_TYPES",
+    "TEMPLATE_NAMES",
+    "Item",
+    "Judged",
+    "MMHal",
+    "Summary",
+    "image_file_name",
+    "load_judged",
+    "load_template",
+    "parse_rating",
+    "question_type",
+    "ratings_found",
+    "render_judge",
+    "score_reviews",
+    "summarize",
+    "summarize_judged",
+    "summarize_runs",
+    "user_message",
+    "with_answer",
+]
 
-For clarity, consider these examples:
-
-### Example 1:
-- Image Contents: Lynx, Cat
-- Question: How many cats can you see in this image?
-- Standard Human-Generated Answer: There are two cats visible in the image.
-- LMM Response to Evaluate: There is one cat in the image.
-- Analysis: The LMM's response is false because it claims there is only one cat in the image, when in fact there are two.
-- Hallucination: Yes.
-
-### Example 2:
-- Image Contents: Tree, Plant, Panda, Animal
-- Question: What can you see from this photo?
-- Standard Human-Generated Answer: In this photo we can see branches. We can see a panda on a branch. The background is blurry.
-- LMM Response to Evaluate: In the photo, I can see a large black and white panda sitting on a tree branch. The image captures the panda's unique appearance and its natural habitat, showcasing the beauty and rarity of these animals.
-- Analysis: The LMM's response is not false because it does not make any false claims about the image contents. For example, it does not claim that the panda is eating bamboo.
-- Hallucination: No.
-
-### Example 3:
-- Image Contents: Fashion accessory, Mammal, Dog, Umbrella
-- Question: Describe this image in details.
-- Standard Human-Generated Answer: In this picture I can see a dog laying under a yellow umbrella on a beach, and there is a rope on the right side. In the background I can see few persons talking or lying. At the top of the image, I can see the blue and clear sky.
-- LMM Response to Evaluate: The image features a brown dog laying on the sand at the beach, underneath a yellow umbrella. The dog is positioned near the water, and there are people in the background. The beach is sandy, and the sun is shining, creating a pleasant atmosphere. The dog is enjoying the shade provided by the umbrella, which is a common way to protect pets from the sun's harmful rays. The presence of people in the background suggests that the beach is a popular spot for leisure activities, such as sunbathing, swimming, and relaxing.
-- Analysis: The LMM's response is false because it claims that the dog is positioned near the water, but there is no water in the image.
-- Hallucination: Yes.
-
-### Example 4:
-- Image Contents: Clothing, Luggage and bags, Man, Building, Woman, Person
-- Question: Where is this photo taken?
-- Standard Human-Generated Answer: From the slogan "Welcome to Houston, Texas", we can infer that this photo is taken at an airport in Houston, Texas.
-- LMM Response to Evaluate: This photo is taken at an airport, specifically at the entrance of a terminal. However, the specific location of this airport cannot be determined from the image.
-- Analysis: Although the LMM's response does not explicitly mention the location "Houston, Texas" and does not perfectly answer the question, it makes no false claims about the image contents. Therefore, this response is not considered hallucination. It is OK if the LMM fails to directly answer the question, expresses uncertainty, or cannot include all the objects or details in the human-generated answer.
-- Hallucination: No.
-
-### Example 5:
-- Image Contents: Tree, Tower
-- Question: What environmental concerns are involved in this photo?
-- Standard Human-Generated Answer: This photo shows a smokestack emitting smoke. It may cause severe air pollution which threatens human health.
-- LMM Response to Evaluate: In the photo, there are several environmental concerns related to the smokestack emitting smoke. The smoke from the smokestack is a byproduct of industrial processes, which can contribute to air pollution, climate change, and negative impacts on human health. The smoke contains harmful pollutants, such as particulate matter, sulfur dioxide, nitrogen oxides, and carbon monoxide, which can lead to respiratory problems, heart disease, and other health issues. Additionally, the smoke contributes to the greenhouse effect, which can lead to global warming and climate change. The smokestack's emissions also affect the environment, as they can harm wildlife, vegetation, and ecosystems. Therefore, it is essential to address these environmental concerns by implementing measures to reduce emissions and promote sustainable practices in industrial processes.
-- Analysis: Although the LMM's response is significantly longer than the standard human-generated answer, it does not contain any false claims about the image contents. Instead, it provides additional general information about the environmental concerns, which can be inferred from the smoke emission. Such detailed analysis or reasoning should be considered as a positive aspect, as long as it contains no false claims.
-- Hallucination: No.
-
-With these examples in mind, please help me evaluate whether the response by the LMM is informative, and whether hallucination exists in it, based on the comparison between the LMM's response and the factual information provided in the image contents, question, and the standard human-generated answer below.
-
-Please note that the standard human-generated answer may only contain factual information but may not give a detailed analysis. Also, the standard human-generated answer may not be completely comprehensive in describing all the objects and their attributes, so please be a bit more cautious during evalutation. LMM's detailed analysis or reasoning should be encouraged.
-
-To evaluate the LMM responses, first, begin your evaluation by providing a short explanation. Second, after providing your explanation, you must rate the response by choosing from the following options:
-- Rating: 6, very informative with good analysis or reasoning, no hallucination
-- Rating: 5, very informative, no hallucination
-- Rating: 4, somewhat informative, no hallucination
-- Rating: 3, not informative, no hallucination
-- Rating: 2, very informative, with hallucination
-- Rating: 1, somewhat informative, with hallucination
-- Rating: 0, not informative, with hallucination
-
-### Image Contents
-{}
-
-### Question
-{}
-
-### Standard Human-Generated Answer
-{}
-
-### LMM Response to Evaluate
-{}
-"""  # noqa: E501
+#: the template's names: HF Shengcao1006/MMHal-Bench, then RLHF-V eval/data (same 96 records)
+TEMPLATE_NAMES = ("response_template.json", "mmhal-bench_answer_template.json")
+IMAGE_SUBDIR = "images"
+FETCH_IMAGES = (
+    "the HF dataset Shengcao1006/MMHal-Bench ships them in its images/ folder; or download each record's "
+    "image_src (OpenImages) keeping the URL's file name"
+)
 
 
-@dataclass(frozen=True)
-class Item:
-    """One template record; `index` (0–95) fixes its question type."""
-
-    index: int
-    question_type: str
-    question_topic: str
-    image_id: str
-    image_src: str
-    image_content: tuple[str, ...]
-    question: str
-    gt_answer: str
-    model_answer: str = ""
+def image_file_name(item: Item) -> str:
+    """The local file of a record's image: the last path part of its `image_src` URL (as the HF dataset's
+    images/ folder names them)."""
+    return posixpath.basename(item.image_src.split("?", 1)[0])
 
 
-@dataclass(frozen=True)
-class Judged:
-    """An item with the model's answer, the judge's review and the parsed rating."""
-
-    item: Item
-    review: str
-    rating: int
-    ratings_found: tuple[int, ...]
-
-
-# --- data -------------------------------------------------------------------------------------------------
-
-_FIELDS = {
-    "question_type": str,
-    "question_topic": str,
-    "image_id": str,
-    "image_src": str,
-    "image_content": list,
-    "question": str,
-    "gt_answer": str,
-}
+def _find_template(data_dir: Path) -> Path:
+    for name in TEMPLATE_NAMES:
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise UserError(
+        f"MMHal-Bench template not found in {data_dir}: expected {TEMPLATE_NAMES[0]} (HF dataset "
+        f"Shengcao1006/MMHal-Bench) or {TEMPLATE_NAMES[1]} (github.com/RLHF-V/RLHF-V eval/data)"
+    )
 
 
-def question_type(index: int) -> str:
-    """The official type of record `index` (`i % 8`), as summarize_gpt_mmhal groups scores."""
-    return QUESTION_TYPES[index % len(QUESTION_TYPES)]
-
-
-def _read_json_list(path: Path) -> list[Any]:
-    return read_json(path, list)
-
-
-def _items(path: Path, records: list[Any]) -> list[Item]:
-    if len(records) != N_ITEMS:
-        raise UserError(f"{path}: MMHal-Bench has {N_ITEMS} records, this file has {len(records)}")
-    items = []
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise UserError(f"{path}: record {i} is not a JSON object")
-        for name, kind in _FIELDS.items():
-            if not isinstance(r.get(name), kind):
-                raise UserError(f"{path}: record {i} lacks field {name!r} or has the wrong type")
-        if r["question_type"] != question_type(i):
-            raise UserError(
-                f"{path}: record {i} is a {r['question_type']!r} question where the official order has "
-                f"{question_type(i)!r}; the records must stay in the template's order (type = index % 8)"
-            )
-        answer = r.get("model_answer", "")
-        items.append(
-            Item(
-                index=i,
-                question_type=r["question_type"],
-                question_topic=r["question_topic"],
-                image_id=r["image_id"],
-                image_src=r["image_src"],
-                image_content=tuple(r["image_content"]),
-                question=r["question"],
-                gt_answer=r["gt_answer"],
-                model_answer=answer if isinstance(answer, str) else "",
-            )
+def _check_images(items: list[Item], images: Path, given: bool) -> None:
+    missing = [it for it in items if not (images / image_file_name(it)).is_file()]
+    if missing:
+        first = missing[0]
+        more = f" and {len(missing) - 1} more of {len(items)}" if len(missing) > 1 else ""
+        hint = "" if given else " or pass --image-dir DIR"
+        raise UserError(
+            f"MMHal-Bench images missing in {images}: {image_file_name(first)} (record {first.index}, "
+            f"{first.image_src}){more}; {FETCH_IMAGES}{hint}"
         )
-    return items
 
 
-def load_template(path: Path) -> list[Item]:
-    """The 96 records of `response_template.json` (HF Shengcao1006/MMHal-Bench) or RLHF-V's
-    `mmhal-bench_answer_template.json`, in file order, checked against the type cycle."""
-    return _items(Path(path), _read_json_list(Path(path)))
-
-
-# --- prompts ----------------------------------------------------------------------------------------------
-
-
-def user_message(item: Item, image: str) -> Message:
-    """The model's prompt: the question as is (the official script passes `--test-prompt ''`)."""
-    return Message("user", item.question, (image,))
-
-
-def render_judge(item: Item, model_answer: str) -> tuple[Message, ...]:
-    """The official judge request: one user message, no system prompt."""
-    text = JUDGE_TEMPLATE.format(", ".join(item.image_content), item.question, item.gt_answer, model_answer)
-    return (Message("user", text),)
-
-
-def ratings_found(review: str) -> tuple[int, ...]:
-    """Every s in 0..6 whose 'rating: s' occurs in the lower-cased review."""
-    low = review.lower()
-    return tuple(s for s in range(7) if f"rating: {s}" in low)
-
-
-def parse_rating(review: str) -> int:
-    """The rating when exactly one 'rating: s' occurs; zero or several occurrences score 0 (official)."""
-    found = ratings_found(review)
-    return found[0] if len(found) == 1 else 0
-
-
-# --- scores -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What summarize_gpt_mmhal prints (unrounded), with intervals; `n_unparsed` counts reviews with zero or
-    several ratings, which the official rule scores 0."""
-
-    score: Estimate
-    hallucination_rate: Estimate  # a fraction, as printed officially
-    informativeness: (
-        Estimate  # RLHF-V `summarize_gpt_mmhal_review.py`: mean of (s - 3 if s >= 3 else s) / 3, in %
-    )
-    types: dict[str, Estimate]
-    n_unparsed: int
-
-    def metrics(self) -> dict[str, dict[str, Any]]:
-        out = {
-            "score": self.score.to_dict(),
-            "hallucination_rate": self.hallucination_rate.to_dict(),
-            "informativeness": self.informativeness.to_dict(),
-        }
-        out |= {f"type/{t}": e.to_dict() for t, e in self.types.items()}
-        n = self.score.n
-        out["unparsed"] = Estimate(float(self.n_unparsed), float("nan"), float("nan"), n).to_dict()
-        return out
-
-
-def summarize(ratings: Sequence[int], indices: Sequence[int] | None = None, n_unparsed: int = 0) -> Summary:
-    """Aggregate ratings of records `indices` (default 0..n-1, i.e. the full template in order)."""
-    idx = list(range(len(ratings))) if indices is None else list(indices)
-    if len(idx) != len(ratings):
-        raise ValueError("ratings and indices differ in length")
-    hall = [1.0 if s < HALLUCINATION_BELOW else 0.0 for s in ratings]
-    info = [(s - 3 if s >= 3 else s) / 3 for s in ratings]
-    types = {}
-    for t, name in enumerate(QUESTION_TYPES):
-        vals = [s for s, i in zip(ratings, idx, strict=True) if i % len(QUESTION_TYPES) == t]
-        if vals:
-            types[name] = mean_estimate(vals)
-    return Summary(
-        mean_estimate(ratings), mean_estimate(hall), mean_estimate(info, scale=100.0), types, n_unparsed
+def _row_item(row: dict[str, Any]) -> Item:
+    """The template record a stored row answers: the question is the row's prompt, the human answer its
+    target, the rest its meta (as `load` and `import` write them)."""
+    meta = row["meta"]
+    return Item(
+        index=meta["index"],
+        question_type=meta["question_type"],
+        question_topic=meta["question_topic"],
+        image_id=meta["image_id"],
+        image_src="",
+        image_content=tuple(meta["image_content"]),
+        question=row["prompt"],
+        gt_answer=row["target"],
     )
 
 
-def summarize_judged(judged: Sequence[Judged]) -> Summary:
-    return summarize(
-        [j.rating for j in judged],
-        [j.item.index for j in judged],
-        sum(len(j.ratings_found) != 1 for j in judged),
-    )
-
-
-def _judged(item: Item, review: str) -> Judged:
-    found = ratings_found(review)
-    return Judged(item, review, found[0] if len(found) == 1 else 0, found)
-
-
-def _review_text(path: Path, i: int, r: Any) -> str:
-    if isinstance(r, str):
-        return r
-    try:
-        content = r["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        content = None
-    if not isinstance(content, str):
-        raise UserError(f"{path}: review {i} has no choices[0].message.content string")
-    return content
-
-
-def load_judged(path: Path, reviews: Path | None = None) -> list[Judged]:
-    """Official judged results, paired by order as the official scripts do.
-
-    Either `path` alone: RLHF-V's merged file (`merge_mmhal_review_with_predict.py`: the template with
-    `model_answer` and `gpt4_review` per record); or `path` = the answered template and `reviews` =
-    LLaVA-RLHF's `--evaluation` file (a list of 96 chat-completion responses)."""
-    path = Path(path)
-    records = _read_json_list(path)
-    items = _items(path, records)
-    if reviews is None:
-        texts = []
-        for i, r in enumerate(records):
-            if not isinstance(r.get("gpt4_review"), str):
-                raise UserError(
-                    f"{path}: record {i} has no 'gpt4_review'; pass the judge's evaluation file as well"
-                )
-            texts.append(r["gpt4_review"])
-    else:
-        raw = _read_json_list(Path(reviews))
-        if len(raw) != N_ITEMS:
-            raise UserError(f"{reviews}: expected {N_ITEMS} judge responses, found {len(raw)}")
-        texts = [_review_text(Path(reviews), i, r) for i, r in enumerate(raw)]
-    return [_judged(item, text) for item, text in zip(items, texts, strict=True)]
-
-
-def with_answer(item: Item, answer: str) -> Item:
-    return replace(item, model_answer=answer)
-
-
-# --- the task ---------------------------------------------------------------------------------------------
+def _meta(it: Item) -> dict[str, Any]:
+    return {
+        "index": it.index,
+        "question_type": it.question_type,
+        "question_topic": it.question_topic,
+        "image_id": it.image_id,
+        "image_content": list(it.image_content),
+    }
 
 
 def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -340,14 +147,21 @@ def _is_template(records: list[Any]) -> bool:
     return bool(records) and isinstance(records[0], dict) and "question_type" in records[0]
 
 
-class MMHal(ImportOnlyTask):
-    """MMHal-Bench as a task (import only for now). One row per template record, id = its index (0–95,
-    which fixes the question type); `response` is the model's answer, `target` the human answer, and the
-    `judge` record keeps the raw GPT-4 review (`outputs`, one entry) with the judge fingerprint. `score_row`
-    re-parses the review: the rating when exactly one 'rating: s' occurs, else 0 (official), counted as
-    `unparsed`.
+class MMHal(JudgedTask):
+    """MMHal-Bench. One row per template record, id = its index (0–95, which fixes the question type),
+    `target` the human answer, `cluster` the image id. The model sees its image and the bare question
+    (greedy, 1,024 new tokens); GPT-4 (`gpt-4-0314`, temperature 0) gets the official template once per
+    judge run (`--judge-runs N`: N independent calls, run index in the cache key). The `judge` record keeps
+    the raw reviews (`outputs`, one per run), whether produced here or imported; `score_row` re-parses them:
+    per run the rating when exactly one 'rating: s' occurs, else 0 (official), with the parse status per run
+    and the row's rating and hallucination rate averaged over runs. Metrics: score, hallucination_rate,
+    informativeness, type/<question type>, and `unparsed` (reviews the official rule scored 0).
 
-    Flags: `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
+    Data: `--data-dir DIR` with the template (`response_template.json` from HF Shengcao1006/MMHal-Bench,
+    or RLHF-V's `mmhal-bench_answer_template.json`) and the images in DIR/images (or `--image-dir`), each
+    named as the last part of its record's `image_src` URL; `--data toy` builds a toy set offline.
+
+    Import: `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
     `model_vqa_mmhal.py` output); `--judgments` (exactly one) is either RLHF-V's merged judged file (records
     with `gpt4_review`; its model answers must match `--answers`) or LLaVA-RLHF's `eval_gpt_mmhal.py
     --evaluation` file (a list of 96 chat-completion responses, or of review strings), paired by order."""
@@ -356,26 +170,76 @@ class MMHal(ImportOnlyTask):
     version = "1"
     description = "MMHal-Bench: 96 image questions, GPT-4 rates 0-6 (informativeness, hallucination)"
     data_needs = (
-        "import only for now: --answers the answered MMHal-Bench template (96 records with model_answer), "
-        "--judgments RLHF-V's merged review file (records with gpt4_review) or LLaVA-RLHF's "
-        "eval_gpt_mmhal.py --evaluation file (96 GPT-4 responses)"
+        "--data-dir DIR with response_template.json (HF Shengcao1006/MMHal-Bench) or "
+        "mmhal-bench_answer_template.json (RLHF-V eval/data), and the 96 OpenImages pictures in DIR/images "
+        "(or --image-dir) named as the last part of each record's image_src URL (the HF dataset's images/); "
+        "--data toy builds a toy set offline; judged by gpt-4-0314"
     )
     headline = "score"
     import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
     generation = GENERATION
+    supports_toy = True
+    judge_spec = JUDGE_SPEC
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        if spec.toy:
+            from evalkit.tasks.mmhal_toy import default_toy_dir, write_toy_mmhal
+
+            data_dir = write_toy_mmhal(default_toy_dir(spec.seed), seed=spec.seed)
+        elif spec.data_dir is not None:
+            data_dir = Path(spec.data_dir)
+        else:
+            raise UserError(
+                "mmhal needs data: pass --data toy, or --data-dir DIR with the MMHal-Bench template and "
+                "its images"
+            )
+        path = _find_template(data_dir)
+        items = load_template(path)[: spec.limit]
+        images = data_dir / IMAGE_SUBDIR if spec.toy or spec.image_dir is None else Path(spec.image_dir)
+        _check_images(items, images, given=spec.image_dir is not None and not spec.toy)
+        samples = [
+            Sample(
+                id=str(it.index),
+                messages=(user_message(it, str(images / image_file_name(it))),),
+                target=it.gt_answer,
+                cluster=it.image_id,
+                meta=_meta(it),
+            )
+            for it in items
+        ]
+        info = {
+            "source": "toy" if spec.toy else str(data_dir),
+            "image_dir": str(images),
+            "version": f"toy world (seed {spec.seed})" if spec.toy else "MMHal-Bench (96 records)",
+            "files": {path.name: sha256_file(path)},
+        }
+        return LoadedData(samples, info)
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
+
+    def judge_prompt_hash(self) -> str:
+        return prompt_sha256(JUDGE_TEMPLATE)
+
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """One call per run not answered yet; no re-ask (an unparsed review scores 0, officially)."""
+        answered = {d["run"] for d in done}
+        spec = self.judge_spec
+        gen = GenerationConfig(max_new_tokens=spec.max_tokens, temperature=spec.temperature)
+        messages = render_judge(_row_item(row), row["response"])
+        return [JudgeCall(f"run{r}", messages, gen, r) for r in range(n_runs) if r not in answered]
+
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        """The reviews in run order, as `import` stores the official one."""
+        by_run = {d["run"]: d["output"] for d in done}
+        return {"outputs": [by_run[r] for r in range(n_runs)]}
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        (review,) = row["judge"]["outputs"]
-        found = ratings_found(review)
-        return {
-            "rating": found[0] if len(found) == 1 else 0,
-            "ratings_found": list(found),
-            "unparsed": len(found) != 1,
-        }
+        return score_reviews(row["judge"]["outputs"])
 
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        summary = summarize(
-            [r["rating"] for r in rows], [r["meta"]["index"] for r in rows], sum(r["unparsed"] for r in rows)
+        summary = summarize_runs(
+            [r["ratings"] for r in rows], [r["meta"]["index"] for r in rows], sum(r["unparsed"] for r in rows)
         )
         return _json_metrics(summary.metrics())
 
@@ -415,15 +279,12 @@ class MMHal(ImportOnlyTask):
         items = []
         for j in judged:
             it = j.item
-            meta = {
-                "index": it.index,
-                "question_type": it.question_type,
-                "question_topic": it.question_topic,
-                "image_id": it.image_id,
-                "image_content": list(it.image_content),
-            }
             sample = Sample(
-                id=str(it.index), messages=(user_message(it, it.image_src),), target=it.gt_answer, meta=meta
+                id=str(it.index),
+                messages=(user_message(it, it.image_src),),
+                target=it.gt_answer,
+                cluster=it.image_id,
+                meta=_meta(it),
             )
             judge = {"fingerprint": fingerprint, "outputs": [j.review]}
             items.append(Imported(sample, it.model_answer, judge))
