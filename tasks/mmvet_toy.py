@@ -1,0 +1,180 @@
+"""A toy MM-Vet over the toy world, in the official file format (`mm-vet.json` + `images/`).
+
+Layout of ``root``::
+
+    images/<image_id>.png     48×48 toy-world scenes
+    mm-vet.json               {"v1_0": {"imagename", "question", "answer", "capability"}, ...}
+    toy_meta.json             {seed, n_images, version, ...}; written last
+
+Each image gets two questions of different kinds, drawn from the seed: recognition of every object
+("<AND>" truth) or of any one ("<OR>" truth), counting, colour, position in the 3×3 grid, above/below,
+and counting plus arithmetic. Capabilities use MM-Vet's names (rec, spat, math).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from evalkit.environment import cache_root
+from evalkit.toy.world import GRID, OBJECTS, Scene, render, sample_scenes
+
+VERSION = 1
+META = "toy_meta.json"
+QUESTIONS_PER_IMAGE = 2
+#: the colour each class is drawn in (`evalkit.toy.world.STYLE`), as a word
+COLOUR_NAMES = {
+    "apple": "red",
+    "cake": "pink",
+    "cup": "blue",
+    "egg": "white",
+    "dog": "brown",
+    "ball": "yellow",
+    "tree": "green",
+    "kite": "magenta",
+    "car": "cyan",
+    "bus": "orange",
+    "umbrella": "purple",
+    "clock": "grey<OR>gray",
+}
+ROWS = ("top", "middle", "bottom")
+COLUMNS = ("left", "centre", "right")
+
+#: (question, ground truth, capabilities), or None when the scene cannot ask it
+Item = tuple[str, str, list[str]] | None
+
+
+def default_toy_dir(seed: int = 0, n_images: int = 50) -> Path:
+    return cache_root() / "toy" / f"mmvet-s{seed}-n{n_images}"
+
+
+def position_name(cell: int) -> str:
+    row, col = ROWS[cell // GRID], COLUMNS[cell % GRID]
+    return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
+
+
+def _all_objects(scene: Scene, rng: random.Random) -> Item:
+    return "What objects are in the image?", "<AND>".join(scene.objects), ["rec"]
+
+
+def _any_object(scene: Scene, rng: random.Random) -> Item:
+    return "Name one object in the image.", "<OR>".join(scene.objects), ["rec"]
+
+
+def _count(scene: Scene, rng: random.Random) -> Item:
+    return "How many objects are in the image?", str(len(scene.objects)), ["rec"]
+
+
+def _colour(scene: Scene, rng: random.Random) -> Item:
+    obj = rng.choice(scene.objects)
+    return f"What colour is the {obj}?", COLOUR_NAMES[obj], ["rec"]
+
+
+def _position(scene: Scene, rng: random.Random) -> Item:
+    i = rng.randrange(len(scene.objects))
+    where = position_name(scene.cells[i])
+    article = "in the" if where == "centre" else "at the"
+    return f"Which object is {article} {where} of the image?", scene.objects[i], ["rec", "spat"]
+
+
+def _above_below(scene: Scene, rng: random.Random) -> Item:
+    pairs = [
+        (i, j)
+        for i in range(len(scene.objects))
+        for j in range(len(scene.objects))
+        if scene.cells[i] // GRID != scene.cells[j] // GRID
+    ]
+    if not pairs:
+        return None
+    i, j = rng.choice(pairs)
+    a, b = scene.objects[i], scene.objects[j]
+    truth = "above" if scene.cells[i] < scene.cells[j] else "below"
+    return f"Is the {a} above or below the {b}?", truth, ["rec", "spat"]
+
+
+def _count_plus(scene: Scene, rng: random.Random) -> Item:
+    k = rng.randint(1, 3)
+    question = f"How many objects would the image have if {k} more were added?"
+    return question, str(len(scene.objects) + k), ["rec", "math"]
+
+
+KINDS: tuple[Callable[[Scene, random.Random], Item], ...] = (
+    _all_objects,
+    _any_object,
+    _count,
+    _colour,
+    _position,
+    _above_below,
+    _count_plus,
+)
+
+
+def build_items(scenes: list[Scene], seed: int = 0) -> dict[str, dict]:
+    """`mm-vet.json` content for the scenes: keys v1_0, v1_1, ... in scene order."""
+    rng = random.Random(f"mmvet-toy-{seed}")
+    items: dict[str, dict] = {}
+    for scene in scenes:
+        asked = 0
+        for kind in rng.sample(KINDS, len(KINDS)):
+            item = kind(scene, rng)
+            if item is None:
+                continue
+            question, answer, capability = item
+            items[f"v1_{len(items)}"] = {
+                "imagename": f"{scene.image_id}.png",
+                "question": question,
+                "answer": answer,
+                "capability": capability,
+            }
+            asked += 1
+            if asked == QUESTIONS_PER_IMAGE:
+                break
+    return items
+
+
+def _meta_matches(root: Path, meta: dict) -> bool:
+    try:
+        old = json.loads((root / META).read_text())
+    except (OSError, ValueError):
+        return False
+    return all(old.get(k) == meta[k] for k in ("seed", "n_images", "version"))
+
+
+def write_mmvet(root: Path, seed: int = 0, n_images: int = 50) -> Path:
+    """Write the toy MM-Vet into ``root`` unless it is already there; returns ``root``.
+
+    Written into a temporary sibling folder and renamed into place, so a reader never sees a half-written
+    ``root``; an existing ``root`` is replaced only if it is a toy folder (has ``toy_meta.json``) or empty."""
+    root = Path(root)
+    meta = {"seed": seed, "n_images": n_images, "version": VERSION, "objects": OBJECTS, "generator": __name__}
+    if _meta_matches(root, meta):
+        return root
+    if root.exists() and any(root.iterdir()) and not (root / META).exists():
+        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        tmp.chmod(0o755)
+        scenes = sample_scenes(n_images, seed)
+        (tmp / "images").mkdir()
+        for scene in scenes:
+            render(scene).save(tmp / "images" / f"{scene.image_id}.png")
+        items = build_items(scenes, seed)
+        (tmp / "mm-vet.json").write_text(json.dumps(items, indent=4) + "\n")
+        (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
+        if root.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+            root.rename(old / "x")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not _meta_matches(root, meta):  # lost a race to a writer with the same parameters: fine
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
