@@ -6,371 +6,87 @@ model's (stripped) answer, with a per-category temperature and at most 1,024 new
 on its own: turn 1 with `single-v1`, turn 2 with `single-v1-multi-turn` (the whole conversation, judged on
 the second answer); math, reasoning and coding use the `single-math-v1*` prompts with GPT-4's reference
 answers from `reference_answer/gpt-4.jsonl` (the inline `reference` field of question.jsonl is not used).
-The rating is the first `[[x]]` in the judgment, else the first `[x]`, else -1; -1 judgments are dropped, and
-the MT-Bench score is the mean of the remaining (question, turn) judgments — not the mean of the turn means.
-Intervals resample whole questions (a question's two turns share a topic and a conversation).
+The judge (gpt-4, temperature 0, at most 2,048 tokens) gets the prompt's system message and the rendered
+user prompt. The rating is the first `[[x]]` in the judgment, else the first `[x]`, else -1; -1 judgments
+are dropped, and the MT-Bench score is the mean of the remaining (question, turn) judgments — not the mean
+of the turn means. Intervals resample whole questions (a question's two turns share a topic and a
+conversation). The protocol pieces live in `mt_bench_protocol.py` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import ast
 import math
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
-from evalkit.stats import Estimate, mean_estimate
-from evalkit.task import Imported, ImportOnlyTask
-from evalkit.types import GenerationConfig, Message, Sample, UserError
-
-DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
-QUESTION_FILE = DATA_DIR / "question.jsonl"
-JUDGE_PROMPT_FILE = DATA_DIR / "judge_prompts.jsonl"
-#: gen_judgment reads `reference_answer/<judge model name>.jsonl`; the official judge is "gpt-4".
-REFERENCE_FILE = DATA_DIR / "reference_answer" / "gpt-4.jsonl"
-
-CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
-#: Categories graded against reference answers (FastChat `common.py NEED_REF_CATS`).
-NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
-#: Sampling temperature per category (`common.py temperature_config`); other categories get 0.7.
-TEMPERATURE = {
-    "writing": 0.7,
-    "roleplay": 0.7,
-    "extraction": 0.0,
-    "math": 0.0,
-    "coding": 0.0,
-    "reasoning": 0.0,
-    "stem": 0.1,
-    "humanities": 0.1,
-}
-DEFAULT_TEMPERATURE = 0.7
-MAX_NEW_TOKENS = 1024
-JUDGE_MODEL = "gpt-4"
-#: The official judge call: temperature 0, at most 2,048 tokens.
-JUDGE_GENERATION = GenerationConfig(max_new_tokens=2048, temperature=0.0)
-INVALID = -1
-
-_ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
-_ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
-
-Verdict = Literal["A", "B", "tie", "error"]
-
-
-@dataclass(frozen=True)
-class Question:
-    question_id: int
-    category: str
-    turns: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class JudgePrompt:
-    """One line of judge_prompts.jsonl."""
-
-    name: str
-    type: str  # "single" | "pairwise"
-    system_prompt: str
-    prompt_template: str
-    category: str  # "general" | "math"
-    output_format: str  # "[[rating]]" | "[[A]]"
-
-
-@dataclass(frozen=True)
-class JudgeCall:
-    """The judge conversation for one (question, turn): which official prompt, and the exact messages."""
-
-    prompt_name: str
-    messages: tuple[Message, ...]
-
-
-@dataclass(frozen=True)
-class Judgment:
-    """One single-answer grade; `score == -1` means the judgment had no parsable rating."""
-
-    question_id: int
-    turn: int
-    score: float
-    model: str = ""
-    judgment: str = ""
-    prompt_name: str = ""
-
-
-# --- data -------------------------------------------------------------------------------------------------
-
-
-def load_questions(path: Path | None = None) -> list[Question]:
-    """The questions in file order (default: the shipped official file)."""
-    path = Path(path) if path is not None else QUESTION_FILE
-    out = []
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "category": str, "turns": list})
-        out.append(Question(row["question_id"], row["category"], tuple(row["turns"])))
-    return out
-
-
-def load_judge_prompts(path: Path | None = None) -> dict[str, JudgePrompt]:
-    """Judge prompts by name (default: the shipped official file)."""
-    path = Path(path) if path is not None else JUDGE_PROMPT_FILE
-    prompts = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        fields = ("name", "type", "system_prompt", "prompt_template", "category", "output_format")
-        require_fields(path, i, row, dict.fromkeys(fields, str))
-        prompts[row["name"]] = JudgePrompt(**{f: row[f] for f in fields})
-    return prompts
-
-
-def load_answers(path: Path) -> dict[int, tuple[str, ...]]:
-    """FastChat answer JSONL (`model_answer/<model>.jsonl` or a reference file): question_id → turns of
-    `choices[0]`. A later line for the same question replaces an earlier one, as FastChat's loader does."""
-    path = Path(path)
-    out = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "choices": list})
-        choices = row["choices"]
-        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("turns"), list):
-            raise UserError(f"{path}:{i}: expected choices[0].turns to be a list of strings")
-        out[row["question_id"]] = tuple(choices[0]["turns"])
-    return out
-
-
-def load_reference_answers(path: Path | None = None) -> dict[int, tuple[str, ...]]:
-    """Reference answers by question id. The file must be named after the judge model, as gen_judgment
-    looks it up (`reference_answer/gpt-4.jsonl` for the official judge, the default)."""
-    return load_answers(Path(path) if path is not None else REFERENCE_FILE)
-
-
-# --- generation -------------------------------------------------------------------------------------------
-
-
-def generation_config(category: str) -> GenerationConfig:
-    """Decoding for a category: its official temperature (< 1e-4 is greedy) and 1,024 new tokens."""
-    return GenerationConfig(
-        max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE.get(category, DEFAULT_TEMPERATURE)
-    )
-
-
-def clean_answer(text: str) -> str:
-    """What gen_model_answer keeps of a generation (after the backend cut stop strings): `.strip()`."""
-    return text.strip()
-
-
-def conversation(question: Question, turn: int, previous_answers: Sequence[str] = ()) -> tuple[Message, ...]:
-    """The chat the model answers at `turn` (1-based): every earlier question followed by the model's own
-    earlier answer, then this turn's question."""
-    if not 1 <= turn <= len(question.turns):
-        raise ValueError(f"question {question.question_id} has no turn {turn}")
-    if len(previous_answers) < turn - 1:
-        raise ValueError(f"turn {turn} needs the model's answers to the {turn - 1} earlier turn(s)")
-    messages: list[Message] = []
-    for k in range(turn - 1):
-        messages += [
-            Message("user", question.turns[k]),
-            Message("assistant", clean_answer(previous_answers[k])),
-        ]
-    messages.append(Message("user", question.turns[turn - 1]))
-    return tuple(messages)
-
-
-# --- single-answer grading --------------------------------------------------------------------------------
-
-
-def needs_reference(category: str) -> bool:
-    return category in NEED_REF_CATS
-
-
-def judge_prompt_name(category: str, turn: int, mode: Literal["single", "pair"] = "single") -> str:
-    """The official prompt for a category and turn, e.g. `single-math-v1-multi-turn` for math turn 2."""
-    if turn not in (1, 2):
-        raise ValueError(f"MT-Bench judges turn 1 or 2, not {turn}")
-    if mode == "single":
-        base = "single-math-v1" if needs_reference(category) else "single-v1"
-    else:
-        base = "pair-math-v1" if needs_reference(category) else "pair-v2"
-    return base + ("-multi-turn" if turn == 2 else "")
-
-
-def _reference_kwargs(question: Question, references: Mapping[int, Sequence[str]] | None) -> dict[str, str]:
-    if not needs_reference(question.category):
-        return {}
-    ref = (references or {}).get(question.question_id)
-    if ref is None or len(ref) < 2:
-        raise UserError(
-            f"MT-Bench question {question.question_id} ({question.category}) is graded against a reference "
-            "answer, but none with two turns is in the reference file (reference_answer/gpt-4.jsonl)"
-        )
-    return {"ref_answer_1": ref[0], "ref_answer_2": ref[1]}
-
-
-def _judge_messages(prompt: JudgePrompt, user_prompt: str) -> tuple[Message, ...]:
-    # FastChat's "gpt-4" conversation template sends the system prompt then the user prompt.
-    return (Message("system", prompt.system_prompt), Message("user", user_prompt))
-
-
-def render_single(
-    question: Question,
-    answers: Sequence[str],
-    turn: int,
-    prompts: Mapping[str, JudgePrompt],
-    references: Mapping[int, Sequence[str]] | None = None,
-) -> JudgeCall:
-    """The judge conversation grading the model's answer to `turn` (`answers` = the model's turns)."""
-    prompt = prompts[judge_prompt_name(question.category, turn)]
-    kwargs = _reference_kwargs(question, references)
-    a = [clean_answer(x) for x in answers]
-    if turn == 1:
-        text = prompt.prompt_template.format(question=question.turns[0], answer=a[0], **kwargs)
-    else:
-        text = prompt.prompt_template.format(
-            question_1=question.turns[0], question_2=question.turns[1], answer_1=a[0], answer_2=a[1], **kwargs
-        )
-    return JudgeCall(prompt.name, _judge_messages(prompt, text))
-
-
-def parse_rating(judgment: str) -> float:
-    """The first `[[x]]`, else the first `[x]` (x digits with an optional decimal part), else -1.
-
-    FastChat evaluates the match with `ast.literal_eval`; a match it cannot evaluate ("[[07]]") would crash
-    the official run, and counts as -1 here."""
-    match = _ONE_SCORE.search(judgment) or _ONE_SCORE_BACKUP.search(judgment)
-    if match is None:
-        return INVALID
-    try:
-        value = ast.literal_eval(match.group(1))
-    except (ValueError, SyntaxError):
-        return INVALID
-    return float(value)
-
-
-@dataclass(frozen=True)
-class SingleSummary:
-    """`show_result.py --mode single` for one model, plus per-category means and intervals."""
-
-    score: Estimate  # mean over all valid (question, turn) judgments: the MT-Bench score
-    turns: dict[int, Estimate]  # mean per turn
-    categories: dict[str, Estimate]  # mean over a category's valid judgments, both turns
-    n_judgments: int
-    n_dropped: int  # judgments with score -1, left out as show_result does
-
-    def metrics(self) -> dict[str, dict[str, Any]]:
-        out = {"score": self.score.to_dict()}
-        out |= {f"turn{t}": e.to_dict() for t, e in self.turns.items()}
-        out |= {f"category/{c}": e.to_dict() for c, e in self.categories.items()}
-        n = self.n_judgments
-        out["dropped"] = Estimate(float(self.n_dropped), float("nan"), float("nan"), n).to_dict()
-        return out
-
-
-def summarize_single(
-    judgments: Sequence[Judgment], categories: Mapping[int, str] | None = None
-) -> SingleSummary:
-    """Aggregate one model's judgments: drop -1, then plain means (each kept judgment weighs the same)."""
-    valid = [j for j in judgments if j.score != INVALID]
-
-    def estimate(js: Sequence[Judgment]) -> Estimate:
-        return mean_estimate([j.score for j in js], [j.question_id for j in js])
-
-    turns = {t: estimate([j for j in valid if j.turn == t]) for t in sorted({j.turn for j in valid})}
-    cats: dict[str, Estimate] = {}
-    if categories is not None:
-        order = [c for c in CATEGORIES if c in categories.values()]
-        order += sorted(set(categories.values()) - set(order))
-        for c in order:
-            rows = [j for j in valid if categories.get(j.question_id) == c]
-            if rows:
-                cats[c] = estimate(rows)
-    return SingleSummary(estimate(valid), turns, cats, len(judgments), len(judgments) - len(valid))
-
-
-def load_judgments(path: Path, model: str | None = None) -> dict[str, list[Judgment]]:
-    """FastChat `model_judgment/<judge>_single.jsonl` → judgments per model (file order; every row kept, as
-    show_result reads them). The stored `score` is used, not re-parsed."""
-    path = Path(path)
-    out: dict[str, list[Judgment]] = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "model": str, "score": (int, float), "turn": int})
-        if model is not None and row["model"] != model:
-            continue
-        judge = row.get("judge")
-        name = judge[1] if isinstance(judge, list) and len(judge) == 2 else ""
-        out.setdefault(row["model"], []).append(
-            Judgment(
-                row["question_id"], row["turn"], row["score"], row["model"], row.get("judgment", ""), name
-            )
-        )
-    if model is not None and model not in out:
-        raise UserError(f"{path}: no judgments for model {model!r}")
-    return out
-
-
-# --- pairwise (optional mode) -----------------------------------------------------------------------------
-
-
-def render_pair(
-    question: Question,
-    answers_a: Sequence[str],
-    answers_b: Sequence[str],
-    turn: int,
-    prompts: Mapping[str, JudgePrompt],
-    references: Mapping[int, Sequence[str]] | None = None,
-) -> JudgeCall:
-    """The pairwise judge conversation with A's answers first (the official run judges both orders)."""
-    prompt = prompts[judge_prompt_name(question.category, turn, "pair")]
-    kwargs = _reference_kwargs(question, references)
-    a, b = [clean_answer(x) for x in answers_a], [clean_answer(x) for x in answers_b]
-    if turn == 1:
-        text = prompt.prompt_template.format(
-            question=question.turns[0], answer_a=a[0], answer_b=b[0], **kwargs
-        )
-    else:
-        text = prompt.prompt_template.format(
-            question_1=question.turns[0],
-            question_2=question.turns[1],
-            answer_a_1=a[0],
-            answer_a_2=a[1],
-            answer_b_1=b[0],
-            answer_b_2=b[1],
-            **kwargs,
-        )
-    return JudgeCall(prompt.name, _judge_messages(prompt, text))
-
-
-def parse_verdict(judgment: str) -> Verdict:
-    """`[[A]]` anywhere wins over `[[B]]`, which wins over `[[C]]` (a tie); none of them is an error."""
-    for tag, verdict in (("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie")):
-        if tag in judgment:
-            return verdict  # type: ignore[return-value]
-    return "error"
-
-
-def pair_outcome(g1: Verdict, g2: Verdict) -> Literal["model_1", "model_2", "tie", "error"]:
-    """Combine the two orders (g1: model 1 shown as A; g2: model 2 shown as A) as show_result does: an error
-    in either drops the game; a tie in g1 or disagreeing orders is a tie."""
-    w1 = {"A": "model_1", "B": "model_2"}.get(g1, g1)
-    w2 = {"A": "model_2", "B": "model_1"}.get(g2, g2)
-    if w1 == "error" or w2 == "error":
-        return "error"
-    if w1 == "tie" or w1 != w2:
-        return "tie"
-    return w1  # type: ignore[return-value]
-
-
-def win_rates(outcomes: Sequence[str]) -> dict[str, float]:
-    """Model 1's win, loss and adjusted win rate (a tie counts half) over games without errors."""
-    games = [o for o in outcomes if o != "error"]
-    if not games:
-        return {"win_rate": float("nan"), "loss_rate": float("nan"), "win_rate_adjusted": float("nan")}
-    n, win, loss = len(games), games.count("model_1"), games.count("model_2")
-    return {
-        "win_rate": win / n,
-        "loss_rate": loss / n,
-        "win_rate_adjusted": (win + 0.5 * (n - win - loss)) / n,
-    }
-
-
-# --- the task ---------------------------------------------------------------------------------------------
+from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
+    CATEGORIES,
+    DATA_DIR,
+    DEFAULT_TEMPERATURE,
+    INVALID,
+    JUDGE_GENERATION,
+    JUDGE_MODEL,
+    JUDGE_PROMPT_FILE,
+    MAX_NEW_TOKENS,
+    NEED_REF_CATS,
+    QUESTION_FILE,
+    REFERENCE_FILE,
+    TEMPERATURE,
+    JudgeConversation,
+    JudgePrompt,
+    Judgment,
+    ParseStatus,
+    Question,
+    SingleSummary,
+    Verdict,
+    clean_answer,
+    conversation,
+    generation_config,
+    judge_prompt_name,
+    load_answers,
+    load_judge_prompts,
+    load_judgments,
+    load_questions,
+    load_reference_answers,
+    needs_reference,
+    official_judge_prompts,
+    pair_outcome,
+    parse_rating,
+    parse_rating_status,
+    parse_verdict,
+    render_pair,
+    render_single,
+    summarize_single,
+    win_rates,
+)
+from evalkit.types import GenerationConfig, Request, Sample, UserError
+
+#: `--task-option mt_bench.reference=PATH`: another FastChat reference-answer file
+REFERENCE_OPTION = "mt_bench.reference"
+#: the judge prompts single-answer grading may use, in a fixed order (the judge prompt hash)
+SINGLE_PROMPTS = ("single-v1", "single-v1-multi-turn", "single-math-v1", "single-math-v1-multi-turn")
+TURNS = (1, 2)
+
+
+# --- rows -------------------------------------------------------------------------------------------------
+
+
+def question_of(meta: dict[str, Any]) -> Question:
+    return Question(meta["question_id"], meta["category"], tuple(meta["questions"]))
+
+
+def row_answers(row: dict[str, Any]) -> list[str]:
+    """Every turn's answer of a stored row, cleaned as FastChat stores them: a run row keeps them in
+    `responses`, an imported row in `meta.answers`."""
+    answers = row.get("responses") or row["meta"].get("answers") or [row["response"]]
+    return [clean_answer(a) for a in answers]
+
+
+def _slot(run: int, turn: int) -> str:
+    return f"run{run}/turn{turn}"
 
 
 def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -403,30 +119,157 @@ def _judgment_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-class MTBench(ImportOnlyTask):
-    """MT-Bench single-answer grading as a task (import only for now).
+class MTBench(JudgedTask):
+    """MT-Bench single-answer grading, generated and judged by `evalkit run` or imported from FastChat files.
 
-    One row per question (id = question_id): `response` is the model's turn-1 answer and `meta.answers`
-    holds every turn's answer (turn 2 included), so a row is self-contained. The row's `judge` record keeps
-    each FastChat judgment of that question in file order — `outputs` (raw judgment text), `turns` and
-    `prompts` (judge prompt name) side by side, `official_scores` as stored by gen_judgment — and the judge
-    fingerprint (judge model, prompt names). `score_row` re-parses the texts with `parse_rating`; -1 ratings
-    are dropped from every mean and counted as `dropped`, as show_result does."""
+    One row per question (id = question_id, meta: question_id, category, questions): `response` is the
+    model's turn-1 answer and every turn's answer is in `responses` (a run row) or `meta.answers` (an
+    imported row); `row_answers` reads either. The row's `judge` record keeps one judgment per (run, turn):
+    `outputs` (raw judgment text), `turns` and `prompts` (judge prompt name) side by side — plus `runs` when
+    the judge ran more than once, and `official_scores` as gen_judgment stored them for imported rows.
+    `score_row` re-parses the texts with `parse_rating` (`judge_parse` says per output whether `[[x]]`
+    parsed, the official `[x]` fallback was used, or nothing parsed); -1 ratings are dropped from every
+    mean and counted (`judge_dropped`, metric `dropped`), as show_result does. With several judge runs every
+    run's judgments are pooled, each kept judgment weighing the same (the mean of the runs' scores when
+    nothing is dropped)."""
 
     name = "mt_bench"
-    version = "1"
+    version = "2"
     description = "MT-Bench: 80 two-turn questions, GPT-4 single-answer grading 1-10 per turn"
     data_needs = (
-        "import only for now: --answers FastChat model_answer/<model>.jsonl, --judgments FastChat "
-        "model_judgment/gpt-4_single.jsonl (repeatable; rows of the answers' model are used), --questions "
-        "question.jsonl (default: the shipped official file)"
+        "none: runs with the official FastChat files bundled with evalkit (question.jsonl, "
+        "judge_prompts.jsonl, reference_answer/gpt-4.jsonl); --data toy uses them too. Optional: --data-dir "
+        "DIR holding a question.jsonl in FastChat's format in place of the bundled questions; "
+        "--task-option mt_bench.reference=PATH for another reference-answer file (FastChat reads "
+        "reference_answer/<judge model>.jsonl; the gpt-4 file is kept when --judge changes the judge). "
+        "Judge: gpt-4 over the OpenAI API. Import instead: --answers FastChat model_answer/<model>.jsonl, "
+        "--judgments model_judgment/gpt-4_single.jsonl (repeatable; rows of the answers' model are used), "
+        "--questions question.jsonl (default: the bundled file)"
     )
     headline = "score"
-    import_usage = "--answers ANSWERS.jsonl --judgments gpt-4_single.jsonl"
+    #: the runner asks each request's own settings (`generation_config`); this is the default category's
+    generation = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=DEFAULT_TEMPERATURE)
+    #: MT-Bench has no toy version: --data toy runs the bundled official questions (offline, text only)
+    supports_toy = True
+    judge_spec = JudgeSpec(f"openai:{JUDGE_MODEL}", temperature=0.0, max_tokens=2048, n_runs=1)
+
+    def info(self) -> dict[str, Any]:
+        generation = {**self.generation.__dict__, "temperature_by_category": dict(TEMPERATURE)}
+        return {**super().info(), "generation": generation}
+
+    # --- data and generation ------------------------------------------------------------------------------
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        stray = [k for k in spec.options if k.startswith(f"{self.name}.") and k != REFERENCE_OPTION]
+        if stray:
+            raise UserError(f"--task-option {stray[0]}: mt_bench takes only {REFERENCE_OPTION}=PATH")
+        if spec.toy or spec.data_dir is None:
+            question_path = QUESTION_FILE
+        else:
+            question_path = spec.data_dir / "question.jsonl"
+            if not question_path.is_file():
+                raise UserError(
+                    f"{question_path} not found: --data-dir must hold MT-Bench's question.jsonl (FastChat "
+                    "fastchat/llm_judge/data/mt_bench/question.jsonl); leave --data-dir out to use the "
+                    "bundled official copy"
+                )
+        questions = load_questions(question_path)
+        ids = [q.question_id for q in questions]
+        if len(set(ids)) != len(ids):
+            raise UserError(f"{question_path}: duplicate question_id")
+        bad = next((q for q in questions if len(q.turns) != len(TURNS)), None)
+        if bad is not None:
+            raise UserError(f"{question_path}: question {bad.question_id} has {len(bad.turns)} turns, not 2")
+        if spec.limit is not None:
+            questions = questions[: spec.limit]
+        reference_path = Path(spec.options.get(REFERENCE_OPTION) or REFERENCE_FILE)
+        if not reference_path.is_file():
+            raise UserError(
+                f"--task-option {REFERENCE_OPTION}={reference_path}: file not found (expected a FastChat "
+                "reference-answer JSONL such as data/mt_bench/reference_answer/gpt-4.jsonl)"
+            )
+        references = load_reference_answers(reference_path)
+        samples = []
+        for q in questions:
+            ref = references.get(q.question_id) if needs_reference(q.category) else None
+            if needs_reference(q.category) and (ref is None or len(ref) < len(TURNS)):
+                raise UserError(
+                    f"{reference_path}: no two-turn reference answer for question {q.question_id} "
+                    f"({q.category}), which is graded against one"
+                )
+            meta = {"question_id": q.question_id, "category": q.category, "questions": list(q.turns)}
+            target = list(ref) if ref is not None else None
+            samples.append(
+                Sample(id=str(q.question_id), messages=conversation(q, 1), target=target, meta=meta)
+            )
+        info = {
+            "questions": {"file": question_path.name, "sha256": sha256_file(question_path)},
+            "questions_bundled": question_path == QUESTION_FILE,
+            "reference": {"file": reference_path.name, "sha256": sha256_file(reference_path)},
+            "judge_prompts_sha256": sha256_file(JUDGE_PROMPT_FILE),
+            "n_questions": len(samples),
+        }
+        return LoadedData(samples, info)
+
+    def request(self, sample: Sample, seed: int = 0) -> Request:
+        return Request(sample.id, sample.messages, generation_config(sample.meta["category"]), seed)
+
+    def n_turns(self, sample: Sample) -> int:
+        return len(sample.meta["questions"])
+
+    def turn_request(self, sample: Sample, turn: int, previous: list[str], seed: int = 0) -> Request:
+        q = question_of(sample.meta)
+        return Request(sample.id, conversation(q, turn, previous), generation_config(q.category), seed)
+
+    # --- judging ------------------------------------------------------------------------------------------
+
+    def judge_prompt_hash(self) -> str:
+        prompts = official_judge_prompts()
+        return prompt_sha256(
+            *(t for n in SINGLE_PROMPTS for t in (prompts[n].system_prompt, prompts[n].prompt_template))
+        )
+
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """One call per (run, turn), each asked once: FastChat never re-asks after an unparseable grade."""
+        answered = {d["slot"] for d in done}
+        q = question_of(row["meta"])
+        answers = row_answers(row)
+        references = {q.question_id: row["target"]} if row.get("target") else None
+        calls = []
+        for run in range(n_runs):
+            for turn in TURNS:
+                if _slot(run, turn) in answered:
+                    continue
+                rendered = render_single(q, answers, turn, official_judge_prompts(), references)
+                calls.append(JudgeCall(_slot(run, turn), rendered.messages, JUDGE_GENERATION, run))
+        return calls
+
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        output = {d["slot"]: d["output"] for d in done}
+        category = row["meta"]["category"]
+        keys = [(run, turn) for run in range(n_runs) for turn in TURNS]
+        record: dict[str, Any] = {
+            "outputs": [output[_slot(run, turn)] for run, turn in keys],
+            "turns": [turn for _, turn in keys],
+            "prompts": [judge_prompt_name(category, turn) for _, turn in keys],
+        }
+        if n_runs > 1:
+            record["runs"] = [run for run, _ in keys]
+        return record
+
+    # --- scoring ------------------------------------------------------------------------------------------
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError("mt_bench rows are scored from their stored judge outputs")
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        scores = [parse_rating(text) for text in row["judge"]["outputs"]]
-        return {"judge_scores": scores, "judge_dropped": sum(s == INVALID for s in scores)}
+        parsed = [parse_rating_status(text) for text in row["judge"]["outputs"]]
+        scores = [score for score, _ in parsed]
+        return {
+            "judge_scores": scores,
+            "judge_parse": [status for _, status in parsed],
+            "judge_dropped": sum(s == INVALID for s in scores),
+        }
 
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         judgments = [
@@ -436,6 +279,8 @@ class MTBench(ImportOnlyTask):
         ]
         categories = {r["meta"]["question_id"]: r["meta"]["category"] for r in rows}
         return _json_metrics(summarize_single(judgments, categories).metrics())
+
+    # --- import -------------------------------------------------------------------------------------------
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
