@@ -1,384 +1,283 @@
 """LLaVA-Bench (In-the-Wild: 60 questions on 24 images; COCO: 90 questions on 30 val2014 images).
 
-Protocol (haotian-liu/LLaVA `llava/eval/eval_gpt_review_bench.py` (in-the-wild), `eval_gpt_review_visual.py`
-(COCO), `summarize_gpt_review.py`): the model answers the bare question greedily (up to 1,024 new tokens).
-GPT-4 (`gpt-4-0314`, temperature 0.2, max 1,024 tokens) reviews the GPT-4 reference answer (always
-"Assistant 1") and the model's answer ("Assistant 2") given a text description of the image: the captions
-(COCO: the five captions, a blank line, then one "category: [x1, y1, x2, y2]" line per box), the question
-and the rule prompt of `rule.json` for the category (`llava_bench_<category>` in the wild, `<category>` for
-COCO). The first line of the review, commas turned into spaces, must split on " " into exactly two numbers;
-anything else is the pair (-1, -1), which is *kept* in the means. Per category and for 'all': the mean of
-each column rounded to 3 decimals, and the relative score round(mean_2 / mean_1 × 100, 1) — a ratio of
-means, not a mean of per-question ratios. LLaVA reports the mean over 3 judge runs (13B: 72.5).
+Generation (LLaVA `scripts/v1_5/eval/llavabench.sh` → `llava.eval.model_vqa`, `--temperature 0`): the model
+sees the image and the bare question text (no suffix, no system prompt of the benchmark's own; the chat
+template is the model's) and answers greedily, up to 1,024 new tokens. Judging, parsing and aggregation
+follow `eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` and `summarize_gpt_review.py`; the details
+are in `llava_bench_protocol`, which this module re-exports.
+
+Judge runs: the official scripts write one review per question per invocation, and LLaVA publishes the
+mean of three invocations' relative scores (LLaVA-1.5-13B: 72.8, 72.7, 72.1 → 72.5 in MODEL_ZOO). So a
+run makes `n_runs` = 3 reviews per question by default, each its own call tagged with its run index: the
+judge samples at temperature 0.2, so runs differ, and the judge cache keeps each run's review apart.
+`--judge-runs 1` gives what a single invocation of the official script prints.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, read_jsonl, require_fields, sha256_file
-from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
-from evalkit.task import Imported, ImportOnlyTask
-from evalkit.types import GenerationConfig, Message, Sample, UserError
-
-CATEGORIES = ("conv", "detail", "complex")
-GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.0)
-JUDGE_MODEL = "gpt-4-0314"
-JUDGE_GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.2)
-SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
-#: The official score pair of an unparseable review (it enters the means).
-FAILED = (-1.0, -1.0)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One entry of `rule.json`: the role name used in the Assistant blocks and the instructions."""
-
-    role: str
-    prompt: str
-
-
-def rule_key(category: str, *, in_the_wild: bool) -> str:
-    return f"llava_bench_{category}" if in_the_wild else category
-
-
-# ---------------------------------------------------------------------------------------------- prompt
-
-
-def context_text(captions: str | Sequence[str], instances: Sequence[Mapping[str, Any]] | None = None) -> str:
-    """The judge's view of the image: captions one per line; with COCO boxes, a blank line and then
-    "category: [x1, y1, x2, y2]" per box (the box printed as a Python list of the numbers read from JSON).
-
-    A single caption string is used as is (the official code joins the field with "\\n", which is the
-    same for a one-element list)."""
-    text = captions if isinstance(captions, str) else "\n".join(captions)
-    if instances is None:
-        return text
-    boxes = "\n".join(f"{inst['category']}: {list(inst['bbox'])}" for inst in instances)
-    return f"{text}\n\n{boxes}"
-
-
-def review_content(question: str, reference: str, answer: str, rule: Rule, context: str) -> str:
-    """The official user message; the GPT-4 reference answer is always Assistant 1."""
-    role = rule.role
-    return (
-        f"[Context]\n{context}\n\n"
-        f"[Question]\n{question}\n\n"
-        f"[{role} 1]\n{reference}\n\n[End of {role} 1]\n\n"
-        f"[{role} 2]\n{answer}\n\n[End of {role} 2]\n\n"
-        f"[System]\n{rule.prompt}\n\n"
-    )
-
-
-def review_messages(
-    question: str, reference: str, answer: str, rule: Rule, context: str
-) -> tuple[Message, ...]:
-    return (
-        Message("system", SYSTEM_PROMPT),
-        Message("user", review_content(question, reference, answer, rule, context)),
-    )
-
-
-def parse_review(review: str) -> tuple[float, float]:
-    """The official parse: the first line, commas → spaces, split on single spaces; exactly two tokens
-    that both parse as floats give the pair, anything else `FAILED` ("8  9" has three tokens and fails)."""
-    tokens = review.split("\n")[0].replace(",", " ").split(" ")
-    if len(tokens) != 2:
-        return FAILED
-    try:
-        return float(tokens[0]), float(tokens[1])
-    except ValueError:
-        return FAILED
-
-
-# ------------------------------------------------------------------------------------------ aggregation
-
-
-@dataclass(frozen=True)
-class CategoryScore:
-    """What `summarize_gpt_review.py` computes for one category (or 'all') of one review run."""
-
-    #: mean score of the GPT-4 reference (Assistant 1) and of the model (Assistant 2), rounded to 3 dp
-    reference: float
-    model: float
-    #: round(model / reference × 100, 1): the printed relative score
-    relative: float
-    #: model / reference × 100 before the final rounding
-    relative_exact: float
-    n: int
-    #: reviews scored `FAILED` (included in the means, as official)
-    n_failed: int
-
-
-def category_score(pairs: Sequence[Sequence[float]]) -> CategoryScore:
-    """Ratio of the mean scores (each mean rounded to 3 decimals first, as official)."""
-    if not pairs:
-        raise ValueError("no reviews to summarize")
-    ref, model = (round(x, 3) for x in np.asarray(pairs, dtype=float).mean(0).tolist())
-    exact = model / ref * 100
-    failed = sum(1 for p in pairs if tuple(map(float, p)) == FAILED)
-    return CategoryScore(ref, model, round(exact, 1), exact, len(pairs), failed)
-
-
-def summarize(
-    pairs: Sequence[Sequence[float]],
-    categories: Sequence[str | None],
-    *,
-    question_ids: Sequence[int] | None = None,
-    ignore: Collection[int] = (),
-) -> dict[str, CategoryScore]:
-    """Per category and 'all', keys sorted as the official summary prints them; a None category counts
-    only for 'all'. `ignore` drops those question ids (the official `--ignore`; needs `question_ids`)."""
-    if len(pairs) != len(categories) or (question_ids is not None and len(question_ids) != len(pairs)):
-        raise ValueError("pairs, categories and question_ids must have the same length")
-    if ignore and question_ids is None:
-        raise ValueError("ignore needs question_ids")
-    groups: dict[str, list[Sequence[float]]] = {}
-    for i, (pair, cat) in enumerate(zip(pairs, categories, strict=True)):
-        if question_ids is not None and question_ids[i] in ignore:
-            continue
-        if cat is not None:
-            groups.setdefault(cat, []).append(pair)
-        groups.setdefault("all", []).append(pair)
-    return {k: category_score(v) for k, v in sorted(groups.items())}
-
-
-def mean_over_runs(runs: Sequence[Mapping[str, CategoryScore]], *, printed: bool = False) -> dict[str, float]:
-    """Relative score per category averaged over judge runs, rounded to 1 decimal (how LLaVA reports
-    LLaVA-Bench). By default the unrounded run scores are averaged; `printed=True` averages the printed
-    1-decimal values instead (both give 72.5 for LLaVA-1.5-13B)."""
-    if not runs:
-        raise ValueError("no runs")
-    keys = [k for k in runs[0] if all(k in r for r in runs)]
-    pick = (lambda s: s.relative) if printed else (lambda s: s.relative_exact)
-    return {k: round(sum(pick(r[k]) for r in runs) / len(runs), 1) for k in keys}
-
-
-def relative_estimate(
-    pairs: Sequence[Sequence[float]], clusters: Sequence[Hashable | None] | None = None
-) -> Estimate:
-    """Unrounded relative score (ratio of means × 100) with a bootstrap interval; pass each question's
-    image as `clusters` to resample whole images. Pool several runs by passing all their pairs."""
-    x = np.asarray(pairs, dtype=float).reshape(-1, 2)
-    idx, k = cluster_index(clusters if clusters is not None else [None] * len(x))
-    sums = per_cluster(x, idx, k)
-
-    def stat(w: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100 * (w @ sums[:, 1]) / (w @ sums[:, 0])
-
-    est = bootstrap(stat, k)
-    return Estimate(est.value, est.ci_low, est.ci_high, len(x))
-
-
-def runs_relative_estimate(
-    runs: Sequence[Sequence[Sequence[float]]], clusters: Sequence[Hashable | None] | None = None
-) -> Estimate:
-    """Mean over judge runs of each run's unrounded relative score (how LLaVA reports the benchmark), with
-    a bootstrap interval that resamples questions (or whole images via `clusters`) with all their runs.
-    `runs[r][i]` is the score pair of question i in run r; one run gives `relative_estimate`."""
-    x = np.asarray(runs, dtype=float).reshape(len(runs), -1, 2)
-    n = x.shape[1]
-    idx, k = cluster_index(clusters if clusters is not None else [None] * n)
-    sums = per_cluster(x.transpose(1, 0, 2), idx, k)  # (clusters, runs, 2)
-
-    def stat(w: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100 * ((w @ sums[:, :, 1]) / (w @ sums[:, :, 0])).mean(1)
-
-    est = bootstrap(stat, k)
-    return Estimate(est.value, est.ci_low, est.ci_high, n)
-
-
-# ---------------------------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class Review:
-    """One line of an official review JSONL."""
-
-    question_id: int
-    category: str | None
-    content: str
-    scores: tuple[float, float]
-    answer1_id: Any = None
-    answer2_id: Any = None
-    #: the judge model, when the file records one (the official script does not)
-    model: str | None = None
-
-
-@dataclass(frozen=True)
-class ReviewRequest:
-    """What to send the judge for one question, with the ids the official review file records."""
-
-    question_id: int
-    category: str
-    content: str
-    answer1_id: Any
-    answer2_id: Any
-
-
-def read_rules(path: Path) -> dict[str, Rule]:
-    """`rule.json` (or RLHF-V's `rule.jsonfile`): key → Rule."""
-    data = read_json(Path(path), dict)
-    rules = {}
-    for key, rule in data.items():
-        if not (
-            isinstance(rule, dict)
-            and isinstance(rule.get("role"), str)
-            and isinstance(rule.get("prompt"), str)
-        ):
-            raise UserError(f"{path}: rule {key!r} needs string fields 'role' and 'prompt'")
-        rules[key] = Rule(rule["role"], rule["prompt"])
-    return rules
-
-
-def read_questions(path: Path) -> list[dict[str, Any]]:
-    """`questions.jsonl` / `qa90_questions.jsonl`, file order kept (the official pairing is by line)."""
-    rows = read_jsonl(path)
-    for i, row in enumerate(rows, 1):
-        require_fields(path, i, row, {"question_id": int, "image": str, "text": str, "category": str})
-    return rows
-
-
-def read_answers(path: Path) -> list[dict[str, Any]]:
-    """An answer JSONL (model answers, `answers_gpt4.jsonl`, `qa90_gpt4_answer.jsonl`), file order kept."""
-    rows = read_jsonl(path)
-    for i, row in enumerate(rows, 1):
-        require_fields(path, i, row, {"question_id": int, "text": str})
-    return rows
-
-
-def read_contexts(path: Path) -> dict[str, str]:
-    """Image → judge context text, from `context.jsonl` (`caption`) or `caps_boxes_coco2014_val_80.jsonl`
-    (`captions` + `instances`)."""
-    out = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"image": str})
-        if "instances" in row or "captions" in row:
-            require_fields(path, i, row, {"captions": list, "instances": list})
-            for inst in row["instances"]:
-                if not (
-                    isinstance(inst, dict)
-                    and isinstance(inst.get("category"), str)
-                    and isinstance(inst.get("bbox"), list)
-                ):
-                    raise UserError(f"{path}:{i}: each instance needs 'category' (string) and 'bbox' (list)")
-            out[row["image"]] = context_text(row["captions"], row["instances"])
-        else:
-            require_fields(path, i, row, {"caption": (str, list)})
-            out[row["image"]] = context_text(row["caption"])
-    return out
-
-
-def read_reviews(path: Path) -> list[Review]:
-    """An official review JSONL (`{id, question_id, answer1_id, answer2_id, category, content, tuple}`)."""
-    reviews = []
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int})
-        pair = row.get("tuple", row.get("score"))
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int | float) for x in pair)):
-            raise UserError(f"{path}:{i}: 'tuple' must be a list of two numbers, got {pair!r}")
-        category = row.get("category")
-        if category is not None and not isinstance(category, str):
-            raise UserError(f"{path}:{i}: 'category' must be a string")
-        reviews.append(
-            Review(
-                row["question_id"],
-                category,
-                str(row.get("content", "")),
-                (float(pair[0]), float(pair[1])),
-                row.get("answer1_id"),
-                row.get("answer2_id"),
-                row["model"] if isinstance(row.get("model"), str) else None,
-            )
-        )
-    return reviews
-
-
-def summarize_reviews(reviews: Sequence[Review], *, ignore: Collection[int] = ()) -> dict[str, CategoryScore]:
-    """`summarize` over one review file."""
-    return summarize(
-        [r.scores for r in reviews],
-        [r.category for r in reviews],
-        question_ids=[r.question_id for r in reviews],
-        ignore=ignore,
-    )
-
-
-def review_requests(
-    questions: Sequence[Mapping[str, Any]],
-    references: Sequence[Mapping[str, Any]],
-    answers: Sequence[Mapping[str, Any]],
-    contexts: Mapping[str, str],
-    rules: Mapping[str, Rule],
-    *,
-    in_the_wild: bool,
-) -> list[ReviewRequest]:
-    """One judge request per question, pairing the three files line by line as the official script does
-    (and checking that the question ids agree, which it does not)."""
-    if not len(questions) == len(references) == len(answers):
-        raise UserError(
-            f"LLaVA-Bench: {len(questions)} questions, {len(references)} reference answers and "
-            f"{len(answers)} model answers; the files are paired line by line and must have the same length"
-        )
-    out = []
-    for q, ref, ans in zip(questions, references, answers, strict=True):
-        qid = q["question_id"]
-        if ref["question_id"] != qid or ans["question_id"] != qid:
-            raise UserError(
-                f"LLaVA-Bench: line order differs between files: question {qid} is paired with reference "
-                f"{ref['question_id']} and answer {ans['question_id']}; keep all files in question order"
-            )
-        key = rule_key(q["category"], in_the_wild=in_the_wild)
-        if key not in rules:
-            raise UserError(f"LLaVA-Bench: no rule {key!r} in the rule file (question {qid})")
-        if q["image"] not in contexts:
-            raise UserError(f"LLaVA-Bench: no context for image {q['image']!r} (question {qid})")
-        content = review_content(q["text"], ref["text"], ans["text"], rules[key], contexts[q["image"]])
-        out.append(
-            ReviewRequest(qid, key, content, ref.get("answer_id", ref["question_id"]), ans.get("answer_id"))
-        )
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- tasks
-
-
-def _metric(value: float, n: int, est: Estimate | None = None) -> dict[str, Any]:
-    """`Estimate.to_dict()` shape with the official printed value; no interval (None) where there is none
-    (per-run values, counts, a group too small to resample)."""
-    if est is None or math.isnan(est.ci_low) or math.isnan(est.ci_high):
-        return {"value": value, "ci_low": None, "ci_high": None, "n": n}
-    return {**est.to_dict(), "value": value}
-
-
-class LlavaBench(ImportOnlyTask):
-    """LLaVA-Bench as a task (import only for now). Values are the official printed numbers: per run the
+from evalkit.datafiles import sha256_file
+from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.tasks.llava_bench_import import import_reviews
+from evalkit.tasks.llava_bench_protocol import (
+    CATEGORIES,
+    FAILED,
+    GENERATION,
+    JUDGE_GENERATION,
+    JUDGE_MODEL,
+    RULE_FILE,
+    SYSTEM_PROMPT,
+    CategoryScore,
+    Review,
+    ReviewRequest,
+    Rule,
+    bundled_rules,
+    category_score,
+    context_text,
+    mean_over_runs,
+    metric,
+    parse_review,
+    read_answers,
+    read_contexts,
+    read_questions,
+    read_reviews,
+    read_rules,
+    relative_estimate,
+    review_content,
+    review_messages,
+    review_requests,
+    rule_key,
+    runs_relative_estimate,
+    summarize,
+    summarize_reviews,
+)
+from evalkit.types import Message, Sample, UserError
+
+__all__ = [
+    "CATEGORIES",
+    "FAILED",
+    "GENERATION",
+    "JUDGE_GENERATION",
+    "JUDGE_MODEL",
+    "SYSTEM_PROMPT",
+    "CategoryScore",
+    "LlavaBench",
+    "LlavaBenchCoco",
+    "LlavaBenchWild",
+    "Review",
+    "ReviewRequest",
+    "Rule",
+    "category_score",
+    "context_text",
+    "mean_over_runs",
+    "parse_review",
+    "read_answers",
+    "read_contexts",
+    "read_questions",
+    "read_reviews",
+    "read_rules",
+    "relative_estimate",
+    "review_content",
+    "review_messages",
+    "review_requests",
+    "rule_key",
+    "runs_relative_estimate",
+    "summarize",
+    "summarize_reviews",
+]
+
+#: per-run parse status stored in `judge_parse`
+PARSED, FALLBACK = "ok", "fallback"
+
+
+def parse_status(pair: tuple[float, float]) -> str:
+    """'fallback' for the official failure pair (-1, -1), which the summary cannot tell apart from a
+    review that failed the parse; 'ok' otherwise."""
+    return FALLBACK if pair == FAILED else PARSED
+
+
+class LlavaBench(JudgedTask):
+    """LLaVA-Bench: the model answers each question about its image; GPT-4 reviews the answer against the
+    GPT-4 reference answer in each of `n_runs` runs. Values are the official printed numbers: per run the
     ratio of means rounded to 1 decimal, reported as the mean over runs of the unrounded run scores;
-    intervals resample questions (whole images when the question file gives them) with all their runs.
-    Each row keeps the judge's raw review per run, and `score_row` re-parses them with the official parser,
-    so `rescore` reproduces the numbers. Unparseable reviews score (-1, -1) and stay in the means, as
-    official; `judge_fallbacks` counts them."""
+    intervals resample whole images with all their runs. Each row keeps the judge's raw review per run
+    (`judge.outputs`, the same record `evalkit import` writes from official review files) and
+    `score_row` re-parses them with the official parser, so `rescore` reproduces the numbers. Unparseable
+    reviews score (-1, -1) and stay in the means, as official; `judge_fallbacks` counts them."""
 
     version = "1"
     headline = "relative"
     generation = GENERATION
+    supports_toy = True
+    judge_spec = JudgeSpec(JUDGE_MODEL, temperature=0.2, max_tokens=1024, n_runs=3, parser_version="1")
     in_the_wild: bool
-    #: looked for in --data-dir when --questions is not given
+    #: role → (file name in --data-dir, where it comes from)
+    files: dict[str, tuple[str, str]]
+    #: where the images come from (for the error when one is missing)
+    image_source: str
+    #: looked for in --data-dir by `import` when --questions is not given
     question_file: str
     import_usage = "--answers FILE --judgments REVIEWS.jsonl (repeat --judgments for each judge run)"
+
+    # ---------------------------------------------------------------------------------------- data
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        if spec.toy:
+            from evalkit.tasks.llava_bench_toy import default_toy_dir, write_toy
+
+            data_dir = write_toy(default_toy_dir(spec.seed), seed=spec.seed)
+            image_dir = data_dir / "images"
+        elif spec.data_dir is not None:
+            data_dir = Path(spec.data_dir)
+            image_dir = Path(spec.image_dir) if spec.image_dir else data_dir / "images"
+        else:
+            names = ", ".join(name for name, _ in self.files.values())
+            raise UserError(
+                f"{self.name} needs data: pass --data-dir DIR with {names} and the images in DIR/images "
+                f"(or --image-dir), or --data toy; to score answers and official reviews made elsewhere use "
+                f"`evalkit import --task {self.name} {self.import_usage}`"
+            )
+        paths = {}
+        for role, (name, source) in self.files.items():
+            paths[role] = data_dir / name
+            if not paths[role].is_file():
+                raise UserError(f"{self.name}: {paths[role]} not found; {name} comes from {source}")
+        questions = read_questions(paths["questions"])
+        references = read_answers(paths["references"])
+        contexts = read_contexts(paths["context"])
+        pairs = self._pair(questions, references, paths)
+        total = len(pairs)
+        if spec.limit is not None:
+            pairs = pairs[: spec.limit]
+        images = self._images(image_dir, sorted({q["image"] for q, _ in pairs}))
+        samples = []
+        for q, ref in pairs:
+            if q["image"] not in contexts:
+                raise UserError(f"{paths['context']}: no context for image {q['image']!r}")
+            samples.append(
+                Sample(
+                    id=str(q["question_id"]),
+                    messages=(Message("user", q["text"], (str(images[q["image"]]),)),),
+                    target=ref["text"],
+                    cluster=q["image"],
+                    meta={
+                        "question_id": q["question_id"],
+                        "category": q["category"],
+                        "image": q["image"],
+                        "context": contexts[q["image"]],
+                    },
+                )
+            )
+        info = {
+            "source": "toy" if spec.toy else str(data_dir),
+            "version": f"toy world (seed {spec.seed})" if spec.toy else "official",
+            "image_dir": str(image_dir),
+            "n_questions": total,
+            "files": {p.name: sha256_file(p) for p in paths.values()},
+            "rule_json_sha256": sha256_file(RULE_FILE),
+        }
+        return LoadedData(samples, info)
+
+    def _pair(
+        self, questions: list[dict[str, Any]], references: list[dict[str, Any]], paths: dict[str, Path]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Questions with their GPT-4 answers, paired by line as the official script does (and checked)."""
+        q_path, r_path = paths["questions"], paths["references"]
+        if len(questions) != len(references):
+            raise UserError(
+                f"{q_path} has {len(questions)} questions but {r_path} has {len(references)} answers; "
+                "the official files are paired line by line"
+            )
+        seen: set[int] = set()
+        for i, (q, ref) in enumerate(zip(questions, references, strict=True), 1):
+            qid = q["question_id"]
+            if qid in seen:
+                raise UserError(f"{q_path}:{i}: question {qid} appears twice")
+            seen.add(qid)
+            if ref["question_id"] != qid:
+                raise UserError(
+                    f"{r_path}:{i}: answers question {ref['question_id']}, but line {i} of {q_path} is "
+                    f"question {qid}; keep both files in question order"
+                )
+            key = rule_key(q["category"], in_the_wild=self.in_the_wild)
+            if key not in bundled_rules():
+                raise UserError(
+                    f"{q_path}:{i}: category {q['category']!r} has no judge rule ({key!r} is not in "
+                    "rule.json)"
+                )
+        return list(zip(questions, references, strict=True))
+
+    def _images(self, image_dir: Path, names: list[str]) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        missing = []
+        for name in names:
+            candidates = [image_dir / name]
+            if not self.in_the_wild:  # val2014.zip names them COCO_val2014_<id>.jpg
+                candidates.append(image_dir / f"COCO_val2014_{name}")
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                missing.append(name)
+            else:
+                found[name] = path
+        if missing:
+            raise UserError(
+                f"{self.name}: {len(missing)} of {len(names)} images not found in {image_dir} (first: "
+                f"{missing[0]}); they come from {self.image_source}; put them there or pass --image-dir DIR"
+            )
+        return found
+
+    # --------------------------------------------------------------------------------------- judge
+
+    def rule(self, category: str) -> Rule:
+        key = rule_key(category, in_the_wild=self.in_the_wild)
+        if key not in bundled_rules():
+            raise UserError(f"{self.name}: no judge rule {key!r} for category {category!r}")
+        return bundled_rules()[key]
+
+    def judge_prompt_hash(self) -> str:
+        rules = [self.rule(c) for c in CATEGORIES]
+        template = review_content(
+            "{question}", "{reference}", "{answer}", Rule("{role}", "{rule}"), "{context}"
+        )
+        return prompt_sha256(SYSTEM_PROMPT, template, *(f"{r.role}\n{r.prompt}" for r in rules))
+
+    def review_request(self, row: dict[str, Any]) -> tuple[Message, ...]:
+        """The official review request of a row: the GPT-4 reference is Assistant 1, the model Assistant 2."""
+        meta = row["meta"]
+        rule = self.rule(meta["category"])
+        return review_messages(row["prompt"], row["target"], row["response"], rule, meta["context"])
+
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """One review per run; an unparseable review is kept (the official script does not ask again)."""
+        answered = {d["run"] for d in done}
+        todo = [r for r in range(n_runs) if r not in answered]
+        if not todo:
+            return []
+        messages = self.review_request(row)
+        return [JudgeCall(f"run{r}", messages, JUDGE_GENERATION, r) for r in todo]
+
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        """`outputs`: the review of each run in run order; `official_scores`: the pair the official script
+        writes to its `tuple` field (as `import` stores it from the review files)."""
+        by_run = {d["run"]: d["output"] for d in done}
+        outputs = [by_run[r] for r in range(n_runs)]
+        return {"outputs": outputs, "official_scores": [list(parse_review(o)) for o in outputs]}
+
+    # ------------------------------------------------------------------------------------- scoring
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         pairs = [parse_review(text) for text in row["judge"]["outputs"]]
         return {
             "judge_scores": [list(p) for p in pairs],
+            "judge_parse": [parse_status(p) for p in pairs],
             "judge_fallbacks": sum(p == FAILED for p in pairs),
         }
 
@@ -394,166 +293,77 @@ class LlavaBench(ImportOnlyTask):
         per_run = [summarize(pairs, categories) for pairs in runs]
         means = mean_over_runs(per_run)
         n = len(rows)
-        out = {"relative": _metric(means["all"], n, runs_relative_estimate(runs, clusters))}
+        out = {"relative": metric(means["all"], n, runs_relative_estimate(runs, clusters))}
         present = {c for c in categories if c is not None}
         for cat in [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES)):
             sel = [i for i, c in enumerate(categories) if c == cat]
             est = runs_relative_estimate(
                 [[pairs[i] for i in sel] for pairs in runs], [clusters[i] for i in sel]
             )
-            out[f"cat/{cat}"] = _metric(means[cat], len(sel), est)
+            out[f"cat/{cat}"] = metric(means[cat], len(sel), est)
         for i, s in enumerate(per_run):
-            out[f"run{i + 1}/relative"] = _metric(s["all"].relative, n)
+            out[f"run{i + 1}/relative"] = metric(s["all"].relative, n)
         # the mean judge scores as `summarize_gpt_review.py` prints them (× 10), averaged over runs
-        out["model_score"] = _metric(round(float(np.mean([s["all"].model for s in per_run])) * 10, 1), n)
-        out["reference_score"] = _metric(
+        out["model_score"] = metric(round(float(np.mean([s["all"].model for s in per_run])) * 10, 1), n)
+        out["reference_score"] = metric(
             round(float(np.mean([s["all"].reference for s in per_run])) * 10, 1), n
         )
-        out["judge_fallbacks"] = _metric(float(sum(r["judge_fallbacks"] for r in rows)), n)
+        out["judge_fallbacks"] = metric(float(sum(r["judge_fallbacks"] for r in rows)), n)
         return out
 
-    # ------------------------------------------------------------------------------------------ import
-
-    def _category(self, review_category: str, path: Path, qid: int) -> str:
-        """The short category (conv / detail / complex) of a review's category key."""
-        prefix = rule_key("", in_the_wild=True)
-        if review_category.startswith(prefix) != self.in_the_wild:
-            other = "llava_bench_coco" if self.in_the_wild else "llava_bench"
-            raise UserError(
-                f"{path}: question {qid} is reviewed under {review_category!r}, which is a rule of the other "
-                f"benchmark; use --task {other}"
-            )
-        return review_category.removeprefix(prefix) if self.in_the_wild else review_category
+    # -------------------------------------------------------------------------------------- import
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
-        if not judgments:
-            raise UserError(
-                f"{self.name} import needs at least one --judgments file: the official review JSONL of each "
-                "GPT-4 run (e.g. reviews/MODEL-eval1.jsonl); repeat --judgments for several runs"
-            )
-        if questions is None and data_dir is not None:
-            questions = data_dir / self.question_file
-            if not questions.is_file():
-                raise UserError(f"--data-dir {data_dir}: no {self.question_file} there; pass --questions")
-        texts: dict[int, dict[str, Any]] = {}
-        for row in read_answers(answers):
-            if row["question_id"] in texts:
-                raise UserError(f"{answers}: question {row['question_id']} is answered twice")
-            texts[row["question_id"]] = row
-        by_qid: dict[int, dict[str, Any]] | None = None
-        if questions is not None:
-            by_qid = {}
-            for q in read_questions(questions):
-                if q["question_id"] in by_qid:
-                    raise UserError(f"{questions}: question {q['question_id']} appears twice")
-                by_qid[q["question_id"]] = q
-        runs: list[dict[int, Review]] = []
-        for path in judgments:
-            if not path.is_file():
-                raise UserError(f"--judgments {path}: file not found")
-            run: dict[int, Review] = {}
-            for r in read_reviews(path):
-                if r.question_id in run:
-                    raise UserError(f"{path}: question {r.question_id} is reviewed twice")
-                run[r.question_id] = r
-            if not run:
-                raise UserError(f"{path}: no reviews")
-            if runs and set(run) != set(runs[0]):
-                first = sorted(set(run) ^ set(runs[0]))[0]
-                raise UserError(
-                    f"{path} and {judgments[0]} review different questions (first difference: question "
-                    f"{first}); every judge run must review the same questions"
-                )
-            runs.append(run)
-        missing = [qid for qid in runs[0] if qid not in texts]
-        if missing:
-            raise UserError(
-                f"{answers}: no answer for {len(missing)} reviewed questions (first: {missing[0]})"
-            )
+        return import_reviews(self, answers, questions, data_dir, judgments)
 
-        items = []
-        for qid in runs[0]:
-            answer = texts[qid]
-            reviews = [run[qid] for run in runs]
-            for path, r in zip(judgments, reviews, strict=True):
-                if r.answer2_id is not None and answer.get("answer_id") not in (None, r.answer2_id):
-                    raise UserError(
-                        f"{path}: the review of question {qid} judges answer {r.answer2_id!r}, but {answers} "
-                        f"holds answer {answer['answer_id']!r}; the reviews belong to another answer file"
-                    )
-            named = [r.category for r in reviews if r.category is not None]
-            if len(set(named)) > 1:
-                raise UserError(f"the --judgments files disagree on the category of question {qid}: {named}")
-            reviewed_as = named[0] if named else None
-            image = None
-            if by_qid is not None:
-                if qid not in by_qid:
-                    raise UserError(f"{questions}: no question {qid} (reviewed in {judgments[0]})")
-                q = by_qid[qid]
-                key = rule_key(q["category"], in_the_wild=self.in_the_wild)
-                if reviewed_as is not None and reviewed_as != key:
-                    raise UserError(
-                        f"{judgments[0]}: question {qid} is reviewed under {reviewed_as!r}, but {questions} "
-                        f"gives category {q['category']!r} (rule {key!r}); is it the question file of "
-                        f"{self.name}?"
-                    )
-                category, image, text = q["category"], q["image"], q["text"]
-            else:
-                if reviewed_as is None:
-                    raise UserError(
-                        f"{judgments[0]}: the reviews carry no 'category'; pass --questions "
-                        f"({self.question_file}) for the categories"
-                    )
-                category, text = self._category(reviewed_as, judgments[0], qid), str(answer.get("prompt", ""))
-            meta: dict[str, Any] = {"question_id": qid, "category": category}
-            if image is not None:
-                meta["image"] = image
-            sample = Sample(id=str(qid), messages=(Message("user", text),), cluster=image, meta=meta)
-            models = [r.model for r in reviews]
-            fingerprint: dict[str, Any] = {
-                "model": next((m for m in models if m), JUDGE_MODEL),
-                "source": "official reviews",
-            }
-            if len(set(models)) > 1:
-                fingerprint["models"] = models
-            judge = {
-                "fingerprint": fingerprint,
-                # a review file without the review text keeps its recorded pair, which parses back to itself
-                "outputs": [r.content or f"{r.scores[0]} {r.scores[1]}" for r in reviews],
-                "official_scores": [list(r.scores) for r in reviews],
-            }
-            items.append(Imported(sample, answer["text"], judge))
-        files: dict[str, str] = {}
-        for p in [answers, *judgments, *([questions] if questions else [])]:
-            files[p.name if p.name not in files else str(p)] = sha256_file(p)
-        return items, {"source": "import", "files": files, "judge_runs": len(judgments)}
+
+WILD_SOURCE = "the Hugging Face dataset liuhaotian/llava-bench-in-the-wild"
+COCO_SOURCE = "haotian-liu/LLaVA playground/data/coco2014_val_qa_eval/"
 
 
 class LlavaBenchWild(LlavaBench):
     name = "llava_bench"
     description = (
-        "LLaVA-Bench (In-the-Wild): 60 questions on 24 images, GPT-4 score relative to GPT-4 (N runs)"
+        "LLaVA-Bench (In-the-Wild): 60 questions on 24 images, GPT-4 (0314) score relative to GPT-4's "
+        "reference answers, mean of 3 judge runs"
     )
     data_needs = (
-        "import only for now: --answers the model's answer JSONL ({question_id, text}), --judgments the "
-        "official review JSONL of each GPT-4 run (reviews/MODEL-evalN.jsonl; repeat the flag), optional "
-        "--questions questions.jsonl (HF liuhaotian/llava-bench-in-the-wild; the reviews carry the category, "
-        "the question file adds images for clustered intervals)"
+        "--data-dir DIR with questions.jsonl, context.jsonl, answers_gpt4.jsonl and images/ (HF dataset "
+        "liuhaotian/llava-bench-in-the-wild; or --image-dir); judged by gpt-4-0314 (--judge to swap); "
+        "--data toy builds a toy set offline. `evalkit import` scores an answer JSONL with the official "
+        "review JSONL of each GPT-4 run (--judgments, repeated)"
     )
     in_the_wild = True
+    files = {
+        "questions": ("questions.jsonl", WILD_SOURCE),
+        "context": ("context.jsonl", WILD_SOURCE),
+        "references": ("answers_gpt4.jsonl", WILD_SOURCE),
+    }
+    image_source = f"{WILD_SOURCE} (images/)"
     question_file = "questions.jsonl"
 
 
 class LlavaBenchCoco(LlavaBench):
     name = "llava_bench_coco"
-    description = "LLaVA-Bench (COCO): 90 questions on 30 COCO val2014 images, GPT-4 relative score (N runs)"
+    description = (
+        "LLaVA-Bench (COCO): 90 questions on 30 COCO val2014 images, GPT-4 (0314) relative score, mean of "
+        "3 judge runs"
+    )
     data_needs = (
-        "import only for now: --answers the model's answer JSONL ({question_id, text}), --judgments the "
-        "official review JSONL of each GPT-4 run (repeat the flag), optional --questions "
-        "qa90_questions.jsonl (LLaVA playground/data/coco2014_val_qa_eval; adds images for clustered "
-        "intervals, and the categories when the reviews lack them)"
+        "--data-dir DIR with qa90_questions.jsonl, qa90_gpt4_answer.jsonl (LLaVA "
+        "playground/data/coco2014_val_qa_eval) and caps_boxes_coco2014_val_80.jsonl (LLaVA "
+        "llava/eval/table), "
+        "and the 30 COCO val2014 images in DIR/images (or --image-dir); judged by gpt-4-0314 (--judge to "
+        "swap); --data toy builds a toy set offline. `evalkit import` scores an answer JSONL with the "
+        "official review JSONL of each GPT-4 run (--judgments, repeated)"
     )
     in_the_wild = False
+    files = {
+        "questions": ("qa90_questions.jsonl", COCO_SOURCE),
+        "references": ("qa90_gpt4_answer.jsonl", COCO_SOURCE),
+        "context": ("caps_boxes_coco2014_val_80.jsonl", "haotian-liu/LLaVA llava/eval/table/"),
+    }
+    image_source = "COCO val2014 (cocodataset.org, val2014.zip), named as qa90_questions.jsonl names them"
     question_file = "qa90_questions.jsonl"
