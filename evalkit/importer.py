@@ -59,7 +59,8 @@ def import_answers(
     try:
         for it in items:
             response = Response(id=it.sample.id, text=it.response)
-            log.append(make_row(t, it.sample, t.request(it.sample), response, it.judge))
+            later = [Response(id=it.sample.id, text=text) for text in (it.responses or [])[1:]]
+            log.append(make_row(t, it.sample, t.request(it.sample), response, it.judge, later))
         rows = log.compact(it.sample.id for it in items)
     finally:
         log.close()

@@ -32,11 +32,13 @@ class DataSpec:
 @dataclass
 class Imported:
     """One answer produced elsewhere, with the official judge's record when the benchmark is judged:
-    `judge = {"fingerprint": {...}, "outputs": [raw judge output per run], ...}`."""
+    `judge = {"fingerprint": {...}, "outputs": [raw judge output per run], ...}`. A multi-turn answer
+    gives every turn in `responses` (the first equal to `response`), stored as a run stores them."""
 
     sample: Sample
     response: str
     judge: dict[str, Any] | None = None
+    responses: list[str] | None = None
 
 
 @dataclass

@@ -79,9 +79,8 @@ def question_of(meta: dict[str, Any]) -> Question:
 
 
 def row_answers(row: dict[str, Any]) -> list[str]:
-    """Every turn's answer of a stored row, cleaned as FastChat stores them: a run row keeps them in
-    `responses`, an imported row in `meta.answers`."""
-    answers = row.get("responses") or row["meta"].get("answers") or [row["response"]]
+    """Every turn's answer of a stored row (run or import), cleaned as FastChat stores them."""
+    answers = row.get("responses") or [row["response"]]
     return [clean_answer(a) for a in answers]
 
 
@@ -123,8 +122,8 @@ class MTBench(JudgedTask):
     """MT-Bench single-answer grading, generated and judged by `evalkit run` or imported from FastChat files.
 
     One row per question (id = question_id, meta: question_id, category, questions): `response` is the
-    model's turn-1 answer and every turn's answer is in `responses` (a run row) or `meta.answers` (an
-    imported row); `row_answers` reads either. The row's `judge` record keeps one judgment per (run, turn):
+    model's turn-1 answer and every turn's answer is in `responses` (run and imported rows alike). The row's
+    `judge` record keeps one judgment per (run, turn):
     `outputs` (raw judgment text), `turns` and `prompts` (judge prompt name) side by side — plus `runs` when
     the judge ran more than once, and `official_scores` as gen_judgment stored them for imported rows.
     `score_row` re-parses the texts with `parse_rating` (`judge_parse` says per output whether `[[x]]`
@@ -336,7 +335,6 @@ class MTBench(JudgedTask):
                 "question_id": q.question_id,
                 "category": q.category,
                 "questions": list(q.turns),
-                "answers": list(texts[q.question_id]),
                 "model": model,
             }
             ref = references.get(q.question_id) if needs_reference(q.category) else None
@@ -346,7 +344,8 @@ class MTBench(JudgedTask):
                 target=list(ref) if ref is not None else None,
                 meta=meta,
             )
-            items.append(Imported(sample, texts[q.question_id][0], judge))
+            turns = list(texts[q.question_id])
+            items.append(Imported(sample, turns[0], judge, responses=turns))
         if not items:
             raise UserError(f"--judgments hold no judgment of model {model!r}")
         files = [answers, *judgments, Path(questions) if questions else QUESTION_FILE]

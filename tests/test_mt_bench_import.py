@@ -102,7 +102,7 @@ def test_mt_bench_import_matches_hand_computed_scores(shared, tmp_path, files):
     rows = [json.loads(line) for line in (out / "samples/mt_bench.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["81", "101", "131"]
     r101 = rows[1]
-    assert r101["response"] == "answer 101.1" and r101["meta"]["answers"] == ["answer 101.1", "answer 101.2"]
+    assert r101["response"] == "answer 101.1" and r101["responses"] == ["answer 101.1", "answer 101.2"]
     assert r101["meta"]["category"] == "reasoning" and r101["target"] is not None  # GPT-4 reference turns
     judge = r101["judge"]
     assert judge["fingerprint"] == {

@@ -332,14 +332,3 @@ def test_bundled_questions_need_no_data_flags(tmp_path):
     assert (
         plan["judge"] == "openai:gpt-4" and plan["calls"] == 10 and plan["est_completion_tokens"] == 10 * 2048
     )
-
-
-def test_import_rows_and_run_rows_are_judged_and_scored_alike(tmp_path, data_dir):
-    with FakeOpenAIServer(responder=play) as server:
-        result = run(server, tmp_path, data_dir)
-    task = MTBench()
-    for row in rows_of(result):
-        imported = {k: v for k, v in row.items() if k != "responses"}
-        imported["meta"] = {**row["meta"], "answers": [a.strip() for a in row["responses"]], "model": "m"}
-        assert task.judge_calls(imported, [], 1) == task.judge_calls(row, [], 1)
-        assert task.score_row(imported) == task.score_row(row)

@@ -14,6 +14,10 @@ images sent to a text-only model → `input_error`; any exception raised by prep
 up as a failed run with a message rather than a lost batch. Loading problems raise `UserError`.
 
 `latency_s` is the wall time of the whole call divided by the number of requests that were generated.
+
+Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs` in OpenAI's shape, one
+entry per counted completion token, from log_softmax of the model's raw logits at each step (before any
+logits processor, so neither temperature nor top-p nor the per-row sampler changes them).
 """
 
 from __future__ import annotations
@@ -136,7 +140,7 @@ class HFBackend(Backend):
 
         if rows:
             try:
-                outputs: list[tuple[str, int, int] | ErrorInfo] = [*self._generate_rows(rows, requests)]
+                outputs: list[_Generated | ErrorInfo] = [*self._generate_rows(rows, requests)]
             except Exception as exc:
                 log.warning("hf backend: batch of %d failed", len(rows), exc_info=True)
                 outputs = [ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")] * len(rows)
@@ -146,8 +150,8 @@ class HFBackend(Backend):
                 if isinstance(out, ErrorInfo):
                     responses[i] = Response(rid, latency_s=latency, error=out)
                 else:
-                    text, n_prompt, n_completion = out
-                    responses[i] = Response(rid, text, n_prompt, n_completion, latency)
+                    text, n_prompt, n_completion, logprobs = out
+                    responses[i] = Response(rid, text, n_prompt, n_completion, latency, logprobs=logprobs)
         return [r for r in responses if r is not None]
 
     def _render(self, messages: tuple[Message, ...]) -> str:
@@ -166,8 +170,8 @@ class HFBackend(Backend):
 
     def _generate_rows(
         self, rows: list[tuple[int, str, list[Any]]], requests: list[Request]
-    ) -> list[tuple[str, int, int]]:
-        """One left-padded `generate` for all rows → (text, prompt tokens, completion tokens) per row."""
+    ) -> list[_Generated]:
+        """One left-padded `generate` for all rows → (text, prompt tokens, completion tokens, logprobs)."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -198,20 +202,50 @@ class HFBackend(Backend):
             for (i, _, _), g in zip(rows, gens, strict=True)
         ]
         processors = LogitsProcessorList([_RowSampler(sampling)] if any(sampling) else [])
+        want_logprobs = any(g.top_logprobs > 0 for g in gens)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=max(g.max_new_tokens for g in gens),
                 do_sample=False,  # sampled rows are drawn by _RowSampler, then picked by argmax
                 logits_processor=processors,
+                # the raw logits of each step, before any logits processor (see _top_logprobs)
+                output_logits=want_logprobs,
+                return_dict_in_generate=want_logprobs,
             )
+        sequences = out.sequences if want_logprobs else out
         prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
-        new_tokens = out[:, inputs["input_ids"].shape[1] :].tolist()
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
         results = []
-        for g, toks, n_prompt in zip(gens, new_tokens, prompt_lens, strict=True):
+        for row, (g, toks, n_prompt) in enumerate(zip(gens, new_tokens, prompt_lens, strict=True)):
             text, n = self._decode(toks[: g.max_new_tokens], g.stop)
-            results.append((text, int(n_prompt), n))
+            logprobs = None
+            if g.top_logprobs > 0:
+                logprobs = self._top_logprobs(
+                    [step[row] for step in out.logits[:n]], toks[:n], g.top_logprobs
+                )
+            results.append((text, int(n_prompt), n, logprobs))
         return results
+
+    def _top_logprobs(self, logits: list[Any], tokens: list[int], k: int) -> list[dict[str, Any]]:
+        """OpenAI's `logprobs.content` for the counted completion tokens: each token's log-probability
+        and the k most likely tokens, from log_softmax of the model's raw logits at that step (before
+        any logits processor: not temperature-scaled, top-p-truncated or made one-hot by `_RowSampler`).
+        Token strings are `tokenizer.decode([id])`, special tokens kept."""
+        import torch
+
+        content = []
+        for step, token in zip(logits, tokens, strict=True):
+            lp = torch.log_softmax(step.float(), dim=-1)
+            values, ids = lp.topk(min(k, lp.numel()))
+            top = [
+                {"token": self.tokenizer.decode([int(t)]), "logprob": float(v)}
+                for v, t in zip(values.tolist(), ids.tolist(), strict=True)
+            ]
+            content.append(
+                {"token": self.tokenizer.decode([token]), "logprob": float(lp[token]), "top_logprobs": top}
+            )
+        return content
 
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int]:
         """(text, completion tokens): cut after the first EOS (counted), then at the first stop string."""
@@ -263,6 +297,10 @@ class HFBackend(Backend):
         }
 
 
+#: one generated row: (text, prompt tokens, completion tokens, `Response.logprobs` or None)
+_Generated = tuple[str, int, int, list[dict[str, Any]] | None]
+
+
 class _RowSampler:
     """Per-row temperature/top-p sampling with a generator per row, returned as a one-hot score row.
 
@@ -279,6 +317,7 @@ class _RowSampler:
     def __call__(self, input_ids, scores):
         import torch
 
+        scores = scores.clone()  # generate keeps the tensor it passed in as the step's raw logits
         for i, spec in enumerate(self.rows):
             if spec is None:
                 continue
