@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.types import GenerationConfig, Request, Sample, UserError
+from evalkit.types import GenerationConfig, Request, Sample
 
 if TYPE_CHECKING:
     from evalkit.judge import JudgeCall, JudgeSpec
@@ -113,20 +113,3 @@ class JudgedTask(Task):
     @abstractmethod
     def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
         """The row's judge record (raw outputs and whatever `score_row` needs) from its answered calls."""
-
-
-class ImportOnlyTask(Task):
-    """A judged benchmark whose judging is not yet wired into `evalkit run`: `load` says how to import
-    its official outputs, and rows are scored from their stored judge outputs (`score_row`)."""
-
-    #: the `evalkit import` flags this task takes, shown when someone tries `evalkit run`
-    import_usage: str
-
-    def load(self, spec: DataSpec) -> LoadedData:
-        raise UserError(
-            f"{self.name} cannot be generated and judged by `evalkit run` yet; score existing outputs and "
-            f"official judge outputs with `evalkit import --task {self.name} {self.import_usage}`"
-        )
-
-    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
-        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
