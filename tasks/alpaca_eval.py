@@ -1,375 +1,69 @@
-"""AlpacaEval 1.0 / 2.0: how often a GPT-4 judge prefers the model's answer to a reference model's.
+"""AlpacaEval 1.0 (`alpaca_eval_v1`) and 2.0 (`alpaca_eval`): how often the official GPT-4 judge prefers the
+model's answer to a reference model's, generated and judged by `evalkit run` or imported from official files.
 
-Protocol (tatsu-lab/alpaca_eval @ cd543a1: `annotators/`, `processors.py`, `completion_parsers.py`,
-`metrics/`), kept exactly:
+The protocol (prompts, output-order switch, parsers, win rate) is in `alpaca_eval_protocol.py`, whose names
+are re-exported here; the length-controlled win rate is in `alpaca_eval_lc.py`.
 
-- 805 instructions, each answered alone (one user turn). The reference ("baseline") answers are
-  text_davinci_003's for 1.0 and gpt4_1106_preview's for 2.0; answers are paired on the instruction text.
-- The judge sees output_1 = reference and output_2 = model, except that the two are swapped for a fixed
-  half of the instructions: `random.Random("is_switched_outputs" + instruction + "0").choices([False,
-  True])[0]` (the official seeded choice with the annotator's default seed 0; Python seeds a `str` through
-  SHA-512, so the order is the same on every platform and version). A preference p read from a swapped
-  prompt becomes 3 - p. Identical outputs are never sent to the judge: their preference is 1.5.
-- 1.0 judge `alpaca_eval_gpt4` (gpt-4, temperature 0, max 100 tokens) answers a Python list of
-  {'model', 'rank'} dicts; the preference is the rank of 'model_1' when it is 1 or 2, else unparsable.
-- 2.0 judge `weighted_alpaca_eval_gpt4_turbo` (gpt-4-1106-preview, 1 token, temperature 1, top-5
-  logprobs) names the better output "m" or "M"; the preference is 2 - P(m) / (P(m) + P(M)) over the top 5
-  (a token not there has probability 0), continuous in [1, 2]; unparsable when neither is there.
-- Preference 1 means the reference wins, 2 the model wins; 1.5 (or the legacy 0) is a draw.
-  win rate = 100 * mean(p - 1) and standard error = 100 * sem(p - 1) (ddof 1) over the valid
-  preferences (1 <= p <= 2). The official code drops unparsable judgements silently; here they are
-  dropped the same way, so the numbers match, but counted in `n_invalid`.
-
-The length-controlled win rate is in `alpaca_eval_lc.py`. The tasks `alpaca_eval` (2.0) and
-`alpaca_eval_v1` (1.0) at the end of this file are import-only for now (`evalkit import`).
+A run: each of the 805 instructions of the reference model's model_outputs.json is one sample, asked as one
+user turn; greedy decoding with at most 2048 new tokens (AlpacaEval mandates no decoding config: each model's
+`models_configs/` sets its own, commonly 2048 or 4096 tokens, greedy or temperature 0.7). The judge compares
+the answer (`response`) with the reference output (`target`) in the official prompt and order; identical
+outputs are not judged (1.5, as official).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
-import random
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, sha256_file
+from evalkit.datafiles import sha256_file
+from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import mean_estimate
-from evalkit.task import Imported, ImportOnlyTask
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks import alpaca_eval_lc as lc
+from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: the protocol's public names)
+    BY_ANNOTATOR,
+    CHATML_END,
+    CHATML_START,
+    DRAW,
+    PROMPT_DIR,
+    SWITCH_SEED,
+    VERSIONS,
+    Annotation,
+    Annotations,
+    Version,
+    WinRate,
+    avg_length,
+    chatml_to_messages,
+    fill_template,
+    get_version,
+    is_switched,
+    judge_messages,
+    load_template,
+    pair_outputs,
+    parse_logprobs,
+    parse_ranking,
+    parse_raw_completion,
+    preference,
+    read_annotations,
+    read_outputs,
+    read_reference,
+    win_rate,
+)
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
-PROMPT_DIR = Path(__file__).parent / "alpaca_eval_prompts"
-DRAW = 1.5
-SWITCH_SEED = 0  # the annotator's default seed; part of the switch rule above
-CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
-
-
-@dataclass(frozen=True)
-class Version:
-    """One AlpacaEval version: its reference outputs and its official judge (evaluators_configs/)."""
-
-    name: str
-    annotator: str  # the evaluator config name, also the `annotator` field of annotations.json
-    reference: str  # generator of the reference outputs
-    prompt_file: str  # in alpaca_eval_prompts/
-    judge_model: str
-    max_tokens: int
-    temperature: float
-    top_logprobs: int | None  # 2.0 reads the first token's top logprobs; 1.0 reads the text
-
-
-VERSIONS = {
-    "1.0": Version(
-        name="1.0",
-        annotator="alpaca_eval_gpt4",
-        reference="text_davinci_003",
-        prompt_file="alpaca_eval.txt",
-        judge_model="gpt-4",
-        max_tokens=100,
-        temperature=0.0,
-        top_logprobs=None,
-    ),
-    "2.0": Version(
-        name="2.0",
-        annotator="weighted_alpaca_eval_gpt4_turbo",
-        reference="gpt4_1106_preview",
-        prompt_file="alpaca_eval_clf.txt",
-        judge_model="gpt-4-1106-preview",
-        max_tokens=1,
-        temperature=1.0,
-        top_logprobs=5,
-    ),
-}
-BY_ANNOTATOR = {v.annotator: v for v in VERSIONS.values()}
-
-
-def get_version(name: str) -> Version:
-    if name not in VERSIONS:
-        raise UserError(f"unknown AlpacaEval version {name!r}; expected one of {sorted(VERSIONS)}")
-    return VERSIONS[name]
-
-
-# ---------------------------------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One judged pair of annotations.json; `preference` is final (already un-swapped), NaN if missing."""
-
-    instruction: str
-    output_1: str  # reference
-    output_2: str  # model
-    preference: float
-    raw_completion: Any = None
-
-
-@dataclass(frozen=True)
-class Annotations:
-    version: str
-    model: str  # generator_2
-    reference: str  # generator_1
-    items: tuple[Annotation, ...]
-
-    @property
-    def preferences(self) -> list[float]:
-        return [a.preference for a in self.items]
-
-
-def _read_json_list(path: Path) -> list[dict[str, Any]]:
-    data = read_json(path, list)
-    for i, row in enumerate(data):
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: record {i} is {type(row).__name__}, expected an object")
-    return data
-
-
-def _require_str(path: Path, i: int, row: dict[str, Any], fields: Sequence[str]) -> None:
-    for name in fields:
-        if name not in row:
-            raise UserError(f"{path}: record {i} has no field {name!r}")
-        if not isinstance(row[name], str):
-            raise UserError(
-                f"{path}: record {i} field {name!r} is {type(row[name]).__name__}, expected a string"
-            )
-
-
-def read_outputs(path: Path) -> list[dict[str, Any]]:
-    """A model_outputs.json: a list of {"instruction", "output", ...}, one record per instruction."""
-    rows = _read_json_list(Path(path))
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        _require_str(path, i, row, ("instruction", "output"))
-        if row["instruction"] in seen:
-            raise UserError(
-                f"{path}: record {i} repeats an instruction; each instruction needs exactly one output"
-            )
-        seen.add(row["instruction"])
-    return rows
-
-
-def pair_outputs(
-    reference: Sequence[Mapping[str, Any]],
-    model: Sequence[Mapping[str, Any]],
-    model_path: Path | str = "model",
-) -> list[tuple[str, str, str]]:
-    """(instruction, reference output, model output) in reference order, matched on the instruction text.
-
-    The official code takes an inner join and only warns; a missing or extra answer is an error here."""
-    by_instruction = {r["instruction"]: r["output"] for r in model}
-    missing = [r["instruction"] for r in reference if r["instruction"] not in by_instruction]
-    extra = len(by_instruction) - (len(reference) - len(missing))
-    if missing or extra:
-        first = f"; first missing: {missing[0][:80]!r}" if missing else ""
-        raise UserError(
-            f"{model_path}: {len(missing)} of the {len(reference)} AlpacaEval instructions have no output "
-            f"and {extra} outputs answer an instruction not in the eval set{first} (texts must match exactly)"
-        )
-    return [(r["instruction"], r["output"], by_instruction[r["instruction"]]) for r in reference]
-
-
-def avg_length(outputs: Sequence[str]) -> int:
-    """Mean output length in characters, truncated to an int (`main.evaluate`'s `avg_length`)."""
-    return int(sum(len(o) for o in outputs) / len(outputs)) if outputs else 0
-
-
-def read_annotations(path: Path) -> Annotations:
-    """An official annotations.json of either judge; the version is told by its `annotator` field."""
-    path = Path(path)
-    rows = _read_json_list(path)
-    if not rows:
-        raise UserError(f"{path}: no annotations")
-    items = []
-    for i, row in enumerate(rows):
-        _require_str(
-            path, i, row, ("instruction", "output_1", "output_2", "generator_1", "generator_2", "annotator")
-        )
-        if "preference" not in row:
-            raise UserError(f"{path}: record {i} has no field 'preference'")
-        pref = row["preference"]
-        if pref is None:
-            pref = math.nan
-        elif isinstance(pref, bool) or not isinstance(pref, int | float):
-            raise UserError(f"{path}: record {i} preference is {pref!r}, expected a number or null")
-        items.append(
-            Annotation(
-                row["instruction"], row["output_1"], row["output_2"], float(pref), row.get("raw_completion")
-            )
-        )
-    for field in ("annotator", "generator_1", "generator_2"):
-        values = sorted({r[field] for r in rows})
-        if len(values) != 1:
-            raise UserError(
-                f"{path}: one file must hold one judge and one model pair, but {field} takes {values}"
-            )
-    annotator = rows[0]["annotator"]
-    if annotator not in BY_ANNOTATOR:
-        raise UserError(f"{path}: unknown annotator {annotator!r}; expected one of {sorted(BY_ANNOTATOR)}")
-    return Annotations(
-        BY_ANNOTATOR[annotator].name, rows[0]["generator_2"], rows[0]["generator_1"], tuple(items)
-    )
-
-
-# --------------------------------------------------------------------------------------------------- prompts
-
-
-@lru_cache(maxsize=4)
-def load_template(version: str) -> str:
-    """The official judge prompt (chatml text with {instruction}, {output_1}, {output_2}), verbatim."""
-    return (PROMPT_DIR / get_version(version).prompt_file).read_text(encoding="utf-8")
-
-
-def fill_template(template: str, values: Mapping[str, Any]) -> str:
-    """`utils.make_prompts` with batch size 1: each `{key}` (no whitespace inside the braces), in order of
-    first appearance, has its first occurrence replaced by `str(value)`, one key after the other, so a
-    placeholder that an earlier value happens to contain is filled too, as in the official prompts."""
-    prompt = template
-    for key in dict.fromkeys(re.findall(r"{([^ \s]+?)}", template)):
-        prompt = prompt.replace("{" + key + "}", str(values[key]), 1)
-    return prompt
-
-
-def chatml_to_messages(prompt: str) -> tuple[Message, ...]:
-    """The official `prompt_to_chatml`: split on <|im_start|>, the role is the first line, the content is
-    the rest up to <|im_end|>, both stripped. Outputs that contain these markers split the same way."""
-    prompt = prompt.strip()
-    if not (prompt.startswith(CHATML_START) and prompt.endswith(CHATML_END)):
-        raise ValueError("a chatml prompt must start with <|im_start|> and end with <|im_end|>")
-    messages = []
-    for part in prompt.split(CHATML_START)[1:]:
-        role, _, rest = part.partition("\n")
-        messages.append(Message(role.strip(), rest.split(CHATML_END, 1)[0].strip()))  # type: ignore[arg-type]
-    return tuple(messages)
-
-
-def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
-    """Whether the judge sees the model's output first for this instruction (see the module docstring)."""
-    return random.Random("is_switched_outputs" + instruction + str(seed)).choices([False, True], k=1)[0]
-
-
-def judge_messages(
-    version: str, instruction: str, reference_output: str, model_output: str, *, template: str | None = None
-) -> tuple[tuple[Message, ...], bool]:
-    """The official judge conversation for one pair, and whether the outputs were swapped in it.
-
-    Identical outputs need no judge (their preference is 1.5); the caller checks `reference == model`."""
-    switched = is_switched(instruction)
-    first, second = (model_output, reference_output) if switched else (reference_output, model_output)
-    values = {"instruction": instruction, "output_1": first, "output_2": second}
-    prompt = fill_template(template if template is not None else load_template(version), values)
-    return chatml_to_messages(prompt), switched
-
-
-# --------------------------------------------------------------------------------------------------- parsers
-
-
-def parse_ranking(text: str) -> float:
-    """1.0 judge (`ranking_parser`): `ast.literal_eval` of the whole answer, then the rank of the first
-    entry whose 'model' is 'model_1'; 1.0 or 2.0, NaN for anything else (prose, rank 3, no model_1).
-    A tie ranking both outputs 1 therefore counts for model_1, as in the official code."""
-    try:
-        ranking = ast.literal_eval(text)
-        rank = [c for c in ranking if c["model"] == "model_1"][0]["rank"]
-        if rank in (1, 2):
-            return float(rank)
-    except Exception:  # the official parser turns every failure into NaN
-        pass
-    return math.nan
-
-
-def parse_logprobs(top_logprobs: Sequence[Mapping[str, Any]]) -> float:
-    """2.0 judge (`logprob_parser`, numerator "m", denominator ["m", "M"], not binarised): 2 - P(m) /
-    (P(m) + P(M)) from the first token's top logprobs [{"token", "logprob"}, ...]; NaN if neither is there."""
-    try:
-        lp = {t["token"]: float(t["logprob"]) for t in top_logprobs if t["token"] in ("m", "M")}
-    except (KeyError, TypeError, ValueError):  # malformed: unparsable, like any official parser failure
-        return math.nan
-    if not lp:
-        return math.nan
-    a, b = lp.get("m", -math.inf), lp.get("M", -math.inf)
-    top = max(a, b)
-    logsum = top + math.log(math.exp(a - top) + math.exp(b - top))
-    return 2.0 - math.exp(a - logsum)
-
-
-def parse_raw_completion(raw: Any) -> float:
-    """2.0 preference from a stored OpenAI choice (`raw_completion` in annotations.json): its logprobs must
-    hold exactly one token (the official batch size 1), else NaN."""
-    try:
-        content = raw["logprobs"]["content"]
-        if len(content) != 1:
-            return math.nan
-        return parse_logprobs(content[0]["top_logprobs"])
-    except (KeyError, TypeError):
-        return math.nan
-
-
-def preference(version: str, judge_output: Any, switched: bool) -> float:
-    """Final preference (1 reference wins .. 2 model wins) from the judge's answer to `judge_messages`:
-    text for 1.0, the first token's top logprobs (or a whole stored choice) for 2.0; NaN when unparsable."""
-    if get_version(version).top_logprobs is None:
-        p = parse_ranking(judge_output) if isinstance(judge_output, str) else math.nan
-    elif isinstance(judge_output, Mapping):
-        p = parse_raw_completion(judge_output)
-    else:
-        p = parse_logprobs(judge_output)
-    return 3.0 - p if switched else p
-
-
-# -------------------------------------------------------------------------------------------------- win rate
-
-
-@dataclass(frozen=True)
-class WinRate:
-    """`metrics.get_winrate`'s numbers (percent for rates), plus the count of judgements it drops."""
-
-    win_rate: float
-    standard_error: float
-    n_wins: int
-    n_wins_base: int
-    n_draws: int
-    n_total: int
-    discrete_win_rate: float
-    n_invalid: int  # not in [1, 2] (NaN: unparsable or missing); the official code drops these silently
-
-    def to_dict(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
-
-
-def _head2head(p: np.ndarray) -> tuple[float, float, int, int, int, int]:
-    """`BaseScoringRule.describe_head2head` on preprocessed preferences: draws are exactly 1.5 (or 0)."""
-    p = np.where(p == 0, DRAW, p)
-    n_draws = int(np.sum(p == DRAW))
-    x = p[(p >= 1) & (p <= 2)] - 1  # NaN compares false: dropped
-    n = x.size
-    mean = float(x.mean()) * 100 if n else math.nan
-    sem = float(x.std(ddof=1) / np.sqrt(n)) * 100 if n > 1 else math.nan
-    return mean, sem, int(np.sum(x > 0.5)), int(np.sum(x < 0.5)), n_draws, n
-
-
-def win_rate(preferences: Sequence[float]) -> WinRate:
-    """Win rate with the absolute rule (continuous preferences count fractionally) and the discrete win
-    rate with the zero-one rule (preferences rounded half-to-even, 1.5 kept a draw)."""
-    p = np.asarray(preferences, dtype=float)
-    mean, sem, wins, base, draws, n = _head2head(p)
-    discrete = np.round(np.where(p == DRAW, 0.0, p))
-    return WinRate(mean, sem, wins, base, draws, n, _head2head(discrete)[0], int(p.size - n))
-
-
-# ------------------------------------------------------------------------------------------------- the tasks
-
-
-#: Where the published GLM weights sit in a checkout of the alpaca_eval repository.
-LC_WEIGHTS_REPO_PATH = "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1"
-DIFFICULTY_FILE = "instruction_difficulty.csv"
+LC_WEIGHTS_REPO_PATH = lc.WEIGHTS_REPO_PATH
+DIFFICULTY_FILE = lc.DIFFICULTY_FILE
 #: A re-derived preference and the stored official one agree within this (official files keep 10 decimals).
 AGREE_TOL = 1e-6
+#: What the fingerprint of an imported row says (a run's judge fingerprint has no `source`).
+IMPORT_SOURCE = "official annotations.json"
+V1_LC_NOTE = {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"}
+CHECKOUT = "github.com/tatsu-lab/alpaca_eval"
 
 
 def _plain(value: float | int | None, n: int) -> dict[str, Any]:
@@ -381,31 +75,39 @@ def _finite_or_none(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _find(data_dir: Path | None, *relative: str) -> Path | None:
-    if data_dir is None:
-        return None
-    return next((data_dir / r for r in relative if (data_dir / r).is_file()), None)
+def _imported(row: dict[str, Any]) -> bool:
+    return row["judge"].get("fingerprint", {}).get("source") == IMPORT_SOURCE
 
 
-class AlpacaEvalTask(ImportOnlyTask):
+def official_judge(version: str) -> JudgeSpec:
+    """The version's official judge (evaluators_configs/<annotator>/configs.yaml), one run."""
+    v = get_version(version)
+    return JudgeSpec(f"openai:{v.judge_model}", v.temperature, v.max_tokens, n_runs=1, parser_version="1")
+
+
+class AlpacaEvalTask(JudgedTask):
     """AlpacaEval as a task: one row per instruction, the model's answer as the response, the reference
-    answer as the target, and the official judge's record in `judge`:
+    answer as the target, and the judge's record in `judge` (a run and an import write the same one):
 
-        {"fingerprint": {"annotator", "model", ...}, "outputs": [raw judge completion] (or [] when the
-         official file has none), "switched": bool, "official_preference": float | None}
+        {"fingerprint": {...}, "outputs": [raw judge output per run] (or [] when there is none: identical
+         outputs, or an official file without raw completions), "switched": bool,
+         "official_preference": float | None (None in a run)}
 
-    `score_row` re-derives the preference from `outputs` and `switched` (2.0: the stored OpenAI choice's
-    top logprobs; 1.0: the ranking text), gives identical answers 1.5, and only where the official file
-    holds no raw output (every 1.0 annotations.json) takes the stored official preference; the row says
-    which in `preference_source`. `rescore` therefore reproduces the import's numbers.
+    A raw output is the ranking text (1.0) or the OpenAI choice with the first token's top-5 logprobs
+    (2.0, `JudgeAnswer.output`). `score_row` parses every output (`run_preferences`, `parse_status`:
+    "parsed" or "unparsable", dropped as the official code drops it) and takes their mean as `preference`
+    (one run officially); without outputs identical answers get 1.5 and imported 1.0 rows the stored
+    official preference. `preference_source` says which; `rescore` reproduces run and import alike.
 
     Metrics: `win_rate` (percent; value = the official mean) with a 95% percentile-bootstrap interval over
     the validly judged instructions (evalkit's usual interval, 1000 resamples), and beside it the official
     `standard_error` (100 * sem, ddof 1); the official counts, `discrete_win_rate` and `avg_length` as plain
-    values; `n_invalid` (unparsable or missing judgements, which the official code drops silently);
-    `n_from_official_preference` and `n_preference_mismatch` (re-derived vs stored official preference).
-    2.0 adds `length_controlled_win_rate` and `lc_standard_error` (plain values, from the published GLM
-    weights, see alpaca_eval_lc.py) when the import found the weights and the hub-only difficulties."""
+    values; `n_invalid` (instructions without a valid preference, which the official code drops silently),
+    `n_unparsable_outputs` (judge outputs that did not parse); `n_from_official_preference` and
+    `n_preference_mismatch` (imports: re-derived vs stored official preference). 2.0 imports add
+    `length_controlled_win_rate` and `lc_standard_error` (plain values, from the published GLM weights,
+    see alpaca_eval_lc.py) when the import found the weights and the hub-only difficulties; a 2.0 run
+    reports `length_controlled_win_rate` with value None and a `note`: the GLM refit is not implemented."""
 
     version_name: str
     headline = "win_rate"
@@ -426,6 +128,93 @@ class AlpacaEvalTask(ImportOnlyTask):
             "reference": v.reference,
         }
 
+    # --------------------------------------------------------------------------------------------- data
+
+    def reference_file(self, spec: DataSpec) -> Path:
+        """The reference model's outputs: `--task-option <task>.reference=PATH`, else in --data-dir the
+        alpaca_eval checkout's results/<reference>/model_outputs.json or the hub's file."""
+        v = self.protocol
+        key = f"{self.name}.reference"
+        if key in spec.options:
+            path = Path(str(spec.options[key])).expanduser()
+            if not path.is_file():
+                raise UserError(
+                    f"--task-option {key}: {path} not found (expected the {v.reference} model_outputs.json "
+                    f"of AlpacaEval {v.name})"
+                )
+            return path
+        candidates = [Path("results") / v.reference / "model_outputs.json", Path(v.hub_file)]
+        if spec.data_dir is not None:
+            for rel in candidates:
+                if (spec.data_dir / rel).is_file():
+                    return spec.data_dir / rel
+        where = f"in --data-dir {spec.data_dir}" if spec.data_dir else "(no --data-dir given)"
+        raise UserError(
+            f"{self.name} needs the AlpacaEval {v.name} reference outputs ({v.reference}): "
+            f"{' or '.join(str(c) for c in candidates)} not found {where}; the first is in a checkout of "
+            f"{CHECKOUT}, the second in the Hugging Face dataset tatsu-lab/alpaca_eval; or pass the file "
+            f"with --task-option {key}=PATH (to score outputs the official judge already judged, use "
+            f"`evalkit import --task {self.name} {self.import_usage}`)"
+        )
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        v = self.protocol
+        path = self.reference_file(spec)
+        rows = read_reference(path, v.name)
+        samples = [
+            Sample(
+                id=str(i),
+                messages=(Message("user", row["instruction"]),),
+                target=row["output"],
+                meta={"index": i, "dataset": row.get("dataset"), "reference": v.reference},
+            )
+            for i, row in enumerate(rows)
+        ]
+        if spec.limit is not None:
+            samples = samples[: spec.limit]
+        info: dict[str, Any] = {
+            "files": {path.name: sha256_file(path)},
+            "alpaca_eval_version": v.name,
+            "reference": v.reference,
+            "n_instructions": len(rows),
+            "length_controlled": (
+                dict(V1_LC_NOTE) if v.name == "1.0" else {"computed": False, "note": lc.REFIT_NOTE}
+            ),
+        }
+        return LoadedData(samples, info)
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge outputs")
+
+    # -------------------------------------------------------------------------------------------- judge
+
+    def judge_prompt_hash(self) -> str:
+        return prompt_sha256(load_template(self.version_name))
+
+    def judge_generation(self) -> GenerationConfig:
+        v = self.protocol
+        return GenerationConfig(
+            max_new_tokens=v.max_tokens, temperature=v.temperature, top_logprobs=v.top_logprobs or 0
+        )
+
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """One call per run (slot `run<k>`, no re-ask: an unparsable answer is dropped, as official);
+        none when the two outputs are identical."""
+        if row["response"] == row["target"]:
+            return []
+        answered = {d["slot"] for d in done}
+        messages, _ = judge_messages(self.version_name, row["prompt"], row["target"], row["response"])
+        gen = self.judge_generation()
+        return [JudgeCall(f"run{k}", messages, gen, k) for k in range(n_runs) if f"run{k}" not in answered]
+
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        by_run = {d["run"]: d["output"] for d in done}
+        return {
+            "outputs": [by_run[k] for k in range(n_runs) if k in by_run],
+            "switched": is_switched(row["prompt"]),
+            "official_preference": None,
+        }
+
     # ------------------------------------------------------------------------------------------ scoring
 
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -434,17 +223,24 @@ class AlpacaEvalTask(ImportOnlyTask):
         official = math.nan if official is None else float(official)
         official = DRAW if official == 0 else official  # the legacy draw, as win_rate reads it
         outputs = judge.get("outputs") or []
+        runs = [preference(self.version_name, o, bool(judge["switched"])) for o in outputs]
+        parsed = [p for p in runs if not math.isnan(p)]
         if outputs:
-            p, source = preference(self.version_name, outputs[0], bool(judge["switched"])), "judge_output"
+            p = math.fsum(parsed) / len(parsed) if parsed else math.nan
+            source = "judge_output"
         elif row["response"] == row["target"]:
             p, source = DRAW, "identical_outputs"
         else:
             p, source = official, "official_preference"
-        agrees = (math.isnan(p) and math.isnan(official)) or abs(p - official) <= AGREE_TOL
+        agrees = None
+        if _imported(row):
+            agrees = bool((math.isnan(p) and math.isnan(official)) or abs(p - official) <= AGREE_TOL)
         return {
             "preference": _finite_or_none(p),
             "preference_source": source,
-            "agrees_with_official": bool(agrees),
+            "run_preferences": [_finite_or_none(x) for x in runs],
+            "parse_status": ["unparsable" if math.isnan(x) else "parsed" for x in runs],
+            "agrees_with_official": agrees,
         }
 
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -464,11 +260,14 @@ class AlpacaEvalTask(ImportOnlyTask):
             "n_draws": _plain(w.n_draws, n),
             "n_total": _plain(w.n_total, n),
             "n_invalid": _plain(w.n_invalid, n),
+            "n_unparsable_outputs": _plain(
+                sum(r.get("parse_status", []).count("unparsable") for r in rows), n
+            ),
             "avg_length": _plain(avg_length([r["response"] for r in rows]), n),
             "n_from_official_preference": _plain(
                 sum(r["preference_source"] == "official_preference" for r in rows), n
             ),
-            "n_preference_mismatch": _plain(sum(not r["agrees_with_official"] for r in rows), n),
+            "n_preference_mismatch": _plain(sum(r["agrees_with_official"] is False for r in rows), n),
         }
         glm = [r["meta"].get("lc") for r in rows]
         if glm and all(g is not None for g in glm):
@@ -481,6 +280,8 @@ class AlpacaEvalTask(ImportOnlyTask):
             )
             out["length_controlled_win_rate"] = _plain(value, n)
             out["lc_standard_error"] = _plain(se, n)
+        elif self.version_name == "2.0" and not all(_imported(r) for r in rows):
+            out["length_controlled_win_rate"] = {**_plain(None, n), "note": lc.REFIT_NOTE}
         return out
 
     # ------------------------------------------------------------------------------------------- import
@@ -506,61 +307,6 @@ class AlpacaEvalTask(ImportOnlyTask):
                 f"AlpacaEval {v.name} compares against {v.reference!r}"
             )
         return ann
-
-    def _length_control(
-        self, model: str, data_dir: Path | None, n_items: int
-    ) -> tuple[dict[str, Any] | None, list[float | None], dict[str, Any], list[Path]]:
-        """(GLM record for the rows or None, difficulty per instruction, note for run.json, files read)."""
-        if self.version_name != "2.0":
-            return (
-                None,
-                [],
-                {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"},
-                [],
-            )
-        where = f"--data-dir ({data_dir})" if data_dir else "a --data-dir folder"
-        weights_path = _find(data_dir, lc.WEIGHTS_FILE, f"{LC_WEIGHTS_REPO_PATH}/{lc.WEIGHTS_FILE}")
-        difficulty_path = _find(data_dir, DIFFICULTY_FILE)
-        needs = (
-            f"the length-controlled win rate needs, in {where}, {DIFFICULTY_FILE} (from {lc.HUB}) "
-            f"and the published GLM weights {lc.WEIGHTS_FILE} (alpaca_eval repository, "
-            f"{LC_WEIGHTS_REPO_PATH}/)"
-        )
-        if weights_path is None:
-            return (
-                None,
-                [],
-                {"computed": False, "note": f"not computed: {needs}; {lc.WEIGHTS_FILE} not found"},
-                [],
-            )
-        weights = lc.read_glm_weights(weights_path)
-        if model not in weights or lc.BASELINE not in weights:
-            missing = model if model not in weights else lc.BASELINE
-            note = (
-                f"not computed: {weights_path.name} has no published GLM weights for {missing!r}; a model "
-                "outside the published leaderboard needs the GLM refitted, which is not implemented"
-            )
-            return None, [], {"computed": False, "note": note}, [weights_path]
-        m, b = weights[model], weights[lc.BASELINE]
-        files = [weights_path]
-        difficulty: list[float | None] = [None] * n_items
-        if difficulty_path is not None:
-            difficulty = [float(d) for d in lc.read_instruction_difficulty(difficulty_path, n_items)]
-            files.append(difficulty_path)
-        elif m.difficulty != b.difficulty:
-            note = f"not computed: {needs}; {DIFFICULTY_FILE} not found"
-            return None, [], {"computed": False, "note": note}, files
-        record = {
-            "model": model,
-            "baseline": lc.BASELINE,
-            "model_weights": dict(m.__dict__),
-            "baseline_weights": dict(b.__dict__),
-        }
-        note = (
-            f"computed from the published GLM weights of {model!r} ({weights_path.name}), not refitted from "
-            "these judgements"
-        )
-        return record, difficulty, {"computed": True, "note": note}, files
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
@@ -590,13 +336,16 @@ class AlpacaEvalTask(ImportOnlyTask):
             )
         if len(set(instructions)) != len(instructions):
             raise UserError(f"{judgments[0]}: an instruction is judged more than once")
-        glm, difficulty, lc_note, lc_files = self._length_control(ann.model, data_dir, len(ann.items))
+        if self.version_name == "2.0":
+            glm, difficulty, lc_note, lc_files = lc.for_import(ann.model, data_dir, len(ann.items))
+        else:
+            glm, difficulty, lc_note, lc_files = None, [], dict(V1_LC_NOTE), []
         v = self.protocol
         fingerprint = {
             "annotator": v.annotator,
             "model": v.judge_model,
             "alpaca_eval_version": v.name,
-            "source": "official annotations.json",
+            "source": IMPORT_SOURCE,
         }
         with open(judgments[0], encoding="utf-8") as f:  # `dataset` is not kept by read_annotations
             datasets = [r.get("dataset") for r in json.load(f)]
@@ -637,12 +386,16 @@ class AlpacaEval2(AlpacaEvalTask):
     name = "alpaca_eval"
     version = "2.0"
     version_name = "2.0"
+    judge_spec = official_judge("2.0")
     description = "AlpacaEval 2.0 win rate against gpt4_1106_preview (GPT-4 Turbo logprob judge)"
     data_needs = (
-        "import only for now: --answers the model_outputs.json, --judgments the official annotations.json "
-        "(weighted_alpaca_eval_gpt4_turbo); for the length-controlled win rate, --data-dir holding "
-        f"{DIFFICULTY_FILE} (Hugging Face dataset tatsu-lab/alpaca_eval) and the published GLM weights "
-        f"{lc.WEIGHTS_FILE} (alpaca_eval repository, or the repository checkout itself)"
+        "run: --data-dir holding results/gpt4_1106_preview/model_outputs.json (a checkout of "
+        "github.com/tatsu-lab/alpaca_eval) or alpaca_eval_gpt4_baseline.json (Hugging Face dataset "
+        "tatsu-lab/alpaca_eval), or --task-option alpaca_eval.reference=PATH; judged by gpt-4-1106-preview "
+        "(top-5 logprobs). import: --answers the model_outputs.json, --judgments the official "
+        "annotations.json (weighted_alpaca_eval_gpt4_turbo); for the length-controlled win rate of a "
+        f"published model, --data-dir holding {DIFFICULTY_FILE} (Hugging Face dataset tatsu-lab/alpaca_eval) "
+        f"and the published GLM weights {lc.WEIGHTS_FILE} (alpaca_eval repository, or the checkout itself)"
     )
 
 
@@ -650,8 +403,11 @@ class AlpacaEval1(AlpacaEvalTask):
     name = "alpaca_eval_v1"
     version = "1.0"
     version_name = "1.0"
+    judge_spec = official_judge("1.0")
     description = "AlpacaEval 1.0 win rate against text_davinci_003 (GPT-4 ranking judge)"
     data_needs = (
-        "import only for now: --answers the model_outputs.json, --judgments the official annotations.json "
-        "(alpaca_eval_gpt4)"
+        "run: --data-dir holding results/text_davinci_003/model_outputs.json (a checkout of "
+        "github.com/tatsu-lab/alpaca_eval) or alpaca_eval.json (Hugging Face dataset tatsu-lab/alpaca_eval), "
+        "or --task-option alpaca_eval_v1.reference=PATH; judged by gpt-4 (ranking text). import: --answers "
+        "the model_outputs.json, --judgments the official annotations.json (alpaca_eval_gpt4)"
     )

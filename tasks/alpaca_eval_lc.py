@@ -24,20 +24,30 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evalkit.types import UserError
 
 if TYPE_CHECKING:
-    from evalkit.tasks.alpaca_eval import Annotations
+    from evalkit.tasks.alpaca_eval_protocol import Annotations
 
 WEIGHTS_FILE = "baseline_gpt4_1106_preview.csv"
 BASELINE = "gpt4_1106_preview"
 N_INSTRUCTIONS = 805
 HUB = "the Hugging Face dataset tatsu-lab/alpaca_eval (not in git)"
 COLUMNS = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline.astype(float)")
+#: Where the published GLM weights sit in a checkout of the alpaca_eval repository.
+WEIGHTS_REPO_PATH = "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1"
+DIFFICULTY_FILE = "instruction_difficulty.csv"
+#: Why a run (as opposed to an import of a published model) has no LC win rate.
+REFIT_NOTE = (
+    "not computed: the length-controlled win rate of newly judged answers needs the GLM refitted on these "
+    "judgements (with df_gamed.csv and instruction_difficulty.csv from " + HUB + "), which is not "
+    "implemented (see evalkit.tasks.alpaca_eval_lc); the official alpaca_eval package can compute it from "
+    "the run's answers"
+)
 
 
 @dataclass(frozen=True)
@@ -158,3 +168,53 @@ def fit_length_controlled(
         "LogisticRegressionCV(penalty='l1', solver='liblinear', cv=GroupKFold(5)) and its digits depend on "
         "that solver; use alpaca_eval's get_length_controlled_winrate, or a model with published GLM weights"
     )
+
+
+def _find(data_dir: Path | None, *relative: str) -> Path | None:
+    if data_dir is None:
+        return None
+    return next((data_dir / r for r in relative if (data_dir / r).is_file()), None)
+
+
+def for_import(
+    model: str, data_dir: Path | None, n_items: int
+) -> tuple[dict[str, Any] | None, list[float | None], dict[str, Any], list[Path]]:
+    """The LC record of an imported 2.0 model with published weights: (GLM record for the rows or None,
+    difficulty per instruction, note for run.json, files read)."""
+    where = f"--data-dir ({data_dir})" if data_dir else "a --data-dir folder"
+    weights_path = _find(data_dir, WEIGHTS_FILE, f"{WEIGHTS_REPO_PATH}/{WEIGHTS_FILE}")
+    difficulty_path = _find(data_dir, DIFFICULTY_FILE)
+    needs = (
+        f"the length-controlled win rate needs, in {where}, {DIFFICULTY_FILE} (from {HUB}) "
+        f"and the published GLM weights {WEIGHTS_FILE} (alpaca_eval repository, {WEIGHTS_REPO_PATH}/)"
+    )
+    if weights_path is None:
+        return None, [], {"computed": False, "note": f"not computed: {needs}; {WEIGHTS_FILE} not found"}, []
+    weights = read_glm_weights(weights_path)
+    if model not in weights or BASELINE not in weights:
+        missing = model if model not in weights else BASELINE
+        note = (
+            f"not computed: {weights_path.name} has no published GLM weights for {missing!r}; a model "
+            "outside the published leaderboard needs the GLM refitted, which is not implemented"
+        )
+        return None, [], {"computed": False, "note": note}, [weights_path]
+    m, b = weights[model], weights[BASELINE]
+    files = [weights_path]
+    difficulty: list[float | None] = [None] * n_items
+    if difficulty_path is not None:
+        difficulty = [float(d) for d in read_instruction_difficulty(difficulty_path, n_items)]
+        files.append(difficulty_path)
+    elif m.difficulty != b.difficulty:
+        note = f"not computed: {needs}; {DIFFICULTY_FILE} not found"
+        return None, [], {"computed": False, "note": note}, files
+    record = {
+        "model": model,
+        "baseline": BASELINE,
+        "model_weights": dict(m.__dict__),
+        "baseline_weights": dict(b.__dict__),
+    }
+    note = (
+        f"computed from the published GLM weights of {model!r} ({weights_path.name}), not refitted from "
+        "these judgements"
+    )
+    return record, difficulty, {"computed": True, "note": note}, files

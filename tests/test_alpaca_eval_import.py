@@ -179,6 +179,6 @@ def test_mismatched_files_are_one_line_errors(shared, tmp_path, task, model, ann
 
 
 @pytest.mark.parametrize("name", ["alpaca_eval", "alpaca_eval_v1"])
-def test_tasks_are_import_only_for_now(name):
-    with pytest.raises(UserError, match="evalkit import"):
+def test_run_without_reference_outputs_names_them_and_the_import_alternative(name):
+    with pytest.raises(UserError, match="model_outputs.json.*evalkit import"):
         get_task(name).load(DataSpec())

@@ -240,3 +240,86 @@ def test_text_only_causal_lm(text_lm_path, images):
     assert _summary(batched) == _summary([lm.generate([r])[0] for r in requests])
     with_image = lm.generate([Request("img", (Message("user", "what is it?", (images["red"],)),))])[0]
     assert with_image.error.type == "input_error"
+
+
+def _forward_logprobs(model, input_ids, generated, **extra):
+    """log_softmax of an independent forward pass over prompt + generated tokens: row t predicts token t."""
+    ids = torch.tensor([input_ids + generated[:-1]])
+    with torch.no_grad():
+        logits = model(input_ids=ids, **extra).logits[0, len(input_ids) - 1 :]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def _check_logprobs(content, expected, id_of, k):
+    """`content` (the backend's) against the forward pass: chosen token, its logprob, the top k."""
+    generated = [id_of[c["token"]] for c in content]
+    assert len(content) == expected.shape[0] == len(generated)
+    for step, (c, lp) in enumerate(zip(content, expected, strict=True)):
+        assert c["logprob"] == pytest.approx(float(lp[generated[step]]), abs=1e-4)
+        values, ids = lp.topk(k)
+        assert [id_of[t["token"]] for t in c["top_logprobs"]] == ids.tolist()
+        assert [t["logprob"] for t in c["top_logprobs"]] == pytest.approx(values.tolist(), abs=1e-4)
+
+
+def _token_ids(tokenizer):
+    """decode([id]) → id for the toy word-level vocabulary (every token decodes to its own string)."""
+    id_of = {tokenizer.decode([i]): i for i in range(len(tokenizer))}
+    assert len(id_of) == len(tokenizer)
+    return id_of
+
+
+def test_top_logprobs_equal_an_independent_forward_pass(text_lm_path):
+    lm = HFBackend(str(text_lm_path), BackendOptions())
+    id_of = _token_ids(lm.tokenizer)
+    questions = ["hi", "what colour is the sky on a clear day?", "how many legs does a dog have?"]
+    gens = [
+        GenerationConfig(max_new_tokens=5, top_logprobs=3),
+        GenerationConfig(max_new_tokens=5, temperature=1.0, top_p=0.9, top_logprobs=4),  # sampled
+        GenerationConfig(max_new_tokens=5),  # not asked: no logprobs
+    ]
+    requests = [
+        Request(f"t{i}", (Message("user", q),), g, seed=3)
+        for i, (q, g) in enumerate(zip(questions, gens, strict=True))
+    ]
+    out = lm.generate(requests)  # one left-padded batch
+    assert out[2].ok and out[2].logprobs is None
+    for req, resp in zip(requests[:2], out[:2], strict=True):
+        assert resp.ok and len(resp.logprobs) == resp.completion_tokens > 0
+        prompt = lm.tokenizer.apply_chat_template(
+            [{"role": "user", "content": req.messages[0].text}], add_generation_prompt=True, tokenize=False
+        )
+        input_ids = lm.tokenizer(prompt, add_special_tokens=False).input_ids
+        generated = [id_of[c["token"]] for c in resp.logprobs]
+        expected = _forward_logprobs(lm.model, input_ids, generated)
+        _check_logprobs(resp.logprobs, expected, id_of, req.generation.top_logprobs)
+    # the sampled row's values are the model's, not the sampler's one-hot scores (log 1 = 0)
+    assert all(c["logprob"] < -0.01 for c in out[1].logprobs)
+    # asking for logprobs does not change what is generated
+    plain = lm.generate([Request("t0", requests[0].messages, GenerationConfig(max_new_tokens=5))])[0]
+    assert plain.text == out[0].text and greedy_tokens(out[0]) == [c["token"] for c in out[0].logprobs]
+
+
+def greedy_tokens(resp):
+    """Greedy decoding picks the top token at every step."""
+    return [c["top_logprobs"][0]["token"] for c in resp.logprobs]
+
+
+def test_top_logprobs_with_an_image(backend, images):
+    id_of = _token_ids(backend.tokenizer)
+    gen = GenerationConfig(max_new_tokens=4, top_logprobs=5)
+    req = Request("img", (Message("user", "what is it?", (images["red"],)),), gen)
+    (resp,) = backend.generate([req])
+    assert resp.ok and len(resp.logprobs) == 4
+    prompt = backend.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    enc = backend.processor(
+        text=[prompt], images=[Image.open(images["red"]).convert("RGB")], return_tensors="pt"
+    )
+    generated = [id_of[c["token"]] for c in resp.logprobs]
+    expected = _forward_logprobs(
+        backend.model, enc["input_ids"][0].tolist(), generated, pixel_values=enc["pixel_values"]
+    )
+    _check_logprobs(resp.logprobs, expected, id_of, 5)

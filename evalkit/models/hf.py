@@ -16,8 +16,8 @@ up as a failed run with a message rather than a lost batch. Loading problems rai
 `latency_s` is the wall time of the whole call divided by the number of requests that were generated.
 
 Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs` in OpenAI's shape, one
-entry per counted completion token, from log_softmax of the model's raw logits at each step (before any
-logits processor, so neither temperature nor top-p nor the per-row sampler changes them).
+entry per counted completion token, from log_softmax of the logits at each step before any logits
+processor runs (the model's own distribution: temperature, top-p and the per-row sampler do not change it).
 """
 
 from __future__ import annotations
@@ -201,51 +201,26 @@ class HFBackend(Backend):
             None if g.greedy else (g.temperature, g.top_p, requests[i].seed)
             for (i, _, _), g in zip(rows, gens, strict=True)
         ]
-        processors = LogitsProcessorList([_RowSampler(sampling)] if any(sampling) else [])
-        want_logprobs = any(g.top_logprobs > 0 for g in gens)
+        recorder = _LogprobRecorder([g.top_logprobs for g in gens])
+        processors = LogitsProcessorList(
+            ([recorder] if recorder.rows else []) + ([_RowSampler(sampling)] if any(sampling) else [])
+        )
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=max(g.max_new_tokens for g in gens),
                 do_sample=False,  # sampled rows are drawn by _RowSampler, then picked by argmax
                 logits_processor=processors,
-                # the raw logits of each step, before any logits processor (see _top_logprobs)
-                output_logits=want_logprobs,
-                return_dict_in_generate=want_logprobs,
             )
-        sequences = out.sequences if want_logprobs else out
         prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
-        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
+        new_tokens = out[:, inputs["input_ids"].shape[1] :].tolist()
+        logprobs = recorder.content(out, self.tokenizer) if recorder.rows else {}
         results = []
         for row, (g, toks, n_prompt) in enumerate(zip(gens, new_tokens, prompt_lens, strict=True)):
             text, n = self._decode(toks[: g.max_new_tokens], g.stop)
-            logprobs = None
-            if g.top_logprobs > 0:
-                logprobs = self._top_logprobs(
-                    [step[row] for step in out.logits[:n]], toks[:n], g.top_logprobs
-                )
-            results.append((text, int(n_prompt), n, logprobs))
+            lp = logprobs[row][:n] if row in logprobs else None
+            results.append((text, int(n_prompt), n, lp))
         return results
-
-    def _top_logprobs(self, logits: list[Any], tokens: list[int], k: int) -> list[dict[str, Any]]:
-        """OpenAI's `logprobs.content` for the counted completion tokens: each token's log-probability
-        and the k most likely tokens, from log_softmax of the model's raw logits at that step (before
-        any logits processor: not temperature-scaled, top-p-truncated or made one-hot by `_RowSampler`).
-        Token strings are `tokenizer.decode([id])`, special tokens kept."""
-        import torch
-
-        content = []
-        for step, token in zip(logits, tokens, strict=True):
-            lp = torch.log_softmax(step.float(), dim=-1)
-            values, ids = lp.topk(min(k, lp.numel()))
-            top = [
-                {"token": self.tokenizer.decode([int(t)]), "logprob": float(v)}
-                for v, t in zip(values.tolist(), ids.tolist(), strict=True)
-            ]
-            content.append(
-                {"token": self.tokenizer.decode([token]), "logprob": float(lp[token]), "top_logprobs": top}
-            )
-        return content
 
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int]:
         """(text, completion tokens): cut after the first EOS (counted), then at the first stop string."""
@@ -301,6 +276,56 @@ class HFBackend(Backend):
 _Generated = tuple[str, int, int, list[dict[str, Any]] | None]
 
 
+class _LogprobRecorder:
+    """The first logits processor when a row asks for `top_logprobs = k`: log_softmax of the logits
+    `generate` passes in at each step, before any processor (so the model's own distribution: neither
+    temperature, top-p nor `_RowSampler`'s one-hot), keeping each asking row's top k and, once the next
+    step shows which token was drawn, that token's log-probability. Memory: O(steps x k), not the vocab."""
+
+    def __init__(self, ks: list[int]) -> None:
+        self.rows = [i for i, k in enumerate(ks) if k > 0]
+        self.ks = ks
+        self.top: list[tuple[Any, Any]] = []  # per step: (values, ids), [asking rows, max k]
+        self.drawn: list[Any] = []  # per step: log-probability of the drawn token, [asking rows]
+        self._last: Any = None  # the previous step's log-probabilities, [asking rows, vocab]
+
+    def _keep_drawn(self, tokens) -> None:
+        self.drawn.append(self._last.gather(1, tokens[:, None])[:, 0].cpu())
+        self._last = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self._last is not None:
+            self._keep_drawn(input_ids[self.rows, -1])
+        lp = torch.log_softmax(scores[self.rows].float(), dim=-1)
+        values, ids = lp.topk(min(max(self.ks), lp.shape[-1]), dim=-1)
+        self.top.append((values.cpu(), ids.cpu()))
+        self._last = lp
+        return scores
+
+    def content(self, sequences, tokenizer) -> dict[int, list[dict[str, Any]]]:
+        """OpenAI's `logprobs.content` per asking row, one entry per generated step (token strings are
+        `tokenizer.decode([id])`, special tokens kept); the caller cuts it to the counted tokens."""
+        if self._last is not None:
+            self._keep_drawn(sequences[self.rows, -1])
+        start = sequences.shape[1] - len(self.top)
+        out: dict[int, list[dict[str, Any]]] = {}
+        for j, row in enumerate(self.rows):
+            k, entries = self.ks[row], []
+            for step, ((values, ids), drawn) in enumerate(zip(self.top, self.drawn, strict=True)):
+                token = int(sequences[row, start + step])
+                top = [
+                    {"token": tokenizer.decode([int(t)]), "logprob": float(v)}
+                    for v, t in zip(values[j, :k].tolist(), ids[j, :k].tolist(), strict=True)
+                ]
+                entries.append(
+                    {"token": tokenizer.decode([token]), "logprob": float(drawn[j]), "top_logprobs": top}
+                )
+            out[row] = entries
+        return out
+
+
 class _RowSampler:
     """Per-row temperature/top-p sampling with a generator per row, returned as a one-hot score row.
 
@@ -317,7 +342,6 @@ class _RowSampler:
     def __call__(self, input_ids, scores):
         import torch
 
-        scores = scores.clone()  # generate keeps the tensor it passed in as the step's raw logits
         for i, spec in enumerate(self.rows):
             if spec is None:
                 continue

@@ -1,0 +1,435 @@
+"""AlpacaEval 1.0 and 2.0 generated and judged by `evaluate` against a real OpenAI-compatible server on
+127.0.0.1 that plays the model under test ("candidate") and both official judges (gpt-4 answers a ranking,
+gpt-4-1106-preview the top-5 logprobs of its one token). Expected prompts, preferences and win rates are
+built by hand here from the official templates and the responders' rules."""
+
+import hashlib
+import json
+import math
+import random
+import statistics
+
+import pytest
+from openai_server import FakeOpenAIServer, Fault, completion, last_user_text
+
+from evalkit.judge_settings import JudgeSettings
+from evalkit.models.base import BackendOptions
+from evalkit.models.openai_backend import OpenAIBackend
+from evalkit.registry import get_task
+from evalkit.runner import evaluate, plan_judging
+from evalkit.scoring import rescore_run
+from evalkit.task import DataSpec
+from evalkit.types import UserError
+
+TASKS = ["alpaca_eval", "alpaca_eval_v1"]
+REFERENCE = {"alpaca_eval": "gpt4_1106_preview", "alpaca_eval_v1": "text_davinci_003"}
+SAME = "Paris is the capital of France."
+INSTRUCTIONS = [
+    "What is the capital of France?",  # the model answers exactly as the references do: never judged
+    "Give three tips for staying healthy.",
+    "Write a haiku about autumn leaves.",
+    "Explain why the sky is blue in two sentences.",
+    "UNPARSABLE: the judge answers this one with something the parser cannot read.",
+    "Translate 'good morning' into Spanish.",
+    "List the planets of the solar system in order.",
+    "What is 17 times 23?",
+]
+N = len(INSTRUCTIONS)
+
+SYSTEM_2 = (
+    "You are a highly efficient assistant, who evaluates and selects the best large language model (LLMs) "
+    "based on the quality of their responses to a given instruction. This process will be used to create a "
+    "leaderboard reflecting the most accurate and human-preferred answers."
+)
+USER_2 = '''I require a leaderboard for various large language models. I'll provide you with prompts given to these models and their corresponding outputs. Your task is to assess these responses, and select the model that produces the best output from a human perspective.
+
+## Instruction
+
+{
+    "instruction": """<I>""",
+}
+
+## Model Outputs
+
+Here are the unordered outputs from the models. Each output is associated with a specific model, identified by a unique model identifier.
+
+{
+    {
+        "model_identifier": "m",
+        "output": """<O1>"""
+    },
+    {
+        "model_identifier": "M",
+        "output": """<O2>"""
+    }
+}
+
+## Task
+
+Evaluate the models based on the quality and relevance of their outputs, and select the model that generated the best output. Answer by providing the model identifier of the best model. We will use your output as the name of the best model, so make sure your output only contains one of the following model identifiers and nothing else (no quotes, no spaces, no new lines, ...): m or M.
+
+## Best Model Identifier'''  # noqa: E501
+SYSTEM_1 = "You are a helpful assistant, that ranks models by the quality of their answers."
+USER_1 = '''I want you to create a leaderboard of different of large-language models. To do so, I will give you the instructions (prompts) given to the models, and the responses of two models. Please rank the models based on which responses would be preferred by humans. All inputs and outputs should be python dictionaries.
+
+Here is the prompt:
+{
+    "instruction": """<I>""",
+}
+
+Here are the outputs of the models:
+[
+    {
+        "model": "model_1",
+        "answer": """<O1>"""
+    },
+    {
+        "model": "model_2",
+        "answer": """<O2>"""
+    }
+]
+
+Now please rank the models by the quality of their answers, so that the model with rank 1 has the best output. Then return a list of the model names and ranks, i.e., produce the following output:
+[
+    {'model': <model-name>, 'rank': <model-rank>},
+    {'model': <model-name>, 'rank': <model-rank>}
+]
+
+Your response must be a valid Python dictionary and should contain nothing else because we will directly execute it in Python. Please provide the ranking that the majority of humans would give.'''  # noqa: E501
+TEMPLATES = {"alpaca_eval": (SYSTEM_2, USER_2), "alpaca_eval_v1": (SYSTEM_1, USER_1)}
+JUDGE_MODEL = {"alpaca_eval": "gpt-4-1106-preview", "alpaca_eval_v1": "gpt-4"}
+M_LOGIT = 3.0  # the local judge's logit for "m" (every other token: 0)
+
+
+def digest(text):
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
+def reference_output(task, instruction):
+    return (
+        SAME
+        if instruction.startswith("What is the capital")
+        else f"{REFERENCE[task]} says: {instruction[::-1]}"
+    )
+
+
+def answer(instruction):
+    return SAME if instruction.startswith("What is the capital") else f"Answer {digest(instruction) % 1000}."
+
+
+def switched(instruction):
+    """The official seeded order: the model's output comes first when this is True."""
+    return random.Random("is_switched_outputs" + instruction + "0").choices([False, True])[0]
+
+
+def expected_messages(task, instruction, reference, model_output):
+    first, second = (model_output, reference) if switched(instruction) else (reference, model_output)
+    system, user = TEMPLATES[task]
+    user = user.replace("<I>", instruction).replace("<O1>", first).replace("<O2>", second)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def judge_2_logprobs(user_text, seed):
+    """The 2.0 judge's top logprobs: derived from the prompt and seed; no "m"/"M" for UNPARSABLE."""
+    if "UNPARSABLE" in user_text:
+        return [("The", -0.5), ("Model", -1.5)]
+    d = digest(user_text + str(seed))
+    return [("m", -(d % 40) / 8), ("M", -((d // 40) % 40) / 8), ("The", -9.0)]
+
+
+def judge_1_rank(user_text, seed):
+    """The 1.0 judge's rank for model_1, None for a prose answer (UNPARSABLE)."""
+    return None if "UNPARSABLE" in user_text else 1 + digest(user_text + str(seed)) % 2
+
+
+def play(body):
+    text = last_user_text(body)
+    if body["model"] == "candidate":
+        return answer(text)
+    if body["model"] == "gpt-4":
+        rank = judge_1_rank(text, body["seed"])
+        if rank is None:
+            return "The first answer is better."
+        return f"[{{'model': 'model_1', 'rank': {rank}}}, {{'model': 'model_2', 'rank': {3 - rank}}}]"
+    assert body["model"] == "gpt-4-1106-preview", body["model"]
+    top = [{"token": t, "logprob": lp} for t, lp in judge_2_logprobs(text, body["seed"])]
+    out = completion(body, top[0]["token"])
+    out["choices"][0]["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+    return out
+
+
+def hand_preference(task, instruction, seeds=(0,)):
+    """Final preference by the official rules from the responders' rules; None when unparsable."""
+    if answer(instruction) == reference_output(task, instruction):
+        return 1.5
+    user = expected_messages(task, instruction, reference_output(task, instruction), answer(instruction))
+    text = user[1]["content"]
+    prefs = []
+    for seed in seeds:
+        if task == "alpaca_eval":
+            lp = dict(judge_2_logprobs(text, seed))
+            if "m" not in lp:
+                continue
+            p = 2 - math.exp(lp["m"]) / (math.exp(lp["m"]) + math.exp(lp["M"]))
+        else:
+            p = judge_1_rank(text, seed)
+            if p is None:
+                continue
+        prefs.append(3 - p if switched(instruction) else p)
+    return sum(prefs) / len(prefs) if prefs else None
+
+
+def write_data(root, tasks=TASKS):
+    for task in tasks:
+        folder = root / "results" / REFERENCE[task]
+        folder.mkdir(parents=True)
+        rows = [
+            {
+                "dataset": "selfinstruct",
+                "instruction": i,
+                "output": reference_output(task, i),
+                "generator": REFERENCE[task],
+            }
+            for i in INSTRUCTIONS
+        ]
+        (folder / "model_outputs.json").write_text(json.dumps(rows, indent=2))
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return write_data(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    from evalkit.models import openai_backend
+
+    monkeypatch.setattr(openai_backend.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+
+
+def run(server, tmp_path, data_dir, name="run", tasks=TASKS, **settings):
+    backend = OpenAIBackend(
+        "candidate", BackendOptions(base_url=server.base_url, max_retries=3, timeout_s=2.0)
+    )
+    judges = JudgeSettings(
+        base_url=server.base_url, timeout_s=2.0, cache_path=tmp_path / f"{name}-judge.sqlite", **settings
+    )
+    return evaluate(
+        backend, list(tasks), data_dir=data_dir, output=tmp_path / name, judges=judges, progress=False
+    )
+
+
+def rows_of(result, task):
+    return [json.loads(line) for line in open(result.run_dir / "samples" / f"{task}.jsonl")]
+
+
+def hand_win_rate(prefs):
+    valid = [p - 1 for p in prefs if p is not None]
+    return 100 * statistics.fmean(valid), 100 * statistics.stdev(valid) / math.sqrt(len(valid))
+
+
+def test_both_versions_judged_by_the_official_protocol(tmp_path, data_dir):
+    assert {switched(i) for i in INSTRUCTIONS[1:]} == {True, False}  # both orders are exercised
+    with FakeOpenAIServer(responder=play) as server:
+        result = run(server, tmp_path, data_dir)
+        bodies = server.requests
+    assert sum(b["model"] == "candidate" for b in bodies) == 2 * N
+    for task in TASKS:
+        judged = [b for b in bodies if b["model"] == JUDGE_MODEL[task]]
+        assert len(judged) == N - 1  # identical outputs are not sent to the judge
+        by_instruction = {
+            i: b for i in INSTRUCTIONS for b in judged if f'"""{i}"""' in b["messages"][1]["content"]
+        }
+        assert INSTRUCTIONS[0] not in by_instruction
+        for instruction in (INSTRUCTIONS[1], INSTRUCTIONS[2], INSTRUCTIONS[3]):
+            expected = expected_messages(
+                task, instruction, reference_output(task, instruction), answer(instruction)
+            )
+            assert by_instruction[instruction]["messages"] == expected
+        body = by_instruction[INSTRUCTIONS[1]]
+        if task == "alpaca_eval":
+            settings = (body["temperature"], body["max_tokens"], body["logprobs"], body["top_logprobs"])
+            assert settings == (1, 1, True, 5)
+        else:
+            assert (body["temperature"], body["max_tokens"]) == (0, 100) and "logprobs" not in body
+        assert body["seed"] == 0
+
+        rows = rows_of(result, task)
+        assert [r["prompt"] for r in rows] == INSTRUCTIONS and [r["id"] for r in rows] == [
+            str(k) for k in range(N)
+        ]
+        prefs = [hand_preference(task, i) for i in INSTRUCTIONS]
+        assert [r["preference"] for r in rows] == pytest.approx(prefs, abs=1e-12)
+        same = rows[0]
+        assert same["judge"]["calls"] == [] and same["judge"]["outputs"] == []
+        assert same["preference_source"] == "identical_outputs"
+        bad = rows[4]
+        assert bad["parse_status"] == ["unparsable"] and bad["preference"] is None
+        assert all(r["parse_status"] == ["parsed"] for r in rows[1:] if r is not bad)
+        assert all(r["judge"]["switched"] == switched(r["prompt"]) for r in rows)
+        assert all(r["judge"]["official_preference"] is None for r in rows)
+        assert rows[0]["meta"] == {"index": 0, "dataset": "selfinstruct", "reference": REFERENCE[task]}
+        first = rows[1]["judge"]["outputs"][0]
+        if task == "alpaca_eval":  # the stored choice holds the first token's top logprobs
+            assert first["logprobs"]["content"][0]["top_logprobs"][0]["token"] == "m"
+        else:
+            assert first.startswith("[{'model': 'model_1'")
+
+        metrics = result.metrics[task]["metrics"]
+        win, se = hand_win_rate(prefs)
+        assert metrics["win_rate"]["value"] == pytest.approx(win, rel=1e-12)
+        assert metrics["standard_error"]["value"] == pytest.approx(se, rel=1e-12)
+        assert metrics["n_invalid"]["value"] == 1 and metrics["n_unparsable_outputs"]["value"] == 1
+        assert metrics["n_total"]["value"] == N - 1
+        assert metrics["n_draws"]["value"] == sum(p == 1.5 for p in prefs)
+        assert metrics["n_wins"]["value"] == sum(p is not None and p > 1.5 for p in prefs)
+        assert metrics["n_preference_mismatch"]["value"] == 0
+        if task == "alpaca_eval":  # no made-up LC number: the refit is not implemented, and it says so
+            lc = metrics["length_controlled_win_rate"]
+            assert lc["value"] is None and "not computed" in lc["note"] and "refit" in lc["note"]
+            assert "lc_standard_error" not in metrics
+        else:
+            assert "length_controlled_win_rate" not in metrics
+
+    header = json.loads((result.run_dir / "run.json").read_text())
+    assert header["judges"]["alpaca_eval"]["fingerprint"]["model"] == "openai:gpt-4-1106-preview"
+    assert header["judges"]["alpaca_eval_v1"]["fingerprint"]["max_tokens"] == 100
+    assert not header["tasks"]["alpaca_eval"]["data"]["length_controlled"]["computed"]
+    assert rescore_run(result.run_dir) == result.metrics  # from the stored rows alone
+
+
+def test_judge_runs_are_averaged(tmp_path, data_dir):
+    with FakeOpenAIServer(responder=play) as server:
+        result = run(server, tmp_path, data_dir, runs=2)
+        judged = [b for b in server.requests if b["model"] != "candidate"]
+    assert len(judged) == 2 * 2 * (N - 1) and {b["seed"] for b in judged} == {0, 1}
+    for task in TASKS:
+        rows = rows_of(result, task)
+        prefs = [hand_preference(task, i, seeds=(0, 1)) for i in INSTRUCTIONS]
+        assert [r["preference"] for r in rows] == pytest.approx(prefs, abs=1e-12)
+        assert all(len(r["judge"]["outputs"]) == 2 and len(r["run_preferences"]) == 2 for r in rows[1:])
+        metrics = result.metrics[task]["metrics"]
+        assert metrics["win_rate"]["value"] == pytest.approx(hand_win_rate(prefs)[0], rel=1e-12)
+        assert metrics["n_unparsable_outputs"]["value"] == 2 and metrics["n_invalid"]["value"] == 1
+    assert rescore_run(result.run_dir) == result.metrics
+
+
+def test_faults_do_not_change_the_judgments(tmp_path, data_dir):
+    with FakeOpenAIServer(responder=play) as server:
+        clean = run(server, tmp_path, data_dir, "clean")
+    faults = {1: "429", 5: "500", 9: "malformed", 11: Fault("delay", seconds=3.0), 14: "close", 22: "503"}
+    with FakeOpenAIServer(responder=play, faults=faults) as server:
+        faulty = run(server, tmp_path, data_dir, "faulty")
+        assert server.count > 4 * N - 2  # the faults were hit and retried
+    for task in TASKS:
+        strip = ("latency_s",)
+        for a, b in zip(rows_of(clean, task), rows_of(faulty, task), strict=True):
+            a, b = ({k: v for k, v in r.items() if k not in strip} for r in (a, b))
+            a["judge"]["fingerprint"].pop("backend"), b["judge"]["fingerprint"].pop("backend")  # other port
+            assert a == b
+        assert clean.metrics[task]["metrics"] == faulty.metrics[task]["metrics"]
+        assert faulty.metrics[task]["n_errors"] == 0
+
+
+def test_missing_or_wrong_reference_files_are_user_errors(tmp_path, data_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for task, hub in (
+        ("alpaca_eval", "alpaca_eval_gpt4_baseline.json"),
+        ("alpaca_eval_v1", "alpaca_eval.json"),
+    ):
+        with pytest.raises(UserError) as err:
+            get_task(task).load(DataSpec(data_dir=empty))
+        message = str(err.value)
+        assert f"results/{REFERENCE[task]}/model_outputs.json" in message and hub in message
+        assert str(empty) in message and f"--task-option {task}.reference=PATH" in message
+        assert "\n" not in message
+        missing = tmp_path / "nowhere.json"
+        with pytest.raises(UserError, match=f"--task-option {task}.reference: {missing} not found"):
+            get_task(task).load(DataSpec(options={f"{task}.reference": str(missing)}))
+    # the other version's reference outputs are refused
+    wrong = data_dir / "results" / "text_davinci_003" / "model_outputs.json"
+    with pytest.raises(
+        UserError, match="'text_davinci_003'; AlpacaEval 2.0 compares against 'gpt4_1106_preview'"
+    ):
+        get_task("alpaca_eval").load(DataSpec(options={"alpaca_eval.reference": str(wrong)}))
+
+
+def test_reference_file_layouts_and_limit(tmp_path, data_dir):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "alpaca_eval.json").write_bytes(
+        (data_dir / "results/text_davinci_003/model_outputs.json").read_bytes()
+    )
+    via_hub = get_task("alpaca_eval_v1").load(DataSpec(data_dir=hub, limit=3))
+    assert [s.messages[0].text for s in via_hub.samples] == INSTRUCTIONS[:3]
+    assert via_hub.samples[1].target == reference_output("alpaca_eval_v1", INSTRUCTIONS[1])
+    given = data_dir / "results" / "gpt4_1106_preview" / "model_outputs.json"
+    via_option = get_task("alpaca_eval").load(DataSpec(options={"alpaca_eval.reference": str(given)}))
+    assert [s.id for s in via_option.samples] == [str(k) for k in range(N)]
+    assert via_option.samples[2].target == reference_output("alpaca_eval", INSTRUCTIONS[2])
+    assert list(via_option.info["files"]) == ["model_outputs.json"]
+
+
+def test_dry_run_counts_one_call_per_instruction_and_run(data_dir):
+    plan = plan_judging(TASKS, JudgeSettings(base_url="http://127.0.0.1:9/v1", runs=2), data_dir=data_dir)
+    assert {t: plan[t]["calls"] for t in TASKS} == {"alpaca_eval": 2 * N, "alpaca_eval_v1": 2 * N}
+
+
+@pytest.fixture
+def m_judge_path(tmp_path):
+    """A tiny LlamaForCausalLM (toy tokenizer) that gives every prompt the same next-token logits: "m" at
+    M_LOGIT, every other token 0. All input embeddings are equal, so every position's hidden state is the
+    same whatever the prompt; the output layer then reads only that state's direction."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from evalkit.toy.model import build_toy_tokenizer
+
+    tok = build_toy_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+        model.model.embed_tokens.weight[:] = torch.linspace(-1.0, 1.0, 16)
+        h = model.model(input_ids=torch.tensor([[5, 6]])).last_hidden_state[0, -1]
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[tok.convert_tokens_to_ids("m")] = M_LOGIT * h / h.dot(h)
+    path = tmp_path / "m-judge"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_a_local_transformers_model_serves_the_2_0_judge(tmp_path, data_dir, m_judge_path):
+    with FakeOpenAIServer(responder=play) as server:
+        result = run(server, tmp_path, data_dir, tasks=["alpaca_eval"], model=f"hf:{m_judge_path}")
+    rows = rows_of(result, "alpaca_eval")
+    vocab = len(json.loads((m_judge_path / "tokenizer.json").read_text())["model"]["vocab"])
+    logprob_m = M_LOGIT - math.log(math.exp(M_LOGIT) + vocab - 1)  # log_softmax of (M_LOGIT, 0, 0, ...)
+    prefs = []
+    for r in rows:
+        assert r["error"] is None and r["judge"]["fingerprint"]["model"] == f"hf:{m_judge_path}"
+        if r["prompt"] == INSTRUCTIONS[0]:
+            prefs.append(1.5)
+            continue
+        (output,) = r["judge"]["outputs"]
+        (first,) = output["logprobs"]["content"]  # one token, its top 5 (max_tokens 1, top_logprobs 5)
+        assert len(first["top_logprobs"]) == 5 and first["top_logprobs"][0]["token"] == "m"
+        assert first["top_logprobs"][0]["logprob"] == pytest.approx(logprob_m, abs=1e-4)
+        # only "m" is there (P(M) = 0): the judge prefers output_1, whichever answer the order put there
+        prefs.append(2.0 if switched(r["prompt"]) else 1.0)
+    assert [r["preference"] for r in rows] == pytest.approx(prefs, abs=1e-9)
+    metrics = result.metrics["alpaca_eval"]["metrics"]
+    assert metrics["win_rate"]["value"] == pytest.approx(hand_win_rate(prefs)[0], abs=1e-9)
