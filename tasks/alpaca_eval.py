@@ -177,11 +177,31 @@ class AlpacaEvalTask(JudgedTask):
             "alpaca_eval_version": v.name,
             "reference": v.reference,
             "n_instructions": len(rows),
-            "length_controlled": (
-                dict(V1_LC_NOTE) if v.name == "1.0" else {"computed": False, "note": lc.REFIT_NOTE}
-            ),
+            "length_controlled": dict(V1_LC_NOTE),
         }
+        if v.name == "2.0":
+            gamed = self.gamed_file(spec)
+            if gamed is None:
+                info["length_controlled"] = {"computed": False, "note": lc.REFIT_NOTE}
+            else:
+                refit = lc.refit_record(gamed)
+                for sample in samples:
+                    sample.meta["lc_refit"] = refit
+                info["files"][gamed.name] = refit["sha256"]
+                info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed}"}
         return LoadedData(samples, info)
+
+    def gamed_file(self, spec: DataSpec) -> Path | None:
+        """The hub-only df_gamed.csv for the LC refit: `--task-option alpaca_eval.df_gamed=PATH`, else in
+        --data-dir; None when neither gives one."""
+        key = f"{self.name}.df_gamed"
+        if key in spec.options:
+            path = Path(str(spec.options[key])).expanduser()
+            if not path.is_file():
+                raise UserError(f"--task-option {key}: {path} not found")
+            return path
+        found = spec.data_dir / lc.GAMED_FILE if spec.data_dir is not None else None
+        return found if found is not None and found.is_file() else None
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"{self.name} rows are scored from their stored judge outputs")
@@ -280,6 +300,10 @@ class AlpacaEvalTask(JudgedTask):
             )
             out["length_controlled_win_rate"] = _plain(value, n)
             out["lc_standard_error"] = _plain(se, n)
+        elif rows and all(r["meta"].get("lc_refit") for r in rows):
+            fit, note = lc.refit_rows(rows)
+            out["length_controlled_win_rate"] = {**_plain(fit and fit.value, n), "note": note}
+            out["lc_standard_error"] = _plain(fit and fit.standard_error, n)
         elif self.version_name == "2.0" and not all(_imported(r) for r in rows):
             out["length_controlled_win_rate"] = {**_plain(None, n), "note": lc.REFIT_NOTE}
         return out
@@ -336,8 +360,13 @@ class AlpacaEvalTask(JudgedTask):
             )
         if len(set(instructions)) != len(instructions):
             raise UserError(f"{judgments[0]}: an instruction is judged more than once")
+        refit = None
         if self.version_name == "2.0":
             glm, difficulty, lc_note, lc_files = lc.for_import(ann.model, data_dir, len(ann.items))
+            gamed = data_dir / lc.GAMED_FILE if data_dir is not None else None
+            if glm is None and gamed is not None and gamed.is_file():
+                refit = lc.refit_record(gamed)
+                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed}"}, [gamed]
         else:
             glm, difficulty, lc_note, lc_files = None, [], dict(V1_LC_NOTE), []
         v = self.protocol
@@ -359,6 +388,8 @@ class AlpacaEvalTask(JudgedTask):
             }
             if glm is not None:
                 meta["lc"] = {**glm, "instruction_difficulty": difficulty[i]}
+            if refit is not None:
+                meta["lc_refit"] = refit
             sample = Sample(
                 id=str(i), messages=(Message("user", a.instruction),), target=a.output_1, meta=meta
             )

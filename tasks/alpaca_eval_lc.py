@@ -12,27 +12,29 @@ with delta-theta = theta[model] - theta[baseline]. It needs the per-instruction 
 only on the Hugging Face hub (dataset tatsu-lab/alpaca_eval, `instruction_difficulty.csv`), unless
 delta-theta_inst is 0 (the baseline against itself: LC = 50 exactly).
 
-A new model needs the GLM refitted: L1 logistic regression on soft labels,
-`LogisticRegressionCV(cv=GroupKFold(5), solver="liblinear")`, on its 805 judgements plus the rows of the
-hub-only `df_gamed.csv` (sample weight 0.2 / 2). That refit is not implemented here: its digits depend on
-liblinear's solver and stopping rule, which numpy alone would not reproduce.
+A new model needs the GLM refitted (`fit_length_controlled`), as `get_length_controlled_winrate` does:
+L1-penalised logistic regression without intercept on soft labels, on the model's judgements plus the
+rows of the hub-only `df_gamed.csv` (judgements of a verbose and a concise "gamed" baseline; sample weight
+1 for the model's rows, 0.2 / 2 for the gamed ones). Soft labels are fitted by duplicating each row (label 1
+weighted p, label 0 weighted 1 - p); C is chosen by `LogisticRegressionCV` with `GroupKFold(5)` over those
+duplicated pairs and the weighted log-loss, solver liblinear, random_state 123. The fit uses scikit-learn
+itself (the optional extra `evalkit[lc]`), since its digits depend on liblinear's solver and stopping rule.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from evalkit.types import UserError
 
-if TYPE_CHECKING:
-    from evalkit.tasks.alpaca_eval_protocol import Annotations
-
+DRAW_PREFERENCE = 1.5
 WEIGHTS_FILE = "baseline_gpt4_1106_preview.csv"
 BASELINE = "gpt4_1106_preview"
 N_INSTRUCTIONS = 805
@@ -44,9 +46,8 @@ DIFFICULTY_FILE = "instruction_difficulty.csv"
 #: Why a run (as opposed to an import of a published model) has no LC win rate.
 REFIT_NOTE = (
     "not computed: the length-controlled win rate of newly judged answers needs the GLM refitted on these "
-    "judgements (with df_gamed.csv and instruction_difficulty.csv from " + HUB + "), which is not "
-    "implemented (see evalkit.tasks.alpaca_eval_lc); the official alpaca_eval package can compute it from "
-    "the run's answers"
+    "judgements together with df_gamed.csv from " + HUB + "; put it in --data-dir or pass "
+    "--task-option alpaca_eval.df_gamed=PATH (and install evalkit[lc])"
 )
 
 
@@ -146,28 +147,201 @@ def length_controlled_win_rate(
     return lc_from_weights(weights[model], weights[baseline], difficulty)
 
 
-def fit_length_controlled(
-    annotations: Annotations,
-    df_gamed_csv: Path | None = None,
-    instruction_difficulty_csv: Path | None = None,
-) -> tuple[float, float]:
-    """Refit the LC GLM for a new model. Not available: it needs two hub-only files and liblinear's exact
-    solver (see the module docstring); this raises a `UserError` that says so."""
-    missing = [
-        f"{name} ({what})"
-        for name, path, what in (
-            ("df_gamed.csv", df_gamed_csv, "judgements of the verbose and concise gamed baselines"),
-            ("instruction_difficulty.csv", instruction_difficulty_csv, "one difficulty per instruction"),
+GAMED_FILE = "df_gamed.csv"
+#: sample weight of a gamed-baseline row: regularize_to_baseline_lambda 0.2, split over the two baselines
+GAMED_WEIGHT = 0.2 / 2
+CV_FOLDS = 5
+RANDOM_STATE = 123
+
+
+@dataclass(frozen=True)
+class Gamed:
+    """The rows of `df_gamed.csv`, in file order (their order fixes the cross-validation folds)."""
+
+    index: np.ndarray  # instruction index
+    preference: np.ndarray  # in [0, 1] (NaN: no valid judgement)
+    std_delta_len: np.ndarray
+    difficulty: np.ndarray
+    not_gamed: np.ndarray  # 0.0 for the gamed baselines' rows
+
+    def difficulty_of(self, index: int) -> float:
+        """The difficulty of an instruction: that of its first row (as `drop_duplicates("index")`)."""
+        hits = np.flatnonzero(self.index == index)
+        if hits.size == 0:
+            raise UserError(f"{GAMED_FILE} has no row for instruction {index}")
+        return float(self.difficulty[hits[0]])
+
+
+def _bool(path: Path, lineno: int, text: str) -> float:
+    if text in ("True", "true", "1", "1.0"):
+        return 1.0
+    if text in ("False", "false", "0", "0.0"):
+        return 0.0
+    raise UserError(f"{path}:{lineno}: not_gamed_baseline {text!r} is not a boolean")
+
+
+def read_gamed(path: Path) -> Gamed:
+    """`df_gamed.csv` (columns index, preference, std_delta_len, instruction_difficulty,
+    not_gamed_baseline, and others that are ignored)."""
+    path = Path(path)
+    rows = _rows(path)
+    need = ("index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline")
+    if not rows or any(c not in rows[0] for c in need):
+        raise UserError(f"{path}: not AlpacaEval's {GAMED_FILE} (its header must name {', '.join(need)})")
+    col = {c: rows[0].index(c) for c in need}
+    body = list(enumerate(rows[1:], 2))
+    if not body:
+        raise UserError(f"{path}: no rows")
+
+    def numbers(name: str, empty_is_nan: bool = False) -> np.ndarray:
+        return np.array(
+            [
+                math.nan if empty_is_nan and r[col[name]] == "" else _number(path, i, r[col[name]])
+                for i, r in body
+            ]
         )
-        if path is None or not Path(path).is_file()
-    ]
-    if missing:
-        raise UserError(f"refitting the length-controlled GLM needs {' and '.join(missing)} from {HUB}")
-    raise UserError(
-        "refitting the length-controlled GLM is not implemented: the official fit is scikit-learn's "
-        "LogisticRegressionCV(penalty='l1', solver='liblinear', cv=GroupKFold(5)) and its digits depend on "
-        "that solver; use alpaca_eval's get_length_controlled_winrate, or a model with published GLM weights"
+
+    gamed = Gamed(
+        index=numbers("index").astype(int),
+        preference=numbers("preference", empty_is_nan=True),
+        std_delta_len=numbers("std_delta_len"),
+        difficulty=numbers("instruction_difficulty"),
+        not_gamed=np.array([_bool(path, i, r[col["not_gamed_baseline"]]) for i, r in body]),
     )
+    p = gamed.preference[~np.isnan(gamed.preference)]
+    if np.any((p < 0) | (p > 1)):
+        raise UserError(f"{path}: preferences must lie in [0, 1] (the GLM's scale)")
+    return gamed
+
+
+@dataclass(frozen=True)
+class LcFit:
+    value: float  # LC win rate, percent
+    standard_error: float  # percent
+    weights: GlmWeights
+    C: float
+
+
+def _logistic_cv():
+    """scikit-learn's LogisticRegressionCV as the official fit configures it, on this version's API."""
+    try:
+        import inspect
+
+        import sklearn
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import GroupKFold
+    except ImportError:
+        raise UserError(
+            "the length-controlled win rate refit needs scikit-learn: pip install 'evalkit[lc]'"
+        ) from None
+    params = inspect.signature(LogisticRegressionCV).parameters
+    kwargs: dict[str, Any] = {
+        "random_state": RANDOM_STATE,
+        "dual": False,
+        "solver": "liblinear",
+        "fit_intercept": False,
+    }
+    if params["penalty"].default == "deprecated":  # scikit-learn >= 1.8 names the L1 penalty this way
+        kwargs["l1_ratios"] = (1.0,)
+    else:
+        kwargs["penalty"] = "l1"
+    if "use_legacy_attributes" in params:
+        kwargs["use_legacy_attributes"] = False
+    return sklearn, LogisticRegressionCV, GroupKFold, kwargs
+
+
+def _weighted_log_loss(y_true, y_pred, true_prob, true_sample_weight):
+    """The official CV score: log-loss of the soft label (recovered from the duplicated row), weighted."""
+    p = np.where(y_true == 1, true_prob, 1 - true_prob)
+    q = np.clip(y_pred, 1e-15, 1 - 1e-15)
+    return -np.mean((p * np.log(q) + (1 - p) * np.log(1 - q)) * true_sample_weight)
+
+
+def std_delta_len(reference_lengths: Sequence[int], model_lengths: Sequence[int]) -> np.ndarray:
+    """(len(reference) - len(model)) in characters over its sample standard deviation (pandas' std)."""
+    delta = np.asarray(reference_lengths, dtype=float) - np.asarray(model_lengths, dtype=float)
+    if delta.size < 2 or delta.std(ddof=1) == 0:
+        raise UserError("the length-controlled refit needs at least two answers of different lengths")
+    return delta / delta.std(ddof=1)
+
+
+def fit_length_controlled(
+    preferences: Sequence[float],
+    indices: Sequence[int],
+    reference_lengths: Sequence[int],
+    model_lengths: Sequence[int],
+    gamed: Gamed,
+) -> LcFit:
+    """Refit the GLM on one model's judgements (preference 1..2 per instruction, NaN when invalid; a
+    legacy 0 is a draw) and predict its win rate with no length difference."""
+    from sklearn.metrics import make_scorer
+
+    sklearn, LogisticRegressionCV, GroupKFold, kwargs = _logistic_cv()
+    pref = np.asarray(preferences, dtype=float)
+    pref = np.where(pref == 0, DRAW_PREFERENCE, pref) - 1
+    difficulty = np.array([gamed.difficulty_of(int(i)) for i in indices])
+    length = np.tanh(std_delta_len(reference_lengths, model_lengths))
+    model_x = np.c_[length, difficulty, np.ones_like(difficulty)]
+    gamed_x = np.c_[np.tanh(gamed.std_delta_len), gamed.difficulty, gamed.not_gamed]
+    x = np.r_[gamed_x, model_x]  # gamed rows first, as the official concatenation
+    y = np.r_[gamed.preference, pref]
+    weight = np.where(np.r_[gamed.not_gamed, np.ones(len(pref))] == 1.0, 1.0, GAMED_WEIGHT)
+    keep = ~np.isnan(y)
+    x, y, weight = x[keep], y[keep], weight[keep]
+    n = len(y)
+    x2, label = np.r_[x, x], np.r_[np.ones(n), np.zeros(n)]
+    true_prob, true_weight = np.r_[y, 1 - y], np.r_[weight, weight]
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = make_scorer(
+            _weighted_log_loss, response_method="predict_proba", greater_is_better=False
+        ).set_score_request(true_sample_weight=True, true_prob=True)
+        model = LogisticRegressionCV(cv=GroupKFold(n_splits=CV_FOLDS), scoring=scorer, **kwargs)
+        model.set_fit_request(sample_weight=True)
+        model.fit(
+            x2,
+            label,
+            sample_weight=true_prob * true_weight,
+            groups=np.r_[np.arange(n), np.arange(n)],
+            true_sample_weight=true_weight,
+            true_prob=true_prob,
+        )
+    theta = GlmWeights(*(float(t) for t in model.coef_[0]))
+    predicted = _logistic(theta.difficulty * difficulty + theta.not_gamed)
+    se = float(predicted.std(ddof=1) / math.sqrt(predicted.size)) * 100
+    return LcFit(float(predicted.mean()) * 100, se, theta, float(np.ravel(model.C_)[0]))
+
+
+def refit_record(path: Path) -> dict[str, Any]:
+    """What a row keeps to refit the GLM at scoring time (also by `rescore`): the gamed file and its hash."""
+    path = Path(path).expanduser().resolve()
+    read_gamed(path)  # fail on a bad file before any answer is generated
+    from evalkit.datafiles import sha256_file
+
+    return {"df_gamed": str(path), "sha256": sha256_file(path)}
+
+
+def refit_rows(rows: Sequence[dict[str, Any]]) -> tuple[LcFit | None, str]:
+    """Refit the GLM on scored rows whose meta carry a `refit_record`: (fit, note); fit is None (with the
+    reason in the note) when the gamed file is gone or changed since the run."""
+    from evalkit.datafiles import sha256_file
+
+    record = rows[0]["meta"]["lc_refit"]
+    path = Path(record["df_gamed"])
+    if not path.is_file() or sha256_file(path) != record["sha256"]:
+        return None, f"not computed: {path} is missing or differs from the file the run recorded"
+    fit = fit_length_controlled(
+        [math.nan if r["preference"] is None else r["preference"] for r in rows],
+        [r["meta"]["index"] for r in rows],
+        [len(r["target"]) for r in rows],
+        [len(r["response"]) for r in rows],
+        read_gamed(path),
+    )
+    w = fit.weights
+    note = (
+        f"refitted on these judgements and {path.name} (C={fit.C:.6g}; thetas: length {w.length:.6g}, "
+        f"difficulty {w.difficulty:.6g}, not_gamed {w.not_gamed:.6g})"
+    )
+    return fit, note
 
 
 def _find(data_dir: Path | None, *relative: str) -> Path | None:

@@ -315,14 +315,10 @@ def test_lc_closed_form_by_hand(tmp_path):
     )
 
 
-def test_lc_refit_says_what_it_needs(tmp_path):
-    with pytest.raises(
-        UserError, match="df_gamed.csv .* and instruction_difficulty.csv .* tatsu-lab/alpaca_eval"
-    ):
-        lc.fit_length_controlled(None)
-    (tmp_path / "a.csv").write_text("x\n")
-    with pytest.raises(UserError, match="not implemented"):
-        lc.fit_length_controlled(None, tmp_path / "a.csv", tmp_path / "a.csv")
+def test_lc_without_df_gamed_says_what_it_needs():
+    note = " ".join(lc.REFIT_NOTE.split())
+    assert "df_gamed.csv" in note and "tatsu-lab/alpaca_eval" in note
+    assert "--task-option alpaca_eval.df_gamed=PATH" in note and "evalkit[lc]" in note
 
 
 def test_bad_files_are_user_errors(tmp_path):
