@@ -236,7 +236,7 @@ class OpenAIClient:
             st.session = aiohttp.ClientSession(
                 # TLS: aiohttp's default context (system CAs; honours SSL_CERT_FILE / SSL_CERT_DIR).
                 connector=aiohttp.TCPConnector(limit=st.concurrency),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),  # per attempt, body included
                 raise_for_status=False,
             )
         return st.session
@@ -341,11 +341,10 @@ class OpenAIClient:
                 self._url,
                 data=body,
                 headers=st.headers,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),  # whole attempt, body included
                 proxy=st.proxy,
             ) as resp:
                 code, retry_after = resp.status, resp.headers.get("Retry-After")
-                reply = await resp.text(errors="replace")
+                reply = (await resp.read()).decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
         except TimeoutError:  # asyncio.TimeoutError, aiohttp's ServerTimeoutError & co.
             raise _Retry("timeout", f"no answer within {self.timeout_s:g}s") from None
         except aiohttp.InvalidURL as exc:
