@@ -89,14 +89,14 @@ class JudgeSet:
             "judge_budget_usd": s.budget_usd,
         }
 
-    def report(self, task: str) -> dict[str, Any]:
-        """run.json's record of one task's judge: fingerprint, endpoint and what judging cost."""
+    def report(self, task: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """run.json's record of one task's judge: fingerprint, endpoint and what judging cost, summed with
+        the `previous` record of the same run (a resumed run's cost includes the interrupted part)."""
         j = self.judges[task]
-        return {
-            "fingerprint": j.fingerprint(),
-            "backend": j.backend.fingerprint(),
-            "usage": j.usage.to_dict(),
-        }
+        usage = j.usage.to_dict()
+        if previous is not None and previous.get("fingerprint") == j.fingerprint():
+            usage = add_usage(previous["usage"], usage)
+        return {"fingerprint": j.fingerprint(), "backend": j.backend.fingerprint(), "usage": usage}
 
     def estimate(
         self, tasks: list[Task], loaded: dict[str, LoadedData], run_dir: Path | None = None
@@ -148,6 +148,19 @@ class JudgeSet:
             j.backend.close()
         if self.cache is not None:
             self.cache.close()
+
+
+def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two `JudgeUsage.to_dict()` records summed; an unknown cost stays unknown."""
+    out = {k: a[k] + b[k] for k in ("calls", "cache_hits", "failures", "prompt_tokens", "completion_tokens")}
+    out["cost_usd"] = (
+        None if a["cost_usd"] is None or b["cost_usd"] is None else a["cost_usd"] + b["cost_usd"]
+    )
+    models = dict(a["by_model"])
+    for name, n in b["by_model"].items():
+        models[name] = models.get(name, 0) + n
+    out["by_model"] = models
+    return out
 
 
 def placeholder_row(task: JudgedTask, sample: Sample) -> dict[str, Any]:

@@ -214,7 +214,8 @@ def evaluate(
                     "generated": n_new,
                 }
                 if judge is not None:
-                    header.setdefault("judges", {})[task.name] = judge_set.report(task.name)
+                    judged = header.setdefault("judges", {})
+                    judged[task.name] = judge_set.report(task.name, judged.get(task.name))
                 store.write_header(header)
     except KeyboardInterrupt:
         header["status"] = "interrupted"

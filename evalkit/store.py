@@ -118,6 +118,8 @@ class RunStore:
                     "pass another --output or remove that folder"
                 )
             header = {**header, "created": old.get("created", header.get("created")), "resumed": True}
+            if "judges" in old:  # what judging cost so far; a resumed run adds to it
+                header["judges"] = old["judges"]
             self.write_header(header)
             return True
         self.write_header(header)

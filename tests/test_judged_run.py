@@ -164,8 +164,15 @@ def test_faults_do_not_change_the_judgments_and_a_rerun_makes_no_request(tmp_pat
         faulty = run(server, tmp_path, "faulty")
         assert len(server.requests) > len(clean_server.requests)  # the faults were hit and retried
         n = server.count
+        usage = json.loads((faulty.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
         again = run(server, tmp_path, "faulty")
         assert server.count == n  # finished run: nothing generated, nothing judged
+        # the run's judge cost is kept, not replaced by the re-run's zero
+        assert (
+            json.loads((again.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
+            == usage
+        )
+        assert usage["calls"] > 0
     strip = ["latency_s"]
     clean_rows = [{k: v for k, v in r.items() if k not in strip} for r in rows_of(clean)]
     faulty_rows = [{k: v for k, v in r.items() if k not in strip} for r in rows_of(faulty)]
@@ -215,8 +222,12 @@ def test_unreachable_judge_is_a_counted_failure_repaired_by_a_rerun(tmp_path):
         assert all(r["error"] is None for k, r in rows.items() if k != "s3")
         down["on"] = False
         n = server.count
+        before = json.loads((tmp_path / "run" / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
         result = run(server, tmp_path)  # the same command again
         again = server.requests[n:]
+    after = json.loads((result.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
+    assert before["failures"] == 2 and after["failures"] == 2  # s3's two runs failed the first time
+    assert after["calls"] == before["calls"] + len(again)  # the cost of both attempts at the run
     assert all(b["model"] != "candidate" for b in again)  # nothing generated again
     assert all("Question 3?" in last_user_text(b) for b in again)  # only s3 judged
     assert 2 <= len(again) <= 4  # 2 runs, perhaps a re-ask each
