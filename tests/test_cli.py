@@ -80,3 +80,35 @@ def test_help_explains_every_command():
     assert proc.returncode == 0
     for command in ("run", "import", "rescore", "tasks"):
         assert command in proc.stdout
+
+
+def test_dry_run_prints_judge_calls_without_loading_a_model(tmp_path):
+    """MT-Bench's data is bundled: 80 questions, one judge call per turn; the model path is never opened."""
+    proc = run_cli(
+        "run", "--model", str(tmp_path / "not-a-checkpoint"), "--tasks", "mt_bench", "--dry-run", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)["mt_bench"]
+    assert plan["judge"] == "openai:gpt-4" and plan["calls"] == 160 and plan["cached"] == 0
+    assert plan["est_completion_tokens"] == 160 * 2048
+    # gpt-4 list price: $30 / $60 per million prompt / completion tokens
+    assert plan["est_cost_usd"] == pytest.approx((plan["est_prompt_tokens"] * 30 + 160 * 2048 * 60) / 1e6)
+
+
+def test_budget_refuses_before_generating(tmp_path):
+    proc = run_cli(
+        "run",
+        "--model",
+        "toy",
+        "--tasks",
+        "mt_bench",
+        "--limit",
+        "2",
+        "--judge-budget-usd",
+        "0.01",
+        "--output",
+        str(tmp_path / "run"),
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: estimated judge cost" in proc.stderr and "exceeds --judge-budget-usd 0.01" in proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing generated, no run folder
