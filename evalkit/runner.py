@@ -151,8 +151,11 @@ def evaluate(
         task_options=task_options,
     )
     judge_set = JudgeSet.for_tasks(task_objs, judges or JudgeSettings())
-
-    backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
+    try:
+        backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
+    except BaseException:
+        judge_set.close()
+        raise
     model_name = model if isinstance(model, str) else backend.name
     fingerprint = backend.fingerprint()
     identity = {
