@@ -17,6 +17,7 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4o-2024-08-06": (2.5, 10.0),
     "gpt-4o-mini": (0.15, 0.6),
     "gpt-3.5-turbo": (0.5, 1.5),
+    "gpt-3.5-turbo-0613": (1.5, 2.0),
     "gpt-3.5-turbo-0125": (0.5, 1.5),
 }
 

@@ -1,0 +1,256 @@
+"""MMBench (English) with circular evaluation, VLMEvalKit's answer matching and ChatGPT matcher.
+
+The official rules live in `mmbench_protocol` (matching, prompts, rotation), TSV reading in `mmbench_data`,
+the test-split submission file in `mmbench_export`, the toy data in `mmbench_toy`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.stats import mean_estimate
+from evalkit.task import DataSpec, JudgedTask, LoadedData
+from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes
+from evalkit.tasks.mmbench_protocol import (
+    GENERATION,
+    JUDGE_SPEC,
+    MATCHER_TEMPLATE,
+    MAX_TRIES,
+    OPTION_HEADER,
+    PROMPT_STYLES,
+    PROMPTS,
+    can_infer,
+    fallback_seed,
+    matcher_prompt,
+    needs_matcher,
+    resolve_pass,
+)
+from evalkit.types import GenerationConfig, Message, Sample, UserError
+
+OPTIONS = {
+    "split": ("dev", "test"),
+    "file": None,
+    "prompt": PROMPT_STYLES,
+    "circular": ("on", "off"),
+}
+METHODS = ("rule", "llm", "random")
+
+
+def _options(spec: DataSpec) -> dict[str, str]:
+    out = {"split": "dev", "file": "", "prompt": "llava", "circular": "on"}
+    for key, value in spec.options.items():
+        task, _, name = key.partition(".")
+        if task != "mmbench":
+            continue
+        if name not in OPTIONS:
+            raise UserError(
+                f"--task-option {key}: mmbench takes {', '.join(f'mmbench.{k}' for k in OPTIONS)}"
+            )
+        allowed = OPTIONS[name]
+        if allowed is not None and value not in allowed:
+            raise UserError(f"--task-option {key}={value}: expected one of {', '.join(allowed)}")
+        out[name] = str(value)
+    return out
+
+
+def _meta(p: Pass) -> dict[str, Any]:
+    return {
+        "index": p.index,
+        "g_index": p.g_index,
+        "pass": p.k,
+        "question": p.question,
+        "hint": p.hint,
+        "options": p.options,
+        "category": p.category,
+        "l2_category": p.l2_category,
+        "split": p.split,
+        "built": p.built,
+    }
+
+
+def _outputs_by_run(done: list[dict[str, Any]], n_runs: int) -> list[list[str]]:
+    """Matcher outputs per judge run, in try order (a call's run index is run * MAX_TRIES + try)."""
+    out: list[list[str]] = [[] for _ in range(n_runs)]
+    for d in done:
+        out[d["run"] // MAX_TRIES].append(d["output"])
+    return out
+
+
+def _count(value: float, n: int) -> dict[str, Any]:
+    return {"value": value, "ci_low": None, "ci_high": None, "n": n}
+
+
+def _estimate(values: list[float]) -> dict[str, Any]:
+    est = mean_estimate(values, scale=100.0).to_dict()
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in est.items()}
+
+
+def question_hits(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
+    """(first pass's meta, hit) per question, in order: per judge run the question is right only if every
+    pass is; the hit is the mean over runs (0 or 1 with one run)."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["meta"]["g_index"], []).append(r)
+    out = []
+    for passes in groups.values():
+        first = min(passes, key=lambda r: r["meta"]["pass"])
+        runs = np.array([r["correct"] for r in passes], dtype=bool)  # (passes, runs)
+        out.append((first["meta"], float(runs.all(axis=0).mean())))
+    return out
+
+
+class MMBench(JudgedTask):
+    """MMBench. One row per pass: id = the pass's TSV index (`g_index + k·1e6`), `target` its answer letter
+    (None on the test split), `cluster` the question. The model sees the image and LLaVA-1.5's prompt
+    (hint, question, options, "Answer with the option's letter from the given choices directly."; greedy,
+    1,024 new tokens), as LLaVA-1.5's reported numbers were made; `mmbench.prompt=vlmevalkit` sends
+    VLMEvalKit's default prompt instead. `--limit N` keeps the first N passes in question order (a question
+    cut short is scored on the passes it has, as the official scorer scores a partial prediction file).
+
+    Scoring, per pass and judge run: VLMEvalKit's rules (`can_infer_option`, then `can_infer_text`) read the
+    answer; when they cannot, `judge_calls` asks the matcher (gpt-3.5-turbo-0613, the official
+    `build_prompt`, one user message) and asks again while the rules cannot read its output, at most 3
+    tries (call run index = run × 3 + try, so each try is a fresh call with its own cache entry); then the
+    official random fallback, seeded per pass. The official scorer stops asking once a question has a wrong
+    pass; here every unread pass is matched (same hits, a few more calls). The judge record keeps the
+    matcher outputs per run; `score_row` re-derives everything from it and the stored answer, so `rescore`
+    needs no call. A question is a hit only if all its passes are right (with `--judge-runs N`, the mean
+    over runs). Metrics (percent, intervals resample questions): overall, vanilla (first pass only),
+    category/*, l2/*, split/*, and beside them the pass counts passes/rule, passes/llm, passes/random and
+    matcher_unparsed (matcher outputs the rules could not read).
+
+    Options (`--task-option mmbench.KEY=VALUE`): split=dev|test (the split's first file present among
+    `CANDIDATES`), file=NAME|PATH, prompt=llava|vlmevalkit, circular=on|off (off: first passes only, the
+    "vanilla" protocol). On the test split answers are hidden: no matcher call, no score; `python -m
+    evalkit.tasks.mmbench_export RUN_DIR` writes the submission .xlsx."""
+
+    name = "mmbench"
+    version = "1"
+    description = "MMBench-EN: multiple choice, circular evaluation, ChatGPT answer matcher"
+    data_needs = (
+        "--data-dir DIR with MMBench_DEV_EN.tsv (VLMEvalKit) or LLaVA's mmbench_dev_20230712.tsv "
+        "(images are inside, base64; decoded once into the cache or --image-dir); "
+        "--task-option mmbench.split=test for MMBench_TEST_EN.tsv (answers hidden: export with "
+        "python -m evalkit.tasks.mmbench_export RUN_DIR); --data toy builds a toy set; "
+        "matcher gpt-3.5-turbo-0613"
+    )
+    headline = "overall"
+    generation = GENERATION
+    supports_toy = True
+    judge_spec = JUDGE_SPEC
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        opts = _options(spec)
+        if spec.toy:
+            from evalkit.tasks.mmbench_toy import TOY_FILE, default_toy_dir, write_toy_mmbench
+
+            data_dir = write_toy_mmbench(default_toy_dir(spec.seed), seed=spec.seed)
+            path = data_dir / TOY_FILE
+        elif spec.data_dir is not None:
+            path = find_tsv(Path(spec.data_dir), opts["split"], opts["file"] or None)
+        else:
+            raise UserError(
+                f"mmbench needs data: pass --data toy, or --data-dir DIR with {CANDIDATES['dev'][0]} "
+                f"(or the legacy {CANDIDATES['dev'][1]})"
+            )
+        passes, info = load_passes(path, spec.image_dir, circular=opts["circular"] == "on")
+        if spec.limit is not None:
+            passes = passes[: spec.limit]
+        prompt = PROMPTS[opts["prompt"]]
+        samples = [
+            Sample(
+                id=str(p.index),
+                messages=(Message("user", prompt(p.question, p.hint, p.options), (p.image,)),),
+                target=p.answer,
+                cluster=str(p.g_index),
+                meta=_meta(p),
+            )
+            for p in passes
+        ]
+        info.update(
+            source="toy" if spec.toy else str(path.parent),
+            prompt=opts["prompt"],
+            answers="hidden" if all(p.answer is None for p in passes) else "given",
+        )
+        return LoadedData(samples, info)
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        raise UserError(f"{self.name} rows are scored from their stored judge record")
+
+    # ---------------------------------------------------------------------------------------- judge
+
+    def judge_prompt_hash(self) -> str:
+        return prompt_sha256(MATCHER_TEMPLATE, OPTION_HEADER)
+
+    def judge_calls(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> list[JudgeCall]:
+        """The next matcher try of every run the rules and earlier tries left unread; none on the test
+        split or when the rules read the answer."""
+        choices = row["meta"]["options"]
+        if row["target"] is None or can_infer(row["response"], choices) is not None:
+            return []
+        spec = self.judge_spec
+        gen = GenerationConfig(max_new_tokens=spec.max_tokens, temperature=spec.temperature)
+        messages = (Message("user", matcher_prompt(row["meta"]["question"], choices, row["response"])),)
+        calls = []
+        for run, outputs in enumerate(_outputs_by_run(done, n_runs)):
+            if needs_matcher(outputs, choices):
+                tries = len(outputs)
+                calls.append(JudgeCall(f"run{run}/try{tries + 1}", messages, gen, run * MAX_TRIES + tries))
+        return calls
+
+    def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
+        return {"outputs": _outputs_by_run(done, n_runs)}
+
+    def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Per judge run: the pass's letter, how it was read (rule / llm / random), the matcher tries,
+        what the rules read from each matcher output, the seed of a random fallback, whether it is right."""
+        if row["target"] is None:
+            return {"preds": None, "methods": None, "correct": None}
+        choices = row["meta"]["options"]
+        results = [
+            resolve_pass(row["response"], choices, outputs, row["id"], run)
+            for run, outputs in enumerate(row["judge"]["outputs"])
+        ]
+        return {
+            "preds": [r.pred for r in results],
+            "methods": [r.method for r in results],
+            "matcher_tries": [r.tries for r in results],
+            "matcher_parsed": [list(r.parsed) for r in results],
+            "fallback_seeds": [
+                fallback_seed(row["id"], run) if r.method == "random" else None
+                for run, r in enumerate(results)
+            ],
+            "correct": [r.pred == row["target"] for r in results],
+        }
+
+    # -------------------------------------------------------------------------------------- metrics
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        scored = [r for r in rows if r["target"] is not None]
+        out: dict[str, dict[str, Any]] = {}
+        if scored:
+            hits = question_hits(scored)
+            out["overall"] = _estimate([h for _, h in hits])
+            first = [r for r in scored if r["meta"]["pass"] == 0]
+            if first:
+                out["vanilla"] = _estimate([float(np.mean(r["correct"])) for r in first])
+            for key, prefix in (("category", "category"), ("l2_category", "l2"), ("split", "split")):
+                names = sorted({m[key] for m, _ in hits if m[key] is not None})
+                for name in names:
+                    out[f"{prefix}/{name}"] = _estimate([h for m, h in hits if m[key] == name])
+            methods = Counter(m for r in scored for m in r["methods"])
+            n_judged = sum(len(r["methods"]) for r in scored)
+            for method in METHODS:
+                out[f"passes/{method}"] = _count(float(methods[method]), n_judged)
+            outputs = [p for r in scored for parsed in r["matcher_parsed"] for p in parsed]
+            out["matcher_unparsed"] = _count(float(sum(p is None for p in outputs)), len(outputs))
+        hidden = len(rows) - len(scored)
+        if hidden:
+            out["passes/unscored"] = _count(float(hidden), len(rows))
+        return out
