@@ -275,6 +275,24 @@ def rescore(
     show(RunResult(run_dir, metrics, {}), as_json, title=f"evalkit · rescored {run_dir}")
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding samples/mmbench.jsonl.")],
+    output: Annotated[
+        Path | None, typer.Option(help="The .xlsx to write [default: RUN_DIR/mmbench_submission.xlsx].")
+    ] = None,
+) -> None:
+    """Write a run's MMBench test-split answers in the official submission format (.xlsx)."""
+    from evalkit.tasks.mmbench_export import export_submission
+
+    try:
+        path, n, missing = export_submission(run_dir, output)
+    except UserError as exc:
+        fail(str(exc), 2)
+    note = f"; {missing} without a prediction (generation failed)" if missing else ""
+    out.print(f"wrote {path}: {n} rows{note}")
+
+
 @app.command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the tasks, their versions, headline metrics and the data each needs."""

@@ -16,9 +16,7 @@ openpyxl is needed:
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -158,24 +156,3 @@ def export_submission(run_dir: str | Path, output: str | Path | None = None) -> 
     columns, values, missing = submission_table(rows)
     write_xlsx(path, columns, values)
     return path, len(values), missing
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m evalkit.tasks.mmbench_export", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("run_dir", help="a run folder holding samples/mmbench.jsonl")
-    parser.add_argument("-o", "--output", help=f"the .xlsx to write (default RUN_DIR/{DEFAULT_NAME})")
-    args = parser.parse_args(argv)
-    try:
-        path, n, missing = export_submission(args.run_dir, args.output)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    note = f"; {missing} without a prediction (generation failed)" if missing else ""
-    print(f"wrote {path}: {n} rows{note}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,8 @@ read back from the code under test."""
 import json
 import random
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -22,7 +24,7 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging
 from evalkit.scoring import rescore_run
-from evalkit.tasks.mmbench_export import export_submission, main
+from evalkit.tasks.mmbench_export import export_submission
 
 JUDGE = "gpt-3.5-turbo-0613"
 SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -308,6 +310,12 @@ def test_test_split_is_answered_not_judged_and_exported(tmp_path, capsys):
         sheet = openpyxl.load_workbook(path).active
         assert next(sheet.iter_rows(values_only=True))[:7] == tuple(header[:7])
 
-    assert main([str(result.run_dir), "-o", str(tmp_path / "out" / "sub.xlsx")]) == 0
-    assert "wrote" in capsys.readouterr().out and (tmp_path / "out" / "sub.xlsx").is_file()
-    assert main([str(tmp_path / "nowhere")]) == 2
+    cli = [sys.executable, "-m", "evalkit", "export"]
+    done = subprocess.run(
+        [*cli, str(result.run_dir), "--output", str(tmp_path / "out" / "sub.xlsx")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and (tmp_path / "out" / "sub.xlsx").is_file()
+    assert subprocess.run([*cli, str(tmp_path / "nowhere")], capture_output=True).returncode == 2
