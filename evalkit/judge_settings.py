@@ -166,7 +166,7 @@ def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def placeholder_row(task: JudgedTask, sample: Sample) -> dict[str, Any]:
     """A row for a sample not answered yet, with the longest answer the task lets the model write."""
     request = task.request(sample)
-    answer = "x" * (4 * request.generation.max_new_tokens)
+    answer = ("x " * (2 * request.generation.max_new_tokens)).strip()  # words, ≈ 4 characters a token
     row: dict[str, Any] = {
         "id": sample.id,
         "prompt": next((m.text for m in reversed(request.messages) if m.role == "user"), ""),
