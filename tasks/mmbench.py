@@ -137,7 +137,7 @@ class MMBench(JudgedTask):
         "--data-dir DIR with MMBench_DEV_EN.tsv (VLMEvalKit) or LLaVA's mmbench_dev_20230712.tsv "
         "(images are inside, base64; decoded once into the cache or --image-dir); "
         "--task-option mmbench.split=test for MMBench_TEST_EN.tsv (answers hidden: export with "
-        "python -m evalkit.tasks.mmbench_export RUN_DIR); --data toy builds a toy set; "
+        "evalkit export RUN_DIR); --data toy builds a toy set; "
         "matcher gpt-3.5-turbo-0613"
     )
     headline = "overall"

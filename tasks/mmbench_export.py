@@ -11,7 +11,7 @@ Rows are sorted by index; a pass whose generation failed gets an empty predictio
 The .xlsx is written with the standard library (a minimal SpreadsheetML workbook with inline strings), so no
 openpyxl is needed:
 
-    python -m evalkit.tasks.mmbench_export RUN_DIR [-o FILE.xlsx]   # default RUN_DIR/mmbench_submission.xlsx
+    evalkit export RUN_DIR [--output FILE.xlsx]   # default RUN_DIR/mmbench_submission.xlsx
 """
 
 from __future__ import annotations
