@@ -17,6 +17,7 @@ TASKS: dict[str, str] = {
     "alpaca_eval_v1": "evalkit.tasks.alpaca_eval:AlpacaEval1",
     "mt_bench": "evalkit.tasks.mt_bench:MTBench",
     "mmhal": "evalkit.tasks.mmhal:MMHal",
+    "amber": "evalkit.tasks.amber:Amber",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
 }

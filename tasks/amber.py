@@ -1,0 +1,378 @@
+"""AMBER: LLM-free multi-dimensional hallucination benchmark (generative and yes/no discriminative).
+
+Protocol (junyangwang0410/AMBER `inference.py`; rules in `amber_protocol`, NLP backends in `amber_nlp`):
+the generative prompt is the query ("Describe this image."), the discriminative prompt is the query as is
+(the repository leaves the suffix to the user and its README asks for "Yes"/"No" answers; option
+`amber.suffix=short` appends LLaVA's "\\nAnswer the question using a single word or phrase.").
+
+Metrics, each rounded to one decimal as the script prints them: CHAIR, Cover, Hal, Cog (generative);
+accuracy, precision, recall and F1 with "No" as the positive class, F1 from the rounded precision and
+recall — overall and for existence, attribute (and its state / number / action parts) and relation; and
+the AMBER score (100 − CHAIR + F1) / 2 (AMBER paper §3), the headline. A discriminative answer counts
+only when it is exactly "Yes" or "No"; `neither` counts those that are not. `amber.answers=normalize`
+(opt-in, recorded in run.json and every row) reads a leading yes/no in any case instead; it is the
+default with `--data toy` only, whose toy model lowercases every word it writes. Intervals are
+95% bootstrap intervals resampling whole images (an image's description and questions are correlated).
+
+Task options: `amber.evaluation_type=a|g|d|de|da|dr` (the official flag: which items are asked and which
+numbers are reported; default a), `amber.nlp=auto|official|spacy|spacy:MODEL|basic` (default auto: the
+most official backend available, recorded), `amber.similarity_score` (default 0.8), `amber.answers`,
+`amber.suffix`.
+
+Backend differences, measured on 1,004 synthetic descriptions (one per official image: some of its truth
+objects, often one hallu object and one other vocabulary noun, some in the plural or capitalised), scored
+with `basic` and with `spacy:en_core_web_md` (en_core_web_lg, the official model, is not installable
+here, so `official` could not be measured): the vocabulary nouns extracted agree for 978 descriptions;
+CHAIR 20.4 vs 19.0, Cover 45.2 vs 45.4, Hal 61.1 vs 56.9, Cog 9.3 vs 9.6. With similarity switched off
+(threshold above 1) md gives 20.0 / 45.1 / 59.9 / 9.2, so most of the gap is md's coarse word vectors
+passing unrelated nouns as synonyms; the rest is tagging (spaCy tags some rare nouns and "orange" as
+non-nouns). Real descriptions, and lg against md, may differ by more.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.datafiles import read_json, sha256_file
+from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
+from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.tasks import amber_nlp
+from evalkit.tasks.amber_protocol import (
+    ANSWER_RULES,
+    DEFAULT_SIMILARITY,
+    EVALUATION_TYPES,
+    F1_EPS_EXISTENCE,
+    OFFICIAL_COUNTS,
+    AmberData,
+    amber_score,
+    generative_metrics,
+    group_of,
+    match_generative,
+    normalized_answer,
+    official_answer,
+    qa_metrics,
+    read_data,
+    row_counters,
+    selected,
+)
+from evalkit.types import GenerationConfig, Message, Request, Sample, UserError
+
+SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
+SUFFIXES = {"none": "", "short": SHORT_SUFFIX}
+OPTIONS = {
+    "evaluation_type": ("a", EVALUATION_TYPES),
+    "nlp": ("auto", None),
+    "similarity_score": (str(DEFAULT_SIMILARITY), None),
+    "answers": ("exact", ANSWER_RULES),
+    "suffix": ("none", tuple(SUFFIXES)),
+}
+IMAGE_DIR_CANDIDATES = ("image", "images")
+GENERATIVE_GENERATION = GenerationConfig(max_new_tokens=512, temperature=0.0)
+DISCRIMINATIVE_GENERATION = GenerationConfig(max_new_tokens=32, temperature=0.0)
+#: reported groups: name → (annotation groups, F1 epsilon, evaluation types that print it)
+QA_REPORTS = {
+    "": (("state", "number", "action", "existence", "relation"), 1e-4, ("a", "d")),
+    "existence/": (("existence",), F1_EPS_EXISTENCE, ("a", "d", "de")),
+    "attribute/": (("state", "number", "action"), 1e-4, ("a", "d", "da")),
+    "attribute/state/": (("state",), 1e-4, ("a", "d", "da")),
+    "attribute/number/": (("number",), 1e-4, ("a", "d", "da")),
+    "attribute/action/": (("action",), 1e-4, ("a", "d", "da")),
+    "relation/": (("relation",), 1e-4, ("a", "d", "dr")),
+}
+
+
+def parse_options(options: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in options:
+        if key.startswith("amber.") and key[6:] not in OPTIONS:
+            raise UserError(f"--task-option {key}: amber takes {', '.join('amber.' + k for k in OPTIONS)}")
+    for name, (default, allowed) in OPTIONS.items():
+        value = str(options.get(f"amber.{name}", default))
+        if allowed is not None and value not in allowed:
+            raise UserError(f"--task-option amber.{name}={value}: expected one of {', '.join(allowed)}")
+        out[name] = value
+    try:
+        out["similarity_score"] = float(out["similarity_score"])
+    except ValueError:
+        raise UserError(f"amber.similarity_score={out['similarity_score']}: not a number") from None
+    return out
+
+
+def _limited(items: list[dict[str, Any]], data: AmberData, limit: int | None) -> list[dict[str, Any]]:
+    """The first items of each dimension present, in turn, so a small limit still covers every one."""
+    if limit is None:
+        return items
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for q in items:
+        groups.setdefault(group_of(data.annotation(q["id"])["type"])[0], []).append(q)
+    per = -(-limit // len(groups)) if groups else 0
+    return [q for g in groups.values() for q in g[:per]][:limit]
+
+
+def _find_images(data: AmberData, data_dir: Path, image_dir: Path | None, names: list[str]) -> Path:
+    candidates = (
+        [image_dir]
+        if image_dir
+        else [p / c for p in dict.fromkeys((data_dir, data.root)) for c in IMAGE_DIR_CANDIDATES]
+    )
+    for c in candidates:
+        if all((c / n).is_file() for n in names):
+            return c
+    best = max(candidates, key=lambda c: sum((c / n).is_file() for n in names))
+    missing = [n for n in names if not (best / n).is_file()]
+    where = str(image_dir) if image_dir else " or ".join(str(c) for c in candidates)
+    raise UserError(
+        f"AMBER images not found: {missing[0]} (and {len(missing) - 1} more) not in {where}; the images "
+        "AMBER_1.jpg … AMBER_1004.jpg come from the Google Drive link in the AMBER README — put them in "
+        "DATA_DIR/image or pass --image-dir"
+    )
+
+
+class Amber(Task):
+    """AMBER, rule-scored: one row per query id (generative 1–1,004, discriminative 1,005–15,220 in the
+    official files). Generative rows store the extracted vocabulary nouns, which were hallucinated, which
+    truth / hallu objects were covered, and the NLP backend used (`meta.nlp`, also what `rescore` uses)."""
+
+    name = "amber"
+    version = "1"
+    description = (
+        "AMBER hallucination (generative CHAIR/Cover/Hal/Cog; yes/no existence, attribute, relation)"
+    )
+    data_needs = (
+        "--data-dir DIR: the data/ folder of github.com/junyangwang0410/AMBER (annotations.json, "
+        "relation.json, safe_words.txt, query/query_all.json) and the images AMBER_1.jpg … AMBER_1004.jpg "
+        "(Google Drive link in its README) in DIR/image (or --image-dir); --data toy builds a toy set "
+        "offline. Generative scoring uses NLTK + spaCy en_core_web_lg when installed (amber.nlp)"
+    )
+    headline = "amber_score"
+    generation = GENERATIVE_GENERATION
+    supports_toy = True
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **super().info(),
+            "generation": {
+                "generative": GENERATIVE_GENERATION.__dict__,
+                "discriminative": DISCRIMINATIVE_GENERATION.__dict__,
+            },
+        }
+
+    def request(self, sample: Sample, seed: int = 0) -> Request:
+        gen = GENERATIVE_GENERATION if sample.meta["type"] == "generative" else DISCRIMINATIVE_GENERATION
+        return Request(id=sample.id, messages=sample.messages, generation=gen, seed=seed)
+
+    # --- data -----------------------------------------------------------------------------------------------
+
+    def load(self, spec: DataSpec) -> LoadedData:
+        opts = parse_options(spec.options)
+        if spec.toy and "amber.answers" not in spec.options:
+            opts["answers"] = "normalize"  # the toy model's tokenizer lowercases: it never says "Yes"
+        if spec.toy:
+            from evalkit.tasks.amber_toy import default_toy_dir, write_amber
+
+            data_dir = write_amber(default_toy_dir(spec.seed), seed=spec.seed)
+        elif spec.data_dir is not None:
+            data_dir = Path(spec.data_dir)
+        else:
+            raise UserError(
+                "amber needs data: pass --data toy, or --data-dir DIR with the official AMBER data/"
+            )
+        data = read_data(data_dir)
+        items = [
+            q for q in data.queries if selected(data.annotation(q["id"])["type"], opts["evaluation_type"])
+        ]
+        items = _limited(items, data, spec.limit)
+        if not items:
+            raise UserError(
+                f"{data.paths['query/query_all.json']}: no items of evaluation type {opts['evaluation_type']}"
+            )
+        images = _find_images(data, data_dir, spec.image_dir, sorted({q["image"] for q in items}))
+        nlp = self._backend(opts, data, items)
+        samples = [self._sample(q, data, opts, nlp, str(images / q["image"])) for q in items]
+        info = self._info(data, opts, nlp, "toy" if spec.toy else str(data.root), spec)
+        return LoadedData(samples, {**info, "image_dir": str(images)})
+
+    def _backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
+        if not any(data.annotation(q["id"])["type"] == "generative" for q in items):
+            return None
+        backend_id = amber_nlp.resolve(opts["nlp"])
+        amber_nlp.get_backend(backend_id)  # load now: fail before any model is asked
+        return backend_id
+
+    def _sample(
+        self, q: dict[str, Any], data: AmberData, opts: dict[str, Any], nlp: str | None, image: str
+    ) -> Sample:
+        ann = data.annotation(q["id"])
+        meta: dict[str, Any] = {
+            "id": q["id"],
+            "type": ann["type"],
+            "image": q["image"],
+            "evaluation_type": opts["evaluation_type"],
+        }
+        if ann["type"] == "generative":
+            objects = list(dict.fromkeys(ann["truth"] + ann["hallu"]))
+            target: Any = {
+                "truth": ann["truth"],
+                "hallu": ann["hallu"],
+                "association": {o: data.association[o] for o in objects},
+                "vocabulary": data.vocabulary,
+                "safe_words": data.safe_words,
+            }
+            meta |= {"nlp": nlp, "similarity_score": opts["similarity_score"]}
+            text = q["query"]
+        else:
+            target = ann["truth"]
+            meta["answers"] = opts["answers"]
+            text = q["query"] + SUFFIXES[opts["suffix"]]
+        return Sample(str(q["id"]), (Message("user", text, (image,)),), target, q["image"], meta)
+
+    def _info(
+        self, data: AmberData, opts: dict[str, Any], nlp: str | None, source: str, spec: DataSpec | None
+    ) -> dict[str, Any]:
+        n = len(data.annotations)
+        n_gen = sum(a["type"] == "generative" for a in data.annotations)
+        if spec is not None and spec.toy:
+            version = f"toy world (seed {spec.seed}, {n_gen} images)"
+        elif (n, n_gen) == (OFFICIAL_COUNTS["items"], OFFICIAL_COUNTS["generative"]):
+            version = "official (15,220 items; 1,004 generative)"
+        else:
+            version = f"unknown ({n} items; {n_gen} generative)"
+        return {
+            "source": source,
+            "version": version,
+            "files": {name: sha256_file(p) for name, p in data.paths.items()},
+            "options": {k: opts[k] for k in OPTIONS},
+            "nlp": amber_nlp.get_backend(nlp).info() if nlp else None,
+        }
+
+    # --- scoring --------------------------------------------------------------------------------------------
+
+    def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        if meta["type"] == "generative":
+            backend = amber_nlp.get_backend(meta["nlp"])
+            vocabulary = frozenset(target["vocabulary"])
+            result = match_generative(
+                backend.nouns(response, vocabulary),
+                target["truth"],
+                target["hallu"],
+                target["association"],
+                vocabulary,
+                target["safe_words"],
+                backend.similarity,
+                meta["similarity_score"],
+            )
+            return {"kind": "generative", "nlp": meta["nlp"], **result}
+        exact = official_answer(response)
+        answer = exact if meta.get("answers", "exact") == "exact" else normalized_answer(response)
+        return {"kind": "discriminative", "answer": answer, "exact_answer": exact, "neither": exact is None}
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        clusters, k = cluster_index([r["cluster"] for r in rows])
+        per_row = np.stack([row_counters(r) for r in rows])
+        counts = per_cluster(per_row, clusters, k)
+        total = per_row.sum(axis=0)
+        eval_types = {r["meta"].get("evaluation_type", "a") for r in rows}
+        shown = lambda types: bool(eval_types & set(types))  # noqa: E731
+        n_gen = int(total[7])
+        disc = [r for r in rows if r["kind"] == "discriminative"]
+        out: dict[str, dict[str, Any]] = {}
+
+        def add(name: str, exact: float, stat, n: int) -> None:
+            est = bootstrap(lambda w: stat(w @ counts, False), k)
+            out[name] = _est(exact, est, n)
+
+        gen_shown = n_gen and shown(("a", "g"))
+        if gen_shown:
+            for name, value in generative_metrics(total).items():
+                add(name, value, lambda c, exact, name=name: generative_metrics(c, exact)[name], n_gen)
+        for prefix, (groups, eps, types) in QA_REPORTS.items():
+            n = sum(
+                1
+                for r in disc
+                if (group_of(r["meta"]["type"])[1] or group_of(r["meta"]["type"])[0]) in groups
+            )
+            if not n or not shown(types):
+                continue
+            for name, value in qa_metrics(total, groups, eps).items():
+                add(
+                    prefix + name,
+                    value,
+                    lambda c, exact, g=groups, e=eps, m=name: qa_metrics(c, g, e, exact)[m],
+                    n,
+                )
+        if gen_shown and "f1" in out:
+            all_groups = QA_REPORTS[""][0]
+
+            def score(c, exact):
+                return amber_score(
+                    generative_metrics(c, exact)["chair"], qa_metrics(c, all_groups, 1e-4, exact)["f1"], exact
+                )
+
+            add("amber_score", score(total, True), score, len(rows))
+        if disc:
+            out["neither"] = _count(sum(r["neither"] for r in disc), len(disc))
+            if any(r["meta"].get("answers") == "normalize" for r in disc):
+                out["unparsed"] = _count(sum(r["answer"] is None for r in disc), len(disc))
+        return out
+
+    # --- import ---------------------------------------------------------------------------------------------
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        """Score an official responses file (`[{"id": int, "response": str}]`, any subset of the ids) the
+        way `inference.py --evaluation_type a` does, with the default options."""
+        if judgments:
+            raise UserError("amber is scored by rule; --judgments does not apply")
+        if questions is not None:
+            raise UserError(
+                "amber import takes no --questions: the prompts come from DATA_DIR/query/query_all.json"
+            )
+        if data_dir is None:
+            raise UserError(
+                "amber import needs --data-dir: the official AMBER data/ folder (annotations.json, "
+                "relation.json, safe_words.txt, query/query_all.json)"
+            )
+        data = read_data(Path(data_dir))
+        records = read_json(Path(answers), list)
+        by_id = {q["id"]: q for q in data.queries}
+        seen: set[int] = set()
+        for i, rec in enumerate(records, 1):
+            if (
+                not isinstance(rec, dict)
+                or not isinstance(rec.get("id"), int)
+                or isinstance(rec.get("id"), bool)
+            ):
+                raise UserError(f"{answers}: record {i} needs an integer 'id'")
+            if not isinstance(rec.get("response"), str):
+                raise UserError(f"{answers}: record {i} (id {rec['id']}) needs a string 'response'")
+            if rec["id"] not in by_id:
+                raise UserError(f"{answers}: record {i}: id {rec['id']} is not an AMBER query id")
+            if rec["id"] in seen:
+                raise UserError(f"{answers}: id {rec['id']} answered twice")
+            seen.add(rec["id"])
+        opts = parse_options({})
+        items = [by_id[rec["id"]] for rec in records]
+        nlp = self._backend(opts, data, items)
+        pairs = [
+            Imported(self._sample(by_id[r["id"]], data, opts, nlp, by_id[r["id"]]["image"]), r["response"])
+            for r in records
+        ]
+        info = self._info(data, opts, nlp, str(data.root), None)
+        info["files"][Path(answers).name] = sha256_file(Path(answers))
+        return pairs, info
+
+
+def _est(value: float, boot: Estimate, n: int) -> dict[str, Any]:
+    def clean(x: float) -> float | None:
+        return None if math.isnan(x) else x
+
+    return {"value": value, "ci_low": clean(boot.ci_low), "ci_high": clean(boot.ci_high), "n": n}
+
+
+def _count(value: int, n: int) -> dict[str, Any]:
+    return {"value": float(value), "ci_low": None, "ci_high": None, "n": n}
