@@ -38,12 +38,20 @@ OPTIONS = {
     "file": None,
     "prompt": PROMPT_STYLES,
     "circular": ("on", "off"),
+    "matcher": ("llm", "none"),
 }
 METHODS = ("rule", "llm", "random")
 
 
 def _options(spec: DataSpec) -> dict[str, str]:
-    out = {"split": "dev", "file": "", "prompt": "llava", "circular": "on"}
+    # the toy world has no LLM matcher offline: unread passes go straight to the official random fallback
+    out = {
+        "split": "dev",
+        "file": "",
+        "prompt": "llava",
+        "circular": "on",
+        "matcher": "none" if spec.toy else "llm",
+    }
     for key, value in spec.options.items():
         task, _, name = key.partition(".")
         if task != "mmbench":
@@ -127,8 +135,9 @@ class MMBench(JudgedTask):
 
     Options (`--task-option mmbench.KEY=VALUE`): split=dev|test (the split's first file present among
     `CANDIDATES`), file=NAME|PATH, prompt=llava|vlmevalkit, circular=on|off (off: first passes only, the
-    "vanilla" protocol). On the test split answers are hidden: no matcher call, no score; `python -m
-    evalkit.tasks.mmbench_export RUN_DIR` writes the submission .xlsx."""
+    "vanilla" protocol), matcher=llm|none (none: no matcher, unread passes take the random fallback; the
+    default for --data toy, which has no LLM offline, recorded in the rows and run.json). On the test split
+    answers are hidden: no matcher call, no score; `evalkit export RUN_DIR` writes the submission .xlsx."""
 
     name = "mmbench"
     version = "1"
@@ -169,13 +178,14 @@ class MMBench(JudgedTask):
                 messages=(Message("user", prompt(p.question, p.hint, p.options), (p.image,)),),
                 target=p.answer,
                 cluster=str(p.g_index),
-                meta=_meta(p),
+                meta={**_meta(p), "matcher": opts["matcher"]},
             )
             for p in passes
         ]
         info.update(
             source="toy" if spec.toy else str(path.parent),
             prompt=opts["prompt"],
+            matcher=opts["matcher"],
             answers="hidden" if all(p.answer is None for p in passes) else "given",
         )
         return LoadedData(samples, info)
@@ -192,7 +202,9 @@ class MMBench(JudgedTask):
         """The next matcher try of every run the rules and earlier tries left unread; none on the test
         split or when the rules read the answer."""
         choices = row["meta"]["options"]
-        if row["target"] is None or can_infer(row["response"], choices) is not None:
+        if row["target"] is None or row["meta"].get("matcher") == "none":
+            return []
+        if can_infer(row["response"], choices) is not None:
             return []
         spec = self.judge_spec
         gen = GenerationConfig(max_new_tokens=spec.max_tokens, temperature=spec.temperature)

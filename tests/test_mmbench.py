@@ -379,3 +379,17 @@ def test_toy_data_is_official_schema_and_true_to_the_scenes():
             assert STYLE[obj][1] in {c for _, c in im.convert("RGB").getcolors(4096)}
         checked += 1
     assert checked == 16
+
+
+def test_toy_runs_without_a_matcher_and_real_data_with_one():
+    """The toy world has no LLM offline: an unread pass goes straight to the seeded random fallback."""
+    task = MMBench()
+    data = task.load(DataSpec(toy=True))
+    assert data.info["matcher"] == "none"
+    sample = data.samples[0]
+    row = {"id": sample.id, "response": "no idea", "target": sample.target, "meta": sample.meta}
+    assert task.judge_calls(row, [], 1) == []
+    scored = task.score_row({**row, "judge": task.judge_record(row, [], 1)})
+    assert scored["methods"] == ["random"]
+    llm = {**row, "meta": {**sample.meta, "matcher": "llm"}}
+    assert len(task.judge_calls(llm, [], 1)) == 1
