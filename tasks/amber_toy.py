@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.tasks.mmhal_toy import COLOUR
-from evalkit.toy.world import GRID, OBJECTS, Scene, render, sample_scenes
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, Scene, render, sample_scenes
 
 VERSION = 1
-META = "toy_meta.json"
 N_IMAGES = 60
 N_HALLU = 3
 RELATION = {
@@ -127,8 +124,8 @@ def build(scenes: list[Scene], seed: int) -> tuple[list[dict[str, Any]], list[di
         img = image[s.image_id]
         parts["g"].append((img, "Describe this image.", "generative", ""))
         obj = rng.choice(s.objects)
-        wrong = rng.choice([c for o, c in COLOUR.items() if c != COLOUR[obj]])
-        for colour, truth in ((COLOUR[obj], "yes"), (wrong, "no")):
+        wrong = rng.choice([c for o, c in COLOUR_NAME.items() if c != COLOUR_NAME[obj]])
+        for colour, truth in ((COLOUR_NAME[obj], "yes"), (wrong, "no")):
             parts["a"].append(
                 (img, f"Is the {obj} {colour} in this image?", "discriminative-attribute-state", truth)
             )
@@ -161,15 +158,7 @@ def build(scenes: list[Scene], seed: int) -> tuple[list[dict[str, Any]], list[di
     return annotations, queries
 
 
-def _meta_matches(root: Path, meta: dict) -> bool:
-    try:
-        old = json.loads((root / META).read_text())
-    except (OSError, ValueError):
-        return False
-    return all(old.get(k) == meta[k] for k in ("seed", "n_images", "version"))
-
-
-def _write(tmp: Path, seed: int, n_images: int, meta: dict) -> None:
+def _write(tmp: Path, seed: int, n_images: int) -> None:
     scenes = sample_scenes(n_images, seed)
     (tmp / "images").mkdir()
     for i, scene in enumerate(scenes, 1):
@@ -181,32 +170,12 @@ def _write(tmp: Path, seed: int, n_images: int, meta: dict) -> None:
     (tmp / "metrics.txt").write_text(METRICS_TXT)
     (tmp / "query").mkdir()
     (tmp / "query" / "query_all.json").write_text(json.dumps(queries, indent=1) + "\n")
-    (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def write_amber(root: Path, seed: int = 0, n_images: int = N_IMAGES) -> Path:
-    """Write the toy AMBER data into `root` unless it is already there (atomically, as the toy POPE
-    writer does: a temporary sibling renamed into place; a non-toy folder is never replaced)."""
-    root = Path(root)
+    """Write the toy AMBER data into `root` unless it is already there (same seed, n_images and version);
+    returns `root`. Atomic, and never replaces a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "n_images": n_images, "version": VERSION, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        _write(tmp, seed, n_images, meta)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(
+        root, meta, lambda tmp: _write(tmp, seed, n_images), keys=("seed", "n_images", "version")
+    )

@@ -19,32 +19,16 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.toy.world import GRID, SIZE, THEMES, Scene, cell_box, render, sample_scenes
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, GRID, SIZE, THEMES, Scene, cell_box, render, sample_scenes
 
 VERSION = 1
 N_IMAGES = 24
-META = "toy_meta.json"
-#: the colour each class is drawn in (`evalkit.toy.world.STYLE`), in words
-COLOURS = {
-    "apple": "red",
-    "cake": "pink",
-    "cup": "blue",
-    "egg": "white",
-    "dog": "brown",
-    "ball": "yellow",
-    "tree": "green",
-    "kite": "magenta",
-    "car": "cyan",
-    "bus": "orange",
-    "umbrella": "purple",
-    "clock": "grey",
-}
+COLOURS = COLOUR_NAME  # the name tests import
 #: where each grid cell (row-major) is, as a phrase that follows "is"
 POSITIONS = (
     "in the top left corner",
@@ -171,7 +155,7 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _write(tmp: Path, seed: int, meta: dict[str, Any]) -> None:
+def _write(tmp: Path, seed: int) -> None:
     scenes = sample_scenes(N_IMAGES, seed)
     rng = random.Random(f"llava-bench-toy-{seed}")
     (tmp / "images").mkdir()
@@ -199,40 +183,10 @@ def _write(tmp: Path, seed: int, meta: dict[str, Any]) -> None:
     _jsonl(tmp / "qa90_questions.jsonl", questions)
     _jsonl(tmp / "qa90_gpt4_answer.jsonl", coco_answers)
     _jsonl(tmp / "caps_boxes_coco2014_val_80.jsonl", [coco_context(s) for s in scenes])
-    (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def _meta_matches(root: Path, meta: dict[str, Any]) -> bool:
-    try:
-        return json.loads((root / META).read_text()) == meta
-    except (OSError, ValueError):
-        return False
 
 
 def write_toy(root: Path, seed: int = 0) -> Path:
-    """Write the toy data set into ``root`` unless it is already there; returns ``root``. Written into a
-    temporary sibling and renamed into place, so a reader never sees a half-written folder; an existing
-    ``root`` is replaced only if it is a toy folder (has ``toy_meta.json``) or empty."""
-    root = Path(root)
+    """Write the toy data set into ``root`` unless it is already there; returns ``root``. Atomic, and never
+    replaces a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "n_images": N_IMAGES, "version": VERSION, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        _write(tmp, seed, meta)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # another writer with the same parameters won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(root, meta, lambda tmp: _write(tmp, seed))

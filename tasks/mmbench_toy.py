@@ -20,19 +20,16 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.tasks.mmhal_toy import COLOUR, THEME_NAMES
-from evalkit.toy.world import GRID, THEMES, Scene, render, sample_scenes
+from evalkit.tasks.mmhal_toy import THEME_NAMES
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, GRID, THEMES, Scene, render, sample_scenes
 
 VERSION = 1
-META = "toy_meta.json"
 TOY_FILE = "mmbench_toy_dev.tsv"
 N_SCENES = 48
 COLUMNS = (
@@ -69,10 +66,10 @@ def _question(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str | N
         rng.shuffle(options)
         return "Which place does this scene most likely show?", None, options, _topic(scene)
     if kind == "attribute_recognition":
-        others = rng.sample(sorted(set(COLOUR.values()) - {COLOUR[obj]}), 3)
-        options = [COLOUR[obj], *others]
+        others = rng.sample(sorted(set(COLOUR_NAME.values()) - {COLOUR_NAME[obj]}), 3)
+        options = [COLOUR_NAME[obj], *others]
         rng.shuffle(options)
-        return f"What colour is the {obj}?", None, options, COLOUR[obj]
+        return f"What colour is the {obj}?", None, options, COLOUR_NAME[obj]
     if kind == "object_localization":
         right = CELLS[cell[obj]]
         options = [right, *rng.sample([c for c in CELLS if c != right], 3)]
@@ -120,13 +117,6 @@ def toy_rows(seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def _meta_matches(root: Path, meta: dict[str, Any]) -> bool:
-    try:
-        return json.loads((root / META).read_text()) == meta
-    except (OSError, ValueError):
-        return False
-
-
 def write_tsv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -136,29 +126,7 @@ def write_tsv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] =
 
 
 def write_toy_mmbench(root: Path, seed: int = 0) -> Path:
-    """Write the toy TSV into `root` unless it is there already; returns `root` (written into a temporary
-    sibling and renamed into place; an existing `root` is replaced only if it is a toy folder or empty)."""
-    root = Path(root)
+    """Write the toy TSV into `root` unless it is there already; returns `root`. Atomic, and never replaces
+    a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "version": VERSION, "n_scenes": N_SCENES, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        write_tsv(tmp / TOY_FILE, toy_rows(seed))
-        (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # lost a race to a writer of the same data: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(root, meta, lambda tmp: write_tsv(tmp / TOY_FILE, toy_rows(seed)))

@@ -18,33 +18,16 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
 from evalkit.tasks.mmhal_protocol import N_ITEMS, question_type
-from evalkit.toy.world import GRID, OBJECTS, STYLE, THEMES, Scene, render, sample_scenes
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, STYLE, THEMES, Scene, render, sample_scenes
 
 VERSION = 1
-META = "toy_meta.json"
 TEMPLATE = "response_template.json"
-#: the colour name of each class's (unique) colour in `STYLE`
-COLOUR = {
-    "apple": "red",
-    "cake": "pink",
-    "cup": "blue",
-    "egg": "white",
-    "dog": "brown",
-    "ball": "yellow",
-    "tree": "green",
-    "kite": "magenta",
-    "car": "cyan",
-    "bus": "orange",
-    "umbrella": "purple",
-    "clock": "grey",
-}
 SHAPE = {
     "circle": "circle",
     "square": "square",
@@ -79,7 +62,7 @@ def _question(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:
     cell = dict(zip(scene.objects, scene.cells, strict=True))
     obj = rng.choice(scene.objects)
     if kind == "attribute":
-        return f"What color is the {obj} in the image?", f"The {obj} in the image is {COLOUR[obj]}."
+        return f"What color is the {obj} in the image?", f"The {obj} in the image is {COLOUR_NAME[obj]}."
     if kind == "adversarial":
         absent = rng.choice([o for o in OBJECTS if o not in scene.objects])
         return (
@@ -111,7 +94,9 @@ def _question(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:
             f"The background is plain {BACKGROUND_NAME}.",
         )
     if kind == "holistic":
-        parts = [f"a {COLOUR[o]} {o} {_where(c)}" for o, c in zip(scene.objects, scene.cells, strict=True)]
+        parts = [
+            f"a {COLOUR_NAME[o]} {o} {_where(c)}" for o, c in zip(scene.objects, scene.cells, strict=True)
+        ]
         listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
         return (
             "Describe this image in detail.",
@@ -119,7 +104,10 @@ def _question(kind: str, scene: Scene, rng: random.Random) -> tuple[str, str]:
         )
     if kind == "other":
         shape = SHAPE[STYLE[obj][0]]
-        return f"What shape is the {obj} in the image?", f"The {obj} is drawn as a {COLOUR[obj]} {shape}."
+        return (
+            f"What shape is the {obj} in the image?",
+            f"The {obj} is drawn as a {COLOUR_NAME[obj]} {shape}.",
+        )
     raise ValueError(f"unknown question type {kind!r}")
 
 
@@ -146,42 +134,16 @@ def toy_records(seed: int = 0) -> tuple[list[Scene], list[dict[str, Any]]]:
     return scenes, records
 
 
-def _meta_matches(root: Path, meta: dict[str, Any]) -> bool:
-    try:
-        return json.loads((root / META).read_text()) == meta
-    except (OSError, ValueError):
-        return False
+def _write(tmp: Path, seed: int) -> None:
+    scenes, records = toy_records(seed)
+    (tmp / "images").mkdir()
+    for scene in scenes:
+        render(scene).save(tmp / "images" / f"{scene.image_id}.png")
+    (tmp / TEMPLATE).write_text(json.dumps(records, indent=1) + "\n")
 
 
 def write_toy_mmhal(root: Path, seed: int = 0) -> Path:
-    """Write the toy data into `root` unless it is there already; returns `root`. Written into a temporary
-    sibling and renamed into place, so a reader never sees half a folder; an existing `root` is replaced
-    only if it is a toy folder (has `toy_meta.json`) or empty."""
-    root = Path(root)
+    """Write the toy data into `root` unless it is there already; returns `root`. Atomic, and never
+    replaces a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "version": VERSION, "n_records": N_ITEMS, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        scenes, records = toy_records(seed)
-        (tmp / "images").mkdir()
-        for scene in scenes:
-            render(scene).save(tmp / "images" / f"{scene.image_id}.png")
-        (tmp / TEMPLATE).write_text(json.dumps(records, indent=1) + "\n")
-        (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # lost a race to a writer of the same data: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(root, meta, lambda tmp: _write(tmp, seed))

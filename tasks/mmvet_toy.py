@@ -15,32 +15,17 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from evalkit.environment import cache_root
-from evalkit.toy.world import GRID, OBJECTS, Scene, render, sample_scenes
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, Scene, render, sample_scenes
 
 VERSION = 1
-META = "toy_meta.json"
 QUESTIONS_PER_IMAGE = 2
-#: the colour each class is drawn in (`evalkit.toy.world.STYLE`), as a word
-COLOUR_NAMES = {
-    "apple": "red",
-    "cake": "pink",
-    "cup": "blue",
-    "egg": "white",
-    "dog": "brown",
-    "ball": "yellow",
-    "tree": "green",
-    "kite": "magenta",
-    "car": "cyan",
-    "bus": "orange",
-    "umbrella": "purple",
-    "clock": "grey<OR>gray",
-}
+#: `COLOUR_NAME`, except that the clock's truth accepts both spellings (an MM-Vet "<OR>" truth)
+COLOUR_NAMES = {**COLOUR_NAME, "clock": "grey<OR>gray"}
 ROWS = ("top", "middle", "bottom")
 COLUMNS = ("left", "centre", "right")
 
@@ -136,45 +121,18 @@ def build_items(scenes: list[Scene], seed: int = 0) -> dict[str, dict]:
     return items
 
 
-def _meta_matches(root: Path, meta: dict) -> bool:
-    try:
-        old = json.loads((root / META).read_text())
-    except (OSError, ValueError):
-        return False
-    return all(old.get(k) == meta[k] for k in ("seed", "n_images", "version"))
+def _write(tmp: Path, seed: int, n_images: int) -> None:
+    scenes = sample_scenes(n_images, seed)
+    (tmp / "images").mkdir()
+    for scene in scenes:
+        render(scene).save(tmp / "images" / f"{scene.image_id}.png")
+    (tmp / "mm-vet.json").write_text(json.dumps(build_items(scenes, seed), indent=4) + "\n")
 
 
 def write_mmvet(root: Path, seed: int = 0, n_images: int = 50) -> Path:
-    """Write the toy MM-Vet into ``root`` unless it is already there; returns ``root``.
-
-    Written into a temporary sibling folder and renamed into place, so a reader never sees a half-written
-    ``root``; an existing ``root`` is replaced only if it is a toy folder (has ``toy_meta.json``) or empty."""
-    root = Path(root)
+    """Write the toy MM-Vet into ``root`` unless it is already there (same seed, n_images and version);
+    returns ``root``. Atomic, and never replaces a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "n_images": n_images, "version": VERSION, "objects": OBJECTS, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        scenes = sample_scenes(n_images, seed)
-        (tmp / "images").mkdir()
-        for scene in scenes:
-            render(scene).save(tmp / "images" / f"{scene.image_id}.png")
-        items = build_items(scenes, seed)
-        (tmp / "mm-vet.json").write_text(json.dumps(items, indent=4) + "\n")
-        (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # lost a race to a writer with the same parameters: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(
+        root, meta, lambda tmp: _write(tmp, seed, n_images), keys=("seed", "n_images", "version")
+    )

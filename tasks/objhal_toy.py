@@ -20,17 +20,15 @@ import base64
 import io
 import json
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.toy.world import OBJECTS, THEMES, Scene, cell_box, render, sample_scenes
+from evalkit.toy.folders import write_once
+from evalkit.toy.world import COLOUR_NAME, OBJECTS, THEMES, Scene, cell_box, render, sample_scenes
 
 VERSION = 1
 N_IMAGES = 100
-META = "toy_meta.json"
 #: the caption prompt of the toy model's warm-up (`evalkit.toy.pretrain.CAPTION_PROMPT`)
 QUESTION = "Describe the image."
 #: class → synonyms (the line of synonyms_refine.txt after the class)
@@ -47,20 +45,6 @@ SYNONYMS = {
     "bus": ["minibus", "coach", "school bus"],
     "umbrella": ["parasol", "sunshade"],
     "clock": ["wall clock", "alarm clock"],
-}
-COLOURS = {
-    "apple": "red",
-    "cake": "pink",
-    "cup": "blue",
-    "egg": "white",
-    "dog": "brown",
-    "ball": "yellow",
-    "tree": "green",
-    "kite": "magenta",
-    "car": "cyan",
-    "bus": "orange",
-    "umbrella": "purple",
-    "clock": "grey",
 }
 THEME_NAMES = ("kitchen", "park", "street")
 
@@ -82,7 +66,7 @@ def _listing(words: list[str]) -> str:
 
 
 def captions(scene: Scene, rng: random.Random) -> list[str]:
-    plain = [f"a {COLOURS[o]} {o}" for o in scene.objects]
+    plain = [f"a {COLOUR_NAME[o]} {o}" for o in scene.objects]
     other = [rng.choice(SYNONYMS[o]) for o in scene.objects]
     return [
         f"{_listing(plain).capitalize()} on a black background.",
@@ -141,46 +125,21 @@ def _png_base64(scene: Scene) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _meta_matches(root: Path, meta: dict[str, Any]) -> bool:
-    try:
-        return json.loads((root / META).read_text()) == meta
-    except (OSError, ValueError):
-        return False
+def _write(tmp: Path, seed: int) -> None:
+    scenes, files = toy_files(seed)
+    lines = [
+        json.dumps({**q, "image": _png_base64(s)}) + "\n"
+        for q, s in zip(files["questions"], scenes, strict=True)
+    ]
+    (tmp / "obj_halbench_300_with_image.jsonl").write_text("".join(lines))
+    (tmp / "synonyms_refine.txt").write_text(synonym_text())
+    (tmp / "annotations").mkdir()
+    for kind in ("instances", "captions"):
+        (tmp / "annotations" / f"{kind}_val2014.json").write_text(json.dumps(files[kind]))
 
 
 def write_toy_objhal(root: Path, seed: int = 0) -> Path:
-    """Write the toy data into `root` unless it is there already; returns `root`. Written into a temporary
-    sibling and renamed into place; an existing `root` is replaced only if it is a toy folder or empty."""
-    root = Path(root)
+    """Write the toy data into `root` unless it is there already; returns `root`. Atomic, and never
+    replaces a non-toy folder: see `evalkit.toy.folders.write_once`."""
     meta = {"seed": seed, "version": VERSION, "n_images": N_IMAGES, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        scenes, files = toy_files(seed)
-        lines = [
-            json.dumps({**q, "image": _png_base64(s)}) + "\n"
-            for q, s in zip(files["questions"], scenes, strict=True)
-        ]
-        (tmp / "obj_halbench_300_with_image.jsonl").write_text("".join(lines))
-        (tmp / "synonyms_refine.txt").write_text(synonym_text())
-        (tmp / "annotations").mkdir()
-        for kind in ("instances", "captions"):
-            (tmp / "annotations" / f"{kind}_val2014.json").write_text(json.dumps(files[kind]))
-        (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # lost a race to a writer of the same data: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(root, meta, lambda tmp: _write(tmp, seed))

@@ -96,10 +96,13 @@ def test_dry_run_prints_judge_calls_without_loading_a_model(tmp_path):
 
 
 def test_budget_refuses_before_generating(tmp_path):
+    # the model under test is an endpoint that is never reached: the budget is checked before any request
     proc = run_cli(
         "run",
         "--model",
-        "toy",
+        "openai:candidate",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
         "--tasks",
         "mt_bench",
         "--limit",

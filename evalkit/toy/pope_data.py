@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from evalkit.environment import cache_root
+from evalkit.toy.folders import write_once
 from evalkit.toy.world import OBJECTS, render, sample_scenes
 
 VERSION = 1
 SPLITS = ("random", "popular", "adversarial")
 N_POSITIVE = 3
-META = "toy_meta.json"
 
 
 def default_toy_dir(seed: int = 0, n_images: int = 100) -> Path:
@@ -89,15 +87,7 @@ def build_questions(annotations: dict[str, list[str]], seed: int = 0) -> dict[st
     return out
 
 
-def _meta_matches(root: Path, meta: dict) -> bool:
-    try:
-        old = json.loads((root / META).read_text())
-    except (OSError, ValueError):
-        return False
-    return all(old.get(k) == meta[k] for k in ("seed", "n_images", "version"))
-
-
-def _write(tmp: Path, seed: int, n_images: int, meta: dict) -> None:
+def _write(tmp: Path, seed: int, n_images: int) -> None:
     scenes = sample_scenes(n_images, seed)
     (tmp / "images").mkdir()
     for scene in scenes:
@@ -107,36 +97,12 @@ def _write(tmp: Path, seed: int, n_images: int, meta: dict) -> None:
     for split, questions in build_questions(annotations, seed).items():
         lines = "".join(json.dumps(q) + "\n" for q in questions)
         (tmp / f"coco_pope_{split}.json").write_text(lines)
-    (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def write_pope(root: Path, seed: int = 0, n_images: int = 100) -> Path:
-    """Write the toy POPE data set into ``root`` unless it is already there; returns ``root``.
-
-    Files are written into a temporary sibling folder and renamed into place, so a reader never sees a
-    half-written ``root``. An existing ``root`` from other parameters is replaced, but only if it is a toy
-    folder (has ``toy_meta.json``) or empty; anything else is an error rather than deleted.
-    """
-    root = Path(root)
+    """Write the toy POPE data set into ``root`` unless it is already there (same seed, n_images and
+    version); returns ``root``. Atomic, and never replaces a non-toy folder: see `write_once`."""
     meta = {"seed": seed, "n_images": n_images, "version": VERSION, "objects": OBJECTS, "generator": __name__}
-    if _meta_matches(root, meta):
-        return root
-    if root.exists() and any(root.iterdir()) and not (root / META).exists():
-        raise FileExistsError(f"{root} exists and is not a toy data folder; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        tmp.chmod(0o755)
-        _write(tmp, seed, n_images, meta)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            root.rename(old / "x")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            tmp.rename(root)
-        except OSError:
-            if not _meta_matches(root, meta):  # lost a race to a writer with the same parameters: fine
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return write_once(
+        root, meta, lambda tmp: _write(tmp, seed, n_images), keys=("seed", "n_images", "version")
+    )

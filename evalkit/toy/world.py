@@ -37,6 +37,21 @@ STYLE: dict[str, tuple[str, tuple[int, int, int]]] = {
     "clock": ("plus", (128, 128, 128)),  # grey
 }
 OBJECTS: list[str] = list(STYLE)
+#: the colour of each class in `STYLE`, as a word (in `STYLE` order)
+COLOUR_NAME: dict[str, str] = {
+    "apple": "red",
+    "cake": "pink",
+    "cup": "blue",
+    "egg": "white",
+    "dog": "brown",
+    "ball": "yellow",
+    "tree": "green",
+    "kite": "magenta",
+    "car": "cyan",
+    "bus": "orange",
+    "umbrella": "purple",
+    "clock": "grey",
+}
 
 # Themes: (theme weight, {class: weight within the theme}). Unequal weights at both levels make some classes
 # globally frequent (popular split) and tie classes to their theme-mates (adversarial split).
