@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from evalkit.datafiles import require_fields
+from evalkit.datafiles import jsonl_records, require_fields
 from evalkit.types import UserError
 
 T = TypeVar("T")
@@ -249,18 +249,7 @@ def read_records(path: Path) -> list[tuple[int, dict]]:
         raise UserError(f"{path}: not a UTF-8 JSON / JSON-lines file") from None
     if text.lstrip().startswith("["):
         return _json_list(path, text)
-    records = []
-    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 may sit inside a string
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        records.append((lineno, row))
-    return records
+    return jsonl_records(path, text)
 
 
 def _json_list(path: Path, text: str) -> list[tuple[int, dict]]:
