@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[hf,lc,dev]"
+	$(BIN)/python -m pip install -q -e ".[hf,lc,train,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -85,7 +85,7 @@ class HFBackend(Backend):
                 "image-text-to-text model nor a causal LM"
             )
 
-        self.chat_template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        self.chat_template = chat_template_of(self.processor, self.tokenizer)
         if not self.chat_template:
             raise UserError(
                 f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
@@ -155,18 +155,7 @@ class HFBackend(Backend):
         return [r for r in responses if r is not None]
 
     def _render(self, messages: tuple[Message, ...]) -> str:
-        if self.processor is None:
-            conv = [{"role": m.role, "content": m.text} for m in messages]
-            return self.tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-        conv = []
-        for m in messages:
-            parts: list[dict[str, str]] = [{"type": "image"} for _ in m.images]
-            if m.text or not parts:
-                parts.append({"type": "text", "text": m.text})
-            conv.append({"role": m.role, "content": parts})
-        return self.processor.apply_chat_template(
-            conv, add_generation_prompt=True, tokenize=False, chat_template=self.chat_template
-        )
+        return render_prompt(messages, self.processor, self.tokenizer, self.chat_template)
 
     def _generate_rows(
         self, rows: list[tuple[int, str, list[Any]]], requests: list[Request]
@@ -177,11 +166,8 @@ class HFBackend(Backend):
 
         texts = [text for _, text, _ in rows]
         images = [img for _, _, imgs in rows for img in imgs]
+        add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer)
         if self.processor is not None:
-            # As the processor's own apply_chat_template: add BOS unless the template already wrote it
-            # (LLaVA-1.5's template does not, and the official model was evaluated with BOS).
-            bos = self.tokenizer.bos_token
-            add_special = not (bos is not None and texts[0].startswith(bos))
             enc = self.processor(
                 text=texts,
                 images=images or None,
@@ -190,7 +176,7 @@ class HFBackend(Backend):
                 add_special_tokens=add_special,
             )
         else:
-            enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+            enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=add_special)
         inputs = {
             k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
             for k, v in enc.items()
@@ -270,6 +256,44 @@ class HFBackend(Backend):
             "eos_token_ids": self.eos_ids,
             "latency": "batch wall time / generated requests",
         }
+
+
+# ---- prompt rendering, shared with the trainer (evalkit.training.batching) ----------------------------
+
+
+def chat_template_of(processor: Any, tokenizer: Any) -> str | None:
+    """The chat template prompts are rendered with: the processor's, else the tokenizer's."""
+    return getattr(processor, "chat_template", None) or tokenizer.chat_template
+
+
+def render_prompt(messages: tuple[Message, ...], processor: Any, tokenizer: Any, chat_template: str) -> str:
+    """The prompt text for `messages` with the checkpoint's chat template and the generation prompt, as
+    the model is asked at evaluation: each message's images become `{"type": "image"}` parts before its
+    text (only their number matters here). `processor` is None for a text-only causal LM."""
+    if processor is None:
+        conv = [{"role": m.role, "content": m.text} for m in messages]
+        return tokenizer.apply_chat_template(
+            conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
+        )
+    conv = []
+    for m in messages:
+        parts: list[dict[str, str]] = [{"type": "image"} for _ in m.images]
+        if m.text or not parts:
+            parts.append({"type": "text", "text": m.text})
+        conv.append({"role": m.role, "content": parts})
+    return processor.apply_chat_template(
+        conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
+    )
+
+
+def prompt_add_special_tokens(prompt: str, processor: Any, tokenizer: Any) -> bool:
+    """`add_special_tokens` for encoding a rendered prompt. With a processor: as the processor's own
+    apply_chat_template, add BOS unless the template already wrote it (LLaVA-1.5's template does not, and
+    the official model was evaluated with BOS). A text-only tokenizer's template writes its own specials."""
+    if processor is None:
+        return False
+    bos = tokenizer.bos_token
+    return not (bos is not None and prompt.startswith(bos))
 
 
 #: one generated row: (text, prompt tokens, completion tokens, `Response.logprobs` or None)

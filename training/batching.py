@@ -1,0 +1,256 @@
+"""Turning training examples into model inputs with exactly the prompt evaluation sends.
+
+The prompt is rendered and encoded by the functions `evalkit run` itself uses (`evalkit.models.hf.
+render_prompt` / `prompt_add_special_tokens`): one user turn (its images first, then the text) and the
+generation prompt, BOS as the backend adds it. The answer follows as the tokens the model has to generate:
+`tokenizer(answer, add_special_tokens=False)` then EOS (the tokenizer's, or `eos_token_id`), which is
+where generation stops at evaluation. `answer_mask` marks exactly those tokens; nothing else is scored.
+
+Layout of a batch (the layout of TRL's vision preference collator): prompts left-padded to the longest
+prompt, answers right-padded to the longest answer, so every row reads `[pad…, prompt, answer, pad…]` and
+all answers start in the same column. Position ids come from the attention mask (`cumsum - 1`), so
+padding on either side changes nothing but float rounding (tests/test_dpo.py checks an example alone vs
+padded in a batch). Because answers start late, `sequence_logps` asks the model for only the logits it
+scores (`logits_to_keep`), never for the image and prompt positions.
+
+Truncation: only the answer is ever cut (keeping its start; a cut answer loses its EOS and its row is
+flagged in `truncated`). A prompt whose text and image tokens leave no room for one answer token under
+`max_length` is an error, never silently cut: cutting image tokens desynchronises them from
+`pixel_values` (TRL #5881, LLaMA-Factory #6911).
+
+Processor outputs other than ids and mask are carried in `extras`: per-token tensors (shaped like the
+prompt's input_ids, e.g. `token_type_ids`) are extended with zeros over the answer and padded with zeros;
+per-image tensors (`pixel_values`, `image_sizes`, `image_grid_thw`, …) are concatenated along dim 0 in row
+order (trailing dims zero-padded to a common shape when they differ), which is the order the model meets
+the image tokens in. A preference pair's prompt is processed once and used for both of its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from evalkit.images import load_image
+from evalkit.models.hf import chat_template_of, prompt_add_special_tokens, render_prompt
+from evalkit.types import Message
+
+IGNORE_INDEX = -100
+_IDS_KEYS = ("input_ids", "attention_mask")
+
+
+@dataclass
+class Batch:
+    """Padded rows `[pad…, prompt (with image tokens), answer (+EOS), pad…]`."""
+
+    input_ids: Any  # LongTensor [N, T]
+    attention_mask: Any  # LongTensor [N, T]
+    position_ids: Any  # LongTensor [N, T], attention_mask.cumsum(-1) - 1 (0 on left padding)
+    answer_mask: Any  # BoolTensor [N, T]: the answer tokens (and EOS) whose log-probs are scored
+    extras: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_sizes, token_type_ids, ...
+    ids: list[str | None] = field(default_factory=list)  # per row
+    prompt_lengths: list[int] = field(default_factory=list)  # per row, image tokens included
+    truncated: list[bool] = field(default_factory=list)  # per row: the answer was cut at max_length
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def labels(self):
+        """`input_ids` on answer tokens, IGNORE_INDEX elsewhere (each token at its own position; a causal
+        LM scores token t from the logits at t - 1, which is how transformers' own loss reads labels)."""
+        return self.input_ids.masked_fill(~self.answer_mask, IGNORE_INDEX)
+
+    @property
+    def answer_lengths(self):
+        return self.answer_mask.sum(-1)
+
+    def model_inputs(self) -> dict[str, Any]:
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+            **self.extras,
+        }
+
+    def to(self, device: Any = None, dtype: Any = None):
+        """A copy on `device`; floating extras (pixel values) also cast to `dtype` when given."""
+
+        def move(v):
+            if dtype is not None and v.is_floating_point():
+                return v.to(device=device, dtype=dtype)
+            return v.to(device)
+
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            position_ids=self.position_ids.to(device),
+            answer_mask=self.answer_mask.to(device),
+            extras={k: move(v) for k, v in self.extras.items()},
+        )
+
+
+@dataclass
+class PairBatch(Batch):
+    """B preference pairs as 2B rows: chosen answers of pairs 0..B-1, then their rejected answers."""
+
+    n_pairs: int = 0
+
+    @property
+    def pair_ids(self) -> list[str | None]:
+        return self.ids[: self.n_pairs]
+
+
+@dataclass
+class _Prompt:
+    ids: list[int]
+    extras: dict[str, Any]  # processor outputs for this prompt, batch dim 1
+
+
+class Encoder:
+    """Encodes examples for one checkpoint: `Encoder(processor)` for an image-text-to-text model,
+    `Encoder(tokenizer)` for a text-only causal LM (images are then an error).
+
+    Examples are anything with `.prompt` and `.image` (a path, a PIL image, a list of them, or None) and
+    `.chosen` / `.rejected` (pairs) or `.response` (SFT); `.id` is used when present.
+    """
+
+    def __init__(
+        self,
+        processor_or_tokenizer: Any,
+        *,
+        max_length: int | None = None,
+        chat_template: str | None = None,
+        eos_token_id: int | None = None,
+    ) -> None:
+        if hasattr(processor_or_tokenizer, "tokenizer") and hasattr(
+            processor_or_tokenizer, "image_processor"
+        ):
+            self.processor, self.tokenizer = processor_or_tokenizer, processor_or_tokenizer.tokenizer
+        else:
+            self.processor, self.tokenizer = None, processor_or_tokenizer
+        self.chat_template = chat_template or chat_template_of(self.processor, self.tokenizer)
+        if not self.chat_template:
+            raise ValueError("the checkpoint has no chat template; evaluation renders prompts only with it")
+        self.max_length = max_length
+        self.eos_token_id = self.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
+        if self.eos_token_id is None:
+            raise ValueError("the tokenizer has no EOS token; pass eos_token_id")
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = self.eos_token_id if pad is None else pad  # padding is masked out anyway
+
+    # ---- public -----------------------------------------------------------------------------------
+
+    def render(self, prompt: str, n_images: int) -> str:
+        """The prompt text exactly as `evalkit run` renders a one-turn request with `n_images` images."""
+        message = Message("user", prompt, tuple(f"<image {i}>" for i in range(n_images)))
+        return render_prompt((message,), self.processor, self.tokenizer, self.chat_template)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """The tokens the model must generate for `answer`: its tokens, then EOS."""
+        return [*self.tokenizer(answer, add_special_tokens=False)["input_ids"], self.eos_token_id]
+
+    def encode_prompt(self, prompt: str, image: Any = None) -> _Prompt:
+        images = _load_images(image)
+        text = self.render(prompt, len(images))
+        add_special = prompt_add_special_tokens(text, self.processor, self.tokenizer)
+        if self.processor is None:
+            if images:
+                raise ValueError("the checkpoint is a text-only model but the example has images")
+            enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=add_special)
+        else:
+            enc = self.processor(
+                text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
+            )
+        ids = enc["input_ids"][0].tolist()
+        if self.max_length is not None and len(ids) >= self.max_length:
+            raise ValueError(
+                f"prompt of {len(ids)} tokens (image tokens included) leaves no room for an answer under "
+                f"max_length={self.max_length}; image and prompt tokens are never truncated"
+            )
+        extras = {k: v for k, v in enc.items() if k not in _IDS_KEYS and hasattr(v, "shape")}
+        return _Prompt(ids, extras)
+
+    def encode_sft(self, examples: Sequence[Any]) -> Batch:
+        rows = [
+            (self.encode_prompt(ex.prompt, ex.image), ex.response, getattr(ex, "id", None)) for ex in examples
+        ]
+        return self._collate(rows)
+
+    def encode_pairs(self, pairs: Sequence[Any]) -> PairBatch:
+        """One batch of 2B rows (chosen then rejected) so one forward pass scores both answers."""
+        prompts = [self.encode_prompt(p.prompt, p.image) for p in pairs]
+        ids = [getattr(p, "id", None) for p in pairs]
+        rows = [(q, p.chosen, i) for q, p, i in zip(prompts, pairs, ids, strict=True)]
+        rows += [(q, p.rejected, i) for q, p, i in zip(prompts, pairs, ids, strict=True)]
+        batch = self._collate(rows)
+        return PairBatch(**{f: getattr(batch, f) for f in batch.__dataclass_fields__}, n_pairs=len(pairs))
+
+    # ---- collation --------------------------------------------------------------------------------
+
+    def _collate(self, rows: list[tuple[_Prompt, str, str | None]]) -> Batch:
+        import torch
+
+        if not rows:
+            raise ValueError("no examples to encode")
+        answers, truncated = [], []
+        for prompt, answer, _ in rows:
+            ids = self.answer_ids(answer)
+            room = None if self.max_length is None else self.max_length - len(prompt.ids)
+            truncated.append(room is not None and len(ids) > room)
+            answers.append(ids[:room])
+        p_len = max(len(p.ids) for p, _, _ in rows)
+        a_len = max(len(a) for a in answers)
+        n, t = len(rows), p_len + a_len
+        input_ids = torch.full((n, t), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((n, t), dtype=torch.long)
+        answer_mask = torch.zeros((n, t), dtype=torch.bool)
+        token_extras: dict[str, Any] = {}
+        image_extras: dict[str, list[Any]] = {}
+        for r, ((prompt, _, _), answer) in enumerate(zip(rows, answers, strict=True)):
+            start, end = p_len - len(prompt.ids), p_len + len(answer)
+            input_ids[r, start:end] = torch.tensor(prompt.ids + answer, dtype=torch.long)
+            attention[r, start:end] = 1
+            answer_mask[r, p_len:end] = True
+            for key, value in prompt.extras.items():
+                if tuple(value.shape) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
+                    if key not in token_extras:
+                        token_extras[key] = torch.zeros((n, t), dtype=value.dtype)
+                    token_extras[key][r, start:p_len] = value[0]
+                else:
+                    image_extras.setdefault(key, []).append(value)
+        extras = {**token_extras, **{k: _cat_padded(v) for k, v in image_extras.items()}}
+        return Batch(
+            input_ids=input_ids,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            answer_mask=answer_mask,
+            extras=extras,
+            ids=[i for _, _, i in rows],
+            prompt_lengths=[len(p.ids) for p, _, _ in rows],
+            truncated=truncated,
+        )
+
+
+def _load_images(image: Any) -> list[Any]:
+    if image is None:
+        return []
+    items = list(image) if isinstance(image, list | tuple) else [image]
+    return [load_image(x) if isinstance(x, str | Path) else x for x in items]
+
+
+def _cat_padded(tensors: list[Any]):
+    """Concatenate along dim 0, zero-padding trailing dims to the largest shape (AnyRes patch counts)."""
+    import torch
+
+    shape = [max(s) for s in zip(*(t.shape[1:] for t in tensors), strict=True)]
+    padded = []
+    for t in tensors:
+        if list(t.shape[1:]) != shape:
+            out = torch.zeros((t.shape[0], *shape), dtype=t.dtype)
+            out[(slice(None), *(slice(0, s) for s in t.shape[1:]))] = t
+            t = out
+        padded.append(t)
+    return torch.cat(padded, dim=0)
