@@ -293,6 +293,84 @@ def export(
     out.print(f"wrote {path}: {n} rows{note}")
 
 
+@app.command()
+def train(
+    method: Annotated[
+        str, typer.Option(help="sft or dpo (planned: rs, steerlm, online-dpo, mixed-dpo, bdhs).")
+    ],
+    model: Annotated[str, typer.Option(help="Base checkpoint path or hub id, or 'toy'.")],
+    data: Annotated[str, typer.Option(help="Training data: JSONL / JSON file or cached hub dataset id.")],
+    output: Annotated[Path, typer.Option(help="Checkpoint folder to write (re-run to resume).")],
+    format: Annotated[
+        str, typer.Option(help="Data format (default: detected from the first record).")
+    ] = "auto",
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate [default: dpo 5e-5, sft 4e-4].")
+    ] = None,
+    beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
+    loss: Annotated[str, typer.Option(help="DPO loss: sigmoid or ipo.")] = "sigmoid",
+    batch_size: Annotated[int, typer.Option(help="Examples (DPO: pairs) per micro-batch.")] = 8,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank); 0 = full fine-tuning.")] = 128,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="DPO reference: frozen, adapter-off or cached [default: adapter-off with LoRA]."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
+    max_length: Annotated[int | None, typer.Option(help="Cut answers to fit this many tokens.")] = None,
+    save_every: Annotated[int, typer.Option(help="Steps between resume checkpoints (0: never).")] = 50,
+    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup.")] = 0.03,
+    train_vision: Annotated[
+        bool, typer.Option(help="Full fine-tuning: also train the vision tower.")
+    ] = False,
+    merge: Annotated[bool, typer.Option(help="LoRA: merge the adapter into the saved weights.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Start over even if OUTPUT holds a run.")] = False,
+) -> None:
+    """Align a model (SFT or DPO) and save a checkpoint that `evalkit run --model OUTPUT` loads."""
+    from evalkit.training.config import TrainConfig
+
+    try:
+        config = TrainConfig(
+            method=method,
+            model=model,
+            data=data,
+            output=str(output),
+            format=format,
+            max_steps=max_steps,
+            epochs=epochs,
+            lr=lr,
+            beta=beta,
+            loss=loss,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lora_rank=lora_rank,
+            reference=reference,
+            seed=seed,
+            max_length=max_length,
+            save_every=save_every,
+            warmup_ratio=warmup_ratio,
+            train_vision=train_vision,
+            merge=merge,
+            device=device,
+            progress=sys.stderr.isatty(),
+            overwrite=overwrite,
+        )
+        from evalkit.training.trainer import train as run_training
+
+        result = run_training(config)
+    except UserError as exc:
+        fail(str(exc), 2)
+    except KeyboardInterrupt:
+        fail("interrupted; re-run the same command to resume from the last saved step", 130)
+    last = result.log[-1] if result.log else {}
+    out.print(
+        f"trained {result.steps} steps; final loss {last.get('loss', float('nan')):.4f}; saved {output}"
+    )
+
+
 @app.command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the tasks, their versions, headline metrics and the data each needs."""
