@@ -111,7 +111,7 @@ def run(
         int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")
     ] = None,
     output: Annotated[
-        Path | None, typer.Option(help="Run folder [default: results/<model>-<config hash>].")
+        Path | None, typer.Option(help="Run folder (default: results/<model>-<config hash>).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for data sampling and generation.")] = 0,
     task_option: Annotated[
@@ -140,14 +140,14 @@ def run(
         ),
     ] = None,
     judge_base_url: Annotated[
-        str | None, typer.Option(help="Endpoint of the judge [default: OpenAI's].")
+        str | None, typer.Option(help="Endpoint of the judge (default: OpenAI's).")
     ] = None,
     judge_api_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the judge's API key.")
     ] = "OPENAI_API_KEY",
     judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 16,
     judge_runs: Annotated[
-        int | None, typer.Option(help="Independent judge runs per answer [default: the task's official].")
+        int | None, typer.Option(help="Independent judge runs per answer (default: the task's official).")
     ] = None,
     judge_budget_usd: Annotated[
         float | None,
@@ -279,7 +279,7 @@ def rescore(
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder holding samples/mmbench.jsonl.")],
     output: Annotated[
-        Path | None, typer.Option(help="The .xlsx to write [default: RUN_DIR/mmbench_submission.xlsx].")
+        Path | None, typer.Option(help="The .xlsx to write (default: RUN_DIR/mmbench_submission.xlsx).")
     ] = None,
 ) -> None:
     """Write a run's MMBench test-split answers in the official submission format (.xlsx)."""
@@ -295,19 +295,51 @@ def export(
 
 @app.command()
 def train(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CONFIG",
+            help="YAML or JSON file of settings (keys: the option names with underscores, e.g. max_steps); "
+            "flags override it; its relative paths are relative to its folder.",
+            show_default=False,
+        ),
+    ] = None,
     method: Annotated[
-        str, typer.Option(help="sft or dpo (planned: rs, steerlm, online-dpo, mixed-dpo, bdhs).")
-    ],
-    model: Annotated[str, typer.Option(help="Base checkpoint path or hub id, or 'toy'.")],
-    data: Annotated[str, typer.Option(help="Training data: JSONL / JSON file or cached hub dataset id.")],
-    output: Annotated[Path, typer.Option(help="Checkpoint folder to write (re-run to resume).")],
+        str | None,
+        typer.Option(
+            help="sft or dpo (planned: rs, steerlm, online-dpo, mixed-dpo, bdhs); "
+            "required here or in CONFIG.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Base checkpoint path or hub id, or 'toy'; required here or in CONFIG.", show_default=False
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Training data: JSONL / JSON file or cached hub dataset id; required here or in CONFIG.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder to write (re-run to resume); required here or in CONFIG.",
+            show_default=False,
+        ),
+    ] = None,
     format: Annotated[
         str, typer.Option(help="Data format (default: detected from the first record).")
     ] = "auto",
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
     lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate [default: dpo 5e-5, sft 4e-4].")
+        float | None, typer.Option(help="Peak learning rate (default: dpo 5e-5, sft 4e-4).")
     ] = None,
     beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
     loss: Annotated[str, typer.Option(help="DPO loss: sigmoid or ipo.")] = "sigmoid",
@@ -316,7 +348,7 @@ def train(
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank); 0 = full fine-tuning.")] = 128,
     reference: Annotated[
         str | None,
-        typer.Option(help="DPO reference: frozen, adapter-off or cached [default: adapter-off with LoRA]."),
+        typer.Option(help="DPO reference: frozen, adapter-off or cached (default: adapter-off with LoRA)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
     max_length: Annotated[int | None, typer.Option(help="Cut answers to fit this many tokens.")] = None,
@@ -329,35 +361,25 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Start over even if OUTPUT holds a run.")] = False,
 ) -> None:
-    """Align a model (SFT or DPO) and save a checkpoint that `evalkit run --model OUTPUT` loads."""
-    from evalkit.training.config import TrainConfig
+    """Align a model (SFT or DPO) and save a checkpoint that `evalkit run --model OUTPUT` loads.
 
+    Settings come from the flags, or from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are
+    the option names with underscores, e.g. `method: dpo`, `max_steps: 200`, `lora_rank: 64`; flags given
+    on the command line override the file, and the file's relative paths (data, output, model when it is a
+    path) are relative to the file's folder. Example: evalkit train dpo.yaml --lr 1e-5
+    """
+    from evalkit.training.config import config_from
+
+    # the flags typed on the command line (typer vendors click, so its ParameterSource is compared by name)
+    given = {
+        name: value
+        for name, value in ctx.params.items()
+        if name != "config_file" and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
+    if given.get("output") is not None:
+        given["output"] = str(given["output"])
     try:
-        config = TrainConfig(
-            method=method,
-            model=model,
-            data=data,
-            output=str(output),
-            format=format,
-            max_steps=max_steps,
-            epochs=epochs,
-            lr=lr,
-            beta=beta,
-            loss=loss,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            lora_rank=lora_rank,
-            reference=reference,
-            seed=seed,
-            max_length=max_length,
-            save_every=save_every,
-            warmup_ratio=warmup_ratio,
-            train_vision=train_vision,
-            merge=merge,
-            device=device,
-            progress=sys.stderr.isatty(),
-            overwrite=overwrite,
-        )
+        config = config_from(config_file, given, defaults={"progress": sys.stderr.isatty()})
         from evalkit.training.trainer import train as run_training
 
         result = run_training(config)
@@ -365,6 +387,7 @@ def train(
         fail(str(exc), 2)
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume from the last saved step", 130)
+    output = config.output
     last = result.log[-1] if result.log else {}
     out.print(
         f"trained {result.steps} steps; final loss {last.get('loss', float('nan')):.4f}; saved {output}"
