@@ -15,6 +15,12 @@ up as a failed run with a message rather than a lost batch. Loading problems rai
 
 `latency_s` is the wall time of the whole call divided by the number of requests that were generated.
 
+LoRA adapters (`evalkit train --no-merge`): a folder holding `adapter_config.json` is a peft adapter. Its
+`base_model_name_or_path` is loaded like any model (local folder or hub id), the adapter is applied with
+peft and merged (`merge_and_unload`) for inference. The processor / tokenizer / chat template come from the
+adapter folder when saved there, else from the base. The fingerprint is the base's plus an `adapter` entry
+hashing the adapter's config and weights.
+
 Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs` in OpenAI's shape, one
 entry per counted completion token, from log_softmax of the logits at each step before any logits
 processor runs (the model's own distribution: temperature, top-p and the per-row sampler do not change it).
@@ -53,7 +59,17 @@ class HFBackend(Backend):
         from transformers.models.auto import modeling_auto
 
         self.options = options = options or BackendOptions()
-        self.source, self.local_dir = _resolve_source(model_path_or_hub_id)
+        self.adapter_dir, base = _resolve_adapter(model_path_or_hub_id)
+        if self.adapter_dir is None:
+            self.source, self.local_dir = _resolve_source(model_path_or_hub_id)
+        else:
+            try:
+                self.source, self.local_dir = _resolve_source(base)
+            except UserError as exc:
+                msg = f"LoRA adapter {model_path_or_hub_id!r}: cannot load its base: {exc}"
+                raise UserError(msg) from None
+        # the processor / tokenizer (and its chat template): the adapter's when saved with it
+        text_source = self.source
         self.device = _resolve_device(options.device, torch)
         dtype = _resolve_dtype(options.dtype, self.device, torch)
         remote = {"trust_remote_code": options.trust_remote_code}
@@ -66,8 +82,10 @@ class HFBackend(Backend):
             "AutoModelForImageTextToText" in auto_map
         ):
             self.kind, model_cls = "image-text-to-text", transformers.AutoModelForImageTextToText
+            if _has_any(self.adapter_dir, "processor_config.json", "preprocessor_config.json"):
+                text_source = str(self.adapter_dir)
             self.processor = _user_errors(
-                self.source, lambda: transformers.AutoProcessor.from_pretrained(self.source, **remote)
+                text_source, lambda: transformers.AutoProcessor.from_pretrained(text_source, **remote)
             )
             self.tokenizer = self.processor.tokenizer
         elif (
@@ -76,8 +94,10 @@ class HFBackend(Backend):
         ):
             self.kind, model_cls = "causal-lm", transformers.AutoModelForCausalLM
             self.processor = None
+            if _has_any(self.adapter_dir, "tokenizer_config.json"):
+                text_source = str(self.adapter_dir)
             self.tokenizer = _user_errors(
-                self.source, lambda: transformers.AutoTokenizer.from_pretrained(self.source, **remote)
+                text_source, lambda: transformers.AutoTokenizer.from_pretrained(text_source, **remote)
             )
         else:
             raise UserError(
@@ -104,6 +124,8 @@ class HFBackend(Backend):
             load_kwargs["use_safetensors"] = True
         transformers.utils.logging.disable_progress_bar()  # evalkit draws its own progress
         self.model = _user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
+        if self.adapter_dir is not None:
+            self.model = _merge_adapter(self.model, self.adapter_dir)
         self.model.to(self.device).eval()
 
         # Keep only the token ids of the checkpoint's generation config (see the module docstring).
@@ -242,6 +264,12 @@ class HFBackend(Backend):
                 "config_sha256": config_sha,
                 "weights_sha256": _weights_sha256(folder) if folder else None,
             }
+            if self.adapter_dir is not None:  # only then, so plain checkpoints keep their run folders
+                self._fingerprint["adapter"] = {
+                    "path": str(self.adapter_dir),
+                    "config_sha256": _sha256_file(self.adapter_dir / "adapter_config.json"),
+                    "weights_sha256": _weights_sha256(self.adapter_dir),
+                }
         return dict(self._fingerprint)
 
     def info(self) -> dict[str, Any]:
@@ -395,6 +423,43 @@ def _resolve_source(given: str) -> tuple[str, Path | None]:
     if given.startswith(("/", ".", "~")) or not _HUB_ID_RE.fullmatch(given):
         raise UserError(f"model path {given!r} does not exist; {expected}")
     return given, None
+
+
+def _resolve_adapter(given: str) -> tuple[Path | None, str]:
+    """(adapter folder, its base model as recorded by peft) when `given` is a folder with
+    adapter_config.json, else (None, "")."""
+    path = Path(given).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        return None, ""
+    try:
+        config = json.loads((path / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"LoRA adapter {given!r}: unreadable adapter_config.json ({exc})") from None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(base, str) or not base:
+        raise UserError(f"LoRA adapter {given!r}: adapter_config.json names no base_model_name_or_path")
+    return path.resolve(), base
+
+
+def _has_any(folder: Path | None, *names: str) -> bool:
+    return folder is not None and any((folder / n).is_file() for n in names)
+
+
+def _merge_adapter(model, adapter_dir: Path):
+    """The base `model` with the peft adapter in `adapter_dir` applied and merged into its weights."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UserError(
+            f"model {str(adapter_dir)!r} is a LoRA adapter, which needs peft: pip install 'evalkit[train]'"
+        ) from None
+    import warnings
+
+    with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
+        warnings.simplefilter("ignore", FutureWarning)
+        return _user_errors(
+            str(adapter_dir), lambda: PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        )
 
 
 def _user_errors(source: str, load):
