@@ -165,8 +165,10 @@ def run(
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
-    Judged tasks (mt_bench, alpaca_eval, mmvet, llava_bench, mmhal) are then judged; judge answers are
-    cached in $EVALKIT_CACHE/judge_cache.sqlite, so re-running a finished run makes no judge call."""
+    Judged tasks (mt_bench, alpaca_eval, mmvet, llava_bench, mmhal; objhal and mmbench where their
+    protocol asks a model) are then judged; judge answers are
+    cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
+    makes no judge call."""
     from evalkit.judge_settings import JudgeSettings
     from evalkit.models.base import BackendOptions
     from evalkit.runner import RunFailed, evaluate, plan_judging

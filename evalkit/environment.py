@@ -27,3 +27,10 @@ def cache_root() -> Path:
     """Models, toy data, weight digests and the judge cache: `$EVALKIT_CACHE`, else `~/.cache/evalkit`
     (read when called, never at import time)."""
     return Path(os.environ.get("EVALKIT_CACHE", Path.home() / ".cache" / "evalkit"))
+
+
+def judge_cache_path() -> Path:
+    """The judge cache: `$EVALKIT_JUDGE_CACHE`, else `judge_cache.sqlite` in `cache_root()` (read when
+    called)."""
+    override = os.environ.get("EVALKIT_JUDGE_CACHE")
+    return Path(override) if override else cache_root() / "judge_cache.sqlite"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
+from evalkit.environment import judge_cache_path
 from evalkit.judge import Judge
 from evalkit.judge_cache import JudgeCache
 from evalkit.judging import needs_judging, task_judge
@@ -34,7 +34,7 @@ class JudgeSettings:
     max_retries: int = 6
     runs: int | None = None
     budget_usd: float | None = None
-    #: SQLite judge cache [default: $EVALKIT_CACHE/judge_cache.sqlite]
+    #: SQLite judge cache (default: `environment.judge_cache_path()`)
     cache_path: Path | None = None
 
     def options(self) -> BackendOptions:
@@ -58,7 +58,7 @@ class JudgeSet:
             raise UserError("--judge-budget-usd must not be negative")
         if not judged:
             return cls({}, settings, None)
-        cache = JudgeCache(settings.cache_path or cache_root() / "judge_cache.sqlite")
+        cache = JudgeCache(settings.cache_path or judge_cache_path())
         judges: dict[str, Judge] = {}
         try:
             options = settings.options()

@@ -21,3 +21,6 @@ def _cache(tmp_path_factory, monkeypatch):
     """Every test writes toy data and models into one session-wide temp cache, never into ~/.cache."""
     root = tmp_path_factory.getbasetemp() / "evalkit-cache"
     monkeypatch.setenv("EVALKIT_CACHE", str(root))
+    # judge answers are per test: test servers get OS-chosen ports, and a port reused by a later test
+    # would otherwise find an earlier test's answers for "the same" endpoint
+    monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path_factory.mktemp("judge") / "judge_cache.sqlite"))

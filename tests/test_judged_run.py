@@ -155,12 +155,12 @@ def test_judged_run_stores_the_protocol_and_scores_it(tmp_path):
 
 def test_faults_do_not_change_the_judgments_and_a_rerun_makes_no_request(tmp_path, monkeypatch):
     with FakeOpenAIServer(responder=play) as clean_server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-clean"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-clean.sqlite"))
         clean = run(clean_server, tmp_path, "clean")
     faults = {1: "429", 4: "500", 9: "malformed", 13: Fault("delay", seconds=3.0), 20: "503", 31: "close"}
     faults.update({k: "500" for k in range(40, 44)})
     with FakeOpenAIServer(responder=play, faults=faults) as server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-faulty"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-faulty.sqlite"))
         faulty = run(server, tmp_path, "faulty")
         assert len(server.requests) > len(clean_server.requests)  # the faults were hit and retried
         n = server.count

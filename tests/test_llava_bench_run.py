@@ -280,11 +280,11 @@ def test_coco_review_carries_captions_and_boxes(tmp_path):
 def test_faults_do_not_change_the_judgments(tmp_path, monkeypatch):
     data = write_wild(tmp_path / "wild")
     with FakeOpenAIServer(responder=play) as clean_server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-clean"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-clean.sqlite"))
         clean = run(clean_server, tmp_path, data, "clean")
     faults = {0: "429", 3: "500", 6: "malformed", 8: Fault("delay", seconds=3.0), 11: "503", 14: "close"}
     with FakeOpenAIServer(responder=play, faults=faults) as server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-faulty"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-faulty.sqlite"))
         faulty = run(server, tmp_path, data, "faulty")
         assert len(server.requests) > len(clean_server.requests)  # the faults were hit and retried
     strip = ("latency_s", "images")

@@ -140,7 +140,7 @@ def test_two_judge_runs_average_their_rates(tmp_path):
 def test_faults_do_not_change_the_result(tmp_path, monkeypatch):
     data = make_data(tmp_path / "data")
     with FakeOpenAIServer(responder=play) as server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-clean"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-clean.sqlite"))
         clean = run(server, data, tmp_path / "clean")
     kinds, seen = ("429", "500", "malformed", "close", "503"), set()
 
@@ -152,7 +152,7 @@ def test_faults_do_not_change_the_result(tmp_path, monkeypatch):
         return kinds[len(seen) % len(kinds)]
 
     with FakeOpenAIServer(responder=play, faults=first_attempt_fails) as server:
-        monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache-faulty"))
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-faulty.sqlite"))
         faulty = run(server, data, tmp_path / "faulty")
         assert server.count == 2 * (4 + 4)  # 4 answers, 4 judge calls, each twice
     for a, b in zip(rows_of(clean), rows_of(faulty), strict=True):
