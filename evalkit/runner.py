@@ -292,10 +292,11 @@ def _run_task(
             bars.advance(bar, len(batch))
         if judge is not None:
             assert isinstance(task, JudgedTask)
+            fingerprint = judge.fingerprint()
             pending = [
                 log.rows[s.id]
                 for s in data.samples
-                if s.id in log.rows and needs_judging(log.rows[s.id], judge.fingerprint())
+                if s.id in log.rows and needs_judging(log.rows[s.id], fingerprint)
             ]
             jbar = bars.add_task(f"{task.name} judge", total=len(pending))
             judge_rows(
