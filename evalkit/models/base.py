@@ -21,6 +21,8 @@ class BackendOptions:
     timeout_s: float = 120.0
     max_retries: int = 6
     trust_remote_code: bool = False
+    #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.training.steerlm
+    steer: str | None = None
 
 
 class Backend(ABC):
@@ -64,6 +66,8 @@ def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
         from evalkit.models.openai_backend import OpenAIBackend
 
         name = model.split(":", 1)[1]
+        if options.steer is not None:
+            raise UserError("--steer applies to SteerLM checkpoints (hf), not to openai: models")
         if not name:
             raise UserError("--model openai:NAME needs a model name after 'openai:'")
         return OpenAIBackend(name, options)

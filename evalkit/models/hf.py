@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ class HFBackend(Backend):
                 "image-text-to-text model nor a causal LM"
             )
 
+        self.steer = _steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
         self.chat_template = chat_template_of(self.processor, self.tokenizer)
         if not self.chat_template:
             raise UserError(
@@ -177,6 +179,12 @@ class HFBackend(Backend):
         return [r for r in responses if r is not None]
 
     def _render(self, messages: tuple[Message, ...]) -> str:
+        if self.steer is not None:  # a SteerLM checkpoint is asked with its attribute suffix
+            from evalkit.training.steerlm import steer_prompt
+
+            messages = tuple(
+                replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages
+            )
         return render_prompt(messages, self.processor, self.tokenizer, self.chat_template)
 
     def _generate_rows(
@@ -270,6 +278,8 @@ class HFBackend(Backend):
                     "config_sha256": _sha256_file(self.adapter_dir / "adapter_config.json"),
                     "weights_sha256": _weights_sha256(self.adapter_dir),
                 }
+            if self.steer is not None:  # likewise: only SteerLM checkpoints carry their targets
+                self._fingerprint["steer"] = dict(self.steer)
         return dict(self._fingerprint)
 
     def info(self) -> dict[str, Any]:
@@ -282,6 +292,7 @@ class HFBackend(Backend):
             "padding_side": self.tokenizer.padding_side,
             "chat_template_sha256": hashlib.sha256(self.chat_template.encode()).hexdigest(),
             "eos_token_ids": self.eos_ids,
+            **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
             "latency": "batch wall time / generated requests",
         }
 
@@ -472,6 +483,18 @@ def _user_errors(source: str, load):
             f"cannot load model {source!r}: {first} (expected a local checkpoint folder, or a hub id that is "
             "cached or reachable; use --trust-remote-code only for checkpoints you trust)"
         ) from exc
+
+
+def _steer_targets(given: str, folder: Path | None, override: str | None) -> dict[str, Any] | None:
+    """A SteerLM checkpoint's targets (its steerlm.json), changed by `--steer`; None for other models."""
+    from evalkit.training.steerlm import parse_steer, read_steer_file
+
+    saved = read_steer_file(folder)
+    if override is None:
+        return saved
+    if saved is None:
+        raise UserError(f"--steer applies to SteerLM checkpoints; {given!r} has no steerlm.json")
+    return parse_steer(override, base=saved)
 
 
 def _resolve_device(device: str, torch) -> Any:
