@@ -132,6 +132,13 @@ def run(
     ] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once (openai).")] = 16,
     trust_remote_code: Annotated[bool, typer.Option(help="Allow a checkpoint's own code (hf).")] = False,
+    steer: Annotated[
+        str | None,
+        typer.Option(
+            help="SteerLM checkpoints: target attributes for this run, e.g. 'verbosity=1,complexity=2' "
+            "(0-4; the others keep the checkpoint's targets)."
+        ),
+    ] = None,
     judge: Annotated[
         str | None,
         typer.Option(
@@ -210,6 +217,7 @@ def run(
         api_key_env=api_key_env,
         concurrency=concurrency,
         trust_remote_code=trust_remote_code,
+        steer=steer,
     )
     try:
         result = evaluate(
@@ -310,7 +318,7 @@ def train(
     method: Annotated[
         str | None,
         typer.Option(
-            help="sft or dpo (planned: rs, steerlm, online-dpo, mixed-dpo, bdhs); "
+            help="sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs; "
             "required here or in CONFIG.",
             show_default=False,
         ),
@@ -356,14 +364,68 @@ def train(
     max_length: Annotated[int | None, typer.Option(help="Cut answers to fit this many tokens.")] = None,
     save_every: Annotated[int, typer.Option(help="Steps between resume checkpoints (0: never).")] = 50,
     warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup.")] = 0.03,
+    schedule: Annotated[str, typer.Option(help="Decay after warmup: linear or cosine.")] = "linear",
+    projector_lr: Annotated[
+        float | None,
+        typer.Option(help="LoRA: also train the vision-language projector at this rate (seed recipe 2e-5)."),
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute activations in the backward pass (less memory, slower).")
+    ] = False,
     train_vision: Annotated[
         bool, typer.Option(help="Full fine-tuning: also train the vision tower.")
     ] = False,
     merge: Annotated[bool, typer.Option(help="LoRA: merge the adapter into the saved weights.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Start over even if OUTPUT holds a run.")] = False,
+    samples: Annotated[int, typer.Option(help="rs: answers sampled per prompt.")] = 4,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Sampling temperature of rs / online / bdhs (default: rs 0.7, others 1.0)."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest sampled answer (rs, online).")] = 128,
+    reward: Annotated[
+        str | None,
+        typer.Option(
+            help="rs / online-dpo / mixed-dpo: reward function module:function or file.py:function "
+            "(fn(prompt, response, reference, image) -> float), or built-in toy-objects."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="rs / online-dpo / mixed-dpo: rate samples with openai:MODEL or hf:PATH."),
+    ] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="Endpoint of an openai: judge.")] = None,
+    judge_api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the judge's API key.")
+    ] = "OPENAI_API_KEY",
+    judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 16,
+    offline_prob: Annotated[
+        float, typer.Option(help="mixed-dpo: probability of training on the offline pair.")
+    ] = 0.5,
+    steer: Annotated[
+        str | None,
+        typer.Option(
+            help="steerlm: inference targets saved with the checkpoint, e.g. 'verbosity=2' (default 4)."
+        ),
+    ] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(help="bdhs: sentence-embedding model name or local folder (see the README)."),
+    ] = None,
+    bdhs_keep: Annotated[float, typer.Option(help="bdhs: fraction of image tokens left visible.")] = 0.01,
+    bdhs_threshold: Annotated[
+        float, typer.Option(help="bdhs: re-sample while the similarity to the chosen answer is >= this.")
+    ] = 0.97,
+    bdhs_tries: Annotated[int, typer.Option(help="bdhs: tries per example (the last one unguided).")] = 5,
 ) -> None:
-    """Align a model (SFT or DPO) and save a checkpoint that `evalkit run --model OUTPUT` loads.
+    """Align a model and save a checkpoint that `evalkit run --model OUTPUT` loads.
+
+    Methods: sft; rs (best of --samples answers by --reward or --judge, then SFT; or the best of the
+    seed study's judged completions with --format seed); steerlm (attribute-conditioned SFT); dpo;
+    online-dpo (pairs sampled from the current policy, ranked by --reward or --judge); mixed-dpo (the
+    offline pair with probability --offline-prob, else an online one); bdhs (rejected answers written by
+    the model with the image masked, then DPO).
 
     Settings come from the flags, or from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are
     the option names with underscores, e.g. `method: dpo`, `max_steps: 200`, `lora_rank: 64`; flags given
@@ -390,10 +452,11 @@ def train(
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume from the last saved step", 130)
     output = config.output
-    last = result.log[-1] if result.log else {}
-    out.print(
-        f"trained {result.steps} steps; final loss {last.get('loss', float('nan')):.4f}; saved {output}"
-    )
+    if not result.is_main:  # another process of a multi-process run: the main one reports
+        return
+    losses = [r["loss"] for r in result.log if r.get("loss") is not None]
+    final = f"{losses[-1]:.4f}" if losses else "n/a"
+    out.print(f"trained {result.steps} steps; final loss {final}; saved {output}")
 
 
 @app.command("tasks")

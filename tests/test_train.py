@@ -171,8 +171,21 @@ def test_model_toy_resolves_like_evalkit_run(monkeypatch, tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(UserError, match="not implemented yet"):
-        TrainConfig(method="bdhs", model="toy", data="x", output="y")
+    with pytest.raises(UserError, match="pass --reward"):
+        TrainConfig(method="online-dpo", model="toy", data="x", output="y")
+    with pytest.raises(UserError, match="not both"):
+        TrainConfig(method="rs", model="toy", data="x", output="y", reward="toy-objects", judge="openai:m")
+    with pytest.raises(UserError, match="apply to rs, online-dpo, mixed-dpo only"):
+        TrainConfig(method="dpo", model="toy", data="x", output="y", reward="toy-objects")
+    with pytest.raises(UserError, match="cannot serve --method mixed-dpo"):
+        TrainConfig(method="mixed-dpo", model="toy", data="x", output="y", reward="r:f", reference="cached")
+    with pytest.raises(UserError, match="unknown SteerLM attribute 'loudness'"):
+        TrainConfig(method="steerlm", model="toy", data="x", output="y", steer="loudness=2")
+    with pytest.raises(UserError, match="--steer applies to --method steerlm only"):
+        TrainConfig(method="sft", model="toy", data="x", output="y", steer="verbosity=2")
+    with pytest.raises(UserError, match="invalid value for --offline-prob"):
+        TrainConfig(method="mixed-dpo", model="toy", data="x", output="y", reward="r:f", offline_prob=1.5)
+    TrainConfig(method="rs", model="toy", data="x", output="y", format="seed")  # pre-scored: no reward
     with pytest.raises(UserError, match="adapter-off needs LoRA"):
         TrainConfig(method="dpo", model="toy", data="x", output="y", lora_rank=0, reference="adapter-off")
 
@@ -181,8 +194,9 @@ def test_config_errors():
     ("method", "data", "fragment"),
     [
         ("nosuch", "x.jsonl", "unknown training method 'nosuch'"),
-        ("rs", "x.jsonl", "'rs' is not implemented yet"),
-        ("online-dpo", "x.jsonl", "'online-dpo' is not implemented yet"),
+        ("rs", "x.jsonl", "--method rs ranks samples of the policy: pass --reward"),
+        ("online-dpo", "x.jsonl", "--method online-dpo ranks samples of the policy"),
+        ("bdhs", "/nonexistent/sft.jsonl", "file not found"),
         ("dpo", "/nonexistent/pairs.jsonl", "file not found"),
     ],
 )
@@ -217,5 +231,15 @@ def test_cli_help_lists_flags():
         "--max-length",
         "--format",
         "--save-every",
+        "--samples",
+        "--temperature",
+        "--reward",
+        "--judge",
+        "--offline-prob",
+        "--steer",
+        "--embedder",
+        "--bdhs-keep",
+        "--bdhs-threshold",
+        "--bdhs-tries",
     ):
         assert flag in result.output, flag

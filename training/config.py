@@ -1,8 +1,13 @@
 """`TrainConfig`: every setting of one `evalkit train` run (saved as CKPT/train_config.json).
 
 Defaults follow the seed study's recipes (spec training.md §1a): LoRA r=128, α=2r, AdamW without weight
-decay, warmup ratio 0.03 then linear decay, β=0.1 on summed log-probs; learning rate 5e-5 for DPO and
-4e-4 for SFT when `lr` is not given. `lora_rank=0` means full fine-tuning.
+decay, warmup ratio 0.03 then linear decay, β=0.1 on summed log-probs; learning rate 5e-5 for the DPO
+family and 4e-4 for the SFT family when `lr` is not given. `lora_rank=0` means full fine-tuning.
+
+Methods: SFT family `sft`, `rs` (rejection sampling: best of `samples` completions by a reward or a judge,
+then SFT), `steerlm` (attribute-conditioned SFT); DPO family `dpo`, `online-dpo` (pairs sampled from the
+current policy, ranked by the reward / judge), `mixed-dpo` (the offline pair with probability
+`offline_prob`, else an online one), `bdhs` (rejected answers made by the policy with the image masked).
 """
 
 from __future__ import annotations
@@ -14,13 +19,19 @@ from typing import Any
 
 from evalkit.types import UserError
 
-METHODS = ("sft", "dpo")
-LATER_METHODS = ("rs", "steerlm", "online-dpo", "mixed-dpo", "bdhs")
+SFT_METHODS = ("sft", "rs", "steerlm")
+DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs")
+METHODS = SFT_METHODS + DPO_METHODS
+#: methods that sample from the policy and rank the samples with `reward` or `judge`
+RANKED_METHODS = ("rs", "online-dpo", "mixed-dpo")
 REFERENCES = ("frozen", "adapter-off", "cached")
-DEFAULT_LR = {"sft": 4e-4, "dpo": 5e-5}
+DEFAULT_LR = {**dict.fromkeys(SFT_METHODS, 4e-4), **dict.fromkeys(DPO_METHODS, 5e-5)}
+#: sampling temperature when `temperature` is not given: the seed study sampled at 0.7 (§1a); online
+#: pairs and BDHS completions at 1.0 (not stated by seed (b))
+DEFAULT_TEMPERATURE = {"rs": 0.7, "online-dpo": 1.0, "mixed-dpo": 1.0, "bdhs": 1.0}
 
 #: settings that may differ between an interrupted run and the command that resumes it
-RESUME_FREE = ("save_every", "progress", "overwrite")
+RESUME_FREE = ("save_every", "progress", "overwrite", "judge_concurrency", "judge_api_key_env")
 
 
 @dataclass
@@ -44,12 +55,30 @@ class TrainConfig:
     merge: bool = True  # LoRA: merge the adapter into the base weights when saving
     reference: str | None = None  # DPO: None -> adapter-off with LoRA, frozen without
     warmup_ratio: float = 0.03
+    schedule: str = "linear"  # decay after warmup: linear | cosine (the seed repo's scripts use cosine)
+    projector_lr: float | None = None  # LoRA: also train the projector at this rate (seed recipe: 2e-5)
+    gradient_checkpointing: bool = False
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
     max_length: int | None = None
     save_every: int = 50  # optimizer steps between resume checkpoints (0: never)
     device: str = "auto"
+    # sampling from the policy (rs, online-dpo, mixed-dpo, bdhs)
+    samples: int = 4  # rs: completions per prompt (the seed study sampled 4)
+    temperature: float | None = None  # None: DEFAULT_TEMPERATURE[method]
+    max_new_tokens: int = 128
+    reward: str | None = None  # rs / online: "module:function" or a built-in reward (see training.rewards)
+    judge: str | None = None  # rs / online: "openai:MODEL" or "hf:PATH" rates every sample
+    judge_base_url: str | None = None
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 16
+    offline_prob: float = 0.5  # mixed-dpo: probability of the offline pair (seed (b): p = 0.5)
+    steer: str | None = None  # steerlm: inference targets saved with the checkpoint (default: all 4)
+    embedder: str | None = None  # bdhs: sentence-embedding model (default: training.embedding's)
+    bdhs_keep: float = 0.01  # bdhs: fraction of image positions left visible (1 - rho_th, rho_th = 0.99)
+    bdhs_threshold: float = 0.97  # bdhs: re-sample while the similarity to the chosen answer is >= this
+    bdhs_tries: int = 5  # bdhs: N_BDHS; the last try is an unguided masked answer, accepted regardless
     progress: bool = False
     overwrite: bool = False
 
@@ -57,24 +86,40 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.method in LATER_METHODS:
-            raise UserError(
-                f"training method {self.method!r} is not implemented yet (planned); available now: "
-                f"{', '.join(METHODS)}"
-            )
         if self.method not in METHODS:
-            raise UserError(
-                f"unknown training method {self.method!r}; methods: {', '.join(METHODS)} "
-                f"(planned: {', '.join(LATER_METHODS)})"
-            )
+            raise UserError(f"unknown training method {self.method!r}; methods: {', '.join(METHODS)}")
+        if self.schedule not in ("linear", "cosine"):
+            raise UserError(f"--schedule must be linear or cosine, got {self.schedule!r}")
+        if self.projector_lr is not None and self.lora_rank == 0:
+            raise UserError("--projector-lr applies to LoRA; full fine-tuning trains the projector at --lr")
         if self.loss not in ("sigmoid", "ipo"):
             raise UserError(f"--loss must be sigmoid or ipo, got {self.loss!r}")
         if self.reference is not None and self.reference not in REFERENCES:
             raise UserError(f"--reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "adapter-off" and self.lora_rank == 0:
             raise UserError("--reference adapter-off needs LoRA (--lora-rank > 0); use frozen or cached")
-        if self.method == "sft" and self.reference is not None:
-            raise UserError("--reference applies to DPO only")
+        if self.method in SFT_METHODS and self.reference is not None:
+            raise UserError(f"--reference applies to the DPO methods ({', '.join(DPO_METHODS)}) only")
+        if self.reward and self.judge:
+            raise UserError("give --reward or --judge, not both")
+        if self.method in RANKED_METHODS and not (self.reward or self.judge) and not self.prescored:
+            raise UserError(
+                f"--method {self.method} ranks samples of the policy: pass --reward (a function, e.g. "
+                "module:function) or --judge openai:MODEL"
+            )
+        if (self.reward or self.judge) and self.method not in RANKED_METHODS:
+            raise UserError(f"--reward / --judge apply to {', '.join(RANKED_METHODS)} only")
+        if self.steer is not None and self.method != "steerlm":
+            raise UserError("--steer applies to --method steerlm only")
+        if self.steer is not None:
+            from evalkit.training.steerlm import parse_steer
+
+            parse_steer(self.steer)
+        if self.reference == "cached" and self.method in ("online-dpo", "mixed-dpo"):
+            raise UserError(
+                f"--reference cached cannot serve --method {self.method}: its pairs are sampled during "
+                "training; use adapter-off (LoRA) or frozen"
+            )
         checks = [
             ("batch_size", self.batch_size >= 1),
             ("grad_accum", self.grad_accum >= 1),
@@ -83,9 +128,18 @@ class TrainConfig:
             ("epochs", self.epochs > 0),
             ("max_steps", self.max_steps is None or self.max_steps >= 1),
             ("lr", self.lr is None or self.lr > 0),
+            ("projector_lr", self.projector_lr is None or self.projector_lr > 0),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1),
             ("save_every", self.save_every >= 0),
             ("max_length", self.max_length is None or self.max_length >= 2),
+            ("samples", self.samples >= 2),
+            ("temperature", self.temperature is None or self.temperature >= 0),
+            ("max_new_tokens", self.max_new_tokens >= 1),
+            ("judge_concurrency", self.judge_concurrency >= 1),
+            ("offline_prob", 0 <= self.offline_prob <= 1),
+            ("bdhs_keep", 0 <= self.bdhs_keep <= 1),
+            ("bdhs_threshold", 0 < self.bdhs_threshold),
+            ("bdhs_tries", self.bdhs_tries >= 1),
         ]
         bad = [name for name, ok in checks if not ok]
         if bad:
@@ -96,8 +150,19 @@ class TrainConfig:
         return DEFAULT_LR[self.method] if self.lr is None else self.lr
 
     @property
+    def prescored(self) -> bool:
+        """rs on the seed study's judged completions: the best is picked from the file's scores."""
+        return self.method == "rs" and self.format in ("seed", "seed-best")
+
+    @property
+    def sample_temperature(self) -> float | None:
+        if self.temperature is not None:
+            return self.temperature
+        return DEFAULT_TEMPERATURE.get(self.method)
+
+    @property
     def reference_kind(self) -> str | None:
-        if self.method != "dpo":
+        if self.method not in DPO_METHODS:
             return None
         if self.reference is not None:
             return self.reference
@@ -110,6 +175,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(lr_used=self.learning_rate, reference_used=self.reference_kind, lora_alpha_used=self.alpha)
+        out.update(temperature_used=self.sample_temperature)
         return out
 
     def resume_key(self) -> dict[str, Any]:

@@ -92,6 +92,7 @@ __all__ = [
     "PreferencePair",
     "SFTExample",
     "load_preferences",
+    "load_prompts",
     "load_sft",
 ]
 
@@ -131,10 +132,35 @@ def load_sft(
     min_gap: float = 0,
     group_by: str = "prompt",
     split: str = "train",
+    seed_as: str | None = None,
 ) -> Loaded[SFTExample]:
-    """SFT examples (`generic`, `seed-best` = rejection sampling, `steerlm`, `llava`); see the module doc."""
+    """SFT examples (`generic`, `seed-best` = rejection sampling, `steerlm`, `llava`); see the module doc.
+
+    `seed_as` is the format auto-detection picks for seed multi-completion records (else an error asks
+    for one)."""
     rules = Rules(min_gap=min_gap, group_by=group_by)
-    return _load("sft", path, format, image_root, skip_missing_images, rules, split)
+    return _load("sft", path, format, image_root, skip_missing_images, rules, split, seed_as)
+
+
+def load_prompts(
+    path: str | Path, format: str = "auto", *, seed: int = 0, split: str = "train", **kwargs: Any
+) -> Loaded:
+    """Prompts with their images for online training: preference pairs or SFT examples, whichever the
+    file holds (`format` picks; `generic` means either generic schema)."""
+    kind = None
+    if format in PREFERENCE_FORMATS and format not in SFT_FORMATS:
+        kind = "preference"
+    elif format in SFT_FORMATS and format not in PREFERENCE_FORMATS:
+        kind = "sft"
+    else:
+        records, _, label, _ = _read(path, split)
+        if not records:
+            raise UserError(f"{label}: no records")
+        found = detect(records[0][1])
+        kind = "sft" if found is not None and found[0] == "sft" else "preference"
+    if kind == "sft":
+        return load_sft(path, format, split=split, **kwargs)
+    return load_preferences(path, format, seed=seed, split=split, **kwargs)
 
 
 def _load(
@@ -145,6 +171,7 @@ def _load(
     skip_missing_images: bool,
     rules: Rules,
     split: str,
+    seed_as: str | None = None,
 ) -> Loaded:
     table = PREFERENCE_FORMATS if kind == "preference" else SFT_FORMATS
     if fmt != "auto" and fmt not in table:
@@ -156,7 +183,7 @@ def _load(
         raise UserError(f"{label}: no records")
     auto = fmt == "auto"
     if auto:
-        fmt = _detect(kind, label, records[0][1], table)
+        fmt = _detect(kind, label, records[0][1], table, seed_as)
         info["detected"] = (
             f"auto-detected format {fmt!r} from the keys of the first record "
             f"({', '.join(sorted(records[0][1]))})"
@@ -204,7 +231,7 @@ def _read(path: str | Path, split: str) -> tuple[list[tuple[int, dict]], dict[st
     raise UserError(f"file not found: {path} (a Hugging Face dataset id is written owner/name)")
 
 
-def _detect(kind: str, label: str, row: dict, table: dict) -> str:
+def _detect(kind: str, label: str, row: dict, table: dict, seed_as: str | None = None) -> str:
     keys = ", ".join(sorted(row)) or "none"
     found = detect(row)
     if found is None:
@@ -216,6 +243,8 @@ def _detect(kind: str, label: str, row: dict, table: dict) -> str:
     if found_kind == "seed":
         if kind == "preference":
             return "seed"
+        if seed_as is not None:
+            return seed_as
         raise UserError(
             f"{label}: seed-study multi-completion records make SFT data two ways: pass "
             f"format='seed-best' (rejection sampling) or format='steerlm'"

@@ -1,30 +1,36 @@
-"""The training loop behind `evalkit train` (methods `sft` and `dpo`; the others are planned).
+"""The training loop behind `evalkit train` (every method; what each trains on: `training.methods`).
 
     from evalkit.training.trainer import TrainConfig, train
     result = train(TrainConfig(method="dpo", model="toy", data="pairs.jsonl", output="ckpt", max_steps=30))
 
-- Data: `load_preferences` (DPO) / `load_sft` (SFT); their summary and skip counts are printed first and
-  stored in train_config.json. Batches come from `training.batching.Encoder` (the prompt `evalkit run`
-  renders), losses from `training.dpo` / `training.sft`.
+- Data: `training.methods.load_data` (summary and skip counts printed first, stored in train_config.json),
+  then `training.methods.prepare` with the starting model (SteerLM prompts, rejection sampling, BDHS
+  pairs). Batches come from `training.batching.Encoder` (the prompt `evalkit run` renders), losses from
+  `training.dpo` / `training.sft`; online and mixed DPO make their pairs per micro-batch
+  (`training.online`) with the policy as it is at that step.
 - Order: epoch e visits the examples in `torch.randperm` order seeded by (seed, e); micro-batches of
   `batch_size` (the last one of an epoch may be short) flow across epochs, `grad_accum` of them per
   optimizer step. `max_steps` (optimizer steps) overrides `epochs`.
 - Optimizer: AdamW over the trainable parameters, linear warmup over ceil(warmup_ratio·steps) steps then
-  linear decay, gradient clipping at `max_grad_norm`. Dropout is disabled (policy == reference at step 0).
-  bf16 autocast only on a CUDA device that supports it; weights stay float32 (CPU: float32 throughout).
+  linear (or cosine) decay, gradient clipping at `max_grad_norm`. Dropout is disabled (policy == reference
+  at step 0). bf16 autocast only on a CUDA device that supports it; weights stay float32 (CPU: float32
+  throughout). `gradient_checkpointing` trades compute for activation memory.
 - LoRA (`lora_rank` > 0): peft adapters on the language model's attention projections (q/k/v/o); the
-  vision tower and projector stay frozen. Full fine-tuning (`lora_rank` 0) trains the language model and
-  projector, the vision tower only with `train_vision`.
+  vision tower stays frozen, the projector too unless `projector_lr` is given (the seed recipe trains it
+  at 2e-5; peft's `modules_to_save` keeps the original for the reference). Full fine-tuning (`lora_rank`
+  0) trains the language model and projector, the vision tower only with `train_vision`.
+- Several processes (`accelerate launch` / `torchrun`): `training.distributed`.
 - DPO reference: `adapter-off` (default with LoRA), `frozen` copy (default without), or `cached`
-  (every pair scored before the first update; saved as CKPT/reference_logps.json).
+  (every pair scored before the first update; saved as CKPT/reference_logps.json; not for online pairs).
 - Output: CKPT is a standard transformers checkpoint (LoRA merged into the base weights unless
   `merge=False`, which saves the adapter alone) with the processor / tokenizer and chat template of the
-  base, so `evalkit run --model CKPT` renders the same prompt; CKPT/train_log.jsonl has one row per
-  optimizer step (`step` = updates done before the step, so row 0 is the untrained model);
-  CKPT/train_config.json the config, data info and package versions.
+  base, so `evalkit run --model CKPT` renders the same prompt (a SteerLM checkpoint adds its targets,
+  CKPT/steerlm.json); CKPT/train_log.jsonl has one row per optimizer step (`step` = updates done before
+  the step, so row 0 is the untrained model); CKPT/train_config.json the config, data info and versions.
 - Resume: every `save_every` steps CKPT/resume/state.pt holds the trainable weights, optimizer, scheduler,
   RNG state and step. Re-running the same command continues from it (settings must match, except
-  `save_every`); the log is cut back to that step. resume/ is removed when the run completes.
+  `save_every`); the log is cut back to that step. resume/ is removed when the run completes. A run that
+  stopped before its first save starts again, reusing what `prepare` stored in CKPT/prepared/.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from evalkit.training.config import TrainConfig
 from evalkit.types import UserError
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+#: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
+PROJECTOR_NAMES = ("multi_modal_projector", "merger")
 
 
 @dataclass
@@ -54,6 +62,7 @@ class TrainResult:
     steps: int
     log: list[dict[str, Any]]
     resumed_from: int
+    is_main: bool = True  # False in the other processes of a multi-process run (they write nothing)
 
 
 def _say(message: str) -> None:
@@ -101,14 +110,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _disable_dropout(model) -> None:
     import torch
 
@@ -123,12 +124,18 @@ def _prepare(model, cfg: TrainConfig):
         from peft import LoraConfig, get_peft_model
 
         model.requires_grad_(False)
+        projector = [n for n in PROJECTOR_NAMES if any(k.endswith(n) for k, _ in model.named_modules())]
+        if cfg.projector_lr is not None and not projector:
+            raise UserError("--projector-lr: the model has no multi_modal_projector / merger module")
         lora = LoraConfig(
             r=cfg.lora_rank,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.lora_dropout,
             target_modules=LORA_TARGETS,
             bias="none",
+            # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
+            # copy, so the adapter-off reference still sees the original projector
+            modules_to_save=projector[:1] if cfg.projector_lr is not None else None,
         )
         with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
             warnings.simplefilter("ignore", FutureWarning)
@@ -141,13 +148,28 @@ def _prepare(model, cfg: TrainConfig):
     return model
 
 
-def _schedule(total: int, warmup: int) -> Callable[[int], float]:
+def _schedule(total: int, warmup: int, kind: str = "linear") -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
+        left = max(0.0, (total - step) / max(1, total - warmup))
+        return left if kind == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
 
     return factor
+
+
+def _param_groups(trainable, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group, or two when the projector has its own learning rate."""
+    if cfg.projector_lr is None:
+        return [{"params": [p for _, p in trainable], "lr": cfg.learning_rate}]
+    is_proj = [any(f".{n}." in f".{name}." for n in PROJECTOR_NAMES) for name, _ in trainable]
+    return [
+        {
+            "params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if not j],
+            "lr": cfg.learning_rate,
+        },
+        {"params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if j], "lr": cfg.projector_lr},
+    ]
 
 
 def _microbatch_indices(n: int, batch_size: int, seed: int):
@@ -175,15 +197,25 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _unfinished(out: Path) -> bool:
+    """OUT holds a run that stopped before its first resume save (nothing but its own files)."""
+    try:
+        info = json.loads((out / "train_config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {p.name for p in out.iterdir()} <= {"prepared"}
+    return info.get("completed") is False
+
+
 def _check_output(cfg: TrainConfig, out: Path) -> Path | None:
     """The resume state to continue from, if any; refuses to overwrite a finished checkpoint."""
     state = out / "resume" / "state.pt"
     if cfg.overwrite and out.exists():
         shutil.rmtree(out / "resume", ignore_errors=True)
+        shutil.rmtree(out / "prepared", ignore_errors=True)
         return None
     if state.is_file():
         return state
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not _unfinished(out)):
         raise UserError(
             f"output {out} already exists and holds no resume state; choose another --output or pass "
             "--overwrite"
@@ -202,8 +234,10 @@ def train(
 
     from evalkit.progress import make_progress
     from evalkit.training.batching import Encoder
-    from evalkit.training.data import load_preferences, load_sft
+    from evalkit.training.config import DPO_METHODS
+    from evalkit.training.distributed import processes
     from evalkit.training.dpo import AdapterOffReference, CachedReference, FrozenReference, dpo_forward
+    from evalkit.training.methods import load_data, prepare
     from evalkit.training.sft import sft_forward
 
     cfg = config if config is not None else TrainConfig(**kwargs)
@@ -220,34 +254,48 @@ def train(
                 "same command to resume, or pass --overwrite to start over"
             )
 
-    if cfg.method == "dpo":
-        data = load_preferences(cfg.data, cfg.format, seed=cfg.seed)
-    else:
-        data = load_sft(cfg.data, cfg.format)
-    _say(f"data: {data.summary()}")
-    items = data.items
+    procs = processes(cfg.device)
+    say = _say if procs.is_main else (lambda message: None)
+    data = load_data(cfg)
+    say(f"data: {data.summary()}")
 
     torch.manual_seed(cfg.seed)
     source = resolve_model(cfg.model)
     model, processor = load_model(source)
     _disable_dropout(model)
-    device = _device(cfg.device)
+    device = procs.device
     model.to(device)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     try:
         encoder = Encoder(processor, max_length=cfg.max_length)
     except ValueError as exc:
         raise UserError(f"model {cfg.model!r}: {exc}") from None
+    if not procs.is_main:  # the main process prepares first; the others reuse CKPT/prepared/
+        procs.barrier()
+    prep = prepare(
+        cfg, data, model, encoder, out, _say, make_progress(enabled=cfg.progress and procs.is_main)
+    )
+    if procs.is_main:
+        procs.barrier()
+    items = prep.items
+    online = _online_pairs(cfg, encoder)
 
     reference = None
     if cfg.reference_kind == "frozen":
         reference = FrozenReference(model)
     model = _prepare(model, cfg)
+    if cfg.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.lora_rank:
+            model.enable_input_require_grads()
     model.train()
     if cfg.reference_kind == "adapter-off":
         reference = AdapterOffReference(model)
     elif cfg.reference_kind == "cached":
-        _say(f"computing reference log-probs for {len(items)} pairs…")
+        say(f"computing reference log-probs for {len(items)} pairs…")
         reference = CachedReference.compute(model, encoder, items, batch_size=cfg.batch_size, device=device)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for _, p in trainable)
@@ -255,12 +303,9 @@ def train(
     get_indices, per_epoch = _microbatch_indices(len(items), cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
     warmup = math.ceil(cfg.warmup_ratio * total)
-    optimizer = torch.optim.AdamW(
-        [p for _, p in trainable], lr=cfg.learning_rate, weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, warmup))
+    optimizer = torch.optim.AdamW(_param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, warmup, cfg.schedule))
 
-    out.mkdir(parents=True, exist_ok=True)
     log_path = out / "train_log.jsonl"
     start = 0
     if state is not None:
@@ -272,71 +317,94 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start = state["step"]
-        _say(f"resuming from step {start} ({resume_state})")
+        say(f"resuming from step {start} ({resume_state})")
+    model, optimizer = procs.prepare(model, optimizer)
+    policy = procs.unwrap(model)  # what samples online pairs and is saved
     rows: list[dict[str, Any]] = []
     if start and log_path.is_file():
         rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
         rows = [r for r in rows if r["step"] < start]
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    procs.barrier()  # every process has read the log before the main one rewrites it
+    writes = procs.is_main
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     info = {
         "config": cfg.to_dict(),
         "model_source": source,
         "data": data.info,
         "data_summary": data.summary(),
+        **prep.info,
         "examples": len(items),
         "total_steps": total,
         "warmup_steps": warmup,
         "micro_batches_per_epoch": per_epoch,
         "trainable_parameters": n_trainable,
         "device": str(device),
+        "processes": procs.world,
         "autocast": "bfloat16" if use_bf16 else None,
         "versions": _versions(),
         "completed": False,
     }
-    (out / "train_config.json").write_text(json.dumps(info, indent=2, default=str))
-    _say(
+    if writes:
+        (out / "train_config.json").write_text(json.dumps(info, indent=2, default=str))
+    say(
         f"training {cfg.method} for {total} steps ({len(items)} examples, {n_trainable:,} trainable "
         f"parameters, {'LoRA r=' + str(cfg.lora_rank) if cfg.lora_rank else 'full fine-tuning'}"
-        f"{', reference ' + cfg.reference_kind if cfg.reference_kind else ''}, device {device})"
+        f"{', reference ' + cfg.reference_kind if cfg.reference_kind else ''}, device {device}"
+        f"{f', {procs.world} processes' if procs.world > 1 else ''})"
     )
 
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    progress = make_progress(enabled=cfg.progress)
-    with progress, log_path.open("a") as log_file:
+    progress = make_progress(enabled=cfg.progress and writes)
+    with progress, log_path.open("a") if writes else contextlib.nullcontext() as log_file:
         task = progress.add_task(f"train {cfg.method}", total=total, completed=start)
         for step in range(start, total):
             t0 = time.perf_counter()
             lr = scheduler.get_last_lr()[0]
             optimizer.zero_grad(set_to_none=True)
-            sums: dict[str, float] = {}
-            tokens = 0
+            part = {"sums": {}, "counts": {}, "tokens": 0, "used": 0}
             for micro in range(cfg.grad_accum):
-                chosen = [items[i] for i in get_indices(step * cfg.grad_accum + micro)]
-                if cfg.method == "dpo":
-                    batch = encoder.encode_pairs(chosen).to(device)
-                    with autocast():
-                        result = dpo_forward(model, reference, batch, beta=cfg.beta, loss_type=cfg.loss)
-                else:
-                    batch = encoder.encode_sft(chosen).to(device)
-                    with autocast():
-                        result = sft_forward(model, batch)
-                (result.loss / cfg.grad_accum).backward()
-                tokens += int(batch.attention_mask.sum())
-                for k, v in result.metrics().items():
-                    sums[k] = sums.get(k, 0.0) + v / cfg.grad_accum
-            grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in trainable], cfg.max_grad_norm)
-            optimizer.step()
+                chosen, weight = procs.share([items[i] for i in get_indices(step * cfg.grad_accum + micro)])
+                if online is not None:
+                    chosen, made = online.make(policy, chosen, step, micro)
+                    _add_counts(part["counts"], made)
+                    if not chosen:  # every prompt of this micro-batch was a tie
+                        if procs.world == 1:
+                            continue
+                        chosen, weight = online.placeholder(items[0]), 0.0  # keep the processes in step
+                with procs.no_sync(model, last=micro == cfg.grad_accum - 1):
+                    if cfg.method in DPO_METHODS:
+                        batch = encoder.encode_pairs(chosen).to(device)
+                        with autocast():
+                            result = dpo_forward(model, reference, batch, beta=cfg.beta, loss_type=cfg.loss)
+                    else:
+                        batch = encoder.encode_sft(chosen).to(device)
+                        with autocast():
+                            result = sft_forward(model, batch)
+                    procs.backward(result.loss * (weight / cfg.grad_accum))
+                if weight:
+                    part["tokens"] += int(batch.attention_mask.sum())
+                    part["used"] += 1
+                    for k, v in result.metrics().items():
+                        part["sums"][k] = part["sums"].get(k, 0.0) + v
+            grad_norm = procs.clip([p for _, p in trainable], cfg.max_grad_norm)
+            sums, counts, tokens, used = _merge(procs.gather(part))
+            if used:
+                optimizer.step()
             scheduler.step()
             seconds = time.perf_counter() - t0
-            row = {"step": step, **sums, "grad_norm": float(grad_norm), "lr": lr}
+            row = {"step": step, "loss": None, **sums, **counts, "grad_norm": float(grad_norm), "lr": lr}
             row.update({"tokens/s": tokens / seconds if seconds > 0 else None, "seconds": seconds})
             rows.append(row)
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-            progress.update(task, advance=1, description=f"train {cfg.method} loss {row['loss']:.4f}")
+            if writes:
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+            loss_text = "n/a" if row["loss"] is None else f"{row['loss']:.4f}"
+            progress.update(task, advance=1, description=f"train {cfg.method} loss {loss_text}")
             done = step + 1
-            if cfg.save_every and done % cfg.save_every == 0 and done < total:
+            if writes and cfg.save_every and done % cfg.save_every == 0 and done < total:
                 (out / "resume").mkdir(exist_ok=True)
                 snapshot = {
                     "step": done,
@@ -350,14 +418,61 @@ def train(
             if on_step is not None:
                 on_step(row)
 
-    _save_checkpoint(model, processor, cfg, out)
+    procs.barrier()
+    if not writes:
+        return TrainResult(out, total, rows, start, is_main=False)
+    _save_checkpoint(policy, processor, cfg, out)
     if cfg.reference_kind == "cached":
         reference.save(out / "reference_logps.json")
+    if online is not None and getattr(online.scorer, "usage", None):
+        info["judge_usage"] = online.scorer.usage
     info.update(completed=True, final=rows[-1] if rows else None, resumed_from=start)
     (out / "train_config.json").write_text(json.dumps(info, indent=2, default=str))
     shutil.rmtree(out / "resume", ignore_errors=True)
     _say(f"saved {out}")
     return TrainResult(out, total, rows, start)
+
+
+def _online_pairs(cfg: TrainConfig, encoder):
+    """online-dpo / mixed-dpo: the maker of each micro-batch's pairs; None for the other methods."""
+    if cfg.method not in ("online-dpo", "mixed-dpo"):
+        return None
+    from evalkit.training.online import OnlinePairs
+    from evalkit.training.rewards import load_scorer
+
+    scorer = load_scorer(
+        cfg.reward,
+        cfg.judge,
+        base_url=cfg.judge_base_url,
+        api_key_env=cfg.judge_api_key_env,
+        concurrency=cfg.judge_concurrency,
+    )
+    offline_prob = cfg.offline_prob if cfg.method == "mixed-dpo" else None
+    return OnlinePairs(scorer, encoder, cfg.sample_temperature, cfg.max_new_tokens, cfg.seed, offline_prob)
+
+
+def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float], int, int]:
+    """A step's metrics over every process's micro-batches: (means, counts, tokens, micro-batches)."""
+    used = sum(p["used"] for p in parts)
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for p in parts:
+        for k, v in p["sums"].items():
+            sums[k] = sums.get(k, 0.0) + v
+        _add_counts(counts, p["counts"])
+    return {k: v / used for k, v in sums.items()}, counts, sum(p["tokens"] for p in parts), used
+
+
+def _add_counts(counts: dict[str, float], made: dict[str, float]) -> None:
+    """Pair counts add up over a step's micro-batches; mean rewards are weighted by their pairs."""
+    n_old, n_new = counts.get("online/pairs", 0.0), made.get("online/pairs", 0.0)
+    for k, v in made.items():
+        if k.startswith("online/reward_"):
+            total = n_old + n_new
+            counts[k] = (counts.get(k, 0.0) * n_old + v * n_new) / total if total else 0.0
+    for k, v in made.items():
+        if not k.startswith("online/reward_"):
+            counts[k] = counts.get(k, 0.0) + v
 
 
 def _save_checkpoint(model, processor, cfg: TrainConfig, out: Path) -> None:
@@ -367,3 +482,7 @@ def _save_checkpoint(model, processor, cfg: TrainConfig, out: Path) -> None:
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if cfg.method == "steerlm":
+        from evalkit.training.steerlm import parse_steer, write_steer_file
+
+        write_steer_file(out, parse_steer(cfg.steer))
