@@ -108,3 +108,32 @@ def mean_estimate(
 
     est = bootstrap(stat, k, n_resamples=n_resamples, seed=seed)
     return Estimate(est.value, est.ci_low, est.ci_high, len(x))
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A metric as a function of bootstrap weights over units, kept so that two runs can be compared with
+    the *same* resamples (a paired bootstrap over the units both runs share).
+
+    `stat(w)` maps `(B, len(units))` weights to B values, as `bootstrap` expects; `units` are the unit keys
+    in column order: a sample's cluster key (`row["cluster"]`) or, for a sample without one, its id, so
+    that the same unit has the same key in every run of the task; `n` is the number of samples behind it."""
+
+    stat: Callable[[np.ndarray], np.ndarray]
+    units: tuple[Hashable, ...]
+    n: int
+
+    def estimate(self, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> Estimate:
+        est = bootstrap(self.stat, len(self.units), n_resamples=n_resamples, seed=seed)
+        return Estimate(est.value, est.ci_low, est.ci_high, self.n)
+
+
+def unit_index(rows: Sequence[dict]) -> tuple[np.ndarray, tuple[Hashable, ...]]:
+    """Each row's unit column and the unit keys (`Statistic.units`): rows sharing a cluster form one unit;
+    a row without a cluster is a unit of its own, keyed by its id."""
+    keys = [("cluster", r["cluster"]) if r.get("cluster") is not None else ("id", r["id"]) for r in rows]
+    idx, k = cluster_index(keys)
+    order: list[Hashable] = [None] * k
+    for key, i in zip(keys, idx, strict=True):
+        order[i] = key
+    return idx, tuple(order)

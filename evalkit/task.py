@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.stats import Statistic
 from evalkit.types import GenerationConfig, Request, Sample
 
 if TYPE_CHECKING:
@@ -87,6 +88,12 @@ class Task(ABC):
     @abstractmethod
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Metrics from scored rows (errors already removed): name → `Estimate.to_dict()`."""
+
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """The metrics of `aggregate` as `evalkit.stats.Statistic`s (functions of bootstrap weights over
+        units), which `evalkit compare` evaluates with the same resamples on two runs. Point values
+        (`stat` at unit weights) must equal `aggregate`'s values."""
+        raise NotImplementedError(f"task {self.name} does not expose per-unit statistics")
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
