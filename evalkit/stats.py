@@ -8,6 +8,7 @@ and means are then a matrix product, so 1,000 resamples of 9,000 samples take mi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -137,3 +138,74 @@ def unit_index(rows: Sequence[dict]) -> tuple[np.ndarray, tuple[Hashable, ...]]:
     for key, i in zip(keys, idx, strict=True):
         order[i] = key
     return idx, tuple(order)
+
+
+@dataclass(frozen=True)
+class PairedEstimate:
+    """Run B − run A on one metric over the units both share: the two point values there, the
+    difference with its percentile interval and a two-sided bootstrap p-value (H0: no difference)."""
+
+    base: float
+    new: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_units: int
+
+
+def paired_bootstrap(
+    a: Statistic,
+    b: Statistic,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> PairedEstimate:
+    """Paired bootstrap of `b − a`: one weight matrix over the common units (sorted by key, so the result
+    does not depend on row order) is applied to both statistics; units only in one run get weight 0.
+
+    The p-value is `min(1, 2·(m + 1) / (B' + 1))`, where m counts the resampled differences on the far
+    side of 0 (≤ 0 or ≥ 0, whichever is fewer) and B' the resamples with a defined difference."""
+    col_a = {u: i for i, u in enumerate(a.units)}
+    col_b = {u: i for i, u in enumerate(b.units)}
+    common = sorted((u for u in col_a if u in col_b), key=repr)
+    ia = np.array([col_a[u] for u in common], dtype=int)
+    ib = np.array([col_b[u] for u in common], dtype=int)
+
+    def spread(w: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+        out = np.zeros((w.shape[0], n))
+        out[:, cols] = w
+        return out
+
+    ones = np.ones((1, len(common)))
+    base = float(a.stat(spread(ones, ia, len(a.units)))[0])
+    new = float(b.stat(spread(ones, ib, len(b.units)))[0])
+    nan = float("nan")
+    if len(common) < 2:
+        return PairedEstimate(base, new, new - base, nan, nan, nan, len(common))
+    w = resample_weights(len(common), n_resamples, seed)
+    d = np.asarray(b.stat(spread(w, ib, len(b.units))), float) - np.asarray(
+        a.stat(spread(w, ia, len(a.units))), float
+    )
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return PairedEstimate(base, new, new - base, nan, nan, nan, len(common))
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(d, [alpha, 1.0 - alpha])
+    far = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    p = min(1.0, 2.0 * (far + 1) / (d.size + 1))
+    return PairedEstimate(base, new, new - base, float(low), float(high), p, len(common))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN and is not
+    counted in the family."""
+    indexed = sorted(((p, i) for i, p in enumerate(p_values) if not math.isnan(p)), key=lambda t: t[0])
+    m = len(indexed)
+    out = [float("nan")] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
-from evalkit.stats import mean_estimate
+from evalkit.stats import Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks import alpaca_eval_lc as lc
 from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: the protocol's public names)
@@ -53,6 +53,7 @@ from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: th
     read_outputs,
     read_reference,
     win_rate,
+    win_rate_statistic,
 )
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
@@ -107,10 +108,25 @@ class AlpacaEvalTask(JudgedTask):
     `n_preference_mismatch` (imports: re-derived vs stored official preference). 2.0 imports add
     `length_controlled_win_rate` and `lc_standard_error` (plain values, from the published GLM weights,
     see alpaca_eval_lc.py) when the import found the weights and the hub-only difficulties; a 2.0 run
-    reports `length_controlled_win_rate` with value None and a `note`: the GLM refit is not implemented."""
+    refits the GLM on its judgements when df_gamed.csv is found, else reports `length_controlled_win_rate`
+    with value None and a `note` saying what is missing.
+
+    `statistics` (for `evalkit compare`) holds `win_rate` only: the length-controlled win rate is a GLM
+    fitted to all rows (or published weights fitted on them), not a function of resampling weights
+    without a refit per resample; the other fields are counts or plain values."""
 
     version_name: str
     headline = "win_rate"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
+    directions = {
+        "length_controlled_win_rate": 1,
+        "discrete_win_rate": 1,
+        "standard_error": 0,
+        "lc_standard_error": 0,
+        "n_invalid": -1,
+        "n_unparsable_outputs": -1,
+        "n_preference_mismatch": 0,
+    }
     import_usage = "--answers model_outputs.json --judgments annotations.json"
     generation = GenerationConfig(max_new_tokens=2048, temperature=0.0)
 
@@ -263,14 +279,19 @@ class AlpacaEvalTask(JudgedTask):
             "agrees_with_official": agrees,
         }
 
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """`win_rate` over the validly judged instructions (units: instruction ids). The length-controlled
+        win rate is left out: it comes from a GLM fitted to all the rows (or from published weights), so
+        a resample would need its own refit; it has no interval either."""
+        idx, units = unit_index(rows)
+        prefs = [math.nan if r["preference"] is None else r["preference"] for r in rows]
+        return {"win_rate": win_rate_statistic(prefs, [units[i] for i in idx])}
+
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         n = len(rows)
         prefs = [math.nan if r["preference"] is None else r["preference"] for r in rows]
         w = win_rate(prefs)
-        p = np.asarray(prefs, dtype=float)
-        p = np.where(p == 0, DRAW, p)
-        valid = p[(p >= 1) & (p <= 2)] - 1
-        est = mean_estimate(valid, scale=100.0)
+        est = self.statistics(rows)["win_rate"].estimate()
         out: dict[str, dict[str, Any]] = {
             "win_rate": {**est.to_dict(), "value": w.win_rate, "n": w.n_total},
             "standard_error": _plain(w.standard_error, w.n_total),

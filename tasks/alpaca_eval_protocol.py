@@ -30,7 +30,7 @@ import ast
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import read_json
+from evalkit.stats import Statistic, cluster_index, per_cluster
 from evalkit.types import Message, UserError
 
 PROMPT_DIR = Path(__file__).parent / "alpaca_eval_prompts"
@@ -376,3 +377,24 @@ def win_rate(preferences: Sequence[float]) -> WinRate:
     mean, sem, wins, base, draws, n = _head2head(p)
     discrete = np.round(np.where(p == DRAW, 0.0, p))
     return WinRate(mean, sem, wins, base, draws, n, _head2head(discrete)[0], int(p.size - n))
+
+
+def win_rate_statistic(preferences: Sequence[float], keys: Sequence[Hashable]) -> Statistic:
+    """`win_rate` (percent) as a function of weights over the validly judged instructions, instruction i
+    being the unit `keys[i]`; invalid preferences (NaN, out of range) are left out as `win_rate` does."""
+    p = np.asarray(preferences, dtype=float)
+    p = np.where(p == 0, DRAW, p)
+    ok = (p >= 1) & (p <= 2)  # NaN compares false: dropped
+    units_of = [k for k, valid in zip(keys, ok, strict=True) if valid]
+    idx, n_units = cluster_index(units_of)
+    units: list[Hashable] = [None] * n_units
+    for key, i in zip(units_of, idx, strict=True):
+        units[i] = key
+    x = p[ok] - 1
+    sums, counts = per_cluster(x, idx, n_units), per_cluster(np.ones_like(x), idx, n_units)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * (w @ sums) / (w @ counts)
+
+    return Statistic(stat, tuple(units), int(x.size))

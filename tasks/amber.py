@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import read_json, sha256_file
-from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
+from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, LoadedData, Task
 from evalkit.tasks import amber_nlp
 from evalkit.tasks.amber_protocol import (
@@ -71,6 +71,8 @@ OPTIONS = {
     "suffix": ("none", tuple(SUFFIXES)),
 }
 IMAGE_DIR_CANDIDATES = ("image", "images")
+#: metrics that are counts (reported without an interval)
+COUNTS = ("neither", "unparsed")
 GENERATIVE_GENERATION = GenerationConfig(max_new_tokens=512, temperature=0.0)
 DISCRIMINATIVE_GENERATION = GenerationConfig(max_new_tokens=32, temperature=0.0)
 #: reported groups: name → (annotation groups, F1 epsilon, evaluation types that print it)
@@ -149,6 +151,8 @@ class Amber(Task):
         "offline. Generative scoring uses NLTK + spaCy en_core_web_lg when installed (amber.nlp)"
     )
     headline = "amber_score"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
+    directions = {"chair": -1, "hal": -1, "cog": -1, "neither": -1, "unparsed": -1}
     generation = GENERATIVE_GENERATION
     supports_toy = True
 
@@ -270,25 +274,31 @@ class Amber(Task):
         answer = exact if meta.get("answers", "exact") == "exact" else normalized_answer(response)
         return {"kind": "discriminative", "answer": answer, "exact_answer": exact, "neither": exact is None}
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        clusters, k = cluster_index([r["cluster"] for r in rows])
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """Every metric as a function of image weights over the official counters summed per image. A
+        single weight row (a point value) follows the script's scalar rules (Python rounding, 0 for an
+        empty denominator); resample batches use numpy rounding and leave empty denominators out (NaN)."""
+        clusters, units = unit_index(rows)
         per_row = np.stack([row_counters(r) for r in rows])
-        counts = per_cluster(per_row, clusters, k)
+        counts = per_cluster(per_row, clusters, len(units))
         total = per_row.sum(axis=0)
         eval_types = {r["meta"].get("evaluation_type", "a") for r in rows}
         shown = lambda types: bool(eval_types & set(types))  # noqa: E731
         n_gen = int(total[7])
         disc = [r for r in rows if r["kind"] == "discriminative"]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Statistic] = {}
 
-        def add(name: str, exact: float, stat, n: int) -> None:
-            est = bootstrap(lambda w: stat(w @ counts, False), k)
-            out[name] = _est(exact, est, n)
+        def add(name: str, metric, n: int) -> None:
+            def stat(w: np.ndarray) -> np.ndarray:
+                c = w @ counts
+                return np.array([metric(c[0], True)]) if w.shape[0] == 1 else metric(c, False)
+
+            out[name] = Statistic(stat, units, n)
 
         gen_shown = n_gen and shown(("a", "g"))
         if gen_shown:
-            for name, value in generative_metrics(total).items():
-                add(name, value, lambda c, exact, name=name: generative_metrics(c, exact)[name], n_gen)
+            for name in ("chair", "cover", "hal", "cog"):
+                add(name, lambda c, exact, name=name: generative_metrics(c, exact)[name], n_gen)
         for prefix, (groups, eps, types) in QA_REPORTS.items():
             n = sum(
                 1
@@ -297,13 +307,8 @@ class Amber(Task):
             )
             if not n or not shown(types):
                 continue
-            for name, value in qa_metrics(total, groups, eps).items():
-                add(
-                    prefix + name,
-                    value,
-                    lambda c, exact, g=groups, e=eps, m=name: qa_metrics(c, g, e, exact)[m],
-                    n,
-                )
+            for name in ("acc", "precision", "recall", "f1"):
+                add(prefix + name, lambda c, exact, g=groups, e=eps, m=name: qa_metrics(c, g, e, exact)[m], n)
         if gen_shown and "f1" in out:
             all_groups = QA_REPORTS[""][0]
 
@@ -312,11 +317,24 @@ class Amber(Task):
                     generative_metrics(c, exact)["chair"], qa_metrics(c, all_groups, 1e-4, exact)["f1"], exact
                 )
 
-            add("amber_score", score(total, True), score, len(rows))
+            add("amber_score", score, len(rows))
         if disc:
-            out["neither"] = _count(sum(r["neither"] for r in disc), len(disc))
+            fields = {"neither": lambda r: r["neither"]}
             if any(r["meta"].get("answers") == "normalize" for r in disc):
-                out["unparsed"] = _count(sum(r["answer"] is None for r in disc), len(disc))
+                fields["unparsed"] = lambda r: r["answer"] is None
+            for name, flag in fields.items():
+                values = [float(r["kind"] == "discriminative" and flag(r)) for r in rows]
+                per_unit = per_cluster(np.array(values), clusters, len(units))
+                out[name] = Statistic(lambda w, v=per_unit: w @ v, units, len(disc))
+        return out
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, stat in self.statistics(rows).items():
+            if name in COUNTS:
+                out[name] = _count(float(stat.stat(np.ones((1, len(stat.units))))[0]), stat.n)
+            else:
+                out[name] = _est(stat.estimate())
         return out
 
     # --- import ---------------------------------------------------------------------------------------------
@@ -367,11 +385,11 @@ class Amber(Task):
         return pairs, info
 
 
-def _est(value: float, boot: Estimate, n: int) -> dict[str, Any]:
+def _est(est: Estimate) -> dict[str, Any]:
     def clean(x: float) -> float | None:
         return None if math.isnan(x) else x
 
-    return {"value": value, "ci_low": clean(boot.ci_low), "ci_high": clean(boot.ci_high), "n": n}
+    return {"value": est.value, "ci_low": clean(est.ci_low), "ci_high": clean(est.ci_high), "n": est.n}
 
 
 def _count(value: int, n: int) -> dict[str, Any]:

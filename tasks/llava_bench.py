@@ -22,6 +22,7 @@ import numpy as np
 
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.stats import Statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.llava_bench_import import import_reviews
 from evalkit.tasks.llava_bench_protocol import (
@@ -53,6 +54,7 @@ from evalkit.tasks.llava_bench_protocol import (
     review_requests,
     rule_key,
     runs_relative_estimate,
+    runs_relative_statistic,
     summarize,
     summarize_reviews,
 )
@@ -87,6 +89,7 @@ __all__ = [
     "review_requests",
     "rule_key",
     "runs_relative_estimate",
+    "runs_relative_statistic",
     "summarize",
     "summarize_reviews",
 ]
@@ -101,6 +104,12 @@ def parse_status(pair: tuple[float, float]) -> str:
     return FALLBACK if pair == FAILED else PARSED
 
 
+def _category_order(categories: list[str | None]) -> list[str]:
+    """The categories present: the official ones in their order, then any other, sorted."""
+    present = {c for c in categories if c is not None}
+    return [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+
+
 class LlavaBench(JudgedTask):
     """LLaVA-Bench: the model answers each question about its image; GPT-4 reviews the answer against the
     GPT-4 reference answer in each of `n_runs` runs. Values are the official printed numbers: per run the
@@ -108,10 +117,14 @@ class LlavaBench(JudgedTask):
     intervals resample whole images with all their runs. Each row keeps the judge's raw review per run
     (`judge.outputs`, the same record `evalkit import` writes from official review files) and
     `score_row` re-parses them with the official parser, so `rescore` reproduces the numbers. Unparseable
-    reviews score (-1, -1) and stay in the means, as official; `judge_fallbacks` counts them."""
+    reviews score (-1, -1) and stay in the means, as official; `judge_fallbacks` counts them.
+    `statistics` gives `relative` and `cat/*` (unrounded) over the same units for `evalkit compare`; the
+    per-run values and mean judge scores are plain numbers without an interval."""
 
     version = "1"
     headline = "relative"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
+    directions = {"reference_score": 0, "judge_fallbacks": -1}
     generation = GENERATION
     supports_toy = True
     judge_spec = JudgeSpec(JUDGE_MODEL, temperature=0.2, max_tokens=1024, n_runs=3, parser_version="1")
@@ -281,26 +294,40 @@ class LlavaBench(JudgedTask):
             "judge_fallbacks": sum(p == FAILED for p in pairs),
         }
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _runs(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
+        """`runs[r][i]`: the (reference, model) score pair of row i in judge run r."""
         num_runs = {len(r["judge_scores"]) for r in rows}
         if len(num_runs) != 1:
             raise UserError(
                 f"{self.name}: the rows hold different numbers of judge runs ({sorted(num_runs)})"
             )
-        runs = [[r["judge_scores"][i] for r in rows] for i in range(num_runs.pop())]
+        return [[r["judge_scores"][i] for r in rows] for i in range(num_runs.pop())]
+
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """`relative` and `cat/*` as functions of weights over images (question ids for rows without
+        one): the mean over judge runs of each run's relative score. The point value is the unrounded
+        number that `aggregate` prints rounded to 1 decimal."""
+        runs = self._runs(rows)
         categories = [r["meta"].get("category") for r in rows]
-        clusters = [r.get("cluster") for r in rows]
+        out = {"relative": runs_relative_statistic(runs, rows)}
+        for cat in _category_order(categories):
+            sel = [i for i, c in enumerate(categories) if c == cat]
+            out[f"cat/{cat}"] = runs_relative_statistic(
+                [[pairs[i] for i in sel] for pairs in runs], [rows[i] for i in sel]
+            )
+        return out
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        runs = self._runs(rows)
+        categories = [r["meta"].get("category") for r in rows]
         per_run = [summarize(pairs, categories) for pairs in runs]
         means = mean_over_runs(per_run)
         n = len(rows)
-        out = {"relative": metric(means["all"], n, runs_relative_estimate(runs, clusters))}
-        present = {c for c in categories if c is not None}
-        for cat in [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES)):
+        stats = self.statistics(rows)
+        out = {"relative": metric(means["all"], n, stats["relative"].estimate())}
+        for cat in _category_order(categories):
             sel = [i for i, c in enumerate(categories) if c == cat]
-            est = runs_relative_estimate(
-                [[pairs[i] for i in sel] for pairs in runs], [clusters[i] for i in sel]
-            )
-            out[f"cat/{cat}"] = metric(means[cat], len(sel), est)
+            out[f"cat/{cat}"] = metric(means[cat], len(sel), stats[f"cat/{cat}"].estimate())
         for i, s in enumerate(per_run):
             out[f"run{i + 1}/relative"] = metric(s["all"].relative, n)
         # the mean judge scores as `summarize_gpt_review.py` prints them (× 10), averaged over runs

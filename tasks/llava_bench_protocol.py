@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import read_json, read_jsonl, require_fields
-from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
+from evalkit.stats import Estimate, Statistic, bootstrap, cluster_index, per_cluster, unit_index
 from evalkit.types import GenerationConfig, Message, UserError
 
 CATEGORIES = ("conv", "detail", "complex")
@@ -179,23 +179,35 @@ def relative_estimate(
     return Estimate(est.value, est.ci_low, est.ci_high, len(x))
 
 
+def _runs_relative_stat(runs: Sequence[Sequence[Sequence[float]]], idx: np.ndarray, k: int):
+    """`stat(w)` of the mean over runs of each run's relative score, over units `idx` (one per question)."""
+    x = np.asarray(runs, dtype=float).reshape(len(runs), -1, 2)
+    sums = per_cluster(x.transpose(1, 0, 2), idx, k)  # (units, runs, 2)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100 * ((w @ sums[:, :, 1]) / (w @ sums[:, :, 0])).mean(1)
+
+    return stat
+
+
 def runs_relative_estimate(
     runs: Sequence[Sequence[Sequence[float]]], clusters: Sequence[Hashable | None] | None = None
 ) -> Estimate:
     """Mean over judge runs of each run's unrounded relative score (how LLaVA reports the benchmark), with
     a bootstrap interval that resamples questions (or whole images via `clusters`) with all their runs.
     `runs[r][i]` is the score pair of question i in run r; one run gives `relative_estimate`."""
-    x = np.asarray(runs, dtype=float).reshape(len(runs), -1, 2)
-    n = x.shape[1]
+    n = np.asarray(runs, dtype=float).reshape(len(runs), -1, 2).shape[1]
     idx, k = cluster_index(clusters if clusters is not None else [None] * n)
-    sums = per_cluster(x.transpose(1, 0, 2), idx, k)  # (clusters, runs, 2)
-
-    def stat(w: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 100 * ((w @ sums[:, :, 1]) / (w @ sums[:, :, 0])).mean(1)
-
-    est = bootstrap(stat, k)
+    est = bootstrap(_runs_relative_stat(runs, idx, k), k)
     return Estimate(est.value, est.ci_low, est.ci_high, n)
+
+
+def runs_relative_statistic(runs: Sequence[Sequence[Sequence[float]]], rows: Sequence[dict]) -> Statistic:
+    """`runs_relative_estimate` as a `Statistic` over the rows' units (`unit_index`: images, or question
+    ids), `runs[r][i]` being the score pair of `rows[i]` in run r."""
+    idx, units = unit_index(rows)
+    return Statistic(_runs_relative_stat(runs, idx, len(units)), units, len(rows))
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -7,14 +7,13 @@ the test-split submission file in `mmbench_export`, the toy data in `mmbench_toy
 from __future__ import annotations
 
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evalkit.judge import JudgeCall, prompt_sha256
-from evalkit.stats import mean_estimate
+from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, JudgedTask, LoadedData
 from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes
 from evalkit.tasks.mmbench_protocol import (
@@ -94,14 +93,32 @@ def _count(value: float, n: int) -> dict[str, Any]:
     return {"value": value, "ci_low": None, "ci_high": None, "n": n}
 
 
-def _estimate(values: list[float]) -> dict[str, Any]:
-    est = mean_estimate(values, scale=100.0).to_dict()
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in est.items()}
+def _unit(row: dict[str, Any]) -> tuple[str, Any]:
+    """A question's unit key: its cluster (the question), as `evalkit.stats.unit_index` keys rows."""
+    return ("cluster", row["cluster"]) if row.get("cluster") is not None else ("id", row["id"])
 
 
-def question_hits(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
-    """(first pass's meta, hit) per question, in order: per judge run the question is right only if every
-    pass is; the hit is the mean over runs (0 or 1 with one run)."""
+def _mean(items: list[tuple[Any, float]]) -> Statistic:
+    """The mean of one value per unit, in percent, as a function of unit weights."""
+    values = np.array([v for _, v in items], dtype=float)
+    ones = np.ones(len(values))
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * (w @ values) / (w @ ones)
+
+    return Statistic(stat, tuple(u for u, _ in items), len(values))
+
+
+def _total(rows: list[dict[str, Any]], count, n: int) -> Statistic:
+    """A count summed over rows, as a function of unit weights."""
+    idx, units = unit_index(rows)
+    per_unit = per_cluster(np.array([count(r) for r in rows], dtype=float), idx, len(units))
+    return Statistic(lambda w: w @ per_unit, units, n)
+
+
+def question_units(rows: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any], float]]:
+    """(unit key, first pass's meta, hit) per question, in order (see `question_hits`)."""
     groups: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["meta"]["g_index"], []).append(r)
@@ -109,8 +126,14 @@ def question_hits(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], floa
     for passes in groups.values():
         first = min(passes, key=lambda r: r["meta"]["pass"])
         runs = np.array([r["correct"] for r in passes], dtype=bool)  # (passes, runs)
-        out.append((first["meta"], float(runs.all(axis=0).mean())))
+        out.append((_unit(first), first["meta"], float(runs.all(axis=0).mean())))
     return out
+
+
+def question_hits(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float]]:
+    """(first pass's meta, hit) per question, in order: per judge run the question is right only if every
+    pass is; the hit is the mean over runs (0 or 1 with one run)."""
+    return [(meta, hit) for _, meta, hit in question_units(rows)]
 
 
 class MMBench(JudgedTask):
@@ -150,6 +173,8 @@ class MMBench(JudgedTask):
         "matcher gpt-3.5-turbo-0613"
     )
     headline = "overall"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
+    directions = {**{f"passes/{m}": 0 for m in (*METHODS, "unscored")}, "matcher_unparsed": -1}
     generation = GENERATION
     supports_toy = True
     judge_spec = JUDGE_SPEC
@@ -243,26 +268,38 @@ class MMBench(JudgedTask):
 
     # -------------------------------------------------------------------------------------- metrics
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """Every metric as a function of question weights (a question's passes form one unit, keyed by
+        its cluster); each accuracy is over the questions it covers, counts are summed over passes."""
         scored = [r for r in rows if r["target"] is not None]
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Statistic] = {}
         if scored:
-            hits = question_hits(scored)
-            out["overall"] = _estimate([h for _, h in hits])
+            hits = question_units(scored)
+            out["overall"] = _mean([(u, h) for u, _, h in hits])
             first = [r for r in scored if r["meta"]["pass"] == 0]
             if first:
-                out["vanilla"] = _estimate([float(np.mean(r["correct"])) for r in first])
+                out["vanilla"] = _mean([(_unit(r), float(np.mean(r["correct"]))) for r in first])
             for key, prefix in (("category", "category"), ("l2_category", "l2"), ("split", "split")):
-                names = sorted({m[key] for m, _ in hits if m[key] is not None})
+                names = sorted({m[key] for _, m, _ in hits if m[key] is not None})
                 for name in names:
-                    out[f"{prefix}/{name}"] = _estimate([h for m, h in hits if m[key] == name])
-            methods = Counter(m for r in scored for m in r["methods"])
+                    out[f"{prefix}/{name}"] = _mean([(u, h) for u, m, h in hits if m[key] == name])
             n_judged = sum(len(r["methods"]) for r in scored)
             for method in METHODS:
-                out[f"passes/{method}"] = _count(float(methods[method]), n_judged)
-            outputs = [p for r in scored for parsed in r["matcher_parsed"] for p in parsed]
-            out["matcher_unparsed"] = _count(float(sum(p is None for p in outputs)), len(outputs))
-        hidden = len(rows) - len(scored)
+                out[f"passes/{method}"] = _total(scored, lambda r, m=method: r["methods"].count(m), n_judged)
+            n_out = sum(len(parsed) for r in scored for parsed in r["matcher_parsed"])
+            unparsed = lambda r: sum(p is None for parsed in r["matcher_parsed"] for p in parsed)  # noqa: E731
+            out["matcher_unparsed"] = _total(scored, unparsed, n_out)
+        hidden = [r for r in rows if r["target"] is None]
         if hidden:
-            out["passes/unscored"] = _count(float(hidden), len(rows))
+            out["passes/unscored"] = _total(hidden, lambda r: 1, len(rows))
+        return out
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, stat in self.statistics(rows).items():
+            if name.startswith("passes/") or name == "matcher_unparsed":
+                out[name] = _count(float(stat.stat(np.ones((1, len(stat.units))))[0]), stat.n)
+            else:
+                est = stat.estimate().to_dict()
+                out[name] = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in est.items()}
         return out

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import math
 import posixpath
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.stats import Estimate, Statistic, cluster_index, per_cluster
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mmhal_protocol import (
     GENERATION,
@@ -31,6 +35,7 @@ from evalkit.tasks.mmhal_protocol import (
     parse_rating,
     question_type,
     ratings_found,
+    record_values,
     render_judge,
     score_reviews,
     summarize,
@@ -61,6 +66,7 @@ __all__ = [
     "parse_rating",
     "question_type",
     "ratings_found",
+    "record_values",
     "render_judge",
     "score_reviews",
     "summarize",
@@ -133,6 +139,22 @@ def _meta(it: Item) -> dict[str, Any]:
     }
 
 
+def _mean_statistic(values: list[float], keys: list[Hashable], *, scale: float = 1.0) -> Statistic:
+    """scale × the mean of `values` as a function of weights over the units named by `keys`."""
+    idx, k = cluster_index(keys)
+    units: list[Hashable] = [None] * k
+    for key, i in zip(keys, idx, strict=True):
+        units[i] = key
+    x = np.asarray(values, dtype=float)
+    sums, counts = per_cluster(x, idx, k), per_cluster(np.ones_like(x), idx, k)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scale * (w @ sums) / (w @ counts)
+
+    return Statistic(stat, tuple(units), len(x))
+
+
 def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """NaN (no interval, or no value) → None, so metrics.json is plain JSON and compares equal after a
     round trip."""
@@ -155,7 +177,9 @@ class MMHal(JudgedTask):
     the raw reviews (`outputs`, one per run), whether produced here or imported; `score_row` re-parses them:
     per run the rating when exactly one 'rating: s' occurs, else 0 (official), with the parse status per run
     and the row's rating and hallucination rate averaged over runs. Metrics: score, hallucination_rate,
-    informativeness, type/<question type>, and `unparsed` (reviews the official rule scored 0).
+    informativeness, type/<question type>, and `unparsed` (reviews the official rule scored 0). All but
+    `unparsed` are also `statistics` (over sample ids) for `evalkit compare`; `hallucination_rate` is the
+    one where lower is better.
 
     Data: `--data-dir DIR` with the template (`response_template.json` from HF Shengcao1006/MMHal-Bench,
     or RLHF-V's `mmhal-bench_answer_template.json`) and the images in DIR/images (or `--image-dir`), each
@@ -176,6 +200,8 @@ class MMHal(JudgedTask):
         "--data toy builds a toy set offline; judged by gpt-4-0314"
     )
     headline = "score"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
+    directions = {"hallucination_rate": -1, "unparsed": -1}
     import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
     generation = GENERATION
     supports_toy = True
@@ -237,11 +263,29 @@ class MMHal(JudgedTask):
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         return score_reviews(row["judge"]["outputs"])
 
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """`score`, `hallucination_rate`, `informativeness` and `type/*` as functions of weights over the
+        records, keyed by sample id: each record is resampled on its own, as the intervals always were
+        (the official records each show a different image)."""
+        values, idx = record_values([r["ratings"] for r in rows], [r["meta"]["index"] for r in rows])
+        keys = [("id", r["id"]) for r in rows]
+        out = {
+            name: _mean_statistic(v, keys, scale=100.0 if name == "informativeness" else 1.0)
+            for name, v in values.items()
+        }
+        for t, name in enumerate(QUESTION_TYPES):
+            sel = [k for k, i in enumerate(idx) if i % len(QUESTION_TYPES) == t]
+            if sel:
+                out[f"type/{name}"] = _mean_statistic(
+                    [values["score"][k] for k in sel], [keys[k] for k in sel]
+                )
+        return out
+
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        summary = summarize_runs(
-            [r["ratings"] for r in rows], [r["meta"]["index"] for r in rows], sum(r["unparsed"] for r in rows)
-        )
-        return _json_metrics(summary.metrics())
+        metrics = {name: stat.estimate().to_dict() for name, stat in self.statistics(rows).items()}
+        n_unparsed = sum(r["unparsed"] for r in rows)
+        metrics["unparsed"] = Estimate(float(n_unparsed), math.nan, math.nan, len(rows)).to_dict()
+        return _json_metrics(metrics)
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]

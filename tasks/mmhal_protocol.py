@@ -258,12 +258,11 @@ def _informativeness(s: int) -> float:
     return (s - 3 if s >= 3 else s) / 3
 
 
-def summarize_runs(
-    runs: Sequence[Sequence[int]], indices: Sequence[int] | None = None, n_unparsed: int = 0
-) -> Summary:
-    """Aggregate the per-run ratings of each record (`runs[k]`: record `indices[k]`'s rating in every judge
-    run). Each record contributes its mean over runs (for the hallucination rate: the fraction of its runs
-    rated < 3), so every metric is also the mean over runs of that run's official number."""
+def record_values(
+    runs: Sequence[Sequence[int]], indices: Sequence[int] | None = None
+) -> tuple[dict[str, list[float]], list[int]]:
+    """Each record's value per metric (`score`, `hallucination_rate`, `informativeness` as a fraction)
+    averaged over its judge runs, and the records' template indices (which give the question type)."""
     idx = list(range(len(runs))) if indices is None else list(indices)
     if len(idx) != len(runs):
         raise ValueError("ratings and indices differ in length")
@@ -273,16 +272,33 @@ def summarize_runs(
     def mean(values: Sequence[float]) -> float:
         return sum(values) / len(values)
 
-    scores = [mean(r) for r in runs]
-    hall = [mean([1.0 if s < HALLUCINATION_BELOW else 0.0 for s in r]) for r in runs]
-    info = [mean([_informativeness(s) for s in r]) for r in runs]
+    values = {
+        "score": [mean(r) for r in runs],
+        "hallucination_rate": [mean([1.0 if s < HALLUCINATION_BELOW else 0.0 for s in r]) for r in runs],
+        "informativeness": [mean([_informativeness(s) for s in r]) for r in runs],
+    }
+    return values, idx
+
+
+def summarize_runs(
+    runs: Sequence[Sequence[int]], indices: Sequence[int] | None = None, n_unparsed: int = 0
+) -> Summary:
+    """Aggregate the per-run ratings of each record (`runs[k]`: record `indices[k]`'s rating in every judge
+    run). Each record contributes its mean over runs (for the hallucination rate: the fraction of its runs
+    rated < 3), so every metric is also the mean over runs of that run's official number."""
+    values, idx = record_values(runs, indices)
+    scores = values["score"]
     types = {}
     for t, name in enumerate(QUESTION_TYPES):
         vals = [s for s, i in zip(scores, idx, strict=True) if i % len(QUESTION_TYPES) == t]
         if vals:
             types[name] = mean_estimate(vals)
     return Summary(
-        mean_estimate(scores), mean_estimate(hall), mean_estimate(info, scale=100.0), types, n_unparsed
+        mean_estimate(scores),
+        mean_estimate(values["hallucination_rate"]),
+        mean_estimate(values["informativeness"], scale=100.0),
+        types,
+        n_unparsed,
     )
 
 

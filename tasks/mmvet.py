@@ -21,8 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mmvet_protocol import (
     CAPABILITIES,
@@ -37,6 +40,7 @@ from evalkit.tasks.mmvet_protocol import (
     Grade,
     ItemGrade,
     Summary,
+    _runs_matrix,
     capabilities_from_grades,
     capabilities_of,
     grade_scores,
@@ -122,6 +126,28 @@ def run_outputs(done: list[dict[str, Any]], n_runs: int) -> list[list[Any]]:
     return [[d["output"] for d in done if d["run"] == r] for r in range(n_runs)]
 
 
+def _capabilities(rows: list[dict[str, Any]]) -> dict[str, list[str]] | None:
+    """Item id → capabilities, when every row carries them (imports without mm-vet.json do not)."""
+    caps = {r["id"]: r["meta"]["capability"] for r in rows if "capability" in r["meta"]}
+    return caps if len(caps) == len(rows) else None
+
+
+def _mean_score(rows: list[dict[str, Any]]) -> Statistic:
+    """100 × mean over `rows` of each item's mean score over the judge runs, over the rows' units."""
+    scores = {r["id"]: r["judge_scores"] for r in rows}
+    ids, num_runs = _runs_matrix(scores, None)
+    per_item = np.array([float(np.mean(scores[k][:num_runs])) for k in ids])
+    idx, units = unit_index(rows)
+    sums = per_cluster(per_item, idx, len(units))
+    counts = per_cluster(np.ones_like(per_item), idx, len(units))
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100.0 * (w @ sums) / (w @ counts)
+
+    return Statistic(stat, units, len(rows))
+
+
 class MMVet(JudgedTask):
     """MM-Vet, generated and judged (`evalkit run`) or imported from the official grade files.
 
@@ -129,7 +155,8 @@ class MMVet(JudgedTask):
     last of 5 unparseable ones, which scores 0.0) and every try (`attempts`); an imported row has only the
     official deciding output per run. Scores are re-parsed from that record, so `rescore` needs no judge.
     Values are the official rounded numbers (1 decimal, numpy rounding); intervals come from the unrounded
-    per-item scores and resample whole images."""
+    per-item scores and resample whole images. `statistics` gives `total`, `cap/*` and `capint/*`
+    (unrounded) over those units for `evalkit compare`; the per-run totals and `std` have no interval."""
 
     name = "mmvet"
     version = "1"
@@ -142,6 +169,8 @@ class MMVet(JudgedTask):
         f"(official *_gpt-4-grade-Nruns.json) and --questions {METADATA} for the capability tables"
     )
     headline = "total"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
+    directions = {"std": 0, "judge_fallbacks": -1, "judge_reasks": -1}
     generation = GENERATION
     supports_toy = True
     judge_spec = JudgeSpec(
@@ -240,25 +269,37 @@ class MMVet(JudgedTask):
 
     # ------------------------------------------------------------------------------------- metrics
 
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """`total`, `cap/*` and `capint/*` as functions of weights over images (or item ids where a row
+        has no image): 100 × the mean over the group's items of each item's mean over runs. The point value
+        is the unrounded number that `aggregate` prints rounded to 1 decimal."""
+        scores = {r["id"]: r["judge_scores"] for r in rows}
+        caps = _capabilities(rows)
+        summary = summarize(scores, caps)
+        out = {"total": _mean_score(rows)}
+        if caps is None:
+            return out
+        for cap in summary.capabilities:
+            out[f"cap/{cap}"] = _mean_score([r for r in rows if cap in caps[r["id"]]])
+        for name in summary.integrations:
+            members = integration_key(name)
+            out[f"capint/{name}"] = _mean_score([r for r in rows if set(caps[r["id"]]) == members])
+        return out
+
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         scores = {r["id"]: r["judge_scores"] for r in rows}
-        clusters = {r["id"]: r.get("cluster") for r in rows}
-        caps = {r["id"]: r["meta"]["capability"] for r in rows if "capability" in r["meta"]}
-        summary = summarize(scores, caps if len(caps) == len(rows) else None)
-
-        def estimate(ids: list[str], value: float) -> dict[str, Any]:
-            est = total_estimate({k: scores[k] for k in ids}, clusters=[clusters[k] for k in ids])
-            return {**est.to_dict(), "value": value}
+        summary = summarize(scores, _capabilities(rows))
+        official = {"total": summary.total}
+        official |= {f"cap/{c}": v for c, v in summary.capabilities.items()}
+        official |= {f"capint/{c}": v for c, v in summary.integrations.items()}
 
         def count(value: float) -> dict[str, Any]:
             return {"value": value, "ci_low": None, "ci_high": None, "n": len(rows)}
 
-        out = {"total": estimate(list(scores), summary.total)}
-        for cap, value in summary.capabilities.items():
-            out[f"cap/{cap}"] = estimate([k for k in scores if cap in caps[k]], value)
-        for name, value in summary.integrations.items():
-            members = integration_key(name)
-            out[f"capint/{name}"] = estimate([k for k in scores if set(caps[k]) == members], value)
+        out = {
+            name: {**stat.estimate().to_dict(), "value": official[name]}
+            for name, stat in self.statistics(rows).items()
+        }
         for i, run_total in enumerate(summary.runs):
             out[f"run{i + 1}/total"] = count(run_total)
         out["std"] = count(summary.std)

@@ -21,6 +21,7 @@ from typing import Any
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.stats import Estimate, Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
     CATEGORIES,
@@ -59,6 +60,7 @@ from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
     parse_verdict,
     render_pair,
     render_single,
+    single_statistics,
     summarize_single,
     win_rates,
 )
@@ -130,7 +132,7 @@ class MTBench(JudgedTask):
     parsed, the official `[x]` fallback was used, or nothing parsed); -1 ratings are dropped from every
     mean and counted (`judge_dropped`, metric `dropped`), as show_result does. With several judge runs every
     run's judgments are pooled, each kept judgment weighing the same (the mean of the runs' scores when
-    nothing is dropped)."""
+    nothing is dropped). `statistics` gives every mean (not the `dropped` count) over whole questions."""
 
     name = "mt_bench"
     version = "2"
@@ -146,6 +148,8 @@ class MTBench(JudgedTask):
         "--questions question.jsonl (default: the bundled file)"
     )
     headline = "score"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
+    directions = {"dropped": -1}
     #: the runner asks each request's own settings (`generation_config`); this is the default category's
     generation = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=DEFAULT_TEMPERATURE)
     #: MT-Bench has no toy version: --data toy runs the bundled official questions (offline, text only)
@@ -270,14 +274,24 @@ class MTBench(JudgedTask):
             "judge_dropped": sum(s == INVALID for s in scores),
         }
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        judgments = [
-            Judgment(r["meta"]["question_id"], turn, score)
-            for r in rows
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """`score`, `turn1`, `turn2` and `category/*` as functions of weights over questions (a row's
+        unit, `unit_index`), each valid judgment of every turn and judge run weighing the same."""
+        idx, units = unit_index(rows)
+        pairs = [
+            (units[u], Judgment(r["meta"]["question_id"], turn, score))
+            for r, u in zip(rows, idx, strict=True)
             for turn, score in zip(r["judge"]["turns"], r["judge_scores"], strict=True)
         ]
         categories = {r["meta"]["question_id"]: r["meta"]["category"] for r in rows}
-        return _json_metrics(summarize_single(judgments, categories).metrics())
+        return single_statistics([j for _, j in pairs], categories, [k for k, _ in pairs])
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        metrics = {name: stat.estimate().to_dict() for name, stat in self.statistics(rows).items()}
+        scores = [s for r in rows for s in r["judge_scores"]]
+        n_dropped = sum(s == INVALID for s in scores)
+        metrics["dropped"] = Estimate(float(n_dropped), math.nan, math.nan, len(scores)).to_dict()
+        return _json_metrics(metrics)
 
     # --- import -------------------------------------------------------------------------------------------
 

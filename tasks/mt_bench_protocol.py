@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from evalkit.datafiles import read_jsonl, require_fields
-from evalkit.stats import Estimate, mean_estimate
+from evalkit.stats import Estimate, Statistic, cluster_index, per_cluster
 from evalkit.types import GenerationConfig, Message, UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
@@ -273,25 +275,58 @@ class SingleSummary:
         return out
 
 
-def summarize_single(
-    judgments: Sequence[Judgment], categories: Mapping[int, str] | None = None
-) -> SingleSummary:
-    """Aggregate one model's judgments: drop -1, then plain means (each kept judgment weighs the same)."""
-    valid = [j for j in judgments if j.score != INVALID]
+def mean_statistic(values: Sequence[float], keys: Sequence[Hashable]) -> Statistic:
+    """The mean of `values` as a function of weights over the units named by `keys` (one per value)."""
+    idx, k = cluster_index(keys)
+    units: list[Hashable] = [None] * k
+    for key, i in zip(keys, idx, strict=True):
+        units[i] = key
+    x = np.asarray(values, dtype=float)
+    sums, counts = per_cluster(x, idx, k), per_cluster(np.ones_like(x), idx, k)
 
-    def estimate(js: Sequence[Judgment]) -> Estimate:
-        return mean_estimate([j.score for j in js], [j.question_id for j in js])
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ sums) / (w @ counts)
 
-    turns = {t: estimate([j for j in valid if j.turn == t]) for t in sorted({j.turn for j in valid})}
-    cats: dict[str, Estimate] = {}
+    return Statistic(stat, tuple(units), len(x))
+
+
+def single_statistics(
+    judgments: Sequence[Judgment],
+    categories: Mapping[int, str] | None = None,
+    keys: Sequence[Hashable] | None = None,
+) -> dict[str, Statistic]:
+    """`score`, `turn{t}` and `category/{c}` over the valid judgments (score -1 dropped) as functions of
+    weights over units: `keys[i]` names judgment i's unit (default: its question, so a question's turns
+    are resampled together)."""
+    keys = [j.question_id for j in judgments] if keys is None else keys
+    valid = [(k, j) for k, j in zip(keys, judgments, strict=True) if j.score != INVALID]
+
+    def stat(kjs: Sequence[tuple[Hashable, Judgment]]) -> Statistic:
+        return mean_statistic([j.score for _, j in kjs], [k for k, _ in kjs])
+
+    out = {"score": stat(valid)}
+    for t in sorted({j.turn for _, j in valid}):
+        out[f"turn{t}"] = stat([(k, j) for k, j in valid if j.turn == t])
     if categories is not None:
         order = [c for c in CATEGORIES if c in categories.values()]
         order += sorted(set(categories.values()) - set(order))
         for c in order:
-            rows = [j for j in valid if categories.get(j.question_id) == c]
-            if rows:
-                cats[c] = estimate(rows)
-    return SingleSummary(estimate(valid), turns, cats, len(judgments), len(judgments) - len(valid))
+            kjs = [(k, j) for k, j in valid if categories.get(j.question_id) == c]
+            if kjs:
+                out[f"category/{c}"] = stat(kjs)
+    return out
+
+
+def summarize_single(
+    judgments: Sequence[Judgment], categories: Mapping[int, str] | None = None
+) -> SingleSummary:
+    """Aggregate one model's judgments: drop -1, then plain means (each kept judgment weighs the same)."""
+    est = {name: s.estimate() for name, s in single_statistics(judgments, categories).items()}
+    turns = {int(name[4:]): e for name, e in est.items() if name.startswith("turn")}
+    cats = {name.split("/", 1)[1]: e for name, e in est.items() if name.startswith("category/")}
+    n_dropped = sum(j.score == INVALID for j in judgments)
+    return SingleSummary(est["score"], turns, cats, len(judgments), n_dropped)
 
 
 def load_judgments(path: Path, model: str | None = None) -> dict[str, list[Judgment]]:

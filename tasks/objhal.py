@@ -15,7 +15,7 @@ import numpy as np
 
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, prompt_sha256
-from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
+from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.objhal_data import (
     cached_ground_truth,
@@ -67,6 +67,14 @@ MODES = ("llm", "words")
 OPTIONS = ("extraction", "nlp", "questions", "synonyms", "coco")
 #: the judge fingerprint of a words-mode run: no prompt is ever sent
 NO_JUDGE = "objhal words mode: classic CHAIR matching, no judge call"
+#: count field → reported name (summed over responses, averaged over judge runs; no interval)
+COUNT_LABELS = {
+    "with_mentions": "responses_with_objects",
+    "mentions": "mentions",
+    "hall_mentions": "hallucinated_mentions",
+    "correct": "correct_classes",
+    "gt": "gt_classes",
+}
 
 
 @lru_cache(maxsize=8)
@@ -153,6 +161,11 @@ class ObjHal(JudgedTask):
         "--data toy builds a toy set offline (words mode by default)"
     )
     headline = "CHAIRs_refine"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
+    directions = {
+        **{name: -1 for name in ("CHAIRs_refine", "CHAIRs", "CHAIRi", "unparsed")},
+        **{name: 0 for name in (*COUNT_LABELS.values(), "avg_word_len", "reasks")},
+    }
     import_usage = "--answers ANSWERS.jsonl --data-dir DIR [--questions Q.jsonl] [--judgments hall_*.json]"
     generation = GENERATION
     supports_toy = True
@@ -305,12 +318,14 @@ class ObjHal(JudgedTask):
 
     # ------------------------------------------------------------------------------------------ metrics
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Each rate is computed per judge run from counts summed over images, then averaged over runs."""
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """Every metric as a function of image weights. Each rate is computed per judge run from counts
+        summed over images, then averaged over runs; counts are averaged over runs."""
         n_runs = min(len(r["objects"]) for r in rows)
         counts = np.array([[_counts(r, j) for j in range(n_runs)] for r in rows], dtype=float)
         n = len(rows)
-        clusters, k = cluster_index([r["cluster"] for r in rows])
+        clusters, units = unit_index(rows)
+        k = len(units)
         sums = per_cluster(counts.reshape(n, -1), clusters, k).reshape(k, n_runs, len(COUNT_FIELDS))
 
         def rate(num: int, den: int):
@@ -321,22 +336,31 @@ class ObjHal(JudgedTask):
 
             return stat
 
-        out: dict[str, dict[str, Any]] = {}
+        def linear(per_unit: np.ndarray):
+            return lambda w: w @ per_unit
+
+        out: dict[str, Statistic] = {}
         for name, (num, den) in RATES.items():
-            est = bootstrap(rate(COUNT_FIELDS.index(num), COUNT_FIELDS.index(den)), k)
-            out[name] = Estimate(est.value, est.ci_low, est.ci_high, n).to_dict()
-        mean_counts = counts.sum(axis=0).mean(axis=0)  # per field, averaged over runs
-        nan = float("nan")
-        for field, label in (
-            ("with_mentions", "responses_with_objects"),
-            ("mentions", "mentions"),
-            ("hall_mentions", "hallucinated_mentions"),
-            ("correct", "correct_classes"),
-            ("gt", "gt_classes"),
-        ):
-            out[label] = Estimate(float(mean_counts[COUNT_FIELDS.index(field)]), nan, nan, n).to_dict()
-        words = float(np.mean([r["n_words"] for r in rows]))
-        out["avg_word_len"] = Estimate(words, nan, nan, n).to_dict()
+            out[name] = Statistic(rate(COUNT_FIELDS.index(num), COUNT_FIELDS.index(den)), units, n)
+        mean_counts = sums.mean(axis=1)  # (k, fields): per image, averaged over runs
+        for field, label in COUNT_LABELS.items():
+            out[label] = Statistic(linear(mean_counts[:, COUNT_FIELDS.index(field)]), units, n)
+        words = per_cluster(np.array([r["n_words"] for r in rows], dtype=float), clusters, k)
+        size = per_cluster(np.ones(n), clusters, k)
+        out["avg_word_len"] = Statistic(lambda w: (w @ words) / (w @ size), units, n)
         for field in ("unparsed", "reasks"):
-            out[field] = Estimate(float(sum(r[field] for r in rows)), nan, nan, n).to_dict()
+            out[field] = Statistic(
+                linear(per_cluster(np.array([r[field] for r in rows]), clusters, k)), units, n
+            )
+        return out
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        nan = float("nan")
+        for name, stat in self.statistics(rows).items():
+            if name in RATES:
+                out[name] = stat.estimate().to_dict()
+            else:
+                value = float(stat.stat(np.ones((1, len(stat.units))))[0])
+                out[name] = Estimate(value, nan, nan, stat.n).to_dict()
         return _nan_free(out)

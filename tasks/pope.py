@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
-from evalkit.stats import Estimate, bootstrap, cluster_index, per_cluster
+from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, LoadedData, Task
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
@@ -117,6 +117,8 @@ class Pope(Task):
         "and the COCO val2014 images in DIR/val2014 (or --image-dir); --data toy builds a toy set offline"
     )
     headline = "f1_mean"
+    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
+    directions = {f"{s}/yes_ratio": 0 for s in SPLITS}
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
     supports_toy = True
 
@@ -165,8 +167,10 @@ class Pope(Task):
         parsed = parse_answer(response)
         return {"parsed": parsed, "correct": parsed == target}
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        clusters, k = cluster_index([r["cluster"] for r in rows])
+    def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
+        """Every metric as a function of image weights: ratios of one-hot (split, cell) counts per image."""
+        clusters, units = unit_index(rows)
+        k = len(units)
         split_names = [s for s in SPLITS if any(r["meta"]["split"] == s for r in rows)]
         # one-hot (sample, split, {tp, fp, tn, fn}) summed per image: metrics are ratios of weighted counts
         onehot = np.zeros((len(rows), len(split_names), 4))
@@ -178,18 +182,21 @@ class Pope(Task):
         def split_metric(j: int, name: str):
             return lambda w: 100 * metrics_from_counts(*np.moveaxis(w @ counts[:, j, :], -1, 0))[name]
 
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, Statistic] = {}
         if split_names:
 
             def f1_mean(w: np.ndarray) -> np.ndarray:
                 return np.mean([split_metric(j, "f1")(w) for j in range(len(split_names))], axis=0)
 
-            out["f1_mean"] = _with_n(bootstrap(f1_mean, k), len(rows))
+            out["f1_mean"] = Statistic(f1_mean, units, len(rows))
         for j, split in enumerate(split_names):
             n_split = int(onehot[:, j].sum())
             for name in ("acc", "precision", "recall", "f1", "yes_ratio"):
-                out[f"{split}/{name}"] = _with_n(bootstrap(split_metric(j, name), k), n_split)
+                out[f"{split}/{name}"] = Statistic(split_metric(j, name), units, n_split)
         return out
+
+    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
@@ -247,7 +254,3 @@ class Pope(Task):
             "files": {p.name: sha256_file(p) for p in [*paths.values(), Path(questions), Path(answers)]},
         }
         return pairs, info
-
-
-def _with_n(est: Estimate, n: int) -> dict[str, Any]:
-    return Estimate(est.value, est.ci_low, est.ci_high, n).to_dict()

@@ -1,0 +1,339 @@
+"""`evalkit compare BASE_RUN NEW_RUN`: paired bootstrap of NEW − BASE per task metric, over the samples
+both runs scored, with Holm's correction across the metrics checked and a regression gate for CI.
+
+Pairing: rows scored in both runs (same sample ids, no failure in either) are kept, each task's
+`statistics` is evaluated on them, and one bootstrap weight matrix over the units both share (images,
+questions, or samples) is applied to both runs (`evalkit.stats.paired_bootstrap`).
+
+Checked metrics (the Holm family): the `--fail-on` rules' metrics, or, with no rule, every compared metric
+that has a better direction. A checked metric fails when its Holm-adjusted p-value is below `alpha` and
+its difference is beyond the rule's threshold (no rule: any significant change in the bad direction).
+Other compared metrics form a second Holm family, reported but never failing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.runs import Run, canonical, judge_label, metric_direction
+from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, holm, paired_bootstrap
+from evalkit.types import UserError
+
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCOMPARABLE = 0, 1, 2, 3
+DEFAULT_MIN_COMMON = 20
+#: a warning is printed when the common samples are fewer than this share of either run's scored samples
+COVERAGE_WARNING = 0.9
+OPS = {"<": lambda d, t: d < t, "<=": lambda d, t: d <= t, ">": lambda d, t: d > t, ">=": lambda d, t: d >= t}
+RULE = re.compile(
+    r"^\s*([A-Za-z0-9_\-]+)\.(\S+?)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+class Incomparable(Exception):
+    """The two runs cannot be compared as asked (different judges or task versions, too few common
+    samples, a task missing from one run); exit code 3."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`TASK.METRIC OP THRESHOLD`: fail when the difference NEW − BASE (in the metric's unit) satisfies
+    `OP THRESHOLD` and is significant after Holm."""
+
+    task: str
+    metric: str
+    op: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        m = RULE.match(text)
+        if not m:
+            raise UserError(
+                f"--fail-on {text!r}: expected TASK.METRIC OP THRESHOLD with OP one of <, <=, >, >= and "
+                "a number in the metric's unit, e.g. 'pope.f1_mean < -1.0' (fail on a drop beyond 1 point)"
+            )
+        return cls(m[1], m[2], m[3], float(m[4]))
+
+    def __str__(self) -> str:
+        return f"{self.task}.{self.metric} {self.op} {self.threshold:g}"
+
+    def fails(self, diff: float) -> bool:
+        return OPS[self.op](diff, self.threshold)
+
+
+@dataclass
+class MetricComparison:
+    task: str
+    metric: str
+    direction: int
+    base: float
+    new: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_units: int
+    n_samples: int
+    checked: bool = False
+    rules: list[str] = field(default_factory=list)
+    p_holm: float = math.nan
+    verdict: str = "n/a"
+    failed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Comparison:
+    base: str
+    new: str
+    alpha: float
+    n_resamples: int
+    seed: int
+    family: str
+    metrics: list[MetricComparison]
+    warnings: list[str]
+
+    @property
+    def checked(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.checked]
+
+    @property
+    def failures(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.failed]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REGRESSION if self.failures else EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "new": self.new,
+            "alpha": self.alpha,
+            "resamples": self.n_resamples,
+            "seed": self.seed,
+            "holm_family": self.family,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "checked": len(self.checked),
+            "failed": len(self.failures),
+            "warnings": self.warnings,
+            "exit_code": self.exit_code,
+        }
+
+
+def verdict(diff: float, p_holm: float, direction: int, alpha: float) -> str:
+    if math.isnan(p_holm):
+        return "n/a"
+    if p_holm >= alpha or diff == 0:
+        return "no significant change"
+    if direction == 0:
+        return "changed"
+    return "gain" if diff * direction > 0 else "loss"
+
+
+def _scored(rows: list[dict[str, Any]], judged: bool) -> dict[str, dict[str, Any]]:
+    """Rows that were scored: no failure and, for a judged task, a judge record."""
+    return {r["id"]: r for r in rows if r.get("error") is None and (not judged or "judge" in r)}
+
+
+def _check_task(base: Run, new: Run, task: str) -> None:
+    vb, vn = base.task_version(task), new.task_version(task)
+    if vb != vn:
+        raise Incomparable(
+            f"{task}: task versions differ (base {base.name}: {vb}, new {new.name}: {vn}); scores of "
+            "different task versions are not comparable — re-run or `evalkit rescore` both with one version"
+        )
+
+
+def _check_judges(base: Run, new: Run, task: str, rows_b: list[dict], rows_n: list[dict]) -> None:
+    fb, fn = base.judge_fingerprints(task, rows_b), new.judge_fingerprints(task, rows_n)
+    if sorted(map(canonical, fb)) != sorted(map(canonical, fn)):
+        keys = sorted({k for fp in [*fb, *fn] for k in fp if any(fp.get(k) != o.get(k) for o in [*fb, *fn])})
+        raise Incomparable(
+            f"{task}: the runs were scored by different judges (base: {judge_label(fb) or 'none'}, "
+            f"new: {judge_label(fn) or 'none'}; differing fields: {', '.join(keys) or 'count'}); rows "
+            "scored by different judges are never compared — judge both runs with the same judge"
+        )
+
+
+def _select(
+    task: str, available: list[str], headline: str, metrics: list[str] | None, rules: list[Rule]
+) -> list[str]:
+    wanted: list[str] = []
+    if metrics is None:
+        wanted.append(headline)
+    for item in metrics or []:
+        if item == "all":
+            wanted.extend(available)
+        elif "." in item:
+            t, m = item.split(".", 1)
+            wanted.extend([m] if t == task else [])
+        elif item in available:
+            wanted.append(item)
+    wanted.extend(r.metric for r in rules if r.task == task)
+    unknown = [m for m in wanted if m not in available]
+    if unknown:
+        raise UserError(f"{task} has no metric {unknown[0]!r}; its metrics here: {', '.join(available)}")
+    return list(dict.fromkeys(wanted))
+
+
+def compare_runs(
+    base_dir: str | Path,
+    new_dir: str | Path,
+    *,
+    tasks: list[str] | None = None,
+    metrics: list[str] | None = None,
+    rules: list[Rule] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    alpha: float = 0.05,
+    min_common: int = DEFAULT_MIN_COMMON,
+) -> Comparison:
+    """Compare two run folders; raises `Incomparable` or `UserError` (see the module docstring)."""
+    from evalkit.registry import get_task
+
+    rules = list(rules or [])
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha {alpha}: must be between 0 and 1")
+    if n_resamples < 100:
+        raise UserError(f"--resamples {n_resamples}: use at least 100")
+    base, new = Run.open(base_dir), Run.open(new_dir)
+    warnings: list[str] = []
+    if tasks:
+        names = list(dict.fromkeys(tasks))
+    else:
+        names = [t for t in base.tasks if t in new.tasks]
+        only = sorted(set(base.tasks) ^ set(new.tasks))
+        if only:
+            warnings.append(f"tasks in one run only, not compared: {', '.join(only)}")
+    names += [r.task for r in rules if r.task not in names]
+    for name in names:
+        get_task(name)  # an unknown name is a usage error
+        missing = [run.name for run in (base, new) if name not in run.tasks]
+        if missing:
+            raise Incomparable(f"{name}: not in run {' and '.join(missing)}")
+    if not names:
+        raise Incomparable(f"{base.name} and {new.name} have no task in common")
+    for name in names:
+        _check_task(base, new, name)
+
+    out: list[MetricComparison] = []
+    for name in names:
+        task = get_task(name)
+        judged = hasattr(task, "judge_spec")
+        rows_b, rows_n = _scored(base.rows(name), judged), _scored(new.rows(name), judged)
+        common = [i for i in rows_b if i in rows_n]
+        sel_b, sel_n = [rows_b[i] for i in common], [rows_n[i] for i in common]
+        _check_judges(base, new, name, sel_b, sel_n)
+        if len(common) < min_common:
+            raise Incomparable(
+                f"{name}: only {len(common)} samples are scored in both runs (at least {min_common} needed, "
+                "--min-common); the runs used different data or limits"
+            )
+        share = len(common) / max(len(rows_b), len(rows_n))
+        if share < COVERAGE_WARNING:
+            warnings.append(
+                f"{name}: {len(common)} common samples, {share:.0%} of the larger run "
+                f"({len(rows_b)} base, {len(rows_n)} new); values are over the common samples"
+            )
+        try:
+            stats_b, stats_n = task.statistics(sel_b), task.statistics(sel_n)
+        except NotImplementedError:
+            if any(r.task == name for r in rules):
+                raise Incomparable(f"{name}: this task does not expose per-sample statistics yet") from None
+            warnings.append(f"{name}: not compared (the task does not expose per-sample statistics yet)")
+            continue
+        available = [m for m in stats_b if m in stats_n]
+        for metric in _select(name, available, task.headline, metrics, rules):
+            est = paired_bootstrap(stats_b[metric], stats_n[metric], n_resamples=n_resamples, seed=seed)
+            out.append(
+                MetricComparison(
+                    name,
+                    metric,
+                    metric_direction(task, metric),
+                    est.base,
+                    est.new,
+                    est.diff,
+                    est.ci_low,
+                    est.ci_high,
+                    est.p_value,
+                    est.n_units,
+                    len(common),
+                    rules=[str(r) for r in rules if (r.task, r.metric) == (name, metric)],
+                )
+            )
+    plain = [i for i in metrics or [] if i != "all" and "." not in i]
+    unmatched = [i for i in plain if not any(m.metric == i for m in out)]
+    if unmatched:
+        raise UserError(f"--metrics {unmatched[0]}: no compared task has this metric (name it TASK.METRIC)")
+    for m in out:
+        m.checked = bool(m.rules) if rules else m.direction != 0
+    for r in rules:
+        direction = next((m.direction for m in out if (m.task, m.metric) == (r.task, r.metric)), 0)
+        if direction and (r.op[0] == "<") == (direction == -1):
+            better = "lower" if direction == -1 else "higher"
+            warnings.append(
+                f"--fail-on {r}: {r.task}.{r.metric} is {better}-is-better, so this rule fails on gains"
+            )
+    for family in (True, False):
+        members = [m for m in out if m.checked == family]
+        for m, p in zip(members, holm([m.p_value for m in members]), strict=True):
+            m.p_holm = p
+            m.verdict = verdict(m.diff, p, m.direction, alpha)
+            significant = not math.isnan(p) and p < alpha
+            if m.checked and significant:
+                mine = [r for r in rules if (r.task, r.metric) == (m.task, m.metric)]
+                m.failed = any(r.fails(m.diff) for r in mine) if rules else m.verdict == "loss"
+    n_checked = len({(m.task, m.metric) for m in out if m.checked})
+    floor = 2.0 / (n_resamples + 1)  # the smallest bootstrap p-value
+    if n_checked and n_checked * floor >= alpha:
+        warnings.append(
+            f"{n_checked} checked metrics with {n_resamples} resamples: no difference can be significant "
+            f"after Holm (smallest p {floor:.4f} x {n_checked} >= alpha {alpha}); raise --resamples or check "
+            "fewer metrics"
+        )
+    family = "--fail-on metrics" if rules else "every compared metric with a better direction"
+    return Comparison(str(base.path), str(new.path), alpha, n_resamples, seed, family, out, warnings)
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    return "—" if math.isnan(x) else (f"{x:.4f}" if x >= 1e-4 else f"{x:.1e}")
+
+
+def comparison_table(result: Comparison):
+    """The rich table: one row per compared metric."""
+    from rich.table import Table
+
+    table = Table(title=f"evalkit compare · {result.base} → {result.new}")
+    for col in ("task", "metric", "base", "new", "diff [95% CI]", "p", "p_holm", "n", "verdict", "check"):
+        table.add_column(col, justify="right" if col in ("base", "new", "p", "p_holm", "n") else "left")
+    colour = {"gain": "green", "loss": "red", "changed": "yellow"}
+    for m in result.metrics:
+        arrow = {1: " ↑", -1: " ↓", 0: ""}[m.direction]
+        check = (
+            ("[bold red]FAIL[/bold red] " if m.failed else "ok ") + "; ".join(m.rules) if m.checked else ""
+        )
+        v = f"[{colour[m.verdict]}]{m.verdict}[/{colour[m.verdict]}]" if m.verdict in colour else m.verdict
+        table.add_row(
+            m.task,
+            m.metric + arrow,
+            _num(m.base),
+            _num(m.new),
+            f"{m.diff:+.2f} [{_num(m.ci_low)}, {_num(m.ci_high)}]",
+            _p(m.p_value),
+            _p(m.p_holm),
+            str(m.n_units),
+            v,
+            check,
+        )
+    return table

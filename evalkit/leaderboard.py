@@ -1,0 +1,283 @@
+"""`evalkit leaderboard`: runs × tasks with each task's headline metric and its 95% interval, from the run
+folders' metrics.json (the store only).
+
+A column holds one task scored one way. When runs of a task differ in task version, judge (fingerprint:
+model, endpoint or weights, prompts, parser, sampling) or data version, the task gets one column per
+variant, labelled with what differs, e.g. `mmvet.total [judge gpt-4-0613 #1a2b3c]` and
+`mmvet.total [judge gpt-4o #4d5e6f]`; such numbers are never merged into one column.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalkit.runs import Run, canonical, find_runs, judge_label, metric_direction
+from evalkit.types import UserError
+
+FORMATS = ("md", "csv", "html", "json")
+
+
+@dataclass(frozen=True)
+class Column:
+    task: str
+    metric: str
+    version: str | None
+    judge: str | None
+    data: str | None
+    label: str
+    direction: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "task": self.task,
+            "metric": self.metric,
+            "task_version": self.version,
+            "judge": self.judge,
+            "data": self.data,
+            "higher_is_better": {1: True, -1: False}.get(self.direction),
+        }
+
+
+@dataclass
+class Entry:
+    run: str
+    model: str
+    path: str
+    status: str
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Leaderboard:
+    columns: list[Column]
+    entries: list[Entry]
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [c.to_dict() for c in self.columns],
+            "runs": [
+                {"run": e.run, "model": e.model, "path": e.path, "status": e.status, "values": e.cells}
+                for e in self.entries
+            ],
+        }
+
+
+def _task(name: str):
+    from evalkit.registry import TASKS, get_task
+
+    return get_task(name) if name in TASKS else None
+
+
+def _variant(run: Run, name: str, task: Any) -> tuple[str | None, str | None, str | None]:
+    judged = task is None or hasattr(task, "judge_spec")
+    fps = run.judge_fingerprints(name) if judged else []
+    key = canonical(sorted(canonical(fp) for fp in fps)) if fps else None
+    return run.task_version(name), key, run.data_version(name)
+
+
+def build_leaderboard(
+    paths: list[Path],
+    *,
+    tasks: list[str] | None = None,
+    sort: str | None = None,
+    filters: list[str] | None = None,
+) -> Leaderboard:
+    runs = find_runs(paths)
+    warnings = [f"{r.path}: no metrics.json (unfinished run), left out" for r in runs if not r.metrics]
+    runs = [r for r in runs if r.metrics]
+    if filters:
+        low = [f.lower() for f in filters]
+        runs = [r for r in runs if any(f in r.model.lower() or f in r.name.lower() for f in low)]
+    names = list(tasks) if tasks else list(dict.fromkeys(t for r in runs for t in r.metrics))
+    task_objs = {n: _task(n) for n in names}
+    # (task, variant) → column; the label names only what differs between the task's variants
+    variants: dict[str, dict[tuple, list[tuple[Run, dict]]]] = {n: {} for n in names}
+    for run in runs:
+        for name in names:
+            summary = run.metrics.get(name)
+            if summary is None:
+                continue
+            version, judge_key, data = _variant(run, name, task_objs[name])
+            variants[name].setdefault((version, judge_key, data), []).append((run, summary))
+    columns: list[Column] = []
+    entries = {r.path: Entry(r.name, r.model, str(r.path), str(r.header.get("status", "?"))) for r in runs}
+    for name in names:
+        keys = list(variants[name])
+        differs = [len({k[i] for k in keys}) > 1 for i in range(3)]
+        for key in keys:
+            version, judge_key, data = key
+            members = variants[name][key]
+            metric = members[0][1].get("headline") or getattr(task_objs[name], "headline", None)
+            judge = judge_label(
+                members[0][0].judge_fingerprints(name) if judge_key is not None else []
+            )  # the same for every member
+            parts = []
+            if differs[0]:
+                parts.append(f"v{version}")
+            if differs[1]:
+                parts.append(f"judge {judge or 'none'}")
+            if differs[2]:
+                parts.append(f"data {data or 'unknown'}")
+            label = f"{name}.{metric}" + (f" [{', '.join(parts)}]" if parts else "")
+            direction = metric_direction(task_objs[name], metric) if metric else 1
+            columns.append(Column(name, metric, version, judge, data, label, direction))
+            for run, summary in members:
+                m = (summary.get("metrics") or {}).get(metric)
+                if m is not None:
+                    entries[run.path].cells[label] = {
+                        k: m.get(k) for k in ("value", "ci_low", "ci_high", "n")
+                    }
+    board = Leaderboard(columns, [e for e in entries.values() if e.cells], warnings)
+    if sort:
+        _sort(board, sort)
+    return board
+
+
+def _sort(board: Leaderboard, key: str) -> None:
+    """Best first by a column (`TASK.METRIC`, or a split column's full label); missing values last."""
+    matches = [c for c in board.columns if c.label == key] or [
+        c for c in board.columns if f"{c.task}.{c.metric}" == key
+    ]
+    if not matches:
+        shown = ", ".join(c.label for c in board.columns) or "none"
+        raise UserError(f"--sort {key!r}: no such column; columns: {shown}")
+    if len(matches) > 1:
+        raise UserError(
+            f"--sort {key!r}: that metric is split into {len(matches)} columns (runs scored differently); "
+            f"name one: {', '.join(repr(c.label) for c in matches)}"
+        )
+    col = matches[0]
+    sign = -1 if col.direction == -1 else 1
+
+    def order(e: Entry) -> tuple[int, float]:
+        v = (e.cells.get(col.label) or {}).get("value")
+        missing = v is None or (isinstance(v, float) and math.isnan(v))
+        return (1, 0.0) if missing else (0, -sign * float(v))
+
+    board.entries.sort(key=order)
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _num(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _cell(c: dict[str, Any] | None) -> str:
+    if not c or c.get("value") is None:
+        return "—"
+    ci = f" [{_num(c['ci_low'])}, {_num(c['ci_high'])}]" if c.get("ci_low") is not None else ""
+    return _num(c["value"]) + ci
+
+
+def to_markdown(board: Leaderboard) -> str:
+    head = ["run", "model", *(c.label for c in board.columns)]
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
+    for e in board.entries:
+        cells = [e.run, e.model, *(_cell(e.cells.get(c.label)) for c in board.columns)]
+        lines.append("| " + " | ".join(map(esc, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(board: Leaderboard) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        ["run", "model", *(f"{c.label}{s}" for c in board.columns for s in ("", " ci_low", " ci_high"))]
+    )
+    for e in board.entries:
+        vals = []
+        for c in board.columns:
+            cell = e.cells.get(c.label) or {}
+            vals += [cell.get("value"), cell.get("ci_low"), cell.get("ci_high")]
+        w.writerow([e.run, e.model, *("" if v is None else repr(float(v)) for v in vals)])
+    return buf.getvalue()
+
+
+def to_json(board: Leaderboard) -> str:
+    return json.dumps(board.to_dict(), indent=2) + "\n"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}.ci{color:#777;font-size:85%}.note{color:#555}"""
+
+
+def to_html(board: Leaderboard) -> str:
+    e_ = html.escape
+    head = "".join(
+        f"<th>{e_(c.label)}{' ↑' if c.direction == 1 else ' ↓' if c.direction == -1 else ''}</th>"
+        for c in board.columns
+    )
+    rows = []
+    for e in board.entries:
+        cells = []
+        for c in board.columns:
+            cell = e.cells.get(c.label)
+            if not cell or cell.get("value") is None:
+                cells.append("<td>—</td>")
+                continue
+            ci = (
+                f'<br><span class="ci">[{_num(cell["ci_low"])}, {_num(cell["ci_high"])}]</span>'
+                if cell.get("ci_low") is not None
+                else ""
+            )
+            cells.append(f"<td>{_num(cell['value'])}{ci}</td>")
+        rows.append(
+            f'<tr><td class="l">{e_(e.run)}</td><td class="l">{e_(e.model)}</td>{"".join(cells)}</tr>'
+        )
+    note = (
+        "Headline metric per task with its 95% bootstrap interval. A task scored with different task "
+        "versions, judges or data has one column per variant."
+    )
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>evalkit leaderboard</title>'
+        f'<style>{STYLE}</style></head><body><h1>evalkit leaderboard</h1><p class="note">{note}</p>'
+        f'<table><thead><tr><th class="l">run</th><th class="l">model</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></body></html>\n"
+    )
+
+
+RENDER = {"md": to_markdown, "csv": to_csv, "html": to_html, "json": to_json}
+
+
+def render(board: Leaderboard, fmt: str) -> str:
+    if fmt not in RENDER:
+        raise UserError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return RENDER[fmt](board)
+
+
+def format_for(path: Path | None, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = path.suffix.lower().lstrip(".") if path else ""
+    return (
+        {"markdown": "md", "htm": "html"}.get(suffix, suffix)
+        if suffix in (*FORMATS, "markdown", "htm")
+        else "md"
+    )
+
+
+def rich_table(board: Leaderboard):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="evalkit leaderboard")
+    table.add_column("run")
+    table.add_column("model")
+    for c in board.columns:
+        table.add_column(escape(c.label), justify="right", overflow="fold")
+    for e in board.entries:
+        table.add_row(escape(e.run), escape(e.model), *(_cell(e.cells.get(c.label)) for c in board.columns))
+    return table

@@ -1,0 +1,139 @@
+"""Reading finished run folders for `evalkit compare` and `evalkit leaderboard`: header, metrics, scored
+rows, judge fingerprints and task versions. Reads the store only; never loads a model or a judge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from evalkit.store import RunStore
+from evalkit.types import UserError
+
+#: metric names that read as lower-is-better (or as neither) for a task that declares no `directions`
+LOWER_IS_BETTER = re.compile(r"hallucinat|chair|unparsed|unparsable|fallback|reask|invalid|dropped|error")
+NEUTRAL = re.compile(r"(^|/)n_|(^|_)std$|standard_error|length$|reference_score")
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def short_hash(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:8]
+
+
+def metric_direction(task: Any, metric: str) -> int:
+    """+1 when higher is better, −1 when lower is better, 0 when neither. A task states it in its
+    `directions` mapping (metric → ±1 / 0); unlisted metrics are read from their names (hallucination,
+    CHAIR, unparsed, fallback counts are lower-is-better; counts, lengths, spreads and the reference
+    answers' own score are neither)."""
+    declared = getattr(task, "directions", None) or {}
+    if metric in declared:
+        return int(declared[metric])
+    name = metric.lower()
+    if LOWER_IS_BETTER.search(name):
+        return -1
+    if NEUTRAL.search(name):
+        return 0
+    return 1
+
+
+@dataclass
+class Run:
+    """One run folder, read lazily."""
+
+    path: Path
+    header: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Run:
+        store = RunStore(Path(path))
+        if not store.exists():
+            raise UserError(f"{path} is not a run folder (no run.json)")
+        try:
+            header = store.read_header()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{store.header_path}: unreadable ({exc})") from None
+        return cls(Path(path), header)
+
+    @property
+    def name(self) -> str:
+        return self.header.get("run_id") or self.path.name
+
+    @property
+    def model(self) -> str:
+        """What was evaluated, as the command named it (an imported run: the answer file)."""
+        command = self.header.get("command") or {}
+        if command.get("import"):
+            return f"imported: {Path(str(command.get('answers', '?'))).name}"
+        return str(command.get("model") or (self.header.get("model") or {}).get("backend") or "?")
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.header.get("tasks") or {})
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        path = self.path / "metrics.json"
+        if not path.exists():
+            return {}
+        try:
+            return RunStore(self.path).read_metrics()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: unreadable ({exc})") from None
+
+    def task_version(self, task: str) -> str | None:
+        info = (self.header.get("tasks") or {}).get(task) or {}
+        version = info.get("version", (self.metrics.get(task) or {}).get("version"))
+        return None if version is None else str(version)
+
+    def data_version(self, task: str) -> str | None:
+        data = ((self.header.get("tasks") or {}).get(task) or {}).get("data") or {}
+        return data.get("version")
+
+    def rows(self, task: str) -> list[dict[str, Any]]:
+        """Every stored row of the task (failed ones included)."""
+        return RunStore(self.path).read_samples(task)
+
+    def judge_fingerprints(self, task: str, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The distinct judge fingerprints behind the task's rows (from the rows when given, else from
+        run.json's judge record, else from the stored rows); [] for a task without a judge."""
+        if rows is None:
+            judged = (self.header.get("judges") or {}).get(task)
+            if judged and judged.get("fingerprint") is not None:
+                return [judged["fingerprint"]]
+            if not RunStore(self.path).samples_path(task).exists():
+                return []
+            rows = self.rows(task)
+        seen: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            judge = r.get("judge")
+            if isinstance(judge, dict) and "fingerprint" in judge:
+                seen.setdefault(canonical(judge["fingerprint"]), judge["fingerprint"])
+        return list(seen.values())
+
+
+def judge_label(fingerprints: list[dict[str, Any]]) -> str | None:
+    """A short name for a set of judge fingerprints: the judge model(s) and a hash of the whole record."""
+    if not fingerprints:
+        return None
+    models = sorted({str(fp.get("model") or "?") for fp in fingerprints})
+    return f"{'+'.join(models)} #{short_hash(sorted(canonical(fp) for fp in fingerprints))[:6]}"
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Run folders among `paths`: each path is a run folder or a folder of run folders (one level)."""
+    runs: list[Run] = []
+    for path in paths:
+        if (path / "run.json").exists():
+            runs.append(Run.open(path))
+        elif path.is_dir():
+            runs.extend(Run.open(p.parent) for p in sorted(path.glob("*/run.json")))
+        else:
+            raise UserError(f"{path} is neither a run folder nor a folder of run folders")
+    return runs
