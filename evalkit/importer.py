@@ -1,10 +1,13 @@
-"""`evalkit import`: score answers produced elsewhere (official per-item files), no model needed."""
+"""`evalkit import`: score answers produced elsewhere (official per-item files, or lmms-eval's per-sample
+logs, told apart by their records), no model needed."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from evalkit import lmms_eval
 from evalkit.registry import get_task
 from evalkit.runner import RunResult, config_hash, new_header, now
 from evalkit.scoring import make_row, summarize
@@ -21,26 +24,50 @@ def import_answers(
     data_dir: str | Path | None = None,
     judgments: list[str | Path] | None = None,
 ) -> RunResult:
-    """Write a run folder from an answer file: rows, metrics and a run.json whose model is 'imported'."""
+    """Write a run folder from an answer file: rows, metrics and a run.json whose model is 'imported'.
+    An lmms-eval samples log (`--log_samples`) is recognised by its records and converted
+    (`evalkit.lmms_eval`); what it could not pair with the official items is counted in run.json under
+    the task's `data.lmms_eval` and reported as a warning."""
     t = get_task(task)
-    if not hasattr(t, "import_answers"):
-        raise UserError(f"task {task!r} does not support import yet")
     answers = Path(answers)
     if not answers.is_file():
         raise UserError(f"--answers {answers}: file not found")
-    items, info = t.import_answers(
-        answers,
+    args = (
         Path(questions) if questions else None,
         Path(data_dir) if data_dir else None,
         [Path(j) for j in judgments or []],
     )
+    source = "lmms-eval" if lmms_eval.is_lmms_eval_log(answers) else "official"
+    if source == "lmms-eval":
+        items, info = lmms_eval.import_log(t, answers, *args)
+        left_out = lmms_eval.problems(info["lmms_eval"])
+        if left_out:
+            warnings.warn(f"{answers.name}: " + "; ".join(left_out) + " (see run.json)", stacklevel=2)
+    elif not hasattr(t, "import_answers"):
+        raise UserError(f"task {task!r} imports lmms-eval logs only; {answers} is not one")
+    else:
+        try:
+            items, info = t.import_answers(answers, *args)
+        except UserError as exc:
+            format_error = any(
+                w in str(exc) for w in ("missing field", "malformed", "wrong type", "expected")
+            )
+            if not format_error or answers.name not in str(exc):
+                raise
+            raise UserError(
+                f"{exc} ({answers} is not an lmms-eval samples log either: those are JSON lines with "
+                "doc_id and filtered_resps, from lmms-eval --log_samples)"
+            ) from None
     store = RunStore(Path(output))
     if store.exists():
         raise UserError(f"{output} already holds a run; pass another --output")
     fingerprint = {"imported_from": str(answers.resolve()), "answers_sha256": info["files"].get(answers.name)}
+    if source == "lmms-eval":
+        fingerprint.update(format="lmms-eval", lmms_eval_model=info["lmms_eval"]["model"])
     identity = {"model": fingerprint, "tasks": {t.name: {"version": t.version, "data": info}}}
     command = {
         "import": True,
+        "format": source,
         "task": task,
         "answers": str(answers),
         "questions": str(questions),
