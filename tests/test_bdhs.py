@@ -381,3 +381,12 @@ def test_real_model_cosine(name, package, cosine):
     emb = embedding.load_embedder(name)
     a, b = emb(["The cat sits on the mat.", "A cat is sitting on a mat."])
     assert float(a @ b) == pytest.approx(cosine, abs=5e-4) and emb.name == name
+
+
+def test_answers_with_the_same_tokens_are_the_same_answer():
+    from evalkit.toy.model import build_toy_processor
+
+    encoder = Encoder(build_toy_processor())  # the toy tokenizer lower-cases: "Yes" and "yes" are one answer
+    assert bdhs_mod._same_answer(encoder, "Yes", " yes")
+    assert not bdhs_mod._same_answer(encoder, "Yes", "No")
+    assert bdhs_mod._same_answer(None, "a cat.", "a cat. ") and not bdhs_mod._same_answer(None, "Yes", "yes")

@@ -18,7 +18,8 @@ hallucinations rather than a stranger's mistakes. One try for one example:
    model with no guidance at all, accepted whatever its similarity (a "fallback"); with `max_tries` = 1
    the single guided try is accepted.
 
-A y− identical to y+ (or empty) is no preference and never becomes a pair: it is counted and skipped.
+A y− identical to y+ (the same answer tokens, or the same text) or empty is no preference and never becomes
+a pair: it is counted and skipped.
 Each example draws everything (flips, split points, masks, sampling seeds) from its own RNG seeded by
 (seed, example id), so the pairs do not depend on which other examples are processed with it.
 
@@ -170,7 +171,7 @@ def bdhs_pairs(
             if final or config.max_tries == 1 or sim < config.similarity_threshold:
                 s.done = True
         report(sum(s.done for s in states))
-    return _finish(states, skipped, config, embed, len(examples))
+    return _finish(states, skipped, config, embed, len(examples), encoder)
 
 
 def _reporter(progress: Any, total: int) -> Callable[[int], None]:
@@ -221,7 +222,15 @@ def _unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def _finish(states: list[_State], skipped: Counter, config: BdhsConfig, embed, n_examples: int):
+def _same_answer(encoder, a: str, b: str) -> bool:
+    """The two answers are the same tokens to the model (a lower-casing tokenizer makes "Yes" == "yes")."""
+    answer_ids = getattr(encoder, "answer_ids", None)
+    return a.strip() == b.strip() or (
+        answer_ids is not None and answer_ids(a.strip()) == answer_ids(b.strip())
+    )
+
+
+def _finish(states: list[_State], skipped: Counter, config: BdhsConfig, embed, n_examples: int, encoder=None):
     pairs, sims, kept_fraction = [], [], []
     tries = Counter()
     for s in states:
@@ -230,7 +239,7 @@ def _finish(states: list[_State], skipped: Counter, config: BdhsConfig, embed, n
         if not s.rejected.strip():
             skipped["empty_rejected"] += 1
             continue
-        if s.rejected.strip() == ex.response.strip():
+        if _same_answer(encoder, s.rejected, ex.response):
             skipped["identical_to_chosen"] += 1
             continue
         record = {
