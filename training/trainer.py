@@ -378,7 +378,14 @@ def train(
                     if cfg.method in DPO_METHODS:
                         batch = encoder.encode_pairs(chosen).to(device)
                         with autocast():
-                            result = dpo_forward(model, reference, batch, beta=cfg.beta, loss_type=cfg.loss)
+                            result = dpo_forward(
+                                model,
+                                reference,
+                                batch,
+                                beta=cfg.beta,
+                                loss_type=cfg.loss,
+                                sft_weight=cfg.sft_weight,
+                            )
                     else:
                         batch = encoder.encode_sft(chosen).to(device)
                         with autocast():
@@ -389,6 +396,7 @@ def train(
                     part["used"] += 1
                     for k, v in result.metrics().items():
                         part["sums"][k] = part["sums"].get(k, 0.0) + v
+                del result, batch  # free the autograd graph now, not after the next forward pass
             grad_norm = procs.clip([p for _, p in trainable], cfg.max_grad_norm)
             sums, counts, tokens, used = _merge(procs.gather(part))
             if used:
