@@ -365,6 +365,9 @@ def train(
     ] = None,
     beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
     loss: Annotated[str, typer.Option(help="DPO loss: sigmoid or ipo.")] = "sigmoid",
+    sft_weight: Annotated[
+        float, typer.Option(help="DPO methods: add this weight x the chosen answer's NLL to the loss.")
+    ] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Examples (DPO: pairs) per micro-batch.")] = 8,
     grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank); 0 = full fine-tuning.")] = 128,

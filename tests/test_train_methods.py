@@ -5,6 +5,7 @@ and mixed DPO. The base model is the random toy LLaVA saved into a temp folder (
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 
@@ -380,3 +381,20 @@ def test_bdhs_writes_rejected_answers_with_the_masked_model_then_trains(world, t
     before = (out / "prepared" / "bdhs_pairs.jsonl").stat().st_mtime_ns
     train(**settings)
     assert (out / "prepared" / "bdhs_pairs.jsonl").stat().st_mtime_ns == before
+
+
+def test_sft_weight_adds_the_chosen_nll(world, tmp_path):
+    pairs = [json.loads(x) for x in (world / "sft.jsonl").read_text().splitlines()][:8]
+    for r in pairs:
+        r["chosen"], r["rejected"], r["image"] = r.pop("response"), "clock.", str(world / r["image"])
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    first = {}
+    for weight in (0.5, 1.0):
+        result = train(
+            method="dpo", model=str(world / "base"), data=str(tmp_path / "pairs.jsonl"),
+            output=str(tmp_path / f"w{weight}"), max_steps=1, batch_size=8, lora_rank=4, save_every=0,
+            sft_weight=weight,
+        )  # fmt: skip
+        first[weight] = result.log[0]["loss"] - math.log(2)  # step 0: the DPO part is exactly ln 2
+    assert first[0.5] > 1.0  # a random model's NLL of a whole answer is large
+    assert first[1.0] == pytest.approx(2 * first[0.5], rel=1e-5)

@@ -46,6 +46,9 @@ class TrainConfig:
     lr: float | None = None  # None: DEFAULT_LR[method]
     beta: float = 0.1
     loss: str = "sigmoid"  # DPO: sigmoid | ipo
+    sft_weight: float = (
+        0.0  # DPO: + this × the chosen answer's NLL (seed (a)'s SFT_weight; keeps answers fluent)
+    )
     batch_size: int = 8  # examples (DPO: pairs) per micro-batch
     grad_accum: int = 1
     lora_rank: int = 128  # 0: full fine-tuning
@@ -100,6 +103,8 @@ class TrainConfig:
             raise UserError("--reference adapter-off needs LoRA (--lora-rank > 0); use frozen or cached")
         if self.method in SFT_METHODS and self.reference is not None:
             raise UserError(f"--reference applies to the DPO methods ({', '.join(DPO_METHODS)}) only")
+        if self.sft_weight and self.method in SFT_METHODS:
+            raise UserError(f"--sft-weight applies to the DPO methods ({', '.join(DPO_METHODS)}) only")
         if self.reward and self.judge:
             raise UserError("give --reward or --judge, not both")
         if self.method in RANKED_METHODS and not (self.reward or self.judge) and not self.prescored:
@@ -125,6 +130,7 @@ class TrainConfig:
             ("grad_accum", self.grad_accum >= 1),
             ("lora_rank", self.lora_rank >= 0),
             ("beta", self.beta > 0),
+            ("sft_weight", self.sft_weight >= 0),
             ("epochs", self.epochs > 0),
             ("max_steps", self.max_steps is None or self.max_steps >= 1),
             ("lr", self.lr is None or self.lr > 0),
