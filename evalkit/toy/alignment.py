@@ -1,0 +1,383 @@
+"""The toy-world alignment experiment: SFT stage, then DPO and BDHS, each checkpoint evaluated and compared.
+
+    from evalkit.toy.alignment import Settings, run_experiment
+    result = run_experiment("work/", Settings())
+    result.claim_holds("dpo"), result.comparisons["dpo"]
+
+Stages (each writes into the work folder, and is skipped when its output is complete, so a re-run after a
+crash redoes no finished work; training stages resume from their last save):
+
+1. `data/`: the training files of `evalkit.toy.alignment_data` (biased visual instructions, pairs whose
+   rejected answer names an absent co-occurring object, BDHS source answers);
+2. `sft/`: `evalkit train --method sft` from the toy model on the biased instructions (full fine-tuning,
+   vision tower included: it has to learn to see as well as to follow the bias);
+3. `dpo/`: DPO from `sft/` on the pairs (full fine-tuning, frozen reference = the SFT model);
+4. `bdhs_pairs.jsonl`: BDHS (`evalkit.training.bdhs`) with the SFT model writing the rejected answers for
+   the same prompts and chosen answers as the pairs; `bdhs/`: DPO from `sft/` on them. The similarity
+   check uses `bow_embedder`, a deterministic bag-of-words cosine over the toy vocabulary (the
+   sentence-embedding models are optional packages, and the toy answers are lists of object names, for
+   which word overlap is what similarity means);
+5. `eval/<name>/`: `evalkit run` on toy POPE, AMBER and Object HalBench (`evalkit.runner.evaluate`, the
+   AMBER `basic` NLP backend so numbers do not depend on which optional NLP packages are installed);
+6. `alignment.json`: per aligned checkpoint and metric, value, difference to the SFT checkpoint with a 95%
+   paired bootstrap interval over the same images (`evalkit compare`'s), verdict; the train-log trends.
+
+On the toy, BDHS's rejected descriptions are mostly run-on lists ("tree cake, car car car ...": the model
+never saw a prompt without its image), and the absent objects they name are no more often the scene's
+co-occurring ones than chance, unlike the hallucinations the SFT bias teaches and the toy benchmarks
+probe; `benchmarks/toy_alignment.py` prints what that does to each metric.
+
+Torch runs on `Settings.threads` threads (1 by default) during the experiment: a model this small gains
+little from more, and a shared machine's other load makes several threads spin and slow down many-fold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalkit.store import RunStore
+
+TASKS = "pope,amber,objhal"
+TASK_OPTIONS = {"amber.nlp": "basic"}
+
+# ------------------------------------------------------------------------------------- paired comparison
+# `evalkit compare`'s paired bootstrap (`evalkit.compare.compare_runs`): each task's own statistics, one
+# resample matrix over the images both runs answered, applied to both arms. The experiment's verdict is the
+# 95% interval of the difference excluding 0 in the metric's better direction.
+
+#: (metric key, +1 higher is better / -1 lower is better)
+METRICS: tuple[tuple[str, int], ...] = (
+    ("pope.f1_mean", +1),
+    ("pope.adversarial/f1", +1),
+    ("amber.chair", -1),
+    ("amber.hal", -1),
+    ("amber.cover", +1),
+    ("amber.existence/f1", +1),
+    ("objhal.CHAIRs", -1),
+    ("objhal.CHAIRi", -1),
+    ("objhal.obj_recall", +1),
+)
+#: the metrics the claim is checked on ("lowers the toy hallucination metrics and raises the toy POPE F1")
+CLAIMED = ("pope.f1_mean", "amber.chair", "amber.hal", "objhal.CHAIRs", "objhal.CHAIRi")
+
+
+def interval_verdict(diff: float, low: float, high: float, better: int) -> str:
+    if low > 0 or high < 0:
+        return "better" if (diff > 0) == (better > 0) else "worse"
+    return "no significant change"
+
+
+def compare_runs(run_dir: Path, reference_dir: Path, metrics=METRICS) -> list[dict[str, Any]]:
+    """Every metric of `metrics`: `run_dir` against `reference_dir` on their common answered samples."""
+    from evalkit.compare import compare_runs as paired
+
+    result = paired(reference_dir, run_dir, metrics=[k for k, _ in metrics], min_common=1)
+    found = {f"{m.task}.{m.metric}": m for m in result.metrics}
+    out = []
+    for key, better in metrics:
+        m = found.get(key)
+        if m is None:
+            continue
+        out.append(
+            {
+                "metric": key,
+                "better": "higher" if better > 0 else "lower",
+                "value": m.new,
+                "reference": m.base,
+                "diff": m.diff,
+                "ci_low": m.ci_low,
+                "ci_high": m.ci_high,
+                "verdict": interval_verdict(m.diff, m.ci_low, m.ci_high, better),
+                "n_samples": m.n_samples,
+                "n_clusters": m.n_units,
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------- experiment
+
+
+@dataclass
+class Settings:
+    """Sizes and hyper-parameters; the defaults are the full experiment (`benchmarks/toy_alignment.py`)."""
+
+    seed: int = 0
+    n_sft: int = 600  # SFT scenes (3 examples each)
+    n_pairs: int = 300  # preference scenes (3 pairs each; the BDHS source has the same prompts)
+    sft_steps: int = 300
+    sft_lr: float = 1e-3
+    sft_batch: int = 32
+    dpo_steps: int = 60
+    dpo_lr: float = 5e-5
+    dpo_batch: int = 16
+    beta: float = 0.1
+    bdhs: bool = True
+    #: BDHS: the share of the 9 image positions left visible (the paper's 1 − ρ_th = 0.01 keeps none of 9;
+    #: 0.3 and 0.5 give more plausible rejected answers but did not move the metrics more; see the report)
+    bdhs_keep: float = 0.01
+    bdhs_temperature: float = 1.0
+    eval_limit: int | None = None  # per task (None: the whole toy sets)
+    threads: int | None = 1  # torch threads during the experiment (None: leave as is)
+    save_every: int = 50
+
+
+@dataclass
+class Result:
+    work: Path
+    settings: Settings
+    checkpoints: dict[str, str]
+    runs: dict[str, str]
+    metrics: dict[str, dict[str, Any]]  # checkpoint -> metric key -> value
+    comparisons: dict[str, list[dict[str, Any]]]  # aligned checkpoint -> compare_runs rows
+    trends: dict[str, dict[str, Any]]  # aligned checkpoint -> train-log trends
+    timings: dict[str, dict[str, Any]]  # stage -> {wall_s, cpu_s, skipped}
+    bdhs_stats: dict[str, Any] | None = None
+
+    def claim_holds(self, name: str) -> bool:
+        """Every `CLAIMED` metric moved the right way beyond its interval, the loss fell, the margin rose."""
+        rows = {r["metric"]: r for r in self.comparisons.get(name, [])}
+        trend = self.trends.get(name, {})
+        return (
+            all(rows.get(k, {}).get("verdict") == "better" for k in CLAIMED)
+            and bool(trend.get("loss_falls"))
+            and bool(trend.get("margin_rises"))
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["work"] = str(self.work)
+        out["claim"] = {name: self.claim_holds(name) for name in self.comparisons}
+        return out
+
+
+def bow_embedder(vocabulary: list[str] | None = None) -> Callable[[list[str]], np.ndarray]:
+    """`embed(texts)` -> unit bag-of-words vectors (lower-cased `\\w+` words) over the toy vocabulary, one
+    extra slot for any other word; cosine = dot product. Deterministic, no model needed."""
+    from evalkit.toy.model import toy_vocab
+
+    index = {w: i for i, w in enumerate(vocabulary or toy_vocab())}
+    dim = len(index) + 1
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, index.get(word, dim - 1)] += 1
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    return embed
+
+
+def train_log_trends(log_path: Path) -> dict[str, Any]:
+    """Loss and reward margin over the first and the last tenth of the steps."""
+    rows = [json.loads(x) for x in Path(log_path).read_text().splitlines() if x.strip()]
+    n = max(1, len(rows) // 10)
+
+    def mean(key: str, part: list[dict[str, Any]]) -> float:
+        return float(np.mean([r[key] for r in part]))
+
+    out: dict[str, Any] = {"steps": len(rows)}
+    for key, name in (("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "accuracy")):
+        if rows and key in rows[0]:
+            out[name] = {"first": mean(key, rows[:n]), "last": mean(key, rows[-n:])}
+    out["loss_falls"] = "loss" in out and out["loss"]["last"] < out["loss"]["first"]
+    out["margin_rises"] = "margin" in out and out["margin"]["last"] > out["margin"]["first"]
+    return out
+
+
+@contextmanager
+def _threads(n: int | None):
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _Clock:
+    def __init__(self, say: Callable[[str], None]):
+        self.timings: dict[str, dict[str, Any]] = {}
+        self.say = say
+
+    @contextmanager
+    def stage(self, name: str, skipped: bool):
+        self.say(f"[{name}] {'done already, skipped' if skipped else 'running'}")
+        t0, c0 = time.perf_counter(), time.process_time()
+        yield
+        self.timings[name] = {
+            "wall_s": round(time.perf_counter() - t0, 2),
+            "cpu_s": round(time.process_time() - c0, 2),
+            "skipped": skipped,
+        }
+
+
+def _trained(out: Path) -> bool:
+    try:
+        return bool(json.loads((out / "train_config.json").read_text()).get("completed"))
+    except (OSError, ValueError):
+        return False
+
+
+def _train(method: str, model: str, data: Path, out: Path, s: Settings, **kw: Any) -> None:
+    from evalkit.training.config import TrainConfig
+    from evalkit.training.trainer import train
+
+    # a folder left without a resume state (killed before the first save) is started over
+    fresh = out.exists() and not (out / "resume" / "state.pt").is_file()
+    cfg = TrainConfig(
+        method=method,
+        model=model,
+        data=str(data),
+        output=str(out),
+        lora_rank=0,
+        seed=s.seed,
+        save_every=s.save_every,
+        overwrite=fresh,
+        **kw,
+    )
+    train(cfg)
+
+
+def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> dict[str, Any]:
+    from evalkit.training.batching import Encoder
+    from evalkit.training.bdhs import BdhsConfig, bdhs_pairs
+    from evalkit.training.data import load_sft
+    from evalkit.training.trainer import load_model
+
+    model, processor = load_model(str(sft_dir))
+    model.eval()
+    examples = load_sft(source).items
+    config = BdhsConfig(seed=s.seed, keep=s.bdhs_keep, temperature=s.bdhs_temperature)
+    pairs, stats = bdhs_pairs(model, Encoder(processor), examples, bow_embedder(), config)
+    rows = [
+        {"id": p.id, "image": p.image, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+        for p in pairs
+    ]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stats = {**stats, "embedder": "bag-of-words cosine over the toy vocabulary", "pairs_written": len(rows)}
+    out.with_name(out.stem + "_stats.json").write_text(json.dumps(stats, indent=1, default=str))
+    os.replace(tmp, out)
+    return stats
+
+
+def _evaluate(model: str, out: Path, s: Settings) -> None:
+    from evalkit.runner import evaluate
+
+    evaluate(
+        model,
+        TASKS,
+        data="toy",
+        limit=s.eval_limit,
+        output=out,
+        seed=s.seed,
+        task_options=TASK_OPTIONS,
+        progress=False,
+    )
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def _headline(run_dir: Path) -> dict[str, Any]:
+    metrics = RunStore(run_dir).read_metrics()
+    out = {}
+    for key, _ in METRICS:
+        name, metric = key.split(".", 1)
+        task = metrics.get(name, {})
+        entry = task.get("metrics", task).get(metric)
+        if entry is not None:
+            out[key] = entry
+    return out
+
+
+def _check_settings(path: Path, s: Settings) -> None:
+    """Finished stages are reused only by a run with the same settings (the thread count aside)."""
+    from evalkit.types import UserError
+
+    mine = {k: v for k, v in asdict(s).items() if k != "threads"}
+    if path.is_file():
+        old = {k: v for k, v in json.loads(path.read_text()).items() if k != "threads"}
+        if old != mine:
+            diff = ", ".join(sorted(k for k in mine if old.get(k) != mine[k]))
+            raise UserError(
+                f"{path.parent} holds an experiment with other settings ({diff}); use another folder"
+            )
+    else:
+        path.write_text(json.dumps(asdict(s), indent=1) + "\n")
+
+
+def run_experiment(
+    work: str | Path, settings: Settings | None = None, *, say: Callable[[str], None] | None = None
+) -> Result:
+    """Run (or finish) every stage in `work`; see the module docstring."""
+    from evalkit.toy.alignment_data import write_alignment_data
+    from evalkit.toy.model import ensure_toy_model
+
+    s = settings or Settings()
+    work = Path(work).expanduser()
+    work.mkdir(parents=True, exist_ok=True)
+    _check_settings(work / "settings.json", s)
+    clock = _Clock(say or (lambda m: None))
+    ckpt = {"sft": work / "sft", "dpo": work / "dpo"}
+    if s.bdhs:
+        ckpt["bdhs"] = work / "bdhs"
+    bdhs_file = work / "bdhs_pairs.jsonl"
+    with _threads(s.threads):
+        with clock.stage("data", skipped=False):
+            data = write_alignment_data(work / "data", seed=s.seed, n_sft=s.n_sft, n_pairs=s.n_pairs)
+            base = str(ensure_toy_model())
+        with clock.stage("sft", skipped=_trained(ckpt["sft"])):
+            if not _trained(ckpt["sft"]):
+                sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch, "train_vision": True}
+                _train("sft", base, data / "sft.jsonl", ckpt["sft"], s, max_steps=s.sft_steps, **sft_kw)
+        dpo_kw = {"max_steps": s.dpo_steps, "lr": s.dpo_lr, "batch_size": s.dpo_batch, "beta": s.beta}
+        with clock.stage("dpo", skipped=_trained(ckpt["dpo"])):
+            if not _trained(ckpt["dpo"]):
+                _train("dpo", str(ckpt["sft"]), data / "pairs.jsonl", ckpt["dpo"], s, **dpo_kw)
+        if s.bdhs:
+            with clock.stage("bdhs_pairs", skipped=bdhs_file.is_file()):
+                if not bdhs_file.is_file():
+                    _write_bdhs_pairs(ckpt["sft"], data / "bdhs_source.jsonl", bdhs_file, s)
+            with clock.stage("bdhs", skipped=_trained(ckpt["bdhs"])):
+                if not _trained(ckpt["bdhs"]):
+                    _train("dpo", str(ckpt["sft"]), bdhs_file, ckpt["bdhs"], s, **dpo_kw)
+        runs = {name: work / "eval" / name for name in ckpt}
+        for name, path in ckpt.items():
+            with clock.stage(f"eval {name}", skipped=_finished(runs[name])):
+                if not _finished(runs[name]):
+                    _evaluate(str(path), runs[name], s)
+    aligned = [n for n in ckpt if n != "sft"]
+    result = Result(
+        work=work,
+        settings=s,
+        checkpoints={k: str(v) for k, v in ckpt.items()},
+        runs={k: str(v) for k, v in runs.items()},
+        metrics={name: _headline(run) for name, run in runs.items()},
+        comparisons={n: compare_runs(runs[n], runs["sft"]) for n in aligned},
+        trends={n: train_log_trends(ckpt[n] / "train_log.jsonl") for n in aligned},
+        timings=clock.timings,
+        bdhs_stats=json.loads((work / "bdhs_pairs_stats.json").read_text()) if s.bdhs else None,
+    )
+    (work / "alignment.json").write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    return result

@@ -1,0 +1,158 @@
+"""The toy alignment experiment: its training data (checked against the scenes, rebuilt here from the world
+generator), the paired comparison (against a hand-built case), and one reduced end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.toy import alignment_data as ad
+from evalkit.toy.alignment import (
+    Settings,
+    bow_embedder,
+    interval_verdict,
+    run_experiment,
+    train_log_trends,
+)
+from evalkit.toy.world import OBJECTS, sample_scenes
+from evalkit.training.data import load_preferences, load_sft
+from evalkit.types import UserError
+
+N_SFT, N_PAIRS = 40, 30
+
+
+def _named(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if w in OBJECTS]
+
+
+def _scenes(seed: int = 0) -> dict[str, list[str]]:
+    """The scene annotations, from the world generator and the documented seeds (not from the writer)."""
+    scenes = sample_scenes(N_SFT, 2000 + seed) + sample_scenes(N_PAIRS, 3000 + seed)
+    return {s.image_id: s.objects for s in scenes}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return ad.write_alignment_data(
+        tmp_path_factory.mktemp("align") / "data", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS
+    )
+
+
+def test_pairs_reject_exactly_one_absent_object(data_dir):
+    truth = _scenes()
+    pairs = _jsonl(data_dir / "pairs.jsonl")
+    assert len(pairs) == 3 * N_PAIRS
+    kinds = {"describe": 0, "yes": 0, "no": 0}
+    for p in pairs:
+        objects = truth[Path(p["image"]).stem]
+        kind = p["id"].rsplit("-", 1)[1]
+        kinds[kind] += 1
+        if kind == "describe":
+            chosen, rejected = _named(p["chosen"]), _named(p["rejected"])
+            assert sorted(chosen) == sorted(objects)  # the faithful answer names exactly the scene's objects
+            absent = [o for o in rejected if o not in objects]
+            assert len(absent) == 1 and len(set(rejected)) == len(rejected)
+            assert p["prompt"] in ("Describe the image.", "Describe this image.")
+        else:
+            noun = re.match(r"Is there an? (\w+) in the image\?", p["prompt"]).group(1)
+            assert (p["chosen"], p["rejected"]) == (("Yes", "No") if noun in objects else ("No", "Yes"))
+            assert kind == ("yes" if noun in objects else "no")
+    assert kinds == {"describe": N_PAIRS, "yes": N_PAIRS, "no": N_PAIRS}
+    # both kinds of description pairs occur: one object added, and one object replaced (same length)
+    lengths = {len(_named(p["rejected"])) - len(_named(p["chosen"])) for p in pairs if "describe" in p["id"]}
+    assert lengths == {0, 1}
+
+
+def test_sft_is_biased_and_bdhs_source_faithful(data_dir):
+    truth = _scenes()
+    sft = _jsonl(data_dir / "sft.jsonl")
+    extra, wrong_yes = 0, 0
+    for r in sft:
+        objects = truth[Path(r["image"]).stem]
+        named = _named(r["response"]) if r["prompt"].startswith("Describe") else []
+        assert all(o in named for o in objects) or not named  # a description never leaves an object out
+        extra += len([o for o in named if o not in objects])
+        m = re.match(r"Is there an? (\w+) in the image\?", r["prompt"])
+        if m and m.group(1) not in objects and r["response"] == "Yes":
+            wrong_yes += 1
+    assert 0 < extra < N_SFT and 0 < wrong_yes < N_SFT  # biased, but mostly right
+    for r in _jsonl(data_dir / "bdhs_source.jsonl"):
+        objects = truth[Path(r["image"]).stem]
+        if r["prompt"].startswith("Describe"):
+            assert sorted(_named(r["response"])) == sorted(objects)
+    # every word of every answer is in the toy tokenizer's vocabulary (the prompts are the tasks' own)
+    from evalkit.toy.model import toy_vocab
+
+    vocab = set(toy_vocab())
+    for r in sft:
+        assert set(re.findall(r"\w+", r["response"].lower())) <= vocab
+
+
+def test_files_load_and_are_deterministic(data_dir, tmp_path):
+    pairs = load_preferences(data_dir / "pairs.jsonl")
+    sft = load_sft(data_dir / "sft.jsonl")
+    source = load_sft(data_dir / "bdhs_source.jsonl")
+    assert (len(pairs.items), len(sft.items), len(source.items)) == (3 * N_PAIRS, 3 * N_SFT, 3 * N_PAIRS)
+    assert not pairs.skipped and not sft.skipped
+    assert Path(pairs.items[0].image).is_file()
+    again = ad.write_alignment_data(tmp_path / "again", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS)
+    for name in ("sft.jsonl", "pairs.jsonl", "bdhs_source.jsonl", "annotations.json"):
+        assert (again / name).read_bytes() == (data_dir / name).read_bytes()
+    other = ad.write_alignment_data(tmp_path / "other", seed=1, n_sft=N_SFT, n_pairs=N_PAIRS)
+    assert (other / "pairs.jsonl").read_bytes() != (data_dir / "pairs.jsonl").read_bytes()
+    assert json.loads((data_dir / "annotations.json").read_text()) == _scenes()
+
+
+def test_interval_verdict():
+    assert interval_verdict(-2.0, -3.0, -1.0, -1) == "better"  # lower is better, interval below 0
+    assert interval_verdict(-2.0, -3.0, -1.0, +1) == "worse"
+    assert interval_verdict(1.0, -0.5, 2.0, +1) == "no significant change"
+
+
+def test_bow_embedder_and_trends(tmp_path):
+    embed = bow_embedder()
+    v = embed(["apple, cup and dog.", "Apple cup and dog", "apple, cup and cake.", "zzzz"])
+    assert v[0] @ v[1] == pytest.approx(1.0)
+    assert v[0] @ v[2] == pytest.approx(0.75)
+    assert np.linalg.norm(v[3]) == pytest.approx(1.0)
+    log = tmp_path / "train_log.jsonl"
+    rows = [
+        {"step": i, "loss": 0.7 - 0.01 * i, "rewards/margins": 0.02 * i, "rewards/accuracies": 0.5}
+        for i in range(20)
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t = train_log_trends(log)
+    assert t["loss"]["first"] == pytest.approx(0.695) and t["loss"]["last"] == pytest.approx(0.515)
+    assert t["loss_falls"] and t["margin_rises"]
+
+
+REDUCED = Settings(n_sft=100, n_pairs=150, sft_steps=10, dpo_steps=50, bdhs=False, eval_limit=300)
+
+
+@pytest.mark.slow
+def test_reduced_experiment_dpo_lowers_hallucination(tmp_path):
+    """SFT (short) → DPO on the toy; the DPO checkpoint hallucinates less than the SFT one beyond the
+    95% paired intervals, the loss falls and the margin rises; a re-run redoes no stage."""
+    work = tmp_path / "work"
+    result = run_experiment(work, REDUCED)
+    rows = {r["metric"]: r for r in result.comparisons["dpo"]}
+    for key in ("amber.chair", "amber.hal", "objhal.CHAIRs", "objhal.CHAIRi"):
+        assert rows[key]["ci_high"] < 0, rows[key]
+    trend = train_log_trends(work / "dpo" / "train_log.jsonl")
+    assert (
+        trend["loss"]["last"] < trend["loss"]["first"] and trend["margin"]["last"] > trend["margin"]["first"]
+    )
+    again = run_experiment(work, REDUCED)
+    assert all(t["skipped"] for name, t in again.timings.items() if name != "data")
+    assert json.dumps(again.comparisons, sort_keys=True) == json.dumps(result.comparisons, sort_keys=True)
+    with pytest.raises(UserError, match="other settings"):
+        run_experiment(work, Settings(**{**asdict(REDUCED), "dpo_steps": 5}))
