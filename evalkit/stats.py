@@ -209,3 +209,20 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p))
         out[i] = running
     return out
+
+
+def mean_statistic(values: Sequence[float], keys: Sequence[Hashable], *, scale: float = 1.0) -> Statistic:
+    """`scale` × the mean of `values` as a `Statistic` over the units named by `keys` (one key per value;
+    values sharing a key are resampled together)."""
+    idx, k = cluster_index(keys)
+    units: list[Hashable] = [None] * k
+    for key, i in zip(keys, idx, strict=True):
+        units[i] = key
+    x = np.asarray(values, dtype=float)
+    sums, counts = per_cluster(x, idx, k), per_cluster(np.ones_like(x), idx, k)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return scale * (w @ sums) / (w @ counts)
+
+    return Statistic(stat, tuple(units), len(x))

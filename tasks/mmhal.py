@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import math
 import posixpath
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, prompt_sha256
-from evalkit.stats import Estimate, Statistic, cluster_index, per_cluster
+from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mmhal_protocol import (
     GENERATION,
@@ -139,22 +136,6 @@ def _meta(it: Item) -> dict[str, Any]:
     }
 
 
-def _mean_statistic(values: list[float], keys: list[Hashable], *, scale: float = 1.0) -> Statistic:
-    """scale × the mean of `values` as a function of weights over the units named by `keys`."""
-    idx, k = cluster_index(keys)
-    units: list[Hashable] = [None] * k
-    for key, i in zip(keys, idx, strict=True):
-        units[i] = key
-    x = np.asarray(values, dtype=float)
-    sums, counts = per_cluster(x, idx, k), per_cluster(np.ones_like(x), idx, k)
-
-    def stat(w: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return scale * (w @ sums) / (w @ counts)
-
-    return Statistic(stat, tuple(units), len(x))
-
-
 def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """NaN (no interval, or no value) → None, so metrics.json is plain JSON and compares equal after a
     round trip."""
@@ -270,13 +251,13 @@ class MMHal(JudgedTask):
         values, idx = record_values([r["ratings"] for r in rows], [r["meta"]["index"] for r in rows])
         keys = [("id", r["id"]) for r in rows]
         out = {
-            name: _mean_statistic(v, keys, scale=100.0 if name == "informativeness" else 1.0)
+            name: mean_statistic(v, keys, scale=100.0 if name == "informativeness" else 1.0)
             for name, v in values.items()
         }
         for t, name in enumerate(QUESTION_TYPES):
             sel = [k for k, i in enumerate(idx) if i % len(QUESTION_TYPES) == t]
             if sel:
-                out[f"type/{name}"] = _mean_statistic(
+                out[f"type/{name}"] = mean_statistic(
                     [values["score"][k] for k in sel], [keys[k] for k in sel]
                 )
         return out

@@ -13,10 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from evalkit.datafiles import read_jsonl, require_fields
-from evalkit.stats import Estimate, Statistic, cluster_index, per_cluster
+from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.types import GenerationConfig, Message, UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
@@ -273,22 +271,6 @@ class SingleSummary:
         n = self.n_judgments
         out["dropped"] = Estimate(float(self.n_dropped), float("nan"), float("nan"), n).to_dict()
         return out
-
-
-def mean_statistic(values: Sequence[float], keys: Sequence[Hashable]) -> Statistic:
-    """The mean of `values` as a function of weights over the units named by `keys` (one per value)."""
-    idx, k = cluster_index(keys)
-    units: list[Hashable] = [None] * k
-    for key, i in zip(keys, idx, strict=True):
-        units[i] = key
-    x = np.asarray(values, dtype=float)
-    sums, counts = per_cluster(x, idx, k), per_cluster(np.ones_like(x), idx, k)
-
-    def stat(w: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ sums) / (w @ counts)
-
-    return Statistic(stat, tuple(units), len(x))
 
 
 def single_statistics(

@@ -110,15 +110,9 @@ def prepare(cfg: TrainConfig, data: Loaded, model, encoder, out: Path, say, prog
 
 def _rejection_sampling(cfg, data, model, encoder, out, say, progress) -> Prepared:
     from evalkit.training.rejection import best_of_n, sft_examples
-    from evalkit.training.rewards import load_scorer
+    from evalkit.training.rewards import scorer_for
 
-    scorer = load_scorer(
-        cfg.reward,
-        cfg.judge,
-        base_url=cfg.judge_base_url,
-        api_key_env=cfg.judge_api_key_env,
-        concurrency=cfg.judge_concurrency,
-    )
+    scorer = scorer_for(cfg)
     key = {**_key(cfg, data, "samples", "max_new_tokens", "max_length"), "scorer": scorer.describe()}
     key["temperature"] = cfg.sample_temperature
 

@@ -133,6 +133,17 @@ def load_scorer(
     return RewardFunction(reward, _import_function(reward))
 
 
+def scorer_for(cfg) -> Any:
+    """The scorer a `TrainConfig` names (`reward` / `judge` and the judge's endpoint settings)."""
+    return load_scorer(
+        cfg.reward,
+        cfg.judge,
+        base_url=cfg.judge_base_url,
+        api_key_env=cfg.judge_api_key_env,
+        concurrency=cfg.judge_concurrency,
+    )
+
+
 def _import_function(spec: str) -> Callable[..., float]:
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:

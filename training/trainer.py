@@ -446,15 +446,9 @@ def _online_pairs(cfg: TrainConfig, encoder):
     if cfg.method not in ("online-dpo", "mixed-dpo"):
         return None
     from evalkit.training.online import OnlinePairs
-    from evalkit.training.rewards import load_scorer
+    from evalkit.training.rewards import scorer_for
 
-    scorer = load_scorer(
-        cfg.reward,
-        cfg.judge,
-        base_url=cfg.judge_base_url,
-        api_key_env=cfg.judge_api_key_env,
-        concurrency=cfg.judge_concurrency,
-    )
+    scorer = scorer_for(cfg)
     offline_prob = cfg.offline_prob if cfg.method == "mixed-dpo" else None
     return OnlinePairs(scorer, encoder, cfg.sample_temperature, cfg.max_new_tokens, cfg.seed, offline_prob)
 
