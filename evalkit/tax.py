@@ -1,0 +1,312 @@
+"""The alignment-tax table: what each aligned checkpoint gained and lost against its base, per benchmark
+and metric, with a 95% paired-bootstrap interval over the samples both runs scored.
+
+Every number comes from `evalkit.compare.compare_runs` (same pairing, refusals and bootstrap as
+`evalkit compare`); this module selects the metrics, groups the benchmarks and marks each difference:
+gain / loss when the interval excludes 0 on the metric's better (worse) side, "changed" for a metric with
+no better direction, "no significant change" otherwise. The renderers live in `evalkit.tax_render`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from evalkit.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
+from evalkit.runs import Run, judge_label
+from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+from evalkit.types import UserError
+
+__all__ = ["GROUPS", "Incomparable", "TaxRow", "TaxTable", "interval_verdict", "tax_group", "tax_table"]
+
+LEVEL = 0.95
+OTHER = "other"
+#: group → its benchmarks, in table order
+GROUPS: dict[str, tuple[str, ...]] = {
+    "language instruction-following": ("mt_bench", "alpaca_eval", "alpaca_eval_v1"),
+    "visual instruction-following": ("mmvet", "llava_bench", "llava_bench_coco"),
+    "hallucination": ("pope", "amber", "mmhal", "objhal"),
+    "visual knowledge": ("mmbench",),
+}
+#: the metrics shown by default besides each task's headline (those the group's papers report)
+GROUP_METRICS: dict[str, tuple[str, ...]] = {
+    "alpaca_eval": ("length_controlled_win_rate",),
+    "alpaca_eval_v1": ("length_controlled_win_rate",),
+    "mt_bench": ("turn1", "turn2"),
+    "pope": ("adversarial/f1",),
+    "amber": ("chair", "cover", "hal", "cog", "f1"),
+    "mmhal": ("hallucination_rate",),
+    "objhal": ("CHAIRs", "CHAIRi", "obj_recall"),
+}
+COUNTS = frozenset(
+    "dropped unparsed reasks neither judge_fallbacks judge_reasks matcher_unparsed responses_with_objects "
+    "mentions hallucinated_mentions correct_classes gt_classes n_invalid n_unparsable_outputs "
+    "n_preference_mismatch n_wins n_draws n_total".split()
+)
+#: a metric's reported unit where it is not a percentage; differences are in the same unit (points)
+UNITS: dict[str, dict[str, str]] = {
+    "mt_bench": {"*": "score 1–10"},
+    "mmhal": {"score": "score 0–6", "hallucination_rate": "fraction", "type/*": "score 0–6"},
+    "objhal": {"avg_word_len": "words"},
+    "alpaca_eval": {"avg_length": "characters"},
+    "alpaca_eval_v1": {"avg_length": "characters"},
+    "llava_bench": {"model_score": "score ×10", "reference_score": "score ×10"},
+    "llava_bench_coco": {"model_score": "score ×10", "reference_score": "score ×10"},
+}
+KNOWN = frozenset(t for tasks in GROUPS.values() for t in tasks)
+
+
+def tax_group(name: str, task: Any = None) -> str:
+    """The group of a benchmark: the fixed ones above, else the task's `tax_group` attribute, else "other"."""
+    for group, members in GROUPS.items():
+        if name in members:
+            return group
+    return str(getattr(task, "tax_group", None) or OTHER)
+
+
+def metric_unit(name: str, task: Any, metric: str) -> str:
+    """The unit `metric` is reported in: the task's `units` mapping, else the table above ("%" for the
+    known benchmarks' rates and scores, "count" for counts), else "" (unknown)."""
+    declared = getattr(task, "units", None)
+    if isinstance(declared, dict) and metric in declared:
+        return str(declared[metric])
+    if metric in COUNTS or metric.startswith(("passes/", "n_")):
+        return "count"
+    table = UNITS.get(name, {})
+    prefix = metric.split("/", 1)[0] + "/*"
+    unit = table.get(metric) or table.get(prefix) or table.get("*")
+    return unit or ("%" if name in KNOWN else "")
+
+
+def interval_verdict(ci_low: float, ci_high: float, direction: int) -> str:
+    """gain / loss when the interval excludes 0 on the better / worse side ("changed" for a metric with no
+    better direction), "no significant change" when it contains 0, "n/a" without an interval."""
+    if ci_low is None or ci_high is None or math.isnan(ci_low) or math.isnan(ci_high):
+        return "n/a"
+    if ci_low <= 0 <= ci_high:
+        return "no significant change"
+    if direction == 0:
+        return "changed"
+    return "gain" if (ci_low > 0) == (direction > 0) else "loss"
+
+
+@dataclass
+class TaxRow:
+    """One aligned checkpoint × benchmark × metric. `base` and `aligned` are over the `n_samples` samples
+    both runs scored (`n_units` bootstrap units: images, questions or samples); `diff` = aligned − base."""
+
+    checkpoint: str
+    group: str
+    task: str
+    metric: str
+    direction: int
+    unit: str
+    base: float
+    aligned: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    verdict: str
+    n_samples: int
+    n_units: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _clean(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaxRow:
+        nan = float("nan")
+        return cls(**{f.name: nan if data.get(f.name) is None else data[f.name] for f in fields(cls)})
+
+
+@dataclass
+class TaxTable:
+    """The alignment-tax table of one base run and its aligned checkpoints (name → run folder)."""
+
+    base: str
+    base_path: str
+    checkpoints: dict[str, str]
+    rows: list[TaxRow]
+    #: task → {"group", "version", "judge"} (judge: a label of the judge fingerprints, or None)
+    tasks: dict[str, dict[str, Any]]
+    n_resamples: int = DEFAULT_RESAMPLES
+    seed: int = DEFAULT_SEED
+    level: float = LEVEL
+    warnings: list[str] = field(default_factory=list)
+
+    def groups(self) -> list[str]:
+        """The groups present, in table order (the fixed ones, then declared ones by name, then "other")."""
+        present = {r.group for r in self.rows}
+        fixed = [g for g in GROUPS if g in present]
+        declared = sorted(present - set(GROUPS) - {OTHER})
+        return fixed + declared + ([OTHER] if OTHER in present else [])
+
+    def keys(self, group: str) -> list[tuple[str, str]]:
+        """(task, metric) pairs of a group, in table order."""
+        return list(dict.fromkeys((r.task, r.metric) for r in self.rows if r.group == group))
+
+    def get(self, checkpoint: str, task: str, metric: str) -> TaxRow | None:
+        return next(
+            (r for r in self.rows if (r.checkpoint, r.task, r.metric) == (checkpoint, task, metric)), None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "base_path": self.base_path,
+            "checkpoints": self.checkpoints,
+            "tasks": self.tasks,
+            "resamples": self.n_resamples,
+            "seed": self.seed,
+            "level": self.level,
+            "groups": self.groups(),
+            "rows": [r.to_dict() for r in self.rows],
+            "warnings": self.warnings,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaxTable:
+        return cls(
+            data["base"],
+            data["base_path"],
+            dict(data["checkpoints"]),
+            [TaxRow.from_dict(r) for r in data["rows"]],
+            dict(data["tasks"]),
+            data["resamples"],
+            data["seed"],
+            data["level"],
+            list(data.get("warnings") or []),
+        )
+
+
+def _clean(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _order(name: str) -> tuple[int, int, str]:
+    group = tax_group(name)
+    groups = list(GROUPS)
+    if group in GROUPS:
+        return (groups.index(group), GROUPS[group].index(name), name)
+    return (len(groups), 0, name)
+
+
+def _wanted(name: str, task: Any, available: list[str], metrics: list[str] | None) -> list[str]:
+    """The metrics of one task to show, in order: the selection (as `evalkit compare --metrics` reads it),
+    or the headline and the group's metrics (`GROUP_METRICS`, or a task's own `tax_metrics`)."""
+    if metrics is None:
+        extra = GROUP_METRICS.get(name) or tuple(getattr(task, "tax_metrics", ()) or ())
+        wanted = [task.headline, *extra]
+        return [m for m in dict.fromkeys(wanted) if m in available]
+    out: list[str] = []
+    for item in metrics:
+        if item == "all":
+            out.extend(available)
+        elif "." in item:
+            t, m = item.split(".", 1)
+            out.extend([m] if t == name and m in available else [])
+        elif item in available:
+            out.append(item)
+    return list(dict.fromkeys(out))
+
+
+def tax_table(
+    base_run: str | Path,
+    aligned_runs: dict[str, str | Path],
+    *,
+    tasks: list[str] | None = None,
+    metrics: list[str] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    min_common: int = DEFAULT_MIN_COMMON,
+) -> TaxTable:
+    """Compare every aligned run with the base run. `tasks`: default every task in all the runs (others are
+    named in the warnings); `metrics`: `None` (each task's headline and its group's metrics), or items as
+    `evalkit compare --metrics` reads them ("all", "METRIC", "TASK.METRIC"). Raises `Incomparable` when a
+    task's versions or judges differ between the base and a checkpoint, `UserError` on a bad selection."""
+    from evalkit.registry import get_task
+
+    if not aligned_runs:
+        raise UserError("no aligned checkpoint to compare with the base run")
+    base = Run.open(base_run)
+    runs = {name: Run.open(path) for name, path in aligned_runs.items()}
+    warnings: list[str] = []
+    if tasks:
+        names = list(dict.fromkeys(tasks))
+    else:
+        names = [t for t in base.tasks if all(t in r.tasks for r in runs.values())]
+        left = sorted({t for r in (base, *runs.values()) for t in r.tasks} - set(names))
+        if left:
+            warnings.append(f"tasks not in every run, left out: {', '.join(left)}")
+    if not names:
+        raise Incomparable(f"{base.name} and the aligned runs have no task in common")
+    names.sort(key=_order)
+    task_objs = {n: get_task(n) for n in names}
+    rows: list[TaxRow] = []
+    for label, run in runs.items():
+        try:
+            result = compare_runs(
+                base.path,
+                run.path,
+                tasks=names,
+                metrics=["all"],
+                n_resamples=n_resamples,
+                seed=seed,
+                min_common=min_common,
+            )
+        except Incomparable as exc:
+            raise Incomparable(f"checkpoint {label} ({run.path}) against base {base.name}: {exc}") from None
+        warnings += [f"{label}: {w}" for w in result.warnings if "no difference can be significant" not in w]
+        found = {(m.task, m.metric): m for m in result.metrics}
+        for name in names:
+            available = [m for (t, m) in found if t == name]
+            for metric in _wanted(name, task_objs[name], available, metrics):
+                m = found[(name, metric)]
+                rows.append(
+                    TaxRow(
+                        label,
+                        tax_group(name, task_objs[name]),
+                        name,
+                        metric,
+                        m.direction,
+                        metric_unit(name, task_objs[name], metric),
+                        m.base,
+                        m.new,
+                        m.diff,
+                        m.ci_low,
+                        m.ci_high,
+                        m.p_value,
+                        interval_verdict(m.ci_low, m.ci_high, m.direction),
+                        m.n_samples,
+                        m.n_units,
+                    )
+                )
+    _check_selection(metrics, rows, names)
+    info = {
+        n: {
+            "group": tax_group(n, task_objs[n]),
+            "version": base.task_version(n),
+            "judge": judge_label(base.judge_fingerprints(n)) if hasattr(task_objs[n], "judge_spec") else None,
+        }
+        for n in names
+    }
+    paths = {label: str(run.path) for label, run in runs.items()}
+    return TaxTable(base.name, str(base.path), paths, rows, info, n_resamples, seed, LEVEL, warnings)
+
+
+def _check_selection(metrics: list[str] | None, rows: list[TaxRow], names: list[str]) -> None:
+    for item in metrics or []:
+        if item == "all":
+            continue
+        task, metric = item.split(".", 1) if "." in item else ("", item)
+        if task and task not in names:
+            raise UserError(f"--metrics {item}: task {task} is not in the table ({', '.join(names)})")
+        if not any(r.metric == metric and (not task or r.task == task) for r in rows):
+            raise UserError(
+                f"--metrics {item}: no compared task has this metric as a per-sample statistic (name it "
+                "TASK.METRIC; metrics without one, e.g. AlpacaEval's length-controlled win rate, have no "
+                "paired interval)"
+            )
