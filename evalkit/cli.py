@@ -474,6 +474,46 @@ def train(
     out.print(f"trained {result.steps} steps; final loss {final}; saved {output}")
 
 
+@app.command()
+def align(
+    config_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CONFIG",
+            help="YAML or JSON plan: base, output, evaluate (tasks, data...), checkpoints (name -> train "
+            "settings, `from` an earlier one), reference.",
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Train aligned checkpoints from a base, evaluate base and checkpoints on one suite, and write the
+    alignment-tax table (OUTPUT/tax.md, .csv, .html, .json). Re-running resumes every stage.
+
+    Example plan (paths relative to the file):
+
+        base: toy
+        output: runs/align
+        evaluate: {tasks: "pope,amber", data: toy}
+        checkpoints:
+          sft: {method: sft, data: sft.jsonl, max_steps: 300}
+          dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 60}
+        reference: sft
+    """
+    from evalkit.compare import Incomparable
+    from evalkit.tax_render import print_table
+    from evalkit.training.align import run_align
+
+    try:
+        result = run_align(config_file, progress=sys.stderr.isatty())
+    except UserError as exc:
+        fail(str(exc), 2)
+    except Incomparable as exc:
+        fail(str(exc), 3)
+    except KeyboardInterrupt:
+        fail("interrupted; re-run the same command to resume", 130)
+    print_table(result["table"], as_json=as_json)
+
+
 @app.command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the tasks, their versions, headline metrics and the data each needs."""

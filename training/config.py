@@ -214,8 +214,8 @@ def config_from(
     return TrainConfig(**values)
 
 
-def read_config_file(file: str | Path) -> dict[str, Any]:
-    """The checked settings of a YAML / JSON config file, paths made relative to its folder."""
+def read_config_file_raw(file: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or, by its .json suffix, JSON) file, unchecked."""
     path = Path(file).expanduser()
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -243,6 +243,13 @@ def read_config_file(file: str | Path) -> dict[str, Any]:
         raise UserError(
             f"config file {path} must hold a mapping of settings (key: value), got a {type(raw).__name__}"
         )
+    return raw
+
+
+def read_config_file(file: str | Path) -> dict[str, Any]:
+    """The checked settings of a YAML / JSON config file, paths made relative to its folder."""
+    path = Path(file).expanduser()
+    raw = read_config_file_raw(path)
     types = {f.name: f.type for f in fields(TrainConfig)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
