@@ -48,8 +48,17 @@ def format_table(result: Result) -> str:
         lines += [
             "",
             f"BDHS: {b['pairs_written']} pairs from {b['examples']} examples; tries {b['tries']}; "
-            f"{b['fallbacks']} fallbacks; {b['same_but_case']} dropped (same answer but for case)",
+            f"{b['fallbacks']} fallbacks; {b['identical_to_chosen']} dropped (same answer as the chosen one)",
         ]
+        d = b.get("descriptions")
+        if d and d["n"]:
+            share, chance = d["absent_cooccurring_share"], d["absent_cooccurring_chance"]
+            lines.append(
+                f" rejected descriptions ({d['n']}): {d['share_naming_absent']:.0%} name an absent object "
+                f"({d['absent_per_answer']:.2f} per answer), "
+                + (f"{share:.0%} of them co-occurring (chance {chance:.0%}); " if share is not None else "")
+                + f"{d['present_missed_share']:.0%} of present objects left out"
+            )
     lines += ["", f"{'stage':14s} {'wall s':>8s} {'cpu s':>8s}"]
     for stage, t in result.timings.items():
         note = "  (skipped: done already)" if t["skipped"] else ""
@@ -66,10 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--no-bdhs", action="store_true", help="skip the BDHS arm")
+    parser.add_argument(
+        "--n-text", type=int, default=Settings.n_text, help="text-only SFT conversations (0: none)"
+    )
+    parser.add_argument(
+        "--bdhs-temperature", type=float, default=Settings.bdhs_temperature, help="BDHS sampling temperature"
+    )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="toy-alignment-"))
     print(f"work folder: {work}", file=sys.stderr)
-    settings = Settings(seed=args.seed, threads=args.threads, bdhs=not args.no_bdhs)
+    settings = Settings(
+        seed=args.seed,
+        threads=args.threads,
+        bdhs=not args.no_bdhs,
+        n_text=args.n_text,
+        bdhs_temperature=args.bdhs_temperature,
+    )
     result = run_experiment(work, settings, say=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result))
     return 0

