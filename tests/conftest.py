@@ -24,3 +24,15 @@ def _cache(tmp_path_factory, monkeypatch):
     # judge answers are per test: test servers get OS-chosen ports, and a port reused by a later test
     # would otherwise find an earlier test's answers for "the same" endpoint
     monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path_factory.mktemp("judge") / "judge_cache.sqlite"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: one torch thread is faster and steadier on a shared 2-core machine
+    (`pytestmark = pytest.mark.usefixtures("one_thread")` in a module)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

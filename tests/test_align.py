@@ -8,7 +8,6 @@ import json
 import random
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from evalkit.cli import app
@@ -31,12 +30,7 @@ reference: sft
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
