@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/evalkit run --model toy --tasks pope --data toy
+	HF_HUB_OFFLINE=1 $(BIN)/evalkit demo
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

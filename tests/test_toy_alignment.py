@@ -179,6 +179,16 @@ def test_reduced_experiment_dpo_lowers_hallucination(tmp_path):
     assert json.dumps(again.comparisons, sort_keys=True) == json.dumps(result.comparisons, sort_keys=True)
     with pytest.raises(UserError, match="other settings"):
         run_experiment(work, Settings(**{**asdict(REDUCED), "dpo_steps": 5}))
+    # `evalkit demo` on the finished work folder: no stage again, the tax table of the aligned checkpoints
+    from evalkit.toy.demo import run_demo
+
+    demo = run_demo(work, REDUCED)
+    assert {p.name for p in demo["paths"]} == {"tax.md", "tax.csv", "tax.html", "tax.json"}
+    table = demo["table"]
+    for key in ("amber.chair", "objhal.CHAIRs"):
+        task, metric = key.split(".")
+        row = table.get("dpo", task, metric)
+        assert row.diff == pytest.approx(rows[key]["diff"]) and row.verdict == "gain"
 
 
 def test_rejected_description_stats(tmp_path):
