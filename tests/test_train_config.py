@@ -21,7 +21,7 @@ from evalkit.types import UserError
 yaml = pytest.importorskip("yaml")
 
 world = test_train.world  # the saved random toy base model and 16 DPO pairs
-_one_thread = test_train._one_thread
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 YAML_TEXT = """\
 # a DPO run
