@@ -130,6 +130,15 @@ class RunStore:
             raise UserError(f"{self.dir} is not a run folder (no run.json)")
         return read_json(self.header_path)
 
+    def finished_header(self) -> dict[str, Any] | None:
+        """The header of a run that finished (status "finished"); None for a missing, unreadable,
+        unfinished or failed one."""
+        try:
+            header = read_json(self.header_path)
+        except (OSError, ValueError):
+            return None
+        return header if header.get("status") == "finished" else None
+
     def write_header(self, header: dict[str, Any]) -> None:
         write_json_atomic(self.header_path, {"schema_version": SCHEMA_VERSION, **header})
 

@@ -21,7 +21,6 @@ run`: finished samples are kept), then OUTPUT/tax.{md,csv,html,json} from the st
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -111,22 +110,14 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _completed(folder: Path) -> bool:
-    try:
-        return bool(json.loads((folder / "train_config.json").read_text()).get("completed"))
-    except (OSError, ValueError):
-        return False
-
-
 def _evaluated(out: Path, tasks: str | list[str]) -> bool:
     """A finished run of exactly these tasks (a changed task list goes through `evaluate`, which resumes
     or refuses a folder of another configuration)."""
+    from evalkit.store import RunStore
+
     names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
-    try:
-        header = json.loads((out / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return header.get("status") == "finished" and sorted(header.get("tasks", {})) == sorted(names)
+    header = RunStore(out).finished_header()
+    return header is not None and sorted(header.get("tasks", {})) == sorted(names)
 
 
 def model_path(plan: AlignPlan, name: str) -> str:
@@ -136,10 +127,10 @@ def model_path(plan: AlignPlan, name: str) -> str:
 def train_stage(plan: AlignPlan, name: str, progress: bool = False) -> bool:
     """Train checkpoint `name` unless it is finished; True when it trained now."""
     from evalkit.training.config import TrainConfig
-    from evalkit.training.trainer import train
+    from evalkit.training.trainer import is_completed, train
 
     out = Path(model_path(plan, name))
-    if _completed(out):
+    if is_completed(out):
         _say(f"[{name}] trained already: {out}")
         return False
     settings = {k: v for k, v in plan.checkpoints[name].items() if k != "from"}

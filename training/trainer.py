@@ -197,6 +197,14 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def is_completed(out: Path) -> bool:
+    """OUT holds a checkpoint whose training finished (its train_config.json says so)."""
+    try:
+        return bool(json.loads((out / "train_config.json").read_text()).get("completed"))
+    except (OSError, ValueError):
+        return False
+
+
 def _unfinished(out: Path) -> bool:
     """OUT holds a run that stopped before its first resume save (nothing but its own files)."""
     try:
@@ -485,6 +493,6 @@ def _save_checkpoint(model, processor, cfg: TrainConfig, out: Path) -> None:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if cfg.method == "steerlm":
-        from evalkit.training.steerlm import parse_steer, write_steer_file
+        from evalkit.steerlm import parse_steer, write_steer_file
 
         write_steer_file(out, parse_steer(cfg.steer))

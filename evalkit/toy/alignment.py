@@ -237,10 +237,9 @@ class _Clock:
 
 
 def _trained(out: Path) -> bool:
-    try:
-        return bool(json.loads((out / "train_config.json").read_text()).get("completed"))
-    except (OSError, ValueError):
-        return False
+    from evalkit.training.trainer import is_completed
+
+    return is_completed(out)
 
 
 def _train(method: str, model: str, data: Path, out: Path, s: Settings, **kw: Any) -> None:
@@ -308,10 +307,7 @@ def _evaluate(model: str, out: Path, s: Settings) -> None:
 
 
 def _finished(run_dir: Path) -> bool:
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status") == "finished"
-    except (OSError, ValueError):
-        return False
+    return RunStore(run_dir).finished_header() is not None
 
 
 def _headline(run_dir: Path) -> dict[str, Any]:
