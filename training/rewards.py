@@ -173,10 +173,11 @@ def _import_function(spec: str) -> Callable[..., float]:
 
 
 def _toy_nouns(text: str) -> set[str]:
+    from evalkit.toy.model import plural
     from evalkit.toy.world import OBJECTS
 
     words = set(re.findall(r"[a-z]+", text.lower()))
-    return {o for o in OBJECTS if o in words or o + "s" in words or o + "es" in words}
+    return {o for o in OBJECTS if o in words or plural(o) in words}
 
 
 def toy_objects(prompt: str, response: str, reference: str | None, image: Any = None) -> float:

@@ -126,7 +126,7 @@ _IRREGULAR_PLURALS |= {"fish": "fish", "sheep": "sheep", "deer": "deer", "knife"
 _IRREGULAR_PLURALS |= {"wolf": "wolves", "shelf": "shelves"}
 
 
-def _plural(noun: str) -> str:
+def plural(noun: str) -> str:
     if noun in _IRREGULAR_PLURALS:
         return _IRREGULAR_PLURALS[noun]
     if noun.endswith(("s", "x", "z", "ch", "sh")) or noun in {"tomato", "potato"}:
@@ -152,7 +152,7 @@ def _world_words() -> list[str]:
             else getattr(obj, "name", "")
         )
         for w in str(name or "").lower().split():
-            words += [w, _plural(w)]
+            words += [w, plural(w)]
     return words
 
 
@@ -161,7 +161,7 @@ def toy_vocab() -> list[str]:
     words = [*_PUNCTUATION.split(), *_NUMBERS.split(), *_CONTRACTION_PARTS.split()]
     for block in (_FUNCTION_WORDS, _COMMON_WORDS, _COLOURS, _SHAPES, _NOUNS):
         words += block.split()
-    words += [_plural(n) for n in _PLURAL_SOURCE.split()]
+    words += [plural(n) for n in _PLURAL_SOURCE.split()]
     words += _world_words()
     seen: dict[str, None] = dict.fromkeys(SPECIAL_TOKENS)
     for w in words:
