@@ -9,6 +9,7 @@ Training writes each completion's own scores into its prompt; at inference the m
 target scores. A SteerLM checkpoint carries its targets in `steerlm.json` (default: all 4, as the seed
 repo prompts); `evalkit run --model CKPT` appends the suffix to every user turn (`evalkit.models.hf`), and
 `--steer "verbosity=1"` changes the targets of that run. Both are recorded in the run's model fingerprint.
+It lives in the core because training writes this format and the evaluation backend reads it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from evalkit.cli import app
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf import HFBackend
+from evalkit.steerlm import format_attributes, parse_attributes, parse_steer, steer_prompt
 from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import OBJECTS, STYLE, render, sample_scenes
 from evalkit.training.batching import Encoder
@@ -23,7 +24,6 @@ from evalkit.training.data_records import PreferencePair
 from evalkit.training.methods import prepared
 from evalkit.training.online import OnlinePairs
 from evalkit.training.rewards import RATING_PROMPT, RewardFunction, parse_rating, toy_objects
-from evalkit.training.steerlm import format_attributes, parse_attributes, parse_steer, steer_prompt
 from evalkit.training.trainer import train
 from evalkit.types import GenerationConfig, Message, Request, UserError
 from tests.openai_server import FakeOpenAIServer, completion

@@ -21,7 +21,7 @@ class BackendOptions:
     timeout_s: float = 120.0
     max_retries: int = 6
     trust_remote_code: bool = False
-    #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.training.steerlm
+    #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.steerlm
     steer: str | None = None
 
 

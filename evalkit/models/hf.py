@@ -180,7 +180,7 @@ class HFBackend(Backend):
 
     def _render(self, messages: tuple[Message, ...]) -> str:
         if self.steer is not None:  # a SteerLM checkpoint is asked with its attribute suffix
-            from evalkit.training.steerlm import steer_prompt
+            from evalkit.steerlm import steer_prompt
 
             messages = tuple(
                 replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages
@@ -487,7 +487,7 @@ def _user_errors(source: str, load):
 
 def _steer_targets(given: str, folder: Path | None, override: str | None) -> dict[str, Any] | None:
     """A SteerLM checkpoint's targets (its steerlm.json), changed by `--steer`; None for other models."""
-    from evalkit.training.steerlm import parse_steer, read_steer_file
+    from evalkit.steerlm import parse_steer, read_steer_file
 
     saved = read_steer_file(folder)
     if override is None:
