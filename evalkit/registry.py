@@ -20,6 +20,7 @@ TASKS: dict[str, str] = {
     "amber": "evalkit.tasks.amber:Amber",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
+    "toy_language": "evalkit.tasks.toy_language:ToyLanguage",
 }
 
 
