@@ -1,9 +1,11 @@
-"""The toy-world alignment experiment, in full: SFT stage, DPO, BDHS, evaluation, paired comparison.
+"""The toy-world alignment experiment, in full: language stage (the base), SFT stage, DPO, BDHS, evaluation,
+paired comparison.
 
     python benchmarks/toy_alignment.py [--work DIR] [--seed N]
 
 Prints, per checkpoint and metric, the value, the difference to the SFT checkpoint with its 95% paired
-bootstrap interval (images resampled) and the verdict; the DPO train-log trends; the time of each stage
+bootstrap interval (images or prompts resampled) and the verdict, the same for the SFT checkpoint against
+the base (what the visual stage did); the DPO train-log trends; the time of each stage
 (wall and CPU seconds: on a shared machine CPU time is the steadier number). Stages whose output is in
 the work folder already are skipped, so a second run only prints (pass a fresh --work to re-measure).
 See `evalkit.toy.alignment` for the stages and `evalkit.toy.alignment_data` for the data.
@@ -19,22 +21,26 @@ from pathlib import Path
 from evalkit.toy.alignment import CLAIMED, METRICS, Result, Settings, run_experiment
 
 
+def _row(r: dict, mark: str) -> str:
+    return (
+        f"{mark}{r['metric']:24s} {r['reference']:6.1f} → {r['value']:6.1f}  {r['diff']:+6.1f} "
+        f"[{r['ci_low']:+6.1f}, {r['ci_high']:+6.1f}]  {r['verdict']}"
+    )
+
+
 def format_table(result: Result) -> str:
     lines = []
     names = list(result.metrics)
-    lines.append(f"{'metric':22s} {'better':>6s} " + " ".join(f"{n:>8s}" for n in names))
+    lines.append(f"{'metric':25s} {'better':>6s} " + " ".join(f"{n:>8s}" for n in names))
     for key, direction in METRICS:
         better = "higher" if direction > 0 else "lower"
         values = " ".join(f"{result.metrics[n].get(key, {}).get('value', float('nan')):8.1f}" for n in names)
-        lines.append(f"{key:22s} {better:>6s} {values}")
+        lines.append(f"{key:25s} {better:>6s} {values}")
+    lines += ["", "sft − base: the visual stage (95% paired bootstrap interval)"]
+    lines += [_row(r, " ") for r in result.visual_stage]
     for name, rows in result.comparisons.items():
-        lines += ["", f"{name} − sft (95% paired bootstrap interval over images)"]
-        for r in rows:
-            mark = "*" if r["metric"] in CLAIMED else " "
-            lines.append(
-                f"{mark}{r['metric']:21s} {r['reference']:6.1f} → {r['value']:6.1f}  {r['diff']:+6.1f} "
-                f"[{r['ci_low']:+6.1f}, {r['ci_high']:+6.1f}]  {r['verdict']}"
-            )
+        lines += ["", f"{name} − sft (95% paired bootstrap interval over images / prompts)"]
+        lines += [_row(r, "*" if r["metric"] in CLAIMED else " ") for r in rows]
         t = result.trends[name]
         lines.append(
             f" train log ({t['steps']} steps, first → last tenth): loss {t['loss']['first']:.3f} → "

@@ -518,11 +518,13 @@ def align(
 def demo(
     work: Annotated[Path, typer.Option(help="Work folder (re-running resumes it).")] = Path("results/demo"),
     seed: Annotated[int, typer.Option(help="Seed of the toy data and training.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print both tables as one JSON object.")] = False,
 ) -> None:
-    """The toy alignment story, offline: toy data, the toy model, a biased visual-instruction SFT stage,
-    DPO and BDHS from it, every checkpoint evaluated on toy POPE / AMBER / Object HalBench, ending with the
-    alignment-tax table (WORK/tax.md, .csv, .html, .json). About 4 minutes on 2 CPU cores."""
+    """The toy alignment story, offline: toy data, the toy model made a base by a language stage, a biased
+    visual-instruction SFT stage, DPO and BDHS from it, every checkpoint evaluated on toy POPE / AMBER /
+    Object HalBench / toy_language. Prints what the visual stage did (SFT against the base;
+    WORK/visual_stage/tax.*) and the alignment-tax table (DPO and BDHS against SFT; WORK/tax.md, .csv, .html,
+    .json). About 4 minutes on 2 CPU cores."""
     from evalkit.toy.alignment import Settings
     from evalkit.toy.demo import run_demo
 
@@ -536,7 +538,12 @@ def demo(
         fail("interrupted; re-run the same command to resume", 130)
     from evalkit.tax_render import print_table
 
-    print_table(result["table"], as_json=as_json)
+    if as_json:
+        tables = {"visual_stage": result["visual_stage"].to_dict(), "alignment": result["table"].to_dict()}
+        print(json.dumps(tables, indent=2, ensure_ascii=False))
+        return
+    print_table(result["visual_stage"])
+    print_table(result["table"])
 
 
 @app.command("tasks")

@@ -313,9 +313,6 @@ def print_table(table: TaxTable, *, as_json: bool = False, console=None) -> None
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
-#: the printer `evalkit align` / `evalkit demo` call
-
-
 def read_table(path: str | Path) -> TaxTable:
     """A table back from its `tax.json`."""
     return TaxTable.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,29 +1,24 @@
 """The toy alignment experiment: its training data (checked against the scenes, rebuilt here from the world
-generator), the paired comparison (against a hand-built case), and one reduced end-to-end run."""
+generator), the paired comparison (against a hand-built case), and the full demo end to end."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from evalkit.store import RunStore
 from evalkit.toy import alignment_data as ad
-from evalkit.toy.alignment import (
-    Settings,
-    bow_embedder,
-    interval_verdict,
-    run_experiment,
-    train_log_trends,
-)
+from evalkit.toy.alignment import CLAIMED, Settings, interval_verdict, run_experiment, train_log_trends
 from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.training.data import load_preferences, load_sft
 from evalkit.types import UserError
 
-N_SFT, N_PAIRS, N_TEXT = 40, 30, 20
+N_SFT, N_PAIRS, N_TEXT, N_LANGUAGE = 40, 30, 20, 24
+SIZES = {"n_sft": N_SFT, "n_pairs": N_PAIRS, "n_text": N_TEXT, "n_language": N_LANGUAGE}
 
 
 def _named(text: str) -> list[str]:
@@ -42,9 +37,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return ad.write_alignment_data(
-        tmp_path_factory.mktemp("align") / "data", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT
-    )
+    return ad.write_alignment_data(tmp_path_factory.mktemp("align") / "data", seed=0, **SIZES)
 
 
 def test_pairs_reject_exactly_one_absent_object(data_dir):
@@ -98,21 +91,25 @@ def test_sft_is_biased_and_bdhs_source_faithful(data_dir):
         assert set(re.findall(r"\w+", r["response"].lower())) <= vocab
 
 
-def test_text_only_conversations_come_from_the_world(data_dir):
-    """The text-only part: no image, the prompt's object drawn from a scene of the text seed, the answer
-    that scene's other objects ("Name things that go with ...") or all of them ("Describe a scene ...")."""
-    scenes = sample_scenes(N_TEXT, 4000)
-    text = [r for r in _jsonl(data_dir / "sft.jsonl") if "image" not in r]
-    assert len(text) == N_TEXT
+@pytest.mark.parametrize(("file", "n", "scene_seed"), [("sft", N_TEXT, 4000), ("language", N_LANGUAGE, 5000)])
+def test_text_only_conversations_come_from_the_world(data_dir, file, n, scene_seed):
+    """The text-only conversations (the SFT stage's part, the language stage's file): no image, the
+    prompt's one or two objects drawn from a scene of the documented seed, the answer that scene's other
+    objects ("Name things that go with ...") or all of them ("Describe a scene ...")."""
+    scenes = sample_scenes(n, scene_seed)
+    text = [r for r in _jsonl(data_dir / f"{file}.jsonl") if "image" not in r]
+    assert len(text) == n
     from evalkit.toy.model import toy_vocab
 
     vocab = set(toy_vocab())
     for i, (r, scene) in enumerate(zip(text, scenes, strict=True)):
-        m = re.fullmatch(r"(Name things that go with|Describe a scene with) an? (\w+)\.", r["prompt"])
-        noun = m.group(2)
-        assert noun in scene.objects
+        m = re.fullmatch(
+            r"(Name things that go with|Describe a scene with) an? (\w+)(?: and an? (\w+))?\.", r["prompt"]
+        )
+        nouns = [x for x in m.groups()[1:] if x]
+        assert len(nouns) == 1 + (i // 2) % 2 and all(x in scene.objects for x in nouns)
         assert r["prompt"].split()[0] == ("Name" if i % 2 == 0 else "Describe")
-        expected = [o for o in scene.objects if o != noun] if i % 2 == 0 else scene.objects
+        expected = [o for o in scene.objects if o not in nouns] if i % 2 == 0 else scene.objects
         assert sorted(_named(r["response"])) == sorted(expected)
         assert set(re.findall(r"\w+", (r["prompt"] + r["response"]).lower())) <= vocab
 
@@ -125,10 +122,10 @@ def test_files_load_and_are_deterministic(data_dir, tmp_path):
     assert len(sft.items) == 3 * N_SFT + N_TEXT and sft.items[-1].image is None
     assert not pairs.skipped and not sft.skipped
     assert Path(pairs.items[0].image).is_file()
-    again = ad.write_alignment_data(tmp_path / "again", seed=0, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT)
-    for name in ("sft.jsonl", "pairs.jsonl", "bdhs_source.jsonl", "annotations.json"):
+    again = ad.write_alignment_data(tmp_path / "again", seed=0, **SIZES)
+    for name in ("sft.jsonl", "pairs.jsonl", "bdhs_source.jsonl", "language.jsonl", "annotations.json"):
         assert (again / name).read_bytes() == (data_dir / name).read_bytes()
-    other = ad.write_alignment_data(tmp_path / "other", seed=1, n_sft=N_SFT, n_pairs=N_PAIRS, n_text=N_TEXT)
+    other = ad.write_alignment_data(tmp_path / "other", seed=1, **SIZES)
     assert (other / "pairs.jsonl").read_bytes() != (data_dir / "pairs.jsonl").read_bytes()
     assert json.loads((data_dir / "annotations.json").read_text()) == _scenes()
 
@@ -139,12 +136,7 @@ def test_interval_verdict():
     assert interval_verdict(1.0, -0.5, 2.0, +1) == "no significant change"
 
 
-def test_bow_embedder_and_trends(tmp_path):
-    embed = bow_embedder()
-    v = embed(["apple, cup and dog.", "Apple cup and dog", "apple, cup and cake.", "zzzz"])
-    assert v[0] @ v[1] == pytest.approx(1.0)
-    assert v[0] @ v[2] == pytest.approx(0.75)
-    assert np.linalg.norm(v[3]) == pytest.approx(1.0)
+def test_train_log_trends(tmp_path):
     log = tmp_path / "train_log.jsonl"
     rows = [
         {"step": i, "loss": 0.7 - 0.01 * i, "rewards/margins": 0.02 * i, "rewards/accuracies": 0.5}
@@ -156,39 +148,46 @@ def test_bow_embedder_and_trends(tmp_path):
     assert t["loss_falls"] and t["margin_rises"]
 
 
-# no text-only part: 10 SFT steps are too few to learn it, and with 20 or 50 text conversations DPO from
-# so short an SFT stage no longer lowered AMBER CHAIR (the full experiment has both)
-REDUCED = Settings(n_sft=100, n_pairs=150, n_text=0, sft_steps=10, dpo_steps=50, bdhs=False, eval_limit=300)
-
-
 @pytest.mark.slow
-def test_reduced_experiment_dpo_lowers_hallucination(tmp_path):
-    """SFT (short) → DPO on the toy; the DPO checkpoint hallucinates less than the SFT one beyond the
-    95% paired intervals, the loss falls and the margin rises; a re-run redoes no stage."""
-    work = tmp_path / "work"
-    result = run_experiment(work, REDUCED)
-    rows = {r["metric"]: r for r in result.comparisons["dpo"]}
-    for key in ("amber.chair", "amber.hal", "objhal.CHAIRs", "objhal.CHAIRi"):
-        assert rows[key]["ci_high"] < 0, rows[key]
-    trend = train_log_trends(work / "dpo" / "train_log.jsonl")
-    assert (
-        trend["loss"]["last"] < trend["loss"]["first"] and trend["margin"]["last"] > trend["margin"]["first"]
-    )
-    again = run_experiment(work, REDUCED)
+def test_full_demo(tmp_path):
+    """`evalkit demo` as shipped (default settings, about 4 minutes): the language stage taught the base the
+    world's co-occurrences (above the chance level computed here); DPO lowers every claimed hallucination
+    metric beyond its 95% paired interval (loss falls, margin rises) and BDHS raises POPE F1 without making
+    any of them worse; the tables agree with the experiment; a re-run redoes no stage."""
+    from evalkit.toy.demo import run_demo
+    from evalkit.toy.language import companions
+
+    work = tmp_path / "demo"
+    demo = run_demo(work)
+    result = demo["experiment"]
+    assert result.claim_holds("dpo"), result.comparisons["dpo"]
+    bdhs = {r["metric"]: r for r in result.comparisons["bdhs"]}
+    assert bdhs["pope.f1_mean"]["verdict"] == "better"
+    assert not [k for k in CLAIMED if bdhs[k]["verdict"] == "worse"]
+    assert result.trends["bdhs"]["loss_falls"] and result.trends["bdhs"]["margin_rises"]
+    # chance: an answer naming other classes at random scores the mean share over them
+    shares = companions(0)
+    chance = 100 * float(np.mean([np.mean(list(v.values())) for v in shares.values()]))
+    base_lang = RunStore(result.runs["base"]).read_metrics()["toy_language"]["metrics"]["precision"]
+    assert base_lang["ci_low"] > chance + 10, (base_lang, chance)
+    # what the visual stage did, and the tax table: the experiment's numbers, grouped
+    visual = {r["metric"]: r for r in result.visual_stage}
+    assert visual["pope.f1_mean"]["verdict"] == "better"
+    row = demo["visual_stage"].get("sft", "toy_language", "precision")
+    assert row.group == "language instruction-following"
+    assert row.diff == pytest.approx(visual["toy_language.precision"]["diff"])
+    dpo = {r["metric"]: r for r in result.comparisons["dpo"]}
+    for key in (*CLAIMED, "toy_language.precision"):
+        task, metric = key.split(".")
+        assert demo["table"].get("dpo", task, metric).diff == pytest.approx(dpo[key]["diff"])
+    names = ["tax.md", "tax.csv", "tax.html", "tax.json"]
+    assert [str(p.relative_to(work)) for p in demo["paths"]] == [f"visual_stage/{n}" for n in names] + names
+    # resumable: nothing is trained or evaluated again, the same numbers come back
+    again = run_experiment(work)
     assert all(t["skipped"] for name, t in again.timings.items() if name != "data")
     assert json.dumps(again.comparisons, sort_keys=True) == json.dumps(result.comparisons, sort_keys=True)
     with pytest.raises(UserError, match="other settings"):
-        run_experiment(work, Settings(**{**asdict(REDUCED), "dpo_steps": 5}))
-    # `evalkit demo` on the finished work folder: no stage again, the tax table of the aligned checkpoints
-    from evalkit.toy.demo import run_demo
-
-    demo = run_demo(work, REDUCED)
-    assert {p.name for p in demo["paths"]} == {"tax.md", "tax.csv", "tax.html", "tax.json"}
-    table = demo["table"]
-    for key in ("amber.chair", "objhal.CHAIRs"):
-        task, metric = key.split(".")
-        row = table.get("dpo", task, metric)
-        assert row.diff == pytest.approx(rows[key]["diff"]) and row.verdict == "gain"
+        run_experiment(work, Settings(dpo_steps=5))
 
 
 def test_rejected_description_stats(tmp_path):

@@ -7,21 +7,26 @@
 Stages (each writes into the work folder, and is skipped when its output is complete, so a re-run after a
 crash redoes no finished work; training stages resume from their last save):
 
-1. `data/`: the training files of `evalkit.toy.alignment_data` (biased visual instructions mixed with
-   text-only conversations, pairs whose rejected answer names an absent co-occurring object, BDHS source
-   answers);
-2. `sft/`: `evalkit train --method sft` from the toy model on the biased instructions (full fine-tuning,
-   vision tower included: it has to learn to see as well as to follow the bias);
+1. `data/`: the training files of `evalkit.toy.alignment_data` (text-only conversations for the language
+   stage, biased visual instructions mixed with more of them, pairs whose rejected answer names an absent
+   co-occurring object, BDHS source answers);
+2. `base/`: the language stage, `evalkit train --method sft` from the toy model on text-only conversations
+   about which objects go together: the base model, with a language side (scored by `toy_language`) that
+   the visual stage can cost, as a visual-instruction stage starts from a language model;
+   `sft/`: `evalkit train --method sft` from `base/` on the biased instructions (full fine-tuning, vision
+   tower included: it has to learn to see as well as to follow the bias);
 3. `dpo/`: DPO from `sft/` on the pairs (full fine-tuning, frozen reference = the SFT model);
 4. `bdhs_pairs.jsonl`: BDHS (`evalkit.training.bdhs`) with the SFT model writing the rejected answers for
    the same prompts and chosen answers as the pairs; `bdhs/`: DPO from `sft/` on them. The similarity
-   check uses `bow_embedder`, a deterministic bag-of-words cosine over the toy vocabulary (the
-   sentence-embedding models are optional packages, and the toy answers are lists of object names, for
-   which word overlap is what similarity means);
-5. `eval/<name>/`: `evalkit run` on toy POPE, AMBER and Object HalBench (`evalkit.runner.evaluate`, the
-   AMBER `basic` NLP backend so numbers do not depend on which optional NLP packages are installed);
+   check uses the `bag-of-words` embedder (`evalkit.training.embedding`: the sentence-embedding models are
+   optional packages, and the toy answers are lists of object names, for which word overlap is what
+   similarity means);
+5. `eval/<name>/`: `evalkit run` of every checkpoint on toy POPE, AMBER, Object HalBench and toy_language
+   (`evalkit.runner.evaluate`, the AMBER `basic` NLP backend so numbers do not depend on which optional NLP
+   packages are installed);
 6. `alignment.json`: per aligned checkpoint and metric, value, difference to the SFT checkpoint with a 95%
-   paired bootstrap interval over the same images (`evalkit compare`'s), verdict; the train-log trends.
+   paired bootstrap interval over the same units (`evalkit compare`'s), verdict; the same for the SFT
+   checkpoint against the base (`visual_stage`); the train-log trends.
 
 BDHS needs a model that answers from its language prior when it cannot see: its rejected answers are
 meant to be the hallucinations that prior produces. A model fine-tuned only on prompts with images writes
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -54,7 +58,7 @@ import numpy as np
 
 from evalkit.store import RunStore
 
-TASKS = "pope,amber,objhal"
+TASKS = "pope,amber,objhal,toy_language"
 TASK_OPTIONS = {"amber.nlp": "basic"}
 
 # ------------------------------------------------------------------------------------- paired comparison
@@ -73,6 +77,8 @@ METRICS: tuple[tuple[str, int], ...] = (
     ("objhal.CHAIRs", -1),
     ("objhal.CHAIRi", -1),
     ("objhal.obj_recall", +1),
+    ("toy_language.precision", +1),
+    ("toy_language.well_formed", +1),
 )
 #: the metrics the claim is checked on ("lowers the toy hallucination metrics and raises the toy POPE F1")
 CLAIMED = ("pope.f1_mean", "amber.chair", "amber.hal", "objhal.CHAIRs", "objhal.CHAIRi")
@@ -120,6 +126,8 @@ class Settings:
     """Sizes and hyper-parameters; the defaults are the full experiment (`benchmarks/toy_alignment.py`)."""
 
     seed: int = 0
+    n_language: int = 1200  # text-only conversations of the language stage (`base/`)
+    base_steps: int = 150
     n_sft: int = 600  # SFT scenes (3 examples each)
     n_pairs: int = 300  # preference scenes (3 pairs each; the BDHS source has the same prompts)
     n_text: int = 300  # text-only SFT conversations (`alignment_data`: LLaVA-1.5's SFT mixes them too)
@@ -148,7 +156,8 @@ class Result:
     checkpoints: dict[str, str]
     runs: dict[str, str]
     metrics: dict[str, dict[str, Any]]  # checkpoint -> metric key -> value
-    comparisons: dict[str, list[dict[str, Any]]]  # aligned checkpoint -> compare_runs rows
+    comparisons: dict[str, list[dict[str, Any]]]  # aligned checkpoint -> compare_runs rows (against SFT)
+    visual_stage: list[dict[str, Any]]  # compare_runs rows of the SFT checkpoint against the base
     trends: dict[str, dict[str, Any]]  # aligned checkpoint -> train-log trends
     timings: dict[str, dict[str, Any]]  # stage -> {wall_s, cpu_s, skipped}
     bdhs_stats: dict[str, Any] | None = None
@@ -168,25 +177,6 @@ class Result:
         out["work"] = str(self.work)
         out["claim"] = {name: self.claim_holds(name) for name in self.comparisons}
         return out
-
-
-def bow_embedder(vocabulary: list[str] | None = None) -> Callable[[list[str]], np.ndarray]:
-    """`embed(texts)` -> unit bag-of-words vectors (lower-cased `\\w+` words) over the toy vocabulary, one
-    extra slot for any other word; cosine = dot product. Deterministic, no model needed."""
-    from evalkit.toy.model import toy_vocab
-
-    index = {w: i for i, w in enumerate(vocabulary or toy_vocab())}
-    dim = len(index) + 1
-
-    def embed(texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[row, index.get(word, dim - 1)] += 1
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
-
-    return embed
 
 
 def train_log_trends(log_path: Path) -> dict[str, Any]:
@@ -267,13 +257,14 @@ def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> di
     from evalkit.training.batching import Encoder
     from evalkit.training.bdhs import BdhsConfig, bdhs_pairs
     from evalkit.training.data import load_sft
+    from evalkit.training.embedding import BagOfWords
     from evalkit.training.trainer import load_model
 
     model, processor = load_model(str(sft_dir))
     model.eval()
     examples = load_sft(source).items
     config = BdhsConfig(seed=s.seed, keep=s.bdhs_keep, temperature=s.bdhs_temperature)
-    pairs, stats = bdhs_pairs(model, Encoder(processor), examples, bow_embedder(), config)
+    pairs, stats = bdhs_pairs(model, Encoder(processor), examples, BagOfWords(), config)
     rows = [
         {"id": p.id, "image": p.image, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
         for p in pairs
@@ -282,7 +273,7 @@ def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> di
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     stats = {
         **stats,
-        "embedder": "bag-of-words cosine over the toy vocabulary",
+        "embedder": BagOfWords.fingerprint,
         "pairs_written": len(rows),
         "descriptions": rejected_description_stats(rows, source.parent),
     }
@@ -350,20 +341,31 @@ def run_experiment(
     work.mkdir(parents=True, exist_ok=True)
     _check_settings(work / "settings.json", s)
     clock = _Clock(say or (lambda m: None))
-    ckpt = {"sft": work / "sft", "dpo": work / "dpo"}
+    ckpt = {"base": work / "base", "sft": work / "sft", "dpo": work / "dpo"}
     if s.bdhs:
         ckpt["bdhs"] = work / "bdhs"
     bdhs_file = work / "bdhs_pairs.jsonl"
     with _threads(s.threads):
         with clock.stage("data", skipped=False):
-            data = write_alignment_data(
-                work / "data", seed=s.seed, n_sft=s.n_sft, n_pairs=s.n_pairs, n_text=s.n_text
-            )
-            base = str(ensure_toy_model())
+            sizes = {"n_sft": s.n_sft, "n_pairs": s.n_pairs, "n_text": s.n_text, "n_language": s.n_language}
+            data = write_alignment_data(work / "data", seed=s.seed, **sizes)
+            toy = str(ensure_toy_model())
+        sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch}
+        with clock.stage("base", skipped=_trained(ckpt["base"])):
+            if not _trained(ckpt["base"]):
+                _train("sft", toy, data / "language.jsonl", ckpt["base"], s, max_steps=s.base_steps, **sft_kw)
         with clock.stage("sft", skipped=_trained(ckpt["sft"])):
             if not _trained(ckpt["sft"]):
-                sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch, "train_vision": True}
-                _train("sft", base, data / "sft.jsonl", ckpt["sft"], s, max_steps=s.sft_steps, **sft_kw)
+                _train(
+                    "sft",
+                    str(ckpt["base"]),
+                    data / "sft.jsonl",
+                    ckpt["sft"],
+                    s,
+                    max_steps=s.sft_steps,
+                    train_vision=True,
+                    **sft_kw,
+                )
         dpo_kw = {"max_steps": s.dpo_steps, "lr": s.dpo_lr, "batch_size": s.dpo_batch, "beta": s.beta}
         with clock.stage("dpo", skipped=_trained(ckpt["dpo"])):
             if not _trained(ckpt["dpo"]):
@@ -380,7 +382,7 @@ def run_experiment(
             with clock.stage(f"eval {name}", skipped=_finished(runs[name])):
                 if not _finished(runs[name]):
                     _evaluate(str(path), runs[name], s)
-    aligned = [n for n in ckpt if n != "sft"]
+    aligned = [n for n in ckpt if n not in ("base", "sft")]
     result = Result(
         work=work,
         settings=s,
@@ -388,6 +390,7 @@ def run_experiment(
         runs={k: str(v) for k, v in runs.items()},
         metrics={name: _headline(run) for name, run in runs.items()},
         comparisons={n: compare_runs(runs[n], runs["sft"]) for n in aligned},
+        visual_stage=compare_runs(runs["sft"], runs["base"]),
         trends={n: train_log_trends(ckpt[n] / "train_log.jsonl") for n in aligned},
         timings=clock.timings,
         bdhs_stats=json.loads((work / "bdhs_pairs_stats.json").read_text()) if s.bdhs else None,

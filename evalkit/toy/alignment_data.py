@@ -8,6 +8,7 @@ Layout of ``root``::
     pairs.jsonl             preferences, generic format {"id", "image", "prompt", "chosen", "rejected"}
     bdhs_source.jsonl       the pairs' prompts with their faithful (chosen) answers, SFT format: what BDHS
                             turns into pairs with rejected answers of the policy's own making
+    language.jsonl          text-only conversations (`evalkit.toy.language`), SFT format without "image"
     annotations.json        {image_id: [objects]} of every scene written
     toy_meta.json           {seed, sizes, version, ...}; written last
 
@@ -23,14 +24,13 @@ uniformly drawn one answered "No". Descriptions list the objects in `OBJECTS` or
 warm-up captions do ("apple, cup and dog.").
 
 Like LLaVA-1.5's SFT mix (ShareGPT text-only conversations, ~40K of 665K), the SFT data also holds
-text-only conversations, so that the model has learnt to answer without an image: questions about the
-world's statistics, answered from other scenes of the world (not from the biased captions), in the toy
-vocabulary. Per text scene, one of (alternating): "Name things that go with a kite." -> the scene's other
-objects ("dog, ball and tree."), or "Describe a scene with a kite." -> the whole scene ("dog, ball, tree and
-kite."); the named object is drawn from the scene. The answers are samples of what co-occurs with the named
-object, so a model that learnt them guesses from co-occurrence when it cannot see. Held-out prompts of
-these two forms can be scored as a text-only task against the world's co-occurrence counts (e.g. the share
-of the answer's objects among the named object's most co-occurring classes).
+text-only conversations, so that the model keeps answering without an image: questions about which objects
+go together, answered with other scenes of the world (not the biased captions), in the forms of
+`evalkit.toy.language` ("Name things that go with a kite." -> "dog, ball and tree.", "Describe a scene
+with a kite and a dog." -> "dog, ball, tree and kite."). A model that learnt them guesses from
+co-occurrence when it cannot see. ``language.jsonl`` holds more of them, from other scenes: the language
+stage that makes the toy model a base with a language side before the visual stage (`toy_language` scores
+that side).
 
 The preference pairs use other scenes. Per scene: a description pair (chosen = the faithful description,
 rejected = the same description naming one absent co-occurring object: added to the list for half of the
@@ -43,7 +43,7 @@ absent co-occurring object (chosen "No", rejected "Yes") and a "Yes" pair about 
 over the scene's objects (counts over all scenes written; ties in `OBJECTS` order) — how the toy AMBER
 picks its hallucination candidates; one of the top `N_COOCCUR` is drawn. Scenes come from
 ``sample_scenes(n, SFT_SCENE_SEED + seed)``, ``sample_scenes(n, PAIR_SCENE_SEED + seed)`` and (text-only)
-``sample_scenes(n, TEXT_SCENE_SEED + seed)``, disjoint from
+``sample_scenes(n, TEXT_SCENE_SEED + seed)`` / ``sample_scenes(n, LANGUAGE_SCENE_SEED + seed)``, disjoint from
 the evaluation data (seed 0) and from the toy model's warm-up (`evalkit.toy.pretrain.TRAIN_SCENE_SEED`).
 Draws come from ``random.Random(f"toy-alignment-{seed}")``; the same (seed, sizes) writes the same files.
 """
@@ -60,16 +60,20 @@ from typing import Any
 from evalkit.environment import cache_root
 from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX
 from evalkit.toy.folders import write_once
+from evalkit.toy.language import describe
+from evalkit.toy.language import records as text_records
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 
-VERSION = 2
+VERSION = 3
 SFT_SCENE_SEED = 2000
 PAIR_SCENE_SEED = 3000
 TEXT_SCENE_SEED = 4000
+LANGUAGE_SCENE_SEED = 5000
 N_SFT_SCENES = 600
 N_PAIR_SCENES = 300
 N_TEXT = 300  # text-only conversations (1 per text scene): 14% of the SFT records (LLaVA-1.5: 6%)
+N_LANGUAGE = 1200  # the language stage's conversations
 P_HALLU_CAPTION = 0.5
 P_HALLU_QUESTION = 0.5
 N_COOCCUR = 2
@@ -79,23 +83,14 @@ YES, NO = "Yes", "No"
 
 
 def default_data_dir(
-    seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES, n_text: int = N_TEXT
+    seed: int = 0,
+    n_sft: int = N_SFT_SCENES,
+    n_pairs: int = N_PAIR_SCENES,
+    n_text: int = N_TEXT,
+    n_language: int = N_LANGUAGE,
 ) -> Path:
-    return cache_root() / "toy" / f"alignment-s{seed}-sft{n_sft}-pairs{n_pairs}-text{n_text}"
-
-
-def describe(objects: list[str]) -> str:
-    """The objects in `OBJECTS` order: "apple, cup and dog." (the warm-up's caption format)."""
-    *head, last = sorted(objects, key=OBJECTS.index)
-    return f"{', '.join(head)} and {last}." if head else f"{last}."
-
-
-def article(noun: str) -> str:
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
-
-
-#: the text-only prompts, {} = "a kite"; the first is answered with the other objects, the second with all
-TEXT_PROMPTS = ("Name things that go with {}.", "Describe a scene with {}.")
+    name = f"alignment-s{seed}-sft{n_sft}-pairs{n_pairs}-text{n_text}-lang{n_language}"
+    return cache_root() / "toy" / name
 
 
 def question(noun: str) -> str:
@@ -147,23 +142,6 @@ def sft_records(scenes: list[Scene], co: dict[str, Counter[str]], rng: random.Ra
     return out
 
 
-def text_records(scenes: list[Scene], rng: random.Random) -> list[dict[str, Any]]:
-    """Text-only conversations about what goes together (see the module docstring); no image."""
-    out = []
-    for i, s in enumerate(scenes):
-        named = rng.choice(s.objects)
-        kind = i % len(TEXT_PROMPTS)
-        answer = describe([o for o in s.objects if o != named] if kind == 0 else list(s.objects))
-        out.append(
-            {
-                "id": f"{s.image_id}-text",
-                "prompt": TEXT_PROMPTS[kind].format(article(named)),
-                "response": answer,
-            }
-        )
-    return out
-
-
 def pair_records(
     scenes: list[Scene], co: dict[str, Counter[str]], rng: random.Random
 ) -> list[dict[str, Any]]:
@@ -211,10 +189,14 @@ def pair_records(
 
 
 def build(
-    seed: int = 0, n_sft: int = N_SFT_SCENES, n_pairs: int = N_PAIR_SCENES, n_text: int = N_TEXT
+    seed: int = 0,
+    n_sft: int = N_SFT_SCENES,
+    n_pairs: int = N_PAIR_SCENES,
+    n_text: int = N_TEXT,
+    n_language: int = N_LANGUAGE,
 ) -> dict[str, Any]:
-    """Everything the folder holds, as Python objects: scenes (with images), sft / pairs / bdhs_source
-    records."""
+    """Everything the folder holds, as Python objects: scenes (with images), sft / pairs / bdhs_source /
+    language records."""
     sft_scenes = sample_scenes(n_sft, SFT_SCENE_SEED + seed)
     pair_scenes = sample_scenes(n_pairs, PAIR_SCENE_SEED + seed)
     co = cooccurrence(sft_scenes + pair_scenes)
@@ -225,7 +207,16 @@ def build(
     source = [
         {"id": p["id"], "image": p["image"], "prompt": p["prompt"], "response": p["chosen"]} for p in pairs
     ]
-    return {"scenes": sft_scenes + pair_scenes, "sft": sft, "pairs": pairs, "bdhs_source": source}
+    language = text_records(
+        sample_scenes(n_language, LANGUAGE_SCENE_SEED + seed), random.Random(f"toy-language-{seed}")
+    )
+    return {
+        "scenes": sft_scenes + pair_scenes,
+        "sft": sft,
+        "pairs": pairs,
+        "bdhs_source": source,
+        "language": language,
+    }
 
 
 def rejected_description_stats(rows: list[dict[str, Any]], data_dir: Path) -> dict[str, Any]:
@@ -265,14 +256,14 @@ def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _write(tmp: Path, seed: int, n_sft: int, n_pairs: int, n_text: int) -> None:
-    data = build(seed, n_sft, n_pairs, n_text)
+def _write(tmp: Path, seed: int, sizes: dict[str, int]) -> None:
+    data = build(seed, **sizes)
     (tmp / "images").mkdir()
     for scene in data["scenes"]:
         render(scene).save(tmp / _image(scene))
     annotations = {s.image_id: list(s.objects) for s in data["scenes"]}
     (tmp / "annotations.json").write_text(json.dumps(annotations, indent=1) + "\n")
-    for name in ("sft", "pairs", "bdhs_source"):
+    for name in ("sft", "pairs", "bdhs_source", "language"):
         _jsonl(tmp / f"{name}.jsonl", data[name])
 
 
@@ -282,18 +273,18 @@ def write_alignment_data(
     n_sft: int = N_SFT_SCENES,
     n_pairs: int = N_PAIR_SCENES,
     n_text: int = N_TEXT,
+    n_language: int = N_LANGUAGE,
 ) -> Path:
     """Write the training data into `root` (default: `default_data_dir`) unless it is already there (same
     seed, sizes and version); returns `root`. Atomic; never replaces a non-toy folder (`write_once`)."""
-    root = Path(root) if root is not None else default_data_dir(seed, n_sft, n_pairs, n_text)
+    sizes = {"n_sft": n_sft, "n_pairs": n_pairs, "n_text": n_text, "n_language": n_language}
+    root = Path(root) if root is not None else default_data_dir(seed, **sizes)
     meta = {
         "seed": seed,
-        "n_sft": n_sft,
-        "n_pairs": n_pairs,
-        "n_text": n_text,
+        **sizes,
         "version": VERSION,
         "p_hallu_caption": P_HALLU_CAPTION,
         "p_hallu_question": P_HALLU_QUESTION,
         "generator": __name__,
     }
-    return write_once(root, meta, lambda tmp: _write(tmp, seed, n_sft, n_pairs, n_text))
+    return write_once(root, meta, lambda tmp: _write(tmp, seed, sizes))

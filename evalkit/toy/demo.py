@@ -1,9 +1,11 @@
 """`evalkit demo`: the toy alignment story offline, ending with the alignment-tax table.
 
-It runs `evalkit.toy.alignment.run_experiment` (toy data, the toy model, a biased visual-instruction SFT
-stage, DPO and BDHS from it, every checkpoint evaluated on toy POPE, AMBER and Object HalBench; each stage
-kept when finished, resumed when interrupted) and writes the alignment-tax table of DPO and BDHS against the
-SFT checkpoint into the work folder (tax.md, tax.csv, tax.html, tax.json).
+It runs `evalkit.toy.alignment.run_experiment` (toy data, the toy model, a language stage that makes it the
+base, a biased visual-instruction SFT stage, DPO and BDHS from it, every checkpoint evaluated on toy POPE,
+AMBER, Object HalBench and toy_language; each stage kept when finished, resumed when interrupted) and
+writes two tables into the work folder: what the visual stage did, the SFT checkpoint against the base
+(`visual_stage/tax.*`), and the alignment-tax table of DPO and BDHS against the SFT checkpoint they were
+trained from (`tax.md`, `tax.csv`, `tax.html`, `tax.json`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def run_demo(work: str | Path, settings: Settings | None = None, say=None) -> di
 
     work = Path(work).expanduser()
     result = run_experiment(work, settings, say=say)
-    aligned = {name: Path(run) for name, run in result.runs.items() if name != "sft"}
-    table = tax_table(Path(result.runs["sft"]), aligned)
-    return {"experiment": result, "table": table, "paths": write_report(table, work)}
+    runs = {name: Path(run) for name, run in result.runs.items()}
+    visual = tax_table(runs["base"], {"sft": runs["sft"]})
+    aligned = tax_table(runs["sft"], {name: run for name, run in runs.items() if name not in ("base", "sft")})
+    paths = write_report(visual, work / "visual_stage") + write_report(aligned, work)
+    return {"experiment": result, "visual_stage": visual, "table": aligned, "paths": paths}
