@@ -8,6 +8,7 @@ import json
 import random
 
 import pytest
+from openai_server import FakeOpenAIServer
 from typer.testing import CliRunner
 
 from evalkit.cli import app
@@ -93,3 +94,41 @@ def test_cli_align_usage_error_is_one_line(folder):
     (folder / "bad.yaml").write_text(CONFIG.replace("reference: sft", "reference: nope"))
     result = CliRunner().invoke(app, ["align", str(folder / "bad.yaml")])
     assert result.exit_code == 2 and "reference 'nope'" in result.stderr
+
+
+def _grade(prediction: str) -> str:
+    """The judge's grade of an answer: a function of the answer alone, so the test can recompute it."""
+    return ("0.0", "0.5", "1.0")[len(prediction) % 3]
+
+
+def _judge(body):
+    item = body["messages"][0]["content"].rsplit("\n", 1)[-1]  # "question | truth | prediction | "
+    return _grade(item.split(" | ")[2])
+
+
+@pytest.mark.slow
+def test_align_with_a_judged_task(folder):
+    """POPE and MM-Vet (judged by a real OpenAI-compatible server on 127.0.0.1): the table's MM-Vet values
+    are the judge's grades of the stored answers, recomputed here; a re-run asks the judge nothing."""
+    with FakeOpenAIServer(responder=_judge) as srv:
+        config = CONFIG.replace("base: base", "base: toy").replace(
+            "  tasks: pope\n  data: toy\n  limit: 24\n",
+            f"  tasks: pope,mmvet\n  data: toy\n  limit: 20\n  judge: {{base_url: '{srv.base_url}'}}\n",
+        )
+        (folder / "judged.yaml").write_text(config.replace("output: out", "output: judged"))
+        result = run_align(folder / "judged.yaml")
+        asked = len(srv.requests)
+        run_align(folder / "judged.yaml")
+        assert len(srv.requests) == asked > 0
+    out = folder / "judged" / "eval"
+    means = {}
+    for name in ("base", "sft", "dpo"):
+        rows = [json.loads(x) for x in (out / name / "samples" / "mmvet.jsonl").read_text().splitlines()]
+        assert len(rows) == 20
+        means[name] = 100 * sum(float(_grade(r["response"])) for r in rows) / len(rows)
+    table = result["table"]  # reference: sft
+    for name in ("base", "dpo"):
+        row = table.get(name, "mmvet", "total")
+        assert row.base == pytest.approx(means["sft"]) and row.aligned == pytest.approx(means[name])
+        assert row.group == "visual instruction-following"
+    assert table.get("dpo", "pope", "f1_mean").group == "hallucination"
