@@ -548,7 +548,8 @@ def demo(
 
 @app.command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List the tasks, their versions, headline metrics and the data each needs."""
+    """List the tasks, their versions, headline metrics, the data each needs and the --task-option names
+    each reads."""
     from rich.table import Table
 
     from evalkit.registry import get_task, task_names
@@ -565,6 +566,10 @@ def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
                         "toy": t.supports_toy,
                         "description": t.description,
                         "data": t.data_needs,
+                        "options": {
+                            f"{t.name}.{k}": {"help": o.help, "choices": o.choices, "default": o.default}
+                            for k, o in t.task_options.items()
+                        },
                     }
                     for t in infos
                 ],
@@ -575,14 +580,18 @@ def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
     table = Table(show_lines=True)
     for col in ("task", "version", "headline", "toy"):
         table.add_column(col)
-    table.add_column("data needed", overflow="fold")
+    table.add_column("data needed; --task-option", overflow="fold")
     for t in infos:
+        options = [
+            f"{t.name}.{k}" + (f"={'|'.join(o.choices)}" if o.choices else "=VALUE") + f": {o.help}"
+            for k, o in t.task_options.items()
+        ]
         table.add_row(
             f"[bold]{t.name}[/bold]\n{t.description}",
             t.version,
             t.headline,
             "yes" if t.supports_toy else "no",
-            t.data_needs,
+            "\n".join([t.data_needs, *options]),
         )
     out.print(table)
 

@@ -92,6 +92,8 @@ def load_tasks(
     stray = [k for k in spec.options if k.split(".", 1)[0] not in names or "." not in k]
     if stray:
         raise UserError(f"--task-option {stray[0]}: options are named TASK.KEY for a task of this run")
+    for t in task_objs:  # every option name and value checked before any data is read
+        t.read_options(spec)
     return task_objs, {t.name: t.load(spec) for t in task_objs}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.stats import Statistic
-from evalkit.types import GenerationConfig, Request, Sample
+from evalkit.types import GenerationConfig, Request, Sample, UserError
 
 if TYPE_CHECKING:
     from evalkit.judge import JudgeCall, JudgeSpec
@@ -28,6 +28,16 @@ class DataSpec:
     seed: int = 0
     limit: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """One `--task-option TASK.NAME=VALUE` a task reads. `choices`: the allowed values (None: any, such as
+    a path or a number); `default`: the value when the option is not given (None: absent)."""
+
+    help: str
+    choices: tuple[str, ...] | None = None
+    default: str | None = None
 
 
 @dataclass
@@ -60,10 +70,31 @@ class Task(ABC):
     headline: str
     generation: GenerationConfig = GenerationConfig()
     supports_toy: bool = False
+    #: the `--task-option` names this task reads (without the "TASK." prefix); `read_options` checks them
+    task_options: dict[str, TaskOption] = {}
 
     @abstractmethod
     def load(self, spec: DataSpec) -> LoadedData:
         """Read the samples (raise `UserError` naming what is missing and where to put it)."""
+
+    def read_options(self, spec: DataSpec, **defaults: str | None) -> dict[str, str | None]:
+        """This task's `--task-option` values by name, every declared option present: the given value,
+        else `defaults[name]` (for defaults that depend on the data, e.g. toy), else the declared default.
+        An undeclared name or a value outside `choices` is a `UserError` saying what the task takes."""
+        out = {name: defaults.get(name, opt.default) for name, opt in self.task_options.items()}
+        prefix = f"{self.name}."
+        for key, value in spec.options.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :]
+            if name not in self.task_options:
+                takes = ", ".join(f"{prefix}{k}" for k in self.task_options) or "no option"
+                raise UserError(f"--task-option {key}: {self.name} takes {takes}")
+            choices = self.task_options[name].choices
+            if choices is not None and str(value) not in choices:
+                raise UserError(f"--task-option {key}={value}: expected one of {', '.join(choices)}")
+            out[name] = str(value)
+        return out
 
     def request(self, sample: Sample, seed: int = 0) -> Request:
         return Request(id=sample.id, messages=sample.messages, generation=self.generation, seed=seed)

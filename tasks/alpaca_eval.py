@@ -23,7 +23,7 @@ import numpy as np
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks import alpaca_eval_lc as lc
 from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: the protocol's public names)
     BY_ANNOTATOR,
@@ -146,13 +146,13 @@ class AlpacaEvalTask(JudgedTask):
 
     # --------------------------------------------------------------------------------------------- data
 
-    def reference_file(self, spec: DataSpec) -> Path:
-        """The reference model's outputs: `--task-option <task>.reference=PATH`, else in --data-dir the
-        alpaca_eval checkout's results/<reference>/model_outputs.json or the hub's file."""
+    def reference_file(self, spec: DataSpec, given: str | None) -> Path:
+        """The reference model's outputs: `given` (`--task-option <task>.reference=PATH`), else in
+        --data-dir the alpaca_eval checkout's results/<reference>/model_outputs.json or the hub's file."""
         v = self.protocol
         key = f"{self.name}.reference"
-        if key in spec.options:
-            path = Path(str(spec.options[key])).expanduser()
+        if given:
+            path = Path(given).expanduser()
             if not path.is_file():
                 raise UserError(
                     f"--task-option {key}: {path} not found (expected the {v.reference} model_outputs.json "
@@ -175,7 +175,8 @@ class AlpacaEvalTask(JudgedTask):
 
     def load(self, spec: DataSpec) -> LoadedData:
         v = self.protocol
-        path = self.reference_file(spec)
+        options = self.read_options(spec)
+        path = self.reference_file(spec, options["reference"])
         rows = read_reference(path, v.name)
         samples = [
             Sample(
@@ -196,7 +197,7 @@ class AlpacaEvalTask(JudgedTask):
             "length_controlled": dict(V1_LC_NOTE),
         }
         if v.name == "2.0":
-            gamed = self.gamed_file(spec)
+            gamed = self.gamed_file(spec, options["df_gamed"])
             if gamed is None:
                 info["length_controlled"] = {"computed": False, "note": lc.REFIT_NOTE}
             else:
@@ -207,12 +208,12 @@ class AlpacaEvalTask(JudgedTask):
                 info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed}"}
         return LoadedData(samples, info)
 
-    def gamed_file(self, spec: DataSpec) -> Path | None:
-        """The hub-only df_gamed.csv for the LC refit: `--task-option alpaca_eval.df_gamed=PATH`, else in
-        --data-dir; None when neither gives one."""
+    def gamed_file(self, spec: DataSpec, given: str | None) -> Path | None:
+        """The hub-only df_gamed.csv for the LC refit: `given` (`--task-option alpaca_eval.df_gamed=PATH`),
+        else in --data-dir; None when neither gives one."""
         key = f"{self.name}.df_gamed"
-        if key in spec.options:
-            path = Path(str(spec.options[key])).expanduser()
+        if given:
+            path = Path(given).expanduser()
             if not path.is_file():
                 raise UserError(f"--task-option {key}: {path} not found")
             return path
@@ -439,6 +440,10 @@ class AlpacaEval2(AlpacaEvalTask):
     version = "2.0"
     version_name = "2.0"
     judge_spec = official_judge("2.0")
+    task_options = {
+        "reference": TaskOption("the reference outputs (gpt4_1106_preview model_outputs.json)"),
+        "df_gamed": TaskOption("df_gamed.csv, for the length-controlled win rate's GLM refit"),
+    }
     description = "AlpacaEval 2.0 win rate against gpt4_1106_preview (GPT-4 Turbo logprob judge)"
     data_needs = (
         "run: --data-dir holding results/gpt4_1106_preview/model_outputs.json (a checkout of "
@@ -458,6 +463,7 @@ class AlpacaEval1(AlpacaEvalTask):
     version = "1.0"
     version_name = "1.0"
     judge_spec = official_judge("1.0")
+    task_options = {"reference": TaskOption("the reference outputs (text_davinci_003 model_outputs.json)")}
     description = "AlpacaEval 1.0 win rate against text_davinci_003 (GPT-4 ranking judge)"
     data_needs = (
         "run: --data-dir holding results/text_davinci_003/model_outputs.json (a checkout of "

@@ -39,7 +39,7 @@ import numpy as np
 
 from evalkit.datafiles import read_json, sha256_file
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import DataSpec, Imported, LoadedData, Task, TaskOption
 from evalkit.tasks import amber_nlp
 from evalkit.tasks.amber_protocol import (
     ANSWER_RULES,
@@ -64,11 +64,11 @@ from evalkit.types import GenerationConfig, Message, Request, Sample, UserError
 SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
 SUFFIXES = {"none": "", "short": SHORT_SUFFIX}
 OPTIONS = {
-    "evaluation_type": ("a", EVALUATION_TYPES),
-    "nlp": ("auto", None),
-    "similarity_score": (str(DEFAULT_SIMILARITY), None),
-    "answers": ("exact", ANSWER_RULES),
-    "suffix": ("none", tuple(SUFFIXES)),
+    "evaluation_type": TaskOption("which items to run and report", EVALUATION_TYPES, "a"),
+    "nlp": TaskOption("generative NLP backend: auto, official, spacy, spacy:MODEL or basic", None, "auto"),
+    "similarity_score": TaskOption("hallucination word-similarity threshold", None, str(DEFAULT_SIMILARITY)),
+    "answers": TaskOption("yes/no reading (default exact; toy: normalize)", ANSWER_RULES, "exact"),
+    "suffix": TaskOption("text appended to the yes/no questions", tuple(SUFFIXES), "none"),
 }
 IMAGE_DIR_CANDIDATES = ("image", "images")
 #: metrics that are counts (reported without an interval)
@@ -87,21 +87,12 @@ QA_REPORTS = {
 }
 
 
-def parse_options(options: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in options:
-        if key.startswith("amber.") and key[6:] not in OPTIONS:
-            raise UserError(f"--task-option {key}: amber takes {', '.join('amber.' + k for k in OPTIONS)}")
-    for name, (default, allowed) in OPTIONS.items():
-        value = str(options.get(f"amber.{name}", default))
-        if allowed is not None and value not in allowed:
-            raise UserError(f"--task-option amber.{name}={value}: expected one of {', '.join(allowed)}")
-        out[name] = value
+def typed_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """`Amber.read_options` values with `similarity_score` as a number."""
     try:
-        out["similarity_score"] = float(out["similarity_score"])
+        return {**opts, "similarity_score": float(opts["similarity_score"])}
     except ValueError:
-        raise UserError(f"amber.similarity_score={out['similarity_score']}: not a number") from None
-    return out
+        raise UserError(f"amber.similarity_score={opts['similarity_score']}: not a number") from None
 
 
 def _limited(items: list[dict[str, Any]], data: AmberData, limit: int | None) -> list[dict[str, Any]]:
@@ -155,6 +146,7 @@ class Amber(Task):
     directions = {"chair": -1, "hal": -1, "cog": -1, "neither": -1, "unparsed": -1}
     generation = GENERATIVE_GENERATION
     supports_toy = True
+    task_options = OPTIONS
 
     def info(self) -> dict[str, Any]:
         return {
@@ -172,9 +164,8 @@ class Amber(Task):
     # --- data -----------------------------------------------------------------------------------------------
 
     def load(self, spec: DataSpec) -> LoadedData:
-        opts = parse_options(spec.options)
-        if spec.toy and "amber.answers" not in spec.options:
-            opts["answers"] = "normalize"  # the toy model's tokenizer lowercases: it never says "Yes"
+        # the toy model's tokenizer lowercases: it never says "Yes"
+        opts = typed_options(self.read_options(spec, **({"answers": "normalize"} if spec.toy else {})))
         if spec.toy:
             from evalkit.tasks.amber_toy import default_toy_dir, write_amber
 
@@ -373,7 +364,7 @@ class Amber(Task):
             if rec["id"] in seen:
                 raise UserError(f"{answers}: id {rec['id']} answered twice")
             seen.add(rec["id"])
-        opts = parse_options({})
+        opts = typed_options(self.read_options(DataSpec()))
         items = [by_id[rec["id"]] for rec in records]
         nlp = self._backend(opts, data, items)
         pairs = [

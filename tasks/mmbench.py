@@ -14,7 +14,7 @@ import numpy as np
 
 from evalkit.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, JudgedTask, LoadedData
+from evalkit.task import DataSpec, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes
 from evalkit.tasks.mmbench_protocol import (
     GENERATION,
@@ -33,37 +33,13 @@ from evalkit.tasks.mmbench_protocol import (
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 OPTIONS = {
-    "split": ("dev", "test"),
-    "file": None,
-    "prompt": PROMPT_STYLES,
-    "circular": ("on", "off"),
-    "matcher": ("llm", "none"),
+    "split": TaskOption("which TSV to read from --data-dir", ("dev", "test"), "dev"),
+    "file": TaskOption("an explicit TSV file name in --data-dir"),
+    "prompt": TaskOption("prompt style", PROMPT_STYLES, "llava"),
+    "circular": TaskOption("CircularEval: every rotation of the options", ("on", "off"), "on"),
+    "matcher": TaskOption("unread answers: the LLM matcher, or none (toy default)", ("llm", "none"), "llm"),
 }
 METHODS = ("rule", "llm", "random")
-
-
-def _options(spec: DataSpec) -> dict[str, str]:
-    # the toy world has no LLM matcher offline: unread passes go straight to the official random fallback
-    out = {
-        "split": "dev",
-        "file": "",
-        "prompt": "llava",
-        "circular": "on",
-        "matcher": "none" if spec.toy else "llm",
-    }
-    for key, value in spec.options.items():
-        task, _, name = key.partition(".")
-        if task != "mmbench":
-            continue
-        if name not in OPTIONS:
-            raise UserError(
-                f"--task-option {key}: mmbench takes {', '.join(f'mmbench.{k}' for k in OPTIONS)}"
-            )
-        allowed = OPTIONS[name]
-        if allowed is not None and value not in allowed:
-            raise UserError(f"--task-option {key}={value}: expected one of {', '.join(allowed)}")
-        out[name] = str(value)
-    return out
 
 
 def _meta(p: Pass) -> dict[str, Any]:
@@ -178,16 +154,18 @@ class MMBench(JudgedTask):
     generation = GENERATION
     supports_toy = True
     judge_spec = JUDGE_SPEC
+    task_options = OPTIONS
 
     def load(self, spec: DataSpec) -> LoadedData:
-        opts = _options(spec)
+        # the toy world has no LLM matcher offline: unread passes go straight to the official random fallback
+        opts = self.read_options(spec, **({"matcher": "none"} if spec.toy else {}))
         if spec.toy:
             from evalkit.tasks.mmbench_toy import TOY_FILE, default_toy_dir, write_toy_mmbench
 
             data_dir = write_toy_mmbench(default_toy_dir(spec.seed), seed=spec.seed)
             path = data_dir / TOY_FILE
         elif spec.data_dir is not None:
-            path = find_tsv(Path(spec.data_dir), opts["split"], opts["file"] or None)
+            path = find_tsv(Path(spec.data_dir), opts["split"], opts["file"])
         else:
             raise UserError(
                 f"mmbench needs data: pass --data toy, or --data-dir DIR with {CANDIDATES['dev'][0]} "

@@ -22,7 +22,7 @@ from typing import Any
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
     CATEGORIES,
     DATA_DIR,
@@ -155,6 +155,9 @@ class MTBench(JudgedTask):
     #: MT-Bench has no toy version: --data toy runs the bundled official questions (offline, text only)
     supports_toy = True
     judge_spec = JudgeSpec(f"openai:{JUDGE_MODEL}", temperature=0.0, max_tokens=2048, n_runs=1)
+    task_options = {
+        "reference": TaskOption("reference answers for math/reasoning/coding (FastChat gpt-4.jsonl format)")
+    }
 
     def info(self) -> dict[str, Any]:
         generation = {**self.generation.__dict__, "temperature_by_category": dict(TEMPERATURE)}
@@ -163,9 +166,7 @@ class MTBench(JudgedTask):
     # --- data and generation ------------------------------------------------------------------------------
 
     def load(self, spec: DataSpec) -> LoadedData:
-        stray = [k for k in spec.options if k.startswith(f"{self.name}.") and k != REFERENCE_OPTION]
-        if stray:
-            raise UserError(f"--task-option {stray[0]}: mt_bench takes only {REFERENCE_OPTION}=PATH")
+        options = self.read_options(spec)
         if spec.toy or spec.data_dir is None:
             question_path = QUESTION_FILE
         else:
@@ -185,7 +186,7 @@ class MTBench(JudgedTask):
             raise UserError(f"{question_path}: question {bad.question_id} has {len(bad.turns)} turns, not 2")
         if spec.limit is not None:
             questions = questions[: spec.limit]
-        reference_path = Path(spec.options.get(REFERENCE_OPTION) or REFERENCE_FILE)
+        reference_path = Path(options["reference"] or REFERENCE_FILE).expanduser()
         if not reference_path.is_file():
             raise UserError(
                 f"--task-option {REFERENCE_OPTION}={reference_path}: file not found (expected a FastChat "

@@ -16,7 +16,7 @@ import numpy as np
 from evalkit.datafiles import sha256_file
 from evalkit.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.objhal_data import (
     cached_ground_truth,
     find_coco,
@@ -64,7 +64,19 @@ __all__ = [
 ]
 
 MODES = ("llm", "words")
-OPTIONS = ("extraction", "nlp", "questions", "synonyms", "coco")
+OPTIONS = {
+    "extraction": TaskOption(
+        "object extraction: llm (judge; default) or words (no judge; toy default)", MODES
+    ),
+    "nlp": TaskOption(
+        "the words-mode NLP: auto (spaCy/NLTK when installed) or builtin", ("auto", "builtin"), "auto"
+    ),
+    "questions": TaskOption("path of obj_halbench_300_with_image.jsonl"),
+    "synonyms": TaskOption("path of synonyms_refine.txt"),
+    "coco": TaskOption("folder of the COCO 2014 annotations"),
+}
+#: the options that name a file or folder (any of them stands in for --data-dir)
+PATH_OPTIONS = ("questions", "synonyms", "coco")
 #: the judge fingerprint of a words-mode run: no prompt is ever sent
 NO_JUDGE = "objhal words mode: classic CHAIR matching, no judge call"
 #: count field → reported name (summed over responses, averaged over judge runs; no interval)
@@ -170,28 +182,21 @@ class ObjHal(JudgedTask):
     generation = GENERATION
     supports_toy = True
     judge_spec = JUDGE_SPEC
+    task_options = OPTIONS
     #: the extraction mode of the loaded data (set by `load`; rows carry their own)
     extraction = "llm"
 
     # --------------------------------------------------------------------------------------------- data
 
     def load(self, spec: DataSpec) -> LoadedData:
-        options = {k: v for k, v in spec.options.items() if k.startswith(f"{self.name}.")}
-        stray = [k for k in options if k.split(".", 1)[1] not in OPTIONS]
-        if stray:
-            raise UserError(f"--task-option {stray[0]}: objhal options are {', '.join(OPTIONS)}")
-        mode = str(options.get("objhal.extraction") or ("words" if spec.toy else "llm"))
-        if mode not in MODES:
-            raise UserError(f"--task-option objhal.extraction={mode}: expected llm or words")
-        nlp_name = str(options.get("objhal.nlp") or "auto")
-        if nlp_name not in ("auto", "builtin"):
-            raise UserError(f"--task-option objhal.nlp={nlp_name}: expected auto or builtin")
+        options = self.read_options(spec, extraction="words" if spec.toy else "llm")
+        mode, nlp_name = str(options["extraction"]), str(options["nlp"])
         if spec.toy:
             from evalkit.tasks.objhal_toy import default_toy_dir, write_toy_objhal
 
             data_dir: Path | None = write_toy_objhal(default_toy_dir(spec.seed), seed=spec.seed)
             options = {}
-        elif spec.data_dir is None and not any(f"objhal.{k}" in options for k in OPTIONS[2:]):
+        elif spec.data_dir is None and not any(options[k] for k in PATH_OPTIONS):
             raise UserError(
                 "objhal needs data: pass --data toy, or --data-dir DIR with obj_halbench_300_with_image"
                 ".jsonl, synonyms_refine.txt and the COCO 2014 annotations (see `evalkit tasks`)"

@@ -58,7 +58,8 @@ class Question:
 
 
 def _option_path(options: dict[str, Any], key: str) -> Path | None:
-    value = options.get(f"objhal.{key}")
+    """The path an `objhal.<key>` task option names (`options` as `ObjHal.read_options` returns them)."""
+    value = options.get(key)
     return Path(str(value)).expanduser() if value else None
 
 

@@ -39,6 +39,14 @@ def assert_user_error(proc, fragment):
             "named TASK.KEY for a task of this run",
         ),
         (
+            ["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--task-option", "pope.k=1"],
+            "pope.k: pope takes no option",
+        ),
+        (
+            ["run", "--model", "toy", "--tasks", "amber", "--data", "toy", "--task-option", "amber.suffix=x"],
+            "amber.suffix=x: expected one of none, short",
+        ),
+        (
             ["import", "--task", "pope", "--answers", "/nonexistent.jsonl", "--output", "/tmp/x"],
             "file not found",
         ),
@@ -73,6 +81,9 @@ def test_tasks_lists_pope_with_its_data_needs():
         tasks["pope"]["headline"] == "f1_mean"
         and "coco_pope_{random,popular,adversarial}.json" in tasks["pope"]["data"]
     )
+    assert tasks["pope"]["options"] == {}
+    assert tasks["mmbench"]["options"]["mmbench.split"]["choices"] == ["dev", "test"]
+    assert set(tasks["alpaca_eval"]["options"]) == {"alpaca_eval.reference", "alpaca_eval.df_gamed"}
 
 
 def test_help_explains_every_command():

@@ -304,7 +304,7 @@ def test_missing_data_is_a_user_error_before_any_request(tmp_path, data_dir):
                 data_dir,
                 task_options={"mt_bench.reference": str(tmp_path / "nowhere.jsonl")},
             )
-        with pytest.raises(UserError, match=r"mt_bench takes only mt_bench\.reference"):
+        with pytest.raises(UserError, match=r"mt_bench takes mt_bench\.reference$"):
             run(server, tmp_path, data_dir, task_options={"mt_bench.judge": "x"})
         with pytest.raises(UserError, match=r"empty[/\\]question\.jsonl not found"):
             (tmp_path / "empty").mkdir()

@@ -248,9 +248,9 @@ def test_missing_files_are_named(tmp_path):
         load(root)
     with pytest.raises(UserError, match="objhal.synonyms=.*nowhere.txt: file not found"):
         load(root, synonyms=str(tmp_path / "nowhere.txt"))
-    with pytest.raises(UserError, match="objhal.extraction=gpt: expected llm or words"):
+    with pytest.raises(UserError, match="objhal.extraction=gpt: expected one of llm, words"):
         load(make_data(tmp_path / "e"), extraction="gpt")
-    with pytest.raises(UserError, match="objhal options are"):
+    with pytest.raises(UserError, match="objhal takes objhal.extraction, objhal.nlp"):
         load(tmp_path / "e", colour="red")
     with pytest.raises(UserError, match="objhal needs data: pass --data toy, or --data-dir"):
         ObjHal().load(DataSpec())
