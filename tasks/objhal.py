@@ -66,7 +66,7 @@ __all__ = [
 MODES = ("llm", "words")
 OPTIONS = {
     "extraction": TaskOption(
-        "object extraction: llm (judge; default) or words (no judge; toy default)", MODES
+        "object extraction: llm (judge) or words (no judge; the toy default)", MODES, "llm"
     ),
     "nlp": TaskOption(
         "the words-mode NLP: auto (spaCy/NLTK when installed) or builtin", ("auto", "builtin"), "auto"
@@ -189,7 +189,7 @@ class ObjHal(JudgedTask):
     # --------------------------------------------------------------------------------------------- data
 
     def load(self, spec: DataSpec) -> LoadedData:
-        options = self.read_options(spec, extraction="words" if spec.toy else "llm")
+        options = self.read_options(spec, **({"extraction": "words"} if spec.toy else {}))
         mode, nlp_name = str(options["extraction"]), str(options["nlp"])
         if spec.toy:
             from evalkit.tasks.objhal_toy import default_toy_dir, write_toy_objhal
