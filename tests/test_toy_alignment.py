@@ -151,20 +151,17 @@ def test_train_log_trends(tmp_path):
 @pytest.mark.slow
 def test_full_demo(tmp_path):
     """`evalkit demo` as shipped (default settings, about 4 minutes): the language stage taught the base the
-    world's co-occurrences (above the chance level computed here); DPO lowers every claimed hallucination
-    metric beyond its 95% paired interval (loss falls, margin rises) and BDHS raises POPE F1 without making
-    any of them worse; the tables agree with the experiment; a re-run redoes no stage."""
+    world's co-occurrences (above the chance level computed here); DPO and BDHS each raise POPE F1 and lower
+    AMBER CHAIR / Hal and Object HalBench CHAIRs / CHAIRi beyond their 95% paired intervals (loss falls,
+    margin rises); the tables agree with the experiment; a re-run redoes no stage."""
     from evalkit.toy.demo import run_demo
     from evalkit.toy.language import companions
 
     work = tmp_path / "demo"
     demo = run_demo(work)
     result = demo["experiment"]
-    assert result.claim_holds("dpo"), result.comparisons["dpo"]
-    bdhs = {r["metric"]: r for r in result.comparisons["bdhs"]}
-    assert bdhs["pope.f1_mean"]["verdict"] == "better"
-    assert not [k for k in CLAIMED if bdhs[k]["verdict"] == "worse"]
-    assert result.trends["bdhs"]["loss_falls"] and result.trends["bdhs"]["margin_rises"]
+    for name in ("dpo", "bdhs"):
+        assert result.claim_holds(name), result.comparisons[name]
     # chance: an answer naming other classes at random scores the mean share over them
     shares = companions(0)
     chance = 100 * float(np.mean([np.mean(list(v.values())) for v in shares.values()]))

@@ -103,5 +103,5 @@ def test_ensure_toy_model_warms_up_before_saving(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(toy, "warm_up", lambda model, processor, *, steps, seed: calls.append((steps, seed)))
     path = ensure_toy_model(tmp_path)
     assert calls == [(toy.WARMUP_STEPS, 0)]
-    assert path.name == "toy-llava-v2" and (path / "model.safetensors").is_file()
+    assert path.name == "toy-llava-v3" and (path / "model.safetensors").is_file()
     assert "building the toy model (one-time" in capsys.readouterr().err

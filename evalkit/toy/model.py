@@ -25,7 +25,9 @@ from typing import Any
 from evalkit import environment
 from evalkit.toy.pretrain import warm_up
 
-TOY_MODEL_NAME = "toy-llava-v2"
+#: the cache folder of the built checkpoint; its version names the build recipe (shapes, tokenizer, warm-up):
+#: bump it with any change there, so that no cache keeps serving an older build under the same name
+TOY_MODEL_NAME = "toy-llava-v3"
 WARMUP_STEPS = 300  # ~40 s on 2 CPU cores (the log line below says so); toy POPE accuracy ~0.7
 IMAGE_SIZE = 48
 PATCH_SIZE = 16
