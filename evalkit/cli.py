@@ -530,7 +530,10 @@ def demo(
 
     try:
         result = run_demo(
-            work, Settings(seed=seed), say=lambda m: err.print(m, markup=False, highlight=False)
+            work,
+            Settings(seed=seed),
+            say=lambda m: err.print(m, markup=False, highlight=False),
+            progress=sys.stderr.isatty(),
         )
     except UserError as exc:
         fail(str(exc), 2)

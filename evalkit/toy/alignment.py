@@ -282,7 +282,7 @@ def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> di
     return stats
 
 
-def _evaluate(model: str, out: Path, s: Settings) -> None:
+def _evaluate(model: str, out: Path, s: Settings, progress: bool) -> None:
     from evalkit.runner import evaluate
 
     evaluate(
@@ -293,7 +293,7 @@ def _evaluate(model: str, out: Path, s: Settings) -> None:
         output=out,
         seed=s.seed,
         task_options=TASK_OPTIONS,
-        progress=False,
+        progress=progress,
     )
 
 
@@ -330,9 +330,14 @@ def _check_settings(path: Path, s: Settings) -> None:
 
 
 def run_experiment(
-    work: str | Path, settings: Settings | None = None, *, say: Callable[[str], None] | None = None
+    work: str | Path,
+    settings: Settings | None = None,
+    *,
+    say: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> Result:
-    """Run (or finish) every stage in `work`; see the module docstring."""
+    """Run (or finish) every stage in `work`; see the module docstring. `progress`: progress bars for the
+    training and evaluation stages (on standard error)."""
     from evalkit.toy.alignment_data import write_alignment_data
     from evalkit.toy.model import ensure_toy_model
 
@@ -350,7 +355,7 @@ def run_experiment(
             sizes = {"n_sft": s.n_sft, "n_pairs": s.n_pairs, "n_text": s.n_text, "n_language": s.n_language}
             data = write_alignment_data(work / "data", seed=s.seed, **sizes)
             toy = str(ensure_toy_model())
-        sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch}
+        sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch, "progress": progress}
         with clock.stage("base", skipped=_trained(ckpt["base"])):
             if not _trained(ckpt["base"]):
                 _train("sft", toy, data / "language.jsonl", ckpt["base"], s, max_steps=s.base_steps, **sft_kw)
@@ -366,7 +371,13 @@ def run_experiment(
                     train_vision=True,
                     **sft_kw,
                 )
-        dpo_kw = {"max_steps": s.dpo_steps, "lr": s.dpo_lr, "batch_size": s.dpo_batch, "beta": s.beta}
+        dpo_kw = {
+            "max_steps": s.dpo_steps,
+            "lr": s.dpo_lr,
+            "batch_size": s.dpo_batch,
+            "beta": s.beta,
+            "progress": progress,
+        }
         with clock.stage("dpo", skipped=_trained(ckpt["dpo"])):
             if not _trained(ckpt["dpo"]):
                 _train("dpo", str(ckpt["sft"]), data / "pairs.jsonl", ckpt["dpo"], s, **dpo_kw)
@@ -381,7 +392,7 @@ def run_experiment(
         for name, path in ckpt.items():
             with clock.stage(f"eval {name}", skipped=_finished(runs[name])):
                 if not _finished(runs[name]):
-                    _evaluate(str(path), runs[name], s)
+                    _evaluate(str(path), runs[name], s, progress)
     aligned = [n for n in ckpt if n not in ("base", "sft")]
     result = Result(
         work=work,

@@ -16,12 +16,14 @@ from typing import Any
 from evalkit.toy.alignment import Settings, run_experiment
 
 
-def run_demo(work: str | Path, settings: Settings | None = None, say=None) -> dict[str, Any]:
+def run_demo(
+    work: str | Path, settings: Settings | None = None, say=None, progress: bool = False
+) -> dict[str, Any]:
     from evalkit.tax import tax_table
     from evalkit.tax_render import write_report
 
     work = Path(work).expanduser()
-    result = run_experiment(work, settings, say=say)
+    result = run_experiment(work, settings, say=say, progress=progress)
     runs = {name: Path(run) for name, run in result.runs.items()}
     visual = tax_table(runs["base"], {"sft": runs["sft"]})
     aligned = tax_table(runs["sft"], {name: run for name, run in runs.items() if name not in ("base", "sft")})
