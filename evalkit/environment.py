@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -34,3 +36,18 @@ def judge_cache_path() -> Path:
     called)."""
     override = os.environ.get("EVALKIT_JUDGE_CACHE")
     return Path(override) if override else cache_root() / "judge_cache.sqlite"
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch runs on `n` intra-op threads inside the block (None: as it is), restored after. Results of
+    float reductions depend on the thread count, so work meant to be reproducible pins it."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -12,9 +12,10 @@ from weights import weights_hash
 
 from evalkit.models.hf import HFBackend
 from evalkit.toy import model as toy
+from evalkit.toy.language import describe
 from evalkit.toy.model import build_toy_model, ensure_toy_model
 from evalkit.toy.pope_data import SPLITS, question_text, write_pope
-from evalkit.toy.pretrain import POPE_SUFFIX, caption, encode, make_batch, warm_up
+from evalkit.toy.pretrain import POPE_SUFFIX, encode, make_batch, warm_up
 from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.types import GenerationConfig, Message, Request
 
@@ -93,15 +94,26 @@ def test_loss_covers_only_the_answers_and_eos():
         assert assistant["content"] == answer
         assert labelled(row) == [answer.lower(), "</s>"]
     for row, scene in zip(range(4, 8), scenes[2:], strict=True):
-        expected = tok.tokenize(caption(scene))
+        expected = tok.tokenize(describe(scene.objects))
         assert labelled(row) == [*expected, "</s>"]
         assert scene.objects[0] in expected
 
 
 def test_ensure_toy_model_warms_up_before_saving(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(toy, "warm_up", lambda model, processor, *, steps, seed: calls.append((steps, seed)))
-    path = ensure_toy_model(tmp_path)
-    assert calls == [(toy.WARMUP_STEPS, 0)]
+    import torch
+
+    def record(model, processor, *, steps, seed):
+        calls.append((steps, seed, torch.get_num_threads()))
+
+    monkeypatch.setattr(toy, "warm_up", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        path = ensure_toy_model(tmp_path)
+        assert torch.get_num_threads() == 2  # the caller's setting comes back
+    finally:
+        torch.set_num_threads(before)
+    assert calls == [(toy.WARMUP_STEPS, 0, 1)]  # warmed up on one thread: weights independent of the caller
     assert path.name == "toy-llava-v3" and (path / "model.safetensors").is_file()
     assert "building the toy model (one-time" in capsys.readouterr().err

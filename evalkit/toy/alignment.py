@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.environment import torch_threads
 from evalkit.store import RunStore
 
 TASKS = "pope,amber,objhal,toy_language"
@@ -194,19 +195,6 @@ def train_log_trends(log_path: Path) -> dict[str, Any]:
     out["loss_falls"] = "loss" in out and out["loss"]["last"] < out["loss"]["first"]
     out["margin_rises"] = "margin" in out and out["margin"]["last"] > out["margin"]["first"]
     return out
-
-
-@contextmanager
-def _threads(n: int | None):
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class _Clock:
@@ -350,7 +338,7 @@ def run_experiment(
     if s.bdhs:
         ckpt["bdhs"] = work / "bdhs"
     bdhs_file = work / "bdhs_pairs.jsonl"
-    with _threads(s.threads):
+    with torch_threads(s.threads):
         with clock.stage("data", skipped=False):
             sizes = {"n_sft": s.n_sft, "n_pairs": s.n_pairs, "n_text": s.n_text, "n_language": s.n_language}
             data = write_alignment_data(work / "data", seed=s.seed, **sizes)

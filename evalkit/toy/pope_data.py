@@ -31,6 +31,7 @@ from pathlib import Path
 
 from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
+from evalkit.toy.language import article
 from evalkit.toy.world import OBJECTS, render, sample_scenes
 
 VERSION = 1
@@ -43,8 +44,7 @@ def default_toy_dir(seed: int = 0, n_images: int = 100) -> Path:
 
 
 def question_text(noun: str) -> str:
-    article = "an" if noun[0] in "aeiou" else "a"
-    return f"Is there {article} {noun} in the image?"
+    return f"Is there {article(noun)} in the image?"
 
 
 def _rank(counts: Counter[str]) -> list[str]:

@@ -14,7 +14,8 @@ the chat template's assistant mask), averaged per example so one-word answers we
 
 Scenes come from `sample_scenes(..., seed=TRAIN_SCENE_SEED + seed)`, disjoint from the evaluation data (seed
 0). Choices are drawn from `random.Random(seed)` and torch runs inside `fork_rng`, so the same seed gives the
-same weights (on the same machine and thread count) and the global RNG state is untouched.
+same weights on the same machine and thread count (`ensure_toy_model` warms up on one thread) and the
+global RNG state is untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from typing import Any
 
 from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX  # train on the prompt the task asks
+from evalkit.toy.language import describe
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 
@@ -31,12 +33,6 @@ TRAIN_SCENE_SEED = 1000  # training scenes: sample_scenes(n, TRAIN_SCENE_SEED + 
 CAPTION_PROMPT = "Describe the image."
 LR = 1e-3
 BATCH_SIZE = 32  # per step: a yes and a no question on BATCH_SIZE // 4 images, BATCH_SIZE // 2 captions
-
-
-def caption(scene: Scene) -> str:
-    """The objects in `OBJECTS` order: "apple, cup and dog."."""
-    *head, last = sorted(scene.objects, key=OBJECTS.index)
-    return f"{', '.join(head)} and {last}." if head else f"{last}."
 
 
 def _turns(question: str, answer: str) -> list[dict[str, Any]]:
@@ -58,7 +54,7 @@ def make_batch(scenes: list[Scene], rng: random.Random, batch_size: int) -> tupl
                 convs.append(_turns(question_text(noun) + POPE_SUFFIX, answer))
                 images.append(image)
         else:
-            convs.append(_turns(CAPTION_PROMPT, caption(scene)))
+            convs.append(_turns(CAPTION_PROMPT, describe(scene.objects)))
             images.append(image)
     return convs, images
 
