@@ -24,6 +24,7 @@ from typing import Any
 
 from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
+from evalkit.toy.language import a_or_an, article, listing
 from evalkit.toy.world import COLOUR_NAME, GRID, SIZE, THEMES, Scene, cell_box, render, sample_scenes
 
 VERSION = 1
@@ -57,22 +58,14 @@ def default_toy_dir(seed: int = 0) -> Path:
     return cache_root() / "toy" / f"llava-bench-s{seed}-n{N_IMAGES}-v{VERSION}"
 
 
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def _listing(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def _with_articles(nouns: list[str]) -> list[str]:
-    return [f"{_article(o)} {o}" for o in nouns]
+    return [article(o) for o in nouns]
 
 
 def _things(scene: Scene) -> list[str]:
     """'a red apple in the top left corner', ... in cell order."""
     return [
-        f"{_article(COLOURS[o])} {COLOURS[o]} {o} {POSITIONS[c]}"
+        f"{a_or_an(COLOURS[o])} {COLOURS[o]} {o} {POSITIONS[c]}"
         for o, c in zip(scene.objects, scene.cells, strict=True)
     ]
 
@@ -81,7 +74,7 @@ def caption(scene: Scene) -> str:
     things = _things(scene)
     return (
         f"A small picture of a {GRID}×{GRID} grid on a black background with {len(things)} objects: "
-        f"{_listing(things)}."
+        f"{listing(things)}."
     )
 
 
@@ -101,29 +94,27 @@ def questions_for(scene: Scene, rng: random.Random) -> list[tuple[str, str, str]
         o, where = nouns[i], POSITIONS[scene.cells[i]]
         conv = (
             f"What object is {where} of the image?",
-            f"There is {_article(COLOURS[o])} {COLOURS[o]} {o} {where} of the image.",
+            f"There is {a_or_an(COLOURS[o])} {COLOURS[o]} {o} {where} of the image.",
         )
     elif kind == 1:
         conv = (
             "How many objects are there in the image?",
-            f"There are {len(nouns)} objects in the image: {_listing(_with_articles(nouns))}.",
+            f"There are {len(nouns)} objects in the image: {listing(_with_articles(nouns))}.",
         )
     else:
         o = rng.choice(nouns)
         conv = (f"What color is the {o} in the image?", f"The {o} is {COLOURS[o]}.")
     detail = (
         rng.choice(DETAIL_QUESTIONS),
-        f"The image shows {_listing(_things(scene))}. The background is black, and each object fills one "
+        f"The image shows {listing(_things(scene))}. The background is black, and each object fills one "
         f"cell of a {GRID}×{GRID} grid.",
     )
     theme, members = theme_of(scene)
     others = [o for o in nouns if o not in members]
     verb = "is something" if len(members) == 1 else "are things"
-    reason = f"The scene most likely shows a {theme}: the {_listing(members)} {verb} found in a {theme}."
+    reason = f"The scene most likely shows a {theme}: the {listing(members)} {verb} found in a {theme}."
     if others:
-        reason += (
-            f" The {_listing(others)} {'does' if len(others) == 1 else 'do'} not fit that theme as well."
-        )
+        reason += f" The {listing(others)} {'does' if len(others) == 1 else 'do'} not fit that theme as well."
     complex_ = (rng.choice(COMPLEX_QUESTIONS), reason)
     return [("conv", *conv), ("detail", *detail), ("complex", *complex_)]
 
@@ -135,9 +126,9 @@ def coco_context(scene: Scene) -> dict[str, Any]:
     captions = [
         caption(scene),
         f"{len(nouns)} simple coloured shapes on a black background.",
-        f"A {theme} scene with {_listing(_with_articles(nouns))}.",
-        f"Objects arranged on a grid: {_listing(nouns)}.",
-        f"A dark image showing {_listing([f'{COLOURS[o]} {o}' for o in nouns])}.",
+        f"A {theme} scene with {listing(_with_articles(nouns))}.",
+        f"Objects arranged on a grid: {listing(nouns)}.",
+        f"A dark image showing {listing([f'{COLOURS[o]} {o}' for o in nouns])}.",
     ]
     instances = [
         {"category": o, "bbox": [round(v / SIZE, 3) for v in cell_box(c)]}

@@ -25,6 +25,7 @@ from typing import Any
 
 from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
+from evalkit.toy.language import article, listing
 from evalkit.toy.world import COLOUR_NAME, OBJECTS, THEMES, Scene, cell_box, render, sample_scenes
 
 VERSION = 1
@@ -57,20 +58,12 @@ def synonym_text() -> str:
     return "".join(", ".join([c, *SYNONYMS[c]]) + "\n" for c in OBJECTS)
 
 
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def _listing(words: list[str]) -> str:
-    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else words[0]
-
-
 def captions(scene: Scene, rng: random.Random) -> list[str]:
     plain = [f"a {COLOUR_NAME[o]} {o}" for o in scene.objects]
     other = [rng.choice(SYNONYMS[o]) for o in scene.objects]
     return [
-        f"{_listing(plain).capitalize()} on a black background.",
-        f"There are {len(scene.objects)} things here: {_listing([f'{_article(w)} {w}' for w in other])}.",
+        f"{listing(plain).capitalize()} on a black background.",
+        f"There are {len(scene.objects)} things here: {listing([article(w) for w in other])}.",
     ]
 
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ from typing import Any
 from evalkit.environment import cache_root
 from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX
 from evalkit.toy.folders import write_once
-from evalkit.toy.language import describe
+from evalkit.toy.language import describe, objects_named
 from evalkit.toy.language import records as text_records
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
@@ -232,7 +231,7 @@ def rejected_description_stats(rows: list[dict[str, Any]], data_dir: Path) -> di
         if not r["prompt"].startswith("Describe"):
             continue
         scene = scenes[Path(r["image"]).stem]
-        named = {w for w in re.findall(r"[a-z]+", r["rejected"].lower()) if w in OBJECTS}
+        named = set(objects_named(r["rejected"]))
         top = set(cooccurring_absent(scene, co))
         wrong = named - set(scene.objects)
         n += 1

@@ -30,14 +30,23 @@ N_REFERENCE = 20000
 _LIST = re.compile(r"^(\w+)((?:, \w+)* and \w+)?\.$")
 
 
+def a_or_an(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def article(noun: str) -> str:
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    """ "an apple", "a dog"."""
+    return f"{a_or_an(noun)} {noun}"
+
+
+def listing(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def describe(objects: list[str]) -> str:
     """The objects in `OBJECTS` order: "apple, cup and dog." (the captions' format)."""
-    *head, last = sorted(objects, key=OBJECTS.index)
-    return f"{', '.join(head)} and {last}." if head else f"{last}."
+    return listing(sorted(objects, key=OBJECTS.index)) + "."
 
 
 def prompt(form: str, named: tuple[str, ...]) -> str:
