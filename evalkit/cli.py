@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from evalkit.errors import StorageError, describe_os_error
 from evalkit.types import UserError
 
 app = typer.Typer(
@@ -23,8 +27,36 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr (the message is shown as typed: paths may hold rich markup) and exit `code`."""
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def command(*args, **kwargs):
+    """`app.command` whose errors end as one line: a `UserError` exits 2, a `StorageError` or an OSError
+    (disk full, read-only, permission denied) exits 1 naming the path and the fix, never a traceback."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except UserError as exc:
+                fail(str(exc), 2)
+            except StorageError as exc:
+                fail(str(exc), 1)
+            except OSError as exc:
+                fail(describe_os_error(exc), 1)
+            except sqlite3.OperationalError as exc:
+                fail(f"SQLite: {exc}", 1)
+
+        return app.command(*args, **kwargs)(guarded)
+
+    return wrap
 
 
 def show(result, as_json: bool, title: str) -> None:
@@ -33,16 +65,16 @@ def show(result, as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2))
     else:
-        out.print(results_table(result.metrics, title=title))
+        out.print(results_table(result.metrics, title=escape(title)))
         for task, j in (result.header.get("judges") or {}).items():
             u = j["usage"]
             cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
             out.print(
-                f"judge {task}: {j['fingerprint']['model']}, {u['calls']} calls ({u['failures']} failed), "
+                f"judge {task}: {escape(str(j['fingerprint']['model']))}, {u['calls']} calls ({u['failures']} failed), "
                 f"{u['cache_hits']} from the cache, "
                 f"{u['prompt_tokens']}+{u['completion_tokens']} tokens, {cost}"
             )
-        out.print(f"run folder: {result.run_dir}")
+        out.print(f"run folder: {escape(str(result.run_dir))}")
 
 
 def parse_task_options(items: list[str]) -> dict[str, str]:
@@ -97,7 +129,7 @@ def show_plan(plan: dict, as_json: bool) -> None:
     )
 
 
-@app.command()
+@command()
 def run(
     model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
@@ -188,25 +220,19 @@ def run(
         runs=judge_runs,
         budget_usd=judge_budget_usd,
     )
-    try:
-        options_by_key = parse_task_options(task_option or [])
-    except UserError as exc:
-        fail(str(exc), 2)
+    options_by_key = parse_task_options(task_option or [])
     if dry_run:
-        try:
-            plan = plan_judging(
-                tasks,
-                judges,
-                output=output,
-                data=data,
-                data_dir=data_dir,
-                image_dir=image_dir,
-                limit=limit,
-                seed=seed,
-                task_options=options_by_key,
-            )
-        except UserError as exc:
-            fail(str(exc), 2)
+        plan = plan_judging(
+            tasks,
+            judges,
+            output=output,
+            data=data,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            limit=limit,
+            seed=seed,
+            task_options=options_by_key,
+        )
         show_plan(plan, as_json)
         return
 
@@ -236,8 +262,6 @@ def run(
             task_options=options_by_key,
             progress=not as_json and sys.stderr.isatty(),
         )
-    except UserError as exc:
-        fail(str(exc), 2)
     except RunFailed as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
@@ -245,7 +269,7 @@ def run(
     show(result, as_json, title=f"evalkit · {model}")
 
 
-@app.command("import")
+@command("import")
 def import_(
     task: Annotated[str, typer.Option(help="Task whose answers these are, e.g. pope.")],
     answers: Annotated[
@@ -268,20 +292,17 @@ def import_(
 
     from evalkit.importer import import_answers
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            result = import_answers(
-                task, answers, output, questions=questions, data_dir=data_dir, judgments=judgments
-            )
-    except UserError as exc:
-        fail(str(exc), 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = import_answers(
+            task, answers, output, questions=questions, data_dir=data_dir, judgments=judgments
+        )
     for w in caught:
-        err.print(f"warning: {w.message}")
+        warn(str(w.message))
     show(result, as_json, title=f"evalkit · imported {answers.name}")
 
 
-@app.command()
+@command()
 def rescore(
     run_dir: Annotated[Path, typer.Argument(help="A run folder (holds run.json).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
@@ -290,14 +311,11 @@ def rescore(
     from evalkit.runner import RunResult
     from evalkit.scoring import rescore_run
 
-    try:
-        metrics = rescore_run(run_dir)
-    except UserError as exc:
-        fail(str(exc), 2)
+    metrics = rescore_run(run_dir)
     show(RunResult(run_dir, metrics, {}), as_json, title=f"evalkit · rescored {run_dir}")
 
 
-@app.command()
+@command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder holding samples/mmbench.jsonl.")],
     output: Annotated[
@@ -307,15 +325,12 @@ def export(
     """Write a run's MMBench test-split answers in the official submission format (.xlsx)."""
     from evalkit.tasks.mmbench_export import export_submission
 
-    try:
-        path, n, missing = export_submission(run_dir, output)
-    except UserError as exc:
-        fail(str(exc), 2)
+    path, n, missing = export_submission(run_dir, output)
     note = f"; {missing} without a prediction (generation failed)" if missing else ""
-    out.print(f"wrote {path}: {n} rows{note}")
+    out.print(f"wrote {escape(str(path))}: {n} rows{note}")
 
 
-@app.command()
+@command()
 def train(
     ctx: typer.Context,
     config_file: Annotated[
@@ -462,8 +477,6 @@ def train(
         from evalkit.training.trainer import train as run_training
 
         result = run_training(config)
-    except UserError as exc:
-        fail(str(exc), 2)
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume from the last saved step", 130)
     output = config.output
@@ -471,10 +484,10 @@ def train(
         return
     losses = [r["loss"] for r in result.log if r.get("loss") is not None]
     final = f"{losses[-1]:.4f}" if losses else "n/a"
-    out.print(f"trained {result.steps} steps; final loss {final}; saved {output}")
+    out.print(f"trained {result.steps} steps; final loss {final}; saved {escape(str(output))}")
 
 
-@app.command()
+@command()
 def align(
     config_file: Annotated[
         Path,
@@ -505,8 +518,6 @@ def align(
 
     try:
         result = run_align(config_file, progress=sys.stderr.isatty())
-    except UserError as exc:
-        fail(str(exc), 2)
     except Incomparable as exc:
         fail(str(exc), 3)
     except KeyboardInterrupt:
@@ -514,7 +525,7 @@ def align(
     print_table(result["table"], as_json=as_json)
 
 
-@app.command()
+@command()
 def demo(
     work: Annotated[Path, typer.Option(help="Work folder (re-running resumes it).")] = Path("results/demo"),
     seed: Annotated[int, typer.Option(help="Seed of the toy data and training.")] = 0,
@@ -535,8 +546,6 @@ def demo(
             say=lambda m: err.print(m, markup=False, highlight=False),
             progress=sys.stderr.isatty(),
         )
-    except UserError as exc:
-        fail(str(exc), 2)
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume", 130)
     from evalkit.tax_render import print_table
@@ -549,7 +558,7 @@ def demo(
     print_table(result["table"])
 
 
-@app.command("tasks")
+@command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the tasks, their versions, headline metrics, the data each needs and the --task-option names
     each reads."""
@@ -611,7 +620,7 @@ COMPARE_HELP = (
 )
 
 
-@app.command(help=COMPARE_HELP)
+@command(help=COMPARE_HELP)
 def compare(
     base_run: Annotated[Path, typer.Argument(help="The reference run folder.")],
     new_run: Annotated[Path, typer.Argument(help="The run folder to check against it.")],
@@ -639,11 +648,8 @@ def compare(
         int, typer.Option(help="Fewest samples scored in both runs, per task, to compare at all.")
     ] = 20,
 ) -> None:
-    from rich.markup import escape
-
     from evalkit.compare import (
         EXIT_INCOMPARABLE,
-        EXIT_USAGE,
         Incomparable,
         Rule,
         compare_runs,
@@ -666,11 +672,9 @@ def compare(
             min_common=min_common,
         )
     except Incomparable as exc:
-        fail(escape(f"not comparable: {exc}"), EXIT_INCOMPARABLE)
-    except UserError as exc:
-        fail(escape(str(exc)), EXIT_USAGE)
+        fail(f"not comparable: {exc}", EXIT_INCOMPARABLE)
     for warning in result.warnings:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
     if junit is not None:
         from evalkit.junit import write_junit
 
@@ -696,7 +700,7 @@ LEADERBOARD_HELP = (
 )
 
 
-@app.command(help=LEADERBOARD_HELP)
+@command(help=LEADERBOARD_HELP)
 def leaderboard(
     results_dir: Annotated[
         list[Path] | None,
@@ -714,26 +718,21 @@ def leaderboard(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
 ) -> None:
-    from rich.markup import escape
-
     from evalkit.leaderboard import build_leaderboard, format_for, render, rich_table
 
-    try:
-        board = build_leaderboard(
-            results_dir or [Path("results")],
-            tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-            sort=sort,
-            filters=filter_,
-        )
-        text = render(board, format_for(output, fmt)) if (fmt or output) else None
-    except UserError as exc:
-        fail(escape(str(exc)), 2)
+    board = build_leaderboard(
+        results_dir or [Path("results")],
+        tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+        sort=sort,
+        filters=filter_,
+    )
+    text = render(board, format_for(output, fmt)) if (fmt or output) else None
     for warning in board.warnings:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        warn(warning)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}: {len(board.entries)} runs, {len(board.columns)} columns")
+        out.print(f"wrote {escape(str(output))}: {len(board.entries)} runs, {len(board.columns)} columns")
     elif text is not None:
         sys.stdout.write(text)
     else:

@@ -389,7 +389,8 @@ def test_references_agree_and_stay_frozen(toy, pairs, tmp_path):
     batch = enc.encode_pairs(pairs)
     want = torch.cat(frozen.logps(batch))
     for ref in (adapter_off, cached, cached_json, cached_pt):
-        torch.testing.assert_close(torch.cat(ref.logps(batch)), want, rtol=0, atol=1e-6)
+        # float32 sums of ~20 nats: batch composition moves the last bit (relative 1e-7)
+        torch.testing.assert_close(torch.cat(ref.logps(batch)), want, rtol=1e-6, atol=1e-6)
     assert torch.equal(
         torch.cat(cached_json.logps(batch)), torch.cat(cached.logps(batch))
     )  # exact round trip
