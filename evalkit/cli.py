@@ -59,18 +59,24 @@ def command(*args, **kwargs):
     return wrap
 
 
-def show(result, as_json: bool, title: str) -> None:
+def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
+    """The run's table (every metric per task; only headlines unless `all_metrics`), judge usage, the first
+    message of each error type with its count, so a failed row's cause is on screen."""
     from evalkit.report import results_table
+    from evalkit.runner import error_summary
 
     if as_json:
         print(json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2))
     else:
-        out.print(results_table(result.metrics, title=escape(title)))
+        out.print(results_table(result.metrics, title=escape(title), all_metrics=all_metrics))
+        for line in error_summary(result.metrics):
+            out.print(f"error {escape(line)}", highlight=False)
         for task, j in (result.header.get("judges") or {}).items():
             u = j["usage"]
             cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
             out.print(
-                f"judge {task}: {escape(str(j['fingerprint']['model']))}, {u['calls']} calls ({u['failures']} failed), "
+                f"judge {task}: {escape(str(j['fingerprint']['model']))}, "
+                f"{u['calls']} calls ({u['failures']} failed), "
                 f"{u['cache_hits']} from the cache, "
                 f"{u['prompt_tokens']}+{u['completion_tokens']} tokens, {cost}"
             )
@@ -201,6 +207,9 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")
     ] = False,
+    all_metrics: Annotated[
+        bool, typer.Option("--all-metrics", help="Show every metric of each task, not only its headline.")
+    ] = False,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
@@ -263,10 +272,12 @@ def run(
             progress=not as_json and sys.stderr.isatty(),
         )
     except RunFailed as exc:
+        if exc.result is not None:  # the table of what was stored, then the one-line reason
+            show(exc.result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
         fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted; finished samples are stored, re-run the same command to resume", 130)
-    show(result, as_json, title=f"evalkit · {model}")
+    show(result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
 
 
 @command("import")

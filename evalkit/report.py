@@ -1,11 +1,25 @@
-"""Rendering a run's metrics: a rich table for people, JSON for programs."""
+"""Rendering a run's metrics: a rich table for people, JSON for programs.
+
+Every table evalkit prints goes through `Fit`: rich shrinks a table wider than the terminal by cutting
+cell text (`51.…`) or wrapping a header one letter a line, so `Fit` renders the first of its layouts
+whose natural width fits, and otherwise `records`, one block per row with one "column value" line per
+cell, which fits any terminal wide enough for the longest single value. No number is ever cut.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
+
+#: a width no terminal reaches: a layout is measured at it to get its natural (unwrapped) width
+_UNBOUNDED = 100_000
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -14,32 +28,83 @@ def fmt(value: float, digits: int = 2) -> str:
     )
 
 
-def results_table(metrics: dict[str, Any], title: str | None = None) -> Table:
-    """One row per task × metric: value, 95% interval, n; the headline first; failures beside the task."""
-    table = Table(title=title, show_lines=False)
-    for col, kw in (
-        ("task", {}),
-        ("metric", {}),
-        ("value", {"justify": "right"}),
-        ("95% CI", {"justify": "right"}),
-        ("n", {"justify": "right"}),
-        ("failed", {"justify": "right"}),
-    ):
-        table.add_column(col, **kw)
+class Fit:
+    """The first layout (widest first) whose natural width fits the console; else the last one."""
+
+    def __init__(self, *layouts: Any):
+        self.layouts = layouts
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        wide = options.update_width(_UNBOUNDED)
+        for layout in self.layouts[:-1]:
+            if Measurement.get(console, wide, layout).maximum <= options.max_width:
+                yield layout
+                return
+        yield self.layouts[-1]
+
+
+def records(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], keys: int = 1) -> Group:
+    """A narrow rendering of a table: per row, its first `keys` non-empty cells on one line (bold), then
+    each other non-empty cell as `header  value` on its own line. `title` and cells hold rich markup, as
+    a Table's do; headers are plain text."""
+    width = max((len(h) for h in headers[keys:]), default=0)
+    parts: list[Any] = [Text.from_markup(title, style="italic")] if title else []
+    for row in rows:
+        head = [Text.from_markup(c) for c in row[:keys] if c]
+        if head:
+            line = Text(" · ").join(head)
+            line.stylize("bold")
+            parts.append(line)
+        for header, cell in zip(headers[keys:], row[keys:], strict=True):
+            if cell:
+                line = Text("  " + header.ljust(width) + "  ")
+                line.append_text(Text.from_markup(cell))
+                parts.append(line)
+    return Group(*parts)
+
+
+def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics: bool = False) -> Fit:
+    """One row per task: its headline metric (every metric with `all_metrics`, headline first) with its
+    value, 95% interval and n; beside the task, failed samples (errors + unparseable judgments) and, for
+    judged tasks, `suspicious` answers (judge-directed instructions, see `evalkit.injection`)."""
+    judged = any("n_suspicious" in s for s in metrics.values())
+    headers = ["task", "metric", "value", "95% CI", "n", "failed"] + (["suspicious"] if judged else [])
+    rows: list[list[str]] = []
     for name, summary in metrics.items():
         items = summary["metrics"]
         order = [summary["headline"]] + [k for k in items if k != summary["headline"]]
-        failed = f"{summary['n_errors']}/{summary['n_samples']}"
-        if not items:
-            table.add_row(name, "(no scored samples)", "", "", "0", failed)
-        for i, key in enumerate(k for k in order if k in items):
+        if not all_metrics:
+            order = order[:1]
+        n_failed = summary.get("n_failed", summary["n_errors"])
+        failed = f"{n_failed}/{summary['n_samples']}"
+        if summary.get("n_unparsed"):
+            failed += f" ({summary['n_unparsed']} unparsed)"
+        suspicious = [str(summary["n_suspicious"]) if "n_suspicious" in summary else "-"] if judged else []
+        shown = [k for k in order if k in items]
+        if not shown:
+            rows.append([name, "(no scored samples)", "", "", "0", failed, *suspicious])
+        for i, key in enumerate(shown):
             m = items[key]
-            table.add_row(
-                name if i == 0 else "",
-                f"[bold]{key}[/bold]" if i == 0 else key,
-                fmt(m["value"]),
-                "" if m["ci_low"] is None else f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
-                str(m["n"]),
-                failed if i == 0 else "",
+            rows.append(
+                [
+                    name if i == 0 else "",
+                    f"[bold]{key}[/bold]" if i == 0 else key,
+                    fmt(m["value"]),
+                    "" if m.get("ci_low") is None else f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
+                    str(m["n"]),
+                    failed if i == 0 else "",
+                    *(suspicious if i == 0 else [""] * len(suspicious)),
+                ]
             )
-    return table
+    return Fit(table(title, headers, rows, left=2), records(title, headers, rows, keys=2))
+
+
+def table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> Table:
+    """A plain rich table: the first `left` columns left-aligned, the others right-aligned, no cell ever
+    wrapped (`Fit` picks another layout when it is too wide). Headers are plain text."""
+    out = Table(title=title, show_lines=False)
+    for i, header in enumerate(headers):
+        out.add_column(escape(header), justify="left" if i < left else "right", no_wrap=True)
+    for row in rows:
+        out.add_row(*row)
+    return out

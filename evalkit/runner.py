@@ -33,7 +33,12 @@ DEFAULT_MAX_FAILURE_RATE = 0.02
 
 
 class RunFailed(Exception):
-    """The run finished but must be reported as failed (e.g. too many per-sample failures); exit 1."""
+    """The run finished but must be reported as failed (too many failed samples, or a headline that is
+    missing, NaN or over n=0); exit 1. `result` holds the stored run, so its table can still be shown."""
+
+    def __init__(self, message: str, result: RunResult | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -232,18 +237,50 @@ def evaluate(
             backend.close()
 
     store.write_metrics(all_metrics)
-    failing = {k: v["failure_rate"] for k, v in all_metrics.items() if v["failure_rate"] > max_failure_rate}
-    header["status"] = "failed" if failing else "finished"
+    reasons = failure_reasons(all_metrics, max_failure_rate)
+    header["status"] = "failed" if reasons else "finished"
     header["finished"] = now()
     store.write_header(header)
     result = RunResult(run_dir, all_metrics, header, resumed)
-    if failing:
-        detail = ", ".join(f"{k} {v:.1%}" for k, v in failing.items())
+    if reasons:
+        causes = error_summary(all_metrics)
         raise RunFailed(
-            f"failure rate above --max-failure-rate {max_failure_rate:.1%}: {detail}; "
-            f"see the 'error' field of the rows in {run_dir / 'samples'}"
+            "; ".join(reasons)
+            + (f"; errors: {'; '.join(causes)}" if causes else "")
+            + f"; rows in {run_dir / 'samples'}",
+            result,
         )
     return result
+
+
+def failure_reasons(metrics: dict[str, Any], max_failure_rate: float) -> list[str]:
+    """Why a finished run fails, one clause per task: a headline that is missing, NaN or over n=0, or
+    failed rows (errors + unparsed judgments) above `max_failure_rate`."""
+    reasons = []
+    for name, s in metrics.items():
+        if s.get("headline_problem"):
+            reasons.append(f"{name}: {s['headline_problem']}")
+        if s["failure_rate"] > max_failure_rate:
+            parts = [f"{s['n_errors']} with errors"]
+            if s.get("n_unparsed"):
+                parts.append(f"{s['n_unparsed']} with unparseable judgments")
+            reasons.append(
+                f"{name}: failure rate {s['failure_rate']:.1%} above --max-failure-rate "
+                f"{max_failure_rate:.1%} ({' + '.join(parts)} of {s['n_samples']} samples)"
+            )
+    return reasons
+
+
+def error_summary(metrics: dict[str, Any], width: int = 160) -> list[str]:
+    """The first message of each error type with its count, per task: `task judge_error ×30: 401 ...`."""
+    lines = []
+    for name, s in metrics.items():
+        for kind, count in (s.get("errors_by_type") or {}).items():
+            message = " ".join(str((s.get("error_examples") or {}).get(kind, "")).split())
+            if len(message) > width:
+                message = message[: width - 1] + "…"
+            lines.append(f"{name} {kind} ×{count}: {message}")
+    return lines
 
 
 def new_header(

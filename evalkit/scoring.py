@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from evalkit.injection import is_suspicious
 from evalkit.task import JudgedTask, Task
 from evalkit.types import Request, Response, Sample
 
@@ -56,21 +58,57 @@ def rescore_row(task: Task, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(task: Task, rows: list[dict[str, Any]], n_expected: int | None = None) -> dict[str, Any]:
-    """Metrics over the scored rows, with failures counted beside them (never scored as an answer)."""
+    """Metrics over the scored rows, with failures counted beside them (never scored as an answer).
+
+    Failed rows are of two kinds: `n_errors` rows with an `error` (not scored) and, for a judged task,
+    `n_unparsed` rows scored under the official failure rule because a judgment never parsed
+    (`JudgedTask.unparsed_judgments`). Both count in `n_failed` and `failure_rate`, which
+    `--max-failure-rate` checks; the metrics themselves follow the official rule. `n_suspicious`
+    counts answers carrying judge-directed instructions (`evalkit.injection`), judged tasks only.
+    `error_examples` keeps the first message of each error type; `headline_problem` says why the
+    headline is unusable (missing, NaN, n=0), None when it is fine."""
     ok = [r for r in rows if r.get("error") is None]
     failed = [r for r in rows if r.get("error") is not None]
+    judged = isinstance(task, JudgedTask)
+    n_unparsed = sum(task.unparsed_judgments(r) > 0 for r in ok) if judged else 0
     n = len(rows) if n_expected is None else n_expected
-    return {
+    examples: dict[str, str] = {}
+    for r in failed:
+        examples.setdefault(str(r["error"]["type"]), str(r["error"].get("message", "")))
+    metrics = task.aggregate(ok) if ok else {}
+    summary = {
         "task": task.name,
         "version": task.version,
         "headline": task.headline,
-        "metrics": task.aggregate(ok) if ok else {},
+        "metrics": metrics,
         "n_samples": n,
         "n_scored": len(ok),
         "n_errors": len(failed),
+        "n_unparsed": n_unparsed,
+        "n_failed": len(failed) + n_unparsed,
         "errors_by_type": dict(Counter(r["error"]["type"] for r in failed)),
-        "failure_rate": len(failed) / n if n else 0.0,
+        "error_examples": examples,
+        "failure_rate": (len(failed) + n_unparsed) / n if n else 0.0,
+        "headline_problem": headline_problem(task, metrics, ok),
     }
+    if judged:
+        summary["n_suspicious"] = sum(is_suspicious(r) for r in rows)
+    return summary
+
+
+def headline_problem(task: Task, metrics: dict[str, Any], ok: list[dict[str, Any]]) -> str | None:
+    """Why the headline metric cannot be trusted (no scored sample, NaN, n=0), or None."""
+    if task.headline_unavailable(ok) is not None:
+        return None
+    m = metrics.get(task.headline)
+    if not ok or m is None:
+        return f"{task.headline} has no scored sample"
+    value = m.get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{task.headline} has no value (NaN over n={m.get('n', 0)})"
+    if m.get("n") == 0:
+        return f"{task.headline} is over n=0"
+    return None
 
 
 def rescore_run(run_dir) -> dict[str, Any]:

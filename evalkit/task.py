@@ -126,6 +126,11 @@ class Task(ABC):
         (`stat` at unit weights) must equal `aggregate`'s values."""
         raise NotImplementedError(f"task {self.name} does not expose per-unit statistics")
 
+    def headline_unavailable(self, rows: list[dict[str, Any]]) -> str | None:
+        """Why these scored rows cannot give a headline by design (e.g. a split whose answers are hidden),
+        else None. A run whose headline is missing, NaN or over n=0 fails unless this explains it."""
+        return None
+
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
 
@@ -151,3 +156,11 @@ class JudgedTask(Task):
     @abstractmethod
     def judge_record(self, row: dict[str, Any], done: list[dict[str, Any]], n_runs: int) -> dict[str, Any]:
         """The row's judge record (raw outputs and whatever `score_row` needs) from its answered calls."""
+
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """How many judgments of a scored row never parsed and took the task's official failure rule
+        (dropped, a fallback score, a (-1, -1) pair, ...), read from the parse status `score_row` stored.
+        `summarize` counts a row with any as unparsed (`n_unparsed`): it stays in the official number
+        but counts as failed toward `--max-failure-rate`. Every task whose judge output is parsed
+        overrides this; the default (0) is for a judge whose answers cannot fail to parse."""
+        return 0

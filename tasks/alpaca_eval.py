@@ -280,6 +280,10 @@ class AlpacaEvalTask(JudgedTask):
             "agrees_with_official": agrees,
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Judge runs whose output gave no preference (dropped, as the official code drops them)."""
+        return sum(status == "unparsable" for status in row["parse_status"])
+
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
         """`win_rate` over the validly judged instructions (units: instruction ids). The length-controlled
         win rate is left out: it comes from a GLM fitted to all the rows (or from published weights), so

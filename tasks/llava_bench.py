@@ -294,6 +294,10 @@ class LlavaBench(JudgedTask):
             "judge_fallbacks": sum(p == FAILED for p in pairs),
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Reviews scored (-1, -1), kept in the means as LLaVA keeps them."""
+        return int(row["judge_fallbacks"])
+
     def _runs(self, rows: list[dict[str, Any]]) -> list[list[list[float]]]:
         """`runs[r][i]`: the (reference, model) score pair of row i in judge run r."""
         num_runs = {len(r["judge_scores"]) for r in rows}

@@ -244,6 +244,18 @@ class MMBench(JudgedTask):
             "correct": [r.pred == row["target"] for r in results],
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Passes where the matcher was asked but no output could be read, so the official random
+        fallback chose the letter (with `matcher=none` the fallback is the protocol, not a failure)."""
+        if row.get("methods") is None:
+            return 0
+        return sum(m == "random" and t > 0 for m, t in zip(row["methods"], row["matcher_tries"], strict=True))
+
+    def headline_unavailable(self, rows: list[dict[str, Any]]) -> str | None:
+        if rows and all(r["target"] is None for r in rows):
+            return "the split's answers are hidden: export the predictions with `evalkit export RUN_DIR`"
+        return None
+
     # -------------------------------------------------------------------------------------- metrics
 
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:

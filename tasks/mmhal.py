@@ -244,6 +244,10 @@ class MMHal(JudgedTask):
     def score_row(self, row: dict[str, Any]) -> dict[str, Any]:
         return score_reviews(row["judge"]["outputs"])
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Reviews without exactly one rating, which the official rule rates 0."""
+        return int(row["unparsed"])
+
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
         """`score`, `hallucination_rate`, `informativeness` and `type/*` as functions of weights over the
         records, keyed by sample id: each record is resampled on its own, as the intervals always were

@@ -267,6 +267,10 @@ class MMVet(JudgedTask):
             "judge_reasks": sum(g.tries - 1 for g in grades),
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Runs where no grade parsed in `MAX_TRIES` tries and the official 0.0 applies."""
+        return int(row["judge_fallbacks"])
+
     # ------------------------------------------------------------------------------------- metrics
 
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:

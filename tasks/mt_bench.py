@@ -275,6 +275,10 @@ class MTBench(JudgedTask):
             "judge_dropped": sum(s == INVALID for s in scores),
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Judgments with no rating (score -1), dropped from the means as show_result drops them."""
+        return int(row["judge_dropped"])
+
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
         """`score`, `turn1`, `turn2` and `category/*` as functions of weights over questions (a row's
         unit, `unit_index`), each valid judgment of every turn and judge run weighing the same."""

@@ -312,6 +312,10 @@ class ObjHal(JudgedTask):
             "reasks": sum(max(0, n - 1) for _, _, n in runs),
         }
 
+    def unparsed_judgments(self, row: dict[str, Any]) -> int:
+        """Runs whose extraction never parsed and count as naming no object."""
+        return int(row["unparsed"])
+
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:

@@ -215,8 +215,14 @@ def run(server, tmp_path, data_dir, name="run", tasks=TASKS, **settings):
     judges = JudgeSettings(
         base_url=server.base_url, timeout_s=2.0, cache_path=tmp_path / f"{name}-judge.sqlite", **settings
     )
-    return evaluate(
-        backend, list(tasks), data_dir=data_dir, output=tmp_path / name, judges=judges, progress=False
+    return evaluate(  # the dropped unparsable preference is part of the protocol under test
+        backend,
+        list(tasks),
+        data_dir=data_dir,
+        output=tmp_path / name,
+        judges=judges,
+        progress=False,
+        max_failure_rate=1.0,
     )
 
 
@@ -282,6 +288,8 @@ def test_both_versions_judged_by_the_official_protocol(tmp_path, data_dir):
         assert metrics["standard_error"]["value"] == pytest.approx(se, rel=1e-12)
         assert metrics["n_invalid"]["value"] == 1 and metrics["n_unparsable_outputs"]["value"] == 1
         assert metrics["n_total"]["value"] == N - 1
+        summary = result.metrics[task]  # the UNPARSABLE instruction's row counts as failed
+        assert (summary["n_unparsed"], summary["n_failed"], summary["failure_rate"]) == (1, 1, 1 / N)
         assert metrics["n_draws"]["value"] == sum(p == 1.5 for p in prefs)
         assert metrics["n_wins"]["value"] == sum(p is not None and p > 1.5 for p in prefs)
         assert metrics["n_preference_mismatch"]["value"] == 0

@@ -135,7 +135,13 @@ def run(server, tmp_path, data_dir, name="run", task="llava_bench", runs=3, **kw
     )
     settings = JudgeSettings(base_url=server.base_url, concurrency=4, timeout_s=2.0, runs=runs)
     return evaluate(
-        backend, [task], data_dir=data_dir, output=tmp_path / name, judges=settings, progress=False, **kw
+        backend,
+        [task],
+        data_dir=data_dir,
+        output=tmp_path / name,
+        judges=settings,
+        progress=False,
+        **{"max_failure_rate": 1.0, **kw},  # unparseable reviews are part of the protocol under test
     )
 
 
@@ -201,7 +207,7 @@ def test_judged_run_sends_the_official_review_and_scores_it(tmp_path):
         for _, im, c, t, ref in QUESTIONS
     ]
     pairs_by_run = [[expected_pair(c, r) for c in contents] for r in range(3)]
-    n_failed = 0
+    n_failed = n_rows_failed = 0
     for i, (qid, im, cat, _, ref) in enumerate(QUESTIONS):
         row = rows[str(qid)]
         want = [list(pairs_by_run[r][i]) for r in range(3)]
@@ -216,6 +222,7 @@ def test_judged_run_sends_the_official_review_and_scores_it(tmp_path):
         assert (row["target"], row["cluster"], row["meta"]["category"]) == (ref, im, cat)
         assert row["meta"]["context"] == CAPTIONS[im]
         n_failed += sum(p == [-1.0, -1.0] for p in want)
+        n_rows_failed += any(p == [-1.0, -1.0] for p in want)
     assert n_failed > 0  # the rule above does produce failed parses here, and they stay in the means
 
     metrics = result.metrics["llava_bench"]["metrics"]
@@ -227,6 +234,9 @@ def test_judged_run_sends_the_official_review_and_scores_it(tmp_path):
         assert metrics[f"cat/{cat}"]["value"] == hand_relative(pairs_by_run, select)[0]
         assert metrics[f"cat/{cat}"]["n"] == len(select)
     assert metrics["judge_fallbacks"]["value"] == float(n_failed)
+    summary = result.metrics["llava_bench"]  # a row with a (-1, -1) review counts as failed
+    assert (summary["n_unparsed"], summary["n_failed"], summary["n_errors"]) == (n_rows_failed,) * 2 + (0,)
+    assert summary["failure_rate"] == n_rows_failed / N
 
 
 def test_coco_review_carries_captions_and_boxes(tmp_path):

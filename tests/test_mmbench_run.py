@@ -118,7 +118,13 @@ def run(server, tmp_path, data_dir, name="run", runs=None, **kw):
         cache_path=tmp_path / f"{name}.sqlite",
     )
     return evaluate(
-        backend, ["mmbench"], data_dir=data_dir, output=tmp_path / name, judges=settings, progress=False, **kw
+        backend,
+        ["mmbench"],
+        data_dir=data_dir,
+        output=tmp_path / name,
+        judges=settings,
+        progress=False,
+        **{"max_failure_rate": 1.0, **kw},  # the random fallback is part of the protocol under test
     )
 
 
@@ -209,6 +215,8 @@ def test_run_sends_the_official_prompts_and_scores_by_the_official_rules(tmp_pat
     counts = {k: metrics[f"passes/{k}"]["value"] for k in ("rule", "llm", "random")}
     assert counts == {"rule": 4 + 3 + 2, "llm": 3 + 3, "random": 2}
     assert metrics["matcher_unparsed"]["value"] == 3 + 6  # one per furry pass, three per clueless pass
+    summary = result.metrics["mmbench"]  # the clueless question's 2 passes fell back after the matcher
+    assert (summary["n_unparsed"], summary["n_failed"]) == (2, 2) and summary["n_samples"] == 17
     assert rescore_run(result.run_dir)["mmbench"]["metrics"] == metrics
 
 

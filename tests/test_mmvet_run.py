@@ -85,8 +85,14 @@ def run(server, tmp_path, data_dir, name="run", runs=None, cache="judge.sqlite")
     settings = JudgeSettings(
         base_url=server.base_url, concurrency=4, timeout_s=2.0, runs=runs, cache_path=tmp_path / cache
     )
-    return evaluate(
-        backend, [MMVet()], data_dir=data_dir, output=tmp_path / name, judges=settings, progress=False
+    return evaluate(  # the 0.0 fallback after 5 unparseable grades is part of the protocol under test
+        backend,
+        [MMVet()],
+        data_dir=data_dir,
+        output=tmp_path / name,
+        judges=settings,
+        progress=False,
+        max_failure_rate=1.0,
     )
 
 
@@ -152,6 +158,8 @@ def test_re_asks_follow_the_official_loop_and_fall_back_to_zero(tmp_path, data_d
     )
     metrics = result.metrics["mmvet"]["metrics"]
     assert metrics["judge_fallbacks"]["value"] == 1 and metrics["judge_reasks"]["value"] == 4 + 1
+    summary = result.metrics["mmvet"]  # the fallen-back item counts as failed, the re-asked one does not
+    assert (summary["n_unparsed"], summary["n_failed"], summary["failure_rate"]) == (1, 1, 1 / 4)
     # run 0 only: (0 + 0.5 + 1.0 + 0.3) / 4
     assert metrics["total"]["value"] == 45.0 and metrics["run1/total"]["value"] == 45.0
 

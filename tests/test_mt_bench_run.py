@@ -132,7 +132,7 @@ def run(server, tmp_path, data_dir, name="run", runs=None, **kw):
             output=tmp_path / name,
             judges=settings,
             progress=False,
-            **kw,
+            **{"max_failure_rate": 1.0, **kw},  # the unparsed rating is part of the protocol under test
         )
     finally:
         backend.close()
@@ -214,6 +214,9 @@ def test_judged_run_follows_fastchat_and_scores_like_show_result(tmp_path, data_
 
     summary = result.metrics["mt_bench"]
     assert summary["headline"] == "score" and summary["n_errors"] == 0
+    # question 91's dropped turn-2 rating makes its row failed; the "[x]" fallback of 81 parsed
+    assert (summary["n_unparsed"], summary["n_failed"]) == (1, 1)
+    assert summary["failure_rate"] == 1 / len(QIDS)
     metrics = summary["metrics"]
     assert {k: m["value"] for k, m in metrics.items()} == pytest.approx(EXPECTED)
     assert metrics["score"]["n"] == 7 and metrics["dropped"]["n"] == 8

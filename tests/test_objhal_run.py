@@ -13,7 +13,7 @@ from test_objhal import make_data
 from evalkit.judge_settings import JudgeSettings
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
-from evalkit.runner import evaluate, plan_judging
+from evalkit.runner import RunFailed, evaluate, plan_judging
 from evalkit.scoring import rescore_run
 from evalkit.tasks.objhal import ObjHal
 from evalkit.types import Response
@@ -173,7 +173,12 @@ def test_the_reask_bound_and_the_dry_run(tmp_path):
     plan = plan_judging([ObjHal()], settings, data_dir=data, task_options={"objhal.nlp": "builtin"})
     assert plan["objhal"]["calls"] == 4  # unanswered samples are estimated as long answers
     with FakeOpenAIServer(responder=never_json) as server:
-        result = run(server, data, tmp_path / "run")
+        # no extraction parses: the headline has no value and 3 of 4 rows failed, so the run fails
+        with pytest.raises(
+            RunFailed, match=r"objhal: CHAIRs_refine has no value.*failure rate 75\.0%"
+        ) as exc:
+            run(server, data, tmp_path / "run")
+        result = exc.value.result
         n_judge = len(judge_bodies(server))
     assert n_judge == 3 * 100  # three answers of more than 3 words, 100 tries each
     rows = {r["meta"]["image_id"]: r for r in rows_of(result)}
