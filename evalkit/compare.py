@@ -311,29 +311,37 @@ def _p(x: float) -> str:
 
 
 def comparison_table(result: Comparison):
-    """The rich table: one row per compared metric."""
-    from rich.table import Table
+    """The rich table: one row per compared metric; where that is wider than the terminal, one block per
+    metric (`evalkit.report.Records`). No number is ever cut."""
+    from rich.markup import escape
 
-    table = Table(title=f"evalkit compare · {result.base} → {result.new}")
-    for col in ("task", "metric", "base", "new", "diff [95% CI]", "p", "p_holm", "n", "verdict", "check"):
-        table.add_column(col, justify="right" if col in ("base", "new", "p", "p_holm", "n") else "left")
+    from evalkit.report import Fit, Records
+    from evalkit.report import table as plain_table
+
+    head = ["task", "metric", "base", "new", "diff [95% CI]", "p", "p_holm", "n", "verdict", "check"]
     colour = {"gain": "green", "loss": "red", "changed": "yellow"}
+    rows = []
     for m in result.metrics:
         arrow = {1: " ↑", -1: " ↓", 0: ""}[m.direction]
         check = (
-            ("[bold red]FAIL[/bold red] " if m.failed else "ok ") + "; ".join(m.rules) if m.checked else ""
+            ("[bold red]FAIL[/bold red] " if m.failed else "ok ") + escape("; ".join(m.rules))
+            if m.checked
+            else ""
         )
         v = f"[{colour[m.verdict]}]{m.verdict}[/{colour[m.verdict]}]" if m.verdict in colour else m.verdict
-        table.add_row(
-            m.task,
-            m.metric + arrow,
-            _num(m.base),
-            _num(m.new),
-            f"{m.diff:+.2f} [{_num(m.ci_low)}, {_num(m.ci_high)}]",
-            _p(m.p_value),
-            _p(m.p_holm),
-            str(m.n_units),
-            v,
-            check,
+        rows.append(
+            [
+                escape(m.task),
+                escape(m.metric + arrow),
+                _num(m.base),
+                _num(m.new),
+                f"{m.diff:+.2f} [{_num(m.ci_low)}, {_num(m.ci_high)}]",
+                _p(m.p_value),
+                _p(m.p_holm),
+                str(m.n_units),
+                v,
+                check,
+            ]
         )
-    return table
+    title = f"evalkit compare · {escape(result.base)} → {escape(result.new)}"
+    return Fit(plain_table(title, head, rows, right=(2, 3, 5, 6, 7)), Records(title, head, rows, keys=2))

@@ -270,14 +270,17 @@ def format_for(path: Path | None, fmt: str | None) -> str:
 
 
 def rich_table(board: Leaderboard):
+    """The terminal table: one row per run, one column per task metric; where that is wider than the
+    terminal, one block per run (`evalkit.report.Records`). No number is ever cut, no header folded."""
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="evalkit leaderboard")
-    table.add_column("run")
-    table.add_column("model")
-    for c in board.columns:
-        table.add_column(escape(c.label), justify="right", overflow="fold")
-    for e in board.entries:
-        table.add_row(escape(e.run), escape(e.model), *(_cell(e.cells.get(c.label)) for c in board.columns))
-    return table
+    from evalkit.report import Fit, Records
+    from evalkit.report import table as plain_table
+
+    head = ["run", "model", *(c.label for c in board.columns)]
+    rows = [
+        [escape(e.run), escape(e.model), *(_cell(e.cells.get(c.label)) for c in board.columns)]
+        for e in board.entries
+    ]
+    title = "evalkit leaderboard"
+    return Fit(plain_table(title, head, rows, left=2), Records(title, head, rows, keys=2))

@@ -2,7 +2,7 @@
 
 Every table evalkit prints goes through `Fit`: rich shrinks a table wider than the terminal by cutting
 cell text (`51.…`) or wrapping a header one letter a line, so `Fit` renders the first of its layouts
-whose natural width fits, and otherwise `records`, one block per row with one "column value" line per
+whose natural width fits, and otherwise `Records`, one block per row with one "column value" line per
 cell, which fits any terminal wide enough for the longest single value. No number is ever cut.
 """
 
@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
@@ -43,24 +43,45 @@ class Fit:
         yield self.layouts[-1]
 
 
-def records(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], keys: int = 1) -> Group:
+class Records:
     """A narrow rendering of a table: per row, its first `keys` non-empty cells on one line (bold), then
-    each other non-empty cell as `header  value` on its own line. `title` and cells hold rich markup, as
-    a Table's do; headers are plain text."""
-    width = max((len(h) for h in headers[keys:]), default=0)
-    parts: list[Any] = [Text.from_markup(title, style="italic")] if title else []
-    for row in rows:
-        head = [Text.from_markup(c) for c in row[:keys] if c]
-        if head:
-            line = Text(" · ").join(head)
-            line.stylize("bold")
-            parts.append(line)
-        for header, cell in zip(headers[keys:], row[keys:], strict=True):
-            if cell:
+    each other non-empty cell as `header  value` on its own line, or the header on one line and the value
+    indented below it where both do not fit the width. `title`, `caption` and cells hold rich markup, as a
+    Table's do; headers are plain text. Text wraps at spaces only, so no value is cut."""
+
+    def __init__(
+        self,
+        title: str | None,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        keys: int = 1,
+        caption: str | None = None,
+    ):
+        self.title, self.headers, self.rows, self.keys, self.caption = title, headers, rows, keys, caption
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keys = self.keys
+        width = min(max((len(h) for h in self.headers[keys:]), default=0), 24)
+        if self.title:
+            yield Text.from_markup(self.title, style="italic")
+        for row in self.rows:
+            head = [Text.from_markup(c) for c in row[:keys] if c]
+            if head:
+                line = Text(" · ").join(head)
+                line.stylize("bold")
+                yield line
+            for header, cell in zip(self.headers[keys:], row[keys:], strict=True):
+                if not cell:
+                    continue
+                value = Text.from_markup(cell)
                 line = Text("  " + header.ljust(width) + "  ")
-                line.append_text(Text.from_markup(cell))
-                parts.append(line)
-    return Group(*parts)
+                if line.cell_len + value.cell_len <= options.max_width:
+                    yield line.append_text(value)
+                else:
+                    yield Text("  " + header)
+                    yield Text("      ").append_text(value)
+        if self.caption:
+            yield Text.from_markup(self.caption, style="dim")
 
 
 def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics: bool = False) -> Fit:
@@ -96,15 +117,27 @@ def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics
                     *(suspicious if i == 0 else [""] * len(suspicious)),
                 ]
             )
-    return Fit(table(title, headers, rows, left=2), records(title, headers, rows, keys=2))
+    return Fit(table(title, headers, rows, left=2), Records(title, headers, rows, keys=2))
 
 
-def table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> Table:
-    """A plain rich table: the first `left` columns left-aligned, the others right-aligned, no cell ever
-    wrapped (`Fit` picks another layout when it is too wide). Headers are plain text."""
-    out = Table(title=title, show_lines=False)
+def table(
+    title: str | None,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    left: int = 1,
+    right: Sequence[int] | None = None,
+    caption: str | None = None,
+    sections: Sequence[int] = (),
+) -> Table:
+    """A plain rich table, no cell ever wrapped (`Fit` picks another layout when it is too wide): the
+    columns in `right` right-aligned (default: all but the first `left`); a section line before each row
+    index in `sections`. Headers are plain text; title, caption and cells hold rich markup."""
+    right_set = set(range(left, len(headers)) if right is None else right)
+    out = Table(title=title, caption=caption, show_lines=False)
     for i, header in enumerate(headers):
-        out.add_column(escape(header), justify="left" if i < left else "right", no_wrap=True)
-    for row in rows:
+        out.add_column(escape(header), justify="right" if i in right_set else "left", no_wrap=True)
+    for i, row in enumerate(rows):
+        if i in sections and i:
+            out.add_section()
         out.add_row(*row)
     return out

@@ -94,18 +94,19 @@ def _caption(table: TaxTable) -> str:
 
 
 def rich_table(table: TaxTable):
-    """The terminal table: one section per group, verdicts coloured."""
+    """The terminal table: one section per group, verdicts coloured. Where the full table is wider than
+    the terminal, each checkpoint's three cells stack in one column; where that is still too wide, one
+    block per line (`evalkit.report.Records`). No number is ever cut."""
     from rich.markup import escape
-    from rich.table import Table
 
-    out = Table(title=f"alignment tax · base {escape(table.base)}", caption=_caption(table))
-    out.add_column("group")
-    for i, col in enumerate(_header(table)):
-        numeric = i in (3, 4) or (i >= 5 and (i - 5) % 3 != 2)
-        out.add_column(escape(col), justify="right" if numeric else "left")
-    for gi, group in enumerate(table.groups()):
-        if gi:
-            out.add_section()
+    from evalkit.report import Fit, Records
+    from evalkit.report import table as plain_table
+
+    head = ["group", *_header(table)]
+    rows: list[list[str]] = []
+    sections: list[int] = []
+    for group in table.groups():
+        sections.append(len(rows))
         for li, (_, values) in enumerate(_lines(table, group)):
             styled = [escape(v) for v in values]
             for j in range(7, len(values), 3):
@@ -113,8 +114,22 @@ def rich_table(table: TaxTable):
                 if colour:
                     styled[j] = f"[{colour}]{styled[j]}[/{colour}]"
                     styled[j - 1] = f"[{colour}]{styled[j - 1]}[/{colour}]"
-            out.add_row(f"[bold]{escape(group)}[/bold]" if li == 0 else "", *styled)
-    return out
+            rows.append([f"[bold]{escape(group)}[/bold]" if li == 0 else "", *styled])
+    title = f"alignment tax · base {escape(table.base)}"
+    caption = escape(_caption(table))
+    right = [4, 5] + [i for i in range(6, len(head)) if (i - 6) % 3 != 2]
+    wide = plain_table(title, head, rows, right=right, caption=caption, sections=sections)
+    stacked_head = head[:6] + [f"{c}\nΔ [{table.level:.0%} CI]\nverdict" for c in table.checkpoints]
+    stacked_rows = [r[:6] + ["\n".join(r[i : i + 3]) for i in range(6, len(r), 3)] for r in rows]
+    stacked = plain_table(
+        title,
+        stacked_head,
+        stacked_rows,
+        right=range(4, len(stacked_head)),
+        caption=caption,
+        sections=sections,
+    )
+    return Fit(wide, stacked, Records(title, head, rows, keys=3, caption=caption))
 
 
 def to_markdown(table: TaxTable) -> str:
