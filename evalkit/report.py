@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
@@ -37,10 +37,20 @@ class Fit:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         wide = options.update_width(_UNBOUNDED)
         for layout in self.layouts[:-1]:
-            if Measurement.get(console, wide, layout).maximum <= options.max_width:
+            if _natural_width(console, wide, layout) <= options.max_width:
                 yield layout
                 return
         yield self.layouts[-1]
+
+
+def _natural_width(console: Console, options: ConsoleOptions, renderable: Any) -> int:
+    """The unwrapped width of a layout; text (titles, captions) wraps at spaces harmlessly, so it does
+    not count."""
+    if isinstance(renderable, Text):
+        return 0
+    if isinstance(renderable, Group):
+        return max((_natural_width(console, options, r) for r in renderable.renderables), default=0)
+    return Measurement.get(console, options, renderable).maximum
 
 
 class Records:
@@ -61,7 +71,7 @@ class Records:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         keys = self.keys
-        width = min(max((len(h) for h in self.headers[keys:]), default=0), 24)
+        width = min(max((len(h) for h in self.headers[keys:]), default=0), 32)
         if self.title:
             yield Text.from_markup(self.title, style="italic")
         for row in self.rows:

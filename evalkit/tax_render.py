@@ -95,9 +95,11 @@ def _caption(table: TaxTable) -> str:
 
 def rich_table(table: TaxTable):
     """The terminal table: one section per group, verdicts coloured. Where the full table is wider than
-    the terminal, each checkpoint's three cells stack in one column; where that is still too wide, one
-    block per line (`evalkit.report.Records`). No number is ever cut."""
+    the terminal, one table per group with each checkpoint's three cells stacked in one column; where
+    that is still too wide, one block per line (`evalkit.report.Records`). No number is ever cut."""
+    from rich.console import Group
     from rich.markup import escape
+    from rich.text import Text
 
     from evalkit.report import Fit, Records
     from evalkit.report import table as plain_table
@@ -119,17 +121,25 @@ def rich_table(table: TaxTable):
     caption = escape(_caption(table))
     right = [4, 5] + [i for i in range(6, len(head)) if (i - 6) % 3 != 2]
     wide = plain_table(title, head, rows, right=right, caption=caption, sections=sections)
-    stacked_head = head[:6] + [f"{c}\nΔ [{table.level:.0%} CI]\nverdict" for c in table.checkpoints]
-    stacked_rows = [r[:6] + ["\n".join(r[i : i + 3]) for i in range(6, len(r), 3)] for r in rows]
-    stacked = plain_table(
-        title,
-        stacked_head,
-        stacked_rows,
-        right=range(4, len(stacked_head)),
-        caption=caption,
-        sections=sections,
+    # narrower: one table per group (titled by it), each checkpoint's three cells stacked in one column
+    stacked_head = head[1:6] + [f"{c}\nΔ [{table.level:.0%} CI]\nverdict" for c in table.checkpoints]
+    ends = [*sections[1:], len(rows)]
+    per_group = [
+        plain_table(
+            f"[bold]{escape(group)}[/bold]",
+            stacked_head,
+            [r[1:6] + ["\n".join(r[i : i + 3]) for i in range(6, len(r), 3)] for r in rows[start:end]],
+            right=range(3, len(stacked_head)),
+        )
+        for group, start, end in zip(table.groups(), sections, ends, strict=True)
+    ]
+    stacked = Group(
+        Text.from_markup(title, style="italic"), *per_group, Text.from_markup(caption, style="dim")
     )
-    return Fit(wide, stacked, Records(title, head, rows, keys=3, caption=caption))
+    # narrowest: one block per line, one `checkpoint  aligned  Δ [CI]  verdict` line per checkpoint
+    short_head = head[:6] + list(table.checkpoints)
+    short_rows = [r[:6] + ["  ".join(r[i : i + 3]) for i in range(6, len(r), 3)] for r in rows]
+    return Fit(wide, stacked, Records(title, short_head, short_rows, keys=3, caption=caption))
 
 
 def to_markdown(table: TaxTable) -> str:
