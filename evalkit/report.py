@@ -104,14 +104,15 @@ def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics
     for name, summary in metrics.items():
         items = summary["metrics"]
         order = [summary["headline"]] + [k for k in items if k != summary["headline"]]
-        if not all_metrics:
+        order = [k for k in order if k in items]
+        if not all_metrics:  # the headline, or the first metric where the task leaves it out by design
             order = order[:1]
         n_failed = summary.get("n_failed", summary["n_errors"])
         failed = f"{n_failed}/{summary['n_samples']}"
         if summary.get("n_unparsed"):
             failed += f" ({summary['n_unparsed']} unparsed)"
         suspicious = [str(summary["n_suspicious"]) if "n_suspicious" in summary else "-"] if judged else []
-        shown = [k for k in order if k in items]
+        shown = order
         if not shown:
             rows.append([name, "(no scored samples)", "", "", "0", failed, *suspicious])
         for i, key in enumerate(shown):

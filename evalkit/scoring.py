@@ -97,12 +97,14 @@ def summarize(task: Task, rows: list[dict[str, Any]], n_expected: int | None = N
 
 
 def headline_problem(task: Task, metrics: dict[str, Any], ok: list[dict[str, Any]]) -> str | None:
-    """Why the headline metric cannot be trusted (no scored sample, NaN, n=0), or None."""
-    if task.headline_unavailable(ok) is not None:
-        return None
-    m = metrics.get(task.headline)
-    if not ok or m is None:
+    """Why the headline cannot be trusted: no scored sample, or a headline with no value (NaN) or over
+    n=0. None when it is fine, and when the task leaves it out of a non-empty set of metrics by design
+    (AMBER's discriminative-only evaluation types, MMBench's test split with hidden answers)."""
+    if not ok:
         return f"{task.headline} has no scored sample"
+    m = metrics.get(task.headline)
+    if m is None:
+        return None if metrics else f"{task.headline} has no scored sample"
     value = m.get("value")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{task.headline} has no value (NaN over n={m.get('n', 0)})"

@@ -126,11 +126,6 @@ class Task(ABC):
         (`stat` at unit weights) must equal `aggregate`'s values."""
         raise NotImplementedError(f"task {self.name} does not expose per-unit statistics")
 
-    def headline_unavailable(self, rows: list[dict[str, Any]]) -> str | None:
-        """Why these scored rows cannot give a headline by design (e.g. a split whose answers are hidden),
-        else None. A run whose headline is missing, NaN or over n=0 fails unless this explains it."""
-        return None
-
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
 

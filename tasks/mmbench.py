@@ -251,11 +251,6 @@ class MMBench(JudgedTask):
             return 0
         return sum(m == "random" and t > 0 for m, t in zip(row["methods"], row["matcher_tries"], strict=True))
 
-    def headline_unavailable(self, rows: list[dict[str, Any]]) -> str | None:
-        if rows and all(r["target"] is None for r in rows):
-            return "the split's answers are hidden: export the predictions with `evalkit export RUN_DIR`"
-        return None
-
     # -------------------------------------------------------------------------------------- metrics
 
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
