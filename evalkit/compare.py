@@ -344,4 +344,8 @@ def comparison_table(result: Comparison):
             ]
         )
     title = f"evalkit compare · {escape(result.base)} → {escape(result.new)}"
-    return Fit(plain_table(title, head, rows, right=(2, 3, 5, 6, 7)), Records(title, head, rows, keys=2))
+    return Fit(
+        plain_table(title, head, rows, right=(2, 3, 5, 6, 7)),
+        plain_table(title, head, rows, right=(2, 3, 5, 6, 7), compact=True),
+        Records(title, head, rows, keys=2),
+    )

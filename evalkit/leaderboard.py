@@ -283,4 +283,8 @@ def rich_table(board: Leaderboard):
         for e in board.entries
     ]
     title = "evalkit leaderboard"
-    return Fit(plain_table(title, head, rows, left=2), Records(title, head, rows, keys=2))
+    return Fit(
+        plain_table(title, head, rows, left=2),
+        plain_table(title, head, rows, left=2, compact=True),
+        Records(title, head, rows, keys=2),
+    )

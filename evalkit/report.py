@@ -128,7 +128,11 @@ def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics
                     *(suspicious if i == 0 else [""] * len(suspicious)),
                 ]
             )
-    return Fit(table(title, headers, rows, left=2), Records(title, headers, rows, keys=2))
+    return Fit(
+        table(title, headers, rows, left=2),
+        table(title, headers, rows, left=2, compact=True),
+        Records(title, headers, rows, keys=2),
+    )
 
 
 def table(
@@ -139,12 +143,15 @@ def table(
     right: Sequence[int] | None = None,
     caption: str | None = None,
     sections: Sequence[int] = (),
+    compact: bool = False,
 ) -> Table:
     """A plain rich table, no cell ever wrapped (`Fit` picks another layout when it is too wide): the
     columns in `right` right-aligned (default: all but the first `left`); a section line before each row
-    index in `sections`. Headers are plain text; title, caption and cells hold rich markup."""
+    index in `sections`. Headers are plain text; title, caption and cells hold rich markup. `compact`:
+    no box, two spaces between columns (what an 80-column terminal usually has room for)."""
     right_set = set(range(left, len(headers)) if right is None else right)
-    out = Table(title=title, caption=caption, show_lines=False)
+    box = {"box": None, "padding": (0, 1), "pad_edge": False, "header_style": "bold"} if compact else {}
+    out = Table(title=title, caption=caption, show_lines=False, **box)
     for i, header in enumerate(headers):
         out.add_column(escape(header), justify="right" if i in right_set else "left", no_wrap=True)
     for i, row in enumerate(rows):

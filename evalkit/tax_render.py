@@ -139,7 +139,8 @@ def rich_table(table: TaxTable):
     # narrowest: one block per line, one `checkpoint  aligned  Δ [CI]  verdict` line per checkpoint
     short_head = head[:6] + list(table.checkpoints)
     short_rows = [r[:6] + ["  ".join(r[i : i + 3]) for i in range(6, len(r), 3)] for r in rows]
-    return Fit(wide, stacked, Records(title, short_head, short_rows, keys=3, caption=caption))
+    compact = plain_table(title, head, rows, right=right, caption=caption, sections=sections, compact=True)
+    return Fit(wide, compact, stacked, Records(title, short_head, short_rows, keys=3, caption=caption))
 
 
 def to_markdown(table: TaxTable) -> str:
