@@ -196,3 +196,32 @@ def test_comparison_table():
     numbers += ["0.0001", "0.0004", "0.2100"]
     for width in WIDTHS:
         check(render(comparison_table(result), width), width, numbers, ["pope.f1_mean>=-1.0", "FAIL"])
+
+
+def test_a_few_headlines_stay_a_table_at_80_columns():
+    """The default `evalkit run` view of a typical run keeps its columns side by side at 80 columns."""
+    metrics = {
+        "pope": {**METRICS["pope"], "metrics": {"f1_mean": estimate(72.625, 67.94, 72.62, 20)}},
+        "objhal": {
+            "headline": "CHAIRs_refine",
+            "metrics": {"CHAIRs_refine": estimate(75.0, 55.0, 90.0, 20)},
+            "n_samples": 20,
+            "n_errors": 0,
+            "n_unparsed": 0,
+            "n_failed": 0,
+            "n_suspicious": 0,
+        },
+    }
+    text = render(results_table(metrics, title="evalkit · toy"), 80)
+    check(text, 80, ["72.62", "67.94", "75.00", "55.00", "90.00"], ["CHAIRs_refine", "0/20"])
+    header = next(line for line in text.splitlines() if "metric" in line)
+    assert header.replace("┃", " ").split() == [
+        "task",
+        "metric",
+        "value",
+        "95%",
+        "CI",
+        "n",
+        "failed",
+        "suspicious",
+    ]
