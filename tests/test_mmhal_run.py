@@ -110,6 +110,7 @@ def run(server, tmp_path, data_dir, name="run", runs=None, timeout_s=5.0):
         output=tmp_path / name,
         judges=settings,
         progress=False,
+        max_failure_rate=1.0,  # reviews rated 0 for want of one rating are part of the protocol under test
     )
 
 
@@ -161,6 +162,8 @@ def test_judged_run_sends_the_official_prompts_and_scores_by_the_official_rule(t
     assert [row["ratings"] for row in rows] == [[s] for s in ratings]
     assert [row["rating"] for row in rows] == ratings
     assert [row["unparsed"] for row in rows] == [int(i in (4, 5, 10, 11)) for i in range(LIMIT)]
+    summary = result.metrics["mmhal"]  # those four rows count as failed, beside the official 0 rating
+    assert (summary["n_unparsed"], summary["n_failed"], summary["failure_rate"]) == (4, 4, 4 / LIMIT)
     assert rows[4]["parsed"] == [False] and rows[4]["ratings_found"] == []
     assert rows[5]["parsed"] == [False] and rows[5]["ratings_found"] == [2, 5]
     assert rows[3]["parsed"] == [True] and rows[3]["ratings_found"] == [3]
