@@ -60,8 +60,9 @@ def command(*args, **kwargs):
 
 
 def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
-    """The run's table (every metric per task; only headlines unless `all_metrics`), judge usage, the first
-    message of each error type with its count, so a failed row's cause is on screen."""
+    """The run's table (every metric of each task; `run` passes `all_metrics=False` unless --all-metrics,
+    for one headline row per task), the first message of each error type with its count (so a failed
+    row's cause is on screen), and judge usage."""
     from evalkit.report import results_table
     from evalkit.runner import error_summary
 
@@ -70,7 +71,7 @@ def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
     else:
         out.print(results_table(result.metrics, title=escape(title), all_metrics=all_metrics))
         for line in error_summary(result.metrics):
-            out.print(f"error {escape(line)}", highlight=False)
+            out.print(f"failed rows: {escape(line)}", highlight=False)
         for task, j in (result.header.get("judges") or {}).items():
             u = j["usage"]
             cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"

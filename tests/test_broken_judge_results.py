@@ -97,6 +97,13 @@ def test_judge_errors_are_named_by_type_with_their_first_message(tmp_path):
     with FakeOpenAIServer(responder=reply, faults=judge_refuses) as server:
         with pytest.raises(RunFailed) as exc:
             run(server, tmp_path, ["mmvet"], limit=3)
+        args = ["--model", "openai:candidate", "--base-url", server.base_url, "--tasks", "mmvet", "--data"]
+        args += ["toy", "--limit", "3", "--judge", "openai:judge", "--judge-base-url", server.base_url]
+        args += ["--output", str(tmp_path / "cli")]
+        proc = subprocess.run([*EVALKIT, "run", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "failed rows: mmvet judge_error ×3: openai:judge: " in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and "errors: mmvet judge_error ×3: " in proc.stderr
     message = str(exc.value)
     assert "\n" not in message
     assert "mmvet: failure rate 100.0% above --max-failure-rate 2.0% (3 with errors of 3 samples)" in message
