@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalkit.endpoints import probe_endpoints
 from evalkit.environment import package_versions
 from evalkit.judge import Judge
 from evalkit.judge_settings import JudgeSet, JudgeSettings
@@ -152,6 +153,9 @@ def evaluate(
         seed=seed,
         task_options=task_options,
     )
+    # fail fast (a refused key, a dead server) before any model is loaded; needs the tasks' data, which
+    # says whether a judged task will ask its judge at all
+    probe_endpoints(model, task_objs, loaded, backend_options, judges or JudgeSettings())
     judge_set = JudgeSet.for_tasks(task_objs, judges or JudgeSettings())
     try:
         backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
@@ -174,6 +178,7 @@ def evaluate(
     run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
     try:
         judge_set.check_budget(task_objs, loaded, run_dir)
+        judge_set.attach(run_dir)  # judge calls counted durably, across interrupted processes
     except BaseException:
         judge_set.close()
         if not isinstance(model, Backend):

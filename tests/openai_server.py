@@ -233,7 +233,9 @@ class FakeOpenAIServer:
     ) -> bool:
         """Answer one request; False closes the connection."""
         route = path.split("?")[0].rstrip("/")
-        if method == "GET" and route.endswith("/models"):
+        if method == "GET" and route.endswith("/models"):  # not logged: not a chat request
+            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+                return await _send(writer, 401, {"error": {"message": "invalid api key"}})
             model = self.served_model or "fake-model"
             return await _send(writer, 200, {"object": "list", "data": [{"id": model, "object": "model"}]})
         if method != "POST" or not route.endswith("/chat/completions"):
