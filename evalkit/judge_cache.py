@@ -67,7 +67,8 @@ class JudgeCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"judge cache: {describe_os_error(exc, self.path.parent)}") from None
+            where = describe_os_error(exc, self.path.parent)
+            raise StorageError(f"judge cache: {where}; or set EVALKIT_JUDGE_CACHE to another file") from None
         try:
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, timeout=busy_timeout_s, isolation_level=None
@@ -89,7 +90,9 @@ class JudgeCache:
                 f"judge cache {self.path}: {text} (the folder is missing or not writable: fix its "
                 "permissions or point EVALKIT_JUDGE_CACHE elsewhere)"
             )
-        return StorageError(f"judge cache {describe_sqlite_error(exc, self.path)}")
+        return StorageError(
+            f"judge cache {describe_sqlite_error(exc, self.path)}; or set EVALKIT_JUDGE_CACHE to another file"
+        )
 
     def _write(self, fn: Callable[[sqlite3.Connection], T], *, transaction: bool = True) -> T:
         """Run `fn` in one write transaction (BEGIN IMMEDIATE: the write lock is taken up front, so SQLite's

@@ -183,6 +183,8 @@ class OpenAIClient:
         self._url = _endpoint(url, "/chat/completions")  # URL credentials go in the Authorization header
         self._models_url = _endpoint(url, "/models")
         self._url_password = url.password
+        # query values may be keys (`?api-key=...`); short ones (`?v=1`) would mask too much
+        self._url_secrets = [v for v in url.query.values() if len(v) >= 8]
         self._url_auth = _basic_auth(url) if url.user is not None or url.password is not None else None
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # None: local server, no auth header
@@ -210,8 +212,8 @@ class OpenAIClient:
         return public_url(self.base_url)
 
     def redact(self, text: str) -> str:
-        """`text` with the API key and any URL password removed."""
-        for secret in (self._api_key, self._url_password):
+        """`text` with the API key, any URL password and long URL query values removed."""
+        for secret in (self._api_key, self._url_password, *self._url_secrets):
             if secret:
                 text = text.replace(secret, "***")
         return text
