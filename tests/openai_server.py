@@ -135,14 +135,17 @@ class FakeOpenAIServer:
         sleep_s: float = 0.0,
         served_model: str | None = None,
         api_key: str | None = None,
+        serve_models: bool = True,
     ) -> None:
         """`sleep_s`: delay before every normal answer; `served_model`: the `model` reported in
-        responses (default: echo the request's); `api_key`: if set, other keys get HTTP 401."""
+        responses (default: echo the request's); `api_key`: if set, other keys get HTTP 401;
+        `serve_models`: False answers GET /models with 404 (servers without the route)."""
         self.responder = responder or default_reply
         self.faults = faults
         self.sleep_s = sleep_s
         self.served_model = served_model
         self.api_key = api_key
+        self.serve_models = serve_models
         self._stats = _Stats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -233,7 +236,7 @@ class FakeOpenAIServer:
     ) -> bool:
         """Answer one request; False closes the connection."""
         route = path.split("?")[0].rstrip("/")
-        if method == "GET" and route.endswith("/models"):  # not logged: not a chat request
+        if method == "GET" and route.endswith("/models") and self.serve_models:  # not logged: not a chat
             if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
                 return await _send(writer, 401, {"error": {"message": "invalid api key"}})
             model = self.served_model or "fake-model"
