@@ -68,6 +68,7 @@ class JudgeSet:
         self.judges = judges
         self.settings = settings
         self.cache = cache
+        self._ledger_new: dict[str, bool] = {}
 
     @classmethod
     def for_tasks(cls, tasks: list[Task], settings: JudgeSettings) -> JudgeSet:
@@ -120,17 +121,22 @@ class JudgeSet:
             self.cache.reset_usage(run)
         for task, judge in self.judges.items():
             judge.ledger = (run, f"{task}|{judge.id}")
+            # a resumed run without a ledger (its folder moved, the cache deleted) keeps run.json's record
+            self._ledger_new[task] = not any(self.cache.usage(*judge.ledger).values())
 
     def report(self, task: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
         """run.json's record of one task's judge: fingerprint, endpoint and what judging cost. With a
         ledger (`attach`) the cost is the ledger's, every process of the run included; without one the
         process's own usage is summed with the `previous` record of the same run."""
         j = self.judges[task]
+        same_run = previous is not None and previous.get("fingerprint") == j.fingerprint()
         usage = j.ledger_usage()
         if usage is None:
             usage = j.usage.to_dict()
-            if previous is not None and previous.get("fingerprint") == j.fingerprint():
+            if same_run:
                 usage = add_usage(previous["usage"], usage)
+        elif same_run and self._ledger_new.get(task):
+            usage = add_usage(previous["usage"], usage)
         usage["calls_counted"] = CALLS_DEFINITION
         return {"fingerprint": j.fingerprint(), "backend": j.backend.fingerprint(), "usage": usage}
 
