@@ -210,3 +210,22 @@ def test_a_cache_path_under_a_file_is_one_storage_error(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(StorageError, match=r"judge cache: .*afile: File exists .*EVALKIT_JUDGE_CACHE"):
         JudgeCache(tmp_path / "afile" / "c.sqlite")
+
+
+def test_a_read_only_cache_is_one_storage_error_naming_the_fix(tmp_path):
+    """SQLite's own "attempt to write a readonly database" (query_only stands in for a read-only file,
+    which root could still write). In a run the call is counted in the cache before it is sent, so
+    nothing is paid for that cannot be stored."""
+    path = tmp_path / "c.sqlite"
+    cache = JudgeCache(path)
+    cache.put("old", "judge", {"text": "kept"})
+    cache._db.execute("PRAGMA query_only = 1")
+    with FakeOpenAIServer(responder=rating) as server:
+        judge = judge_for(server, cache)
+        judge.ledger = ("run", "judge")  # as `JudgeSet.attach` sets it for a run
+        with pytest.raises(StorageError) as info:
+            judge.ask(items(2))
+        assert server.count == 0
+    message = str(info.value)
+    assert str(path) in message and "readonly" in message and "fix its permissions" in message
+    assert JudgeCache(path).get("old") == {"text": "kept"}
