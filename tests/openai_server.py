@@ -14,6 +14,9 @@ client under test, which would spoil throughput benchmarks.
 of a full completion (with `usage`); a dict is sent as the whole response. It runs on the
 server's loop, so a slow sync responder serializes requests. Default: `default_reply(body)`.
 
+GET /models lists `served_model` (401 for a wrong key when `api_key` is set; 404 with
+`serve_models=False`); it is not logged, so `requests` and `count` hold chat requests only.
+
 `faults` injects failures by arrival index (`{index: fault}`) or by a callable
 `(index, body) -> fault | None`; a fault is a kind name or a `Fault`. Kinds: "429" (with
 Retry-After), "400", "500", "503", "delay" (sleep, then answer normally — longer than the client
