@@ -1,7 +1,8 @@
 """Fail fast on an endpoint a run cannot use: one cheap request to each OpenAI-compatible endpoint the run
-will call (an `openai:` model's `--base-url`, the judge's `--judge-base-url`) before any model is loaded,
-so a refused key or a dead server is one line with the server's own message, not a failure rate after a
-minute of retries. Judged tasks whose judge will not be asked (e.g. objhal's words mode) are not probed.
+will call, so a refused key or a dead server is one line with the server's own message, not a failure rate
+after a minute of retries. An `openai:` model's `--base-url` is probed before any data is read; the
+judge's `--judge-base-url` after the data (which says whether a judged task asks its judge at all, e.g. not
+in objhal's words mode or mmbench without a matcher) and before any model is loaded.
 """
 
 from __future__ import annotations
@@ -24,19 +25,24 @@ def asks_judge(task: JudgedTask, data: LoadedData, n_runs: int) -> bool:
     return any(task.judge_calls(placeholder_row(task, s), [], n_runs) for s in data.samples[:SAMPLES_CHECKED])
 
 
-def endpoints_used(
-    model: str | Backend,
-    tasks: list[Task],
-    loaded: dict[str, LoadedData],
-    options: BackendOptions | None,
-    judges: JudgeSettings,
+def model_endpoint(
+    model: str | Backend, options: BackendOptions | None
 ) -> list[tuple[str, str, BackendOptions]]:
-    """(flag, model name, options) of each distinct OpenAI-compatible endpoint the run will call."""
+    """(flag, model name, options) of an `openai:` model's endpoint; [] for any other model."""
+    if not (isinstance(model, str) and model.startswith("openai:")):
+        return []
+    opts = options or BackendOptions()
+    check_endpoint_settings(opts.concurrency, opts.timeout_s, opts.max_retries)
+    return [("--base-url", model.split(":", 1)[1], opts)]
+
+
+def judge_endpoints(
+    tasks: list[Task], loaded: dict[str, LoadedData], judges: JudgeSettings
+) -> list[tuple[str, str, BackendOptions]]:
+    """(flag, judge model name, options) of each distinct OpenAI-compatible judge endpoint the run will
+    call: judged tasks whose judge is `openai:` and will be asked at all."""
     out: list[tuple[str, str, BackendOptions]] = []
-    if isinstance(model, str) and model.startswith("openai:"):
-        opts = options or BackendOptions()
-        check_endpoint_settings(opts.concurrency, opts.timeout_s, opts.max_retries)
-        out.append(("--base-url", model.split(":", 1)[1], opts))
+    seen: set[Any] = set()
     for task in tasks:
         if not isinstance(task, JudgedTask):
             continue
@@ -46,29 +52,29 @@ def endpoints_used(
             task, loaded[task.name], judges.runs or spec.n_runs
         ):
             continue
-        out.append(("--judge-base-url", name.split(":", 1)[1], judges.options()))
-    seen: set[Any] = set()
-    unique = []
-    for flag, name, opts in out:
-        key = (opts.base_url, opts.api_key_env)
-        if key not in seen:
-            seen.add(key)
-            unique.append((flag, name, opts))
-    return unique
+        opts = judges.options()
+        if (opts.base_url, opts.api_key_env) not in seen:
+            seen.add((opts.base_url, opts.api_key_env))
+            out.append(("--judge-base-url", name.split(":", 1)[1], opts))
+    return out
 
 
-def probe_endpoints(
-    model: str | Backend,
-    tasks: list[Task],
-    loaded: dict[str, LoadedData],
-    options: BackendOptions | None,
-    judges: JudgeSettings,
-) -> None:
+def probe_model(model: str | Backend, options: BackendOptions | None) -> None:
+    """`probe` the endpoint of an `openai:` model (before any data is read)."""
+    probe(model_endpoint(model, options))
+
+
+def probe_judges(tasks: list[Task], loaded: dict[str, LoadedData], judges: JudgeSettings) -> None:
+    """`probe` the judge endpoints the run will call (the loaded data says whether a task asks its judge)."""
+    probe(judge_endpoints(tasks, loaded, judges))
+
+
+def probe(endpoints: list[tuple[str, str, BackendOptions]]) -> None:
     """Raise `UserError` (exit 2) naming the endpoint (credentials stripped) and the server's message
-    when an endpoint the run will call refuses the key or cannot be reached."""
+    when an endpoint refuses the key or cannot be reached."""
     from evalkit.models.openai_backend import DEFAULT_BASE_URL, OpenAIBackend
 
-    for flag, name, opts in endpoints_used(model, tasks, loaded, options, judges):
+    for flag, name, opts in endpoints:
         backend = OpenAIBackend(name, opts)  # an invalid URL is a UserError here
         problem = backend.probe(min(opts.timeout_s, PROBE_TIMEOUT_S))
         if problem is None:
