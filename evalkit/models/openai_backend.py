@@ -546,10 +546,10 @@ class OpenAIBackend(Backend):
         pending = asyncio.Semaphore(2 * self.client.concurrency)
 
         async def one(i: int, req: Request) -> Response:
-            async with pending:
+            async with pending:  # held while the answer is stored: a bounded backlog of unstored answers
                 resp = await self._one(req, on_sent)
-            if on_response is not None:  # e.g. a SQLite commit: off the event loop
-                await asyncio.to_thread(on_response, i, resp)
+                if on_response is not None:  # e.g. a SQLite commit: off the event loop
+                    await asyncio.to_thread(on_response, i, resp)
             return resp
 
         return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
