@@ -198,8 +198,6 @@ class OpenAIClient:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
-        #: HTTP requests sent (every attempt, retries included), counted just before each is sent
-        self.requests_sent = 0
 
     def __repr__(self) -> str:
         return (
@@ -378,8 +376,6 @@ class OpenAIClient:
 
     async def _attempt(self, st: _LoopState, body: bytes) -> ChatResult:
         session = self._session(st)
-        with self._lock:
-            self.requests_sent += 1
         t0 = time.perf_counter()
         try:
             async with session.post(
