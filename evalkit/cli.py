@@ -211,6 +211,16 @@ def run(
     all_metrics: Annotated[
         bool, typer.Option("--all-metrics", help="Show every metric of each task, not only its headline.")
     ] = False,
+    judge_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for one judge HTTP request before retrying it.")
+    ] = 120.0,
+    judge_max_retries: Annotated[
+        int, typer.Option(help="Retries of a failed judge request (429, 5xx, timeout, dropped connection).")
+    ] = 6,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for one HTTP request of an openai: model before retrying.")
+    ] = 120.0,
+    max_retries: Annotated[int, typer.Option(help="Retries of a failed request of an openai: model.")] = 6,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
@@ -218,15 +228,19 @@ def run(
     protocol asks a model) are then judged; judge answers are
     cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
     makes no judge call."""
-    from evalkit.judge_settings import JudgeSettings
+    from evalkit.judge_settings import JudgeSettings, check_endpoint_settings
     from evalkit.models.base import BackendOptions
     from evalkit.runner import RunFailed, evaluate, plan_judging
 
+    check_endpoint_settings(concurrency, timeout, max_retries)
+    check_endpoint_settings(judge_concurrency, judge_timeout, judge_max_retries, prefix="--judge-")
     judges = JudgeSettings(
         model=judge,
         base_url=judge_base_url,
         api_key_env=judge_api_key_env,
         concurrency=judge_concurrency,
+        timeout_s=judge_timeout,
+        max_retries=judge_max_retries,
         runs=judge_runs,
         budget_usd=judge_budget_usd,
     )
@@ -252,6 +266,8 @@ def run(
         base_url=base_url,
         api_key_env=api_key_env,
         concurrency=concurrency,
+        timeout_s=timeout,
+        max_retries=max_retries,
         trust_remote_code=trust_remote_code,
         steer=steer,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,9 +68,18 @@ class JudgeAnswer:
         }
 
 
+#: run.json's definition of `usage.calls`, stored beside the counts
+CALLS_DEFINITION = (
+    "HTTP requests sent to the judge endpoint (a local judge: generations), retries included, each "
+    "counted when sent and kept across interrupted and resumed processes of the run; answers served "
+    "from the judge cache are counted in cache_hits, never in calls"
+)
+
+
 @dataclass
 class JudgeUsage:
-    """What a run's judging cost: calls made, answers served from the cache, tokens and dollars."""
+    """What a run's judging cost: calls made (see `CALLS_DEFINITION`), answers served from the cache,
+    calls that failed for good, tokens and dollars."""
 
     calls: int = 0
     cache_hits: int = 0
@@ -98,6 +108,9 @@ class Judge:
         self.prompt_hash = prompt_hash
         self.cache = cache
         self.usage = JudgeUsage()
+        #: (run, ledger judge id): where every call and answer is also counted durably (`JudgeCache.usage`)
+        self.ledger: tuple[str, str] | None = None
+        self._usage_lock = threading.Lock()
         # computed once: a local judge's fingerprint hashes its weights, and every cache key uses the id
         self._backend_identity = {k: v for k, v in backend.fingerprint().items() if k != "served_model"}
         identity = json.dumps(self._backend_identity, sort_keys=True, default=str)
@@ -148,7 +161,8 @@ class Judge:
 
     def ask_calls(self, calls: list[JudgeCall]) -> list[JudgeAnswer]:
         """Answer each call, in order (`JudgeAnswer.id` is the call's slot); cached answers are reused,
-        the rest go to the backend in one batch, and fresh answers are cached in one commit."""
+        the rest go to the backend, and each fresh answer is committed to the cache as it arrives (a
+        kill loses at most the calls in flight). A `StorageError` from the cache stops the batch."""
         answers: list[JudgeAnswer | None] = [None] * len(calls)
         requests = [Request(c.slot, c.messages, c.generation, seed=c.run_index or 0) for c in calls]
         keys = [
@@ -162,7 +176,6 @@ class Judge:
             if hit is None:
                 misses.append(i)
                 continue
-            self.usage.cache_hits += 1
             answers[i] = JudgeAnswer(
                 request.id,
                 hit["text"],
@@ -173,56 +186,84 @@ class Judge:
                 hit["completion_tokens"],
                 hit.get("logprobs"),
             )
-        if misses:
-            fresh: list[tuple[str, str, dict[str, Any]]] = []
-            size = len(misses) if self.backend.remote else max(1, self.backend.default_batch_size)
-            responses = [
-                r
-                for k in range(0, len(misses), size)
-                for r in self.backend.generate([requests[i] for i in misses[k : k + size]])
-            ]
-            if len(responses) != len(misses):
-                raise RuntimeError(f"judge backend returned {len(responses)} answers for {len(misses)} calls")
-            for i, resp in zip(misses, responses, strict=True):
-                request, key = requests[i], keys[i]
-                self._account(resp.prompt_tokens, resp.completion_tokens, resp.ok)
-                wanted = request.generation.top_logprobs > 0
-                if resp.ok and wanted and not resp.logprobs:
-                    resp = Response(
-                        resp.id,
-                        error=ErrorInfo("judge_error", "the judge returned no log-probabilities"),
-                    )
-                answers[i] = JudgeAnswer(
-                    request.id,
-                    resp.text if resp.ok else None,
-                    False,
-                    request.prompt_hash(),
-                    resp.error,
-                    resp.prompt_tokens,
-                    resp.completion_tokens,
-                    resp.logprobs if wanted else None,
-                )
-                if resp.ok and key:
-                    value = {
-                        "text": resp.text,
-                        "prompt_tokens": resp.prompt_tokens,
-                        "completion_tokens": resp.completion_tokens,
-                    }
-                    if wanted:
-                        value["logprobs"] = resp.logprobs
-                    fresh.append((key, self.id, value))
-            if fresh and self.cache is not None:
-                self.cache.put_many(fresh)  # one commit for the batch the backend just answered
+        n_hits = len(calls) - len(misses)
+        if n_hits:
+            with self._usage_lock:
+                self.usage.cache_hits += n_hits
+            if self.ledger is not None and self.cache is not None:
+                self.cache.add_usage(*self.ledger, {"cache_hits": n_hits})
+        size = max(1, len(misses) if self.backend.remote else self.backend.default_batch_size)
+        for k in range(0, len(misses), size):
+            chunk = misses[k : k + size]
+
+            def arrived(j: int, resp: Response, chunk: list[int] = chunk) -> None:
+                i = chunk[j]
+                answers[i] = self._take(requests[i], keys[i], resp)
+
+            responses = self.backend.generate_each([requests[i] for i in chunk], arrived, self._sent)
+            if len(responses) != len(chunk) or any(answers[i] is None for i in chunk):
+                raise RuntimeError(f"judge backend returned {len(responses)} answers for {len(chunk)} calls")
         return [a for a in answers if a is not None]
 
-    def _account(self, prompt_tokens: int, completion_tokens: int, ok: bool) -> None:
-        u = self.usage
-        u.calls += 1
-        u.failures += 0 if ok else 1
-        u.prompt_tokens += prompt_tokens
-        u.completion_tokens += completion_tokens
-        u.by_model[self.model_name] = u.by_model.get(self.model_name, 0) + 1
-        u.cost_usd = self._cost(u.prompt_tokens, u.completion_tokens)
+    def _sent(self) -> None:
+        """One call made (a remote judge: one HTTP request, retries included), counted before it is sent."""
+        if self.ledger is not None and self.cache is not None:
+            self.cache.add_usage(*self.ledger, {"calls": 1})
+        with self._usage_lock:
+            self.usage.calls += 1
+            self.usage.by_model[self.model_name] = self.usage.by_model.get(self.model_name, 0) + 1
+
+    def _take(self, request: Request, key: str | None, resp: Response) -> JudgeAnswer:
+        """The answer to one fresh call: committed to the cache (with its tokens in the run's ledger, in
+        the same transaction) before it is used."""
+        wanted = request.generation.top_logprobs > 0
+        if resp.ok and wanted and not resp.logprobs:
+            missing = ErrorInfo("judge_error", "the judge returned no log-probabilities")
+            resp = Response(resp.id, "", resp.prompt_tokens, resp.completion_tokens, resp.latency_s, missing)
+        counts = {
+            "failures": 0 if resp.ok else 1,
+            "prompt_tokens": resp.prompt_tokens,
+            "completion_tokens": resp.completion_tokens,
+        }
+        usage = (*self.ledger, counts) if self.ledger is not None else None
+        if self.cache is not None and resp.ok and key:
+            value: dict[str, Any] = {
+                "text": resp.text,
+                "prompt_tokens": resp.prompt_tokens,
+                "completion_tokens": resp.completion_tokens,
+            }
+            if wanted:
+                value["logprobs"] = resp.logprobs
+            self.cache.put(key, self.id, value, usage)
+        elif self.cache is not None and usage is not None:
+            self.cache.add_usage(*usage)
+        with self._usage_lock:
+            u = self.usage
+            u.failures += counts["failures"]
+            u.prompt_tokens += resp.prompt_tokens
+            u.completion_tokens += resp.completion_tokens
+            u.cost_usd = self._cost(u.prompt_tokens, u.completion_tokens)
+        return JudgeAnswer(
+            request.id,
+            resp.text if resp.ok else None,
+            False,
+            request.prompt_hash(),
+            resp.error,
+            resp.prompt_tokens,
+            resp.completion_tokens,
+            resp.logprobs if wanted else None,
+        )
+
+    def ledger_usage(self) -> dict[str, Any] | None:
+        """The run's usage from the durable ledger (every process of the run), or None without one."""
+        if self.ledger is None or self.cache is None:
+            return None
+        counts = self.cache.usage(*self.ledger)
+        return {
+            **counts,
+            "cost_usd": self._cost(counts["prompt_tokens"], counts["completion_tokens"]),
+            "by_model": {self.model_name: counts["calls"]} if counts["calls"] else {},
+        }
 
     def estimate(self, items: list[tuple[str, tuple[Message, ...]]], *, run_index: int | None = None) -> dict:
         """`estimate_calls` for (id, messages) items asked with the spec's settings."""

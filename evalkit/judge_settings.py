@@ -8,15 +8,16 @@ answer as long as the task lets the model write (4 characters a token), so the e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalkit.environment import judge_cache_path
-from evalkit.judge import Judge
+from evalkit.judge import CALLS_DEFINITION, Judge
 from evalkit.judge_cache import JudgeCache
 from evalkit.judging import needs_judging, task_judge
-from evalkit.models.base import BackendOptions
+from evalkit.models.base import BackendOptions, public_url_or_none
 from evalkit.store import RunStore
 from evalkit.task import JudgedTask, LoadedData, Task
 from evalkit.types import Sample, UserError
@@ -38,11 +39,28 @@ class JudgeSettings:
     cache_path: Path | None = None
 
     def options(self) -> BackendOptions:
-        if self.concurrency < 1:
-            raise UserError("--judge-concurrency must be at least 1")
+        check_endpoint_settings(self.concurrency, self.timeout_s, self.max_retries, prefix="--judge-")
         return BackendOptions(
-            base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            concurrency=self.concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
         )
+
+
+def check_endpoint_settings(
+    concurrency: int, timeout_s: float, max_retries: int, *, prefix: str = "--"
+) -> None:
+    """One-line errors for endpoint settings that cannot work (a judge or an `openai:` model)."""
+    if concurrency < 1:
+        raise UserError(
+            f"{prefix}concurrency must be at least 1 (requests in flight at once), got {concurrency}"
+        )
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise UserError(f"{prefix}timeout must be a positive number of seconds, got {timeout_s:g}")
+    if max_retries < 0:
+        raise UserError(f"{prefix}max-retries must be 0 or more, got {max_retries}")
 
 
 class JudgeSet:
@@ -50,6 +68,7 @@ class JudgeSet:
         self.judges = judges
         self.settings = settings
         self.cache = cache
+        self._ledger_new: dict[str, bool] = {}
 
     @classmethod
     def for_tasks(cls, tasks: list[Task], settings: JudgeSettings) -> JudgeSet:
@@ -83,19 +102,42 @@ class JudgeSet:
         s = self.settings
         return {
             "judge": s.model,
-            "judge_base_url": s.base_url,
+            "judge_base_url": public_url_or_none(s.base_url),
             "judge_concurrency": s.concurrency,
+            "judge_timeout_s": s.timeout_s,
+            "judge_max_retries": s.max_retries,
             "judge_runs": s.runs,
             "judge_budget_usd": s.budget_usd,
         }
 
+    def attach(self, run_dir: Path) -> None:
+        """Count every judge call of the run in `run_dir` durably (the judge cache's usage ledger), so
+        run.json reports the calls of interrupted processes too. A run folder without run.json starts
+        a new ledger."""
+        if self.cache is None:
+            return
+        run = str(Path(run_dir).resolve())
+        if not (Path(run_dir) / "run.json").exists():
+            self.cache.reset_usage(run)
+        for task, judge in self.judges.items():
+            judge.ledger = (run, f"{task}|{judge.id}")
+            # a resumed run without a ledger (its folder moved, the cache deleted) keeps run.json's record
+            self._ledger_new[task] = not any(self.cache.usage(*judge.ledger).values())
+
     def report(self, task: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-        """run.json's record of one task's judge: fingerprint, endpoint and what judging cost, summed with
-        the `previous` record of the same run (a resumed run's cost includes the interrupted part)."""
+        """run.json's record of one task's judge: fingerprint, endpoint and what judging cost. With a
+        ledger (`attach`) the cost is the ledger's, every process of the run included; without one the
+        process's own usage is summed with the `previous` record of the same run."""
         j = self.judges[task]
-        usage = j.usage.to_dict()
-        if previous is not None and previous.get("fingerprint") == j.fingerprint():
+        same_run = previous is not None and previous.get("fingerprint") == j.fingerprint()
+        usage = j.ledger_usage()
+        if usage is None:
+            usage = j.usage.to_dict()
+            if same_run:
+                usage = add_usage(previous["usage"], usage)
+        elif same_run and self._ledger_new.get(task):
             usage = add_usage(previous["usage"], usage)
+        usage["calls_counted"] = CALLS_DEFINITION
         return {"fingerprint": j.fingerprint(), "backend": j.backend.fingerprint(), "usage": usage}
 
     def estimate(

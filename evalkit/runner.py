@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalkit.endpoints import probe_judges, probe_model
 from evalkit.environment import package_versions
 from evalkit.judge import Judge
 from evalkit.judge_settings import JudgeSet, JudgeSettings
@@ -148,6 +149,7 @@ def evaluate(
         raise UserError("--batch-size must be at least 1")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
+    probe_model(model, backend_options)  # a refused key or a dead --base-url: one line, before any data
     task_objs, loaded = load_tasks(
         tasks,
         data=data,
@@ -157,6 +159,7 @@ def evaluate(
         seed=seed,
         task_options=task_options,
     )
+    probe_judges(task_objs, loaded, judges or JudgeSettings())  # the data says if a task asks its judge
     judge_set = JudgeSet.for_tasks(task_objs, judges or JudgeSettings())
     try:
         backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
@@ -179,6 +182,7 @@ def evaluate(
     run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
     try:
         judge_set.check_budget(task_objs, loaded, run_dir)
+        judge_set.attach(run_dir)  # judge calls counted durably, across interrupted processes
     except BaseException:
         judge_set.close()
         if not isinstance(model, Backend):

@@ -14,6 +14,9 @@ client under test, which would spoil throughput benchmarks.
 of a full completion (with `usage`); a dict is sent as the whole response. It runs on the
 server's loop, so a slow sync responder serializes requests. Default: `default_reply(body)`.
 
+GET /models lists `served_model` (401 for a wrong key when `api_key` is set; 404 with
+`serve_models=False`); it is not logged, so `requests` and `count` hold chat requests only.
+
 `faults` injects failures by arrival index (`{index: fault}`) or by a callable
 `(index, body) -> fault | None`; a fault is a kind name or a `Fault`. Kinds: "429" (with
 Retry-After), "400", "500", "503", "delay" (sleep, then answer normally — longer than the client
@@ -135,14 +138,17 @@ class FakeOpenAIServer:
         sleep_s: float = 0.0,
         served_model: str | None = None,
         api_key: str | None = None,
+        serve_models: bool = True,
     ) -> None:
         """`sleep_s`: delay before every normal answer; `served_model`: the `model` reported in
-        responses (default: echo the request's); `api_key`: if set, other keys get HTTP 401."""
+        responses (default: echo the request's); `api_key`: if set, other keys get HTTP 401;
+        `serve_models`: False answers GET /models with 404 (servers without the route)."""
         self.responder = responder or default_reply
         self.faults = faults
         self.sleep_s = sleep_s
         self.served_model = served_model
         self.api_key = api_key
+        self.serve_models = serve_models
         self._stats = _Stats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -233,7 +239,9 @@ class FakeOpenAIServer:
     ) -> bool:
         """Answer one request; False closes the connection."""
         route = path.split("?")[0].rstrip("/")
-        if method == "GET" and route.endswith("/models"):
+        if method == "GET" and route.endswith("/models") and self.serve_models:  # not logged: not a chat
+            if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+                return await _send(writer, 401, {"error": {"message": "invalid api key"}})
             model = self.served_model or "fake-model"
             return await _send(writer, 200, {"object": "list", "data": [{"id": model, "object": "model"}]})
         if method != "POST" or not route.endswith("/chat/completions"):

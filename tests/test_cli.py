@@ -107,22 +107,29 @@ def test_dry_run_prints_judge_calls_without_loading_a_model(tmp_path):
 
 
 def test_budget_refuses_before_generating(tmp_path):
-    # the model under test is an endpoint that is never reached: the budget is checked before any request
-    proc = run_cli(
-        "run",
-        "--model",
-        "openai:candidate",
-        "--base-url",
-        "http://127.0.0.1:9/v1",
-        "--tasks",
-        "mt_bench",
-        "--limit",
-        "2",
-        "--judge-budget-usd",
-        "0.01",
-        "--output",
-        str(tmp_path / "run"),
-    )
+    # the model and the judge are a live endpoint (the run probes it) that gets no chat request: the
+    # budget is checked before any generation
+    from openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        proc = run_cli(
+            "run",
+            "--model",
+            "openai:candidate",
+            "--base-url",
+            server.base_url,
+            "--judge-base-url",
+            server.base_url,
+            "--tasks",
+            "mt_bench",
+            "--limit",
+            "2",
+            "--judge-budget-usd",
+            "0.01",
+            "--output",
+            str(tmp_path / "run"),
+        )
+        assert server.count == 0
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: estimated judge cost" in proc.stderr and "exceeds --judge-budget-usd 0.01" in proc.stderr
     assert not (tmp_path / "run").exists()  # nothing generated, no run folder

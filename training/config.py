@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from evalkit.models.base import public_url_or_none
 from evalkit.types import UserError
 
 SFT_METHODS = ("sft", "rs", "steerlm")
@@ -182,6 +183,7 @@ class TrainConfig:
         out = asdict(self)
         out.update(lr_used=self.learning_rate, reference_used=self.reference_kind, lora_alpha_used=self.alpha)
         out.update(temperature_used=self.sample_temperature)
+        out["judge_base_url"] = public_url_or_none(self.judge_base_url)  # never write URL credentials
         return out
 
     def resume_key(self) -> dict[str, Any]:

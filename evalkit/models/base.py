@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from evalkit.types import Request, Response, UserError
+
+
+def public_url(url: str) -> str:
+    """`url` without user info, query or fragment (which may hold credentials): the one form in which
+    evalkit writes or prints an endpoint (run.json, train_config.json, fingerprints, error messages).
+    The requests themselves still use the full URL."""
+    from yarl import URL
+
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):  # not a parsable absolute URL: strip what may be secret by hand
+        return re.sub(r"//[^/@]*@", "//", re.split(r"[?#]", str(url), maxsplit=1)[0])
+
+
+def public_url_or_none(url: str | None) -> str | None:
+    return None if url is None else public_url(url)
 
 
 @dataclass
@@ -41,6 +59,24 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(self, requests: list[Request]) -> list[Response]: ...
+
+    def generate_each(
+        self,
+        requests: list[Request],
+        on_response: Callable[[int, Response], None],
+        on_sent: Callable[[], None] | None = None,
+    ) -> list[Response]:
+        """`generate`, calling `on_response(index, response)` as each answer arrives (a remote backend
+        calls it per request, so the caller can store each paid answer at once) and `on_sent()` once per
+        call made (a remote backend: per HTTP request, retries included, when it is sent). An exception
+        from a callback stops the batch and propagates."""
+        if on_sent is not None:
+            for _ in requests:
+                on_sent()
+        responses = self.generate(requests)
+        for i, response in enumerate(responses):
+            on_response(i, response)
+        return responses
 
     @abstractmethod
     def fingerprint(self) -> dict[str, Any]:

@@ -16,12 +16,12 @@ import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 import urllib.request
 import weakref
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,8 +31,9 @@ from typing import Any, NamedTuple
 import aiohttp
 from yarl import URL
 
+from evalkit.errors import StorageError
 from evalkit.images import ImageLoadError, load_image
-from evalkit.models.base import Backend, BackendOptions
+from evalkit.models.base import Backend, BackendOptions, public_url
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,15 @@ class _Retry(Exception):
 
 
 class _Job:
-    """One HTTP attempt waiting for (or being run by) a runner; `scope` is set while it is in flight."""
+    """One HTTP attempt waiting for (or being run by) a runner; `scope` is set while it is in flight;
+    `on_sent` is called (in a worker thread) just before the request is sent."""
 
-    __slots__ = ("body", "future", "scope")
+    __slots__ = ("body", "future", "scope", "on_sent")
 
-    def __init__(self, body: bytes, future: asyncio.Future[ChatResult]) -> None:
-        self.body, self.future = body, future
+    def __init__(
+        self, body: bytes, future: asyncio.Future[ChatResult], on_sent: Callable[[], None] | None = None
+    ) -> None:
+        self.body, self.future, self.on_sent = body, future, on_sent
         self.scope: asyncio.Timeout | None = None
 
 
@@ -90,12 +94,10 @@ class _LoopState:
     proxy: URL | None = None
 
 
-def public_url(url: str) -> str:
-    """`url` without user info, query or fragment (which may hold credentials)."""
-    try:
-        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
-    except ValueError:  # not a parsable absolute URL: strip what may be secret by hand
-        return re.sub(r"//[^/@]*@", "//", re.split(r"[?#]", url, maxsplit=1)[0])
+def _endpoint(base: URL, route: str) -> URL:
+    """`base` + `route`, without user info, keeping the base URL's query (e.g. `?api-version=`)."""
+    out = base.with_user(None).with_path(base.raw_path.rstrip("/") + route, encoded=True)
+    return URL(f"{out}?{base.raw_query_string}", encoded=True) if base.raw_query_string else out
 
 
 def _env_proxy(url: URL) -> URL | None:
@@ -178,11 +180,11 @@ class OpenAIClient:
             raise UserError(f"invalid --base-url {public_url(self.base_url)!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not host:
             raise UserError(f"--base-url must be an http(s) URL, got {public_url(self.base_url)!r}")
-        endpoint = url.with_user(None).with_path(url.raw_path.rstrip("/") + "/chat/completions", encoded=True)
-        if url.raw_query_string:
-            endpoint = URL(f"{endpoint}?{url.raw_query_string}", encoded=True)
-        self._url = endpoint  # credentials in the base URL go in the Authorization header instead
+        self._url = _endpoint(url, "/chat/completions")  # URL credentials go in the Authorization header
+        self._models_url = _endpoint(url, "/models")
         self._url_password = url.password
+        # query values may be keys (`?api-key=...`); short ones (`?v=1`) would mask too much
+        self._url_secrets = [v for v in url.query.values() if len(v) >= 8]
         self._url_auth = _basic_auth(url) if url.user is not None or url.password is not None else None
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # None: local server, no auth header
@@ -208,8 +210,8 @@ class OpenAIClient:
         return public_url(self.base_url)
 
     def redact(self, text: str) -> str:
-        """`text` with the API key and any URL password removed."""
-        for secret in (self._api_key, self._url_password):
+        """`text` with the API key, any URL password and long URL query values removed."""
+        for secret in (self._api_key, self._url_password, *self._url_secrets):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -271,16 +273,51 @@ class OpenAIClient:
         d = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
         return d / 2 + random.uniform(0, d / 2)  # "equal jitter": spreads a burst of retries
 
-    async def chat(self, messages: list[dict[str, Any]], **sampling: Any) -> ChatResult:
+    def _auth_headers(self) -> dict[str, str]:
+        if self._url_auth is not None:  # URL credentials win over the API key
+            return {"Authorization": self._url_auth}
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    async def aprobe(self, timeout_s: float = 30.0) -> str | None:
+        """One cheap request to tell a usable endpoint from a wrong one before a run: None when usable,
+        else the reason (the server's own message for a refused key, or why it is unreachable).
+
+        GET /models is free and served by OpenAI, vLLM and most compatible servers; a 401/403 there is
+        a bad key. Where /models does not exist (404/405/other 4xx) a 1-token chat request decides.
+        Unreachable: connection refused or reset, DNS or TLS failure, no answer within `timeout_s`.
+        A 429 or 5xx means the server is there (busy or failing now): the run's retries handle it."""
+        headers = self._auth_headers()
+        proxy = _env_proxy(self._url)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+                async with session.get(self._models_url, headers=headers, proxy=proxy) as resp:
+                    code, reply = resp.status, (await resp.read()).decode("utf-8", errors="replace")
+                if 400 <= code < 500 and code not in (401, 403, 408, 429):
+                    ping = [{"role": "user", "content": "ping"}]
+                    body = {"model": self.model, "messages": ping, "max_tokens": 1}
+                    async with session.post(self._url, json=body, headers=headers, proxy=proxy) as resp:
+                        code, reply = resp.status, (await resp.read()).decode("utf-8", errors="replace")
+        except TimeoutError:
+            return f"unreachable: no answer within {timeout_s:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            return self.redact(f"unreachable: {type(exc).__name__}: {exc}")
+        if code == 200 or code in (408, 429) or code >= 500:
+            return None
+        return self.redact(f"HTTP {code}: {_short_body(reply)}")
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, on_sent: Callable[[], None] | None = None, **sampling: Any
+    ) -> ChatResult:
         """POST one chat completion (`sampling`: temperature, top_p, max_tokens, stop, seed, ...;
-        None values are dropped). Raises `ChatError` once retries are exhausted."""
+        None values are dropped). Raises `ChatError` once retries are exhausted. `on_sent()` runs before
+        each HTTP attempt is sent (retries included); an exception from it stops the call."""
         payload = {"model": self.model, "messages": messages}
         payload.update({k: v for k, v in sampling.items() if v is not None})
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         st = self._state()
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._submit(st, body)
+                return await self._submit(st, body, on_sent)
             except _Retry as err:
                 failure = err
             if attempt < self.max_retries:
@@ -290,9 +327,11 @@ class OpenAIClient:
         n = self.max_retries + 1
         raise ChatError(failure.type, f"{failure.message} (after {n} attempt{'s' * (n > 1)})")
 
-    async def _submit(self, st: _LoopState, body: bytes) -> ChatResult:
+    async def _submit(
+        self, st: _LoopState, body: bytes, on_sent: Callable[[], None] | None = None
+    ) -> ChatResult:
         """One attempt, run by one of the loop's runners; raises `_Retry` or `ChatError`."""
-        job = _Job(body, asyncio.get_running_loop().create_future())
+        job = _Job(body, asyncio.get_running_loop().create_future(), on_sent)
         st.queue.append(job)
         if len(st.runners) < st.concurrency:
             runner = asyncio.create_task(self._runner(st))
@@ -317,6 +356,8 @@ class OpenAIClient:
                     continue
                 try:
                     async with asyncio.timeout(None) as job.scope:  # lets `_submit` abort it
+                        if job.on_sent is not None:  # e.g. a SQLite commit: off the event loop
+                            await asyncio.to_thread(job.on_sent)
                         result = await self._attempt(st, job.body)
                 except Exception as exc:  # _Retry, ChatError, or TimeoutError from an abort
                     if not job.future.done():
@@ -446,33 +487,70 @@ class OpenAIBackend(Backend):
 
     def generate(self, requests: list[Request]) -> list[Response]:
         """Answer a batch concurrently; callable from sync code or from inside a running loop."""
+        return self.generate_each(requests, lambda i, r: None)
+
+    def generate_each(
+        self,
+        requests: list[Request],
+        on_response: Callable[[int, Response], None],
+        on_sent: Callable[[], None] | None = None,
+    ) -> list[Response]:
+        """`generate`, with `on_response` called (in a worker thread) as each answer arrives and
+        `on_sent` before every HTTP request is sent, retries included (see `Backend.generate_each`)."""
         if not requests:
             return []
+        work = self._generate_and_close(requests, on_response, on_sent)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._generate_and_close(requests))
+            return asyncio.run(work)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-openai") as pool:
-            return pool.submit(asyncio.run, self._generate_and_close(requests)).result()
+            return pool.submit(asyncio.run, work).result()
 
-    async def _generate_and_close(self, requests: list[Request]) -> list[Response]:
+    def probe(self, timeout_s: float = 30.0) -> str | None:
+        """`OpenAIClient.aprobe` from sync code: None when the endpoint is usable, else why not."""
+
+        async def go() -> str | None:
+            return await self.client.aprobe(timeout_s)
+
         try:
-            return await self.agenerate(requests)
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(go())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-openai") as pool:
+            return pool.submit(asyncio.run, go()).result()
+
+    async def _generate_and_close(
+        self,
+        requests: list[Request],
+        on_response: Callable[[int, Response], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> list[Response]:
+        try:
+            return await self.agenerate(requests, on_response, on_sent)
         finally:
             await self.client.aclose()
 
-    async def agenerate(self, requests: list[Request]) -> list[Response]:
+    async def agenerate(
+        self,
+        requests: list[Request],
+        on_response: Callable[[int, Response], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> list[Response]:
         # Bound requests being prepared/retried (not only those on the wire) so a huge batch
         # does not hold every encoded image in memory at once.
         pending = asyncio.Semaphore(2 * self.client.concurrency)
 
-        async def one(req: Request) -> Response:
-            async with pending:
-                return await self._one(req)
+        async def one(i: int, req: Request) -> Response:
+            async with pending:  # held while the answer is stored: a bounded backlog of unstored answers
+                resp = await self._one(req, on_sent)
+                if on_response is not None:  # e.g. a SQLite commit: off the event loop
+                    await asyncio.to_thread(on_response, i, resp)
+            return resp
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
-    async def _one(self, req: Request) -> Response:
+    async def _one(self, req: Request, on_sent: Callable[[], None] | None = None) -> Response:
         t0 = time.perf_counter()
         g = req.generation
         try:
@@ -489,7 +567,10 @@ class OpenAIBackend(Backend):
                 seed=req.seed,
                 logprobs=True if g.top_logprobs else None,
                 top_logprobs=g.top_logprobs or None,
+                on_sent=on_sent,
             )
+        except StorageError:  # the caller could not record the call: stop, nothing is lost
+            raise
         except ImageLoadError as exc:
             return Response(req.id, error=ErrorInfo("image_error", str(exc)))
         except ChatError as exc:
