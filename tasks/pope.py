@@ -104,6 +104,8 @@ def read_label_files(data_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], d
             require_fields(path, i, row, {"question_id": int, "image": str, "text": str, "label": str})
             if row["label"] not in ("yes", "no"):
                 raise UserError(f"{path}:{i}: label must be 'yes' or 'no', got {row['label']!r}")
+        if not rows:
+            raise UserError(f"{path}: no questions; expected one JSON object a line (the official file)")
         splits[split] = rows
     return splits, paths
 
