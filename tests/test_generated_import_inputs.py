@@ -19,6 +19,9 @@ from test_objhal_import import answer_file
 
 from evalkit.importer import import_answers
 from evalkit.tasks import objhal_import
+from evalkit.tasks.amber_toy import write_amber
+from evalkit.tasks.llava_bench_toy import write_toy
+from evalkit.tasks.mmhal_toy import write_toy_mmhal
 from evalkit.tasks.objhal_nlp import resolve
 from evalkit.toy.pope_data import write_pope
 from evalkit.types import UserError
@@ -121,11 +124,99 @@ def _objhal(root: Path) -> dict:
     }
 
 
+def _llava_bench(root: Path) -> dict:
+    data = write_toy(root / "data")
+    questions = [json.loads(line) for line in (data / "questions.jsonl").read_text().splitlines()][:6]
+    _jsonl(data / "questions.jsonl", questions)
+    answers = [{"question_id": q["question_id"], "text": f"answer {q['question_id']}"} for q in questions]
+    reviews = [
+        {"question_id": q["question_id"], "category": f"llava_bench_{q['category']}", "tuple": [7, 8]}
+        for q in questions
+    ]
+    return {
+        "task": "llava_bench",
+        "answers": _jsonl(root / "answers.jsonl", answers),
+        "data_dir": data,
+        "judgments": [_jsonl(root / "reviews.jsonl", reviews)],
+        "damage": ["answers", "judgments", "data_dir/questions.jsonl"],
+    }
+
+
+def _mmhal(root: Path) -> dict:
+    data = write_toy_mmhal(root / "data")
+    records = json.loads((data / "response_template.json").read_text())
+    for i, r in enumerate(records):
+        r["model_answer"] = f"model answer {i}"
+    (root / "answered.json").write_text(json.dumps(records))
+    reviews = [
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Rating: {i % 7}"}}]}
+        for i in range(len(records))
+    ]
+    (root / "evaluation.json").write_text(json.dumps(reviews))
+    return {
+        "task": "mmhal",
+        "answers": root / "answered.json",
+        "judgments": [root / "evaluation.json"],
+        "damage": ["answers", "judgments"],
+    }
+
+
+def _amber(root: Path) -> dict:
+    data = write_amber(root / "data", n_images=6)
+    queries = json.loads((data / "query/query_all.json").read_text())
+    (root / "answers.json").write_text(
+        json.dumps([{"id": q["id"], "response": "Yes" if i % 2 else "a dog"} for i, q in enumerate(queries)])
+    )
+    return {
+        "task": "amber",
+        "answers": root / "answers.json",
+        "data_dir": data,
+        "damage": ["answers", "data_dir/annotations.json", "data_dir/query/query_all.json"],
+    }
+
+
+def _alpaca_eval(root: Path) -> dict:
+    instructions = [f"Write line {i}." for i in range(4)]
+    outputs = [
+        {"instruction": t, "output": f"Line {i}.", "generator": MODEL} for i, t in enumerate(instructions)
+    ]
+    annotations = [
+        {
+            "instruction": t,
+            "output_1": f"Reference {i}.",
+            "output_2": f"Line {i}.",
+            "generator_1": "text_davinci_003",
+            "generator_2": MODEL,
+            "annotator": "alpaca_eval_gpt4",
+            "preference": 1 + i % 2,
+        }
+        for i, t in enumerate(instructions)
+    ]
+    (root / "model_outputs.json").write_text(json.dumps(outputs))
+    (root / "annotations.json").write_text(json.dumps(annotations))
+    return {
+        "task": "alpaca_eval_v1",
+        "answers": root / "model_outputs.json",
+        "judgments": [root / "annotations.json"],
+        "damage": ["answers", "judgments"],
+    }
+
+
 #: EVALKIT_FUZZ_LOG=FILE: write each generated input's outcome to FILE and go on after a traceback
 #: (for counting which inputs fail), instead of failing at the first one
 TALLY = os.environ.get("EVALKIT_FUZZ_LOG")
 
-BUILDERS = {"pope": _pope, "mt_bench": _mt_bench, "mmvet": _mmvet, "mmbench": _mmbench, "objhal": _objhal}
+BUILDERS = {
+    "pope": _pope,
+    "mt_bench": _mt_bench,
+    "mmvet": _mmvet,
+    "mmbench": _mmbench,
+    "objhal": _objhal,
+    "llava_bench": _llava_bench,
+    "mmhal": _mmhal,
+    "amber": _amber,
+    "alpaca_eval": _alpaca_eval,
+}
 
 # ------------------------------------------------------------------------------------------- damage
 
@@ -246,7 +337,7 @@ def test_undamaged_inputs_import(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
