@@ -157,3 +157,81 @@ def require_fields(path: Path, lineno: int, row: Any, fields: dict[str, type | t
                 f"{path}:{lineno}: field {name!r} has the wrong type ({_kind(value)}; expected "
                 f"{' or '.join(k.__name__ for k in kinds)})"
             )
+
+
+# ------------------------------------------------------------------------------------------ identity
+
+#: keys of a task's data info (`LoadedData.info`) that name where files lie: kept in run.json for people,
+#: never part of a run's identity (`data/pope` and its absolute path are the same data)
+PATH_KEYS = ("source", "image_dir", "paths")
+#: keys of an import's data info holding the checksums of the user's own files (answers, judgments):
+#: part of the run's identity, not of the data version (the benchmark files are the same)
+INPUT_KEYS = ("inputs",)
+
+
+def data_identity(info: dict[str, Any]) -> dict[str, Any]:
+    """What of a data info identifies the data: everything but where the files lie (`PATH_KEYS`)."""
+    return {k: v for k, v in info.items() if k not in PATH_KEYS}
+
+
+def _checksums(value: Any, at: str = "") -> list[tuple[str, str]]:
+    """(key path, sha256 hex) of every checksum in a data info, outside paths and the user's inputs."""
+    if isinstance(value, dict):
+        return [
+            pair
+            for k, v in value.items()
+            if not (at == "" and k in PATH_KEYS + INPUT_KEYS)
+            for pair in _checksums(v, f"{at}/{k}")
+        ]
+    if isinstance(value, list):
+        return [pair for i, v in enumerate(value) for pair in _checksums(v, f"{at}/{i}")]
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return [(at, value)]
+    return []
+
+
+def content_version(info: dict[str, Any]) -> dict[str, Any]:
+    """`info` with a data version that names its content: the task's label (official version, toy world,
+    item counts) followed by "#" and a short hash of the checksums of the benchmark files read. Two runs
+    share a data version only when they read the same bytes, whatever the folder or `--data` spelling;
+    a version already hashed, or an info without checksums, is left as it is."""
+    sums = _checksums(info)
+    version = info.get("version")
+    if not sums or (isinstance(version, str) and " #" in version):
+        return info
+    label = version if isinstance(version, str) and version else "unlabelled"
+    note = (info.get("partial") or {}).get("note", "")
+    if note and label.endswith(note):  # the hash names the benchmark files; the note what was answered
+        label = label[: -len(note)]
+    return {**info, "version": f"{label} #{digest(sorted(sums))[:8]}{note}"}
+
+
+def toy_label(folder: Path | None) -> str | None:
+    """The data label of a folder written by an evalkit toy writer, read from its `toy_meta.json` (so the
+    toy files passed with `--data toy` or `--data-dir` get the same label); None for any other folder."""
+    if folder is None:
+        return None
+    try:
+        meta = json.loads((Path(folder) / "toy_meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or "seed" not in meta:
+        return None
+    counts = [("n_images", "images"), ("n_records", "records"), ("n_scenes", "scenes")]
+    parts = [f"seed {meta['seed']}"] + [f"{meta[k]} {word}" for k, word in counts if k in meta]
+    return f"toy world ({', '.join(parts)})"
+
+
+def mark_partial(
+    info: dict[str, Any], answered: int, total: int, what: str = "items", where: str = ""
+) -> dict[str, Any]:
+    """Label an import that covers `answered` of the benchmark's `total` items as partial: counted under
+    `info["partial"]` and given its own data version (the label plus "; N of M ... answered"), so it is
+    never merged with complete runs in a leaderboard column or a comparison. `evalkit import` warns."""
+    if answered >= total:
+        return info
+    note = f"; {answered} of {total} {what} answered{where}"
+    info["partial"] = {"answered": answered, "of": total, "missing": total - answered, "unit": what}
+    info["partial"]["note"] = note
+    info["version"] = f"{info.get('version') or 'unlabelled'}{note}"
+    return info

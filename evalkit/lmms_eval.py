@@ -249,7 +249,7 @@ def import_log(
     convert = {"pope": convert_by.pope, "mmbench": convert_by.mmbench, "mmvet": convert_by.mmvet}[family]
     with tempfile.TemporaryDirectory(prefix="evalkit-lmms-") as tmp:
         items, info, counts = convert(task, records, lmms_task, Path(tmp), data_dir, path)
-    info["files"] = {**info.get("files", {}), path.name: sha256_file(path)}
+    info["inputs"] = {path.name: sha256_file(path)}
     info["lmms_eval"] = {"task": lmms_task, "model": logged_model(path), "records": len(records), **counts}
     return items, info
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalkit.datafiles import content_version, data_identity
 from evalkit.environment import package_versions
 from evalkit.judge import Judge
 from evalkit.judge_settings import JudgeSet, JudgeSettings
@@ -94,7 +95,11 @@ def load_tasks(
         raise UserError(f"--task-option {stray[0]}: options are named TASK.KEY for a task of this run")
     for t in task_objs:  # every option name and value checked before any data is read
         t.read_options(spec)
-    return task_objs, {t.name: t.load(spec) for t in task_objs}
+    loaded = {}
+    for t in task_objs:
+        data = t.load(spec)
+        loaded[t.name] = LoadedData(data.samples, content_version(data.info))
+    return task_objs, loaded
 
 
 def plan_judging(
@@ -162,7 +167,11 @@ def evaluate(
     fingerprint = backend.fingerprint()
     identity = {
         "model": fingerprint,
-        "tasks": {t.name: {"version": t.version, "data": loaded[t.name].info} for t in task_objs},
+        # the data by content (checksums, labels, options), never by where it lies: `data/pope` and its
+        # absolute path, or the toy files through `--data toy` and `--data-dir`, are the same run
+        "tasks": {
+            t.name: {"version": t.version, "data": data_identity(loaded[t.name].info)} for t in task_objs
+        },
         "limit": limit,
         "seed": seed,
     }
