@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,17 @@ def load_tasks(
     loaded = {}
     for t in task_objs:
         data = t.load(spec)
-        loaded[t.name] = LoadedData(data.samples, content_version(data.info))
+        loaded[t.name] = LoadedData([_absolute_images(s) for s in data.samples], content_version(data.info))
     return task_objs, loaded
+
+
+def _absolute_images(sample: Sample) -> Sample:
+    """`sample` with its image paths absolute and normalised: the prompt hash that keys resume covers
+    them, so `data/pope`, `./data/pope` and `/abs/data/pope` must give the same requests."""
+    if not any(m.images for m in sample.messages):
+        return sample
+    messages = tuple(replace(m, images=tuple(os.path.abspath(p) for p in m.images)) for m in sample.messages)
+    return replace(sample, messages=messages)
 
 
 def plan_judging(
