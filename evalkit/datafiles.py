@@ -96,7 +96,7 @@ def parse_json(where: str, text: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{where}:{exc.lineno}: malformed JSON ({exc.msg})") from None
+        raise UserError(f"{where}: malformed JSON at line {exc.lineno} ({exc.msg})") from None
     except RecursionError:
         raise UserError(f"{where}: JSON nested too deeply (more than {MAX_DEPTH} levels)") from None
     return check_value(where, value)
@@ -138,9 +138,7 @@ def read_json(path: Path, expect: type | None = None) -> Any:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a JSON object", list: "a JSON list", str: "a string", bool: "true/false"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+    return "null" if value is None else type(value).__name__
 
 
 def require_fields(path: Path, lineno: int, row: Any, fields: dict[str, type | tuple[type, ...]]) -> None:
@@ -161,9 +159,10 @@ def require_fields(path: Path, lineno: int, row: Any, fields: dict[str, type | t
 
 # ------------------------------------------------------------------------------------------ identity
 
-#: keys of a task's data info (`LoadedData.info`) that name where files lie: kept in run.json for people,
-#: never part of a run's identity (`data/pope` and its absolute path are the same data)
-PATH_KEYS = ("source", "image_dir", "paths")
+#: keys of a task's data info (`LoadedData.info`) that say where files lie: kept in run.json for people,
+#: never part of a run's identity (`data/pope` and its absolute path are the same data; MT-Bench's bundled
+#: question file and the same bytes under --data-dir too)
+PATH_KEYS = ("source", "image_dir", "paths", "questions_bundled")
 #: keys of an import's data info holding the checksums of the user's own files (answers, judgments):
 #: part of the run's identity, not of the data version (the benchmark files are the same)
 INPUT_KEYS = ("inputs",)

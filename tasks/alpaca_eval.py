@@ -205,7 +205,7 @@ class AlpacaEvalTask(JudgedTask):
                 for sample in samples:
                     sample.meta["lc_refit"] = refit
                 info["files"][gamed.name] = refit["sha256"]
-                info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed}"}
+                info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed.name}"}
         return LoadedData(samples, info)
 
     def gamed_file(self, spec: DataSpec, given: str | None) -> Path | None:
@@ -388,7 +388,7 @@ class AlpacaEvalTask(JudgedTask):
             gamed = data_dir / lc.GAMED_FILE if data_dir is not None else None
             if glm is None and gamed is not None and gamed.is_file():
                 refit = lc.refit_record(gamed)
-                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed}"}, [gamed]
+                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed.name}"}, [gamed]
         else:
             glm, difficulty, lc_note, lc_files = None, [], dict(V1_LC_NOTE), []
         v = self.protocol
