@@ -1,8 +1,9 @@
 """`evaluate`: load data, load the model, answer every sample in batches, store rows, compute metrics.
 
-The run's identity (model fingerprint, tasks and versions, data checksums and labels — never where the
-data lies —, limit, seed) is hashed into `config_hash`; the default run folder is named from it, so re-running the same command resumes: rows
-already stored are skipped and only failed or missing samples are asked again.
+The run's identity (model fingerprint, tasks and versions, data checksums and labels but never where the
+data lies, limit, seed) is hashed into `config_hash`; the default run folder is named from it, so
+re-running the same command resumes: rows already stored are skipped and only failed or missing samples
+are asked again.
 """
 
 from __future__ import annotations

@@ -144,7 +144,9 @@ class Pope(Task):
         splits, paths = read_label_files(data_dir)
         empty = next((s for s in SPLITS if not splits[s]), None)
         if empty is not None:
-            raise UserError(f"{paths[empty]}: no questions; expected one JSON object a line (the official file)")
+            raise UserError(
+                f"{paths[empty]}: no questions; expected one JSON object a line (the official file)"
+            )
         images = _find_images(data_dir, image_dir, splits[SPLITS[0]][0]["image"])
         counts = tuple(len(splits[s]) for s in SPLITS)
         per_split = None if spec.limit is None else -(-spec.limit // len(SPLITS))
