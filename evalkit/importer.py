@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit import lmms_eval
+from evalkit.datafiles import content_version, data_identity, sha256_file
 from evalkit.registry import get_task
 from evalkit.runner import RunResult, config_hash, new_header, now
 from evalkit.scoring import make_row, summarize
@@ -58,13 +59,23 @@ def import_answers(
                 f"{exc} ({answers} is not an lmms-eval samples log either: those are JSON lines with "
                 "doc_id and filtered_resps, from lmms-eval --log_samples)"
             ) from None
+    info = content_version(info)
+    partial = info.get("partial")
+    if partial:
+        warnings.warn(
+            f"{answers.name}: a partial set: {partial['answered']} of {partial['of']} {partial['unit']} "
+            f"answered ({partial['missing']} missing); stored as data version {info['version']!r}, apart "
+            "from complete runs",
+            stacklevel=2,
+        )
     store = RunStore(Path(output))
     if store.exists():
         raise UserError(f"{output} already holds a run; pass another --output")
-    fingerprint = {"imported_from": str(answers.resolve()), "answers_sha256": info["files"].get(answers.name)}
+    # identified by content: the answer file's checksum, never the path it was read from
+    fingerprint = {"answers_sha256": sha256_file(answers)}
     if source == "lmms-eval":
         fingerprint.update(format="lmms-eval", lmms_eval_model=info["lmms_eval"]["model"])
-    identity = {"model": fingerprint, "tasks": {t.name: {"version": t.version, "data": info}}}
+    identity = {"model": fingerprint, "tasks": {t.name: {"version": t.version, "data": data_identity(info)}}}
     command = {
         "import": True,
         "format": source,
@@ -78,7 +89,7 @@ def import_answers(
         Path(output),
         config_hash(identity),
         command,
-        model={"fingerprint": fingerprint, "backend": "import"},
+        model={"fingerprint": fingerprint, "backend": "import", "imported_from": str(answers.resolve())},
         tasks={t.name: {**t.info(), "data": info, "n_samples": len(items)}},
     )
     store.open(header)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import check_value, jsonl_records, read_text, sha256_file
 from evalkit.task import Imported, Task
 from evalkit.types import UserError
 
@@ -97,7 +97,7 @@ def _peek(path: Path) -> Any:
             return json.loads(first)
         except json.JSONDecodeError:
             return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
 
 
@@ -134,20 +134,21 @@ def _text(value: Any, path: Path, doc_id: Any) -> str:
 
 def read_log(path: Path) -> list[Record]:
     """Every record of an lmms-eval samples file, in `doc_id` order; one record per document."""
+    text = read_text(path)
     raw = _logs(_peek(path))
-    if raw is None:
-        raw = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), 1):
-            if line.strip():
-                try:
-                    raw.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+    if raw is not None:
+        check_value(str(path), raw)
+    else:
+        raw = [row for _, row in jsonl_records(path, text)]
     records: dict[int, Record] = {}
     for obj in raw:
         if not _is_record(obj):
-            raise UserError(f"{path}: a record without doc_id and filtered_resps/resps: {str(obj)[:80]}")
-        doc_id = int(obj["doc_id"])
+            raise UserError(f"{path}: a record without doc_id and filtered_resps/resps: {str(obj)[:80]!r}")
+        doc_id = obj["doc_id"]
+        if isinstance(doc_id, str) and doc_id.strip().isdigit():
+            doc_id = int(doc_id)
+        if not isinstance(doc_id, int) or isinstance(doc_id, bool):
+            raise UserError(f"{path}: doc_id {str(doc_id)[:40]!r} is not a whole number")
         if doc_id in records:
             raise UserError(
                 f"{path}: doc_id {doc_id} is logged twice (a task with several filters logs one record per "
@@ -248,7 +249,7 @@ def import_log(
     convert = {"pope": convert_by.pope, "mmbench": convert_by.mmbench, "mmvet": convert_by.mmvet}[family]
     with tempfile.TemporaryDirectory(prefix="evalkit-lmms-") as tmp:
         items, info, counts = convert(task, records, lmms_task, Path(tmp), data_dir, path)
-    info["files"] = {**info.get("files", {}), path.name: sha256_file(path)}
+    info["inputs"] = {path.name: sha256_file(path)}
     info["lmms_eval"] = {"task": lmms_task, "model": logged_model(path), "records": len(records), **counts}
     return items, info
 

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import mark_partial, sha256_file
 from evalkit.lmms_eval import POPE_TASK_SPLIT, Record, _metric
 from evalkit.task import Imported
 from evalkit.types import Message, Sample, UserError
@@ -60,7 +60,7 @@ def _pope_blocks(parsed: list[tuple], counts: dict[str, Any]) -> dict[int, str]:
 
 
 def pope(task, records, lmms_task, tmp, data_dir, path):
-    from evalkit.tasks.pope import SPLITS, VERSIONS, read_label_files
+    from evalkit.tasks.pope import SPLITS, data_label, read_label_files
 
     if data_dir is None:
         raise UserError(
@@ -127,14 +127,13 @@ def pope(task, records, lmms_task, tmp, data_dir, path):
         meta["lmms_eval_doc_id"] = matched[(meta["split"], int(meta["question_id"]))].doc_id
     counts["matched"] = len(matched)
     n = tuple(len(splits[s]) for s in SPLITS)
-    version = VERSIONS.get(n, f"unknown ({n[0]}/{n[1]}/{n[2]} questions)")
-    if len(matched) < sum(n):  # a partial set is another column on a leaderboard, never merged silently
-        version += f"; {len(matched)} of {sum(n)} questions answered in the lmms-eval log"
     info = {
         "source": str(data_dir),
-        "version": version,
+        "version": data_label(Path(data_dir), n),
         "files": {p.name: sha256_file(p) for p in paths.values()},
     }
+    # a partial set is another column on a leaderboard, never merged silently
+    mark_partial(info, len(matched), sum(n), "questions", " in the lmms-eval log")
     return items, info, counts
 
 
@@ -201,7 +200,9 @@ def mmvet(task, records, lmms_task, tmp, data_dir, path):
         if qid is None or not isinstance(score, (int, float)):
             raise UserError(f"{path}: doc_id {rec.doc_id}: no gpt_eval_score with question_id and score")
         caps = g.get("capabilities", doc.get("capability", ""))
-        caps = [c.strip() for c in caps.split(",")] if isinstance(caps, str) else list(caps)
+        caps = [c.strip() for c in caps.split(",")] if isinstance(caps, str) else caps
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            raise UserError(f"{path}: doc_id {rec.doc_id}: capabilities must be text or a list of text")
         if not g.get("eval_model"):  # lmms-eval scores 0.0 when its judge call fails: a failure, not a score
             failed += 1
             continue
@@ -219,5 +220,9 @@ def mmvet(task, records, lmms_task, tmp, data_dir, path):
     for it in items:
         it.judge["fingerprint"]["source"] = "lmms-eval gpt_eval_score (parsed score only, one run)"
         it.sample.meta["lmms_eval_doc_id"] = doc_ids.get(it.sample.id)
+    from evalkit.tasks.mmvet import OFFICIAL_ITEMS
+
     info = {"source": "lmms-eval", "version": "lmms-lab/MMVet, as logged by lmms-eval"}
+    # a judge failure leaves its item out: fewer than the 218 items is a partial set, labelled as such
+    mark_partial(info, len(items), OFFICIAL_ITEMS, "items", " in the lmms-eval log")
     return items, info, {"judge_failures_left_out": failed}

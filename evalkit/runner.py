@@ -1,22 +1,25 @@
 """`evaluate`: load data, load the model, answer every sample in batches, store rows, compute metrics.
 
-The run's identity (model fingerprint, tasks and versions, data checksums, limit, seed) is hashed into
-`config_hash`; the default run folder is named from it, so re-running the same command resumes: rows
-already stored are skipped and only failed or missing samples are asked again.
+The run's identity (model fingerprint, tasks and versions, data checksums and labels but never where the
+data lies, limit, seed) is hashed into `config_hash`; the default run folder is named from it, so
+re-running the same command resumes: rows already stored are skipped and only failed or missing samples
+are asked again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evalkit.datafiles import content_version, data_identity
 from evalkit.endpoints import probe_judges, probe_model
 from evalkit.environment import package_versions
 from evalkit.judge import Judge
@@ -100,7 +103,20 @@ def load_tasks(
         raise UserError(f"--task-option {stray[0]}: options are named TASK.KEY for a task of this run")
     for t in task_objs:  # every option name and value checked before any data is read
         t.read_options(spec)
-    return task_objs, {t.name: t.load(spec) for t in task_objs}
+    loaded = {}
+    for t in task_objs:
+        data = t.load(spec)
+        loaded[t.name] = LoadedData([_absolute_images(s) for s in data.samples], content_version(data.info))
+    return task_objs, loaded
+
+
+def _absolute_images(sample: Sample) -> Sample:
+    """`sample` with its image paths absolute and normalised: the prompt hash that keys resume covers
+    them, so `data/pope`, `./data/pope` and `/abs/data/pope` must give the same requests."""
+    if not any(m.images for m in sample.messages):
+        return sample
+    messages = tuple(replace(m, images=tuple(os.path.abspath(p) for p in m.images)) for m in sample.messages)
+    return replace(sample, messages=messages)
 
 
 def plan_judging(
@@ -170,7 +186,11 @@ def evaluate(
     fingerprint = backend.fingerprint()
     identity = {
         "model": fingerprint,
-        "tasks": {t.name: {"version": t.version, "data": loaded[t.name].info} for t in task_objs},
+        # the data by content (checksums, labels, options), never by where it lies: `data/pope` and its
+        # absolute path, or the toy files through `--data toy` and `--data-dir`, are the same run
+        "tasks": {
+            t.name: {"version": t.version, "data": data_identity(loaded[t.name].info)} for t in task_objs
+        },
         "limit": limit,
         "seed": seed,
     }

@@ -13,14 +13,13 @@ outputs are not judged (1.5, as official).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import mark_partial, read_json, sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
@@ -190,6 +189,7 @@ class AlpacaEvalTask(JudgedTask):
         if spec.limit is not None:
             samples = samples[: spec.limit]
         info: dict[str, Any] = {
+            "version": f"AlpacaEval {v.name} ({len(rows)} instructions)",
             "files": {path.name: sha256_file(path)},
             "alpaca_eval_version": v.name,
             "reference": v.reference,
@@ -205,7 +205,7 @@ class AlpacaEvalTask(JudgedTask):
                 for sample in samples:
                     sample.meta["lc_refit"] = refit
                 info["files"][gamed.name] = refit["sha256"]
-                info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed}"}
+                info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed.name}"}
         return LoadedData(samples, info)
 
     def gamed_file(self, spec: DataSpec, given: str | None) -> Path | None:
@@ -392,7 +392,7 @@ class AlpacaEvalTask(JudgedTask):
             gamed = data_dir / lc.GAMED_FILE if data_dir is not None else None
             if glm is None and gamed is not None and gamed.is_file():
                 refit = lc.refit_record(gamed)
-                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed}"}, [gamed]
+                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed.name}"}, [gamed]
         else:
             glm, difficulty, lc_note, lc_files = None, [], dict(V1_LC_NOTE), []
         v = self.protocol
@@ -402,8 +402,8 @@ class AlpacaEvalTask(JudgedTask):
             "alpaca_eval_version": v.name,
             "source": IMPORT_SOURCE,
         }
-        with open(judgments[0], encoding="utf-8") as f:  # `dataset` is not kept by read_annotations
-            datasets = [r.get("dataset") for r in json.load(f)]
+        # `dataset` is not kept by read_annotations (which checked every record is an object)
+        datasets = [r.get("dataset") for r in read_json(judgments[0], list)]
         items = []
         for i, a in enumerate(ann.items):
             meta: dict[str, Any] = {
@@ -426,17 +426,18 @@ class AlpacaEvalTask(JudgedTask):
                 "official_preference": _finite_or_none(a.preference),
             }
             items.append(Imported(sample, outputs[a.instruction], judge))
-        files = [answers, judgments[0], *lc_files]
         info = {
             "source": "import",
-            "files": {p.name: sha256_file(p) for p in files},
+            "version": f"AlpacaEval {v.name} ({lc.N_INSTRUCTIONS} instructions)",
+            "files": {p.name: sha256_file(p) for p in lc_files},
+            "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
             "alpaca_eval_version": v.name,
             "model": ann.model,
             "reference": ann.reference,
             "judge": fingerprint,
             "length_controlled": lc_note,
         }
-        return items, info
+        return items, mark_partial(info, len(items), lc.N_INSTRUCTIONS, "instructions")
 
 
 class AlpacaEval2(AlpacaEvalTask):

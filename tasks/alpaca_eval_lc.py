@@ -24,6 +24,7 @@ itself (the optional extra `evalkit[lc]`), since its digits depend on liblinear'
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.datafiles import read_text
 from evalkit.types import UserError
 
 DRAW_PREFERENCE = 1.5
@@ -61,11 +63,7 @@ class GlmWeights:
 
 
 def _rows(path: Path) -> list[list[str]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return [r for r in csv.reader(f) if r]
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
+    return [r for r in csv.reader(io.StringIO(read_text(path), newline="")) if r]
 
 
 def _number(path: Path, lineno: int, text: str) -> float:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, sha256_file
+from evalkit.datafiles import mark_partial, read_json, sha256_file, toy_label
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, LoadedData, Task, TaskOption
 from evalkit.tasks import amber_nlp
@@ -230,8 +230,8 @@ class Amber(Task):
     ) -> dict[str, Any]:
         n = len(data.annotations)
         n_gen = sum(a["type"] == "generative" for a in data.annotations)
-        if spec is not None and spec.toy:
-            version = f"toy world (seed {spec.seed}, {n_gen} images)"
+        if toy_label(data.root):
+            version = str(toy_label(data.root))
         elif (n, n_gen) == (OFFICIAL_COUNTS["items"], OFFICIAL_COUNTS["generative"]):
             version = "official (15,220 items; 1,004 generative)"
         else:
@@ -372,8 +372,9 @@ class Amber(Task):
             for r in records
         ]
         info = self._info(data, opts, nlp, str(data.root), None)
-        info["files"][Path(answers).name] = sha256_file(Path(answers))
-        return pairs, info
+        info["inputs"] = {Path(answers).name: sha256_file(Path(answers))}
+        # the official script scores any subset of the ids; a subset is its own data version
+        return pairs, mark_partial(info, len(pairs), len(data.queries), "queries")
 
 
 def _est(est: Estimate) -> dict[str, Any]:

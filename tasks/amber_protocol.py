@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json
+from evalkit.datafiles import read_json, read_text
 from evalkit.types import UserError
 
 #: metrics.txt: every numerator starts at 0, every denominator at 0.001
@@ -110,7 +110,7 @@ def find_root(data_dir: Path) -> Path:
 
 def read_safe_words(path: Path) -> list[str]:
     """One word a line, as the script reads it (the line up to its newline, nothing else stripped)."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

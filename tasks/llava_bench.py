@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
@@ -188,7 +188,7 @@ class LlavaBench(JudgedTask):
             )
         info = {
             "source": "toy" if spec.toy else str(data_dir),
-            "version": f"toy world (seed {spec.seed})" if spec.toy else "official",
+            "version": toy_label(data_dir) or "official",
             "image_dir": str(image_dir),
             "n_questions": total,
             "files": {p.name: sha256_file(p) for p in paths.values()},

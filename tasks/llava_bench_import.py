@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.task import Imported
 from evalkit.tasks.llava_bench_protocol import (
     JUDGE_MODEL,
@@ -21,6 +21,9 @@ from evalkit.types import Message, Sample, UserError
 
 if TYPE_CHECKING:
     from evalkit.tasks.llava_bench import LlavaBench
+
+#: questions of the official sets (in the wild: 60 on 24 images; COCO: 90), by `in_the_wild`
+OFFICIAL_QUESTIONS = {True: 60, False: 90}
 
 
 def _category(task: LlavaBench, review_category: str, path: Path, qid: int) -> str:
@@ -133,7 +136,16 @@ def import_reviews(
             "official_scores": [list(r.scores) for r in reviews],
         }
         items.append(Imported(sample, answer["text"], judge))
-    files: dict[str, str] = {}
-    for p in [answers, *judgments, *([questions] if questions else [])]:
-        files[p.name if p.name not in files else str(p)] = sha256_file(p)
-    return items, {"source": "import", "files": files, "judge_runs": len(judgments)}
+    inputs: dict[str, str] = {}
+    for k, p in enumerate([answers, *judgments], 1):  # keyed by name, never by folder
+        inputs[p.name if p.name not in inputs else f"{p.name} ({k})"] = sha256_file(p)
+    n = len(by_qid) if by_qid is not None else OFFICIAL_QUESTIONS[task.in_the_wild]
+    label = toy_label(questions.parent) if questions else None
+    info = {
+        "source": "import",
+        "version": label or ("official" if n == OFFICIAL_QUESTIONS[task.in_the_wild] else f"{n} questions"),
+        "files": {task.question_file: sha256_file(questions)} if questions else {},
+        "inputs": inputs,
+        "judge_runs": len(judgments),
+    }
+    return items, mark_partial(info, len(items), n, "questions")

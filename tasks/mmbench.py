@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from evalkit.datafiles import toy_label
 from evalkit.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, JudgedTask, LoadedData, TaskOption
@@ -186,6 +187,7 @@ class MMBench(JudgedTask):
             for p in passes
         ]
         info.update(
+            version=toy_label(path.parent) or info["version"],
             source="toy" if spec.toy else str(path.parent),
             prompt=opts["prompt"],
             matcher=opts["matcher"],

@@ -10,7 +10,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
@@ -201,7 +201,8 @@ class MMHal(JudgedTask):
                 "its images"
             )
         path = _find_template(data_dir)
-        items = load_template(path)[: spec.limit]
+        every = load_template(path)
+        items = every[: spec.limit]
         images = data_dir / IMAGE_SUBDIR if spec.toy or spec.image_dir is None else Path(spec.image_dir)
         _check_images(items, images, given=spec.image_dir is not None and not spec.toy)
         samples = [
@@ -217,7 +218,7 @@ class MMHal(JudgedTask):
         info = {
             "source": "toy" if spec.toy else str(data_dir),
             "image_dir": str(images),
-            "version": f"toy world (seed {spec.seed})" if spec.toy else "MMHal-Bench (96 records)",
+            "version": toy_label(data_dir) or f"MMHal-Bench ({len(every)} records)",
             "files": {path.name: sha256_file(path)},
         }
         return LoadedData(samples, info)
@@ -299,10 +300,8 @@ class MMHal(JudgedTask):
         else:
             judged = load_judged(answers, path)
         # chat-completion responses name the judge model; the merged file does not (official: gpt-4-0314)
-        models = set() if merged else {r.get("model") for r in raw if isinstance(r, dict)}
-        judge_model = (
-            models.pop() if len(models) == 1 and isinstance(next(iter(models)), str) else JUDGE_MODEL
-        )
+        models = set() if merged else {str(r.get("model")) for r in raw if isinstance(r, dict)}
+        judge_model = models.pop() if len(models) == 1 and models != {"None"} else JUDGE_MODEL
         source = "RLHF-V merged review file" if merged else "LLaVA-RLHF eval_gpt_mmhal.py --evaluation file"
         fingerprint = {"model": judge_model, "prompt": "eval_gpt_mmhal.py template", "source": source}
         items = []
@@ -317,5 +316,9 @@ class MMHal(JudgedTask):
             )
             judge = {"fingerprint": fingerprint, "outputs": [j.review]}
             items.append(Imported(sample, it.model_answer, judge))
-        files = [answers, path]
-        return items, {"source": "import", "files": {p.name: sha256_file(p) for p in files}}
+        info = {
+            "source": "import",
+            "version": f"MMHal-Bench ({N_ITEMS} records)",
+            "inputs": {p.name: sha256_file(p) for p in (answers, path)},
+        }
+        return items, mark_partial(info, len(items), N_ITEMS, "records")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
@@ -218,7 +218,7 @@ class MMVet(JudgedTask):
         info = {
             "source": "toy" if spec.toy else str(path.parent),
             "image_dir": str(image_dir),
-            "version": f"toy world (seed {spec.seed}, {n} items)" if spec.toy else version,
+            "version": toy_label(path.parent) or version,
             "files": {METADATA: sha256_file(path)},
         }
         return LoadedData(samples, info)
@@ -343,5 +343,13 @@ class MMVet(JudgedTask):
                 "official_scores": list(grade.scores),
             }
             items.append(Imported(sample, texts[key], judge))
-        files = [p for p in (answers, judgments[0], questions) if p is not None]
-        return items, {"source": "import", "files": {p.name: sha256_file(p) for p in files}}
+        # the benchmark: the question file when given, else the official set the grade file is of
+        n = len(metadata) if metadata is not None else OFFICIAL_ITEMS
+        label = toy_label(questions.parent) if questions else None
+        info = {
+            "source": "import",
+            "version": label or ("MM-Vet v1 (218 items)" if n == OFFICIAL_ITEMS else f"unknown ({n} items)"),
+            "files": {METADATA: sha256_file(questions)} if questions else {},
+            "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
+        }
+        return items, mark_partial(info, len(items), n)

@@ -7,6 +7,7 @@ Everything here follows yuweihao/MM-Vet `mm-vet_evaluator.py`; `evalkit.tasks.mm
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, read_jsonl, require_fields
+from evalkit.datafiles import read_json, read_jsonl, read_text, require_fields
 from evalkit.stats import Estimate, mean_estimate
 from evalkit.types import GenerationConfig, Message, UserError
 
@@ -347,11 +348,7 @@ def read_answers(path: Path) -> dict[str, str]:
 def read_score_csv(path: Path) -> dict[str, dict[str, Any]]:
     """Read an official `*-cap-score-*.csv` / `*-cap-int-score-*.csv`: model → column → value (floats;
     `runs` as a tuple of floats)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
+    rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
     if len(rows) < 2 or rows[0][-3:] != ["total", "std", "runs"]:
         raise UserError(f"{path}: not an MM-Vet score table (header must end with total,std,runs)")
     out = {}

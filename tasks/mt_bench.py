@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_jsonl, require_fields, sha256_file
+from evalkit.datafiles import mark_partial, read_jsonl, require_fields, sha256_file
 from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
@@ -184,6 +184,7 @@ class MTBench(JudgedTask):
         bad = next((q for q in questions if len(q.turns) != len(TURNS)), None)
         if bad is not None:
             raise UserError(f"{question_path}: question {bad.question_id} has {len(bad.turns)} turns, not 2")
+        version = f"MT-Bench ({len(questions)} questions)"
         if spec.limit is not None:
             questions = questions[: spec.limit]
         reference_path = Path(options["reference"] or REFERENCE_FILE).expanduser()
@@ -207,6 +208,7 @@ class MTBench(JudgedTask):
                 Sample(id=str(q.question_id), messages=conversation(q, 1), target=target, meta=meta)
             )
         info = {
+            "version": version,
             "questions": {"file": question_path.name, "sha256": sha256_file(question_path)},
             "questions_bundled": question_path == QUESTION_FILE,
             "reference": {"file": reference_path.name, "sha256": sha256_file(reference_path)},
@@ -367,16 +369,21 @@ class MTBench(JudgedTask):
             items.append(Imported(sample, turns[0], judge, responses=turns))
         if not items:
             raise UserError(f"--judgments hold no judgment of model {model!r}")
-        files = [answers, *judgments, Path(questions) if questions else QUESTION_FILE]
+        question_path = Path(questions) if questions else QUESTION_FILE
+        inputs: dict[str, str] = {}
+        for k, p in enumerate([answers, *judgments], 1):  # keyed by name, never by folder
+            inputs[p.name if p.name not in inputs else f"{p.name} ({k})"] = sha256_file(p)
         info = {
             "source": "import",
-            "files": {p.name: sha256_file(p) for p in files},
+            "version": f"MT-Bench ({len(question_list)} questions)",
+            "files": {question_path.name: sha256_file(question_path)},
+            "inputs": inputs,
             "model": model,
             "judge_model": judge_models[0],
             "n_judgments": len(rows),
             "n_questions_unjudged": len(question_list) - len(items),
         }
-        return items, info
+        return items, mark_partial(info, len(items), len(question_list), "questions")
 
     @staticmethod
     def _pick_model(answers: Path, models: list[str]) -> str:

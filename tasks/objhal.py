@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
+from evalkit.datafiles import read_jsonl, sha256_file, toy_label
 from evalkit.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
@@ -234,9 +234,8 @@ class ObjHal(JudgedTask):
         digests[paths["questions"].name] = sha256_file(paths["questions"])
         info = {
             "source": "toy" if spec.toy else str(data_dir or paths["questions"].parent),
-            "version": f"toy world (seed {spec.seed}, {len(questions)} images)"
-            if spec.toy
-            else f"Object HalBench ({len(questions)} questions)",
+            "version": toy_label(paths["questions"].parent)
+            or f"Object HalBench ({len(read_jsonl(paths['questions']))} questions)",
             "files": digests,
             "extraction": mode,
             "nlp": nlp.name,

@@ -15,12 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, read_jsonl, sha256_file
+from evalkit.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label
 from evalkit.task import Imported
-from evalkit.tasks.objhal_data import cached_ground_truth, find_coco, find_synonyms, read_vocabulary
+from evalkit.tasks.objhal_data import (
+    cached_ground_truth,
+    find_coco,
+    find_questions,
+    find_synonyms,
+    read_vocabulary,
+)
 from evalkit.tasks.objhal_nlp import resolve
 from evalkit.tasks.objhal_protocol import JUDGE_MODEL, clean_answer
 from evalkit.types import Message, Sample, UserError
+
+#: questions of the official set (obj_halbench_300_with_image.jsonl)
+OFFICIAL_QUESTIONS = 300
 
 
 def _text(path: Path, i: int, row: dict[str, Any], names: tuple[str, str]) -> str:
@@ -63,7 +72,10 @@ def _review(path: Path) -> tuple[dict[tuple[int, str], list[Any]], dict[str, Any
     for k, s in enumerate(sentences):
         if not isinstance(s, dict) or not isinstance(s.get("words"), list) or "caption" not in s:
             raise UserError(f"{path}: sentence {k} lacks 'image_id', 'caption' or its 'words' list")
-        words[(int(s["image_id"]), s["caption"])] = s["words"]
+        try:
+            words[(int(s["image_id"]), str(s["caption"]))] = s["words"]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: sentence {k}: 'image_id' must be an integer") from None
     overall = data.get("overall_metrics")
     return words, overall if isinstance(overall, dict) else {}
 
@@ -105,13 +117,22 @@ def import_answers(
                 )
             judge["refined"] = [found]
         out.append(Imported(sample, answer, judge))
-    files = [answers, *judgments]
+    # the benchmark's size: its question file when the data folder has it, else the official 300
+    try:
+        question_file: Path | None = find_questions(data_dir, {})
+    except UserError:
+        question_file = None
+    total = len(read_jsonl(question_file)) if question_file is not None else OFFICIAL_QUESTIONS
+    label = toy_label(question_file.parent) if question_file is not None else None
     info = {
         "source": "import",
+        "version": label or f"Object HalBench ({total} questions)",
         "extraction": mode,
         "nlp": nlp.name,
-        "files": {**digests, **{p.name: sha256_file(p) for p in files}},
+        "files": {**digests, **({question_file.name: sha256_file(question_file)} if question_file else {})},
+        "inputs": {p.name: sha256_file(p) for p in [answers, *judgments]},
     }
+    mark_partial(info, len(items), total, "questions")
     if overall:
         info["official_overall_metrics"] = {k: v for k, v in overall.items() if isinstance(v, int | float)}
     return out, info

@@ -193,12 +193,14 @@ def parse_object_list(content: str | None) -> tuple[list[Any] | None, str]:
         return None, "unparsed"
     try:
         value, status = json.loads(content), "parsed"
+    except RecursionError:  # a reply nested thousands deep is no object list
+        return None, "unparsed"
     except ValueError:
         if '["' not in content:
             return None, "unparsed"
         try:
             value, status = json.loads(content.strip().split("\n")[-1]), "last_line"
-        except ValueError:
+        except (ValueError, RecursionError):
             return None, "unparsed"
     return (value, status) if isinstance(value, list) else (None, "unparsed")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, require_fields, sha256_file
+from evalkit.datafiles import read_jsonl, require_fields, sha256_file, toy_label
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, LoadedData, Task
 from evalkit.types import GenerationConfig, Message, Sample, UserError
@@ -94,6 +94,13 @@ def _find_images(data_dir: Path, image_dir: Path | None, first_image: str) -> Pa
     )
 
 
+def data_label(data_dir: Path, counts: tuple[int, ...]) -> str:
+    """The label of a set of split files, from their content: the toy world's (its toy_meta.json), a
+    public version's (question counts), else the counts."""
+    unknown = f"unknown ({counts[0]}/{counts[1]}/{counts[2]} questions)"
+    return toy_label(data_dir) or VERSIONS.get(counts, unknown)
+
+
 def read_label_files(data_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Path]]:
     """The three official split files, validated; rows keep file order (the official alignment key)."""
     paths = _find_files(data_dir)
@@ -135,6 +142,11 @@ class Pope(Task):
                 "pope needs data: pass --data toy, or --data-dir DIR with the official POPE files"
             )
         splits, paths = read_label_files(data_dir)
+        empty = next((s for s in SPLITS if not splits[s]), None)
+        if empty is not None:
+            raise UserError(
+                f"{paths[empty]}: no questions; expected one JSON object a line (the official file)"
+            )
         images = _find_images(data_dir, image_dir, splits[SPLITS[0]][0]["image"])
         counts = tuple(len(splits[s]) for s in SPLITS)
         per_split = None if spec.limit is None else -(-spec.limit // len(SPLITS))
@@ -156,9 +168,7 @@ class Pope(Task):
         info = {
             "source": "toy" if spec.toy else str(data_dir),
             "image_dir": str(images),
-            "version": f"toy world (seed {spec.seed}, {counts[0] // 6} images)"
-            if spec.toy
-            else VERSIONS.get(counts, f"unknown ({counts[0]}/{counts[1]}/{counts[2]} questions)"),
+            "version": data_label(data_dir, counts),
             "files": {p.name: sha256_file(p) for p in paths.values()},
         }
         return LoadedData(samples, info)
@@ -250,7 +260,8 @@ class Pope(Task):
         counts = tuple(len(splits[s]) for s in SPLITS)
         info = {
             "source": str(data_dir),
-            "version": VERSIONS.get(counts, "unknown"),
-            "files": {p.name: sha256_file(p) for p in [*paths.values(), Path(questions), Path(answers)]},
+            "version": data_label(Path(data_dir), counts),
+            "files": {p.name: sha256_file(p) for p in paths.values()},
+            "inputs": {p.name: sha256_file(p) for p in (Path(questions), Path(answers))},
         }
         return pairs, info

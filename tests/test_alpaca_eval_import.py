@@ -98,7 +98,9 @@ def test_official_annotations_reproduce_the_leaderboard(
     assert json.loads(rescored.stdout)["metrics"][task]["metrics"] == metrics
 
     info = json.loads((out / "run.json").read_text())["tasks"][task]["data"]
-    assert set(info["files"]) == {"model_outputs.json", "annotations.json"}
+    # the user's files are inputs (the run's identity); the benchmark files read (none here) its data
+    assert set(info["inputs"]) == {"model_outputs.json", "annotations.json"} and info["files"] == {}
+    assert "partial" not in info  # all 805 instructions
     if task == "alpaca_eval":  # LC needs the hub-only difficulties: left out, and the note says so
         assert not info["length_controlled"]["computed"]
         assert "instruction_difficulty.csv" in info["length_controlled"]["note"]
