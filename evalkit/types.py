@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -50,8 +51,10 @@ class Request:
     seed: int = 0
 
     def prompt_hash(self) -> str:
-        """A stable hash of the rendered request (messages and settings), used to detect changed prompts."""
-        messages = [[m.role, m.text, list(m.images)] for m in self.messages]
+        """A stable hash of the rendered request (messages and settings), used to detect changed prompts.
+        Images enter by file name, not by folder, so a run resumed from another spelling or location of
+        the same data (its identity is the data's checksums) re-asks nothing."""
+        messages = [[m.role, m.text, [os.path.basename(p) for p in m.images]] for m in self.messages]
         g = self.generation
         settings: list = [g.max_new_tokens, g.temperature, g.top_p, list(g.stop)]
         if g.top_logprobs:  # appended only when asked, so hashes of other requests stay as they were
