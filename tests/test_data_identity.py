@@ -63,9 +63,28 @@ def test_relative_and_absolute_data_dir_are_one_run(tmp_path, monkeypatch):
     assert stored["command"]["data_dir"] == "./data/../data/pope"  # the spelling is kept for people
 
 
+def test_a_moved_data_folder_resumes_without_asking_again(tmp_path):
+    """The data's content is the run's identity, and images enter the prompt hash by file name: moving
+    the benchmark folder between two invocations re-asks nothing."""
+    import shutil
+
+    data = tmp_path / "a" / "pope"
+    write_pope(data, seed=0, n_images=4)
+    with FakeOpenAIServer(responder=lambda body: "Yes") as server:
+        first = _run(server, tmp_path / "results", data_dir=data)
+        moved = tmp_path / "b" / "elsewhere"
+        moved.parent.mkdir()
+        shutil.move(data, moved)
+        second = _run(server, tmp_path / "results", data_dir=moved)
+        assert server.count == 6
+    assert second.run_dir == first.run_dir and second.resumed
+    values = {k: m["value"] for k, m in first.metrics["pope"]["metrics"].items()}
+    assert {k: m["value"] for k, m in second.metrics["pope"]["metrics"].items()} == values
+
+
 def test_toy_and_the_same_files_through_data_dir_are_one_run(tmp_path):
     folder = default_toy_dir(0, 100)  # where --data toy writes them (the test's own cache)
-    with FakeOpenAIServer(responder=lambda body: "No") as server:
+    with FakeOpenAIServer(responder=lambda body: "Yes") as server:
         toy = _run(server, tmp_path / "results", data="toy")
         via_dir = _run(server, tmp_path / "results", data_dir=folder)
         assert server.count == 6
