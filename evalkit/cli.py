@@ -484,6 +484,9 @@ def train(
         return
     losses = [r["loss"] for r in result.log if r.get("loss") is not None]
     final = f"{losses[-1]:.4f}" if losses else "n/a"
+    if result.already_complete:  # the same command after the run finished: nothing to do, exit 0
+        out.print(f"checkpoint {escape(str(output))} is complete ({result.steps} steps; final loss {final})")
+        return
     out.print(f"trained {result.steps} steps; final loss {final}; saved {escape(str(output))}")
 
 
