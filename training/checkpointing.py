@@ -235,6 +235,15 @@ def inspect_output(out: Path, key: dict[str, Any], overwrite: bool) -> Existing:
         shutil.rmtree(out / "resume", ignore_errors=True)
         shutil.rmtree(out / "prepared", ignore_errors=True)
         return Existing()
+    info = read_train_config(out)
+    if info is not None and info.get("completed") is True:  # written after the checkpoint itself
+        diff = differing(info.get("config"), key)
+        if diff:
+            raise UserError(
+                f"output {out} holds a finished checkpoint trained with other settings ({', '.join(diff)}); "
+                "choose another --output, or pass --overwrite to train it again"
+            )
+        return Existing(complete=info)  # a resume/ left by a kill just before its removal is not read
     refuse_old_state(out)
     if has_resume_state(out):
         state = ResumeState(state_path(out))
@@ -245,15 +254,6 @@ def inspect_output(out: Path, key: dict[str, Any], overwrite: bool) -> Existing:
                 "same command to resume, or pass --overwrite to start over"
             )
         return Existing(resume=state)
-    info = read_train_config(out)
-    if info is not None and info.get("completed") is True:
-        diff = differing(info.get("config"), key)
-        if diff:
-            raise UserError(
-                f"output {out} holds a finished checkpoint trained with other settings ({', '.join(diff)}); "
-                "choose another --output, or pass --overwrite to train it again"
-            )
-        return Existing(complete=info)
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not _unfinished(out, info)):
         raise UserError(
             f"output {out} already exists and holds no evalkit training run; choose another --output or "

@@ -49,7 +49,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +65,30 @@ from evalkit.training.checkpointing import (
     write_json_atomic,
 )
 from evalkit.training.config import TrainConfig
+from evalkit.training.model_setup import (
+    LORA_TARGETS,
+    PROJECTOR_NAMES,
+    disable_dropout,
+    load_model,
+    param_groups,
+    resolve_model,
+    schedule,
+    versions,
+    wrap_for_training,
+)
 from evalkit.types import UserError
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "is_completed", "load_model", "train"]
-
-LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
-#: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
-PROJECTOR_NAMES = ("multi_modal_projector", "merger")
+__all__ = [
+    "LORA_TARGETS",
+    "PROJECTOR_NAMES",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "is_completed",
+    "load_model",
+    "resolve_model",
+    "train",
+]
 
 
 @dataclass
@@ -87,114 +103,6 @@ class TrainResult:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def resolve_model(model: str) -> str:
-    """`toy` → the built-in toy checkpoint (as `evalkit run` resolves it); `hf:X` → X."""
-    if model == "toy":
-        from evalkit.toy.model import ensure_toy_model
-
-        return str(ensure_toy_model())
-    return model.removeprefix("hf:")
-
-
-def load_model(source: str):
-    """(model, processor or tokenizer) in float32, classified like `evalkit.models.hf.HFBackend`."""
-    import torch
-    import transformers
-    from transformers.models.auto import modeling_auto
-
-    from evalkit.models.hf import _user_errors, refuse_pickled_weights
-
-    try:
-        config = transformers.AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
-    if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForImageTextToText, transformers.AutoProcessor
-    elif config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
-    else:
-        raise UserError(f"model {source!r} ({config.model_type}) is neither image-text-to-text nor causal LM")
-    transformers.utils.logging.disable_progress_bar()
-    refuse_pickled_weights(Path(source).expanduser())
-    load = {"dtype": torch.float32, "use_safetensors": True}  # never unpickle weights
-    model = _user_errors(source, lambda: cls.from_pretrained(source, **load))
-    return model, _user_errors(source, lambda: proc.from_pretrained(source))
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("evalkit", "torch", "transformers", "peft"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _disable_dropout(model) -> None:
-    import torch
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-
-
-def _prepare(model, cfg: TrainConfig):
-    """LoRA-wrap or set up full fine-tuning; returns the model to train."""
-    if cfg.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        model.requires_grad_(False)
-        projector = [n for n in PROJECTOR_NAMES if any(k.endswith(n) for k, _ in model.named_modules())]
-        if cfg.projector_lr is not None and not projector:
-            raise UserError("--projector-lr: the model has no multi_modal_projector / merger module")
-        lora = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=LORA_TARGETS,
-            bias="none",
-            # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
-            # copy, so the adapter-off reference still sees the original projector
-            modules_to_save=projector[:1] if cfg.projector_lr is not None else None,
-        )
-        with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
-            warnings.simplefilter("ignore", FutureWarning)
-            return get_peft_model(model, lora)
-    model.requires_grad_(True)
-    if not cfg.train_vision:
-        for name, p in model.named_parameters():
-            if "vision_tower" in name or "vision_model" in name or name.startswith("visual."):
-                p.requires_grad_(False)
-    return model
-
-
-def _schedule(total: int, warmup: int, kind: str = "linear") -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        left = max(0.0, (total - step) / max(1, total - warmup))
-        return left if kind == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
-
-    return factor
-
-
-def _param_groups(trainable, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """One group, or two when the projector has its own learning rate."""
-    if cfg.projector_lr is None:
-        return [{"params": [p for _, p in trainable], "lr": cfg.learning_rate}]
-    is_proj = [any(f".{n}." in f".{name}." for n in PROJECTOR_NAMES) for name, _ in trainable]
-    return [
-        {
-            "params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if not j],
-            "lr": cfg.learning_rate,
-        },
-        {"params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if j], "lr": cfg.projector_lr},
-    ]
 
 
 def _microbatch_indices(n: int, batch_size: int, seed: int):
@@ -256,7 +164,7 @@ def train(
     torch.manual_seed(cfg.seed)
     source = resolve_model(cfg.model)
     model, processor = load_model(source)
-    _disable_dropout(model)
+    disable_dropout(model)
     device = procs.device
     model.to(device)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -278,7 +186,7 @@ def train(
     reference = None
     if cfg.reference_kind == "frozen":
         reference = FrozenReference(model)
-    model = _prepare(model, cfg)
+    model = wrap_for_training(model, cfg)
     if cfg.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -298,8 +206,8 @@ def train(
     get_indices, per_epoch = _microbatch_indices(len(items), cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
     warmup = math.ceil(cfg.warmup_ratio * total)
-    optimizer = torch.optim.AdamW(_param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, warmup, cfg.schedule))
+    optimizer = torch.optim.AdamW(param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, warmup, cfg.schedule))
 
     log_path = out / "train_log.jsonl"
     start = saved_at = 0
@@ -332,7 +240,7 @@ def train(
         "device": str(device),
         "processes": procs.world,
         "autocast": "bfloat16" if use_bf16 else None,
-        "versions": _versions(),
+        "versions": versions(),
         "completed": False,
     }
     if writes:
