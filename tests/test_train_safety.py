@@ -207,6 +207,10 @@ def test_non_finite_values_in_a_config_file_are_refused(world, tmp_path):
         TrainConfig(method="dpo", model="m", data="d", output="o", max_grad_norm=math.nan)
     with pytest.raises(UserError, match="lora-dropout 1.0"):
         TrainConfig(method="dpo", model="m", data="d", output="o", lora_dropout=1.0)
+    with pytest.raises(UserError, match=r"--seed 18446744073709551616 \(must be an integer in \[0, 2"):
+        TrainConfig(method="dpo", model="m", data="d", output="o", seed=2**64)
+    with pytest.raises(UserError, match="--lr 'fast'"):  # the Python API gets the same one line
+        TrainConfig(method="dpo", model="m", data="d", output="o", lr="fast")
 
 
 def test_a_loss_that_blows_up_stops_the_run_and_nothing_non_finite_is_saved(world, tmp_path):

@@ -180,6 +180,7 @@ class TrainConfig:
                 "a finite number > 0",
             ),
             ("bdhs_tries", lambda: self.bdhs_tries >= 1, "an integer >= 1"),
+            ("seed", lambda: 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),  # torch seeds are 64-bit
         ]
         bad = []
         for name, ok, rule in checks:
