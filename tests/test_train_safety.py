@@ -232,6 +232,8 @@ def test_a_loss_that_blows_up_stops_the_run_and_nothing_non_finite_is_saved(worl
         for k in f.keys():  # noqa: SIM118
             t = f.get_tensor(k)
             assert not t.is_floating_point() or torch.isfinite(t).all(), k
+        meta = json.loads(f.metadata()["evalkit"])
+    assert meta["step"] == 1 and str(world / "base") not in json.dumps(meta)  # settings kept as hashes only
 
     with pytest.raises(TrainingDiverged, match="diverged at step 1"):  # the same through the API
         train(

@@ -3,9 +3,9 @@
 - Resume state: CKPT/resume/state.safetensors, one file replaced atomically, so a kill leaves the old state
   or the new one, never a mix. Its tensors: the trainable weights (`param/<name>`), the optimizer's tensor
   state (`optim/<index>/<key>`) and the CPU RNG state (`rng/cpu`); its metadata `evalkit` is JSON: format,
-  step, the settings that must match to resume, the data checksum, the optimizer's parameter groups and
-  scalar state, and the scheduler's state dict. safetensors and JSON carry data only, so a planted state
-  file can fail to load but never runs code.
+  step, a hash of each setting that must match to resume (values are not stored: a URL may hold a key),
+  the data checksum, the optimizer's parameter groups and scalar state, and the scheduler's state dict.
+  safetensors and JSON carry data only, so a planted state file can fail to load but never runs code.
 - CKPT/resume/state.pt is the pickle format of earlier versions. It is never loaded (unpickling runs
   whatever the file holds): a folder holding one is refused with a line saying to delete resume/.
 - `TrainingDiverged` stops a run whose loss or gradient norm is not finite, and whose weights are not
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -77,6 +78,14 @@ def check_finite_weights(named_tensors, what: str) -> None:
         )
 
 
+def digests(key: dict[str, Any]) -> dict[str, str]:
+    """Each setting's value as a short hash, for the resume state to compare without storing it."""
+    return {
+        k: hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        for k, v in key.items()
+    }
+
+
 def stop_if_diverged(step: int, loss: float | None, grad_norm: float, lr: float, saved_at: int, out: Path):
     """Stop before the update of `step` when its loss or gradient norm is not finite."""
     if (loss is None or math.isfinite(loss)) and math.isfinite(grad_norm):
@@ -111,7 +120,7 @@ def save_resume(
     meta = {
         "format": RESUME_FORMAT,
         "step": step,
-        "config": key,
+        "config": digests(key),  # compared, never shown: no setting's value is written (URLs may hold keys)
         "data_sha256": data_sha256,
         "optimizer": {"param_groups": opt["param_groups"], "scalars": opt_scalars},
         "scheduler": scheduler.state_dict(),
@@ -247,7 +256,7 @@ def inspect_output(out: Path, key: dict[str, Any], overwrite: bool) -> Existing:
     refuse_old_state(out)
     if has_resume_state(out):
         state = ResumeState(state_path(out))
-        diff = differing(state.config, key)
+        diff = differing(state.config, digests(key))
         if diff:
             raise UserError(
                 f"{state.path} was saved by a run with other settings ({', '.join(diff)}); re-run the "

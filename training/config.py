@@ -31,8 +31,17 @@ DEFAULT_LR = {**dict.fromkeys(SFT_METHODS, 4e-4), **dict.fromkeys(DPO_METHODS, 5
 #: pairs and BDHS completions at 1.0 (not stated by seed (b))
 DEFAULT_TEMPERATURE = {"rs": 0.7, "online-dpo": 1.0, "mixed-dpo": 1.0, "bdhs": 1.0}
 
-#: settings that may differ between an interrupted run and the command that resumes it
-RESUME_FREE = ("save_every", "progress", "overwrite", "judge_concurrency", "judge_api_key_env", "output")
+#: settings that may differ between an interrupted run and the command that resumes it (where the judge
+#: is served from is not what it is: its model is in `judge`)
+RESUME_FREE = (
+    "save_every",
+    "progress",
+    "overwrite",
+    "judge_concurrency",
+    "judge_api_key_env",
+    "judge_base_url",
+    "output",
+)
 
 
 @dataclass
