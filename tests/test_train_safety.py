@@ -167,6 +167,10 @@ def test_pickled_checkpoint_weights_are_refused_naming_the_file(world, tmp_path)
         ],
     )
     assert run.exit_code == 2 and "pytorch_model.bin" in _one_line_error(run.stderr.strip())
+    from evalkit.training.embedding import load_embedder  # a BDHS --embedder folder: the same rule
+
+    with pytest.raises(UserError, match="pytorch_model.bin: pickled PyTorch weights"):
+        load_embedder(str(ckpt))
     assert not marker.exists()
 
 
