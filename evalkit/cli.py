@@ -419,7 +419,13 @@ def train(
         typer.Option(help="DPO reference: frozen, adapter-off or cached (default: adapter-off with LoRA)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
-    max_length: Annotated[int | None, typer.Option(help="Cut answers to fit this many tokens.")] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help="Cut answers to fit this many tokens with their prompt (default: an answer over the "
+            "model's context is refused at load; prompts that do not fit are skipped and counted)."
+        ),
+    ] = None,
     save_every: Annotated[int, typer.Option(help="Steps between resume checkpoints (0: never).")] = 50,
     warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup.")] = 0.03,
     schedule: Annotated[str, typer.Option(help="Decay after warmup: linear or cosine.")] = "linear",
@@ -512,6 +518,9 @@ def train(
         return
     losses = [r["loss"] for r in result.log if r.get("loss") is not None]
     final = f"{losses[-1]:.4f}" if losses else "n/a"
+    if result.already_complete:  # the same command after the run finished: nothing to do, exit 0
+        out.print(f"checkpoint {escape(str(output))} is complete ({result.steps} steps; final loss {final})")
+        return
     out.print(f"trained {result.steps} steps; final loss {final}; saved {escape(str(output))}")
 
 

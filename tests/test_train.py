@@ -137,7 +137,7 @@ def test_resume_matches_uninterrupted_run(world, tmp_path, reference):
 
     with pytest.raises(Stop):
         train(output=str(tmp_path / "b"), on_step=interrupt, **common)
-    assert (tmp_path / "b" / "resume" / "state.pt").is_file()
+    assert (tmp_path / "b" / "resume" / "state.safetensors").is_file()
     with pytest.raises(UserError, match="other settings"):
         train(output=str(tmp_path / "b"), **{**common, "lr": 1e-3})
     resumed = train(output=str(tmp_path / "b"), **common)
@@ -152,8 +152,12 @@ def test_resume_matches_uninterrupted_run(world, tmp_path, reference):
     assert weights[0].keys() == weights[1].keys()
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], rtol=0, atol=1e-6), name
-    with pytest.raises(UserError, match="already exists"):  # finished: no silent retraining
-        train(output=str(tmp_path / "b"), **common)
+    before = (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns
+    again = train(output=str(tmp_path / "b"), **common)  # finished: complete, nothing retrained
+    assert again.already_complete and again.steps == 6 and again.log == _rows(tmp_path / "b")
+    assert (tmp_path / "b" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(UserError, match=r"finished checkpoint trained with other settings \(lr\)"):
+        train(output=str(tmp_path / "b"), **{**common, "lr": 1e-3})
 
 
 def test_model_toy_resolves_like_evalkit_run(monkeypatch, tmp_path):

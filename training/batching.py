@@ -14,9 +14,9 @@ padded in a batch). Because answers start late, `sequence_logps` asks the model 
 scores (`logits_to_keep`), never for the image and prompt positions.
 
 Truncation: only the answer is ever cut (keeping its start; a cut answer loses its EOS and its row is
-flagged in `truncated`). A prompt whose text and image tokens leave no room for one answer token under
-`max_length` is an error, never silently cut: cutting image tokens desynchronises them from
-`pixel_values` (TRL #5881, LLaMA-Factory #6911).
+flagged in `truncated`; an answer far longer than `max_length` is tokenized from a prefix). A prompt whose
+text and image tokens leave no room for one answer token under `max_length` is an error, never silently cut:
+cutting image tokens desynchronises them from `pixel_values` (TRL #5881, LLaMA-Factory #6911).
 
 Processor outputs other than ids and mask are carried in `extras`: per-token tensors (shaped like the
 prompt's input_ids, e.g. `token_type_ids`) are extended with zeros over the answer and padded with zeros;
@@ -149,7 +149,12 @@ class Encoder:
         return render_prompt((message,), self.processor, self.tokenizer, self.chat_template)
 
     def answer_ids(self, answer: str) -> list[int]:
-        """The tokens the model must generate for `answer`: its tokens, then EOS."""
+        """The tokens the model must generate for `answer`: its tokens, then EOS. Under `max_length` a very
+        long answer is tokenized from a prefix (`capped_ids`), so a 10 MB answer costs no gigabytes."""
+        if self.max_length is not None:
+            ids = capped_ids(self.tokenizer, answer, self.max_length)
+            if ids is not None:  # longer than any cut keeps; the cut drops the EOS anyway
+                return ids
         return [*self.tokenizer(answer, add_special_tokens=False)["input_ids"], self.eos_token_id]
 
     def encode_prompt(self, prompt: str, image: Any = None) -> _Prompt:
@@ -232,6 +237,21 @@ class Encoder:
             prompt_lengths=[len(p.ids) for p, _, _ in rows],
             truncated=truncated,
         )
+
+
+#: characters per token assumed when tokenizing only a prefix of a very long text
+CHARS_PER_TOKEN_CAP = 64
+
+
+def capped_ids(tokenizer, text: str, limit: int) -> list[int] | None:
+    """The tokens of a prefix of `text` when that prefix already holds well over `limit` tokens (at least
+    2·limit + 16, so its first `limit` tokens lie far from where the prefix was cut and equal those of the
+    whole text); None when `text` is short enough to tokenize whole, or the prefix holds too few tokens."""
+    cap = limit * CHARS_PER_TOKEN_CAP
+    if len(text) <= cap:
+        return None
+    ids = tokenizer(text[:cap], add_special_tokens=False)["input_ids"]
+    return ids if len(ids) >= 2 * limit + 16 else None
 
 
 def _load_images(image: Any) -> list[Any]:

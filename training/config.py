@@ -13,6 +13,7 @@ current policy, ranked by the reward / judge), `mixed-dpo` (the offline pair wit
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,17 @@ DEFAULT_LR = {**dict.fromkeys(SFT_METHODS, 4e-4), **dict.fromkeys(DPO_METHODS, 5
 #: pairs and BDHS completions at 1.0 (not stated by seed (b))
 DEFAULT_TEMPERATURE = {"rs": 0.7, "online-dpo": 1.0, "mixed-dpo": 1.0, "bdhs": 1.0}
 
-#: settings that may differ between an interrupted run and the command that resumes it
-RESUME_FREE = ("save_every", "progress", "overwrite", "judge_concurrency", "judge_api_key_env")
+#: settings that may differ between an interrupted run and the command that resumes it (where the judge
+#: is served from is not what it is: its model is in `judge`)
+RESUME_FREE = (
+    "save_every",
+    "progress",
+    "overwrite",
+    "judge_concurrency",
+    "judge_api_key_env",
+    "judge_base_url",
+    "output",
+)
 
 
 @dataclass
@@ -126,31 +136,72 @@ class TrainConfig:
                 f"--reference cached cannot serve --method {self.method}: its pairs are sampled during "
                 "training; use adapter-off (LoRA) or frozen"
             )
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Every number in range and finite (`--lr inf` trained NaN weights and exited 0)."""
+        fin = math.isfinite
+
+        def opt(x, rule) -> bool:
+            return x is None or rule(x)
+
         checks = [
-            ("batch_size", self.batch_size >= 1),
-            ("grad_accum", self.grad_accum >= 1),
-            ("lora_rank", self.lora_rank >= 0),
-            ("beta", self.beta > 0),
-            ("sft_weight", self.sft_weight >= 0),
-            ("epochs", self.epochs > 0),
-            ("max_steps", self.max_steps is None or self.max_steps >= 1),
-            ("lr", self.lr is None or self.lr > 0),
-            ("projector_lr", self.projector_lr is None or self.projector_lr > 0),
-            ("warmup_ratio", 0 <= self.warmup_ratio < 1),
-            ("save_every", self.save_every >= 0),
-            ("max_length", self.max_length is None or self.max_length >= 2),
-            ("samples", self.samples >= 2),
-            ("temperature", self.temperature is None or self.temperature >= 0),
-            ("max_new_tokens", self.max_new_tokens >= 1),
-            ("judge_concurrency", self.judge_concurrency >= 1),
-            ("offline_prob", 0 <= self.offline_prob <= 1),
-            ("bdhs_keep", 0 <= self.bdhs_keep <= 1),
-            ("bdhs_threshold", 0 < self.bdhs_threshold),
-            ("bdhs_tries", self.bdhs_tries >= 1),
+            ("batch_size", lambda: self.batch_size >= 1, "an integer >= 1"),
+            ("grad_accum", lambda: self.grad_accum >= 1, "an integer >= 1"),
+            ("lora_rank", lambda: self.lora_rank >= 0, "an integer >= 0"),
+            ("lora_alpha", lambda: opt(self.lora_alpha, lambda x: fin(x) and x > 0), "a finite number > 0"),
+            ("lora_dropout", lambda: 0 <= self.lora_dropout < 1, "in [0, 1)"),
+            ("beta", lambda: fin(self.beta) and self.beta > 0, "a finite number > 0"),
+            ("sft_weight", lambda: fin(self.sft_weight) and self.sft_weight >= 0, "a finite number >= 0"),
+            ("epochs", lambda: fin(self.epochs) and self.epochs > 0, "a finite number > 0"),
+            ("max_steps", lambda: opt(self.max_steps, lambda x: x >= 1), "an integer >= 1"),
+            ("lr", lambda: opt(self.lr, lambda x: fin(x) and x > 0), "a finite number > 0"),
+            (
+                "projector_lr",
+                lambda: opt(self.projector_lr, lambda x: fin(x) and x > 0),
+                "a finite number > 0",
+            ),
+            ("warmup_ratio", lambda: 0 <= self.warmup_ratio < 1, "in [0, 1)"),
+            (
+                "weight_decay",
+                lambda: fin(self.weight_decay) and self.weight_decay >= 0,
+                "a finite number >= 0",
+            ),
+            (
+                "max_grad_norm",
+                lambda: fin(self.max_grad_norm) and self.max_grad_norm > 0,
+                "a finite number > 0",
+            ),
+            ("save_every", lambda: self.save_every >= 0, "an integer >= 0"),
+            ("max_length", lambda: opt(self.max_length, lambda x: x >= 2), "an integer >= 2"),
+            ("samples", lambda: self.samples >= 2, "an integer >= 2"),
+            (
+                "temperature",
+                lambda: opt(self.temperature, lambda x: fin(x) and x >= 0),
+                "a finite number >= 0",
+            ),
+            ("max_new_tokens", lambda: self.max_new_tokens >= 1, "an integer >= 1"),
+            ("judge_concurrency", lambda: self.judge_concurrency >= 1, "an integer >= 1"),
+            ("offline_prob", lambda: 0 <= self.offline_prob <= 1, "in [0, 1]"),
+            ("bdhs_keep", lambda: 0 <= self.bdhs_keep <= 1, "in [0, 1]"),
+            (
+                "bdhs_threshold",
+                lambda: fin(self.bdhs_threshold) and self.bdhs_threshold > 0,
+                "a finite number > 0",
+            ),
+            ("bdhs_tries", lambda: self.bdhs_tries >= 1, "an integer >= 1"),
+            ("seed", lambda: 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),  # torch seeds are 64-bit
         ]
-        bad = [name for name, ok in checks if not ok]
+        bad = []
+        for name, ok, rule in checks:
+            try:
+                good = bool(ok())
+            except TypeError:
+                good = False
+            if not good:
+                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)!r} (must be {rule})")
         if bad:
-            raise UserError(f"invalid value for {', '.join('--' + b.replace('_', '-') for b in bad)}")
+            raise UserError(f"invalid value for {'; '.join(bad)}")
 
     @property
     def learning_rate(self) -> float:

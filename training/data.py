@@ -4,13 +4,16 @@
     sft = load_sft("seed.json", format="steerlm")
     print(pairs.summary())                         # "... (format seed, auto-detected); skipped: tie 3"
 
-Files are JSON lines or a JSON list. Image paths are resolved against the data file's folder (or
+Files are JSON lines or a JSON list in UTF-8. Image paths are resolved against the data file's folder (or
 `image_root=`) and must exist: a missing image is a `UserError` naming `file:line`, or, with
-`skip_missing_images=True`, a counted skip. A malformed line or a missing field is a `UserError` naming
-`file:line`; records the rules leave out are counted in `Loaded.skipped` (reason -> count), never dropped
-silently. `Loaded.info` (path, sha256, counts, the rules applied) is meant for the training log. Prompts
-lose LLaVA's `<image>` placeholder (the trainer places the image itself). Conversations with more than
-one user turn are skipped as "multi-turn conversation"; records with several images are an error.
+`skip_missing_images=True`, a counted skip. Every image is decoded once at load; one that cannot be
+decoded is a counted skip ("image unreadable", the first few named in `info["unreadable_images"]`; see
+`training.data_checks`). A malformed or non-UTF-8 line, JSON nested too deeply, text holding a lone
+surrogate or a missing field is a `UserError` naming `file:line`; records the rules leave out are counted
+in `Loaded.skipped` (reason -> count), never dropped silently. `Loaded.info` (path, sha256, counts, the
+rules applied) is meant for the training log. Prompts lose LLaVA's `<image>` placeholder (the trainer
+places the image itself). Conversations with more than one user turn are skipped as "multi-turn
+conversation"; records with several images are an error. Every error is one line.
 
 Preference formats (`load_preferences`):
 - `generic`: `{"image", "prompt", "chosen", "rejected"}` (+ optional `id`, `scores`; `image` may be absent
@@ -70,14 +73,25 @@ but looks like `owner/name` is read from the local Hugging Face cache (see `trai
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import sha256_file
+from evalkit.training.data_checks import check_images
 from evalkit.training.data_formats import PREFERENCE_FORMATS, SFT_FORMATS, detect
 from evalkit.training.data_hub import load_hub_rows, looks_like_hub_id
-from evalkit.training.data_records import Context, Loaded, PreferencePair, Rules, SFTExample, read_records
+from evalkit.training.data_records import (
+    Context,
+    Loaded,
+    PreferencePair,
+    Rules,
+    SFTExample,
+    keys_of,
+    one_line,
+    read_records,
+)
 from evalkit.training.data_seed import ATTRS, QUALITY_ATTRS
 from evalkit.types import UserError
 
@@ -105,6 +119,23 @@ _RULES_USED = {
 }
 
 
+def _one_line_errors(fn):
+    """Errors name user data (keys, paths): each reaches the user as one line."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            text = str(exc)
+            if text != one_line(text):
+                raise UserError(one_line(text)) from None
+            raise
+
+    return wrapped
+
+
+@_one_line_errors
 def load_preferences(
     path: str | Path,
     format: str = "auto",
@@ -123,6 +154,7 @@ def load_preferences(
     return _load("preference", path, format, image_root, skip_missing_images, rules, split)
 
 
+@_one_line_errors
 def load_sft(
     path: str | Path,
     format: str = "auto",
@@ -142,6 +174,7 @@ def load_sft(
     return _load("sft", path, format, image_root, skip_missing_images, rules, split, seed_as)
 
 
+@_one_line_errors
 def load_prompts(
     path: str | Path, format: str = "auto", *, seed: int = 0, split: str = "train", **kwargs: Any
 ) -> Loaded:
@@ -185,8 +218,7 @@ def _load(
     if auto:
         fmt = _detect(kind, label, records[0][1], table, seed_as)
         info["detected"] = (
-            f"auto-detected format {fmt!r} from the keys of the first record "
-            f"({', '.join(sorted(records[0][1]))})"
+            f"auto-detected format {fmt!r} from the keys of the first record ({keys_of(records[0][1])})"
         )
         log.info("%s: %s", label, info["detected"])
     if image_root is not None:
@@ -195,6 +227,7 @@ def _load(
             raise UserError(f"image_root is not a folder: {image_root}")
     ctx = Context(label, base_dir, skip_missing_images)
     table[fmt](records, ctx, rules)
+    ctx.items = check_images(ctx.items, ctx.skipped, info)
     skipped = dict(sorted(ctx.skipped.items()))
     info.update(
         format=fmt,
@@ -232,7 +265,7 @@ def _read(path: str | Path, split: str) -> tuple[list[tuple[int, dict]], dict[st
 
 
 def _detect(kind: str, label: str, row: dict, table: dict, seed_as: str | None = None) -> str:
-    keys = ", ".join(sorted(row)) or "none"
+    keys = keys_of(row)
     found = detect(row)
     if found is None:
         raise UserError(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from evalkit.datafiles import jsonl_records, require_fields
+from evalkit.datafiles import require_fields
 from evalkit.types import UserError
 
 T = TypeVar("T")
@@ -131,7 +131,7 @@ class Context:
         return f"{self.label}:{line}"
 
     def error(self, line: int, message: str) -> UserError:
-        return UserError(f"{self.where(line)}: {message}")
+        return UserError(one_line(f"{self.where(line)}: {message}"))
 
     def skip(self, reason: str, n: int = 1) -> None:
         if n:
@@ -150,7 +150,7 @@ class Context:
 
     def field(self, line: int, row: dict, name: str) -> Any:
         if name not in row:
-            raise self.error(line, f"missing field {name!r} (keys: {', '.join(sorted(row))})")
+            raise self.error(line, f"missing field {name!r} (keys: {keys_of(row)})")
         return row[name]
 
     def record_id(self, line: int, row: dict) -> str:
@@ -181,6 +181,17 @@ class Context:
             raise self.error(line, f"image not found: {path} (pass image_root= if images live elsewhere)")
         return str(path)
 
+    def check_text(self, line: int, **texts: str) -> None:
+        """Text that cannot be encoded as UTF-8 (a lone surrogate such as "\\ud800" in the JSON) would stop
+        the tokenizer mid-training: refused here, naming the line."""
+        for name, text in texts.items():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                char = f"U+{ord(text[exc.start]):04X}"
+                why = f"field {name!r} holds a lone surrogate ({char}), which is not text"
+                raise self.error(line, why) from None
+
     def _unique(self, id_: str) -> str:
         if id_ in self.seen_ids:
             self.renamed_ids += 1
@@ -203,6 +214,7 @@ class Context:
         scores: dict | None = None,
     ) -> None:
         """Check and keep one pair (text checks first, then the image)."""
+        self.check_text(line, prompt=prompt, chosen=chosen, rejected=rejected)
         if not chosen.strip() or not rejected.strip():
             raise Skip("empty response")
         if chosen.strip() == rejected.strip():
@@ -217,12 +229,25 @@ class Context:
     def add_sft(
         self, line: int, *, id: str, prompt: str, response: str, image: Any, attributes: dict | None = None
     ) -> None:
+        self.check_text(line, prompt=prompt, response=response)
         if not response.strip():
             raise Skip("empty response")
         path = self.image(line, image)
         if not prompt.strip() and path is None:
             raise Skip("empty prompt and no image")
         self.items.append(SFTExample(prompt, response, path, self.where(line), self._unique(id), attributes))
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break (and run of white space) made one space: errors are one line."""
+    return " ".join(text.split())
+
+
+def keys_of(row: dict, most: int = 20) -> str:
+    """A record's keys for an error message, each cut to 40 characters, at most `most` of them."""
+    keys = sorted(str(k)[:40] for k in row)
+    more = f", ... ({len(keys) - most} more)" if len(keys) > most else ""
+    return (", ".join(keys[:most]) or "none") + more
 
 
 def image_value(row: dict) -> Any:
@@ -240,16 +265,44 @@ _WS = re.compile(r"\s*")
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
     """(line, record) for each record of a JSONL file or a JSON list (the line where the element starts).
-    A malformed line or element is a `UserError` naming `file:line`."""
+    A malformed or non-UTF-8 line, or JSON nested too deeply, is a `UserError` naming `file:line`."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise UserError(f"{path}: not a UTF-8 JSON / JSON-lines file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; pass a JSON-lines or JSON-list file") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UserError(f"{path}: UTF-16 text; save the file as UTF-8")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UserError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save it as UTF-8"
+        ) from None
     if text.lstrip().startswith("["):
         return _json_list(path, text)
-    return jsonl_records(path, text)
+    return _json_lines(path, text)
+
+
+def _json_lines(path: Path, text: str) -> list[tuple[int, dict]]:
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), 1):  # "\n" only: U+2028 may sit in a string
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append((lineno, row))
+    return rows
 
 
 def _json_list(path: Path, text: str) -> list[tuple[int, dict]]:
@@ -268,6 +321,8 @@ def _json_list(path: Path, text: str) -> list[tuple[int, dict]]:
             obj, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{line_at(exc.pos)}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{line_at(i)}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{line_at(i)}: expected a JSON object, got {type(obj).__name__}")
         records.append((line_at(i), obj))

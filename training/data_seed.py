@@ -17,6 +17,7 @@ from evalkit.training.data_records import (
     Rules,
     Skip,
     image_value,
+    keys_of,
     number,
     prompt_of,
     text_of,
@@ -82,7 +83,7 @@ def _quality(c: _Candidate) -> float:
 def _seed_question(ctx: Context, line: int, row: dict) -> str:
     key = "question" if "question" in row else "prompt"
     if key not in row:
-        raise ctx.error(line, f"missing field 'question' (or 'prompt'); keys: {', '.join(sorted(row))}")
+        raise ctx.error(line, f"missing field 'question' (or 'prompt'); keys: {keys_of(row)}")
     return _PLEASE.sub("", prompt_of(ctx, line, ctx.field(line, row, key), key)).strip()
 
 

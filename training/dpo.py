@@ -24,7 +24,8 @@ References, one interface `logps(batch) -> (ref_chosen [B], ref_rejected [B])`, 
   `disable_adapter()`), in eval mode for the pass; the base weights are frozen by peft so this stays the
   starting model while the adapter trains.
 - `CachedReference`: computed over the whole dataset before the first update (`CachedReference.compute`),
-  keyed by example id, saved as JSON (exact: floats are written with repr) or .pt next to the checkpoint.
+  keyed by example id, saved as JSON next to the checkpoint (exact: floats are written with repr; never a
+  pickle, which could run code when read back).
   Each entry keeps the answer token counts, and a batch whose counts differ (another max_length, template
   or tokenizer) is refused rather than paired with the wrong numbers.
 """
@@ -289,35 +290,32 @@ class CachedReference:
         return values[:, 0], values[:, 1]
 
     def save(self, path: str | Path) -> Path:
-        """JSON (`.json`, exact float round trip) or torch (`.pt`)."""
-        path = Path(path)
+        """JSON (exact float round trip); any suffix but `.pt`, which is refused (no pickles)."""
+        path = _json_path(path)
         data = {
             "format": CACHE_FORMAT,
             "meta": self.meta,
             "pairs": {k: list(v) for k, v in self.table.items()},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".pt":
-            import torch
-
-            torch.save(data, path)
-        else:
-            path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        path.write_text(json.dumps(data, indent=1, sort_keys=True))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> CachedReference:
-        path = Path(path)
-        if path.suffix == ".pt":
-            import torch
-
-            data = torch.load(path, weights_only=True)
-        else:
-            data = json.loads(path.read_text())
-        if data.get("format") != CACHE_FORMAT:
+        path = _json_path(path)
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
             raise ValueError(f"{path} is not a reference cache ({CACHE_FORMAT})")
         table = {k: (float(c), float(r), int(nc), int(nr)) for k, (c, r, nc, nr) in data["pairs"].items()}
         bad = [k for k, v in table.items() if not all(math.isfinite(x) for x in v[:2])]
         if bad:
             raise ValueError(f"{path}: non-finite reference log-probs for {bad[:3]}")
         return cls(table, data.get("meta"))
+
+
+def _json_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".bin", ".pkl"):
+        raise ValueError(f"{path}: reference caches are JSON files; evalkit reads no pickles")
+    return path

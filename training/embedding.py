@@ -131,7 +131,8 @@ def load_embedder(
 
     folder, fingerprint = resolve(name)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).to(device).eval()
+    safe = any(Path(folder).glob("*.safetensors")) or None  # then pickled weights are never read
+    model = AutoModel.from_pretrained(folder, use_safetensors=safe).to(device).eval()
     max_length = _max_length(folder, tokenizer)
     fingerprint = {**fingerprint, "pooling": "mean", "normalized": True, "max_length": max_length}
     dim = int(getattr(model.config, "hidden_size", 0))
@@ -162,6 +163,9 @@ def resolve(name: str) -> tuple[Path, dict[str, Any]]:
     if not (folder / "config.json").is_file():
         known = ", ".join([*INSTALL_COMMANDS, BAG_OF_WORDS])
         raise UserError(f"embedding model {name!r}: not a known name ({known}) nor a folder with config.json")
+    from evalkit.models.hf import refuse_pickled_weights
+
+    refuse_pickled_weights(folder)  # a folder given by path: safetensors only, never a pickle
     weights = next((folder / w for w in _WEIGHT_FILES if (folder / w).is_file()), None)
     fp = {"name": folder.name, "source": str(folder.resolve())}
     return folder, {**fp, "weights_sha256": _sha256(weights) if weights else None}

@@ -27,10 +27,17 @@
   base, so `evalkit run --model CKPT` renders the same prompt (a SteerLM checkpoint adds its targets,
   CKPT/steerlm.json); CKPT/train_log.jsonl has one row per optimizer step (`step` = updates done before
   the step, so row 0 is the untrained model); CKPT/train_config.json the config, data info and versions.
-- Resume: every `save_every` steps CKPT/resume/state.pt holds the trainable weights, optimizer, scheduler,
-  RNG state and step. Re-running the same command continues from it (settings must match, except
-  `save_every`); the log is cut back to that step. resume/ is removed when the run completes. A run that
-  stopped before its first save starts again, reusing what `prepare` stored in CKPT/prepared/.
+- Resume: every `save_every` steps CKPT/resume/state.safetensors holds the trainable weights, optimizer,
+  scheduler, RNG state, step and data checksum (`training.checkpointing`: safetensors + JSON, never a
+  pickle; an old state.pt is refused, not loaded). Re-running the same command continues from it
+  (settings and data must match, except `save_every`); the log is cut back to that step. resume/ is
+  removed when the run completes. A run that stopped before its first save starts again, reusing what
+  `prepare` stored in CKPT/prepared/. Re-running a finished run's command says the checkpoint is complete
+  and does nothing (other settings into a finished folder are refused).
+- Safety: hyper-parameters are checked before anything is loaded (`TrainConfig.validate`); the data before
+  step 0 (`training.data_checks`: unreadable images skipped and counted, overlong prompts skipped, answers
+  over the model's context refused unless `max_length` cuts them); a non-finite loss or gradient norm stops
+  the run before its update (`TrainingDiverged`, exit 1), and weights are checked finite before every save.
 """
 
 from __future__ import annotations
@@ -42,18 +49,46 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.training.checkpointing import (
+    TrainingDiverged,
+    check_finite_weights,
+    inspect_output,
+    is_completed,
+    read_log,
+    save_resume,
+    stop_if_diverged,
+    write_json_atomic,
+)
 from evalkit.training.config import TrainConfig
+from evalkit.training.model_setup import (
+    LORA_TARGETS,
+    PROJECTOR_NAMES,
+    disable_dropout,
+    load_model,
+    param_groups,
+    resolve_model,
+    schedule,
+    versions,
+    wrap_for_training,
+)
 from evalkit.types import UserError
 
-LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
-#: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
-PROJECTOR_NAMES = ("multi_modal_projector", "merger")
+__all__ = [
+    "LORA_TARGETS",
+    "PROJECTOR_NAMES",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "is_completed",
+    "load_model",
+    "resolve_model",
+    "train",
+]
 
 
 @dataclass
@@ -63,113 +98,11 @@ class TrainResult:
     log: list[dict[str, Any]]
     resumed_from: int
     is_main: bool = True  # False in the other processes of a multi-process run (they write nothing)
+    already_complete: bool = False  # OUT held this run finished: nothing was trained or written
 
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def resolve_model(model: str) -> str:
-    """`toy` → the built-in toy checkpoint (as `evalkit run` resolves it); `hf:X` → X."""
-    if model == "toy":
-        from evalkit.toy.model import ensure_toy_model
-
-        return str(ensure_toy_model())
-    return model.removeprefix("hf:")
-
-
-def load_model(source: str):
-    """(model, processor or tokenizer) in float32, classified like `evalkit.models.hf.HFBackend`."""
-    import torch
-    import transformers
-    from transformers.models.auto import modeling_auto
-
-    try:
-        config = transformers.AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
-    if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForImageTextToText, transformers.AutoProcessor
-    elif config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
-    else:
-        raise UserError(f"model {source!r} ({config.model_type}) is neither image-text-to-text nor causal LM")
-    transformers.utils.logging.disable_progress_bar()
-    return cls.from_pretrained(source, dtype=torch.float32), proc.from_pretrained(source)
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for name in ("evalkit", "torch", "transformers", "peft"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _disable_dropout(model) -> None:
-    import torch
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-
-
-def _prepare(model, cfg: TrainConfig):
-    """LoRA-wrap or set up full fine-tuning; returns the model to train."""
-    if cfg.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        model.requires_grad_(False)
-        projector = [n for n in PROJECTOR_NAMES if any(k.endswith(n) for k, _ in model.named_modules())]
-        if cfg.projector_lr is not None and not projector:
-            raise UserError("--projector-lr: the model has no multi_modal_projector / merger module")
-        lora = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=LORA_TARGETS,
-            bias="none",
-            # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
-            # copy, so the adapter-off reference still sees the original projector
-            modules_to_save=projector[:1] if cfg.projector_lr is not None else None,
-        )
-        with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
-            warnings.simplefilter("ignore", FutureWarning)
-            return get_peft_model(model, lora)
-    model.requires_grad_(True)
-    if not cfg.train_vision:
-        for name, p in model.named_parameters():
-            if "vision_tower" in name or "vision_model" in name or name.startswith("visual."):
-                p.requires_grad_(False)
-    return model
-
-
-def _schedule(total: int, warmup: int, kind: str = "linear") -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        left = max(0.0, (total - step) / max(1, total - warmup))
-        return left if kind == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
-
-    return factor
-
-
-def _param_groups(trainable, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """One group, or two when the projector has its own learning rate."""
-    if cfg.projector_lr is None:
-        return [{"params": [p for _, p in trainable], "lr": cfg.learning_rate}]
-    is_proj = [any(f".{n}." in f".{name}." for n in PROJECTOR_NAMES) for name, _ in trainable]
-    return [
-        {
-            "params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if not j],
-            "lr": cfg.learning_rate,
-        },
-        {"params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if j], "lr": cfg.projector_lr},
-    ]
 
 
 def _microbatch_indices(n: int, batch_size: int, seed: int):
@@ -189,48 +122,6 @@ def _microbatch_indices(n: int, batch_size: int, seed: int):
     return get, per_epoch
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def is_completed(out: Path) -> bool:
-    """OUT holds a checkpoint whose training finished (its train_config.json says so)."""
-    try:
-        return bool(json.loads((out / "train_config.json").read_text()).get("completed"))
-    except (OSError, ValueError):
-        return False
-
-
-def _unfinished(out: Path) -> bool:
-    """OUT holds a run that stopped before its first resume save (nothing but its own files)."""
-    try:
-        info = json.loads((out / "train_config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {p.name for p in out.iterdir()} <= {"prepared"}
-    return info.get("completed") is False
-
-
-def _check_output(cfg: TrainConfig, out: Path) -> Path | None:
-    """The resume state to continue from, if any; refuses to overwrite a finished checkpoint."""
-    state = out / "resume" / "state.pt"
-    if cfg.overwrite and out.exists():
-        shutil.rmtree(out / "resume", ignore_errors=True)
-        shutil.rmtree(out / "prepared", ignore_errors=True)
-        return None
-    if state.is_file():
-        return state
-    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not _unfinished(out)):
-        raise UserError(
-            f"output {out} already exists and holds no resume state; choose another --output or pass "
-            "--overwrite"
-        )
-    return None
-
-
 def train(
     config: TrainConfig | None = None,
     *,
@@ -243,6 +134,7 @@ def train(
     from evalkit.progress import make_progress
     from evalkit.training.batching import Encoder
     from evalkit.training.config import DPO_METHODS
+    from evalkit.training.data_checks import check_data_lengths, context_length
     from evalkit.training.distributed import processes
     from evalkit.training.dpo import AdapterOffReference, CachedReference, FrozenReference, dpo_forward
     from evalkit.training.methods import load_data, prepare
@@ -251,26 +143,28 @@ def train(
     cfg = config if config is not None else TrainConfig(**kwargs)
     cfg.validate()
     out = Path(cfg.output).expanduser()
-    resume_state = _check_output(cfg, out)
-    state = None
-    if resume_state is not None:  # checked before any work: a mismatch is refused at once
-        state = torch.load(resume_state, weights_only=False)
-        if state["config"] != cfg.resume_key():
-            diff = sorted(k for k in state["config"] if state["config"][k] != cfg.resume_key().get(k))
-            raise UserError(
-                f"{resume_state} was saved by a run with other settings ({', '.join(diff)}); re-run the "
-                "same command to resume, or pass --overwrite to start over"
-            )
+    existing = inspect_output(out, cfg.resume_key(), cfg.overwrite)  # before any work
+    if existing.complete is not None:
+        return _already_complete(cfg, out, existing.complete)
+    state = existing.resume
 
     procs = processes(cfg.device)
     say = _say if procs.is_main else (lambda message: None)
     data = load_data(cfg)
+    data_id = data.info.get("sha256") or data.info.get("fingerprint")
+    if state is not None and state.data_sha256 != data_id:
+        raise UserError(
+            f"{state.path} was saved while training on other data than {cfg.data} (its checksum "
+            "changed); restore the data to resume, or pass --overwrite to start over"
+        )
     say(f"data: {data.summary()}")
+    for named in data.info.get("unreadable_images", [])[:3]:
+        say(f"data: skipped {named}")
 
     torch.manual_seed(cfg.seed)
     source = resolve_model(cfg.model)
     model, processor = load_model(source)
-    _disable_dropout(model)
+    disable_dropout(model)
     device = procs.device
     model.to(device)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -278,6 +172,7 @@ def train(
         encoder = Encoder(processor, max_length=cfg.max_length)
     except ValueError as exc:
         raise UserError(f"model {cfg.model!r}: {exc}") from None
+    check_data_lengths(cfg, data, encoder, context_length(model), say)
     if not procs.is_main:  # the main process prepares first; the others reuse CKPT/prepared/
         procs.barrier()
     prep = prepare(
@@ -291,7 +186,7 @@ def train(
     reference = None
     if cfg.reference_kind == "frozen":
         reference = FrozenReference(model)
-    model = _prepare(model, cfg)
+    model = wrap_for_training(model, cfg)
     if cfg.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -311,32 +206,25 @@ def train(
     get_indices, per_epoch = _microbatch_indices(len(items), cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
     warmup = math.ceil(cfg.warmup_ratio * total)
-    optimizer = torch.optim.AdamW(_param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, warmup, cfg.schedule))
+    optimizer = torch.optim.AdamW(param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, warmup, cfg.schedule))
 
     log_path = out / "train_log.jsonl"
-    start = 0
+    start = saved_at = 0
     if state is not None:
-        params = dict(trainable)
-        with torch.no_grad():
-            for name, value in state["trainable"].items():
-                params[name].copy_(value)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start = state["step"]
-        say(f"resuming from step {start} ({resume_state})")
+        state.restore(trainable, optimizer, scheduler)
+        start = saved_at = state.step
+        say(f"resuming from step {start} ({state.path})")
     model, optimizer = procs.prepare(model, optimizer)
     policy = procs.unwrap(model)  # what samples online pairs and is saved
-    rows: list[dict[str, Any]] = []
-    if start and log_path.is_file():
-        rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
-        rows = [r for r in rows if r["step"] < start]
+    rows: list[dict[str, Any]] = read_log(log_path, before=start) if start else []
     procs.barrier()  # every process has read the log before the main one rewrites it
     writes = procs.is_main
     if writes:
         out.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp = log_path.with_name(log_path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, log_path)
 
     info = {
         "config": cfg.to_dict(),
@@ -352,11 +240,11 @@ def train(
         "device": str(device),
         "processes": procs.world,
         "autocast": "bfloat16" if use_bf16 else None,
-        "versions": _versions(),
+        "versions": versions(),
         "completed": False,
     }
     if writes:
-        (out / "train_config.json").write_text(json.dumps(info, indent=2, default=str))
+        write_json_atomic(out / "train_config.json", info)
     say(
         f"training {cfg.method} for {total} steps ({len(items)} examples, {n_trainable:,} trainable "
         f"parameters, {'LoRA r=' + str(cfg.lora_rank) if cfg.lora_rank else 'full fine-tuning'}"
@@ -384,7 +272,7 @@ def train(
                         chosen, weight = online.placeholder(items[0]), 0.0  # keep the processes in step
                 with procs.no_sync(model, last=micro == cfg.grad_accum - 1):
                     if cfg.method in DPO_METHODS:
-                        batch = encoder.encode_pairs(chosen).to(device)
+                        batch = _encode(encoder.encode_pairs, chosen).to(device)
                         with autocast():
                             result = dpo_forward(
                                 model,
@@ -395,7 +283,7 @@ def train(
                                 sft_weight=cfg.sft_weight,
                             )
                     else:
-                        batch = encoder.encode_sft(chosen).to(device)
+                        batch = _encode(encoder.encode_sft, chosen).to(device)
                         with autocast():
                             result = sft_forward(model, batch)
                     procs.backward(result.loss * (weight / cfg.grad_accum))
@@ -407,6 +295,7 @@ def train(
                 del result, batch  # free the autograd graph now, not after the next forward pass
             grad_norm = procs.clip([p for _, p in trainable], cfg.max_grad_norm)
             sums, counts, tokens, used = _merge(procs.gather(part))
+            stop_if_diverged(step, sums.get("loss"), float(grad_norm), lr, saved_at, out)
             if used:
                 optimizer.step()
             scheduler.step()
@@ -420,17 +309,18 @@ def train(
             loss_text = "n/a" if row["loss"] is None else f"{row['loss']:.4f}"
             progress.update(task, advance=1, description=f"train {cfg.method} loss {loss_text}")
             done = step + 1
-            if writes and cfg.save_every and done % cfg.save_every == 0 and done < total:
-                (out / "resume").mkdir(exist_ok=True)
-                snapshot = {
-                    "step": done,
-                    "config": cfg.resume_key(),
-                    "trainable": {n: p.detach().cpu().clone() for n, p in trainable},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                }
-                _atomic_save(snapshot, out / "resume" / "state.pt")
+            if cfg.save_every and done % cfg.save_every == 0 and done < total:
+                if writes:
+                    save_resume(
+                        out,
+                        step=done,
+                        key=cfg.resume_key(),
+                        data_sha256=data_id,
+                        trainable=trainable,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                    )
+                saved_at = done
             if on_step is not None:
                 on_step(row)
 
@@ -443,10 +333,43 @@ def train(
     if online is not None and getattr(online.scorer, "usage", None):
         info["judge_usage"] = online.scorer.usage
     info.update(completed=True, final=rows[-1] if rows else None, resumed_from=start)
-    (out / "train_config.json").write_text(json.dumps(info, indent=2, default=str))
+    write_json_atomic(out / "train_config.json", info)
     shutil.rmtree(out / "resume", ignore_errors=True)
     _say(f"saved {out}")
     return TrainResult(out, total, rows, start)
+
+
+def _already_complete(cfg: TrainConfig, out: Path, info: dict[str, Any]) -> TrainResult:
+    """OUT holds this run finished: say so and do nothing (unless the data file has changed since)."""
+    from evalkit.datafiles import sha256_file
+
+    data = Path(cfg.data).expanduser()
+    trained_on = (info.get("data") or {}).get("sha256") if isinstance(info.get("data"), dict) else None
+    if trained_on and data.is_file() and sha256_file(data) != trained_on:
+        raise UserError(
+            f"output {out} holds a checkpoint trained on an earlier version of {cfg.data} (its checksum "
+            "changed); choose another --output, or pass --overwrite to train it again"
+        )
+    rows = read_log(out / "train_log.jsonl", before=2**62)
+    steps = info.get("total_steps") if isinstance(info.get("total_steps"), int) else len(rows)
+    _say(f"{out}: the checkpoint is complete ({steps} steps); nothing to do (--overwrite trains it again)")
+    resumed = info.get("resumed_from") if isinstance(info.get("resumed_from"), int) else 0
+    return TrainResult(out, steps, rows, resumed, already_complete=True)
+
+
+def _encode(encode, examples: list):
+    """`encode(examples)`; a failure (an image the processor rejects, a prompt over `max_length`) names
+    the example it came from, found by encoding them one at a time."""
+    try:
+        return encode(examples)
+    except (ValueError, OSError, TypeError) as exc:
+        for ex in examples:
+            try:
+                encode([ex])
+            except (ValueError, OSError, TypeError) as one:
+                reason = " ".join(str(one).split()) or type(one).__name__
+                raise UserError(f"{ex.source}: cannot encode the example: {reason}") from None
+        raise UserError(f"cannot encode a batch: {' '.join(str(exc).split())}") from None
 
 
 def _online_pairs(cfg: TrainConfig, encoder):
@@ -489,6 +412,7 @@ def _save_checkpoint(model, processor, cfg: TrainConfig, out: Path) -> None:
     """The model in transformers format with the base's processor / tokenizer and chat template."""
     if cfg.lora_rank and cfg.merge:
         model = model.merge_and_unload()
+    check_finite_weights(model.named_parameters(), f"the checkpoint {out}")
     model.eval()
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -49,6 +49,10 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+#: pickled weight files: unpickling runs whatever code the file holds, so they are refused, never loaded
+_PICKLED_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+#: pickles a trainer leaves next to its weights; not weights, never read
+_NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
 
 
 class HFBackend(Backend):
@@ -69,6 +73,8 @@ class HFBackend(Backend):
             except UserError as exc:
                 msg = f"LoRA adapter {model_path_or_hub_id!r}: cannot load its base: {exc}"
                 raise UserError(msg) from None
+            refuse_pickled_weights(self.adapter_dir)
+        refuse_pickled_weights(self.local_dir)
         # the processor / tokenizer (and its chat template): the adapter's when saved with it
         text_source = self.source
         self.device = _resolve_device(options.device, torch)
@@ -121,9 +127,8 @@ class HFBackend(Backend):
                 )
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-        load_kwargs: dict[str, Any] = {"dtype": dtype, **remote}
-        if self.local_dir is not None and any(self.local_dir.glob("*.safetensors")):
-            load_kwargs["use_safetensors"] = True
+        # safetensors only: a hub checkpoint with nothing but pickled weights fails to load, never unpickled
+        load_kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, **remote}
         transformers.utils.logging.disable_progress_bar()  # evalkit draws its own progress
         self.model = _user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
         if self.adapter_dir is not None:
@@ -434,6 +439,21 @@ def _resolve_source(given: str) -> tuple[str, Path | None]:
     if given.startswith(("/", ".", "~")) or not _HUB_ID_RE.fullmatch(given):
         raise UserError(f"model path {given!r} does not exist; {expected}")
     return given, None
+
+
+def refuse_pickled_weights(folder: Path | None) -> None:
+    """A checkpoint folder whose weights are pickles (`pytorch_model.bin`, ...) and not safetensors is
+    refused with one line naming the file and how to convert it: unpickling runs code hidden in it."""
+    if folder is None or not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p for g in _PICKLED_GLOBS for p in folder.glob(g) if p.name not in _NOT_WEIGHTS)
+    if pickled:
+        raise UserError(
+            f"{pickled[0]}: pickled PyTorch weights, which evalkit never loads (unpickling can run code "
+            "hidden in the file); convert the checkpoint to safetensors on a machine you trust: load it with "
+            "transformers' from_pretrained and save it with save_pretrained(DIR, safe_serialization=True) "
+            "(transformers >= 5 always writes safetensors), then pass DIR"
+        )
 
 
 def _resolve_adapter(given: str) -> tuple[Path | None, str]:

@@ -221,11 +221,12 @@ def _trained(out: Path) -> bool:
 
 
 def _train(method: str, model: str, data: Path, out: Path, s: Settings, **kw: Any) -> None:
+    from evalkit.training.checkpointing import has_resume_state
     from evalkit.training.config import TrainConfig
     from evalkit.training.trainer import train
 
     # a folder left without a resume state (killed before the first save) is started over
-    fresh = out.exists() and not (out / "resume" / "state.pt").is_file()
+    fresh = out.exists() and not has_resume_state(out)
     cfg = TrainConfig(
         method=method,
         model=model,

@@ -1,0 +1,127 @@
+"""The model side of `evalkit train`: resolving and loading the starting checkpoint (safetensors only),
+LoRA or full fine-tuning set-up, the optimizer's parameter groups and the learning-rate schedule (see
+`training.trainer` for what each setting means)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evalkit.training.config import TrainConfig
+from evalkit.types import UserError
+
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+#: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
+PROJECTOR_NAMES = ("multi_modal_projector", "merger")
+
+
+def resolve_model(model: str) -> str:
+    """`toy` → the built-in toy checkpoint (as `evalkit run` resolves it); `hf:X` → X."""
+    if model == "toy":
+        from evalkit.toy.model import ensure_toy_model
+
+        return str(ensure_toy_model())
+    return model.removeprefix("hf:")
+
+
+def load_model(source: str):
+    """(model, processor or tokenizer) in float32, classified like `evalkit.models.hf.HFBackend`."""
+    import torch
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    from evalkit.models.hf import _user_errors, refuse_pickled_weights
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
+    if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        cls, proc = transformers.AutoModelForImageTextToText, transformers.AutoProcessor
+    elif config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        cls, proc = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+    else:
+        raise UserError(f"model {source!r} ({config.model_type}) is neither image-text-to-text nor causal LM")
+    transformers.utils.logging.disable_progress_bar()
+    refuse_pickled_weights(Path(source).expanduser())
+    load = {"dtype": torch.float32, "use_safetensors": True}  # never unpickle weights
+    model = _user_errors(source, lambda: cls.from_pretrained(source, **load))
+    return model, _user_errors(source, lambda: proc.from_pretrained(source))
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("evalkit", "torch", "transformers", "peft"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def disable_dropout(model) -> None:
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+
+
+def wrap_for_training(model, cfg: TrainConfig):
+    """LoRA-wrap or set up full fine-tuning; returns the model to train."""
+    if cfg.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        model.requires_grad_(False)
+        projector = [n for n in PROJECTOR_NAMES if any(k.endswith(n) for k, _ in model.named_modules())]
+        if cfg.projector_lr is not None and not projector:
+            raise UserError("--projector-lr: the model has no multi_modal_projector / merger module")
+        lora = LoraConfig(
+            r=cfg.lora_rank,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=LORA_TARGETS,
+            bias="none",
+            # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
+            # copy, so the adapter-off reference still sees the original projector
+            modules_to_save=projector[:1] if cfg.projector_lr is not None else None,
+        )
+        with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(model, lora)
+    model.requires_grad_(True)
+    if not cfg.train_vision:
+        for name, p in model.named_parameters():
+            if "vision_tower" in name or "vision_model" in name or name.startswith("visual."):
+                p.requires_grad_(False)
+    return model
+
+
+def schedule(total: int, warmup: int, kind: str = "linear") -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        left = max(0.0, (total - step) / max(1, total - warmup))
+        return left if kind == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
+
+    return factor
+
+
+def param_groups(trainable, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group, or two when the projector has its own learning rate."""
+    if cfg.projector_lr is None:
+        return [{"params": [p for _, p in trainable], "lr": cfg.learning_rate}]
+    is_proj = [any(f".{n}." in f".{name}." for n in PROJECTOR_NAMES) for name, _ in trainable]
+    return [
+        {
+            "params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if not j],
+            "lr": cfg.learning_rate,
+        },
+        {"params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if j], "lr": cfg.projector_lr},
+    ]
