@@ -25,7 +25,7 @@ from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
 from evalkit.scoring import make_row, summarize
-from evalkit.store import RunStore
+from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, JudgedTask, LoadedData, Task
 from evalkit.types import Request, Response, Sample, UserError
 
@@ -143,6 +143,8 @@ def evaluate(
         raise UserError("--batch-size must be at least 1")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
+    if output is not None:
+        check_output(output)  # a file or an unwritable folder fails now, not after the model is loaded
     task_objs, loaded = load_tasks(
         tasks,
         data=data,

@@ -28,6 +28,7 @@ checkpoints:
   sft: {method: sft, data: sft.jsonl, max_steps: 2, batch_size: 4, lora_rank: 4, save_every: 0}
   dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 2, batch_size: 4, lora_rank: 4, save_every: 0}
 reference: sft
+min_common: 2
 """
 
 

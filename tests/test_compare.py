@@ -134,7 +134,7 @@ def test_noise_of_the_same_size_on_50_samples_does_not_fail(tmp_path):
     assert expected < -2.5
     base = write_run(tmp_path / "base", "pope", pope_rows(items))
     new = write_run(tmp_path / "new", "pope", pope_rows(items, flip))
-    result = compare_runs(base, new, rules=[Rule.parse("pope.f1_mean < -1.0")])
+    result = compare_runs(base, new, rules=[Rule.parse("pope.f1_mean < -1.0")], min_common=10)
     (m,) = result.metrics
     assert m.diff == pytest.approx(expected, abs=1e-9)
     assert m.p_holm >= 0.05 and m.ci_low < 0 < m.ci_high
