@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -168,6 +169,8 @@ class SampleLog:
         if not self.path.exists():
             return {}, []
         rows, problems, end = read_rows(self.path)
+        for problem in problems:  # reported, never silent: the sample is answered again
+            print(f"warning: {problem}; that sample is answered again", file=sys.stderr, flush=True)
         size = self.path.stat().st_size
         if end != size:
             with open(self.path, "r+b") as f:
@@ -200,7 +203,10 @@ class SampleLog:
         return ordered
 
     def close(self) -> None:
-        self._f.close()
+        try:
+            self._f.close()
+        except OSError:  # the failed write was reported where it happened; what was flushed is stored
+            pass
 
 
 def check_output(path: str | Path) -> None:

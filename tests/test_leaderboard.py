@@ -60,7 +60,10 @@ def test_columns_split_on_task_version_and_judge(results):
     assert set(cells["llava-dpo-objhal"]) == {labels[3]}
     assert set(cells["qwen-objhal"]) == set(cells["llava-base-objhal"]) == {labels[2]}
     assert cells["llava-dpo"]["pope.f1_mean [v1]"] == metric(results, "llava-dpo", "pope", "f1_mean")
-    assert "unfinished" not in cells and "unfinished: not finished (status unknown), left out" in board.warnings[0]
+    assert (
+        "unfinished" not in cells
+        and "unfinished: not finished (status unknown), left out" in board.warnings[0]
+    )
 
 
 def test_one_variant_keeps_the_plain_label(results):
