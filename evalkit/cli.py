@@ -28,12 +28,12 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int) -> None:
     """One line on stderr (the message is shown as typed: paths may hold rich markup) and exit `code`."""
-    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def command(*args, **kwargs):

@@ -75,19 +75,22 @@ class Run:
 
     @property
     def name(self) -> str:
-        return self.header.get("run_id") or self.path.name
+        return str(self.header.get("run_id") or self.path.name)
 
     @property
     def model(self) -> str:
         """What was evaluated, as the command named it (an imported run: the answer file)."""
-        command = self.header.get("command") or {}
+        command = self.header.get("command")
+        command = command if isinstance(command, dict) else {}
         if command.get("import"):
             return f"imported: {Path(str(command.get('answers', '?'))).name}"
-        return str(command.get("model") or (self.header.get("model") or {}).get("backend") or "?")
+        model = self.header.get("model")
+        return str(command.get("model") or (model.get("backend") if isinstance(model, dict) else None) or "?")
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.header.get("tasks") or {})
+        tasks = self.header.get("tasks")
+        return [str(t) for t in tasks] if isinstance(tasks, dict) else []
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
@@ -129,8 +132,9 @@ class Run:
         """The distinct judge fingerprints behind the task's rows (from the rows when given, else from
         run.json's judge record, else from the stored rows); [] for a task without a judge."""
         if rows is None:
-            judged = (self.header.get("judges") or {}).get(task)
-            if judged and judged.get("fingerprint") is not None:
+            judges = self.header.get("judges")
+            judged = judges.get(task) if isinstance(judges, dict) else None
+            if isinstance(judged, dict) and isinstance(judged.get("fingerprint"), dict):
                 return [judged["fingerprint"]]
             if not RunStore(self.path).samples_path(task).exists():
                 return []
@@ -138,7 +142,7 @@ class Run:
         seen: dict[str, dict[str, Any]] = {}
         for r in rows:
             judge = r.get("judge")
-            if isinstance(judge, dict) and "fingerprint" in judge:
+            if isinstance(judge, dict) and isinstance(judge.get("fingerprint"), dict):
                 seen.setdefault(canonical(judge["fingerprint"]), judge["fingerprint"])
         return list(seen.values())
 

@@ -267,8 +267,11 @@ class RunStore:
         if not self.exists():
             raise UserError(f"{self.dir} is not a run folder (no run.json)")
         header = read_json_object(self.header_path, "run header")
-        if not isinstance(header.get("tasks", {}), dict):
-            raise UserError(f"{self.header_path}: 'tasks' is not an object; the run header is damaged")
+        tasks = header.get("tasks", {})
+        if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+            raise UserError(
+                f"{self.header_path}: 'tasks' is not an object of objects; the run header is damaged"
+            )
         return header
 
     def finished_header(self) -> dict[str, Any] | None:
