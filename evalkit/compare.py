@@ -9,6 +9,12 @@ Checked metrics (the Holm family): the `--fail-on` rules' metrics, or, with no r
 that has a better direction. A checked metric fails when its Holm-adjusted p-value is below `alpha` and
 its difference is beyond the rule's threshold (no rule: any significant change in the bad direction).
 Other compared metrics form a second Holm family, reported but never failing.
+
+The gate never passes on nothing: it refuses (exit 3) runs that are not finished (unless
+`allow_unfinished`), tasks whose task version, data version or data file checksums or judges differ,
+fewer than `min_common` common scored samples or bootstrap units (a POPE run at `--limit 30` holds two
+images), and a checked metric that is NaN on either side. Damaged sample lines are skipped and named as
+`file:line` in the warnings; the samples files are only read.
 """
 
 from __future__ import annotations

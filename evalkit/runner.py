@@ -143,8 +143,7 @@ def evaluate(
         raise UserError("--batch-size must be at least 1")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
-    if output is not None:
-        check_output(output)  # a file or an unwritable folder fails now, not after the model is loaded
+    check_output(output if output is not None else results_root)  # now, not after the model is loaded
     task_objs, loaded = load_tasks(
         tasks,
         data=data,

@@ -210,7 +210,8 @@ class SampleLog:
 
 
 def check_output(path: str | Path) -> None:
-    """Refuse, before anything is loaded, an `--output` that is a file or that cannot be written."""
+    """Refuse, before anything is loaded, an `--output` (or results folder) that is a file or that cannot
+    be written: a file is probed in it, or in its nearest existing parent (root passes `os.access`)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"--output {path} is a file, not a folder: pass a folder path")
