@@ -300,3 +300,24 @@ def test_permission_denied_one_line(runs, tmp_path):
         assert "--output" in one_line_error(proc, 2)
     finally:
         run.chmod(0o755)
+
+
+@settings(FUZZ, max_examples=20)
+@given(
+    st.sampled_from(["response", "target", "cluster", "meta", "error", "judge", "correct", "parsed"]),
+    json_value,
+    st.integers(0, 99),
+)
+def test_rows_with_fields_of_the_wrong_type_never_give_a_traceback(runs, tmp_path, field, value, index):
+    new = copy_run(runs, tmp_path, "new")
+    path = new / "samples" / "pope.jsonl"
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[index])
+    row[field] = value
+    lines[index] = json.dumps(row)
+    path.write_text("\n".join(lines) + "\n")
+    metrics = (new / "metrics.json").read_bytes()
+    assert invoke("compare", runs / "base", new).exit_code in (0, 1, 2, 3)
+    if invoke("rescore", new).exit_code != 0:
+        assert (new / "metrics.json").read_bytes() == metrics
+    assert invoke("leaderboard", new.parent).exit_code == 0
