@@ -173,6 +173,11 @@ def _check_task(base: Run, new: Run, task: str) -> None:
 def check_finished(runs: list[Run], allow_unfinished: bool, warnings: list[str]) -> None:
     """Refuse a run that did not finish (status running, interrupted, unknown) unless allowed."""
     for run in runs:
+        if run.status == "failed":
+            warnings.append(
+                f"run {run.name}: its failure rate was above --max-failure-rate (status failed); its failed "
+                "rows are left out of the pairing"
+            )
         if run.finished:
             continue
         if not allow_unfinished:

@@ -420,3 +420,12 @@ def test_damaged_lines_are_reported_and_skipped_and_the_file_is_not_changed(tmp_
     assert result.metrics[0].n_samples == 98  # every other row is kept
     assert f"{path}:4: a JSON list, not an object, skipped" in result.warnings
     assert any(w.startswith(f"{path}:11: not UTF-8") for w in result.warnings)
+
+
+def test_a_failed_run_is_compared_with_a_warning(tmp_path):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    new = edit_header(write_run(tmp_path / "new", "pope", pope_rows(items)), status="failed")
+    result = compare_runs(base, new)
+    assert result.metrics[0].n_samples == 100
+    assert any(w.startswith("run new: its failure rate was above") for w in result.warnings)
