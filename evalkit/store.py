@@ -60,7 +60,7 @@ def _write_atomic(path: Path, write) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
-        raise StorageError(describe_os_error(exc, exc.filename or path)) from None
+        raise StorageError(describe_os_error(exc, path)) from None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
