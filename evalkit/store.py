@@ -222,6 +222,8 @@ def check_output(path: str | Path) -> None:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UserError(f"--output {path}: {probe} is a file, not a folder: pass another path")
+    if (path / "run.json").is_file():
+        RunStore(path).read_header()  # a damaged run.json is named now, not after the model loads
     try:  # a real write: os.access ignores read-only mounts' details and is always true for root
         fd, tmp = tempfile.mkstemp(dir=probe, prefix=".evalkit-probe.")
         os.close(fd)

@@ -205,6 +205,8 @@ def test_compare_and_rescore_on_a_generated_run_json(runs, tmp_path, raw):
     assert result.exit_code in (2, 3), result.output
     assert invoke("rescore", new).exit_code == 2
     assert (new / "metrics.json").read_bytes() == metrics
+    board = invoke("leaderboard", new.parent)
+    assert board.exit_code == 0 and f"{new}" in board.stderr  # left out, and said so
 
 
 @pytest.mark.parametrize(
@@ -280,6 +282,10 @@ def test_read_only_disk_one_line_and_nothing_lost(runs, tmpfs):
 
 
 def test_output_that_is_a_file_is_refused_before_the_model_loads(tmp_path):
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "run.json").write_text("[]")
+    proc = evalkit(*ARGS[:2], "/nonexistent/model", *ARGS[3:], "--output", tmp_path / "damaged")
+    assert "run.json: expected a JSON object" in one_line_error(proc, 2)
     (tmp_path / "file").write_text("x")
     proc = evalkit(*ARGS[:2], "/nonexistent/model", *ARGS[3:], "--output", tmp_path / "file")
     assert "--output" in one_line_error(proc, 2) and "is a file" in proc.stderr
