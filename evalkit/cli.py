@@ -28,12 +28,12 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int) -> None:
     """One line on stderr (the message is shown as typed: paths may hold rich markup) and exit `code`."""
-    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 def command(*args, **kwargs):
@@ -653,7 +653,8 @@ COMPARE_HELP = (
     "significant loss in any of them fails).\n\n"
     "Exit codes: 0 no regression; 1 a checked metric regressed (significant after Holm and beyond its "
     "threshold); 2 usage error (bad flag, unparsable --fail-on, not a run folder); 3 the runs cannot be "
-    "compared (task versions or judges differ, too few common samples, a task missing from a run)."
+    "compared (task or data versions or judges differ, too few common samples or units, a checked metric is "
+    "NaN, a run is unfinished without --allow-unfinished, a task missing from a run)."
 )
 
 
@@ -682,8 +683,19 @@ def compare(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 1234,
     alpha: Annotated[float, typer.Option(help="Significance level (after Holm).")] = 0.05,
     min_common: Annotated[
-        int, typer.Option(help="Fewest samples scored in both runs, per task, to compare at all.")
+        int,
+        typer.Option(
+            help="Fewest samples scored in both runs, and fewest bootstrap units (images, questions) they "
+            "share, per task, to compare at all."
+        ),
     ] = 20,
+    allow_unfinished: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unfinished",
+            help="Compare a run that is still running or was interrupted (the rows stored so far).",
+        ),
+    ] = False,
 ) -> None:
     from evalkit.compare import (
         EXIT_INCOMPARABLE,
@@ -707,6 +719,7 @@ def compare(
             seed=seed,
             alpha=alpha,
             min_common=min_common,
+            allow_unfinished=allow_unfinished,
         )
     except Incomparable as exc:
         fail(f"not comparable: {exc}", EXIT_INCOMPARABLE)

@@ -9,6 +9,12 @@ Checked metrics (the Holm family): the `--fail-on` rules' metrics, or, with no r
 that has a better direction. A checked metric fails when its Holm-adjusted p-value is below `alpha` and
 its difference is beyond the rule's threshold (no rule: any significant change in the bad direction).
 Other compared metrics form a second Holm family, reported but never failing.
+
+The gate never passes on nothing: it refuses (exit 3) runs that are not finished (unless
+`allow_unfinished`), tasks whose task version, data version or data file checksums or judges differ,
+fewer than `min_common` common scored samples or bootstrap units (a POPE run at `--limit 30` holds two
+images), and a checked metric that is NaN on either side. Damaged sample lines are skipped and named as
+`file:line` in the warnings; the samples files are only read.
 """
 
 from __future__ import annotations
@@ -149,6 +155,51 @@ def _check_task(base: Run, new: Run, task: str) -> None:
             f"{task}: task versions differ (base {base.name}: {vb}, new {new.name}: {vn}); scores of "
             "different task versions are not comparable — re-run or `evalkit rescore` both with one version"
         )
+    db, dn = base.data_version(task), new.data_version(task)
+    if db != dn:
+        raise Incomparable(
+            f"{task}: data versions differ (base {base.name}: {db or 'unknown'}, new {new.name}: "
+            f"{dn or 'unknown'}); runs on different data are never compared — run both on the same data"
+        )
+    fb, fn = base.data_files(task), new.data_files(task)
+    changed = sorted(k for k in fb.keys() & fn.keys() if fb[k] != fn[k])
+    if changed:
+        raise Incomparable(
+            f"{task}: the data files differ (checksums of {', '.join(changed)}); runs on different data "
+            "are never compared — run both on the same files"
+        )
+
+
+def check_finished(runs: list[Run], allow_unfinished: bool, warnings: list[str]) -> None:
+    """Refuse a run that did not finish (status running, interrupted, unknown) unless allowed."""
+    for run in runs:
+        if run.status == "failed":
+            warnings.append(
+                f"run {run.name}: its failure rate was above --max-failure-rate (status failed); its failed "
+                "rows are left out of the pairing"
+            )
+        if run.finished:
+            continue
+        if not allow_unfinished:
+            raise Incomparable(
+                f"run {run.name} ({run.path}) is not finished (status {run.status}); re-run its command to "
+                "finish it, or pass --allow-unfinished to compare the samples stored so far"
+            )
+        warnings.append(f"run {run.name} is not finished (status {run.status}): its stored samples only")
+
+
+def _statistics(task: Any, run: Run, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The task's per-sample statistics; rows whose fields cannot be read (damaged by hand or by another
+    tool) are a one-line `UserError` naming the run, never a traceback."""
+    try:
+        return task.statistics(rows)
+    except NotImplementedError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+        raise UserError(
+            f"{run.path}: the stored rows of {task.name} cannot be read ({type(exc).__name__}: {exc}); the "
+            f"samples file is damaged — `evalkit run` the same command again to redo bad rows"
+        ) from None
 
 
 def _check_judges(base: Run, new: Run, task: str, rows_b: list[dict], rows_n: list[dict]) -> None:
@@ -194,8 +245,14 @@ def compare_runs(
     seed: int = DEFAULT_SEED,
     alpha: float = 0.05,
     min_common: int = DEFAULT_MIN_COMMON,
+    allow_unfinished: bool = False,
+    refuse_nan: bool = True,
 ) -> Comparison:
-    """Compare two run folders; raises `Incomparable` or `UserError` (see the module docstring)."""
+    """Compare two run folders; raises `Incomparable` or `UserError` (see the module docstring).
+
+    Refused (`Incomparable`): a run not finished (unless `allow_unfinished`), different task or data
+    versions or judges, fewer than `min_common` samples scored in both runs or bootstrap units (images,
+    questions) shared by both, and (with `refuse_nan`) a checked metric that is NaN on either side."""
     from evalkit.registry import get_task
 
     rules = list(rules or [])
@@ -203,8 +260,11 @@ def compare_runs(
         raise UserError(f"--alpha {alpha}: must be between 0 and 1")
     if n_resamples < 100:
         raise UserError(f"--resamples {n_resamples}: use at least 100")
+    if min_common < 2:
+        raise UserError(f"--min-common {min_common}: use at least 2 (an interval needs two units)")
     base, new = Run.open(base_dir), Run.open(new_dir)
     warnings: list[str] = []
+    check_finished([base, new], allow_unfinished, warnings)
     if tasks:
         names = list(dict.fromkeys(tasks))
     else:
@@ -243,7 +303,7 @@ def compare_runs(
                 f"({len(rows_b)} base, {len(rows_n)} new); values are over the common samples"
             )
         try:
-            stats_b, stats_n = task.statistics(sel_b), task.statistics(sel_n)
+            stats_b, stats_n = _statistics(task, base, sel_b), _statistics(task, new, sel_n)
         except NotImplementedError:
             if any(r.task == name for r in rules):
                 raise Incomparable(f"{name}: this task does not expose per-sample statistics yet") from None
@@ -252,6 +312,12 @@ def compare_runs(
         available = [m for m in stats_b if m in stats_n]
         for metric in _select(name, available, task.headline, metrics, rules):
             est = paired_bootstrap(stats_b[metric], stats_n[metric], n_resamples=n_resamples, seed=seed)
+            if est.n_units < min_common:
+                raise Incomparable(
+                    f"{name}.{metric}: only {est.n_units} bootstrap units (images, questions or samples "
+                    f"resampled together) are shared by the runs, over {len(common)} common samples (at "
+                    f"least {min_common} needed, --min-common); compare runs over more data"
+                )
             out.append(
                 MetricComparison(
                     name,
@@ -274,6 +340,16 @@ def compare_runs(
         raise UserError(f"--metrics {unmatched[0]}: no compared task has this metric (name it TASK.METRIC)")
     for m in out:
         m.checked = bool(m.rules) if rules else m.direction != 0
+        undefined = [k for k in ("base", "new", "p_value") if math.isnan(getattr(m, k))]
+        if undefined and m.checked and refuse_nan:
+            raise Incomparable(
+                f"{m.task}.{m.metric}: {' and '.join(undefined)} is NaN ({m.n_samples} common samples); a "
+                "checked metric without a value can neither pass nor fail — check the runs' rows"
+            )
+        if undefined:
+            warnings.append(f"{m.task}.{m.metric}: {' and '.join(undefined)} is NaN; shown as —")
+    for run in (base, new):
+        warnings += list(dict.fromkeys(run.problems))
     for r in rules:
         direction = next((m.direction for m in out if (m.task, m.metric) == (r.task, r.metric)), 0)
         if direction and (r.op[0] == "<") == (direction == -1):
@@ -306,6 +382,10 @@ def _num(x: float, digits: int = 2) -> str:
     return "—" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
+def _signed(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:+.2f}"
+
+
 def _p(x: float) -> str:
     return "—" if math.isnan(x) else (f"{x:.4f}" if x >= 1e-4 else f"{x:.1e}")
 
@@ -335,7 +415,7 @@ def comparison_table(result: Comparison):
                 escape(m.metric + arrow),
                 _num(m.base),
                 _num(m.new),
-                f"{m.diff:+.2f} [{_num(m.ci_low)}, {_num(m.ci_high)}]",
+                f"{_signed(m.diff)} [{_num(m.ci_low)}, {_num(m.ci_high)}]",
                 _p(m.p_value),
                 _p(m.p_holm),
                 str(m.n_units),

@@ -77,6 +77,37 @@ def _task(name: str):
     return get_task(name) if name in TASKS else None
 
 
+def _usable(runs: list[Run], warnings: list[str]) -> list[Run]:
+    """Runs whose numbers may stand in the table: finished ("failed" runs too, marked by their status),
+    with a readable metrics.json; every run left out is named in `warnings`."""
+    kept = []
+    for run in runs:
+        if not run.finished:
+            warnings.append(
+                f"{run.path}: not finished (status {run.status}), left out; re-run its command to finish it"
+            )
+            continue
+        try:
+            metrics = run.metrics
+        except UserError as exc:
+            warnings.append(f"{exc}; run left out")
+            continue
+        if not metrics:
+            warnings.append(f"{run.path}: no metrics.json, left out; `evalkit rescore {run.path}` writes it")
+            continue
+        if run.status == "failed":
+            warnings.append(
+                f"{run.path}: its failure rate was above --max-failure-rate (status failed); shown as "
+                f"'{run.name} (failed)'"
+            )
+        kept.append(run)
+    return kept
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _variant(run: Run, name: str, task: Any) -> tuple[str | None, str | None, str | None]:
     judged = task is None or hasattr(task, "judge_spec")
     fps = run.judge_fingerprints(name) if judged else []
@@ -91,9 +122,8 @@ def build_leaderboard(
     sort: str | None = None,
     filters: list[str] | None = None,
 ) -> Leaderboard:
-    runs = find_runs(paths)
-    warnings = [f"{r.path}: no metrics.json (unfinished run), left out" for r in runs if not r.metrics]
-    runs = [r for r in runs if r.metrics]
+    warnings: list[str] = []
+    runs = _usable(find_runs(paths, warnings), warnings)
     if filters:
         low = [f.lower() for f in filters]
         runs = [r for r in runs if any(f in r.model.lower() or f in r.name.lower() for f in low)]
@@ -106,10 +136,16 @@ def build_leaderboard(
             summary = run.metrics.get(name)
             if summary is None:
                 continue
+            if not isinstance(summary, dict):
+                warnings.append(f"{run.path / 'metrics.json'}: {name} is not an object, left out")
+                continue
             version, judge_key, data = _variant(run, name, task_objs[name])
             variants[name].setdefault((version, judge_key, data), []).append((run, summary))
     columns: list[Column] = []
-    entries = {r.path: Entry(r.name, r.model, str(r.path), str(r.header.get("status", "?"))) for r in runs}
+    entries = {
+        r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, str(r.path), r.status)
+        for r in runs
+    }
     for name in names:
         keys = list(variants[name])
         differs = [len({k[i] for k in keys}) > 1 for i in range(3)]
@@ -117,6 +153,7 @@ def build_leaderboard(
             version, judge_key, data = key
             members = variants[name][key]
             metric = members[0][1].get("headline") or getattr(task_objs[name], "headline", None)
+            metric = str(metric) if metric is not None else None
             judge = judge_label(
                 members[0][0].judge_fingerprints(name) if judge_key is not None else []
             )  # the same for every member
@@ -131,11 +168,23 @@ def build_leaderboard(
             direction = metric_direction(task_objs[name], metric) if metric else 1
             columns.append(Column(name, metric, version, judge, data, label, direction))
             for run, summary in members:
-                m = (summary.get("metrics") or {}).get(metric)
-                if m is not None:
-                    entries[run.path].cells[label] = {
-                        k: m.get(k) for k in ("value", "ci_low", "ci_high", "n")
-                    }
+                m = summary.get("metrics")
+                m = m.get(metric) if isinstance(m, dict) else None
+                if m is None:
+                    continue
+                keys = ("value", "ci_low", "ci_high", "n")
+                cell = {k: m.get(k) for k in keys} if isinstance(m, dict) else {}
+                bad = [k for k, v in cell.items() if v is not None and not _number(v)]
+                if not cell or bad:
+                    warnings.append(
+                        f"{run.path / 'metrics.json'}: {name}.{metric} "
+                        f"{'is not an object' if not cell else repr(bad[0]) + ' is not a number'}, left out; "
+                        f"`evalkit rescore {run.path}` rewrites it from the samples"
+                    )
+                    continue
+                entries[run.path].cells[label] = cell
+    for run in runs:
+        warnings += list(dict.fromkeys(run.problems))
     board = Leaderboard(columns, [e for e in entries.values() if e.cells], warnings)
     if sort:
         _sort(board, sort)

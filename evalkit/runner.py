@@ -29,7 +29,7 @@ from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
 from evalkit.scoring import make_row, summarize
-from evalkit.store import RunStore
+from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, JudgedTask, LoadedData, Task
 from evalkit.types import Request, Response, Sample, UserError
 
@@ -165,6 +165,7 @@ def evaluate(
         raise UserError("--batch-size must be at least 1")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
+    check_output(output if output is not None else results_root)  # now, not after the model is loaded
     probe_model(model, backend_options)  # a refused key or a dead --base-url: one line, before any data
     task_objs, loaded = load_tasks(
         tasks,

@@ -57,25 +57,40 @@ class Run:
             raise UserError(f"{path} is not a run folder (no run.json)")
         try:
             header = store.read_header()
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{store.header_path}: unreadable ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"{store.header_path}: unreadable ({exc.strerror or exc})") from None
         return cls(Path(path), header)
+
+    #: damaged sample lines met while reading (`file:line: reason`), skipped
+    problems: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def status(self) -> str:
+        return str(self.header.get("status") or "unknown")
+
+    @property
+    def finished(self) -> bool:
+        """Every sample was attempted and metrics were written ("failed" runs too: too many failures)."""
+        return self.status in ("finished", "failed")
 
     @property
     def name(self) -> str:
-        return self.header.get("run_id") or self.path.name
+        return str(self.header.get("run_id") or self.path.name)
 
     @property
     def model(self) -> str:
         """What was evaluated, as the command named it (an imported run: the answer file)."""
-        command = self.header.get("command") or {}
+        command = self.header.get("command")
+        command = command if isinstance(command, dict) else {}
         if command.get("import"):
             return f"imported: {Path(str(command.get('answers', '?'))).name}"
-        return str(command.get("model") or (self.header.get("model") or {}).get("backend") or "?")
+        model = self.header.get("model")
+        return str(command.get("model") or (model.get("backend") if isinstance(model, dict) else None) or "?")
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.header.get("tasks") or {})
+        tasks = self.header.get("tasks")
+        return [str(t) for t in tasks] if isinstance(tasks, dict) else []
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
@@ -84,28 +99,42 @@ class Run:
             return {}
         try:
             return RunStore(self.path).read_metrics()
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: unreadable ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+    def _info(self, task: str) -> dict[str, Any]:
+        info = (self.header.get("tasks") or {}).get(task)
+        return info if isinstance(info, dict) else {}
 
     def task_version(self, task: str) -> str | None:
-        info = (self.header.get("tasks") or {}).get(task) or {}
-        version = info.get("version", (self.metrics.get(task) or {}).get("version"))
+        summary = self.metrics.get(task)
+        stored = summary.get("version") if isinstance(summary, dict) else None
+        version = self._info(task).get("version", stored)
         return None if version is None else str(version)
 
     def data_version(self, task: str) -> str | None:
-        data = ((self.header.get("tasks") or {}).get(task) or {}).get("data") or {}
-        return data.get("version")
+        data = self._info(task).get("data")
+        version = data.get("version") if isinstance(data, dict) else None
+        return None if version is None else str(version)
+
+    def data_files(self, task: str) -> dict[str, str]:
+        """Checksums of the data files the task read (file name → sha256), as run.json records them."""
+        data = self._info(task).get("data")
+        files = data.get("files") if isinstance(data, dict) else None
+        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
 
     def rows(self, task: str) -> list[dict[str, Any]]:
-        """Every stored row of the task (failed ones included)."""
-        return RunStore(self.path).read_samples(task)
+        """Every stored row of the task (failed ones included); damaged lines are skipped and described in
+        `problems`. Read only: the samples file is never changed."""
+        return RunStore(self.path).read_samples(task, self.problems)
 
     def judge_fingerprints(self, task: str, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The distinct judge fingerprints behind the task's rows (from the rows when given, else from
         run.json's judge record, else from the stored rows); [] for a task without a judge."""
         if rows is None:
-            judged = (self.header.get("judges") or {}).get(task)
-            if judged and judged.get("fingerprint") is not None:
+            judges = self.header.get("judges")
+            judged = judges.get(task) if isinstance(judges, dict) else None
+            if isinstance(judged, dict) and isinstance(judged.get("fingerprint"), dict):
                 return [judged["fingerprint"]]
             if not RunStore(self.path).samples_path(task).exists():
                 return []
@@ -113,7 +142,7 @@ class Run:
         seen: dict[str, dict[str, Any]] = {}
         for r in rows:
             judge = r.get("judge")
-            if isinstance(judge, dict) and "fingerprint" in judge:
+            if isinstance(judge, dict) and isinstance(judge.get("fingerprint"), dict):
                 seen.setdefault(canonical(judge["fingerprint"]), judge["fingerprint"])
         return list(seen.values())
 
@@ -126,14 +155,21 @@ def judge_label(fingerprints: list[dict[str, Any]]) -> str | None:
     return f"{'+'.join(models)} #{short_hash(sorted(canonical(fp) for fp in fingerprints))[:6]}"
 
 
-def find_runs(paths: list[Path]) -> list[Run]:
-    """Run folders among `paths`: each path is a run folder or a folder of run folders (one level)."""
+def find_runs(paths: list[Path], warnings: list[str] | None = None) -> list[Run]:
+    """Run folders among `paths`: each path is a run folder or a folder of run folders (one level). A
+    damaged run.json inside a folder of runs is skipped and described in `warnings` (when given)."""
     runs: list[Run] = []
     for path in paths:
         if (path / "run.json").exists():
             runs.append(Run.open(path))
         elif path.is_dir():
-            runs.extend(Run.open(p.parent) for p in sorted(path.glob("*/run.json")))
+            for p in sorted(path.glob("*/run.json")):
+                try:
+                    runs.append(Run.open(p.parent))
+                except UserError as exc:
+                    if warnings is None:
+                        raise
+                    warnings.append(f"{exc}; run left out")
         else:
             raise UserError(f"{path} is neither a run folder nor a folder of run folders")
     return runs

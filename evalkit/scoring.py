@@ -114,16 +114,45 @@ def headline_problem(task: Task, metrics: dict[str, Any], ok: list[dict[str, Any
 
 
 def rescore_run(run_dir) -> dict[str, Any]:
-    """Recompute every task's score fields and metrics from the stored rows alone; rewrites metrics.json."""
+    """Recompute every task's score fields and metrics from the stored rows alone; rewrites metrics.json.
+    Reads the samples without changing them, and refuses (`UserError`) to write metrics from a folder
+    it could not read whole: a damaged line, or a row whose fields the task cannot score."""
     from evalkit.registry import get_task
     from evalkit.store import RunStore
+    from evalkit.types import UserError
 
     store = RunStore(run_dir)
     header = store.read_header()
+    if not header.get("tasks"):
+        raise UserError(f"{store.header_path}: names no task; the run header is damaged")
     metrics = {}
     for name, info in header["tasks"].items():
         task = get_task(name)
-        rows = [rescore_row(task, r) for r in store.read_samples(name)]
-        metrics[name] = summarize(task, rows, n_expected=info.get("n_samples", len(rows)))
+        problems: list[str] = []
+        stored = store.read_samples(name, problems)
+        if problems:
+            more = f" (and {len(problems) - 1} more damaged lines)" if len(problems) > 1 else ""
+            raise UserError(
+                f"{problems[0]}{more}; metrics.json is left as it was — re-run the run's command to redo "
+                "the damaged rows, then rescore"
+            )
+        rows = []
+        for row in stored:
+            try:
+                rows.append(rescore_row(task, row))
+            except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+                raise UserError(
+                    f"{store.samples_path(name)}: row {row.get('id')!r} cannot be scored "
+                    f"({type(exc).__name__}: {exc}); metrics.json is left as it was"
+                ) from None
+        expected = info.get("n_samples") if isinstance(info, dict) else None
+        n = expected if isinstance(expected, int) and not isinstance(expected, bool) else len(rows)
+        try:
+            metrics[name] = summarize(task, rows, n_expected=n)
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
+            raise UserError(
+                f"{store.samples_path(name)}: the rows cannot be summarized ({type(exc).__name__}: {exc}); "
+                "metrics.json is left as it was"
+            ) from None
     store.write_metrics(metrics)
     return metrics

@@ -225,8 +225,9 @@ def tax_table(
 ) -> TaxTable:
     """Compare every aligned run with the base run. `tasks`: default every task in all the runs (others are
     named in the warnings); `metrics`: `None` (each task's headline and its group's metrics), or items as
-    `evalkit compare --metrics` reads them ("all", "METRIC", "TASK.METRIC"). Raises `Incomparable` when a
-    task's versions or judges differ between the base and a checkpoint, `UserError` on a bad selection."""
+    `evalkit compare --metrics` reads them ("all", "METRIC", "TASK.METRIC"). Raises `Incomparable` on the
+    rules of `evalkit compare` (a run not finished, task or data versions or judges that differ, fewer than
+    `min_common` common samples or units) and when a shown metric is NaN; `UserError` on a bad selection."""
     from evalkit.registry import get_task
 
     if not aligned_runs:
@@ -256,15 +257,27 @@ def tax_table(
                 n_resamples=n_resamples,
                 seed=seed,
                 min_common=min_common,
+                refuse_nan=False,  # only the metrics shown must have values (checked below)
             )
         except Incomparable as exc:
             raise Incomparable(f"checkpoint {label} ({run.path}) against base {base.name}: {exc}") from None
-        warnings += [f"{label}: {w}" for w in result.warnings if "no difference can be significant" not in w]
+        warnings += [
+            f"{label}: {w}"
+            for w in result.warnings
+            if "no difference can be significant" not in w and "is NaN; shown as" not in w
+        ]
         found = {(m.task, m.metric): m for m in result.metrics}
         for name in names:
             available = [m for (t, m) in found if t == name]
             for metric in _wanted(name, task_objs[name], available, metrics):
                 m = found[(name, metric)]
+                undefined = [k for k in ("base", "new", "p_value") if math.isnan(getattr(m, k))]
+                if undefined:
+                    raise Incomparable(
+                        f"checkpoint {label} ({run.path}) against base {base.name}: {name}.{metric}: "
+                        f"{' and '.join(undefined)} is NaN over {m.n_samples} common samples; a table cell "
+                        "without a number is never shown as a result — check the runs' rows"
+                    )
                 rows.append(
                     TaxRow(
                         label,

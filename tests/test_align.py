@@ -28,6 +28,7 @@ checkpoints:
   sft: {method: sft, data: sft.jsonl, max_steps: 2, batch_size: 4, lora_rank: 4, save_every: 0}
   dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 2, batch_size: 4, lora_rank: 4, save_every: 0}
 reference: sft
+min_common: 2
 """
 
 
@@ -81,6 +82,8 @@ def test_plan_errors(folder):
         ),
         (CONFIG.replace("  tasks: pope\n", ""), "evaluate.tasks is required"),
         (CONFIG + "extra: 1\n", "unknown key 'extra'"),
+        (CONFIG.replace("min_common: 2", "min_common: 1"), "min_common must be a whole number of at least 2"),
+        (CONFIG.replace("min_common: 2", "min_common: many"), "min_common must be"),
     ]:
         bad.write_text(text)
         with pytest.raises(UserError, match=fragment):
@@ -88,6 +91,9 @@ def test_plan_errors(folder):
     plan = read_plan(folder / "align.yaml")
     assert plan.models == ["base", "sft", "dpo"] and plan.base == str(folder / "base")
     assert plan.checkpoints["dpo"]["data"] == str(folder / "pairs.jsonl")
+    assert plan.min_common == 2
+    bad.write_text(CONFIG.replace("min_common: 2\n", ""))
+    assert read_plan(bad).min_common == 20  # as `evalkit compare`
 
 
 def test_cli_align_usage_error_is_one_line(folder):

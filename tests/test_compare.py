@@ -134,7 +134,7 @@ def test_noise_of_the_same_size_on_50_samples_does_not_fail(tmp_path):
     assert expected < -2.5
     base = write_run(tmp_path / "base", "pope", pope_rows(items))
     new = write_run(tmp_path / "new", "pope", pope_rows(items, flip))
-    result = compare_runs(base, new, rules=[Rule.parse("pope.f1_mean < -1.0")])
+    result = compare_runs(base, new, rules=[Rule.parse("pope.f1_mean < -1.0")], min_common=10)
     (m,) = result.metrics
     assert m.diff == pytest.approx(expected, abs=1e-9)
     assert m.p_holm >= 0.05 and m.ci_low < 0 < m.ci_high
@@ -330,3 +330,102 @@ def test_metric_directions(task, metric, direction):
     t = get_task(task)
     declared = getattr(t, "directions", {})
     assert metric_direction(t, metric) == declared.get(metric, direction)
+
+
+# ------------------------------------------------------------------------ the gate never passes on nothing
+
+
+def edit_header(run, **changes):
+    path = run / "run.json"
+    header = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key == "data":
+            header["tasks"]["pope"]["data"] = value
+        else:
+            header[key] = value
+    path.write_text(json.dumps(header))
+    return run
+
+
+def test_different_data_versions_or_files_are_refused(tmp_path):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    official = edit_header(write_run(tmp_path / "official", "pope", pope_rows(items)), data={"version": "v1"})
+    with pytest.raises(Incomparable, match="data versions differ .*base base: test, new official: v1"):
+        compare_runs(base, official)
+    edit_header(base, data={"version": "test", "files": {"coco_pope_random.json": "aa"}})
+    other = write_run(tmp_path / "other", "pope", pope_rows(items))
+    edit_header(other, data={"version": "test", "files": {"coco_pope_random.json": "bb"}})
+    with pytest.raises(Incomparable, match="data files differ .*coco_pope_random.json"):
+        compare_runs(base, other)
+
+
+def test_too_few_common_units_are_refused_even_with_enough_samples(tmp_path):
+    """Toy POPE at --limit 30 and 40: 30 common questions, but on 2 images, the bootstrap's units."""
+    items = [(f"random-{i}", "random", f"img{i // 15}", "yn"[i % 2], i % 7 != 0) for i in range(40)]
+    base = write_run(tmp_path / "l30", "pope", pope_rows(items[:30]))
+    new = write_run(tmp_path / "l40", "pope", pope_rows(items))
+    with pytest.raises(Incomparable, match="only 2 bootstrap units .* over 30 common samples"):
+        compare_runs(base, new)
+    result = compare_runs(base, new, min_common=2)  # asked for explicitly
+    assert result.metrics[0].n_units == 2 and result.metrics[0].n_samples == 30
+
+
+def test_a_checked_metric_that_is_nan_is_refused(tmp_path):
+    # every label "no", every answer right: no positive at all, so POPE's F1 is 0/0 in every split
+    items = [(sid, split, image, "n", True) for sid, split, image, _, _ in pope_items(100)]
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    new = write_run(tmp_path / "new", "pope", pope_rows(items))
+    with pytest.raises(Incomparable, match=r"pope.f1_mean: base and new and p_value is NaN"):
+        compare_runs(base, new)
+    with pytest.raises(Incomparable, match=r"pope.f1_mean: .*NaN"):
+        compare_runs(base, new, rules=[Rule.parse("pope.f1_mean < -1")])
+
+
+@pytest.mark.parametrize("status", ["running", "interrupted", None])
+def test_unfinished_runs_are_refused_unless_allowed(tmp_path, status):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    new = edit_header(write_run(tmp_path / "new", "pope", pope_rows(items)), status=status)
+    with pytest.raises(Incomparable, match=f"run new .* is not finished \\(status {status or 'unknown'}\\)"):
+        compare_runs(base, new)
+    result = compare_runs(base, new, allow_unfinished=True)
+    assert result.metrics[0].n_samples == 100 and any("not finished" in w for w in result.warnings)
+    cli = CliRunner().invoke(app, ["compare", str(base), str(new)])
+    assert cli.exit_code == 3 and cli.stderr.count("\n") == 1 and "--allow-unfinished" in cli.stderr
+    assert CliRunner().invoke(app, ["compare", str(base), str(new), "--allow-unfinished"]).exit_code == 0
+
+
+def test_cli_refusal_is_one_line_exit_3_never_nan_ok(tmp_path):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    official = edit_header(write_run(tmp_path / "official", "pope", pope_rows(items)), data={"version": "v1"})
+    cli = CliRunner().invoke(app, ["compare", str(base), str(official), "--fail-on", "pope.f1_mean < -1"])
+    assert cli.exit_code == 3, cli.output
+    assert cli.stderr.startswith("error: not comparable: pope: data versions differ")
+    assert cli.stderr.count("\n") == 1 and "nan" not in cli.stdout and "ok" not in cli.stdout
+
+
+def test_damaged_lines_are_reported_and_skipped_and_the_file_is_not_changed(tmp_path):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    new = write_run(tmp_path / "new", "pope", pope_rows(items))
+    path = new / "samples" / "pope.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[3], lines[10] = b'["a list"]', b"\xff\xfe not utf-8"
+    path.write_bytes(b"\n".join(lines))
+    before = path.read_bytes()
+    result = compare_runs(base, new)
+    assert path.read_bytes() == before  # a reader never rewrites a samples file
+    assert result.metrics[0].n_samples == 98  # every other row is kept
+    assert f"{path}:4: a JSON list, not an object, skipped" in result.warnings
+    assert any(w.startswith(f"{path}:11: not UTF-8") for w in result.warnings)
+
+
+def test_a_failed_run_is_compared_with_a_warning(tmp_path):
+    items = pope_items(100)
+    base = write_run(tmp_path / "base", "pope", pope_rows(items))
+    new = edit_header(write_run(tmp_path / "new", "pope", pope_rows(items)), status="failed")
+    result = compare_runs(base, new)
+    assert result.metrics[0].n_samples == 100
+    assert any(w.startswith("run new: its failure rate was above") for w in result.warnings)

@@ -60,7 +60,10 @@ def test_columns_split_on_task_version_and_judge(results):
     assert set(cells["llava-dpo-objhal"]) == {labels[3]}
     assert set(cells["qwen-objhal"]) == set(cells["llava-base-objhal"]) == {labels[2]}
     assert cells["llava-dpo"]["pope.f1_mean [v1]"] == metric(results, "llava-dpo", "pope", "f1_mean")
-    assert "unfinished" not in cells and "no metrics.json" in board.warnings[0]
+    assert (
+        "unfinished" not in cells
+        and "unfinished: not finished (status unknown), left out" in board.warnings[0]
+    )
 
 
 def test_one_variant_keeps_the_plain_label(results):
@@ -136,3 +139,26 @@ def test_cli_writes_files_and_reports_usage_errors(results, tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["leaderboard", str(results), "--sort", "pope.f1_mean"])
     assert res.exit_code == 2 and "'pope.f1_mean [v1]'" in res.stderr
+
+
+def test_other_data_gets_its_own_column_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
+    items = pope_items(100)
+    write_run(tmp_path / "toy", "pope", pope_rows(items))
+    official = write_run(tmp_path / "official", "pope", pope_rows(items, frozenset(i[0] for i in items[:20])))
+    running = write_run(tmp_path / "running", "pope", pope_rows(items))
+    for path, changes in ((official, {"data": "official v1"}), (running, {"status": "running"})):
+        header = json.loads((path / "run.json").read_text())
+        if "data" in changes:
+            header["tasks"]["pope"]["data"]["version"] = changes["data"]
+        header.update({k: v for k, v in changes.items() if k != "data"})
+        (path / "run.json").write_text(json.dumps(header))
+    board = build_leaderboard([tmp_path])
+    labels = sorted(c.label for c in board.columns)
+    assert labels == ["pope.f1_mean [data official v1]", "pope.f1_mean [data test]"]
+    cells = {e.run: e.cells for e in board.entries}
+    assert set(cells) == {"toy", "official"}  # never merged, never the unfinished run
+    assert cells["toy"] == {"pope.f1_mean [data test]": metric(tmp_path, "toy", "pope", "f1_mean")}
+    assert cells["official"]["pope.f1_mean [data official v1]"]["value"] == pytest.approx(
+        metric(tmp_path, "official", "pope", "f1_mean")["value"]
+    )
+    assert any(w.startswith(f"{running}: not finished (status running), left out") for w in board.warnings)

@@ -293,6 +293,38 @@ def test_different_judges_or_task_versions_are_refused(runs):
     assert {r.task for r in t.rows} == {"pope"} and "left out: objhal" in t.warnings[0]
 
 
+def test_different_data_unfinished_runs_too_few_units_and_nan_cells_are_refused(runs):
+    """The rules of `evalkit compare` hold in the table: no cell over different data, an unfinished run,
+    a handful of images, or without a number."""
+    tmp, paths = runs
+    items = pope_items(1200, accuracy=0.85)
+
+    def pope_run(name, rows, **header):
+        path = write_run(tmp / name, "pope", rows)
+        data = json.loads((path / "run.json").read_text())
+        for key, value in header.items():
+            if key == "data":
+                data["tasks"]["pope"]["data"] = value
+            else:
+                data[key] = value
+        (path / "run.json").write_text(json.dumps(data))
+        return path
+
+    official = pope_run("official", pope_rows(items), data={"version": "official"})
+    with pytest.raises(Incomparable, match="checkpoint official .*data versions differ"):
+        tax_table(paths["base"], {"official": official}, tasks=["pope"], n_resamples=200)
+    running = pope_run("running", pope_rows(items), status="running")
+    with pytest.raises(Incomparable, match="not finished \\(status running\\)"):
+        tax_table(paths["base"], {"running": running}, tasks=["pope"], n_resamples=200)
+    few = pope_run("few", pope_rows([i for i in items if i[2] in {f"img{k}" for k in range(6)}]))
+    with pytest.raises(Incomparable, match="only 6 bootstrap units .* over 30 common samples"):
+        tax_table(paths["base"], {"few": few}, tasks=["pope"], n_resamples=200)
+    nope = [(sid, split, image, "n", True) for sid, split, image, _, _ in items]  # F1 0/0 in every split
+    nan_base, nan_new = pope_run("nan-base", pope_rows(nope)), pope_run("nan-new", pope_rows(nope))
+    with pytest.raises(Incomparable, match="pope.f1_mean: base and new and p_value is NaN"):
+        tax_table(nan_base, {"nan": nan_new}, tasks=["pope"], n_resamples=200)
+
+
 def test_tax_modules_stay_free_of_torch(runs):
     import subprocess
     import sys

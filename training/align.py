@@ -13,6 +13,7 @@ suite, and write the alignment-tax table.
       sft: {method: sft, data: sft.jsonl, max_steps: 300, lora_rank: 0, lr: 1e-3}
       dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 60}
     reference: sft                     # the table's baseline (default: base)
+    min_common: 20                     # fewest common samples and bootstrap units per task (as compare)
 
 Stages, each resumed rather than redone after a crash: OUTPUT/checkpoints/<name> (`evalkit train`: a
 finished checkpoint is kept, an interrupted one resumes from its last save), OUTPUT/eval/<name> (`evalkit
@@ -40,7 +41,7 @@ _EVAL_KEYS = (
     "batch_size",
     "seed",
 )
-_TOP_KEYS = ("base", "output", "evaluate", "checkpoints", "reference")
+_TOP_KEYS = ("base", "output", "evaluate", "checkpoints", "reference", "min_common")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class AlignPlan:
     evaluate: dict[str, Any]
     checkpoints: dict[str, dict[str, Any]]  # name -> TrainConfig settings (+ "from")
     reference: str = BASE
+    min_common: int = 20
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -103,7 +105,11 @@ def read_plan(file: str | Path) -> AlignPlan:
     reference = str(raw.get("reference") or BASE)
     if reference != BASE and reference not in checkpoints:
         raise UserError(f"{path}: reference {reference!r} is neither base nor a checkpoint")
-    return AlignPlan(base, here / Path(str(raw["output"])).expanduser(), ev, checkpoints, reference)
+    min_common = raw.get("min_common", 20)
+    if isinstance(min_common, bool) or not isinstance(min_common, int) or min_common < 2:
+        raise UserError(f"{path}: min_common must be a whole number of at least 2, not {min_common!r}")
+    output = here / Path(str(raw["output"])).expanduser()
+    return AlignPlan(base, output, ev, checkpoints, reference, min_common)
 
 
 def _say(message: str) -> None:
@@ -180,7 +186,7 @@ def run_align(file: str | Path, *, progress: bool = False) -> dict[str, Any]:
     for name in plan.models:
         eval_stage(plan, name, progress)
     aligned = {n: plan.output / "eval" / n for n in plan.models if n not in (plan.reference,)}
-    table = tax_table(plan.output / "eval" / plan.reference, aligned)
+    table = tax_table(plan.output / "eval" / plan.reference, aligned, min_common=plan.min_common)
     paths = write_report(table, plan.output)
     _say(f"alignment-tax table: {', '.join(str(p) for p in paths)}")
     return {"table": table, "paths": paths, "plan": plan}
