@@ -136,6 +136,31 @@ def test_interval_verdict():
     assert interval_verdict(1.0, -0.5, 2.0, +1) == "no significant change"
 
 
+def test_claim_misses_names_each_unmet_part():
+    """Hand-built rows: the claim holds only with every `CLAIMED` metric better, loss down, margin up."""
+    from evalkit.toy.alignment import Result
+
+    def rows(chair: str) -> list[dict]:
+        return [{"metric": k, "verdict": chair if k == "amber.chair" else "better"} for k in CLAIMED]
+
+    up = {"loss_falls": True, "margin_rises": True}
+    result = Result(
+        work=Path("."),
+        settings=Settings(),
+        checkpoints={},
+        runs={},
+        metrics={},
+        comparisons={"a": rows("better"), "b": rows("no significant change"), "c": rows("better")[1:]},
+        visual_stage=[],
+        trends={"a": up, "b": up, "c": {"loss_falls": False, "margin_rises": True}},
+        timings={},
+    )
+    assert result.claim_holds("a") and result.claim_misses("a") == []
+    assert not result.claim_holds("b") and result.claim_misses("b") == ["amber.chair: no significant change"]
+    assert result.claim_misses("c") == ["pope.f1_mean: not measured", "loss does not fall"]
+    assert not result.claim_holds("absent")
+
+
 def test_train_log_trends(tmp_path):
     log = tmp_path / "train_log.jsonl"
     rows = [
