@@ -47,7 +47,8 @@ def format_table(result: Result) -> str:
             f"{t['loss']['last']:.3f}, margin {t['margin']['first']:+.3f} → {t['margin']['last']:+.3f}, "
             f"accuracy {t['accuracy']['first']:.2f} → {t['accuracy']['last']:.2f}"
         )
-        verdict = "HOLDS" if result.claim_holds(name) else "does NOT hold"
+        misses = result.claim_misses(name)
+        verdict = f"does NOT hold ({'; '.join(misses)})" if misses else "HOLDS"
         lines.append(f" claim (* metrics better beyond the interval, loss falls, margin rises): {verdict}")
     if result.bdhs_stats:
         b = result.bdhs_stats

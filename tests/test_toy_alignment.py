@@ -136,6 +136,31 @@ def test_interval_verdict():
     assert interval_verdict(1.0, -0.5, 2.0, +1) == "no significant change"
 
 
+def test_claim_misses_names_each_unmet_part():
+    """Hand-built rows: the claim holds only with every `CLAIMED` metric better, loss down, margin up."""
+    from evalkit.toy.alignment import Result
+
+    def rows(chair: str) -> list[dict]:
+        return [{"metric": k, "verdict": chair if k == "amber.chair" else "better"} for k in CLAIMED]
+
+    up = {"loss_falls": True, "margin_rises": True}
+    result = Result(
+        work=Path("."),
+        settings=Settings(),
+        checkpoints={},
+        runs={},
+        metrics={},
+        comparisons={"a": rows("better"), "b": rows("no significant change"), "c": rows("better")[1:]},
+        visual_stage=[],
+        trends={"a": up, "b": up, "c": {"loss_falls": False, "margin_rises": True}},
+        timings={},
+    )
+    assert result.claim_holds("a") and result.claim_misses("a") == []
+    assert not result.claim_holds("b") and result.claim_misses("b") == ["amber.chair: no significant change"]
+    assert result.claim_misses("c") == ["pope.f1_mean: not measured", "loss does not fall"]
+    assert not result.claim_holds("absent")
+
+
 def test_train_log_trends(tmp_path):
     log = tmp_path / "train_log.jsonl"
     rows = [
@@ -148,20 +173,60 @@ def test_train_log_trends(tmp_path):
     assert t["loss_falls"] and t["margin_rises"]
 
 
+# What the toy story shows robustly, from `evalkit demo --seed N` for N = 0, 1, 2 (README, "The toy-world
+# check", measured with torch 2.13.0+cpu, transformers 5.25.0 on an AVX-512 CPU). The pipeline is bit-for-bit
+# deterministic on one machine, but another CPU kind (e.g. AVX2 kernels) or library version rounds floats
+# differently, which changes the trained weights as much as another seed does: so a claimed metric is asserted
+# beyond its interval only where it was so on all three seeds, and otherwise only in its better direction.
+# (Seed 0 with torch's AVX2 kernels forced, ATEN_CPU_CAPABILITY=avx2, passes these checks too, with every
+# claimed metric beyond its interval there.)
+BEYOND_INTERVAL = {
+    "dpo": ("pope.f1_mean", "amber.hal", "objhal.CHAIRs", "objhal.CHAIRi"),
+    "bdhs": ("pope.f1_mean", "objhal.CHAIRs", "objhal.CHAIRi"),
+}
+# AMBER CHAIR: DPO beyond its interval on seeds 0 and 2 only; BDHS on none (−2.8 [−6.7, +0.6] on seed 0),
+# AMBER Hal for BDHS on seeds 0 and 2 only
+DIRECTION_ONLY = {"dpo": ("amber.chair",), "bdhs": ("amber.chair", "amber.hal")}
+
+
 @pytest.mark.slow
 def test_full_demo(tmp_path):
-    """`evalkit demo` as shipped (default settings, about 4 minutes): the language stage taught the base the
-    world's co-occurrences (above the chance level computed here); DPO and BDHS each raise POPE F1 and lower
-    AMBER CHAIR / Hal and Object HalBench CHAIRs / CHAIRi beyond their 95% paired intervals (loss falls,
-    margin rises); the tables agree with the experiment; a re-run redoes no stage."""
+    """`evalkit demo` as shipped (default settings, seed 0; about 100 s of CPU on one thread) checks:
+
+    - the language stage taught the base the world's co-occurrences (above the chance level computed here);
+    - the visual stage (SFT against the base) raises POPE F1 and lowers AMBER CHAIR and Object HalBench
+      CHAIRi beyond their intervals;
+    - DPO and BDHS: every `CLAIMED` hallucination metric moves the right way, beyond its 95% paired interval
+      where that held on seeds 0-2 of the reference measurements (`BEYOND_INTERVAL`), else in direction;
+      loss falls and margin rises;
+    - the trade-off: DPO costs AMBER Cover and Object HalBench recall beyond their intervals, BDHS less of
+      both; neither costs the language side (`toy_language` precision not worse);
+    - the tables agree with the experiment; a re-run redoes no stage.
+
+    `Result.claim_holds` (every claimed metric beyond its interval) is not asserted: it held here for DPO on
+    seeds 0 and 2 and for BDHS on none of seeds 0-2, and varies across machines (README).
+    """
     from evalkit.toy.demo import run_demo
     from evalkit.toy.language import companions
 
+    assert set(CLAIMED) == {*BEYOND_INTERVAL["dpo"], *DIRECTION_ONLY["dpo"]}
+    assert set(CLAIMED) == {*BEYOND_INTERVAL["bdhs"], *DIRECTION_ONLY["bdhs"]}
     work = tmp_path / "demo"
     demo = run_demo(work)
     result = demo["experiment"]
+    rows = {name: {r["metric"]: r for r in result.comparisons[name]} for name in ("dpo", "bdhs")}
     for name in ("dpo", "bdhs"):
-        assert result.claim_holds(name), result.comparisons[name]
+        for key in BEYOND_INTERVAL[name]:
+            assert rows[name][key]["verdict"] == "better", (name, rows[name][key])
+        for key in DIRECTION_ONLY[name]:
+            sign = 1 if rows[name][key]["better"] == "higher" else -1
+            assert sign * rows[name][key]["diff"] > 0, (name, rows[name][key])
+        assert result.trends[name]["loss_falls"] and result.trends[name]["margin_rises"], result.trends[name]
+        language = rows[name]["toy_language.precision"]
+        assert language["verdict"] != "worse", (name, language)
+    for key in ("amber.cover", "objhal.obj_recall"):
+        assert rows["dpo"][key]["verdict"] == "worse", rows["dpo"][key]
+        assert rows["bdhs"][key]["diff"] > rows["dpo"][key]["diff"], (rows["bdhs"][key], rows["dpo"][key])
     # chance: an answer naming other classes at random scores the mean share over them
     shares = companions(0)
     chance = 100 * float(np.mean([np.mean(list(v.values())) for v in shares.values()]))
@@ -169,14 +234,15 @@ def test_full_demo(tmp_path):
     assert base_lang["ci_low"] > chance + 10, (base_lang, chance)
     # what the visual stage did, and the tax table: the experiment's numbers, grouped
     visual = {r["metric"]: r for r in result.visual_stage}
-    assert visual["pope.f1_mean"]["verdict"] == "better"
+    for key in ("pope.f1_mean", "amber.chair", "objhal.CHAIRi"):
+        assert visual[key]["verdict"] == "better", visual[key]
     row = demo["visual_stage"].get("sft", "toy_language", "precision")
     assert row.group == "language instruction-following"
     assert row.diff == pytest.approx(visual["toy_language.precision"]["diff"])
-    dpo = {r["metric"]: r for r in result.comparisons["dpo"]}
     for key in (*CLAIMED, "toy_language.precision"):
         task, metric = key.split(".")
-        assert demo["table"].get("dpo", task, metric).diff == pytest.approx(dpo[key]["diff"])
+        for name in ("dpo", "bdhs"):
+            assert demo["table"].get(name, task, metric).diff == pytest.approx(rows[name][key]["diff"])
     names = ["tax.md", "tax.csv", "tax.html", "tax.json"]
     assert [str(p.relative_to(work)) for p in demo["paths"]] == [f"visual_stage/{n}" for n in names] + names
     # resumable: nothing is trained or evaluated again, the same numbers come back

@@ -165,13 +165,19 @@ class Result:
 
     def claim_holds(self, name: str) -> bool:
         """Every `CLAIMED` metric moved the right way beyond its interval, the loss fell, the margin rose."""
+        return name in self.comparisons and not self.claim_misses(name)
+
+    def claim_misses(self, name: str) -> list[str]:
+        """The parts of `claim_holds` that `name` misses, as "metric: verdict" (or "loss does not fall")."""
         rows = {r["metric"]: r for r in self.comparisons.get(name, [])}
         trend = self.trends.get(name, {})
-        return (
-            all(rows.get(k, {}).get("verdict") == "better" for k in CLAIMED)
-            and bool(trend.get("loss_falls"))
-            and bool(trend.get("margin_rises"))
-        )
+        misses = [
+            f"{k}: {rows.get(k, {}).get('verdict', 'not measured')}"
+            for k in CLAIMED
+            if rows.get(k, {}).get("verdict") != "better"
+        ]
+        misses += ["loss does not fall"] * (not trend.get("loss_falls"))
+        return misses + ["margin does not rise"] * (not trend.get("margin_rises"))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
