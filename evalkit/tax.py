@@ -271,7 +271,9 @@ def tax_table(
             available = [m for (t, m) in found if t == name]
             for metric in _wanted(name, task_objs[name], available, metrics):
                 m = found[(name, metric)]
-                undefined = [k for k in ("base", "new", "p_value") if math.isnan(getattr(m, k))]
+                # a value must exist; an interval may not (a rate that is 0/0 in every resample, e.g.
+                # AMBER's F1 against a run that never answers yes/no): its cell reads n/a, never a verdict
+                undefined = [k for k in ("base", "new") if math.isnan(getattr(m, k))]
                 if undefined:
                     raise Incomparable(
                         f"checkpoint {label} ({run.path}) against base {base.name}: {name}.{metric}: "
