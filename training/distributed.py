@@ -51,6 +51,9 @@ class Single:
         """Every process's `part` (the step's metrics), in rank order."""
         return [part]
 
+    def close(self) -> None:
+        pass
+
 
 class Accelerated(Single):
     def __init__(self, bf16: bool) -> None:
@@ -91,6 +94,16 @@ class Accelerated(Single):
         parts: list[Any] = [None] * self.world
         dist.all_gather_object(parts, part)
         return parts
+
+    def close(self) -> None:
+        """Wait for every process (the main one is saving), then take the process group down: left to
+        interpreter exit, gloo's threads can abort a process ("terminate called without an active
+        exception") after its work is done."""
+        import torch.distributed as dist
+
+        self.acc.wait_for_everyone()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def processes(device_name: str, bf16_if_cuda: bool = True) -> Single:

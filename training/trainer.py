@@ -326,6 +326,7 @@ def train(
 
     procs.barrier()
     if not writes:
+        procs.close()
         return TrainResult(out, total, rows, start, is_main=False)
     _save_checkpoint(policy, processor, cfg, out)
     if cfg.reference_kind == "cached":
@@ -335,6 +336,7 @@ def train(
     info.update(completed=True, final=rows[-1] if rows else None, resumed_from=start)
     write_json_atomic(out / "train_config.json", info)
     shutil.rmtree(out / "resume", ignore_errors=True)
+    procs.close()
     _say(f"saved {out}")
     return TrainResult(out, total, rows, start)
 
