@@ -252,8 +252,8 @@ def test_the_known_cases_fail_as_described(folder):
         assert len(load_prompts(folder / "one.jsonl")) == 1
     ok = {"image": "ok.png", "prompt": "what is it?", "chosen": "a kite.", "rejected": "a dog."}
     cases = {
-        "bad-utf8": "data.jsonl:1: not UTF-8 (byte 0xff",
-        "utf16": "UTF-16 text; save the file as UTF-8",
+        "bad-utf8": "data.jsonl:1: not UTF-8 text (byte 0xff",
+        "utf16": "UTF-16 text; save it as UTF-8",
         "deep": "data.jsonl:2: JSON nested too deeply",
         "not-object": "data.jsonl:2: expected a JSON object, got list",
         "cut": "data.jsonl:1: malformed JSON line",
@@ -265,7 +265,7 @@ def test_the_known_cases_fail_as_described(folder):
             load_preferences(path)
     path = folder / "data.jsonl"
     _write(path, [{**ok, "chosen": "\ud800"}], False, "none")
-    with pytest.raises(UserError, match=r"data.jsonl:1: field 'chosen' holds a lone surrogate \(U\+D800\)"):
+    with pytest.raises(UserError, match=r"data.jsonl:1: a string holds a lone surrogate \(U\+D800\)"):
         load_preferences(path)
     _write(
         path,

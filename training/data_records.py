@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from evalkit.datafiles import require_fields
+from evalkit.datafiles import jsonl_records, read_text, require_fields
 from evalkit.types import UserError
 
 T = TypeVar("T")
@@ -265,44 +265,12 @@ _WS = re.compile(r"\s*")
 
 def read_records(path: Path) -> list[tuple[int, dict]]:
     """(line, record) for each record of a JSONL file or a JSON list (the line where the element starts).
-    A malformed or non-UTF-8 line, or JSON nested too deeply, is a `UserError` naming `file:line`."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; pass a JSON-lines or JSON-list file") from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise UserError(f"{path}: UTF-16 text; save the file as UTF-8")
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise UserError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save it as UTF-8"
-        ) from None
+    A malformed or non-UTF-8 line, or JSON nested too deeply, is a `UserError` naming `file:line`
+    (`evalkit.datafiles` reads every user file the same way)."""
+    text = read_text(path)
     if text.lstrip().startswith("["):
         return _json_list(path, text)
-    return _json_lines(path, text)
-
-
-def _json_lines(path: Path, text: str) -> list[tuple[int, dict]]:
-    rows = []
-    for lineno, line in enumerate(text.split("\n"), 1):  # "\n" only: U+2028 may sit in a string
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: malformed JSON line ({exc.msg})") from None
-        except RecursionError:
-            raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        rows.append((lineno, row))
-    return rows
+    return jsonl_records(path, text)
 
 
 def _json_list(path: Path, text: str) -> list[tuple[int, dict]]:
