@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from openai_server import FakeOpenAIServer  # noqa: E402
 
-from evalkit.judge import JudgeSpec, make_judge, prompt_sha256  # noqa: E402
-from evalkit.judge_cache import JudgeCache  # noqa: E402
+from evalkit.judges.cache import JudgeCache  # noqa: E402
+from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256  # noqa: E402
 from evalkit.models.base import BackendOptions  # noqa: E402
 from evalkit.types import Message  # noqa: E402
 

@@ -63,7 +63,7 @@ def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
     """The run's table (every metric of each task; `run` passes `all_metrics=False` unless --all-metrics,
     for one headline row per task), the first message of each error type with its count (so a failed
     row's cause is on screen), and judge usage."""
-    from evalkit.report import results_table
+    from evalkit.analysis.report import results_table
     from evalkit.runner import error_summary
 
     if as_json:
@@ -228,7 +228,7 @@ def run(
     protocol asks a model) are then judged; judge answers are
     cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
     makes no judge call."""
-    from evalkit.judge_settings import JudgeSettings, check_endpoint_settings
+    from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
     from evalkit.models.base import BackendOptions
     from evalkit.runner import RunFailed, evaluate, plan_judging
 
@@ -318,7 +318,7 @@ def import_(
     """Score answers produced elsewhere with the official metrics; no model needed."""
     import warnings
 
-    from evalkit.importer import import_answers
+    from evalkit.interop.importer import import_answers
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -549,8 +549,8 @@ def align(
           dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 60}
         reference: sft
     """
-    from evalkit.compare import Incomparable
-    from evalkit.tax_render import print_table
+    from evalkit.analysis.compare import Incomparable
+    from evalkit.analysis.tax_render import print_table
     from evalkit.training.align import run_align
 
     try:
@@ -585,7 +585,7 @@ def demo(
         )
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume", 130)
-    from evalkit.tax_render import print_table
+    from evalkit.analysis.tax_render import print_table
 
     if as_json:
         tables = {"visual_stage": result["visual_stage"].to_dict(), "alignment": result["table"].to_dict()}
@@ -697,7 +697,7 @@ def compare(
         ),
     ] = False,
 ) -> None:
-    from evalkit.compare import (
+    from evalkit.analysis.compare import (
         EXIT_INCOMPARABLE,
         Incomparable,
         Rule,
@@ -726,7 +726,7 @@ def compare(
     for warning in result.warnings:
         warn(warning)
     if junit is not None:
-        from evalkit.junit import write_junit
+        from evalkit.analysis.junit import write_junit
 
         write_junit(result, junit)
     if as_json:
@@ -768,7 +768,7 @@ def leaderboard(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of printing.")] = None,
 ) -> None:
-    from evalkit.leaderboard import build_leaderboard, format_for, render, rich_table
+    from evalkit.analysis.leaderboard import build_leaderboard, format_for, render, rich_table
 
     board = build_leaderboard(
         results_dir or [Path("results")],

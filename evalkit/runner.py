@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import content_version, data_identity
-from evalkit.endpoints import probe_judges, probe_model
 from evalkit.environment import package_versions
-from evalkit.judge import Judge
-from evalkit.judge_settings import JudgeSet, JudgeSettings
-from evalkit.judging import judge_rows, needs_judging
+from evalkit.judges.endpoints import probe_judges, probe_model
+from evalkit.judges.judge import Judge
+from evalkit.judges.judging import judge_rows, needs_judging
+from evalkit.judges.settings import JudgeSet, JudgeSettings
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
@@ -127,7 +127,7 @@ def plan_judging(
     **data: Any,
 ) -> dict[str, dict[str, Any]]:
     """`--dry-run`: the judge calls a run would make and their estimated cost, without loading the model
-    (answers already stored in `output` are used; see `judge_settings`)."""
+    (answers already stored in `output` are used; see `evalkit.judges.settings`)."""
     task_objs, loaded = load_tasks(tasks, **data)
     judge_set = JudgeSet.for_tasks(task_objs, judges)
     try:

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from evalkit.injection import is_suspicious
+from evalkit.judges.injection import is_suspicious
 from evalkit.task import JudgedTask, Task
 from evalkit.types import Request, Response, Sample
 
@@ -64,7 +64,7 @@ def summarize(task: Task, rows: list[dict[str, Any]], n_expected: int | None = N
     `n_unparsed` rows scored under the official failure rule because a judgment never parsed
     (`JudgedTask.unparsed_judgments`). Both count in `n_failed` and `failure_rate`, which
     `--max-failure-rate` checks; the metrics themselves follow the official rule. `n_suspicious`
-    counts answers carrying judge-directed instructions (`evalkit.injection`), judged tasks only.
+    counts answers carrying judge-directed instructions (`evalkit.judges.injection`), judged tasks only.
     `error_examples` keeps the first message of each error type; `headline_problem` says why the
     headline is unusable (missing, NaN, n=0), None when it is fine."""
     ok = [r for r in rows if r.get("error") is None]

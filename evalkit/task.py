@@ -15,7 +15,7 @@ from evalkit.stats import Statistic
 from evalkit.types import GenerationConfig, Request, Sample, UserError
 
 if TYPE_CHECKING:
-    from evalkit.judge import JudgeCall, JudgeSpec
+    from evalkit.judges.judge import JudgeCall, JudgeSpec
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import mark_partial, read_json, sha256_file
-from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks import alpaca_eval_lc as lc

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import sha256_file, toy_label
-from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.llava_bench_import import import_reviews

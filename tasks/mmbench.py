@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import toy_label
-from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes

@@ -19,7 +19,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from evalkit.judge import JudgeSpec
+from evalkit.judges.judge import JudgeSpec
 from evalkit.types import GenerationConfig
 
 #: LLaVA-1.5 (`model_vqa_mmbench.py`, `scripts/v1_5/eval/mmbench.sh`): greedy, 1,024 new tokens

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import mark_partial, sha256_file, toy_label
-from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mmhal_protocol import (

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import read_json
-from evalkit.judge import JudgeSpec
+from evalkit.judges.judge import JudgeSpec
 from evalkit.stats import Estimate, mean_estimate
 from evalkit.types import GenerationConfig, Message, UserError
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import mark_partial, sha256_file, toy_label
-from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
 from evalkit.tasks.mmvet_protocol import (

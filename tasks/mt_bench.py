@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import mark_partial, read_jsonl, require_fields, sha256_file
-from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.mt_bench_protocol import (  # noqa: F401

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.datafiles import read_jsonl, sha256_file, toy_label
-from evalkit.judge import JudgeCall, prompt_sha256
+from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.objhal_data import (

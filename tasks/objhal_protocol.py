@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.judge import JudgeSpec
+from evalkit.judges.judge import JudgeSpec
 from evalkit.tasks.objhal_nlp import Nlp
 from evalkit.types import GenerationConfig, Message, UserError
 

@@ -12,7 +12,7 @@ import statistics
 import pytest
 from openai_server import FakeOpenAIServer, Fault, completion, last_user_text
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.registry import get_task

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from evalkit.importer import import_answers
+from evalkit.interop.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
 from evalkit.tasks import amber_nlp

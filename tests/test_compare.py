@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from evalkit.analysis.compare import Incomparable, Rule, compare_runs
+from evalkit.analysis.junit import junit_xml
 from evalkit.cli import app
-from evalkit.compare import Incomparable, Rule, compare_runs
-from evalkit.junit import junit_xml
 from evalkit.registry import get_task
 from evalkit.runner import new_header
 from evalkit.scoring import summarize
@@ -284,7 +284,8 @@ def test_compare_and_leaderboard_stay_free_of_torch():
     import subprocess
 
     code = (
-        "import sys; import evalkit.cli, evalkit.compare, evalkit.leaderboard, evalkit.junit, evalkit.runs;"
+        "import sys; import evalkit.cli, evalkit.analysis.compare, evalkit.analysis.leaderboard;"
+        "import evalkit.analysis.junit, evalkit.analysis.runs;"
         "from evalkit.registry import get_task, task_names; [get_task(n) for n in task_names()];"
         "bad = [m for m in ('torch', 'transformers', 'spacy', 'nltk') if m in sys.modules];"
         "assert not bad, bad"
@@ -325,7 +326,7 @@ def test_a_rule_pointing_at_gains_is_warned_about(drop_runs):
     ],
 )
 def test_metric_directions(task, metric, direction):
-    from evalkit.runs import metric_direction
+    from evalkit.analysis.runs import metric_direction
 
     t = get_task(task)
     declared = getattr(t, "directions", {})

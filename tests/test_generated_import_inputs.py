@@ -17,7 +17,7 @@ from test_lmms_eval_import import _mmbench_records
 from test_objhal import make_data
 from test_objhal_import import answer_file
 
-from evalkit.importer import import_answers
+from evalkit.interop.importer import import_answers
 from evalkit.tasks import objhal_import
 from evalkit.tasks.amber_toy import write_amber
 from evalkit.tasks.llava_bench_toy import write_toy

@@ -11,10 +11,10 @@ import textwrap
 import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
 
-from evalkit.judge import JudgeSpec, make_judge, prompt_sha256
-from evalkit.judge_cache import JudgeCache
+from evalkit.judges.cache import JudgeCache
+from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
+from evalkit.judges.pricing import cost_usd
 from evalkit.models.base import BackendOptions
-from evalkit.pricing import cost_usd
 from evalkit.types import Message
 
 SPEC = JudgeSpec("openai:gpt-4-0613", temperature=0.0, max_tokens=64)
@@ -99,7 +99,7 @@ def test_cache_survives_sigkill_mid_write(tmp_path):
     path = tmp_path / "cache.sqlite"
     writer = textwrap.dedent(f"""
         import sys
-        from evalkit.judge_cache import JudgeCache
+        from evalkit.judges.cache import JudgeCache
         cache = JudgeCache({str(path)!r})
         for i in range(100000):
             cache.put(f"k{{i}}", "judge", {{"text": "x" * 2000, "i": i}})

@@ -12,9 +12,9 @@ import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.errors import StorageError
-from evalkit.judge import JudgeSpec, make_judge, prompt_sha256
-from evalkit.judge_cache import JudgeCache
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.cache import JudgeCache
+from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.types import Message
 

@@ -1,6 +1,6 @@
 """Answers that address the judge are counted (`suspicious`) beside the official number, never changing
-it: the detector (`evalkit.injection`) flags every planted injection, none of the clean official answers
-in ../shared/benchmarks (measured false-positive rate: 0 of 3,648), and a run against a gullible judge
+it: the detector (`evalkit.judges.injection`) flags every planted injection, none of the clean official
+answers in ../shared/benchmarks (measured false-positive rate: 0 of 3,648), and a run against a gullible judge
 on the local server reports the inflated official score with the injected rows counted in the run's
 summary, metrics.json and table."""
 
@@ -10,11 +10,11 @@ import pytest
 from openai_server import FakeOpenAIServer, last_user_text, message_text
 from rich.console import Console
 
-from evalkit.injection import injection_signals, is_suspicious
-from evalkit.judge_settings import JudgeSettings
+from evalkit.analysis.report import results_table
+from evalkit.judges.injection import injection_signals, is_suspicious
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
-from evalkit.report import results_table
 from evalkit.runner import evaluate
 from evalkit.task import DataSpec
 from evalkit.tasks.mt_bench import MTBench

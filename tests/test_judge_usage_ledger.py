@@ -7,7 +7,7 @@ import json
 import pytest
 from openai_server import FakeOpenAIServer, completion, last_user_text
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate

@@ -15,8 +15,8 @@ import re
 import pytest
 from openai_server import FakeOpenAIServer, Fault, completion, last_user_text, message_text
 
-from evalkit.judge import JudgeCall, JudgeSpec, prompt_sha256
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate, plan_judging
@@ -268,7 +268,7 @@ def test_another_judge_is_never_merged_into_a_run(tmp_path):
 
 
 def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path):
-    from evalkit.judge import Judge
+    from evalkit.judges.judge import Judge
 
     top = [{"token": "m", "logprob": -0.1}, {"token": "M", "logprob": -2.5}]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from evalkit.analysis.leaderboard import build_leaderboard, render
 from evalkit.cli import app
-from evalkit.leaderboard import build_leaderboard, render
 from evalkit.types import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))

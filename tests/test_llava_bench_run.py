@@ -13,7 +13,7 @@ import zlib
 import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.registry import get_task

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from evalkit.importer import import_answers
+from evalkit.interop.importer import import_answers
 from evalkit.scoring import rescore_run
 from evalkit.tasks.pope import SPLITS
 from evalkit.types import UserError

@@ -19,7 +19,7 @@ import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text
 from test_mmbench import png_b64, write_tsv
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging

@@ -10,7 +10,7 @@ import pytest
 from openai_server import FakeOpenAIServer
 from PIL import Image
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging

@@ -12,7 +12,7 @@ import re
 import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, load_tasks, plan_judging

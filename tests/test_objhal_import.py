@@ -7,7 +7,7 @@ import json
 import pytest
 from test_objhal import make_data
 
-from evalkit.importer import import_answers
+from evalkit.interop.importer import import_answers
 from evalkit.scoring import rescore_run
 from evalkit.tasks import objhal_import
 from evalkit.tasks.objhal_nlp import resolve

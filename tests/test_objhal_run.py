@@ -10,7 +10,7 @@ import pytest
 from openai_server import FakeOpenAIServer, last_user_text, message_text
 from test_objhal import make_data
 
-from evalkit.judge_settings import JudgeSettings
+from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate, plan_judging

@@ -9,8 +9,8 @@ import warnings
 import pytest
 from test_generated_import_inputs import BUILDERS, run_import
 
-from evalkit.importer import import_answers
-from evalkit.leaderboard import build_leaderboard
+from evalkit.analysis.leaderboard import build_leaderboard
+from evalkit.interop.importer import import_answers
 from evalkit.tasks import objhal_import
 from evalkit.tasks.mt_bench_protocol import QUESTION_FILE
 from evalkit.tasks.objhal_nlp import resolve

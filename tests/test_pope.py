@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from evalkit.importer import import_answers
+from evalkit.interop.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
 from evalkit.tasks.pope import SPLITS, confusion, metrics_from_counts, parse_answer, read_label_files

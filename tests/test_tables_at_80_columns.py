@@ -9,12 +9,12 @@ import re
 import pytest
 from rich.console import Console
 
-from evalkit.compare import Comparison, MetricComparison, comparison_table
-from evalkit.leaderboard import Column, Entry, Leaderboard
-from evalkit.leaderboard import rich_table as leaderboard_table
-from evalkit.report import results_table
-from evalkit.tax import TaxRow, TaxTable
-from evalkit.tax_render import rich_table as tax_table
+from evalkit.analysis.compare import Comparison, MetricComparison, comparison_table
+from evalkit.analysis.leaderboard import Column, Entry, Leaderboard
+from evalkit.analysis.leaderboard import rich_table as leaderboard_table
+from evalkit.analysis.report import results_table
+from evalkit.analysis.tax import TaxRow, TaxTable
+from evalkit.analysis.tax_render import rich_table as tax_table
 
 WIDTHS = (80, 120)
 NUMBER = re.compile(r"[-+]?\d+\.\d+")

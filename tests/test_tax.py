@@ -1,5 +1,6 @@
-"""The alignment-tax table (`evalkit.tax`, `evalkit.tax_render`) on constructed run folders: numbers
-recomputed from the stored rows by hand, groups and verdicts, every output format read back, refusals."""
+"""The alignment-tax table (`evalkit.analysis.tax`, `evalkit.analysis.tax_render`) on constructed run
+folders: numbers recomputed from the stored rows by hand, groups and verdicts, every output format read
+back, refusals."""
 
 from __future__ import annotations
 
@@ -12,11 +13,19 @@ import numpy as np
 import pytest
 from test_compare import JUDGE, SPLITS, pope_items, pope_rows, write_run
 
+from evalkit.analysis.tax import (
+    GROUPS,
+    Incomparable,
+    TaxRow,
+    TaxTable,
+    interval_verdict,
+    tax_group,
+    tax_table,
+)
+from evalkit.analysis.tax_render import print_table, read_table, to_markdown, write_report
 from evalkit.registry import get_task
 from evalkit.store import RunStore
 from evalkit.task import DataSpec
-from evalkit.tax import GROUPS, Incomparable, TaxRow, TaxTable, interval_verdict, tax_group, tax_table
-from evalkit.tax_render import print_table, read_table, to_markdown, write_report
 from evalkit.types import UserError
 
 B, SEED = 1000, 1234
@@ -331,7 +340,8 @@ def test_tax_modules_stay_free_of_torch(runs):
 
     _, paths = runs
     code = (
-        "import sys; from evalkit.tax import tax_table; from evalkit.tax_render import to_html, rich_table;"
+        "import sys; from evalkit.analysis.tax import tax_table;"
+        "from evalkit.analysis.tax_render import to_html, rich_table;"
         f"t = tax_table({str(paths['base'])!r}, {{'dpo': {str(paths['dpo'])!r}}}, n_resamples=100);"
         "to_html(t); rich_table(t);"
         "bad = [m for m in ('torch', 'transformers', 'spacy', 'nltk') if m in sys.modules];"

@@ -148,7 +148,7 @@ def train_stage(plan: AlignPlan, name: str, progress: bool = False) -> bool:
 
 def eval_stage(plan: AlignPlan, name: str, progress: bool = False):
     """Evaluate model `name` on the plan's tasks into OUTPUT/eval/<name> (resumes a partial run)."""
-    from evalkit.judge_settings import JudgeSettings
+    from evalkit.judges.settings import JudgeSettings
     from evalkit.runner import evaluate
 
     ev = plan.evaluate
@@ -176,8 +176,8 @@ def eval_stage(plan: AlignPlan, name: str, progress: bool = False):
 
 def run_align(file: str | Path, *, progress: bool = False) -> dict[str, Any]:
     """Every stage of the plan in `file`; returns the paths of the report files and the table."""
-    from evalkit.tax import tax_table
-    from evalkit.tax_render import write_report
+    from evalkit.analysis.tax import tax_table
+    from evalkit.analysis.tax_render import write_report
 
     plan = read_plan(file)
     plan.output.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,7 @@ class RewardFunction:
 
 
 class JudgeScorer:
-    """Ratings through the judge layer (`evalkit.judge`): cached, retried, fingerprinted."""
+    """Ratings through the judge layer (`evalkit.judges.judge`): cached, retried, fingerprinted."""
 
     def __init__(self, judge) -> None:
         self.judge = judge
@@ -114,8 +114,8 @@ def load_scorer(
     """The scorer `--reward` or `--judge` names."""
     if judge:
         from evalkit.environment import judge_cache_path
-        from evalkit.judge import JudgeSpec, make_judge, prompt_sha256
-        from evalkit.judge_cache import JudgeCache
+        from evalkit.judges.cache import JudgeCache
+        from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
         from evalkit.models.base import BackendOptions
 
         if ":" not in judge:

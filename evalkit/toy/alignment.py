@@ -63,9 +63,9 @@ TASKS = "pope,amber,objhal,toy_language"
 TASK_OPTIONS = {"amber.nlp": "basic"}
 
 # ------------------------------------------------------------------------------------- paired comparison
-# `evalkit compare`'s paired bootstrap (`evalkit.compare.compare_runs`): each task's own statistics, one
-# resample matrix over the images both runs answered, applied to both arms. The experiment's verdict is the
-# 95% interval of the difference excluding 0 in the metric's better direction.
+# `evalkit compare`'s paired bootstrap (`evalkit.analysis.compare.compare_runs`): each task's own
+# statistics, one resample matrix over the images both runs answered, applied to both arms. The
+# experiment's verdict is the 95% interval of the difference excluding 0 in the metric's better direction.
 
 #: (metric key, +1 higher is better / -1 lower is better)
 METRICS: tuple[tuple[str, int], ...] = (
@@ -93,7 +93,7 @@ def interval_verdict(diff: float, low: float, high: float, better: int) -> str:
 
 def compare_runs(run_dir: Path, reference_dir: Path, metrics=METRICS) -> list[dict[str, Any]]:
     """Every metric of `metrics`: `run_dir` against `reference_dir` on their common answered samples."""
-    from evalkit.compare import compare_runs as paired
+    from evalkit.analysis.compare import compare_runs as paired
 
     # every toy set has far more than compare's 20 common units; a metric without an interval (AMBER's F1
     # against a base that never answers yes/no: 0/0 in every resample) is reported as n/a, not refused

@@ -19,8 +19,8 @@ from evalkit.toy.alignment import Settings, run_experiment
 def run_demo(
     work: str | Path, settings: Settings | None = None, say=None, progress: bool = False
 ) -> dict[str, Any]:
-    from evalkit.tax import tax_table
-    from evalkit.tax_render import write_report
+    from evalkit.analysis.tax import tax_table
+    from evalkit.analysis.tax_render import write_report
 
     work = Path(work).expanduser()
     result = run_experiment(work, settings, say=say, progress=progress)

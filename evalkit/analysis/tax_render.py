@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evalkit.tax import TaxRow, TaxTable
+from evalkit.analysis.tax import TaxRow, TaxTable
 
 ARROW = {1: " ↑", -1: " ↓", 0: ""}
 COLOUR = {"gain": "#1a7f37", "loss": "#cf222e", "changed": "#9a6700"}
@@ -96,13 +96,13 @@ def _caption(table: TaxTable) -> str:
 def rich_table(table: TaxTable):
     """The terminal table: one section per group, verdicts coloured. Where the full table is wider than
     the terminal, one table per group with each checkpoint's three cells stacked in one column; where
-    that is still too wide, one block per line (`evalkit.report.Records`). No number is ever cut."""
+    that is still too wide, one block per line (`evalkit.analysis.report.Records`). No number is ever cut."""
     from rich.console import Group
     from rich.markup import escape
     from rich.text import Text
 
-    from evalkit.report import Fit, Records
-    from evalkit.report import table as plain_table
+    from evalkit.analysis.report import Fit, Records
+    from evalkit.analysis.report import table as plain_table
 
     head = ["group", *_header(table)]
     rows: list[list[str]] = []

@@ -1,5 +1,6 @@
-"""The per-task converters of `evalkit.lmms_eval`: an lmms-eval log's records turned into the official
-answer files each task's `import_answers` reads (POPE, MMBench, MM-Vet); see that module's docstring."""
+"""The per-task converters of `evalkit.interop.lmms_eval`: an lmms-eval log's records turned into the
+official answer files each task's `import_answers` reads (POPE, MMBench, MM-Vet); see that module's
+docstring."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import mark_partial, sha256_file
-from evalkit.lmms_eval import POPE_TASK_SPLIT, Record, _metric
+from evalkit.interop.lmms_eval import POPE_TASK_SPLIT, Record, _metric
 from evalkit.task import Imported
 from evalkit.types import Message, Sample, UserError
 

@@ -7,7 +7,7 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from evalkit.compare import Comparison
+from evalkit.analysis.compare import Comparison
 
 
 def _fmt(x: float) -> str:

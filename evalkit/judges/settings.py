@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.environment import judge_cache_path
-from evalkit.judge import CALLS_DEFINITION, Judge
-from evalkit.judge_cache import JudgeCache
-from evalkit.judging import needs_judging, task_judge
+from evalkit.judges.cache import JudgeCache
+from evalkit.judges.judge import CALLS_DEFINITION, Judge
+from evalkit.judges.judging import needs_judging, task_judge
 from evalkit.models.base import BackendOptions, public_url_or_none
 from evalkit.store import RunStore
 from evalkit.task import JudgedTask, LoadedData, Task

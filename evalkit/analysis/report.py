@@ -97,7 +97,7 @@ class Records:
 def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics: bool = False) -> Fit:
     """One row per task: its headline metric (every metric with `all_metrics`, headline first) with its
     value, 95% interval and n; beside the task, failed samples (errors + unparseable judgments) and, for
-    judged tasks, `suspicious` answers (judge-directed instructions, see `evalkit.injection`)."""
+    judged tasks, `suspicious` answers (judge-directed instructions, see `evalkit.judges.injection`)."""
     judged = any("n_suspicious" in s for s in metrics.values())
     headers = ["task", "metric", "value", "95% CI", "n", "failed"] + (["suspicious"] if judged else [])
     rows: list[list[str]] = []

@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from evalkit import lmms_eval
 from evalkit.datafiles import content_version, data_identity, sha256_file
+from evalkit.interop import lmms_eval
 from evalkit.registry import get_task
 from evalkit.runner import RunResult, config_hash, new_header, now
 from evalkit.scoring import make_row, summarize
@@ -27,7 +27,7 @@ def import_answers(
 ) -> RunResult:
     """Write a run folder from an answer file: rows, metrics and a run.json whose model is 'imported'.
     An lmms-eval samples log (`--log_samples`) is recognised by its records and converted
-    (`evalkit.lmms_eval`); what it could not pair with the official items is counted in run.json under
+    (`evalkit.interop.lmms_eval`); what it could not pair with the official items is counted in run.json under
     the task's `data.lmms_eval` and reported as a warning."""
     t = get_task(task)
     answers = Path(answers)

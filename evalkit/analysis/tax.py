@@ -1,10 +1,10 @@
 """The alignment-tax table: what each aligned checkpoint gained and lost against its base, per benchmark
 and metric, with a 95% paired-bootstrap interval over the samples both runs scored.
 
-Every number comes from `evalkit.compare.compare_runs` (same pairing, refusals and bootstrap as
+Every number comes from `evalkit.analysis.compare.compare_runs` (same pairing, refusals and bootstrap as
 `evalkit compare`); this module selects the metrics, groups the benchmarks and marks each difference:
 gain / loss when the interval excludes 0 on the metric's better (worse) side, "changed" for a metric with
-no better direction, "no significant change" otherwise. The renderers live in `evalkit.tax_render`.
+no better direction, "no significant change" otherwise. The renderers live in `evalkit.analysis.tax_render`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from evalkit.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
-from evalkit.runs import Run, judge_label
+from evalkit.analysis.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
+from evalkit.analysis.runs import Run, judge_label
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 from evalkit.types import UserError
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from evalkit.judge import Judge, JudgeCall, JudgeSpec, make_judge
-from evalkit.judge_cache import JudgeCache
+from evalkit.judges.cache import JudgeCache
+from evalkit.judges.judge import Judge, JudgeCall, JudgeSpec, make_judge
 from evalkit.models.base import BackendOptions
 from evalkit.task import JudgedTask
 from evalkit.types import ErrorInfo, UserError

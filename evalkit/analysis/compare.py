@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.runs import Run, canonical, judge_label, metric_direction
+from evalkit.analysis.runs import Run, canonical, judge_label, metric_direction
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, holm, paired_bootstrap
 from evalkit.types import UserError
 
@@ -392,11 +392,11 @@ def _p(x: float) -> str:
 
 def comparison_table(result: Comparison):
     """The rich table: one row per compared metric; where that is wider than the terminal, one block per
-    metric (`evalkit.report.Records`). No number is ever cut."""
+    metric (`evalkit.analysis.report.Records`). No number is ever cut."""
     from rich.markup import escape
 
-    from evalkit.report import Fit, Records
-    from evalkit.report import table as plain_table
+    from evalkit.analysis.report import Fit, Records
+    from evalkit.analysis.report import table as plain_table
 
     head = ["task", "metric", "base", "new", "diff [95% CI]", "p", "p_holm", "n", "verdict", "check"]
     colour = {"gain": "green", "loss": "red", "changed": "yellow"}

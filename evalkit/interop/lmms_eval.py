@@ -244,7 +244,7 @@ def import_log(
         raise UserError(f"{path}: {named} is not one evalkit imports; importable: {', '.join(LMMS_TASKS)}")
     if judgments:
         raise UserError("an lmms-eval log carries its own judge scores; --judgments does not apply")
-    from evalkit import lmms_eval_tasks as convert_by
+    from evalkit.interop import lmms_eval_tasks as convert_by
 
     convert = {"pope": convert_by.pope, "mmbench": convert_by.mmbench, "mmvet": convert_by.mmvet}[family]
     with tempfile.TemporaryDirectory(prefix="evalkit-lmms-") as tmp:

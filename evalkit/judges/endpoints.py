@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalkit.judge_settings import JudgeSettings, check_endpoint_settings, placeholder_row
+from evalkit.judges.settings import JudgeSettings, check_endpoint_settings, placeholder_row
 from evalkit.models.base import Backend, BackendOptions, public_url
 from evalkit.task import JudgedTask, LoadedData, Task
 from evalkit.types import UserError

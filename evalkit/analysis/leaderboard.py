@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.runs import Run, canonical, find_runs, judge_label, metric_direction
+from evalkit.analysis.runs import Run, canonical, find_runs, judge_label, metric_direction
 from evalkit.types import UserError
 
 FORMATS = ("md", "csv", "html", "json")
@@ -320,11 +320,12 @@ def format_for(path: Path | None, fmt: str | None) -> str:
 
 def rich_table(board: Leaderboard):
     """The terminal table: one row per run, one column per task metric; where that is wider than the
-    terminal, one block per run (`evalkit.report.Records`). No number is ever cut, no header folded."""
+    terminal, one block per run (`evalkit.analysis.report.Records`). No number is ever cut, no header
+    folded."""
     from rich.markup import escape
 
-    from evalkit.report import Fit, Records
-    from evalkit.report import table as plain_table
+    from evalkit.analysis.report import Fit, Records
+    from evalkit.analysis.report import table as plain_table
 
     head = ["run", "model", *(c.label for c in board.columns)]
     rows = [

@@ -15,9 +15,9 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evalkit.judge_cache import JudgeCache, cache_key
+from evalkit.judges.cache import JudgeCache, cache_key
+from evalkit.judges.pricing import cost_usd
 from evalkit.models.base import Backend, BackendOptions, load_backend
-from evalkit.pricing import cost_usd
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response
 
 
