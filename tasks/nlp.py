@@ -108,8 +108,8 @@ def find_resource(paths: list[Path], name: str) -> Path | None:
     return None
 
 
-def debian_wordnet_label(folder: Path = DEBIAN_WORDNET) -> str:
-    return f"Debian wordnet-base ({folder})"
+def debian_wordnet_label() -> str:
+    return f"Debian wordnet-base ({DEBIAN_WORDNET})"
 
 
 def _nltk_tagger_runs() -> bool:
