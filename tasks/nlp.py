@@ -175,8 +175,13 @@ def refresh() -> Installed:
 
 def copy_debian_wordnet(source: Path, target: Path) -> None:
     """Copy Debian's WordNet files into the NLTK corpus folder `target` (atomically: a copy is either whole
-    or absent), with the `lexnames` file; nothing is done when a whole copy is already there."""
-    if all((target / name).is_file() for name in [*WORDNET_FILES, "lexnames"]):
+    or absent), with the `lexnames` file; nothing is done when a whole copy is already there (also one
+    another process finished meanwhile)."""
+
+    def whole() -> bool:
+        return all((target / name).is_file() for name in [*WORDNET_FILES, "lexnames"])
+
+    if whole():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
@@ -188,8 +193,12 @@ def copy_debian_wordnet(source: Path, target: Path) -> None:
         lines = [f"{i:02d}\t{n}\t{cat[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES)]
         (tmp / "lexnames").write_text("".join(lines))
         if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not whole():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
