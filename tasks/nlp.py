@@ -76,6 +76,8 @@ class Installed:
         return self.spacy and (name in self.spacy_models or (name == "en_core_web_md" and self.mooring_md))
 
 
+#: what a failing tool's error says to do
+FIX = "repair or uninstall it, or choose the built-in tools (amber.nlp=basic, objhal.nlp=builtin)"
 #: folders this module added to `nltk.data.path` (the cache copy of WordNet): the discovery skips them
 _ADDED: set[str] = set()
 _lock = threading.Lock()
@@ -147,8 +149,10 @@ def installed() -> Installed:
         models = frozenset(m for m in SPACY_MODELS if _distribution(m))
         found |= {"spacy": True, "spacy_models": models, "mooring_md": _mooring_md()}
     if importlib.util.find_spec("nltk") is not None:
-        import nltk
-
+        try:
+            import nltk
+        except Exception as exc:
+            raise UserError(f"NLTK is installed but fails to import ({exc}): {FIX}") from exc
         paths = nltk_data_paths()
         data = frozenset(r for r in (WORDNET, PUNKT_TAB, TAGGER) if find_resource(paths, r) is not None)
         if WORDNET in data:
@@ -231,7 +235,7 @@ def wordnet_lemmatizer() -> Any:
     try:
         lemmatizer.lemmatize("dogs")
     except Exception as exc:
-        raise UserError(f"NLTK's WordNet ({installed().wordnet}) does not load: {exc}") from exc
+        raise UserError(f"NLTK's WordNet ({installed().wordnet}) fails to load ({exc}): {FIX}") from exc
     return lemmatizer
 
 
@@ -280,6 +284,6 @@ def spacy_pipeline(model: str, exclude: tuple[str, ...] = (), source: str = "any
             try:
                 _PIPELINES[key] = spacy.load(path, exclude=list(exclude)), origin
             except Exception as exc:
-                msg = f"spaCy model {model} ({origin}) is installed but fails to load: {exc}"
+                msg = f"spaCy model {model} ({origin}) is installed but fails to load ({exc}): {FIX}"
                 raise UserError(msg) from exc
         return _PIPELINES[key]

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -205,6 +206,23 @@ def test_missing_tools_are_named(here):
         tools.spacy_pipeline("en_core_web_lg")
     with pytest.raises(UserError, match="WordNet is not installed"):
         tools.wordnet_root()
+
+
+def test_a_tool_that_is_installed_but_fails_to_load_is_an_error_not_a_fallback(here, monkeypatch):
+    def load(path, exclude=()):
+        raise OSError(f"[E050] Can't find model '{path}'")
+
+    monkeypatch.setitem(sys.modules, "spacy", types.SimpleNamespace(load=load))
+    here["value"] = Installed(spacy=True, spacy_models=frozenset({"en_core_web_sm"}))
+    assert objhal_nlp.auto_name() == "spacy:en_core_web_sm"
+    with pytest.raises(
+        UserError,
+        match=r"en_core_web_sm \(package en_core_web_sm\) is installed but fails.*"
+        r"E050.*objhal.nlp=builtin",
+    ):
+        objhal_nlp.resolve("auto")
+    with pytest.raises(UserError, match="fails to load.*amber.nlp=basic"):
+        amber_nlp.SpacyBackend("en_core_web_sm")
 
 
 def test_nothing_installed_here_means_the_builtin_tools():
