@@ -598,12 +598,24 @@ def demo(
 @command("tasks")
 def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the tasks, their versions, headline metrics, the data each needs and the --task-option names
-    each reads."""
+    each reads; each task's alignment-tax group and how its metrics read (↑ higher is better, ↓ lower is
+    better, · neither; the unit; "other metrics": any metric it does not name)."""
+    import dataclasses
+
     from rich.table import Table
 
     from evalkit.registry import get_task, task_names
+    from evalkit.task import MetricInfo, Task
 
     infos = [get_task(n) for n in task_names()]
+
+    def declared(t: Task) -> dict[str, MetricInfo]:
+        """The headline and the task's `metric_info` entries (names and patterns), each as it reads."""
+        return {m: t.metric(m) for m in dict.fromkeys([t.headline, *t.metric_info])}
+
+    def read(info: MetricInfo) -> str:
+        return {1: "↑", -1: "↓", 0: "·"}[info.direction] + (f" {info.unit}" if info.unit else "")
+
     if as_json:
         print(
             json.dumps(
@@ -619,6 +631,9 @@ def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
                             f"{t.name}.{k}": {"help": o.help, "choices": o.choices, "default": o.default}
                             for k, o in t.task_options.items()
                         },
+                        "group": t.group,
+                        "metrics": {m: dataclasses.asdict(i) for m, i in declared(t).items()},
+                        "other_metrics": dataclasses.asdict(t.default_metric),
                     }
                     for t in infos
                 ],
@@ -635,12 +650,15 @@ def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JS
             f"{t.name}.{k}" + (f"={'|'.join(o.choices)}" if o.choices else "=VALUE") + f": {o.help}"
             for k, o in t.task_options.items()
         ]
+        metrics = "metrics: " + "; ".join(
+            [*(f"{m} {read(i)}" for m, i in declared(t).items()), f"other metrics {read(t.default_metric)}"]
+        )
         table.add_row(
             f"[bold]{t.name}[/bold]\n{t.description}",
             t.version,
             t.headline,
             "yes" if t.supports_toy else "no",
-            "\n".join([t.data_needs, *options]),
+            "\n".join([t.data_needs, *options, f"group: {t.group}", metrics]),
         )
     out.print(table)
 

@@ -7,17 +7,18 @@ import importlib
 from evalkit.task import Task
 from evalkit.types import UserError
 
-#: task name → "module:Class" (modules live in the top-level tasks/ folder, installed as evalkit.tasks)
+#: task name → "module:Class" (modules live in the top-level tasks/ folder, installed as evalkit.tasks), in
+#: the order the alignment-tax table lists them: group by group (`evalkit.task.TAX_GROUPS`), then the rest
 TASKS: dict[str, str] = {
-    "pope": "evalkit.tasks.pope:Pope",
+    "mt_bench": "evalkit.tasks.mt_bench:MTBench",
+    "alpaca_eval": "evalkit.tasks.alpaca_eval:AlpacaEval2",
+    "alpaca_eval_v1": "evalkit.tasks.alpaca_eval:AlpacaEval1",
     "mmvet": "evalkit.tasks.mmvet:MMVet",
     "llava_bench": "evalkit.tasks.llava_bench:LlavaBenchWild",
     "llava_bench_coco": "evalkit.tasks.llava_bench:LlavaBenchCoco",
-    "alpaca_eval": "evalkit.tasks.alpaca_eval:AlpacaEval2",
-    "alpaca_eval_v1": "evalkit.tasks.alpaca_eval:AlpacaEval1",
-    "mt_bench": "evalkit.tasks.mt_bench:MTBench",
-    "mmhal": "evalkit.tasks.mmhal:MMHal",
+    "pope": "evalkit.tasks.pope:Pope",
     "amber": "evalkit.tasks.amber:Amber",
+    "mmhal": "evalkit.tasks.mmhal:MMHal",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
     "toy_language": "evalkit.tasks.toy_language:ToyLanguage",

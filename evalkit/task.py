@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,39 @@ class TaskOption:
     help: str
     choices: tuple[str, ...] | None = None
     default: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How `compare`, `leaderboard` and the tax table read one metric. `direction`: +1 higher is better,
+    −1 lower is better, 0 neither (a spread, a length, a tally); `unit`: what the value is reported in
+    ("%", "count", "score 1–10", ...; "" when not stated), differences being in the same unit; `kind`:
+    "rate" (a rate, mean or score over samples) or "count" (a tally of samples or events)."""
+
+    direction: int = 1
+    unit: str = ""
+    kind: str = "rate"
+
+    def __post_init__(self) -> None:
+        if self.direction not in (-1, 0, 1):
+            raise ValueError(f"MetricInfo direction must be +1, -1 or 0, not {self.direction!r}")
+        if self.kind not in ("rate", "count"):
+            raise ValueError(f"MetricInfo kind must be 'rate' or 'count', not {self.kind!r}")
+
+
+#: a percentage (rate, accuracy, score ×100), higher is better
+PERCENT = MetricInfo(1, "%")
+#: a tally of samples or events, neither better nor worse
+COUNT = MetricInfo(0, "count", "count")
+#: a tally of failures (unparsed answers, judge fallbacks, dropped samples): lower is better
+FAILURES = MetricInfo(-1, "count", "count")
+#: the groups of the alignment-tax table, in table order; a task may name another (shown after these)
+TAX_GROUPS = (
+    "language instruction-following",
+    "visual instruction-following",
+    "hallucination",
+    "visual knowledge",
+)
 
 
 @dataclass
@@ -72,6 +106,33 @@ class Task(ABC):
     supports_toy: bool = False
     #: the `--task-option` names this task reads (without the "TASK." prefix); `read_options` checks them
     task_options: dict[str, TaskOption] = {}
+    #: the alignment-tax table's group (one of `TAX_GROUPS`, or a name of the task's own); "other" if unset
+    group: str = "other"
+    #: how each metric reads (see `metric`): exact names, and patterns such as "type/*" for families
+    metric_info: dict[str, MetricInfo] = {}
+    #: a metric that matches no entry of `metric_info`: higher is better, unit not stated, a rate
+    default_metric: MetricInfo = MetricInfo()
+    #: metrics the tax table shows by default besides the headline (those the benchmark's papers report)
+    tax_metrics: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        old = [a for a in ("directions", "units", "tax_group") if a in cls.__dict__]
+        if old:
+            raise TypeError(
+                f"{cls.__name__} declares {', '.join(old)}: declare `group` and `metric_info` "
+                "(metric → MetricInfo(direction, unit, kind)) instead"
+            )
+
+    def metric(self, name: str) -> MetricInfo:
+        """How metric `name` reads: its exact entry in `metric_info`, else the first pattern entry
+        (`fnmatch`, "*" also matching "/") that matches it, in declaration order, else `default_metric`."""
+        if name in self.metric_info:
+            return self.metric_info[name]
+        for pattern, info in self.metric_info.items():
+            if any(c in pattern for c in "*?[") and fnmatchcase(name, pattern):
+                return info
+        return self.default_metric
 
     @abstractmethod
     def load(self, spec: DataSpec) -> LoadedData:

@@ -22,7 +22,17 @@ import numpy as np
 from evalkit.datafiles import mark_partial, read_json, sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
+from evalkit.task import (
+    COUNT,
+    FAILURES,
+    PERCENT,
+    DataSpec,
+    Imported,
+    JudgedTask,
+    LoadedData,
+    MetricInfo,
+    TaskOption,
+)
 from evalkit.tasks import alpaca_eval_lc as lc
 from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: the protocol's public names)
     BY_ANNOTATOR,
@@ -116,16 +126,17 @@ class AlpacaEvalTask(JudgedTask):
 
     version_name: str
     headline = "win_rate"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
-    directions = {
-        "length_controlled_win_rate": 1,
-        "discrete_win_rate": 1,
-        "standard_error": 0,
-        "lc_standard_error": 0,
-        "n_invalid": -1,
-        "n_unparsable_outputs": -1,
-        "n_preference_mismatch": 0,
+    group = "language instruction-following"
+    metric_info = {
+        "avg_length": MetricInfo(0, "characters"),
+        "standard_error": MetricInfo(0, "%"),
+        "lc_standard_error": MetricInfo(0, "%"),
+        "n_invalid": FAILURES,
+        "n_unparsable_outputs": FAILURES,
+        "n_*": COUNT,
     }
+    default_metric = PERCENT
+    tax_metrics = ("length_controlled_win_rate",)
     import_usage = "--answers model_outputs.json --judgments annotations.json"
     generation = GenerationConfig(max_new_tokens=2048, temperature=0.0)
 

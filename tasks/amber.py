@@ -39,7 +39,7 @@ import numpy as np
 
 from evalkit.datafiles import mark_partial, read_json, sha256_file, toy_label
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, LoadedData, Task, TaskOption
+from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
 from evalkit.tasks import amber_nlp
 from evalkit.tasks.amber_protocol import (
     ANSWER_RULES,
@@ -142,8 +142,14 @@ class Amber(Task):
         "offline. Generative scoring uses NLTK + spaCy en_core_web_lg when installed (amber.nlp)"
     )
     headline = "amber_score"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
-    directions = {"chair": -1, "hal": -1, "cog": -1, "neither": -1, "unparsed": -1}
+    group = "hallucination"
+    metric_info = {
+        **{name: MetricInfo(-1, "%") for name in ("chair", "hal", "cog")},
+        "neither": FAILURES,
+        "unparsed": FAILURES,
+    }
+    default_metric = PERCENT
+    tax_metrics = ("chair", "cover", "hal", "cog", "f1")
     generation = GENERATIVE_GENERATION
     supports_toy = True
     task_options = OPTIONS

@@ -23,7 +23,7 @@ import numpy as np
 from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
 from evalkit.tasks.llava_bench_import import import_reviews
 from evalkit.tasks.llava_bench_protocol import (
     CATEGORIES,
@@ -123,8 +123,13 @@ class LlavaBench(JudgedTask):
 
     version = "1"
     headline = "relative"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
-    directions = {"reference_score": 0, "judge_fallbacks": -1}
+    group = "visual instruction-following"
+    metric_info = {
+        "model_score": MetricInfo(1, "score ×10"),
+        "reference_score": MetricInfo(0, "score ×10"),  # the reference answers' own score
+        "judge_fallbacks": FAILURES,
+    }
+    default_metric = PERCENT
     generation = GENERATION
     supports_toy = True
     judge_spec = JudgeSpec(JUDGE_MODEL, temperature=0.2, max_tokens=1024, n_runs=3, parser_version="1")

@@ -15,7 +15,7 @@ import numpy as np
 from evalkit.datafiles import toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, JudgedTask, LoadedData, TaskOption
+from evalkit.task import COUNT, FAILURES, PERCENT, DataSpec, JudgedTask, LoadedData, TaskOption
 from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes
 from evalkit.tasks.mmbench_protocol import (
     GENERATION,
@@ -150,8 +150,9 @@ class MMBench(JudgedTask):
         "matcher gpt-3.5-turbo-0613"
     )
     headline = "overall"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
-    directions = {**{f"passes/{m}": 0 for m in (*METHODS, "unscored")}, "matcher_unparsed": -1}
+    group = "visual knowledge"
+    metric_info = {"passes/*": COUNT, "matcher_unparsed": FAILURES}
+    default_metric = PERCENT
     generation = GENERATION
     supports_toy = True
     judge_spec = JUDGE_SPEC

@@ -13,7 +13,7 @@ from typing import Any
 from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
 from evalkit.tasks.mmhal_protocol import (
     GENERATION,
     HALLUCINATION_BELOW,
@@ -181,8 +181,15 @@ class MMHal(JudgedTask):
         "--data toy builds a toy set offline; judged by gpt-4-0314"
     )
     headline = "score"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
-    directions = {"hallucination_rate": -1, "unparsed": -1}
+    group = "hallucination"
+    metric_info = {
+        "score": MetricInfo(1, "score 0–6"),
+        "type/*": MetricInfo(1, "score 0–6"),
+        "hallucination_rate": MetricInfo(-1, "fraction"),
+        "unparsed": FAILURES,
+    }
+    default_metric = PERCENT
+    tax_metrics = ("hallucination_rate",)
     import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
     generation = GENERATION
     supports_toy = True

@@ -26,7 +26,7 @@ import numpy as np
 from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData
+from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
 from evalkit.tasks.mmvet_protocol import (
     CAPABILITIES,
     DECIMALS,
@@ -169,8 +169,9 @@ class MMVet(JudgedTask):
         f"(official *_gpt-4-grade-Nruns.json) and --questions {METADATA} for the capability tables"
     )
     headline = "total"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
-    directions = {"std": 0, "judge_fallbacks": -1, "judge_reasks": -1}
+    group = "visual instruction-following"
+    metric_info = {"std": MetricInfo(0, "%"), "judge_fallbacks": FAILURES, "judge_reasks": FAILURES}
+    default_metric = PERCENT
     generation = GENERATION
     supports_toy = True
     judge_spec = JudgeSpec(

@@ -22,7 +22,7 @@ from typing import Any
 from evalkit.datafiles import mark_partial, read_jsonl, require_fields, sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
+from evalkit.task import FAILURES, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo, TaskOption
 from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
     CATEGORIES,
     DATA_DIR,
@@ -148,8 +148,10 @@ class MTBench(JudgedTask):
         "--questions question.jsonl (default: the bundled file)"
     )
     headline = "score"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: by name
-    directions = {"dropped": -1}
+    group = "language instruction-following"
+    metric_info = {"dropped": FAILURES}
+    default_metric = MetricInfo(1, "score 1–10")
+    tax_metrics = ("turn1", "turn2")
     #: the runner asks each request's own settings (`generation_config`); this is the default category's
     generation = GenerationConfig(max_new_tokens=MAX_NEW_TOKENS, temperature=DEFAULT_TEMPERATURE)
     #: MT-Bench has no toy version: --data toy runs the bundled official questions (offline, text only)

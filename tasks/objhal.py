@@ -16,7 +16,17 @@ import numpy as np
 from evalkit.datafiles import read_jsonl, sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, JudgedTask, LoadedData, TaskOption
+from evalkit.task import (
+    COUNT,
+    FAILURES,
+    PERCENT,
+    DataSpec,
+    Imported,
+    JudgedTask,
+    LoadedData,
+    MetricInfo,
+    TaskOption,
+)
 from evalkit.tasks.objhal_data import (
     cached_ground_truth,
     find_coco,
@@ -173,11 +183,15 @@ class ObjHal(JudgedTask):
         "--data toy builds a toy set offline (words mode by default)"
     )
     headline = "CHAIRs_refine"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
-    directions = {
-        **{name: -1 for name in ("CHAIRs_refine", "CHAIRs", "CHAIRi", "unparsed")},
-        **{name: 0 for name in (*COUNT_LABELS.values(), "avg_word_len", "reasks")},
+    group = "hallucination"
+    metric_info = {
+        **{name: MetricInfo(-1, "%") for name in ("CHAIRs_refine", "CHAIRs", "CHAIRi")},
+        "unparsed": FAILURES,
+        **{name: COUNT for name in (*COUNT_LABELS.values(), "reasks")},
+        "avg_word_len": MetricInfo(0, "words"),
     }
+    default_metric = PERCENT
+    tax_metrics = ("CHAIRs", "CHAIRi", "obj_recall")
     import_usage = "--answers ANSWERS.jsonl --data-dir DIR [--questions Q.jsonl] [--judgments hall_*.json]"
     generation = GENERATION
     supports_toy = True

@@ -17,7 +17,7 @@ import numpy as np
 
 from evalkit.datafiles import read_jsonl, require_fields, sha256_file, toy_label
 from evalkit.stats import Statistic, per_cluster, unit_index
-from evalkit.task import DataSpec, Imported, LoadedData, Task
+from evalkit.task import PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
 SPLITS = ("random", "popular", "adversarial")
@@ -124,8 +124,10 @@ class Pope(Task):
         "and the COCO val2014 images in DIR/val2014 (or --image-dir); --data toy builds a toy set offline"
     )
     headline = "f1_mean"
-    #: metric → +1 higher is better, −1 lower is better, 0 neither (`evalkit compare`); unlisted: +1
-    directions = {f"{s}/yes_ratio": 0 for s in SPLITS}
+    group = "hallucination"
+    metric_info = {"*/yes_ratio": MetricInfo(0, "%")}  # a bias indicator: neither better nor worse
+    default_metric = PERCENT
+    tax_metrics = ("adversarial/f1",)
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
     supports_toy = True
 

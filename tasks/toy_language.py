@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from evalkit.stats import Statistic, mean_statistic
-from evalkit.task import DataSpec, LoadedData, Task
+from evalkit.task import PERCENT, DataSpec, LoadedData, MetricInfo, Task
 from evalkit.toy.language import FORMS, N_REFERENCE, all_named, companions, prompt, score_answer
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
@@ -26,12 +26,11 @@ class ToyLanguage(Task):
     description = "Toy text-only task: which toy-world objects go together (no image; --data toy only)"
     data_needs = "none: built from the toy world (--data toy); there is no official version"
     headline = "precision"
-    #: the group of the alignment-tax table it belongs to
-    tax_group = "language instruction-following"
+    group = "language instruction-following"
     tax_metrics = ("answered", "well_formed")
-    directions = {"objects": 0}
-    units = {"objects": "objects", **{m: "%" for m in ("precision", "answered", "well_formed")}}
-    units.update({f"{form}/precision": "%" for form in FORMS})
+    #: "objects": other objects named per answer, neither better nor worse
+    metric_info = {"objects": MetricInfo(0, "objects")}
+    default_metric = PERCENT
     generation = GenerationConfig(max_new_tokens=32, temperature=0.0)
     supports_toy = True
 

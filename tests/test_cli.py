@@ -1,6 +1,7 @@
 """Errors a user can fix print one clear line (no traceback) and exit 2."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -84,6 +85,30 @@ def test_tasks_lists_pope_with_its_data_needs():
     assert tasks["pope"]["options"] == {}
     assert tasks["mmbench"]["options"]["mmbench.split"]["choices"] == ["dev", "test"]
     assert set(tasks["alpaca_eval"]["options"]) == {"alpaca_eval.reference", "alpaca_eval.df_gamed"}
+
+
+def test_tasks_show_each_group_and_how_metrics_read():
+    """Groups, directions and units as the benchmarks define them: POPE's F1 is a percentage, its yes-ratio
+    a bias with no better side; MMHal scores on 0–6 and reports the hallucination rate as a fraction; an
+    MT-Bench score is on 1–10; MMBench's per-method pass tallies are counts."""
+    proc = run_cli("tasks", "--json")
+    assert proc.returncode == 0
+    tasks = {t["name"]: t for t in json.loads(proc.stdout)}
+    groups = {name: t["group"] for name, t in tasks.items()}
+    assert groups["pope"] == groups["mmhal"] == "hallucination" and groups["mmbench"] == "visual knowledge"
+    assert groups["mt_bench"] == groups["alpaca_eval"] == "language instruction-following"
+    pope, mmhal = tasks["pope"]["metrics"], tasks["mmhal"]["metrics"]
+    assert pope["f1_mean"] == {"direction": 1, "unit": "%", "kind": "rate"}
+    assert pope["*/yes_ratio"]["direction"] == 0
+    assert mmhal["score"]["unit"] == mmhal["type/*"]["unit"] == "score 0–6"
+    assert mmhal["hallucination_rate"] == {"direction": -1, "unit": "fraction", "kind": "rate"}
+    assert tasks["mt_bench"]["other_metrics"] == {"direction": 1, "unit": "score 1–10", "kind": "rate"}
+    assert tasks["mmbench"]["metrics"]["passes/*"] == {"direction": 0, "unit": "count", "kind": "count"}
+
+    env = {**os.environ, "COLUMNS": "1000"}  # wide enough that no cell wraps
+    table = subprocess.run([*EVALKIT, "tasks"], capture_output=True, text=True, env=env, timeout=300).stdout
+    assert "group: hallucination" in table and "hallucination_rate ↓ fraction" in table
+    assert "*/yes_ratio · %" in table and "other metrics ↑ score 1–10" in table
 
 
 def test_help_explains_every_command():

@@ -204,7 +204,7 @@ def test_group_of_each_benchmark_and_of_other_tasks():
     assert tax_group("mmbench") == "visual knowledge"
 
     class TextTask:
-        tax_group = "language instruction-following"
+        group = "language instruction-following"
 
     assert tax_group("toy_text", TextTask()) == "language instruction-following"
     assert tax_group("toy_count", object()) == "other"

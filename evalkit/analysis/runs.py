@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from evalkit.store import RunStore
+from evalkit.task import MetricInfo, Task
 from evalkit.types import UserError
-
-#: metric names that read as lower-is-better (or as neither) for a task that declares no `directions`
-LOWER_IS_BETTER = re.compile(r"hallucinat|chair|unparsed|unparsable|fallback|reask|invalid|dropped|error")
-NEUTRAL = re.compile(r"(^|/)n_|(^|_)std$|standard_error|length$|reference_score")
 
 
 def canonical(value: Any) -> str:
@@ -27,20 +23,15 @@ def short_hash(value: Any) -> str:
     return hashlib.sha256(canonical(value).encode()).hexdigest()[:8]
 
 
-def metric_direction(task: Any, metric: str) -> int:
-    """+1 when higher is better, −1 when lower is better, 0 when neither. A task states it in its
-    `directions` mapping (metric → ±1 / 0); unlisted metrics are read from their names (hallucination,
-    CHAIR, unparsed, fallback counts are lower-is-better; counts, lengths, spreads and the reference
-    answers' own score are neither)."""
-    declared = getattr(task, "directions", None) or {}
-    if metric in declared:
-        return int(declared[metric])
-    name = metric.lower()
-    if LOWER_IS_BETTER.search(name):
-        return -1
-    if NEUTRAL.search(name):
-        return 0
-    return 1
+def metric_info(task: Task | None, metric: str) -> MetricInfo:
+    """How `metric` reads, as the task declares it (`Task.metric`); for a task evalkit does not know
+    (None: a run of a task outside the registry) `Task.default_metric`: higher is better, unit unstated."""
+    return task.metric(metric) if isinstance(task, Task) else Task.default_metric
+
+
+def metric_direction(task: Task | None, metric: str) -> int:
+    """+1 when higher is better, −1 when lower is better, 0 when neither (see `metric_info`)."""
+    return metric_info(task, metric).direction
 
 
 @dataclass

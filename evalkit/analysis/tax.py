@@ -15,69 +15,32 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.analysis.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
-from evalkit.analysis.runs import Run, judge_label
+from evalkit.analysis.runs import Run, judge_label, metric_info
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+from evalkit.task import TAX_GROUPS
 from evalkit.types import UserError
 
 __all__ = ["GROUPS", "Incomparable", "TaxRow", "TaxTable", "interval_verdict", "tax_group", "tax_table"]
 
 LEVEL = 0.95
 OTHER = "other"
-#: group → its benchmarks, in table order
-GROUPS: dict[str, tuple[str, ...]] = {
-    "language instruction-following": ("mt_bench", "alpaca_eval", "alpaca_eval_v1"),
-    "visual instruction-following": ("mmvet", "llava_bench", "llava_bench_coco"),
-    "hallucination": ("pope", "amber", "mmhal", "objhal"),
-    "visual knowledge": ("mmbench",),
-}
-#: the metrics shown by default besides each task's headline (those the group's papers report)
-GROUP_METRICS: dict[str, tuple[str, ...]] = {
-    "alpaca_eval": ("length_controlled_win_rate",),
-    "alpaca_eval_v1": ("length_controlled_win_rate",),
-    "mt_bench": ("turn1", "turn2"),
-    "pope": ("adversarial/f1",),
-    "amber": ("chair", "cover", "hal", "cog", "f1"),
-    "mmhal": ("hallucination_rate",),
-    "objhal": ("CHAIRs", "CHAIRi", "obj_recall"),
-}
-COUNTS = frozenset(
-    "dropped unparsed reasks neither judge_fallbacks judge_reasks matcher_unparsed responses_with_objects "
-    "mentions hallucinated_mentions correct_classes gt_classes n_invalid n_unparsable_outputs "
-    "n_preference_mismatch n_wins n_draws n_total".split()
-)
-#: a metric's reported unit where it is not a percentage; differences are in the same unit (points)
-UNITS: dict[str, dict[str, str]] = {
-    "mt_bench": {"*": "score 1–10"},
-    "mmhal": {"score": "score 0–6", "hallucination_rate": "fraction", "type/*": "score 0–6"},
-    "objhal": {"avg_word_len": "words"},
-    "alpaca_eval": {"avg_length": "characters"},
-    "alpaca_eval_v1": {"avg_length": "characters"},
-    "llava_bench": {"model_score": "score ×10", "reference_score": "score ×10"},
-    "llava_bench_coco": {"model_score": "score ×10", "reference_score": "score ×10"},
-}
-KNOWN = frozenset(t for tasks in GROUPS.values() for t in tasks)
+#: the fixed groups, in table order (a task names its own in `Task.group`; others follow by name)
+GROUPS = TAX_GROUPS
 
 
 def tax_group(name: str, task: Any = None) -> str:
-    """The group of a benchmark: the fixed ones above, else the task's `tax_group` attribute, else "other"."""
-    for group, members in GROUPS.items():
-        if name in members:
-            return group
-    return str(getattr(task, "tax_group", None) or OTHER)
+    """The group a benchmark declares (`Task.group`); without `task`, that of the registered task `name`;
+    "other" for a task that declares none or is not registered."""
+    if task is None:
+        from evalkit.registry import TASKS, get_task
+
+        task = get_task(name) if name in TASKS else None
+    return str(getattr(task, "group", None) or OTHER)
 
 
 def metric_unit(name: str, task: Any, metric: str) -> str:
-    """The unit `metric` is reported in: the task's `units` mapping, else the table above ("%" for the
-    known benchmarks' rates and scores, "count" for counts), else "" (unknown)."""
-    declared = getattr(task, "units", None)
-    if isinstance(declared, dict) and metric in declared:
-        return str(declared[metric])
-    if metric in COUNTS or metric.startswith(("passes/", "n_")):
-        return "count"
-    table = UNITS.get(name, {})
-    prefix = metric.split("/", 1)[0] + "/*"
-    unit = table.get(metric) or table.get(prefix) or table.get("*")
-    return unit or ("%" if name in KNOWN else "")
+    """The unit `metric` of task `name` is reported in, as the task declares it ("" when not stated)."""
+    return metric_info(task, metric).unit
 
 
 def interval_verdict(ci_low: float, ci_high: float, direction: int) -> str:
@@ -186,19 +149,19 @@ def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def _order(name: str) -> tuple[int, int, str]:
-    group = tax_group(name)
-    groups = list(GROUPS)
-    if group in GROUPS:
-        return (groups.index(group), GROUPS[group].index(name), name)
-    return (len(groups), 0, name)
+def _order(name: str) -> tuple[int, str]:
+    """Table order of the tasks: the registry's order (which lists the benchmarks group by group)."""
+    from evalkit.registry import TASKS
+
+    order = list(TASKS)
+    return (order.index(name) if name in order else len(order), name)
 
 
 def _wanted(name: str, task: Any, available: list[str], metrics: list[str] | None) -> list[str]:
     """The metrics of one task to show, in order: the selection (as `evalkit compare --metrics` reads it),
-    or the headline and the group's metrics (`GROUP_METRICS`, or a task's own `tax_metrics`)."""
+    or the headline and the task's `tax_metrics` (those its benchmark's papers report)."""
     if metrics is None:
-        extra = GROUP_METRICS.get(name) or tuple(getattr(task, "tax_metrics", ()) or ())
+        extra = tuple(getattr(task, "tax_metrics", ()) or ())
         wanted = [task.headline, *extra]
         return [m for m in dict.fromkeys(wanted) if m in available]
     out: list[str] = []
