@@ -2,6 +2,8 @@
 
 A task never knows which backend answers. Scoring reads only what the store keeps (the response text,
 `target` and `meta` of a row), so `evalkit rescore` can recompute everything from the stored samples.
+A task also declares what the analysis core needs to read its results (`group`, `metric_info`,
+`default_metric`, `tax_metrics`): compare, leaderboard and the tax table name no benchmark.
 """
 
 from __future__ import annotations
