@@ -8,7 +8,7 @@ bootstrap interval (images or prompts resampled) and the verdict, the same for t
 the base (what the visual stage did); the DPO train-log trends; the time of each stage
 (wall and CPU seconds: on a shared machine CPU time is the steadier number). Stages whose output is in
 the work folder already are skipped, so a second run only prints (pass a fresh --work to re-measure).
-See `evalkit.toy.alignment` for the stages and `evalkit.toy.alignment_data` for the data.
+See `evalkit.experiments.toy_alignment` for the stages and `evalkit.toy.alignment_data` for the data.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from evalkit.toy.alignment import CLAIMED, METRICS, Result, Settings, run_experiment
+from evalkit.experiments.toy_alignment import CLAIMED, METRICS, Result, Settings, run_experiment
 
 
 def _row(r: dict, mark: str) -> str:

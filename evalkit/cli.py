@@ -551,7 +551,7 @@ def align(
     """
     from evalkit.analysis.compare import Incomparable
     from evalkit.analysis.tax_render import print_table
-    from evalkit.training.align import run_align
+    from evalkit.experiments.align import run_align
 
     try:
         result = run_align(config_file, progress=sys.stderr.isatty())
@@ -573,8 +573,8 @@ def demo(
     Object HalBench / toy_language. Prints what the visual stage did (SFT against the base;
     WORK/visual_stage/tax.*) and the alignment-tax table (DPO and BDHS against SFT; WORK/tax.md, .csv, .html,
     .json). About 4 minutes on 2 CPU cores."""
-    from evalkit.toy.alignment import Settings
-    from evalkit.toy.demo import run_demo
+    from evalkit.experiments.demo import run_demo
+    from evalkit.experiments.toy_alignment import Settings
 
     try:
         result = run_demo(

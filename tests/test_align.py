@@ -12,9 +12,9 @@ from openai_server import FakeOpenAIServer
 from typer.testing import CliRunner
 
 from evalkit.cli import app
+from evalkit.experiments.align import read_plan, run_align
 from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
-from evalkit.training.align import read_plan, run_align
 from evalkit.types import UserError
 
 CONFIG = """

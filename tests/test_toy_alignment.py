@@ -10,9 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evalkit.experiments.toy_alignment import (
+    CLAIMED,
+    Settings,
+    interval_verdict,
+    run_experiment,
+    train_log_trends,
+)
 from evalkit.store import RunStore
 from evalkit.toy import alignment_data as ad
-from evalkit.toy.alignment import CLAIMED, Settings, interval_verdict, run_experiment, train_log_trends
 from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.training.data import load_preferences, load_sft
 from evalkit.types import UserError
@@ -138,7 +144,7 @@ def test_interval_verdict():
 
 def test_claim_misses_names_each_unmet_part():
     """Hand-built rows: the claim holds only with every `CLAIMED` metric better, loss down, margin up."""
-    from evalkit.toy.alignment import Result
+    from evalkit.experiments.toy_alignment import Result
 
     def rows(chair: str) -> list[dict]:
         return [{"metric": k, "verdict": chair if k == "amber.chair" else "better"} for k in CLAIMED]
@@ -206,7 +212,7 @@ def test_full_demo(tmp_path):
     `Result.claim_holds` (every claimed metric beyond its interval) is not asserted: it held here for DPO on
     seeds 0 and 2 and for BDHS on none of seeds 0-2, and varies across machines (README).
     """
-    from evalkit.toy.demo import run_demo
+    from evalkit.experiments.demo import run_demo
     from evalkit.toy.language import companions
 
     assert set(CLAIMED) == {*BEYOND_INTERVAL["dpo"], *DIRECTION_ONLY["dpo"]}

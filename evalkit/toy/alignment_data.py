@@ -1,4 +1,5 @@
-"""Training data for the toy alignment experiment (`evalkit.toy.alignment`), written once into a folder.
+"""Training data for the toy alignment experiment (`evalkit.experiments.toy_alignment`), written once
+into a folder.
 
 Layout of ``root``::
 

@@ -1,6 +1,6 @@
 """The toy-world alignment experiment: SFT stage, then DPO and BDHS, each checkpoint evaluated and compared.
 
-    from evalkit.toy.alignment import Settings, run_experiment
+    from evalkit.experiments.toy_alignment import Settings, run_experiment
     result = run_experiment("work/", Settings())
     result.claim_holds("dpo"), result.comparisons["dpo"]
 
@@ -33,11 +33,11 @@ meant to be the hallucinations that prior produces. A model fine-tuned only on p
 run-on lists when the image is masked ("tree cake, car car car ..."), naming absent objects no more often
 co-occurring than chance, and DPO on those pairs does not lower the description metrics. The SFT data
 therefore mixes in text-only conversations about which objects go together, as LLaVA-1.5's SFT mix holds
-ShareGPT conversations (`alignment_data`); with them the masked model writes fluent, typical scenes. The
-rejected answers are sampled at `bdhs_temperature` 0.5: the paper leaves the temperature open, and the
-benchmarks decode greedily, so the hallucinations they count are the mode of the policy's prior, not its
-tail. `bdhs_stats["descriptions"]` says how many of the rejected descriptions' absent objects are the
-scene's co-occurring ones, against chance.
+ShareGPT conversations (`evalkit.toy.alignment_data`); with them the masked model writes fluent, typical
+scenes. The rejected answers are sampled at `bdhs_temperature` 0.5: the paper leaves the temperature open,
+and the benchmarks decode greedily, so the hallucinations they count are the mode of the policy's prior,
+not its tail. `bdhs_stats["descriptions"]` says how many of the rejected descriptions' absent objects are
+the scene's co-occurring ones, against chance.
 
 Torch runs on `Settings.threads` threads (1 by default) during the experiment: a model this small gains
 little from more, and a shared machine's other load makes several threads spin and slow down many-fold.

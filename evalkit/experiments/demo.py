@@ -1,11 +1,11 @@
 """`evalkit demo`: the toy alignment story offline, ending with the alignment-tax table.
 
-It runs `evalkit.toy.alignment.run_experiment` (toy data, the toy model, a language stage that makes it the
-base, a biased visual-instruction SFT stage, DPO and BDHS from it, every checkpoint evaluated on toy POPE,
-AMBER, Object HalBench and toy_language; each stage kept when finished, resumed when interrupted) and
-writes two tables into the work folder: what the visual stage did, the SFT checkpoint against the base
-(`visual_stage/tax.*`), and the alignment-tax table of DPO and BDHS against the SFT checkpoint they were
-trained from (`tax.md`, `tax.csv`, `tax.html`, `tax.json`).
+It runs `evalkit.experiments.toy_alignment.run_experiment` (toy data, the toy model, a language stage
+that makes it the base, a biased visual-instruction SFT stage, DPO and BDHS from it, every checkpoint
+evaluated on toy POPE, AMBER, Object HalBench and toy_language; each stage kept when finished, resumed
+when interrupted) and writes two tables into the work folder: what the visual stage did, the SFT
+checkpoint against the base (`visual_stage/tax.*`), and the alignment-tax table of DPO and BDHS against
+the SFT checkpoint they were trained from (`tax.md`, `tax.csv`, `tax.html`, `tax.json`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.toy.alignment import Settings, run_experiment
+from evalkit.experiments.toy_alignment import Settings, run_experiment
 
 
 def run_demo(
