@@ -27,9 +27,9 @@ OPTIONS = {"amber.nlp": "basic", "amber.answers": "exact"}
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    from evalkit.models import openai_backend
+    from evalkit.models import openai_client
 
-    monkeypatch.setattr(openai_backend.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 @pytest.fixture

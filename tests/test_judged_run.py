@@ -118,9 +118,9 @@ def rows_of(result):
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    from evalkit.models import openai_backend
+    from evalkit.models import openai_client
 
-    monkeypatch.setattr(openai_backend.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def test_judged_run_stores_the_protocol_and_scores_it(tmp_path):

@@ -51,9 +51,9 @@ OPTION_LINE = re.compile(r"^([A-D])\. (.*)$", re.M)
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    from evalkit.models import openai_backend
+    from evalkit.models import openai_client
 
-    monkeypatch.setattr(openai_backend.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def tsv_rows(with_answers=True):

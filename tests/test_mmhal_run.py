@@ -33,9 +33,9 @@ QUESTION = re.compile(r"### Question\n(.*)\n\n### Standard Human-Generated Answe
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    from evalkit.models import openai_backend
+    from evalkit.models import openai_client
 
-    monkeypatch.setattr(openai_backend.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 @pytest.fixture

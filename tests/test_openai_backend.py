@@ -14,8 +14,9 @@ from openai_server import FakeOpenAIServer, Fault, default_reply, fail_when
 from PIL import Image
 
 from evalkit.images import load_image
-from evalkit.models.base import BackendOptions, load_backend
-from evalkit.models.openai_backend import OpenAIBackend, OpenAIClient, public_url
+from evalkit.models.base import BackendOptions, load_backend, public_url
+from evalkit.models.openai_backend import OpenAIBackend
+from evalkit.models.openai_client import OpenAIClient
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 KEY = "sk-test-SECRET-0123456789"

@@ -72,7 +72,8 @@ def probe_judges(tasks: list[Task], loaded: dict[str, LoadedData], judges: Judge
 def probe(endpoints: list[tuple[str, str, BackendOptions]]) -> None:
     """Raise `UserError` (exit 2) naming the endpoint (credentials stripped) and the server's message
     when an endpoint refuses the key or cannot be reached."""
-    from evalkit.models.openai_backend import DEFAULT_BASE_URL, OpenAIBackend
+    from evalkit.models.openai_backend import OpenAIBackend
+    from evalkit.models.openai_client import DEFAULT_BASE_URL
 
     for flag, name, opts in endpoints:
         backend = OpenAIBackend(name, opts)  # an invalid URL is a UserError here
