@@ -1,6 +1,6 @@
 """Turning training examples into model inputs with exactly the prompt evaluation sends.
 
-The prompt is rendered and encoded by the functions `evalkit run` itself uses (`evalkit.models.hf.
+The prompt is rendered and encoded by the functions `evalkit run` itself uses (`evalkit.models.prompt.
 render_prompt` / `prompt_add_special_tokens`): one user turn (its images first, then the text) and the
 generation prompt, BOS as the backend adds it. The answer follows as the tokens the model has to generate:
 `tokenizer(answer, add_special_tokens=False)` then EOS (the tokenizer's, or `eos_token_id`), which is
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.images import load_image
-from evalkit.models.hf import chat_template_of, prompt_add_special_tokens, render_prompt
+from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import Message
 
 IGNORE_INDEX = -100

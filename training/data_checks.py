@@ -127,7 +127,7 @@ def _image_tokens(items: list, encoder) -> int:
 
 
 def _token_ids(tokenizer, texts: list[str], *, special: bool, encoder) -> list[list[int]]:
-    from evalkit.models.hf import prompt_add_special_tokens
+    from evalkit.models.prompt import prompt_add_special_tokens
 
     if not texts:
         return []

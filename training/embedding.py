@@ -163,7 +163,7 @@ def resolve(name: str) -> tuple[Path, dict[str, Any]]:
     if not (folder / "config.json").is_file():
         known = ", ".join([*INSTALL_COMMANDS, BAG_OF_WORDS])
         raise UserError(f"embedding model {name!r}: not a known name ({known}) nor a folder with config.json")
-    from evalkit.models.hf import refuse_pickled_weights
+    from evalkit.models.hf_loading import refuse_pickled_weights
 
     refuse_pickled_weights(folder)  # a folder given by path: safetensors only, never a pickle
     weights = next((folder / w for w in _WEIGHT_FILES if (folder / w).is_file()), None)

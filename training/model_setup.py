@@ -34,7 +34,7 @@ def load_model(source: str):
     import transformers
     from transformers.models.auto import modeling_auto
 
-    from evalkit.models.hf import _user_errors, refuse_pickled_weights
+    from evalkit.models.hf_loading import refuse_pickled_weights, user_errors
 
     try:
         config = transformers.AutoConfig.from_pretrained(source)
@@ -49,8 +49,8 @@ def load_model(source: str):
     transformers.utils.logging.disable_progress_bar()
     refuse_pickled_weights(Path(source).expanduser())
     load = {"dtype": torch.float32, "use_safetensors": True}  # never unpickle weights
-    model = _user_errors(source, lambda: cls.from_pretrained(source, **load))
-    return model, _user_errors(source, lambda: proc.from_pretrained(source))
+    model = user_errors(source, lambda: cls.from_pretrained(source, **load))
+    return model, user_errors(source, lambda: proc.from_pretrained(source))
 
 
 def versions() -> dict[str, str]:

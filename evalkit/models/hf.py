@@ -24,35 +24,40 @@ hashing the adapter's config and weights.
 Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs` in OpenAI's shape, one
 entry per counted completion token, from log_softmax of the logits at each step before any logits
 processor runs (the model's own distribution: temperature, top-p and the per-row sampler do not change it).
+
+Loading (model argument, adapters, device, dtype, digests) lives in `evalkit.models.hf_loading`, the
+prompt renderer shared with training in `evalkit.models.prompt`; this module holds the backend and its
+generation helpers (the per-row sampler and the log-probability recorder).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import Backend, BackendOptions
+from evalkit.models.hf_loading import (
+    hub_snapshot_dir,
+    merge_adapter,
+    refuse_pickled_weights,
+    resolve_adapter,
+    resolve_device,
+    resolve_dtype,
+    resolve_source,
+    sha256_file,
+    steer_targets,
+    user_errors,
+    weights_sha256,
+)
+from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
 
 log = logging.getLogger(__name__)
-
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
-_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
-#: pickled weight files: unpickling runs whatever code the file holds, so they are refused, never loaded
-_PICKLED_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-#: pickles a trainer leaves next to its weights; not weights, never read
-_NOT_WEIGHTS = {"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"}
 
 
 class HFBackend(Backend):
@@ -64,12 +69,12 @@ class HFBackend(Backend):
         from transformers.models.auto import modeling_auto
 
         self.options = options = options or BackendOptions()
-        self.adapter_dir, base = _resolve_adapter(model_path_or_hub_id)
+        self.adapter_dir, base = resolve_adapter(model_path_or_hub_id)
         if self.adapter_dir is None:
-            self.source, self.local_dir = _resolve_source(model_path_or_hub_id)
+            self.source, self.local_dir = resolve_source(model_path_or_hub_id)
         else:
             try:
-                self.source, self.local_dir = _resolve_source(base)
+                self.source, self.local_dir = resolve_source(base)
             except UserError as exc:
                 msg = f"LoRA adapter {model_path_or_hub_id!r}: cannot load its base: {exc}"
                 raise UserError(msg) from None
@@ -77,11 +82,11 @@ class HFBackend(Backend):
         refuse_pickled_weights(self.local_dir)
         # the processor / tokenizer (and its chat template): the adapter's when saved with it
         text_source = self.source
-        self.device = _resolve_device(options.device, torch)
-        dtype = _resolve_dtype(options.dtype, self.device, torch)
+        self.device = resolve_device(options.device, torch)
+        dtype = resolve_dtype(options.dtype, self.device, torch)
         remote = {"trust_remote_code": options.trust_remote_code}
 
-        config = _user_errors(
+        config = user_errors(
             self.source, lambda: transformers.AutoConfig.from_pretrained(self.source, **remote)
         )
         auto_map = getattr(config, "auto_map", None) or {}
@@ -91,7 +96,7 @@ class HFBackend(Backend):
             self.kind, model_cls = "image-text-to-text", transformers.AutoModelForImageTextToText
             if _has_any(self.adapter_dir, "processor_config.json", "preprocessor_config.json"):
                 text_source = str(self.adapter_dir)
-            self.processor = _user_errors(
+            self.processor = user_errors(
                 text_source, lambda: transformers.AutoProcessor.from_pretrained(text_source, **remote)
             )
             self.tokenizer = self.processor.tokenizer
@@ -103,7 +108,7 @@ class HFBackend(Backend):
             self.processor = None
             if _has_any(self.adapter_dir, "tokenizer_config.json"):
                 text_source = str(self.adapter_dir)
-            self.tokenizer = _user_errors(
+            self.tokenizer = user_errors(
                 text_source, lambda: transformers.AutoTokenizer.from_pretrained(text_source, **remote)
             )
         else:
@@ -112,7 +117,7 @@ class HFBackend(Backend):
                 "image-text-to-text model nor a causal LM"
             )
 
-        self.steer = _steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
+        self.steer = steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
         self.chat_template = chat_template_of(self.processor, self.tokenizer)
         if not self.chat_template:
             raise UserError(
@@ -130,9 +135,9 @@ class HFBackend(Backend):
         # safetensors only: a hub checkpoint with nothing but pickled weights fails to load, never unpickled
         load_kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, **remote}
         transformers.utils.logging.disable_progress_bar()  # evalkit draws its own progress
-        self.model = _user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
+        self.model = user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
         if self.adapter_dir is not None:
-            self.model = _merge_adapter(self.model, self.adapter_dir)
+            self.model = merge_adapter(self.model, self.adapter_dir)
         self.model.to(self.device).eval()
 
         # Keep only the token ids of the checkpoint's generation config (see the module docstring).
@@ -267,21 +272,21 @@ class HFBackend(Backend):
         if self._fingerprint is None:
             folder, revision = self.local_dir, None
             if folder is None:
-                folder = _hub_snapshot_dir(self.source)
+                folder = hub_snapshot_dir(self.source)
             if folder is not None and folder.parent.name == "snapshots":
                 revision = folder.name
-            config_sha = _sha256_file(folder / "config.json") if folder else None
+            config_sha = sha256_file(folder / "config.json") if folder else None
             self._fingerprint = {
                 "path": str(folder) if self.local_dir else self.source,
                 "revision": revision,
                 "config_sha256": config_sha,
-                "weights_sha256": _weights_sha256(folder) if folder else None,
+                "weights_sha256": weights_sha256(folder) if folder else None,
             }
             if self.adapter_dir is not None:  # only then, so plain checkpoints keep their run folders
                 self._fingerprint["adapter"] = {
                     "path": str(self.adapter_dir),
-                    "config_sha256": _sha256_file(self.adapter_dir / "adapter_config.json"),
-                    "weights_sha256": _weights_sha256(self.adapter_dir),
+                    "config_sha256": sha256_file(self.adapter_dir / "adapter_config.json"),
+                    "weights_sha256": weights_sha256(self.adapter_dir),
                 }
             if self.steer is not None:  # likewise: only SteerLM checkpoints carry their targets
                 self._fingerprint["steer"] = dict(self.steer)
@@ -300,44 +305,6 @@ class HFBackend(Backend):
             **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
             "latency": "batch wall time / generated requests",
         }
-
-
-# ---- prompt rendering, shared with the trainer (evalkit.training.batching) ----------------------------
-
-
-def chat_template_of(processor: Any, tokenizer: Any) -> str | None:
-    """The chat template prompts are rendered with: the processor's, else the tokenizer's."""
-    return getattr(processor, "chat_template", None) or tokenizer.chat_template
-
-
-def render_prompt(messages: tuple[Message, ...], processor: Any, tokenizer: Any, chat_template: str) -> str:
-    """The prompt text for `messages` with the checkpoint's chat template and the generation prompt, as
-    the model is asked at evaluation: each message's images become `{"type": "image"}` parts before its
-    text (only their number matters here). `processor` is None for a text-only causal LM."""
-    if processor is None:
-        conv = [{"role": m.role, "content": m.text} for m in messages]
-        return tokenizer.apply_chat_template(
-            conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
-        )
-    conv = []
-    for m in messages:
-        parts: list[dict[str, str]] = [{"type": "image"} for _ in m.images]
-        if m.text or not parts:
-            parts.append({"type": "text", "text": m.text})
-        conv.append({"role": m.role, "content": parts})
-    return processor.apply_chat_template(
-        conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
-    )
-
-
-def prompt_add_special_tokens(prompt: str, processor: Any, tokenizer: Any) -> bool:
-    """`add_special_tokens` for encoding a rendered prompt. With a processor: as the processor's own
-    apply_chat_template, add BOS unless the template already wrote it (LLaVA-1.5's template does not, and
-    the official model was evaluated with BOS). A text-only tokenizer's template writes its own specials."""
-    if processor is None:
-        return False
-    bos = tokenizer.bos_token
-    return not (bos is not None and prompt.startswith(bos))
 
 
 #: one generated row: (text, prompt tokens, completion tokens, `Response.logprobs` or None)
@@ -423,177 +390,9 @@ class _RowSampler:
         return scores
 
 
-# ---- loading helpers --------------------------------------------------------------------------------
-
-
-def _resolve_source(given: str) -> tuple[str, Path | None]:
-    """(what to pass to from_pretrained, local folder or None for a hub id); UserError when neither."""
-    expected = "expected a checkpoint folder (config.json + weights) or a hub id like org/name"
-    path = Path(given).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model folder {given!r} has no config.json; {expected}")
-        return str(path.resolve()), path.resolve()
-    if path.exists():
-        raise UserError(f"model {given!r} is a file, not a folder; {expected}")
-    if given.startswith(("/", ".", "~")) or not _HUB_ID_RE.fullmatch(given):
-        raise UserError(f"model path {given!r} does not exist; {expected}")
-    return given, None
-
-
-def refuse_pickled_weights(folder: Path | None) -> None:
-    """A checkpoint folder whose weights are pickles (`pytorch_model.bin`, ...) and not safetensors is
-    refused with one line naming the file and how to convert it: unpickling runs code hidden in it."""
-    if folder is None or not folder.is_dir() or any(folder.glob("*.safetensors")):
-        return
-    pickled = sorted(p for g in _PICKLED_GLOBS for p in folder.glob(g) if p.name not in _NOT_WEIGHTS)
-    if pickled:
-        raise UserError(
-            f"{pickled[0]}: pickled PyTorch weights, which evalkit never loads (unpickling can run code "
-            "hidden in the file); convert the checkpoint to safetensors on a machine you trust: load it with "
-            "transformers' from_pretrained and save it with save_pretrained(DIR, safe_serialization=True) "
-            "(transformers >= 5 always writes safetensors), then pass DIR"
-        )
-
-
-def _resolve_adapter(given: str) -> tuple[Path | None, str]:
-    """(adapter folder, its base model as recorded by peft) when `given` is a folder with
-    adapter_config.json, else (None, "")."""
-    path = Path(given).expanduser()
-    if not (path / "adapter_config.json").is_file():
-        return None, ""
-    try:
-        config = json.loads((path / "adapter_config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"LoRA adapter {given!r}: unreadable adapter_config.json ({exc})") from None
-    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    if not isinstance(base, str) or not base:
-        raise UserError(f"LoRA adapter {given!r}: adapter_config.json names no base_model_name_or_path")
-    return path.resolve(), base
-
-
 def _has_any(folder: Path | None, *names: str) -> bool:
     return folder is not None and any((folder / n).is_file() for n in names)
 
 
-def _merge_adapter(model, adapter_dir: Path):
-    """The base `model` with the peft adapter in `adapter_dir` applied and merged into its weights."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        raise UserError(
-            f"model {str(adapter_dir)!r} is a LoRA adapter, which needs peft: pip install 'evalkit[train]'"
-        ) from None
-    import warnings
-
-    with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
-        warnings.simplefilter("ignore", FutureWarning)
-        return _user_errors(
-            str(adapter_dir), lambda: PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-        )
-
-
-def _user_errors(source: str, load):
-    """Run a from_pretrained call, turning the usual loading failures into one-line UserErrors."""
-    try:
-        return load()
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"cannot load model {source!r}: {first} (expected a local checkpoint folder, or a hub id that is "
-            "cached or reachable; use --trust-remote-code only for checkpoints you trust)"
-        ) from exc
-
-
-def _steer_targets(given: str, folder: Path | None, override: str | None) -> dict[str, Any] | None:
-    """A SteerLM checkpoint's targets (its steerlm.json), changed by `--steer`; None for other models."""
-    from evalkit.steerlm import parse_steer, read_steer_file
-
-    saved = read_steer_file(folder)
-    if override is None:
-        return saved
-    if saved is None:
-        raise UserError(f"--steer applies to SteerLM checkpoints; {given!r} has no steerlm.json")
-    return parse_steer(override, base=saved)
-
-
-def _resolve_device(device: str, torch) -> Any:
-    if not _DEVICE_RE.fullmatch(device):
-        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: MPS is not available on this machine (use --device cpu)")
-    return torch.device(device)
-
-
-def _resolve_dtype(dtype: str, device, torch) -> Any:
-    """`auto`: float32 on CPU, the checkpoint's own dtype elsewhere."""
-    if dtype not in _DTYPES:
-        raise UserError(f"--dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
-    if dtype == "auto":
-        return torch.float32 if device.type == "cpu" else "auto"
-    return getattr(torch, dtype)
-
-
 def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
-
-
-def _hub_snapshot_dir(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-# ---- hashing ----------------------------------------------------------------------------------------
-
-
-def _sha256_file(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _digest_cache_path() -> Path:
-    return cache_root() / "weights-sha256.json"
-
-
-def _weights_sha256(folder: Path) -> str | None:
-    """sha256 over the weight files (name + per-file sha256); each file is hashed once."""
-    # Per-file digests are kept in $EVALKIT_CACHE/weights-sha256.json keyed by (path, size, mtime).
-    files = next((sorted(folder.glob(g)) for g in _WEIGHT_GLOBS if any(folder.glob(g))), [])
-    if not files:
-        return None
-    cache_path = _digest_cache_path()
-    try:
-        cache: dict[str, str] = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    total, changed = hashlib.sha256(), False
-    for f in files:
-        real = f.resolve()  # hub snapshots hold symlinks to blobs
-        st = real.stat()
-        key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
-        if key not in cache:
-            cache[key], changed = _sha256_file(real) or "", True
-        total.update(f"{f.name}:{cache[key]}\n".encode())
-    if changed:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-            os.replace(tmp, cache_path)
-        except OSError:
-            log.warning("could not write %s", cache_path, exc_info=True)
-    return total.hexdigest()

@@ -36,7 +36,7 @@ BATCH_SIZE = 32  # per step: a yes and a no question on BATCH_SIZE // 4 images, 
 
 
 def _turns(question: str, answer: str) -> list[dict[str, Any]]:
-    # The message shape evalkit.models.hf renders for a POPE request: an image part, then the text part.
+    # The message shape evalkit.models.prompt renders for a POPE request: an image part, then the text part.
     user = [{"type": "image"}, {"type": "text", "text": question}]
     return [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
 
