@@ -71,11 +71,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
     _write_atomic(path, write)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:
     """A JSON object from `path`; a truncated, non-UTF-8, too deeply nested or non-object file is a
     `UserError` naming the path (an unreadable one an OSError, as for any file)."""

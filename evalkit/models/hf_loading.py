@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from evalkit import datafiles
 from evalkit.environment import cache_root
 from evalkit.types import UserError
 
@@ -150,13 +151,8 @@ def hub_snapshot_dir(repo_id: str) -> Path | None:
 
 
 def sha256_file(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The file's sha256 (`evalkit.datafiles.sha256_file`), None when there is no such file."""
+    return datafiles.sha256_file(path) if path.is_file() else None
 
 
 def _digest_cache_path() -> Path:
