@@ -283,16 +283,26 @@ def test_rerunning_a_finished_command_says_complete_and_exits_0(world, tmp_path)
 # ---- data that would stop training half-way ------------------------------------------------------------
 
 
-def test_unreadable_images_are_skipped_and_counted_before_step_0(world, tmp_path):
-    rows = [json.loads(x) for x in (world / "sft.jsonl").read_text().splitlines()]
+def _records_with_absolute_images(path):
+    """The records of a toy data file with their image paths made absolute, to be rewritten elsewhere."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
     for r in rows:
-        r["image"] = str(world / r["image"])
+        r["image"] = str(path.parent / r["image"])
+    return rows
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_unreadable_images_are_skipped_and_counted_before_step_0(world, tmp_path):
+    rows = _records_with_absolute_images(world / "sft.jsonl")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes((world / rows[0]["image"]).read_bytes()[:120])
     (tmp_path / "text.png").write_text("not an image")
     rows[2]["image"], rows[5]["image"] = str(truncated), str(tmp_path / "text.png")
     data = tmp_path / "sft.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_jsonl(data, rows)
     out = tmp_path / "o"
     code, err, _ = _cli(
         "--method",
@@ -318,12 +328,10 @@ def test_unreadable_images_are_skipped_and_counted_before_step_0(world, tmp_path
 
 
 def test_an_answer_longer_than_the_context_is_refused_at_load_or_cut_by_max_length(world, tmp_path):
-    rows = [json.loads(x) for x in (world / "sft.jsonl").read_text().splitlines()]
-    for r in rows:
-        r["image"] = str(world / r["image"])
+    rows = _records_with_absolute_images(world / "sft.jsonl")
     rows[3]["response"] = "a kite and a dog. " * 600_000  # 10.8 MB
     data = tmp_path / "long.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_jsonl(data, rows)
     base = [
         "--method",
         "sft",
@@ -351,12 +359,10 @@ def test_an_answer_longer_than_the_context_is_refused_at_load_or_cut_by_max_leng
 
 
 def test_a_prompt_with_no_room_for_an_answer_is_skipped_and_counted(world, tmp_path):
-    rows = [json.loads(x) for x in (world / "pairs.jsonl").read_text().splitlines()]
-    for r in rows:
-        r["image"] = str(world / r["image"])
+    rows = _records_with_absolute_images(world / "pairs.jsonl")
     rows[1]["prompt"] = "is there a kite? " * 40  # 160 words: over --max-length 64 on its own
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_jsonl(data, rows)
     out = tmp_path / "o"
     code, err, _ = _cli(
         "--method",
