@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 16 KiB tmpfs (room for run.json and a few dozen rows), or a skip where it cannot be mounted."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("mount -t tmpfs is not allowed here")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -245,19 +245,6 @@ def evalkit(*args):
     )
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 16 KiB tmpfs (room for run.json and a few dozen rows), or a skip where it cannot be mounted."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)]).returncode != 0:
-        pytest.skip("mount -t tmpfs is not allowed here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def one_line_error(proc, code):
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr

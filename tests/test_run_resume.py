@@ -5,7 +5,6 @@ lost, no sample generated twice and no duplicate rows; `rescore` reproduces metr
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -113,19 +112,6 @@ def test_repeated_sigkill_at_random_points_loses_nothing(tmp_path, clean):
     rows = stored_rows(samples)
     assert list(rows) == list(stored_rows(clean_dir / "samples" / "pope.jsonl"))
     assert all(rows[i] == row for i, row in before.items())
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 16 KiB tmpfs (room for run.json and a few dozen rows), or a skip where it cannot be mounted."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)]).returncode != 0:
-        pytest.skip("mount -t tmpfs is not allowed here")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.mark.slow
