@@ -310,17 +310,22 @@ def _target(case: dict, which: str) -> Path:
     return case[which]
 
 
+def import_case(case: dict, out: Path):
+    """`import_answers` on a built case's files."""
+    return import_answers(
+        case["task"],
+        case["answers"],
+        out,
+        questions=case.get("questions"),
+        data_dir=case.get("data_dir"),
+        judgments=case.get("judgments"),
+    )
+
+
 def run_import(case: dict, out: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return import_answers(
-            case["task"],
-            case["answers"],
-            out,
-            questions=case.get("questions"),
-            data_dir=case.get("data_dir"),
-            judgments=case.get("judgments"),
-        )
+        return import_case(case, out)
 
 
 @pytest.fixture(autouse=True)

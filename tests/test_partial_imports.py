@@ -7,7 +7,7 @@ import re
 import warnings
 
 import pytest
-from test_generated_import_inputs import BUILDERS, run_import
+from test_generated_import_inputs import BUILDERS, import_case, run_import
 
 from evalkit.analysis.leaderboard import build_leaderboard
 from evalkit.interop.importer import import_answers
@@ -42,20 +42,9 @@ def _drop_last_record(path):
 def _import(case, out):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_import_keep_warnings(case, out)
+        result = import_case(case, out)
     info = result.header["tasks"][case["task"]]["data"]
     return info, [str(w.message) for w in caught]
-
-
-def run_import_keep_warnings(case, out):
-    return import_answers(
-        case["task"],
-        case["answers"],
-        out,
-        questions=case.get("questions"),
-        data_dir=case.get("data_dir"),
-        judgments=case.get("judgments"),
-    )
 
 
 #: importer → (how to drop one item, the complete set's size counted from the builder's files)
