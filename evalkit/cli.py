@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from evalkit.errors import StorageError, describe_os_error
+from evalkit.errors import CommandFailed, describe_os_error
 from evalkit.types import UserError
 
 app = typer.Typer(
@@ -37,8 +37,9 @@ def warn(message: str) -> None:
 
 
 def command(*args, **kwargs):
-    """`app.command` whose errors end as one line: a `UserError` exits 2, a `StorageError` or an OSError
-    (disk full, read-only, permission denied) exits 1 naming the path and the fix, never a traceback."""
+    """`app.command` whose errors end as one line: a `UserError` exits 2, a `CommandFailed` (a storage
+    error, diverged training) or an OSError (disk full, read-only, permission denied) exits 1 naming the
+    path and the fix, never a traceback."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -47,7 +48,7 @@ def command(*args, **kwargs):
                 return fn(*a, **kw)
             except UserError as exc:
                 fail(str(exc), 2)
-            except StorageError as exc:
+            except CommandFailed as exc:  # StorageError, TrainingDiverged
                 fail(str(exc), 1)
             except OSError as exc:
                 fail(describe_os_error(exc), 1)

@@ -1,8 +1,9 @@
 """Errors that reach the user as one line: what failed, on which path, and how to fix it.
 
-`UserError` (evalkit.types) is input the user can fix (exit 2). `StorageError` is the machine refusing to
-store or read results (disk full, read-only file system, permission denied, a locked or full SQLite file):
-exit 1, and nothing already stored is lost, so re-running the same command after the fix resumes.
+`UserError` (evalkit.types) is input the user can fix (exit 2). `CommandFailed` is a command that ran and
+failed (exit 1); its `StorageError` is the machine refusing to store or read results (disk full, read-only
+file system, permission denied, a locked or full SQLite file), and nothing already stored is lost, so
+re-running the same command after the fix resumes.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ FIXES = {
 }
 
 
-class StorageError(Exception):
-    """Results could not be stored or read for a reason outside evalkit; printed as one line, exit 1."""
+class CommandFailed(Exception):
+    """The command ran and failed (not a usage error): printed as one line, exit 1."""
+
+
+class StorageError(CommandFailed):
+    """Results could not be stored or read for a reason outside evalkit."""
 
 
 def describe_os_error(exc: OSError, path: str | Path | None = None) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import StorageError
+from evalkit.errors import CommandFailed
 from evalkit.types import UserError
 
 RESUME_FORMAT = "evalkit-resume/1"
@@ -31,9 +31,9 @@ STATE_FILE = "state.safetensors"
 OLD_STATE_FILE = "state.pt"
 
 
-class TrainingDiverged(StorageError):
-    """The loss, the gradient norm or the weights stopped being finite. Like a storage failure it ends the
-    command with one line and exit 1 (a failed run, not a usage error); nothing non-finite was saved."""
+class TrainingDiverged(CommandFailed):
+    """The loss, the gradient norm or the weights stopped being finite: one line, exit 1 (a failed run,
+    not a usage error); nothing non-finite was saved."""
 
 
 def state_path(out: Path) -> Path:
