@@ -27,7 +27,7 @@ from evalkit.task import (
     MetricInfo,
     TaskOption,
 )
-from evalkit.tasks.objhal_data import (
+from evalkit.tasks.objhal.data import (
     cached_ground_truth,
     find_coco,
     find_questions,
@@ -35,8 +35,8 @@ from evalkit.tasks.objhal_data import (
     read_questions,
     read_vocabulary,
 )
-from evalkit.tasks.objhal_nlp import Nlp, resolve
-from evalkit.tasks.objhal_protocol import (
+from evalkit.tasks.objhal.nouns import Nlp, resolve
+from evalkit.tasks.objhal.protocol import (
     COUNT_FIELDS,
     GENERATION,
     JUDGE_GENERATION,
@@ -206,7 +206,7 @@ class ObjHal(JudgedTask):
         options = self.read_options(spec, **({"extraction": "words"} if spec.toy else {}))
         mode, nlp_name = str(options["extraction"]), str(options["nlp"])
         if spec.toy:
-            from evalkit.tasks.objhal_toy import default_toy_dir, write_toy_objhal
+            from evalkit.tasks.objhal.toy import default_toy_dir, write_toy_objhal
 
             data_dir: Path | None = write_toy_objhal(default_toy_dir(spec.seed), seed=spec.seed)
             options = {}
@@ -334,7 +334,7 @@ class ObjHal(JudgedTask):
     ) -> tuple[list[Imported], dict[str, Any]]:
         """An official answer file, matched by the classic rules, or with the official review file's LLM
         extraction (`--judgments hall_*.json`); see `objhal_import`."""
-        from evalkit.tasks.objhal_import import import_answers
+        from evalkit.tasks.objhal.importing import import_answers
 
         return import_answers(answers, questions, data_dir, judgments)
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from evalkit.datafiles import read_json, read_jsonl, sha256_file
 from evalkit.environment import cache_root
-from evalkit.tasks.objhal_nlp import Nlp
-from evalkit.tasks.objhal_protocol import Vocabulary, caption_words
+from evalkit.tasks.objhal.nouns import Nlp
+from evalkit.tasks.objhal.protocol import Vocabulary, caption_words
 from evalkit.types import UserError
 
 QUESTION_FILE = "obj_halbench_300_with_image.jsonl"

@@ -40,8 +40,8 @@ import numpy as np
 from evalkit.datafiles import mark_partial, read_json, sha256_file, toy_label
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
-from evalkit.tasks import amber_nlp
-from evalkit.tasks.amber_protocol import (
+from evalkit.tasks.amber import nouns
+from evalkit.tasks.amber.protocol import (
     ANSWER_RULES,
     DEFAULT_SIMILARITY,
     EVALUATION_TYPES,
@@ -173,7 +173,7 @@ class Amber(Task):
         # the toy model's tokenizer lowercases: it never says "Yes"
         opts = typed_options(self.read_options(spec, **({"answers": "normalize"} if spec.toy else {})))
         if spec.toy:
-            from evalkit.tasks.amber_toy import default_toy_dir, write_amber
+            from evalkit.tasks.amber.toy import default_toy_dir, write_amber
 
             data_dir = write_amber(default_toy_dir(spec.seed), seed=spec.seed)
         elif spec.data_dir is not None:
@@ -200,8 +200,8 @@ class Amber(Task):
     def _backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
         if not any(data.annotation(q["id"])["type"] == "generative" for q in items):
             return None
-        backend_id = amber_nlp.resolve(opts["nlp"])
-        amber_nlp.get_backend(backend_id)  # load now: fail before any model is asked
+        backend_id = nouns.resolve(opts["nlp"])
+        nouns.get_backend(backend_id)  # load now: fail before any model is asked
         return backend_id
 
     def _sample(
@@ -247,14 +247,14 @@ class Amber(Task):
             "version": version,
             "files": {name: sha256_file(p) for name, p in data.paths.items()},
             "options": {k: opts[k] for k in OPTIONS},
-            "nlp": amber_nlp.get_backend(nlp).info() if nlp else None,
+            "nlp": nouns.get_backend(nlp).info() if nlp else None,
         }
 
     # --- scoring --------------------------------------------------------------------------------------------
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         if meta["type"] == "generative":
-            backend = amber_nlp.get_backend(meta["nlp"])
+            backend = nouns.get_backend(meta["nlp"])
             vocabulary = frozenset(target["vocabulary"])
             result = match_generative(
                 backend.nouns(response, vocabulary),
