@@ -14,6 +14,7 @@ from evalkit.interop.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
 from evalkit.tasks.amber import nouns
+from evalkit.tasks.amber.data import read_data
 from evalkit.tasks.amber.nouns import BasicBackend, register_backend
 from evalkit.tasks.amber.protocol import (
     DENOMINATOR_INIT,
@@ -21,7 +22,6 @@ from evalkit.tasks.amber.protocol import (
     match_generative,
     normalized_answer,
     official_answer,
-    read_data,
     selected,
 )
 from evalkit.tasks.amber.toy import default_toy_dir, write_amber

@@ -7,8 +7,9 @@ from PIL import Image
 from support.objhal import SYNONYMS, make_data
 
 from evalkit.task import DataSpec
-from evalkit.tasks.objhal import ObjHal, Vocabulary, caption_words, parse_object_list, refine_phrases
+from evalkit.tasks.objhal import ObjHal
 from evalkit.tasks.objhal.nouns import resolve
+from evalkit.tasks.objhal.protocol import Vocabulary, caption_words, parse_object_list, refine_phrases
 from evalkit.types import UserError
 
 GT = {101: {"dog", "person"}, 102: {"car", "person"}, 103: {"toilet"}, 104: {"elephant"}}
