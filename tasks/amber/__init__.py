@@ -27,6 +27,11 @@ CHAIR 20.4 vs 19.0, Cover 45.2 vs 45.4, Hal 61.1 vs 56.9, Cog 9.3 vs 9.6. With s
 (threshold above 1) md gives 20.0 / 45.1 / 59.9 / 9.2, so most of the gap is md's coarse word vectors
 passing unrelated nouns as synonyms; the rest is tagging (spaCy tags some rare nouns and "orange" as
 non-nouns). Real descriptions, and lg against md, may differ by more.
+
+Modules: this one holds the Task class; `protocol` the evaluation types, noun matching, answer parsing and
+the official counter arithmetic (no I/O); `nouns` the pluggable noun extraction and word similarity (found
+through `evalkit.tasks.nlp`); `data` the official data files and the images; `importing` `evalkit import`
+of an official responses file; `toy` the toy set over the toy world.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ and are the same for every backend. Backends, by id (recorded in run.json and in
 What is installed, WordNet and the NLTK / spaCy loaders come from `tasks/nlp.py`, shared with Object
 HalBench; `auto` is a function of what is installed only.
 
-The size of the differences between backends is given in the AMBER task's docstring (`tasks/amber.py`).
+The size of the differences between backends is given in the AMBER package's docstring
+(`tasks/amber/__init__.py`).
 """
 
 from __future__ import annotations
