@@ -175,6 +175,7 @@ class Amber(Task):
         return LoadedData(samples, {**info, "image_dir": str(images)})
 
     def backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
+        """The NLP backend id for `items` (loaded now), or None when none of them is generative."""
         if not any(data.annotation(q["id"])["type"] == "generative" for q in items):
             return None
         backend_id = nouns.resolve(opts["nlp"])
@@ -184,6 +185,7 @@ class Amber(Task):
     def sample(
         self, q: dict[str, Any], data: AmberData, opts: dict[str, Any], nlp: str | None, image: str
     ) -> Sample:
+        """The sample of query `q` (run and import build it alike)."""
         ann = data.annotation(q["id"])
         meta: dict[str, Any] = {
             "id": q["id"],
@@ -211,6 +213,7 @@ class Amber(Task):
     def data_info(
         self, data: AmberData, opts: dict[str, Any], nlp: str | None, source: str, spec: DataSpec | None
     ) -> dict[str, Any]:
+        """What identifies the data of a run or an import: version, file checksums, options, NLP backend."""
         n = len(data.annotations)
         n_gen = sum(a["type"] == "generative" for a in data.annotations)
         if toy_label(data.root):
