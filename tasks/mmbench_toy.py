@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.tasks.mmhal_toy import THEME_NAMES
+from evalkit.tasks.mmhal.toy import THEME_NAMES
 from evalkit.toy.folders import write_once
 from evalkit.toy.world import COLOUR_NAME, GRID, THEMES, Scene, render, sample_scenes
 

@@ -1,7 +1,7 @@
 """The language tools AMBER and Object HalBench share: what is installed of NLTK (and its data), WordNet and
 spaCy (and which English pipelines), and loaders for the tokenizers, tagger, lemmatizer and pipelines.
 
-Each task composes these into its own backends (`amber_nlp`, `objhal_nlp`), with its own dependency-free
+Each task composes these into its own backends (`amber.nouns`, `objhal.nouns`), with its own dependency-free
 stand-in; the word rules stay in each task's protocol module. A task's automatic choice is a function of
 `installed()` alone, and `installed()` reads only installed packages and data: NLTK's own data path (never
 evalkit's cache), Debian's WordNet files and installed spaCy model packages. The one thing written is the

@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.objhal import answer_file, make_data
 from test_lmms_eval_import import _mmbench_records
-from test_objhal import make_data
-from test_objhal_import import answer_file
 
 from evalkit.interop.importer import import_answers
-from evalkit.tasks import objhal_import
-from evalkit.tasks.amber_toy import write_amber
-from evalkit.tasks.llava_bench_toy import write_toy
-from evalkit.tasks.mmhal_toy import write_toy_mmhal
-from evalkit.tasks.objhal_nlp import resolve
+from evalkit.tasks.amber.toy import write_amber
+from evalkit.tasks.llava_bench.toy import write_toy
+from evalkit.tasks.mmhal.toy import write_toy_mmhal
+from evalkit.tasks.objhal import importing as objhal_import
+from evalkit.tasks.objhal.nouns import resolve
 from evalkit.toy.pope_data import write_pope
 from evalkit.types import UserError
 

@@ -28,13 +28,14 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import read_json, read_jsonl, sha256_file
 from evalkit.environment import cache_root
-from evalkit.tasks.objhal_nlp import Nlp
-from evalkit.tasks.objhal_protocol import Vocabulary, caption_words
+from evalkit.tasks.objhal.nouns import Nlp
+from evalkit.tasks.objhal.protocol import Vocabulary, caption_words
 from evalkit.types import UserError
 
 QUESTION_FILE = "obj_halbench_300_with_image.jsonl"
@@ -254,3 +255,15 @@ def cached_ground_truth(
     payload = {"objects": {str(k): sorted(v) for k, v in objects.items()}, "digests": used_digests}
     _write_once(path, json.dumps(payload).encode())
     return objects, used_digests
+
+
+@lru_cache(maxsize=8)
+def checked_vocabulary(path: str, sha256: str) -> Vocabulary:
+    """The synonym list a row was scored with, refused when the file is gone or its bytes changed."""
+    p = Path(path)
+    if not p.is_file() or sha256_file(p) != sha256:
+        raise UserError(
+            f"objhal: rows are scored with the synonym list {path} (sha256 {sha256[:12]}…), which is missing "
+            "or changed; put that file back to rescore"
+        )
+    return read_vocabulary(p)

@@ -5,39 +5,18 @@ metrics; unmatched files are errors."""
 import json
 
 import pytest
-from test_objhal import make_data
+from support.objhal import ANSWERS, answer_file, make_data
 
 from evalkit.interop.importer import import_answers
 from evalkit.scoring import rescore_run
-from evalkit.tasks import objhal_import
-from evalkit.tasks.objhal_nlp import resolve
+from evalkit.tasks.objhal import importing
+from evalkit.tasks.objhal.nouns import resolve
 from evalkit.types import UserError
-
-ANSWERS = {
-    101: "A man and his puppy play with a cat. The dog runs.",
-    102: "Yellow taxi.",
-    103: "A clean white bathroom with tiles.",
-    104: "Assistant: An elephant sits on a chair wearing a bow tie.",
-}
 
 
 @pytest.fixture(autouse=True)
 def builtin_tools(monkeypatch):
-    monkeypatch.setattr(objhal_import, "resolve", lambda name: resolve("builtin"))
-
-
-def answer_file(path, with_ids=True):
-    lines = [
-        {
-            "question_id": k,
-            **({"image_id": i} if with_ids else {}),
-            "prompt": f"Describe image {k + 1} in detail.",
-        }
-        | {"text": text, "model_id": "m"}
-        for k, (i, text) in enumerate(ANSWERS.items())
-    ]
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return path
+    monkeypatch.setattr(importing, "resolve", lambda name: resolve("builtin"))
 
 
 def test_import_scores_by_the_classic_rules(tmp_path):

@@ -3,7 +3,7 @@
 The official `inference.py` extracts nouns with NLTK (`word_tokenize`, `pos_tag`, keep tags starting with
 "NN", `WordNetLemmatizer().lemmatize(word)` with its default noun POS and no lower-casing) and calls two
 words synonyms when spaCy `en_core_web_lg` similarity (`nlp(a).similarity(nlp(b))`) exceeds the threshold.
-A backend supplies exactly these two operations; the matching rules themselves live in `amber_protocol`
+A backend supplies exactly these two operations; the matching rules themselves live in `protocol`
 and are the same for every backend. Backends, by id (recorded in run.json and in every generative row):
 
 - ``official``: NLTK tokenizer + tagger + WordNet lemmatizer + `en_core_web_lg` — the official numbers.
@@ -23,7 +23,8 @@ and are the same for every backend. Backends, by id (recorded in run.json and in
 What is installed, WordNet and the NLTK / spaCy loaders come from `tasks/nlp.py`, shared with Object
 HalBench; `auto` is a function of what is installed only.
 
-The size of the differences between backends is given in the AMBER task's docstring (`tasks/amber.py`).
+The size of the differences between backends is given in the AMBER package's docstring
+(`tasks/amber/__init__.py`).
 """
 
 from __future__ import annotations

@@ -18,22 +18,25 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.tasks import amber_nlp, objhal_nlp
 from evalkit.tasks import nlp as tools
+from evalkit.tasks.amber import nouns as amber_nouns
 from evalkit.tasks.nlp import PUNKT_TAB, WORDNET, WORDNET_FILES, Installed, copy_debian_wordnet, find_resource
+from evalkit.tasks.objhal import nouns as objhal_nouns
 from evalkit.types import UserError
 
 SCRIPT = """
 import json, sys
 from pathlib import Path
-from evalkit.tasks import amber_nlp, nlp, objhal_nlp
+from evalkit.tasks import nlp
+from evalkit.tasks.amber import nouns as amber_nouns
+from evalkit.tasks.objhal import nouns as objhal_nouns
 nlp.DEBIAN_WORDNET = Path(sys.argv[1])
 out = []
 for step in sys.argv[2].split(","):
     if step == "amber":
-        out.append(["amber", amber_nlp.resolve("auto")])
+        out.append(["amber", amber_nouns.resolve("auto")])
     elif step == "objhal":
-        out.append(["objhal", objhal_nlp.auto_name()])
+        out.append(["objhal", objhal_nouns.auto_name()])
     elif step == "wordnet":  # what loading either task's lemmatizer does first: the cache copy
         out.append(["wordnet", nlp.wordnet_root()])
     elif step == "refresh":  # read what is installed again, with the copy on NLTK's data path
@@ -161,12 +164,12 @@ def test_debian_wordnet_copy_is_whole_with_lexnames(tmp_path):
 def here(monkeypatch):
     state = {"value": Installed()}
     monkeypatch.setattr(tools, "installed", lambda: state["value"])
-    monkeypatch.setattr(objhal_nlp, "_LOADED", {})  # tools loaded by other tests of this process
+    monkeypatch.setattr(objhal_nouns, "_LOADED", {})  # tools loaded by other tests of this process
     return state
 
 
 def test_objhal_auto_takes_each_installed_tool():
-    assert objhal_nlp.auto_name(Installed()) == "builtin"
+    assert objhal_nouns.auto_name(Installed()) == "builtin"
     full = Installed(
         nltk="3.9.1",
         nltk_data=frozenset({PUNKT_TAB, WORDNET}),
@@ -174,34 +177,34 @@ def test_objhal_auto_takes_each_installed_tool():
         spacy=True,
         spacy_models=frozenset({"en_core_web_sm", "en_core_web_lg"}),
     )
-    assert objhal_nlp.auto_name(full) == "nltk-punkt+wordnet+spacy:en_core_web_lg"
+    assert objhal_nouns.auto_name(full) == "nltk-punkt+wordnet+spacy:en_core_web_lg"
     vendored = Installed(spacy=True, mooring_md=True, spacy_models=frozenset({"en_core_web_sm"}))
-    assert objhal_nlp.auto_name(vendored) == "spacy:mooring-en_core_web_md"
+    assert objhal_nouns.auto_name(vendored) == "spacy:mooring-en_core_web_md"
     no_spacy = Installed(spacy_models=frozenset({"en_core_web_md"}))  # a model package without spaCy
-    assert objhal_nlp.auto_name(no_spacy) == "builtin"
-    assert objhal_nlp.auto_name(Installed(nltk="3.9.1")) == "nltk-treebank"
+    assert objhal_nouns.auto_name(no_spacy) == "builtin"
+    assert objhal_nouns.auto_name(Installed(nltk="3.9.1")) == "nltk-treebank"
 
 
 def test_amber_auto_takes_the_most_official_installed_backend(here):
     lg = {"spacy": True, "spacy_models": frozenset({"en_core_web_lg", "en_core_web_sm"})}
     here["value"] = Installed(nltk="3.9.1", wordnet="nltk_data", nltk_tagger=True, **lg)
-    assert amber_nlp.resolve("auto") == "official"
+    assert amber_nouns.resolve("auto") == "official"
     here["value"] = Installed(nltk="3.9.1", wordnet="nltk_data", **lg)  # no tagger data
-    assert amber_nlp.resolve("auto") == "spacy:en_core_web_lg"
+    assert amber_nouns.resolve("auto") == "spacy:en_core_web_lg"
     here["value"] = Installed(nltk="3.9.1", wordnet="nltk_data", spacy=True, mooring_md=True)
-    assert amber_nlp.resolve("auto") == amber_nlp.resolve("spacy") == "spacy:en_core_web_md"
+    assert amber_nouns.resolve("auto") == amber_nouns.resolve("spacy") == "spacy:en_core_web_md"
     here["value"] = Installed(nltk_tagger=True, **lg)  # spaCy backends need WordNet too
-    assert amber_nlp.resolve("auto") == "basic"
+    assert amber_nouns.resolve("auto") == "basic"
 
 
 def test_missing_tools_are_named(here):
     with pytest.raises(UserError, match="tokenized with nltk-treebank"):
-        objhal_nlp.resolve("nltk-treebank+wordnet")
+        objhal_nouns.resolve("nltk-treebank+wordnet")
     with pytest.raises(UserError, match="tagged with spaCy mooring-en_core_web_md"):
-        objhal_nlp.resolve("spacy:mooring-en_core_web_md")
+        objhal_nouns.resolve("spacy:mooring-en_core_web_md")
     here["value"] = Installed(spacy=True, mooring_md=True)  # the vendored md is not the md package
     with pytest.raises(UserError, match="tagged with spaCy en_core_web_md, not installed here"):
-        objhal_nlp.resolve("spacy:en_core_web_md")
+        objhal_nouns.resolve("spacy:en_core_web_md")
     with pytest.raises(UserError, match="spaCy model en_core_web_lg is not installed"):
         tools.spacy_pipeline("en_core_web_lg")
     with pytest.raises(UserError, match="WordNet is not installed"):
@@ -214,19 +217,19 @@ def test_a_tool_that_is_installed_but_fails_to_load_is_an_error_not_a_fallback(h
 
     monkeypatch.setitem(sys.modules, "spacy", types.SimpleNamespace(load=load))
     here["value"] = Installed(spacy=True, spacy_models=frozenset({"en_core_web_sm"}))
-    assert objhal_nlp.auto_name() == "spacy:en_core_web_sm"
+    assert objhal_nouns.auto_name() == "spacy:en_core_web_sm"
     with pytest.raises(
         UserError,
         match=r"en_core_web_sm \(package en_core_web_sm\) is installed but fails.*"
         r"E050.*objhal.nlp=builtin",
     ):
-        objhal_nlp.resolve("auto")
+        objhal_nouns.resolve("auto")
     with pytest.raises(UserError, match="fails to load.*amber.nlp=basic"):
-        amber_nlp.SpacyBackend("en_core_web_sm")
+        amber_nouns.SpacyBackend("en_core_web_sm")
 
 
 def test_nothing_installed_here_means_the_builtin_tools():
     if tools.refresh() != Installed():
         pytest.skip("NLTK or spaCy is installed here")
-    assert objhal_nlp.auto_name() == "builtin" and objhal_nlp.resolve("auto").name == "builtin"
-    assert amber_nlp.resolve("auto") == "basic"
+    assert objhal_nouns.auto_name() == "builtin" and objhal_nouns.resolve("auto").name == "builtin"
+    assert amber_nouns.resolve("auto") == "basic"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.judges.judge import JudgeSpec
-from evalkit.tasks.objhal_nlp import Nlp
+from evalkit.tasks.objhal.nouns import Nlp
 from evalkit.types import GenerationConfig, Message, UserError
 
 #: LLaVA-style reimplementations answer greedily with up to 1,024 new tokens (spec §8)

@@ -1,5 +1,5 @@
-"""AMBER's official rules (junyangwang0410/AMBER `inference.py`): data files, noun matching, answer
-parsing and the counter arithmetic behind every reported number.
+"""AMBER's official rules (junyangwang0410/AMBER `inference.py`): the evaluation types, noun matching, answer
+parsing and the counter arithmetic behind every reported number (no I/O: `data` reads the files).
 
 Generative matching, per response (`match_generative`): keep the extracted nouns that are in the
 hallucination vocabulary (every key and value of relation.json), repeats included; each is then
@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, read_text
 from evalkit.types import UserError
 
 #: metrics.txt: every numerator starts at 0, every denominator at 0.001
@@ -50,8 +47,6 @@ TYPE_GROUP = {
     "discriminative-attribute-action": ("attribute", "action"),
 }
 DIMENSION_OF_EVAL = {"de": "existence", "da": "attribute", "dr": "relation"}
-DATA_FILES = ("annotations.json", "relation.json", "safe_words.txt", "query/query_all.json")
-OFFICIAL_COUNTS = {"items": 15220, "generative": 1004}
 
 
 def group_of(ann_type: str) -> tuple[str, str | None]:
@@ -70,86 +65,6 @@ def selected(ann_type: str, evaluation_type: str) -> bool:
     if evaluation_type == "d":
         return dim != "generative"
     return dim == DIMENSION_OF_EVAL[evaluation_type]
-
-
-# --- data files -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class AmberData:
-    root: Path
-    queries: list[dict[str, Any]]
-    annotations: list[dict[str, Any]]  # annotations[id - 1]
-    association: dict[str, list[str]]
-    safe_words: list[str]
-    paths: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def vocabulary(self) -> list[str]:
-        """The hallucination vocabulary: every key and value of relation.json."""
-        words = set(self.association)
-        for values in self.association.values():
-            words.update(values)
-        return sorted(words)
-
-    def annotation(self, item_id: int) -> dict[str, Any]:
-        return self.annotations[item_id - 1]
-
-
-def find_root(data_dir: Path) -> Path:
-    for root in (data_dir, data_dir / "data"):
-        if all((root / f).is_file() for f in DATA_FILES):
-            return root
-    missing = next(f for f in DATA_FILES if not (data_dir / f).is_file())
-    raise UserError(
-        f"AMBER file {data_dir / missing} not found: --data-dir must be the official data/ folder of "
-        "github.com/junyangwang0410/AMBER (annotations.json, relation.json, safe_words.txt, "
-        "query/query_all.json), or the repository root that holds it"
-    )
-
-
-def read_safe_words(path: Path) -> list[str]:
-    """One word a line, as the script reads it (the line up to its newline, nothing else stripped)."""
-    text = read_text(path)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def read_data(data_dir: Path) -> AmberData:
-    root = find_root(Path(data_dir))
-    paths = {f: root / f for f in DATA_FILES}
-    annotations = read_json(paths["annotations.json"], list)
-    association = read_json(paths["relation.json"], dict)
-    queries = read_json(paths["query/query_all.json"], list)
-    for word, values in association.items():
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise UserError(f"{paths['relation.json']}: {word!r} must map to a list of words")
-    for i, ann in enumerate(annotations, 1):
-        where = f"{paths['annotations.json']}: entry {i}"
-        if not isinstance(ann, dict) or ann.get("id") != i or not isinstance(ann.get("type"), str):
-            raise UserError(f"{where} must be an object with id {i} and a type (entries are indexed by id)")
-        if ann["type"] == "generative":
-            for key in ("truth", "hallu"):
-                objs = ann.get(key)
-                if not isinstance(objs, list) or not all(isinstance(o, str) for o in objs):
-                    raise UserError(f"{where}: {key!r} must be a list of object names")
-                unknown = [o for o in objs if o not in association]
-                if unknown:
-                    raise UserError(f"{where}: {key} object {unknown[0]!r} is not a key of relation.json")
-        elif ann.get("truth") not in ("yes", "no"):
-            raise UserError(f"{where}: truth must be 'yes' or 'no'")
-    for i, q in enumerate(queries, 1):
-        where = f"{paths['query/query_all.json']}: entry {i}"
-        if not isinstance(q, dict) or not isinstance(q.get("id"), int) or not isinstance(q.get("query"), str):
-            raise UserError(f"{where} must be an object with an integer id and a query")
-        if not isinstance(q.get("image"), str):
-            raise UserError(f"{where}: missing image file name")
-        if not 1 <= q["id"] <= len(annotations):
-            raise UserError(f"{where}: id {q['id']} has no entry in annotations.json")
-    safe = read_safe_words(paths["safe_words.txt"])
-    return AmberData(root, queries, annotations, association, safe, paths)
 
 
 # --- generative -------------------------------------------------------------------------------------------
@@ -314,3 +229,14 @@ def qa_metrics(c: np.ndarray, groups: Sequence[str], eps: float = F1_EPS, exact:
 def amber_score(chair, f1, exact: bool = True):
     """(100 − CHAIR + F1) / 2 from the rounded CHAIR and F1 (AMBER paper §3), rounded to one decimal."""
     return rounded((100 - chair + f1) / 2, exact)
+
+
+# --- options ----------------------------------------------------------------------------------------------
+
+
+def typed_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """`Amber.read_options` values with `similarity_score` as a number."""
+    try:
+        return {**opts, "similarity_score": float(opts["similarity_score"])}
+    except ValueError:
+        raise UserError(f"amber.similarity_score={opts['similarity_score']}: not a number") from None

@@ -1,6 +1,7 @@
 """The LLaVA-Bench protocol: the GPT-4 review request, the official parse of a review, the relative score
-and the official files (haotian-liu/LLaVA `llava/eval/eval_gpt_review_bench.py` (in-the-wild),
-`eval_gpt_review_visual.py` (COCO), `summarize_gpt_review.py`, `llava/eval/table/rule.json`).
+and the records of the official files that `data` reads (haotian-liu/LLaVA
+`llava/eval/eval_gpt_review_bench.py` (in-the-wild), `eval_gpt_review_visual.py` (COCO),
+`summarize_gpt_review.py`, `llava/eval/table/rule.json`). No I/O.
 
 GPT-4 (`gpt-4-0314`, temperature 0.2, max 1,024 tokens) reviews the GPT-4 reference answer (always
 "Assistant 1") and the model's answer ("Assistant 2") given a text description of the image: the captions
@@ -17,13 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, read_jsonl, require_fields
 from evalkit.stats import Estimate, Statistic, bootstrap, cluster_index, per_cluster, unit_index
 from evalkit.types import GenerationConfig, Message, UserError
 
@@ -34,8 +32,6 @@ JUDGE_GENERATION = GenerationConfig(max_new_tokens=1024, temperature=0.2)
 SYSTEM_PROMPT = "You are a helpful and precise assistant for checking the quality of the answer."
 #: The official score pair of an unparseable review (it enters the means).
 FAILED = (-1.0, -1.0)
-#: `llava/eval/table/rule.json` of haotian-liu/LLaVA, bundled (see llava_bench_data/SOURCE.md)
-RULE_FILE = Path(__file__).with_name("llava_bench_data") / "rule.json"
 
 
 @dataclass(frozen=True)
@@ -210,7 +206,7 @@ def runs_relative_statistic(runs: Sequence[Sequence[Sequence[float]]], rows: Seq
     return Statistic(_runs_relative_stat(runs, idx, len(units)), units, len(rows))
 
 
-# ---------------------------------------------------------------------------------------------- files
+# -------------------------------------------------------------------------------------------- records
 
 
 @dataclass(frozen=True)
@@ -236,84 +232,6 @@ class ReviewRequest:
     content: str
     answer1_id: Any
     answer2_id: Any
-
-
-def read_rules(path: Path) -> dict[str, Rule]:
-    """`rule.json` (or RLHF-V's `rule.jsonfile`): key → Rule."""
-    data = read_json(Path(path), dict)
-    rules = {}
-    for key, rule in data.items():
-        if not (
-            isinstance(rule, dict)
-            and isinstance(rule.get("role"), str)
-            and isinstance(rule.get("prompt"), str)
-        ):
-            raise UserError(f"{path}: rule {key!r} needs string fields 'role' and 'prompt'")
-        rules[key] = Rule(rule["role"], rule["prompt"])
-    return rules
-
-
-def read_questions(path: Path) -> list[dict[str, Any]]:
-    """`questions.jsonl` / `qa90_questions.jsonl`, file order kept (the official pairing is by line)."""
-    rows = read_jsonl(path)
-    for i, row in enumerate(rows, 1):
-        require_fields(path, i, row, {"question_id": int, "image": str, "text": str, "category": str})
-    return rows
-
-
-def read_answers(path: Path) -> list[dict[str, Any]]:
-    """An answer JSONL (model answers, `answers_gpt4.jsonl`, `qa90_gpt4_answer.jsonl`), file order kept."""
-    rows = read_jsonl(path)
-    for i, row in enumerate(rows, 1):
-        require_fields(path, i, row, {"question_id": int, "text": str})
-    return rows
-
-
-def read_contexts(path: Path) -> dict[str, str]:
-    """Image → judge context text, from `context.jsonl` (`caption`) or `caps_boxes_coco2014_val_80.jsonl`
-    (`captions` + `instances`)."""
-    out = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"image": str})
-        if "instances" in row or "captions" in row:
-            require_fields(path, i, row, {"captions": list, "instances": list})
-            for inst in row["instances"]:
-                if not (
-                    isinstance(inst, dict)
-                    and isinstance(inst.get("category"), str)
-                    and isinstance(inst.get("bbox"), list)
-                ):
-                    raise UserError(f"{path}:{i}: each instance needs 'category' (string) and 'bbox' (list)")
-            out[row["image"]] = context_text(row["captions"], row["instances"])
-        else:
-            require_fields(path, i, row, {"caption": (str, list)})
-            out[row["image"]] = context_text(row["caption"])
-    return out
-
-
-def read_reviews(path: Path) -> list[Review]:
-    """An official review JSONL (`{id, question_id, answer1_id, answer2_id, category, content, tuple}`)."""
-    reviews = []
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int})
-        pair = row.get("tuple", row.get("score"))
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, int | float) for x in pair)):
-            raise UserError(f"{path}:{i}: 'tuple' must be a list of two numbers, got {pair!r}")
-        category = row.get("category")
-        if category is not None and not isinstance(category, str):
-            raise UserError(f"{path}:{i}: 'category' must be a string")
-        reviews.append(
-            Review(
-                row["question_id"],
-                category,
-                str(row.get("content", "")),
-                (float(pair[0]), float(pair[1])),
-                row.get("answer1_id"),
-                row.get("answer2_id"),
-                row["model"] if isinstance(row.get("model"), str) else None,
-            )
-        )
-    return reviews
 
 
 def summarize_reviews(reviews: Sequence[Review], *, ignore: Collection[int] = ()) -> dict[str, CategoryScore]:
@@ -360,12 +278,6 @@ def review_requests(
             ReviewRequest(qid, key, content, ref.get("answer_id", ref["question_id"]), ans.get("answer_id"))
         )
     return out
-
-
-@cache
-def bundled_rules() -> dict[str, Rule]:
-    """The official rule file shipped with evalkit."""
-    return read_rules(RULE_FILE)
 
 
 def metric(value: float, n: int, est: Estimate | None = None) -> dict[str, Any]:

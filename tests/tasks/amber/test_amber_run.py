@@ -19,7 +19,7 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
 from evalkit.scoring import rescore_run
-from evalkit.tasks.amber_toy import default_toy_dir, write_amber
+from evalkit.tasks.amber.toy import default_toy_dir, write_amber
 
 LIMIT = 40  # 10 items of each dimension
 OPTIONS = {"amber.nlp": "basic", "amber.answers": "exact"}

@@ -1,5 +1,5 @@
 """MMHal-Bench protocol: the template records, the model and judge prompts, the rating parser and the
-official summary.
+official summary (no I/O: `data` reads the files).
 
 Protocol (LLaVA-RLHF `Eval/model_vqa_mmhal.py`, `eval_gpt_mmhal.py`, `summarize_gpt_mmhal.py`; RLHF-V's copy
 uses the same prompt and parser): the model answers the bare question (no suffix) greedily with up to 1,024
@@ -14,13 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json
 from evalkit.judges.judge import JudgeSpec
 from evalkit.stats import Estimate, mean_estimate
-from evalkit.types import GenerationConfig, Message, UserError
+from evalkit.types import GenerationConfig, Message
 
 N_ITEMS = 96
 #: The type of record i is QUESTION_TYPES[i % 8].
@@ -140,64 +138,12 @@ class Judged:
     ratings_found: tuple[int, ...]
 
 
-# --- data -------------------------------------------------------------------------------------------------
-
-_FIELDS = {
-    "question_type": str,
-    "question_topic": str,
-    "image_id": str,
-    "image_src": str,
-    "image_content": list,
-    "question": str,
-    "gt_answer": str,
-}
+# --- records ----------------------------------------------------------------------------------------------
 
 
 def question_type(index: int) -> str:
     """The official type of record `index` (`i % 8`), as summarize_gpt_mmhal groups scores."""
     return QUESTION_TYPES[index % len(QUESTION_TYPES)]
-
-
-def _read_json_list(path: Path) -> list[Any]:
-    return read_json(path, list)
-
-
-def _items(path: Path, records: list[Any]) -> list[Item]:
-    if len(records) != N_ITEMS:
-        raise UserError(f"{path}: MMHal-Bench has {N_ITEMS} records, this file has {len(records)}")
-    items = []
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            raise UserError(f"{path}: record {i} is not a JSON object")
-        for name, kind in _FIELDS.items():
-            if not isinstance(r.get(name), kind):
-                raise UserError(f"{path}: record {i} lacks field {name!r} or has the wrong type")
-        if r["question_type"] != question_type(i):
-            raise UserError(
-                f"{path}: record {i} is a {r['question_type']!r} question where the official order has "
-                f"{question_type(i)!r}; the records must stay in the template's order (type = index % 8)"
-            )
-        answer = r.get("model_answer", "")
-        items.append(
-            Item(
-                index=i,
-                question_type=r["question_type"],
-                question_topic=r["question_topic"],
-                image_id=r["image_id"],
-                image_src=r["image_src"],
-                image_content=tuple(r["image_content"]),
-                question=r["question"],
-                gt_answer=r["gt_answer"],
-                model_answer=answer if isinstance(answer, str) else "",
-            )
-        )
-    return items
-
-
-def load_template(path: Path) -> list[Item]:
-    """The 96 records of `response_template.json` (HF Shengcao1006/MMHal-Bench) or RLHF-V's
-    `mmhal-bench_answer_template.json`, in file order, checked against the type cycle."""
-    return _items(Path(path), _read_json_list(Path(path)))
 
 
 # --- prompts ----------------------------------------------------------------------------------------------
@@ -334,47 +280,16 @@ def summarize_judged(judged: Sequence[Judged]) -> Summary:
     )
 
 
-def _judged(item: Item, review: str) -> Judged:
-    found = ratings_found(review)
-    return Judged(item, review, found[0] if len(found) == 1 else 0, found)
-
-
-def _review_text(path: Path, i: int, r: Any) -> str:
-    if isinstance(r, str):
-        return r
-    try:
-        content = r["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        content = None
-    if not isinstance(content, str):
-        raise UserError(f"{path}: review {i} has no choices[0].message.content string")
-    return content
-
-
-def load_judged(path: Path, reviews: Path | None = None) -> list[Judged]:
-    """Official judged results, paired by order as the official scripts do.
-
-    Either `path` alone: RLHF-V's merged file (`merge_mmhal_review_with_predict.py`: the template with
-    `model_answer` and `gpt4_review` per record); or `path` = the answered template and `reviews` =
-    LLaVA-RLHF's `--evaluation` file (a list of 96 chat-completion responses)."""
-    path = Path(path)
-    records = _read_json_list(path)
-    items = _items(path, records)
-    if reviews is None:
-        texts = []
-        for i, r in enumerate(records):
-            if not isinstance(r.get("gpt4_review"), str):
-                raise UserError(
-                    f"{path}: record {i} has no 'gpt4_review'; pass the judge's evaluation file as well"
-                )
-            texts.append(r["gpt4_review"])
-    else:
-        raw = _read_json_list(Path(reviews))
-        if len(raw) != N_ITEMS:
-            raise UserError(f"{reviews}: expected {N_ITEMS} judge responses, found {len(raw)}")
-        texts = [_review_text(Path(reviews), i, r) for i, r in enumerate(raw)]
-    return [_judged(item, text) for item, text in zip(items, texts, strict=True)]
-
-
 def with_answer(item: Item, answer: str) -> Item:
     return replace(item, model_answer=answer)
+
+
+def item_meta(it: Item) -> dict[str, Any]:
+    """What a row stores of its record beside the prompt (the question) and the target (the human answer)."""
+    return {
+        "index": it.index,
+        "question_type": it.question_type,
+        "question_topic": it.question_topic,
+        "image_id": it.image_id,
+        "image_content": list(it.image_content),
+    }

@@ -1,113 +1,36 @@
 """MMHal-Bench as a judged task: 96 questions about OpenImages pictures, rated 0–6 by GPT-4 for
-informativeness and hallucination. The protocol pieces live in `mmhal_protocol` (re-exported here); the toy
-data in `mmhal_toy`.
+informativeness and hallucination.
+
+Modules: this one holds the Task class; `protocol` the template records, the official prompts, the rating
+parser and the summary (no I/O); `data` the template, image and judged-result files; `importing`
+`evalkit import` of official answers and reviews; `toy` the toy set over the toy world.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, sha256_file, toy_label
+from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
-from evalkit.tasks.mmhal_protocol import (
+from evalkit.tasks.mmhal.data import IMAGE_SUBDIR, check_images, find_template, image_file_name, load_template
+from evalkit.tasks.mmhal.importing import import_judged
+from evalkit.tasks.mmhal.protocol import (
     GENERATION,
-    HALLUCINATION_BELOW,
-    JUDGE_GENERATION,
-    JUDGE_MODEL,
     JUDGE_SPEC,
     JUDGE_TEMPLATE,
-    N_ITEMS,
     QUESTION_TYPES,
     Item,
-    Judged,
-    Summary,
-    _read_json_list,
-    load_judged,
-    load_template,
-    parse_rating,
-    question_type,
-    ratings_found,
+    item_meta,
     record_values,
     render_judge,
     score_reviews,
-    summarize,
-    summarize_judged,
-    summarize_runs,
     user_message,
-    with_answer,
 )
 from evalkit.types import GenerationConfig, Sample, UserError
-
-__all__ = [
-    "GENERATION",
-    "HALLUCINATION_BELOW",
-    "JUDGE_GENERATION",
-    "JUDGE_MODEL",
-    "JUDGE_SPEC",
-    "JUDGE_TEMPLATE",
-    "N_ITEMS",
-    "QUESTION_TYPES",
-    "TEMPLATE_NAMES",
-    "Item",
-    "Judged",
-    "MMHal",
-    "Summary",
-    "image_file_name",
-    "load_judged",
-    "load_template",
-    "parse_rating",
-    "question_type",
-    "ratings_found",
-    "record_values",
-    "render_judge",
-    "score_reviews",
-    "summarize",
-    "summarize_judged",
-    "summarize_runs",
-    "user_message",
-    "with_answer",
-]
-
-#: the template's names: HF Shengcao1006/MMHal-Bench, then RLHF-V eval/data (same 96 records)
-TEMPLATE_NAMES = ("response_template.json", "mmhal-bench_answer_template.json")
-IMAGE_SUBDIR = "images"
-FETCH_IMAGES = (
-    "the HF dataset Shengcao1006/MMHal-Bench ships them in its images/ folder; or download each record's "
-    "image_src (OpenImages) keeping the URL's file name"
-)
-
-
-def image_file_name(item: Item) -> str:
-    """The local file of a record's image: the last path part of its `image_src` URL (as the HF dataset's
-    images/ folder names them)."""
-    return posixpath.basename(item.image_src.split("?", 1)[0])
-
-
-def _find_template(data_dir: Path) -> Path:
-    for name in TEMPLATE_NAMES:
-        if (data_dir / name).is_file():
-            return data_dir / name
-    raise UserError(
-        f"MMHal-Bench template not found in {data_dir}: expected {TEMPLATE_NAMES[0]} (HF dataset "
-        f"Shengcao1006/MMHal-Bench) or {TEMPLATE_NAMES[1]} (github.com/RLHF-V/RLHF-V eval/data)"
-    )
-
-
-def _check_images(items: list[Item], images: Path, given: bool) -> None:
-    missing = [it for it in items if not (images / image_file_name(it)).is_file()]
-    if missing:
-        first = missing[0]
-        more = f" and {len(missing) - 1} more of {len(items)}" if len(missing) > 1 else ""
-        hint = "" if given else " or pass --image-dir DIR"
-        raise UserError(
-            f"MMHal-Bench images missing in {images}: {image_file_name(first)} (record {first.index}, "
-            f"{first.image_src}){more}; {FETCH_IMAGES}{hint}"
-        )
 
 
 def _row_item(row: dict[str, Any]) -> Item:
@@ -126,16 +49,6 @@ def _row_item(row: dict[str, Any]) -> Item:
     )
 
 
-def _meta(it: Item) -> dict[str, Any]:
-    return {
-        "index": it.index,
-        "question_type": it.question_type,
-        "question_topic": it.question_topic,
-        "image_id": it.image_id,
-        "image_content": list(it.image_content),
-    }
-
-
 def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """NaN (no interval, or no value) → None, so metrics.json is plain JSON and compares equal after a
     round trip."""
@@ -143,11 +56,6 @@ def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
         name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
         for name, m in metrics.items()
     }
-
-
-def _is_template(records: list[Any]) -> bool:
-    """Template records (RLHF-V's merged file has them, each with its `gpt4_review`), not judge responses."""
-    return bool(records) and isinstance(records[0], dict) and "question_type" in records[0]
 
 
 class MMHal(JudgedTask):
@@ -197,7 +105,7 @@ class MMHal(JudgedTask):
 
     def load(self, spec: DataSpec) -> LoadedData:
         if spec.toy:
-            from evalkit.tasks.mmhal_toy import default_toy_dir, write_toy_mmhal
+            from evalkit.tasks.mmhal.toy import default_toy_dir, write_toy_mmhal
 
             data_dir = write_toy_mmhal(default_toy_dir(spec.seed), seed=spec.seed)
         elif spec.data_dir is not None:
@@ -207,18 +115,18 @@ class MMHal(JudgedTask):
                 "mmhal needs data: pass --data toy, or --data-dir DIR with the MMHal-Bench template and "
                 "its images"
             )
-        path = _find_template(data_dir)
+        path = find_template(data_dir)
         every = load_template(path)
         items = every[: spec.limit]
         images = data_dir / IMAGE_SUBDIR if spec.toy or spec.image_dir is None else Path(spec.image_dir)
-        _check_images(items, images, given=spec.image_dir is not None and not spec.toy)
+        check_images(items, images, given=spec.image_dir is not None and not spec.toy)
         samples = [
             Sample(
                 id=str(it.index),
                 messages=(user_message(it, str(images / image_file_name(it))),),
                 target=it.gt_answer,
                 cluster=it.image_id,
-                meta=_meta(it),
+                meta=item_meta(it),
             )
             for it in items
         ]
@@ -283,49 +191,4 @@ class MMHal(JudgedTask):
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
-        if len(judgments) != 1:
-            raise UserError(
-                "mmhal import needs exactly one --judgments file: RLHF-V's merged review file (records with "
-                "gpt4_review) or LLaVA-RLHF's eval_gpt_mmhal.py --evaluation file"
-            )
-        path = judgments[0]
-        answered = load_template(answers)
-        if all(not it.model_answer for it in answered):
-            raise UserError(
-                f"{answers}: every model_answer is empty; pass the template with the model's answers"
-            )
-        raw = _read_json_list(path)
-        merged = _is_template(raw)
-        if merged:
-            judged = load_judged(path)  # raises when a record lacks its gpt4_review
-            differ = [j.item.index for j, it in zip(judged, answered, strict=True) if j.item != it]
-            if differ:
-                raise UserError(
-                    f"{path}: the merged file's records differ from --answers {answers} at {len(differ)} "
-                    f"records (first: {differ[0]}); the reviews must grade these answers"
-                )
-        else:
-            judged = load_judged(answers, path)
-        # chat-completion responses name the judge model; the merged file does not (official: gpt-4-0314)
-        models = set() if merged else {str(r.get("model")) for r in raw if isinstance(r, dict)}
-        judge_model = models.pop() if len(models) == 1 and models != {"None"} else JUDGE_MODEL
-        source = "RLHF-V merged review file" if merged else "LLaVA-RLHF eval_gpt_mmhal.py --evaluation file"
-        fingerprint = {"model": judge_model, "prompt": "eval_gpt_mmhal.py template", "source": source}
-        items = []
-        for j in judged:
-            it = j.item
-            sample = Sample(
-                id=str(it.index),
-                messages=(user_message(it, it.image_src),),
-                target=it.gt_answer,
-                cluster=it.image_id,
-                meta=_meta(it),
-            )
-            judge = {"fingerprint": fingerprint, "outputs": [j.review]}
-            items.append(Imported(sample, it.model_answer, judge))
-        info = {
-            "source": "import",
-            "version": f"MMHal-Bench ({N_ITEMS} records)",
-            "inputs": {p.name: sha256_file(p) for p in (answers, path)},
-        }
-        return items, mark_partial(info, len(items), N_ITEMS, "records")
+        return import_judged(answers, judgments)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from openai_server import FakeOpenAIServer, last_user_text, message_text
-from test_objhal import make_data
+from support.objhal import make_data
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import Backend, BackendOptions

@@ -9,14 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.task import Imported
-from evalkit.tasks.llava_bench_protocol import (
-    JUDGE_MODEL,
-    Review,
-    read_answers,
-    read_questions,
-    read_reviews,
-    rule_key,
-)
+from evalkit.tasks.llava_bench.data import read_answers, read_questions, read_reviews
+from evalkit.tasks.llava_bench.protocol import JUDGE_MODEL, Review, rule_key
 from evalkit.types import Message, Sample, UserError
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """AMBER: LLM-free multi-dimensional hallucination benchmark (generative and yes/no discriminative).
 
-Protocol (junyangwang0410/AMBER `inference.py`; rules in `amber_protocol`, NLP backends in `amber_nlp`):
+Protocol (junyangwang0410/AMBER `inference.py`; rules in `protocol`, NLP backends in `nouns`):
 the generative prompt is the query ("Describe this image."), the discriminative prompt is the query as is
 (the repository leaves the suffix to the user and its README asks for "Yes"/"No" answers; option
 `amber.suffix=short` appends LLaVA's "\\nAnswer the question using a single word or phrase.").
@@ -27,6 +27,11 @@ CHAIR 20.4 vs 19.0, Cover 45.2 vs 45.4, Hal 61.1 vs 56.9, Cog 9.3 vs 9.6. With s
 (threshold above 1) md gives 20.0 / 45.1 / 59.9 / 9.2, so most of the gap is md's coarse word vectors
 passing unrelated nouns as synonyms; the rest is tagging (spaCy tags some rare nouns and "orange" as
 non-nouns). Real descriptions, and lg against md, may differ by more.
+
+Modules: this one holds the Task class; `protocol` the evaluation types, noun matching, answer parsing and
+the official counter arithmetic (no I/O); `nouns` the pluggable noun extraction and word similarity (found
+through `evalkit.tasks.nlp`); `data` the official data files and the images; `importing` `evalkit import`
+of an official responses file; `toy` the toy set over the toy world.
 """
 
 from __future__ import annotations
@@ -37,17 +42,17 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import mark_partial, read_json, sha256_file, toy_label
+from evalkit.datafiles import sha256_file, toy_label
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
-from evalkit.tasks import amber_nlp
-from evalkit.tasks.amber_protocol import (
+from evalkit.tasks.amber import nouns
+from evalkit.tasks.amber.data import OFFICIAL_COUNTS, AmberData, find_images, read_data
+from evalkit.tasks.amber.importing import import_responses
+from evalkit.tasks.amber.protocol import (
     ANSWER_RULES,
     DEFAULT_SIMILARITY,
     EVALUATION_TYPES,
     F1_EPS_EXISTENCE,
-    OFFICIAL_COUNTS,
-    AmberData,
     amber_score,
     generative_metrics,
     group_of,
@@ -55,9 +60,9 @@ from evalkit.tasks.amber_protocol import (
     normalized_answer,
     official_answer,
     qa_metrics,
-    read_data,
     row_counters,
     selected,
+    typed_options,
 )
 from evalkit.types import GenerationConfig, Message, Request, Sample, UserError
 
@@ -70,7 +75,6 @@ OPTIONS = {
     "answers": TaskOption("yes/no reading (default exact; toy: normalize)", ANSWER_RULES, "exact"),
     "suffix": TaskOption("text appended to the yes/no questions", tuple(SUFFIXES), "none"),
 }
-IMAGE_DIR_CANDIDATES = ("image", "images")
 #: metrics that are counts (reported without an interval)
 COUNTS = ("neither", "unparsed")
 GENERATIVE_GENERATION = GenerationConfig(max_new_tokens=512, temperature=0.0)
@@ -87,14 +91,6 @@ QA_REPORTS = {
 }
 
 
-def typed_options(opts: dict[str, Any]) -> dict[str, Any]:
-    """`Amber.read_options` values with `similarity_score` as a number."""
-    try:
-        return {**opts, "similarity_score": float(opts["similarity_score"])}
-    except ValueError:
-        raise UserError(f"amber.similarity_score={opts['similarity_score']}: not a number") from None
-
-
 def _limited(items: list[dict[str, Any]], data: AmberData, limit: int | None) -> list[dict[str, Any]]:
     """The first items of each dimension present, in turn, so a small limit still covers every one."""
     if limit is None:
@@ -104,25 +100,6 @@ def _limited(items: list[dict[str, Any]], data: AmberData, limit: int | None) ->
         groups.setdefault(group_of(data.annotation(q["id"])["type"])[0], []).append(q)
     per = -(-limit // len(groups)) if groups else 0
     return [q for g in groups.values() for q in g[:per]][:limit]
-
-
-def _find_images(data: AmberData, data_dir: Path, image_dir: Path | None, names: list[str]) -> Path:
-    candidates = (
-        [image_dir]
-        if image_dir
-        else [p / c for p in dict.fromkeys((data_dir, data.root)) for c in IMAGE_DIR_CANDIDATES]
-    )
-    for c in candidates:
-        if all((c / n).is_file() for n in names):
-            return c
-    best = max(candidates, key=lambda c: sum((c / n).is_file() for n in names))
-    missing = [n for n in names if not (best / n).is_file()]
-    where = str(image_dir) if image_dir else " or ".join(str(c) for c in candidates)
-    raise UserError(
-        f"AMBER images not found: {missing[0]} (and {len(missing) - 1} more) not in {where}; the images "
-        "AMBER_1.jpg … AMBER_1004.jpg come from the Google Drive link in the AMBER README — put them in "
-        "DATA_DIR/image or pass --image-dir"
-    )
 
 
 class Amber(Task):
@@ -173,7 +150,7 @@ class Amber(Task):
         # the toy model's tokenizer lowercases: it never says "Yes"
         opts = typed_options(self.read_options(spec, **({"answers": "normalize"} if spec.toy else {})))
         if spec.toy:
-            from evalkit.tasks.amber_toy import default_toy_dir, write_amber
+            from evalkit.tasks.amber.toy import default_toy_dir, write_amber
 
             data_dir = write_amber(default_toy_dir(spec.seed), seed=spec.seed)
         elif spec.data_dir is not None:
@@ -191,22 +168,24 @@ class Amber(Task):
             raise UserError(
                 f"{data.paths['query/query_all.json']}: no items of evaluation type {opts['evaluation_type']}"
             )
-        images = _find_images(data, data_dir, spec.image_dir, sorted({q["image"] for q in items}))
-        nlp = self._backend(opts, data, items)
-        samples = [self._sample(q, data, opts, nlp, str(images / q["image"])) for q in items]
-        info = self._info(data, opts, nlp, "toy" if spec.toy else str(data.root), spec)
+        images = find_images(data, data_dir, spec.image_dir, sorted({q["image"] for q in items}))
+        nlp = self.backend(opts, data, items)
+        samples = [self.sample(q, data, opts, nlp, str(images / q["image"])) for q in items]
+        info = self.data_info(data, opts, nlp, "toy" if spec.toy else str(data.root), spec)
         return LoadedData(samples, {**info, "image_dir": str(images)})
 
-    def _backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
+    def backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
+        """The NLP backend id for `items` (loaded now), or None when none of them is generative."""
         if not any(data.annotation(q["id"])["type"] == "generative" for q in items):
             return None
-        backend_id = amber_nlp.resolve(opts["nlp"])
-        amber_nlp.get_backend(backend_id)  # load now: fail before any model is asked
+        backend_id = nouns.resolve(opts["nlp"])
+        nouns.get_backend(backend_id)  # load now: fail before any model is asked
         return backend_id
 
-    def _sample(
+    def sample(
         self, q: dict[str, Any], data: AmberData, opts: dict[str, Any], nlp: str | None, image: str
     ) -> Sample:
+        """The sample of query `q` (run and import build it alike)."""
         ann = data.annotation(q["id"])
         meta: dict[str, Any] = {
             "id": q["id"],
@@ -231,9 +210,10 @@ class Amber(Task):
             text = q["query"] + SUFFIXES[opts["suffix"]]
         return Sample(str(q["id"]), (Message("user", text, (image,)),), target, q["image"], meta)
 
-    def _info(
+    def data_info(
         self, data: AmberData, opts: dict[str, Any], nlp: str | None, source: str, spec: DataSpec | None
     ) -> dict[str, Any]:
+        """What identifies the data of a run or an import: version, file checksums, options, NLP backend."""
         n = len(data.annotations)
         n_gen = sum(a["type"] == "generative" for a in data.annotations)
         if toy_label(data.root):
@@ -247,14 +227,14 @@ class Amber(Task):
             "version": version,
             "files": {name: sha256_file(p) for name, p in data.paths.items()},
             "options": {k: opts[k] for k in OPTIONS},
-            "nlp": amber_nlp.get_backend(nlp).info() if nlp else None,
+            "nlp": nouns.get_backend(nlp).info() if nlp else None,
         }
 
     # --- scoring --------------------------------------------------------------------------------------------
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         if meta["type"] == "generative":
-            backend = amber_nlp.get_backend(meta["nlp"])
+            backend = nouns.get_backend(meta["nlp"])
             vocabulary = frozenset(target["vocabulary"])
             result = match_generative(
                 backend.nouns(response, vocabulary),
@@ -341,46 +321,7 @@ class Amber(Task):
     ) -> tuple[list[Imported], dict[str, Any]]:
         """Score an official responses file (`[{"id": int, "response": str}]`, any subset of the ids) the
         way `inference.py --evaluation_type a` does, with the default options."""
-        if judgments:
-            raise UserError("amber is scored by rule; --judgments does not apply")
-        if questions is not None:
-            raise UserError(
-                "amber import takes no --questions: the prompts come from DATA_DIR/query/query_all.json"
-            )
-        if data_dir is None:
-            raise UserError(
-                "amber import needs --data-dir: the official AMBER data/ folder (annotations.json, "
-                "relation.json, safe_words.txt, query/query_all.json)"
-            )
-        data = read_data(Path(data_dir))
-        records = read_json(Path(answers), list)
-        by_id = {q["id"]: q for q in data.queries}
-        seen: set[int] = set()
-        for i, rec in enumerate(records, 1):
-            if (
-                not isinstance(rec, dict)
-                or not isinstance(rec.get("id"), int)
-                or isinstance(rec.get("id"), bool)
-            ):
-                raise UserError(f"{answers}: record {i} needs an integer 'id'")
-            if not isinstance(rec.get("response"), str):
-                raise UserError(f"{answers}: record {i} (id {rec['id']}) needs a string 'response'")
-            if rec["id"] not in by_id:
-                raise UserError(f"{answers}: record {i}: id {rec['id']} is not an AMBER query id")
-            if rec["id"] in seen:
-                raise UserError(f"{answers}: id {rec['id']} answered twice")
-            seen.add(rec["id"])
-        opts = typed_options(self.read_options(DataSpec()))
-        items = [by_id[rec["id"]] for rec in records]
-        nlp = self._backend(opts, data, items)
-        pairs = [
-            Imported(self._sample(by_id[r["id"]], data, opts, nlp, by_id[r["id"]]["image"]), r["response"])
-            for r in records
-        ]
-        info = self._info(data, opts, nlp, str(data.root), None)
-        info["inputs"] = {Path(answers).name: sha256_file(Path(answers))}
-        # the official script scores any subset of the ids; a subset is its own data version
-        return pairs, mark_partial(info, len(pairs), len(data.queries), "queries")
+        return import_responses(self, answers, questions, data_dir, judgments)
 
 
 def _est(est: Estimate) -> dict[str, Any]:

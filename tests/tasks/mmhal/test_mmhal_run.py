@@ -22,7 +22,8 @@ from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging
 from evalkit.scoring import rescore_run
 from evalkit.task import DataSpec
-from evalkit.tasks.mmhal import JUDGE_TEMPLATE, MMHal
+from evalkit.tasks.mmhal import MMHal
+from evalkit.tasks.mmhal.protocol import JUDGE_TEMPLATE
 from evalkit.toy.world import STYLE
 from evalkit.types import UserError
 

@@ -76,9 +76,9 @@ def write_wild(root):
 
 
 def rule_prompt(key):
-    from evalkit.tasks import llava_bench
+    from evalkit.tasks.llava_bench.data import RULE_FILE
 
-    path = llava_bench.RULE_FILE
+    path = RULE_FILE
     return json.loads(path.read_text())[key]["prompt"]
 
 
@@ -369,7 +369,7 @@ def test_other_data_errors(tmp_path):
 def test_toy_data_has_the_official_schema(tmp_path, monkeypatch):
     from PIL import Image
 
-    from evalkit.tasks.llava_bench_toy import COLOURS, write_toy
+    from evalkit.tasks.llava_bench.toy import COLOURS, write_toy
     from evalkit.toy.world import OBJECTS
 
     assert sorted(COLOURS) == sorted(OBJECTS)
@@ -411,21 +411,16 @@ def test_toy_data_has_the_official_schema(tmp_path, monkeypatch):
 
 
 def test_bundled_rule_file_is_the_official_copy(shared):
-    from evalkit.tasks import llava_bench
+    from evalkit.tasks.llava_bench.data import RULE_FILE
 
-    assert llava_bench.RULE_FILE.read_bytes() == (shared / "llava_bench/judge/rule.json").read_bytes()
+    assert RULE_FILE.read_bytes() == (shared / "llava_bench/judge/rule.json").read_bytes()
 
 
 def test_official_coco_files_load(shared, tmp_path):
     """The shipped COCO files (with stand-in images) give 90 questions on 30 images; each review request is
     the one `review_requests` builds from the same files, as the official script pairs them."""
-    from evalkit.tasks.llava_bench import (
-        read_answers,
-        read_contexts,
-        read_questions,
-        read_rules,
-        review_requests,
-    )
+    from evalkit.tasks.llava_bench.data import read_answers, read_contexts, read_questions, read_rules
+    from evalkit.tasks.llava_bench.protocol import review_requests
 
     base = shared / "llava_bench/coco"
     questions = read_questions(base / "qa90_questions.jsonl")

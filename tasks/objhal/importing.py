@@ -17,15 +17,15 @@ from typing import Any
 
 from evalkit.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label
 from evalkit.task import Imported
-from evalkit.tasks.objhal_data import (
+from evalkit.tasks.objhal.data import (
     cached_ground_truth,
     find_coco,
     find_questions,
     find_synonyms,
     read_vocabulary,
 )
-from evalkit.tasks.objhal_nlp import resolve
-from evalkit.tasks.objhal_protocol import JUDGE_MODEL, clean_answer
+from evalkit.tasks.objhal.nouns import resolve
+from evalkit.tasks.objhal.protocol import JUDGE_MODEL, clean_answer
 from evalkit.types import Message, Sample, UserError
 
 #: questions of the official set (obj_halbench_300_with_image.jsonl)

@@ -1,7 +1,11 @@
 """Object HalBench (RLHF-V): 300 COCO val2014 images, each with a request for a detailed description; CHAIR
-hallucination rates of the descriptions against the COCO objects of the image. The protocol pieces live in
-`objhal_protocol` (re-exported here), data loading in `objhal_data`, the language tools in `objhal_nlp`, the
-toy data in `objhal_toy`, `evalkit import` in `objhal_import`.
+hallucination rates of the descriptions against the COCO objects of the image.
+
+Modules: this one holds the Task class; `protocol` the synonym vocabulary, CHAIR matching, the official
+extraction prompt and its parser (no I/O); `data` the question, synonym and COCO annotation files and the
+ground truth built from them; `nouns` the language tools of the matching (tokenizer, tagger, lemmatizer,
+found through `evalkit.tasks.nlp`); `importing` `evalkit import` of official answer and review files; `toy`
+the toy set over the toy world.
 """
 
 from __future__ import annotations
@@ -27,20 +31,20 @@ from evalkit.task import (
     MetricInfo,
     TaskOption,
 )
-from evalkit.tasks.objhal_data import (
+from evalkit.tasks.objhal.data import (
     cached_ground_truth,
+    checked_vocabulary,
     find_coco,
     find_questions,
     find_synonyms,
     read_questions,
     read_vocabulary,
 )
-from evalkit.tasks.objhal_nlp import Nlp, resolve
-from evalkit.tasks.objhal_protocol import (
+from evalkit.tasks.objhal.nouns import Nlp, resolve
+from evalkit.tasks.objhal.protocol import (
     COUNT_FIELDS,
     GENERATION,
     JUDGE_GENERATION,
-    JUDGE_MODEL,
     JUDGE_SPEC,
     MAX_TRIES,
     PROMPT_TEMPLATE,
@@ -57,21 +61,6 @@ from evalkit.tasks.objhal_protocol import (
     score_mentions,
 )
 from evalkit.types import Message, Sample, UserError
-
-__all__ = [
-    "GENERATION",
-    "JUDGE_GENERATION",
-    "JUDGE_MODEL",
-    "JUDGE_SPEC",
-    "MAX_TRIES",
-    "PROMPT_TEMPLATE",
-    "ObjHal",
-    "Vocabulary",
-    "caption_words",
-    "parse_object_list",
-    "refine_phrases",
-    "render_extraction",
-]
 
 MODES = ("llm", "words")
 OPTIONS = {
@@ -100,19 +89,8 @@ COUNT_LABELS = {
 
 
 @lru_cache(maxsize=8)
-def _vocabulary(path: str, sha256: str) -> Vocabulary:
-    p = Path(path)
-    if not p.is_file() or sha256_file(p) != sha256:
-        raise UserError(
-            f"objhal: rows are scored with the synonym list {path} (sha256 {sha256[:12]}…), which is missing "
-            "or changed; put that file back to rescore"
-        )
-    return read_vocabulary(p)
-
-
-@lru_cache(maxsize=8)
 def _tools(nlp: str, path: str, sha256: str) -> tuple[Vocabulary, Nlp]:
-    vocab = _vocabulary(path, sha256)
+    vocab = checked_vocabulary(path, sha256)
     return vocab, resolve(nlp).with_lexicon(vocab.lexicon())
 
 
@@ -206,7 +184,7 @@ class ObjHal(JudgedTask):
         options = self.read_options(spec, **({"extraction": "words"} if spec.toy else {}))
         mode, nlp_name = str(options["extraction"]), str(options["nlp"])
         if spec.toy:
-            from evalkit.tasks.objhal_toy import default_toy_dir, write_toy_objhal
+            from evalkit.tasks.objhal.toy import default_toy_dir, write_toy_objhal
 
             data_dir: Path | None = write_toy_objhal(default_toy_dir(spec.seed), seed=spec.seed)
             options = {}
@@ -333,8 +311,8 @@ class ObjHal(JudgedTask):
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
         """An official answer file, matched by the classic rules, or with the official review file's LLM
-        extraction (`--judgments hall_*.json`); see `objhal_import`."""
-        from evalkit.tasks.objhal_import import import_answers
+        extraction (`--judgments hall_*.json`); see `importing`."""
+        from evalkit.tasks.objhal.importing import import_answers
 
         return import_answers(answers, questions, data_dir, judgments)
 

@@ -2,79 +2,17 @@
 recall, double words, synonyms), the reply parser, the LLM-phrase refinement, ground truth from instance and
 caption files, the toy data, and the errors for missing files. Built-in NLP tools throughout."""
 
-import base64
-import io
-import json
-
 import pytest
 from PIL import Image
+from support.objhal import SYNONYMS, make_data
 
 from evalkit.task import DataSpec
-from evalkit.tasks.objhal import ObjHal, Vocabulary, caption_words, parse_object_list, refine_phrases
-from evalkit.tasks.objhal_nlp import resolve
+from evalkit.tasks.objhal import ObjHal
+from evalkit.tasks.objhal.nouns import resolve
+from evalkit.tasks.objhal.protocol import Vocabulary, caption_words, parse_object_list, refine_phrases
 from evalkit.types import UserError
 
-SYNONYMS = """person, man, woman, people
-dog, puppy
-cat, kitten
-car, taxi, sports car
-toilet, urinal
-chair, seat
-tie, necktie
-elephant
-train
-"""
-CATEGORIES = ["person", "dog", "cat", "car", "toilet", "chair", "tie", "elephant", "train"]
-#: image id → (instance classes, captions); ground truth = instances ∪ caption classes
-VAL = {
-    101: (["dog", "person"], ["A man walking his puppy."]),
-    102: (["car"], ["A taxi parked next to a man."]),
-    103: (["toilet"], ["A bathroom with a toilet seat."]),
-    104: (["elephant"], ["A baby elephant near train tracks."]),
-}
 GT = {101: {"dog", "person"}, 102: {"car", "person"}, 103: {"toilet"}, 104: {"elephant"}}
-TRAIN = {205: (["cat"], ["A kitten on a chair."])}
-
-
-def png_base64(colour):
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), colour).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def coco_files(folder, split, images):
-    folder.mkdir(parents=True, exist_ok=True)
-    cats = [{"id": i + 1, "name": n, "supercategory": "x"} for i, n in enumerate(CATEGORIES)]
-    imgs = [{"id": i, "file_name": f"COCO_{split}2014_{i:012d}.jpg"} for i in images]
-    boxes = [
-        {"id": k, "image_id": i, "category_id": CATEGORIES.index(c) + 1, "bbox": [0, 0, 1, 1]}
-        for k, (i, c) in enumerate((i, c) for i, (cs, _) in images.items() for c in cs)
-    ]
-    caps = [
-        {"id": k, "image_id": i, "caption": t}
-        for k, (i, t) in enumerate((i, t) for i, (_, ts) in images.items() for t in ts)
-    ]
-    instances = {"info": {}, "licenses": [], "images": imgs, "annotations": boxes, "categories": cats}
-    (folder / f"instances_{split}2014.json").write_text(json.dumps(instances))
-    (folder / f"captions_{split}2014.json").write_text(json.dumps({"images": imgs, "annotations": caps}))
-
-
-def make_data(root, image_ids=(101, 102, 103, 104), train=False):
-    """An Object HalBench folder in the official layout: question file with base64 images, synonyms and
-    the COCO val2014 (and optionally train2014) annotation files in annotations/."""
-    root.mkdir(parents=True, exist_ok=True)
-    lines = [
-        json.dumps(
-            {"image_id": i, "question": f"Describe image {k} in detail.", "image": png_base64((k, 0, 0))}
-        )
-        for k, i in enumerate(image_ids, 1)
-    ]
-    (root / "obj_halbench_300_with_image.jsonl").write_text("\n".join(lines) + "\n")
-    (root / "synonyms_refine.txt").write_text(SYNONYMS)
-    coco_files(root / "annotations", "val", VAL)
-    if train:
-        coco_files(root / "annotations", "train", TRAIN)
-    return root
 
 
 def load(root, **options):
@@ -269,7 +207,7 @@ def test_toy_data_loads_in_words_mode():
     # a toy answer naming one true object (by a synonym) and one absent object
     scene = scenes[0]
     absent = next(o for o in ("apple", "dog", "bus", "clock") if o not in scene.objects)
-    from evalkit.tasks.objhal_toy import SYNONYMS
+    from evalkit.tasks.objhal.toy import SYNONYMS
 
     answer = f"I see {SYNONYMS[scene.objects[0]][0]}s and an {absent}."
     (row,) = scored_rows(task, data.samples[:1], {data.samples[0].meta["image_id"]: answer})
