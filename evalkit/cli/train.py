@@ -1,22 +1,40 @@
 """The training commands: `train` (one checkpoint), `align` (a plan of checkpoints evaluated into an
-alignment-tax table) and `demo` (the toy alignment story end to end)."""
+alignment-tax table) and `demo` (the toy alignment story end to end).
+
+`train`'s flags are made from `TrainConfig`'s fields (`train_flags`): each field's default, type and help
+live in the dataclass alone, as in TRL, and the config-file keys are the same names."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.markup import escape
 
 from evalkit.cli.display import err, fail, out
+from evalkit.training.config import TrainConfig, config_from
 
+#: the order `evalkit train --help` lists the flags in: what every run needs, then the optimisation, the
+#: saving and the sampling settings (the fields' own order groups them differently); a field not named here
+#: follows these, in field order
+FLAG_ORDER = (
+    "method", "model", "data", "output", "format", "max_steps", "epochs", "lr", "beta", "loss", "sft_weight",
+    "batch_size", "grad_accum", "lora_rank", "reference", "seed", "max_length", "save_every", "warmup_ratio",
+    "schedule", "projector_lr", "gradient_checkpointing", "train_vision", "merge", "device", "overwrite",
+    "samples", "temperature", "max_new_tokens", "reward", "judge", "judge_base_url", "judge_api_key_env",
+    "judge_concurrency", "offline_prob", "steer", "embedder", "bdhs_keep", "bdhs_threshold", "bdhs_tries",
+)  # fmt: skip
 
-def train(
-    ctx: typer.Context,
-    config_file: Annotated[
+CONFIG_ARGUMENT = inspect.Parameter(
+    "config_file",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    default=None,
+    annotation=Annotated[
         Path | None,
         typer.Argument(
             metavar="CONFIG",
@@ -24,120 +42,36 @@ def train(
             "flags override it; its relative paths are relative to its folder.",
             show_default=False,
         ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs; "
-            "required here or in CONFIG.",
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Base checkpoint path or hub id, or 'toy'; required here or in CONFIG.", show_default=False
-        ),
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Training data: JSONL / JSON file or cached hub dataset id; required here or in CONFIG.",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            help="Checkpoint folder to write (re-run to resume); required here or in CONFIG.",
-            show_default=False,
-        ),
-    ] = None,
-    format: Annotated[
-        str, typer.Option(help="Data format (default: detected from the first record).")
-    ] = "auto",
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the data.")] = 1.0,
-    lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (default: dpo 5e-5, sft 4e-4).")
-    ] = None,
-    beta: Annotated[float, typer.Option(help="DPO beta.")] = 0.1,
-    loss: Annotated[str, typer.Option(help="DPO loss: sigmoid or ipo.")] = "sigmoid",
-    sft_weight: Annotated[
-        float, typer.Option(help="DPO methods: add this weight x the chosen answer's NLL to the loss.")
-    ] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Examples (DPO: pairs) per micro-batch.")] = 8,
-    grad_accum: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank (alpha = 2 x rank); 0 = full fine-tuning.")] = 128,
-    reference: Annotated[
-        str | None,
-        typer.Option(help="DPO reference: frozen, adapter-off or cached (default: adapter-off with LoRA)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
-    max_length: Annotated[
-        int | None,
-        typer.Option(
-            help="Cut answers to fit this many tokens with their prompt (default: an answer over the "
-            "model's context is refused at load; prompts that do not fit are skipped and counted)."
-        ),
-    ] = None,
-    save_every: Annotated[int, typer.Option(help="Steps between resume checkpoints (0: never).")] = 50,
-    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps of linear warmup.")] = 0.03,
-    schedule: Annotated[str, typer.Option(help="Decay after warmup: linear or cosine.")] = "linear",
-    projector_lr: Annotated[
-        float | None,
-        typer.Option(help="LoRA: also train the vision-language projector at this rate (seed recipe 2e-5)."),
-    ] = None,
-    gradient_checkpointing: Annotated[
-        bool, typer.Option(help="Recompute activations in the backward pass (less memory, slower).")
-    ] = False,
-    train_vision: Annotated[
-        bool, typer.Option(help="Full fine-tuning: also train the vision tower.")
-    ] = False,
-    merge: Annotated[bool, typer.Option(help="LoRA: merge the adapter into the saved weights.")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Start over even if OUTPUT holds a run.")] = False,
-    samples: Annotated[int, typer.Option(help="rs: answers sampled per prompt.")] = 4,
-    temperature: Annotated[
-        float | None,
-        typer.Option(help="Sampling temperature of rs / online / bdhs (default: rs 0.7, others 1.0)."),
-    ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest sampled answer (rs, online).")] = 128,
-    reward: Annotated[
-        str | None,
-        typer.Option(
-            help="rs / online-dpo / mixed-dpo: reward function module:function or file.py:function "
-            "(fn(prompt, response, reference, image) -> float), or built-in toy-objects."
-        ),
-    ] = None,
-    judge: Annotated[
-        str | None,
-        typer.Option(help="rs / online-dpo / mixed-dpo: rate samples with openai:MODEL or hf:PATH."),
-    ] = None,
-    judge_base_url: Annotated[str | None, typer.Option(help="Endpoint of an openai: judge.")] = None,
-    judge_api_key_env: Annotated[
-        str, typer.Option(help="Environment variable holding the judge's API key.")
-    ] = "OPENAI_API_KEY",
-    judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 16,
-    offline_prob: Annotated[
-        float, typer.Option(help="mixed-dpo: probability of training on the offline pair.")
-    ] = 0.5,
-    steer: Annotated[
-        str | None,
-        typer.Option(
-            help="steerlm: inference targets saved with the checkpoint, e.g. 'verbosity=2' (default 4)."
-        ),
-    ] = None,
-    embedder: Annotated[
-        str | None,
-        typer.Option(help="bdhs: sentence-embedding model name or local folder (see the README)."),
-    ] = None,
-    bdhs_keep: Annotated[float, typer.Option(help="bdhs: fraction of image tokens left visible.")] = 0.01,
-    bdhs_threshold: Annotated[
-        float, typer.Option(help="bdhs: re-sample while the similarity to the chosen answer is >= this.")
-    ] = 0.97,
-    bdhs_tries: Annotated[int, typer.Option(help="bdhs: tries per example (the last one unguided).")] = 5,
-) -> None:
+    ],
+)
+
+
+def train_flags() -> list[inspect.Parameter]:
+    """One keyword parameter per `TrainConfig` field with a flag (metadata `cli` not False), in
+    `FLAG_ORDER`: its default the field's (None for a required field, which the config file may give
+    instead), its help the field's metadata `help`."""
+    hints = get_type_hints(TrainConfig)
+    position = {name: i for i, name in enumerate(FLAG_ORDER)}
+    flagged = [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)]
+    flagged.sort(key=lambda f: position.get(f.name, len(position)))  # stable: the rest in field order
+    params = []
+    for f in flagged:
+        kind, help_ = f.metadata.get("cli_type", hints[f.name]), f.metadata.get("help", "")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required:
+            option = typer.Option(help=f"{help_}; required here or in CONFIG.", show_default=False)
+            annotation, default = Annotated[kind | None, option], None
+        else:
+            option = typer.Option(help=help_)
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            annotation = Annotated[kind, option]
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    return params
+
+
+def train(ctx: typer.Context, config_file: Path | None = None, **flags: Any) -> None:
     """Align a model and save a checkpoint that `evalkit run --model OUTPUT` loads.
 
     Methods: sft; rs (best of --samples answers by --reward or --judge, then SFT; or the best of the
@@ -151,16 +85,13 @@ def train(
     on the command line override the file, and the file's relative paths (data, output, model when it is a
     path) are relative to the file's folder. Example: evalkit train dpo.yaml --lr 1e-5
     """
-    from evalkit.training.config import config_from
-
-    # the flags typed on the command line (typer vendors click, so its ParameterSource is compared by name)
+    # the flags typed on the command line (typer vendors click, so its ParameterSource is compared by name);
+    # a path flag (`cli_type` Path) is given to TrainConfig as the string of the path
     given = {
-        name: value
+        name: str(value) if isinstance(value, Path) else value
         for name, value in ctx.params.items()
         if name != "config_file" and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
     }
-    if given.get("output") is not None:
-        given["output"] = str(given["output"])
     try:
         config = config_from(config_file, given, defaults={"progress": sys.stderr.isatty()})
         from evalkit.training.trainer import train as run_training
@@ -177,6 +108,16 @@ def train(
         out.print(f"checkpoint {escape(str(output))} is complete ({result.steps} steps; final loss {final})")
         return
     out.print(f"trained {result.steps} steps; final loss {final}; saved {escape(str(output))}")
+
+
+# typer reads the options from the signature: the context, CONFIG, then one flag per TrainConfig field
+train.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        CONFIG_ARGUMENT,
+        *train_flags(),
+    ]
+)
 
 
 def align(
