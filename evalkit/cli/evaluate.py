@@ -180,8 +180,7 @@ def run(
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
-    Judged tasks (mt_bench, alpaca_eval, mmvet, llava_bench, mmhal; objhal and mmbench where their
-    protocol asks a model) are then judged; judge answers are
+    Judged tasks (see `evalkit tasks`; --dry-run lists their judge calls) are then judged; judge answers are
     cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
     makes no judge call."""
     from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
@@ -298,15 +297,18 @@ def rescore(
 
 
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder holding samples/mmbench.jsonl.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder with the answers of a task that has a submission format.")
+    ],
     output: Annotated[
-        Path | None, typer.Option(help="The .xlsx to write (default: RUN_DIR/mmbench_submission.xlsx).")
+        Path | None, typer.Option(help="The file to write (default: the task's submission file in RUN_DIR).")
     ] = None,
 ) -> None:
-    """Write a run's MMBench test-split answers in the official submission format (.xlsx)."""
-    from evalkit.tasks.mmbench_export import export_submission
+    """Write a run's answers in the official submission format of their task (e.g. MMBench's test split)."""
+    # until evalkit.interop.exporting lands: export_run(run_dir, output) -> (path, rows, rows without answer)
+    from evalkit.tasks.mmbench_export import export_submission as export_run
 
-    path, n, missing = export_submission(run_dir, output)
+    path, n, missing = export_run(run_dir, output)
     note = f"; {missing} without a prediction (generation failed)" if missing else ""
     out.print(f"wrote {escape(str(path))}: {n} rows{note}")
 
