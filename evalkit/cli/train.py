@@ -89,8 +89,8 @@ def train(ctx: typer.Context, config_file: Path | None = None, **flags: Any) -> 
     # a path flag (`cli_type` Path) is given to TrainConfig as the string of the path
     given = {
         name: str(value) if isinstance(value, Path) else value
-        for name, value in ctx.params.items()
-        if name != "config_file" and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+        for name, value in flags.items()
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
     }
     try:
         config = config_from(config_file, given, defaults={"progress": sys.stderr.isatty()})
