@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,54 +47,127 @@ RESUME_FREE = (
 
 @dataclass
 class TrainConfig:
-    method: str
-    model: str
-    data: str
-    output: str
-    format: str = "auto"
-    max_steps: int | None = None  # optimizer steps; overrides epochs when given
-    epochs: float = 1.0
-    lr: float | None = None  # None: DEFAULT_LR[method]
-    beta: float = 0.1
-    loss: str = "sigmoid"  # DPO: sigmoid | ipo
-    sft_weight: float = (
-        0.0  # DPO: + this × the chosen answer's NLL (seed (a)'s SFT_weight; keeps answers fluent)
+    """Each field's metadata carries its `help`, from which `evalkit train` makes the field's flag (same
+    name with dashes, the field's default and type); `cli_type` is the type the flag parses when it is not
+    the field's own, and `cli: False` keeps a setting to the config file (and the Python API)."""
+
+    method: str = field(
+        metadata={"help": "sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs"}
     )
-    batch_size: int = 8  # examples (DPO: pairs) per micro-batch
-    grad_accum: int = 1
-    lora_rank: int = 128  # 0: full fine-tuning
-    lora_alpha: float | None = None  # None: 2 * lora_rank
-    lora_dropout: float = 0.0
-    train_vision: bool = False  # full fine-tuning: also train the vision tower (LoRA never touches it)
-    merge: bool = True  # LoRA: merge the adapter into the base weights when saving
-    reference: str | None = None  # DPO: None -> adapter-off with LoRA, frozen without
-    warmup_ratio: float = 0.03
-    schedule: str = "linear"  # decay after warmup: linear | cosine (the seed repo's scripts use cosine)
-    projector_lr: float | None = None  # LoRA: also train the projector at this rate (seed recipe: 2e-5)
-    gradient_checkpointing: bool = False
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    max_length: int | None = None
-    save_every: int = 50  # optimizer steps between resume checkpoints (0: never)
-    device: str = "auto"
+    model: str = field(metadata={"help": "Base checkpoint path or hub id, or 'toy'"})
+    data: str = field(metadata={"help": "Training data: JSONL / JSON file or cached hub dataset id"})
+    output: str = field(metadata={"help": "Checkpoint folder to write (re-run to resume)", "cli_type": Path})
+    format: str = field(
+        default="auto", metadata={"help": "Data format (default: detected from the first record)."}
+    )
+    max_steps: int | None = field(  # optimizer steps; overrides epochs when given
+        default=None, metadata={"help": "Optimizer steps (overrides --epochs)."}
+    )
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the data."})
+    lr: float | None = field(  # None: DEFAULT_LR[method]
+        default=None, metadata={"help": "Peak learning rate (default: dpo 5e-5, sft 4e-4)."}
+    )
+    beta: float = field(default=0.1, metadata={"help": "DPO beta."})
+    loss: str = field(default="sigmoid", metadata={"help": "DPO loss: sigmoid or ipo."})
+    # seed (a)'s SFT_weight; keeps answers fluent
+    sft_weight: float = field(
+        default=0.0, metadata={"help": "DPO methods: add this weight x the chosen answer's NLL to the loss."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Examples (DPO: pairs) per micro-batch."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    lora_rank: int = field(
+        default=128, metadata={"help": "LoRA rank (alpha = 2 x rank); 0 = full fine-tuning."}
+    )
+    lora_alpha: float | None = field(  # None: 2 * lora_rank
+        default=None, metadata={"help": "LoRA alpha (default: 2 x the rank).", "cli": False}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA layers.", "cli": False})
+    train_vision: bool = field(  # LoRA never touches the vision tower
+        default=False, metadata={"help": "Full fine-tuning: also train the vision tower."}
+    )
+    merge: bool = field(default=True, metadata={"help": "LoRA: merge the adapter into the saved weights."})
+    reference: str | None = field(  # None: adapter-off with LoRA, frozen without
+        default=None,
+        metadata={"help": "DPO reference: frozen, adapter-off or cached (default: adapter-off with LoRA)."},
+    )
+    warmup_ratio: float = field(default=0.03, metadata={"help": "Fraction of steps of linear warmup."})
+    # the seed repo's scripts use cosine
+    schedule: str = field(default="linear", metadata={"help": "Decay after warmup: linear or cosine."})
+    projector_lr: float | None = field(
+        default=None,
+        metadata={"help": "LoRA: also train the vision-language projector at this rate (seed recipe 2e-5)."},
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass (less memory, slower)."}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay.", "cli": False})
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "Clip the gradient norm to this before each step.", "cli": False}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for initialisation and data order."})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Cut answers to fit this many tokens with their prompt (default: an answer over the "
+            "model's context is refused at load; prompts that do not fit are skipped and counted)."
+        },
+    )
+    save_every: int = field(  # optimizer steps
+        default=50, metadata={"help": "Steps between resume checkpoints (0: never)."}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
     # sampling from the policy (rs, online-dpo, mixed-dpo, bdhs)
-    samples: int = 4  # rs: completions per prompt (the seed study sampled 4)
-    temperature: float | None = None  # None: DEFAULT_TEMPERATURE[method]
-    max_new_tokens: int = 128
-    reward: str | None = None  # rs / online: "module:function" or a built-in reward (see training.rewards)
-    judge: str | None = None  # rs / online: "openai:MODEL" or "hf:PATH" rates every sample
-    judge_base_url: str | None = None
-    judge_api_key_env: str = "OPENAI_API_KEY"
-    judge_concurrency: int = 16
-    offline_prob: float = 0.5  # mixed-dpo: probability of the offline pair (seed (b): p = 0.5)
-    steer: str | None = None  # steerlm: inference targets saved with the checkpoint (default: all 4)
-    embedder: str | None = None  # bdhs: sentence-embedding model (default: training.embedding's)
-    bdhs_keep: float = 0.01  # bdhs: fraction of image positions left visible (1 - rho_th, rho_th = 0.99)
-    bdhs_threshold: float = 0.97  # bdhs: re-sample while the similarity to the chosen answer is >= this
-    bdhs_tries: int = 5  # bdhs: N_BDHS; the last try is an unguided masked answer, accepted regardless
-    progress: bool = False
-    overwrite: bool = False
+    samples: int = field(  # the seed study sampled 4
+        default=4, metadata={"help": "rs: answers sampled per prompt."}
+    )
+    temperature: float | None = field(  # None: DEFAULT_TEMPERATURE[method]
+        default=None,
+        metadata={"help": "Sampling temperature of rs / online / bdhs (default: rs 0.7, others 1.0)."},
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "Longest sampled answer (rs, online)."})
+    reward: str | None = field(  # see training.rewards
+        default=None,
+        metadata={
+            "help": "rs / online-dpo / mixed-dpo: reward function module:function or file.py:function "
+            "(fn(prompt, response, reference, image) -> float), or built-in toy-objects."
+        },
+    )
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "rs / online-dpo / mixed-dpo: rate samples with openai:MODEL or hf:PATH."},
+    )
+    judge_base_url: str | None = field(default=None, metadata={"help": "Endpoint of an openai: judge."})
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge's API key."}
+    )
+    judge_concurrency: int = field(default=16, metadata={"help": "Judge requests in flight at once."})
+    offline_prob: float = field(  # seed (b): p = 0.5
+        default=0.5, metadata={"help": "mixed-dpo: probability of training on the offline pair."}
+    )
+    steer: str | None = field(  # default: all 4
+        default=None,
+        metadata={
+            "help": "steerlm: inference targets saved with the checkpoint, e.g. 'verbosity=2' (default 4)."
+        },
+    )
+    embedder: str | None = field(  # default: training.embedding's
+        default=None,
+        metadata={"help": "bdhs: sentence-embedding model name or local folder (see the README)."},
+    )
+    bdhs_keep: float = field(  # 1 - rho_th, rho_th = 0.99
+        default=0.01, metadata={"help": "bdhs: fraction of image tokens left visible."}
+    )
+    bdhs_threshold: float = field(
+        default=0.97,
+        metadata={"help": "bdhs: re-sample while the similarity to the chosen answer is >= this."},
+    )
+    bdhs_tries: int = field(  # N_BDHS; the last try is an unguided masked answer, accepted regardless
+        default=5, metadata={"help": "bdhs: tries per example (the last one unguided)."}
+    )
+    progress: bool = field(  # `evalkit train`: on when stderr is a terminal
+        default=False, metadata={"help": "Show progress bars.", "cli": False}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Start over even if OUTPUT holds a run."})
 
     def __post_init__(self) -> None:
         self.validate()

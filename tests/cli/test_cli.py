@@ -158,3 +158,14 @@ def test_budget_refuses_before_generating(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: estimated judge cost" in proc.stderr and "exceeds --judge-budget-usd 0.01" in proc.stderr
     assert not (tmp_path / "run").exists()  # nothing generated, no run folder
+
+
+def test_importing_the_cli_loads_no_heavy_library():
+    """`evalkit --help` and the light commands start at once: the command modules import torch,
+    transformers and the NLP libraries inside the commands that need them."""
+    code = (
+        "import sys, evalkit.cli;"
+        "bad = [m for m in ('torch', 'transformers', 'peft', 'spacy', 'nltk') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

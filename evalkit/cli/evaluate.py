@@ -1,0 +1,380 @@
+"""The evaluation commands: `run` (generate and score, resumable), `import` (score answers produced
+elsewhere), `rescore` (from the stored samples alone), `export` (a run as an official submission file) and
+`tasks` (what each task needs, reads and reports)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from evalkit.cli.display import fail, out, warn
+from evalkit.types import UserError
+
+
+def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
+    """The run's table (every metric of each task; `run` passes `all_metrics=False` unless --all-metrics,
+    for one headline row per task), the first message of each error type with its count (so a failed
+    row's cause is on screen), and judge usage."""
+    from evalkit.analysis.report import results_table
+    from evalkit.runner import error_summary
+
+    if as_json:
+        print(json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2))
+    else:
+        out.print(results_table(result.metrics, title=escape(title), all_metrics=all_metrics))
+        for line in error_summary(result.metrics):
+            out.print(f"failed rows: {escape(line)}", highlight=False)
+        for task, j in (result.header.get("judges") or {}).items():
+            u = j["usage"]
+            cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
+            out.print(
+                f"judge {task}: {escape(str(j['fingerprint']['model']))}, "
+                f"{u['calls']} calls ({u['failures']} failed), "
+                f"{u['cache_hits']} from the cache, "
+                f"{u['prompt_tokens']}+{u['completion_tokens']} tokens, {cost}"
+            )
+        out.print(f"run folder: {escape(str(result.run_dir))}")
+
+
+def parse_task_options(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key or not value:
+            raise UserError(
+                f"--task-option {item!r}: expected TASK.KEY=VALUE, e.g. mt_bench.reference=ref.jsonl"
+            )
+        if key in out:
+            raise UserError(f"--task-option {key} is given twice")
+        out[key] = value
+    return out
+
+
+def show_plan(plan: dict, as_json: bool) -> None:
+    from rich.table import Table
+
+    if as_json:
+        print(json.dumps(plan, indent=2))
+        return
+    if not plan:
+        out.print("no judged task: the run makes no judge call")
+        return
+    table = Table(title="judge calls (dry run)")
+    for col in (
+        "task",
+        "judge",
+        "calls",
+        "cached",
+        "est. prompt tokens",
+        "est. completion tokens",
+        "est. cost",
+    ):
+        table.add_column(col, justify="left" if col in ("task", "judge") else "right")
+    for task, e in plan.items():
+        cost = "unknown price" if e["est_cost_usd"] is None else f"${e['est_cost_usd']:.2f}"
+        table.add_row(
+            task,
+            e["judge"],
+            str(e["calls"]),
+            str(e["cached"]),
+            str(e["est_prompt_tokens"]),
+            str(e["est_completion_tokens"]),
+            cost,
+        )
+    out.print(table)
+    out.print(
+        "first-round calls only (re-asks after unparseable answers come on top); answers not generated yet "
+        "are counted at the task's maximum length, so this is an upper bound"
+    )
+
+
+def run(
+    model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
+    data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the official benchmark files.")] = None,
+    image_dir: Annotated[Path | None, typer.Option(help="Folder with the benchmark's images.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Run folder (default: results/<model>-<config hash>).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data sampling and generation.")] = 0,
+    task_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TASK.KEY=VALUE, repeatable: a task's own setting, e.g. "
+            "mt_bench.reference=PATH (see `evalkit tasks`)."
+        ),
+    ] = None,
+    max_failure_rate: Annotated[
+        float, typer.Option(help="Fail the run (exit 1) above this rate of failed samples.")
+    ] = 0.02,
+    dtype: Annotated[str, typer.Option(help="auto|float32|bfloat16|float16 (hf).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda|cuda:N|mps (hf).")] = "auto",
+    base_url: Annotated[str | None, typer.Option(help="Endpoint for openai:NAME models.")] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once (openai).")] = 16,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow a checkpoint's own code (hf).")] = False,
+    steer: Annotated[
+        str | None,
+        typer.Option(
+            help="SteerLM checkpoints: target attributes for this run, e.g. 'verbosity=1,complexity=2' "
+            "(0-4; the others keep the checkpoint's targets)."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="Judge for judged tasks instead of each task's official one: 'openai:MODEL' (any "
+            "OpenAI-compatible server, see --judge-base-url) or 'hf:PATH' (a local checkpoint)."
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None, typer.Option(help="Endpoint of the judge (default: OpenAI's).")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the judge's API key.")
+    ] = "OPENAI_API_KEY",
+    judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight at once.")] = 16,
+    judge_runs: Annotated[
+        int | None, typer.Option(help="Independent judge runs per answer (default: the task's official).")
+    ] = None,
+    judge_budget_usd: Annotated[
+        float | None,
+        typer.Option(help="Refuse to start when the estimated judge cost exceeds this many US dollars."),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            help="Print the judge calls the run would make and their estimated cost; generate nothing."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")
+    ] = False,
+    all_metrics: Annotated[
+        bool, typer.Option("--all-metrics", help="Show every metric of each task, not only its headline.")
+    ] = False,
+    judge_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for one judge HTTP request before retrying it.")
+    ] = 120.0,
+    judge_max_retries: Annotated[
+        int, typer.Option(help="Retries of a failed judge request (429, 5xx, timeout, dropped connection).")
+    ] = 6,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for one HTTP request of an openai: model before retrying.")
+    ] = 120.0,
+    max_retries: Annotated[int, typer.Option(help="Retries of a failed request of an openai: model.")] = 6,
+) -> None:
+    """Generate answers and score them; re-running the same command resumes an interrupted run.
+
+    Judged tasks (see `evalkit tasks`; --dry-run lists their judge calls) are then judged; judge answers are
+    cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
+    makes no judge call."""
+    from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
+    from evalkit.models.base import BackendOptions
+    from evalkit.runner import RunFailed, evaluate, plan_judging
+
+    check_endpoint_settings(concurrency, timeout, max_retries)
+    check_endpoint_settings(judge_concurrency, judge_timeout, judge_max_retries, prefix="--judge-")
+    judges = JudgeSettings(
+        model=judge,
+        base_url=judge_base_url,
+        api_key_env=judge_api_key_env,
+        concurrency=judge_concurrency,
+        timeout_s=judge_timeout,
+        max_retries=judge_max_retries,
+        runs=judge_runs,
+        budget_usd=judge_budget_usd,
+    )
+    options_by_key = parse_task_options(task_option or [])
+    if dry_run:
+        plan = plan_judging(
+            tasks,
+            judges,
+            output=output,
+            data=data,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            limit=limit,
+            seed=seed,
+            task_options=options_by_key,
+        )
+        show_plan(plan, as_json)
+        return
+
+    options = BackendOptions(
+        dtype=dtype,
+        device=device,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_retries=max_retries,
+        trust_remote_code=trust_remote_code,
+        steer=steer,
+    )
+    try:
+        result = evaluate(
+            model,
+            tasks,
+            data=data,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            limit=limit,
+            batch_size=batch_size,
+            output=output,
+            seed=seed,
+            max_failure_rate=max_failure_rate,
+            backend_options=options,
+            judges=judges,
+            task_options=options_by_key,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except RunFailed as exc:
+        if exc.result is not None:  # the table of what was stored, then the one-line reason
+            show(exc.result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        fail("interrupted; finished samples are stored, re-run the same command to resume", 130)
+    show(result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
+
+
+def import_(
+    task: Annotated[str, typer.Option(help="Task whose answers these are, e.g. pope.")],
+    answers: Annotated[
+        Path,
+        typer.Option(
+            help="Answer file (LLaVA format: {question_id, text} lines), or an lmms-eval samples log "
+            "(*_samples_<task>.jsonl from --log_samples)."
+        ),
+    ],
+    output: Annotated[Path, typer.Option(help="Run folder to create.")],
+    questions: Annotated[Path | None, typer.Option(help="Question file (POPE: gives each split).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the official label files.")] = None,
+    judgments: Annotated[
+        list[Path] | None, typer.Option(help="Official judge outputs (repeat for several judge runs).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score answers produced elsewhere with the official metrics; no model needed."""
+    import warnings
+
+    from evalkit.interop.importer import import_answers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = import_answers(
+            task, answers, output, questions=questions, data_dir=data_dir, judgments=judgments
+        )
+    for w in caught:
+        warn(str(w.message))
+    show(result, as_json, title=f"evalkit · imported {answers.name}")
+
+
+def rescore(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (holds run.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Recompute scores and metrics from the stored samples alone (no model, no judge)."""
+    from evalkit.runner import RunResult
+    from evalkit.scoring import rescore_run
+
+    metrics = rescore_run(run_dir)
+    show(RunResult(run_dir, metrics, {}), as_json, title=f"evalkit · rescored {run_dir}")
+
+
+def export(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder with the answers of a task that has a submission format.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="The file to write (default: the task's submission file in RUN_DIR).")
+    ] = None,
+) -> None:
+    """Write a run's answers in the official submission format of their task (e.g. MMBench's test split)."""
+    # until evalkit.interop.exporting lands: export_run(run_dir, output) -> (path, rows, rows without answer)
+    from evalkit.tasks.mmbench_export import export_submission as export_run
+
+    path, n, missing = export_run(run_dir, output)
+    note = f"; {missing} without a prediction (generation failed)" if missing else ""
+    out.print(f"wrote {escape(str(path))}: {n} rows{note}")
+
+
+def list_tasks(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List the tasks, their versions, headline metrics, the data each needs and the --task-option names
+    each reads; each task's alignment-tax group and how its metrics read (↑ higher is better, ↓ lower is
+    better, · neither; the unit; "other metrics": any metric it does not name)."""
+    import dataclasses
+
+    from rich.table import Table
+
+    from evalkit.registry import get_task, task_names
+    from evalkit.task import MetricInfo, Task
+
+    infos = [get_task(n) for n in task_names()]
+
+    def declared(t: Task) -> dict[str, MetricInfo]:
+        """The headline and the task's `metric_info` entries (names and patterns), each as it reads."""
+        return {m: t.metric(m) for m in dict.fromkeys([t.headline, *t.metric_info])}
+
+    def read(info: MetricInfo) -> str:
+        return {1: "↑", -1: "↓", 0: "·"}[info.direction] + (f" {info.unit}" if info.unit else "")
+
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "version": t.version,
+                        "headline": t.headline,
+                        "toy": t.supports_toy,
+                        "description": t.description,
+                        "data": t.data_needs,
+                        "options": {
+                            f"{t.name}.{k}": {"help": o.help, "choices": o.choices, "default": o.default}
+                            for k, o in t.task_options.items()
+                        },
+                        "group": t.group,
+                        "metrics": {m: dataclasses.asdict(i) for m, i in declared(t).items()},
+                        "other_metrics": dataclasses.asdict(t.default_metric),
+                    }
+                    for t in infos
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table(show_lines=True)
+    for col in ("task", "version", "headline", "toy"):
+        table.add_column(col)
+    table.add_column("data needed; --task-option", overflow="fold")
+    for t in infos:
+        options = [
+            f"{t.name}.{k}" + (f"={'|'.join(o.choices)}" if o.choices else "=VALUE") + f": {o.help}"
+            for k, o in t.task_options.items()
+        ]
+        metrics = "metrics: " + "; ".join(
+            [*(f"{m} {read(i)}" for m, i in declared(t).items()), f"other metrics {read(t.default_metric)}"]
+        )
+        table.add_row(
+            f"[bold]{t.name}[/bold]\n{t.description}",
+            t.version,
+            t.headline,
+            "yes" if t.supports_toy else "no",
+            "\n".join([t.data_needs, *options, f"group: {t.group}", metrics]),
+        )
+    out.print(table)
