@@ -11,7 +11,9 @@ from evalkit.datafiles import content_version, data_identity
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, load_tasks
-from evalkit.tasks import amber_toy, llava_bench_toy, mmbench_toy, mmhal_toy, mmvet_toy, objhal_toy
+from evalkit.tasks import amber_toy, llava_bench_toy, mmhal_toy, objhal_toy
+from evalkit.tasks.mmbench import toy as mmbench_toy
+from evalkit.tasks.mmvet import toy as mmvet_toy
 from evalkit.toy import pope_data
 from evalkit.toy.pope_data import default_toy_dir, write_pope
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_lmms_eval_import import _mmbench_records
+from support.lmms_eval import mmbench_records as _mmbench_records
 from test_objhal import make_data
 from test_objhal_import import answer_file
 
