@@ -3,7 +3,10 @@
 A task never knows which backend answers. Scoring reads only what the store keeps (the response text,
 `target` and `meta` of a row), so `evalkit rescore` can recompute everything from the stored samples.
 A task also declares what the analysis core needs to read its results (`group`, `metric_info`,
-`default_metric`, `tax_metrics`): compare, leaderboard and the tax table name no benchmark.
+`default_metric`, `tax_metrics`): compare, leaderboard and the tax table name no benchmark. Likewise the
+interop core: a task names the lmms-eval tasks whose logs it imports (`lmms_eval_names`, `lmms_eval_matches`,
+`lmms_eval_convert`, or `lmms_eval_unsupported` saying why not) and the submission file it exports
+(`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead.
 """
 
 from __future__ import annotations
@@ -116,6 +119,12 @@ class Task(ABC):
     default_metric: MetricInfo = MetricInfo()
     #: metrics the tax table shows by default besides the headline (those the benchmark's papers report)
     tax_metrics: tuple[str, ...] = ()
+    #: lmms-eval task names whose `--log_samples` logs import as this task (`evalkit.interop.lmms_eval`)
+    lmms_eval_names: tuple[str, ...] = ()
+    #: why this benchmark's lmms-eval logs cannot be imported (None: they can, or lmms-eval lacks it)
+    lmms_eval_unsupported: str | None = None
+    #: the file `evalkit export` writes into the run folder by default (None: no submission format)
+    export_file: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -191,6 +200,25 @@ class Task(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
+
+    # ------------------------------------------------------------------- lmms-eval logs and export
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        """Whether a logged lmms-eval record (`evalkit.interop.lmms_eval.Record`: its per-sample `fields`,
+        its `doc` when logged) is of this benchmark, for a log whose file name names no known task."""
+        return False
+
+    def lmms_eval_convert(
+        self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+    ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+        """The imported answers, the data info and the pairing counts (kept in run.json) of the records of
+        lmms-eval log `path` (task `lmms_task` when its name says), working in the empty folder `tmp`."""
+        raise NotImplementedError(f"{self.name} does not import lmms-eval logs")
+
+    def export_submission(self, rows: list[dict[str, Any]], path: Path) -> tuple[int, int]:
+        """Write the stored rows as the benchmark's submission file at `path`: (rows written, rows
+        without a prediction). Tasks with an `export_file` implement it."""
+        raise NotImplementedError(f"{self.name} has no submission format")
 
 
 class JudgedTask(Task):

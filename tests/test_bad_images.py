@@ -13,7 +13,7 @@ from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
-from evalkit.tasks.pope import SPLITS
+from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.toy.pope_data import write_pope
 
 

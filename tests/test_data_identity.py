@@ -11,10 +11,11 @@ from evalkit.datafiles import content_version, data_identity
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, load_tasks
-from evalkit.tasks import mmbench_toy, mmvet_toy
 from evalkit.tasks.amber import toy as amber_toy
 from evalkit.tasks.llava_bench import toy as llava_bench_toy
+from evalkit.tasks.mmbench import toy as mmbench_toy
 from evalkit.tasks.mmhal import toy as mmhal_toy
+from evalkit.tasks.mmvet import toy as mmvet_toy
 from evalkit.tasks.objhal import toy as objhal_toy
 from evalkit.toy import pope_data
 from evalkit.toy.pope_data import default_toy_dir, write_pope

@@ -17,9 +17,9 @@ from evalkit.registry import get_task
 from evalkit.task import DataSpec
 from evalkit.tasks.amber.toy import write_amber
 from evalkit.tasks.llava_bench.toy import write_toy
-from evalkit.tasks.mmbench_toy import TOY_FILE, write_toy_mmbench
+from evalkit.tasks.mmbench.toy import TOY_FILE, write_toy_mmbench
 from evalkit.tasks.mmhal.toy import write_toy_mmhal
-from evalkit.tasks.mmvet_toy import write_mmvet
+from evalkit.tasks.mmvet.toy import write_mmvet
 from evalkit.tasks.objhal.toy import write_toy_objhal
 from evalkit.toy.pope_data import write_pope
 from evalkit.types import UserError

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.lmms_eval import mmbench_records as _mmbench_records
 from support.objhal import answer_file, make_data
-from test_lmms_eval_import import _mmbench_records
 
 from evalkit.interop.importer import import_answers
 from evalkit.tasks.amber.toy import write_amber

@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 
 from evalkit.tasks.alpaca_eval_protocol import parse_ranking
 from evalkit.tasks.llava_bench.protocol import parse_review
-from evalkit.tasks.mmbench_protocol import can_infer
+from evalkit.tasks.mmbench.protocol import can_infer
 from evalkit.tasks.mmhal.protocol import parse_rating as mmhal_rating
-from evalkit.tasks.mmvet_protocol import parse_score
+from evalkit.tasks.mmvet.protocol import parse_score
 from evalkit.tasks.mt_bench_protocol import parse_rating_status, parse_verdict
 from evalkit.tasks.objhal.nouns import builtin_tokenize, split_sentences
 from evalkit.tasks.objhal.protocol import parse_object_list
-from evalkit.tasks.pope import Pope, parse_answer
+from evalkit.tasks.pope import Pope
+from evalkit.tasks.pope.protocol import parse_answer
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,7 +11,7 @@ from openai_server import FakeOpenAIServer, last_user_text
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate
-from evalkit.tasks.pope import SPLITS
+from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.toy.pope_data import write_pope
 
 SAYS_YES = {"apple", "cup", "dog", "car", "tree"}

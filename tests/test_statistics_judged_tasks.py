@@ -15,7 +15,7 @@ import pytest
 from evalkit.registry import get_task
 from evalkit.scoring import make_row
 from evalkit.stats import Statistic
-from evalkit.tasks.mmvet_protocol import CAPABILITIES, official_round
+from evalkit.tasks.mmvet.protocol import CAPABILITIES, official_round
 from evalkit.types import Response
 
 MMVET = "mm_vet/llava_eval_zip"

@@ -305,8 +305,7 @@ def export(
     ] = None,
 ) -> None:
     """Write a run's answers in the official submission format of their task (e.g. MMBench's test split)."""
-    # until evalkit.interop.exporting lands: export_run(run_dir, output) -> (path, rows, rows without answer)
-    from evalkit.tasks.mmbench_export import export_submission as export_run
+    from evalkit.interop.exporting import export_run
 
     path, n, missing = export_run(run_dir, output)
     note = f"; {missing} without a prediction (generation failed)" if missing else ""

@@ -10,24 +10,10 @@ task's HF split), `target`, `input` (the prompt), `filtered_resps` (the answer a
 read; the records, not the file name, decide the task.
 
 Only the model's answers are taken; evalkit's official scorer scores them (lmms-eval's metric fields
-follow other rules, spec/benchmarks.md). Per task (lmms-eval `lmms_eval/tasks/<dir>/`):
-
-- POPE: `pope`, `pope_random`, `pope_pop`, `pope_adv` (`pope/utils.py`, `pope*.yaml`: HF lmms-lab/POPE,
-  3,000 rows per split with question_id, question, answer, image_source, category). A record is paired
-  with the row of the official file (`--data-dir`) with its split and question_id, when the question text
-  ("imange" typo aside), label and image (when logged) agree. The split is `doc.category`, else the task
-  name, else found from the content (`lmms_eval_tasks._pope_blocks`). What pairs with nothing is
-  counted in run.json.
-- MMBench: `mmbench_en_dev`, `mmbench_en_test` (`mmbench/en_utils.py`: HF lmms-lab/MMBench `en`).
-  `gpt_eval_score` holds index, question, hint, A-E, answer, category, L2-category, split: each record is
-  a circular pass (index = g_index + k·1e6). VLMEvalKit's rules read the answer; lmms-eval's ChatGPT
-  matching is not logged per sample, so an unread answer takes the official random fallback
-  (`matcher: none`, counted as passes/random). The prompt is lmms-eval's (`input`), not LLaVA's.
-- MM-Vet: `mmvet` (`mmvet/utils.py`): `gpt_eval_score` holds question_id, question, gt_answer,
-  capabilities, the parsed judge score and `eval_model`. The score is kept as a one-run judge record whose
-  fingerprint names that model and lmms-eval (its judge set-up is not the official gpt-4-0613 with
-  max_tokens 3), so such runs are never merged with officially judged ones.
-- Not imported: `llava_in_the_wild` and `amber_g` (reasons in `UNSUPPORTED`).
+follow other rules, spec/benchmarks.md). Which lmms-eval tasks import as which evalkit task is declared by
+the tasks themselves (`Task.lmms_eval_names`, `lmms_eval_matches` for a log whose file name names no known
+task, `lmms_eval_convert`, implemented in `tasks/<bench>/lmms_eval.py`; `lmms_eval_unsupported` says why a
+benchmark's logs cannot be imported): this reader iterates over the registry and names no benchmark.
 """
 
 from __future__ import annotations
@@ -40,31 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import check_value, jsonl_records, read_text, sha256_file
+from evalkit.registry import TASKS, get_task
 from evalkit.task import Imported, Task
 from evalkit.types import UserError
 
-#: lmms-eval task → evalkit task
-LMMS_TASKS: dict[str, str] = {
-    "pope": "pope",
-    "pope_random": "pope",
-    "pope_pop": "pope",
-    "pope_adv": "pope",
-    "mmbench_en_dev": "mmbench",
-    "mmbench_en_test": "mmbench",
-    "mmvet": "mmvet",
-}
-UNSUPPORTED = {
-    "llava_bench": (
-        "lmms-eval's llava_in_the_wild records carry no question_id (its gpt_eval_llava_* fields hold the "
-        "question text, which repeats across images, and a review by lmms-eval's own judge set-up); import "
-        "a LLaVA-format answer file with the official review files instead"
-    ),
-    "amber": (
-        "lmms-eval's amber_g log carries no AMBER item id per sample (only counters), so its answers "
-        "cannot be matched to the official items; export {id, response} pairs and import those"
-    ),
-}
-POPE_TASK_SPLIT = {"pope_random": "random", "pope_pop": "popular", "pope_adv": "adversarial"}
 NAME_PATTERNS = (
     re.compile(r"_samples_(?P<task>.+)\.jsonl$"),
     re.compile(r"^samples_(?P<task>.+?)_\d{4}-\d{2}-\d{2}T[\d\-.:]+\.jsonl$"),
@@ -81,6 +46,14 @@ class Record:
     input: str | None
     doc: dict[str, Any] | None
     fields: dict[str, Any]
+
+    def metric(self, *names: str) -> dict[str, Any]:
+        """The first of the per-sample fields `names` that holds an object (what a task's
+        `process_results` logged, e.g. `gpt_eval_score`); {} when none does."""
+        for name in names:
+            if isinstance(self.fields.get(name), dict):
+                return self.fields[name]
+        return {}
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -192,32 +165,23 @@ def logged_model(path: Path) -> str | None:
     return " ".join(str(config[k]) for k in ("model", "model_args") if config.get(k))
 
 
-def _metric(rec: Record, *names: str) -> dict[str, Any]:
-    for name in names:
-        if isinstance(rec.fields.get(name), dict):
-            return rec.fields[name]
-    return {}
+def _tasks() -> list[Task]:
+    """Every registered task, in registry order (each declares its lmms-eval names and detection)."""
+    return [get_task(name) for name in TASKS]
 
 
-def detect(records: list[Record], lmms_task: str | None) -> str | None:
-    """The evalkit task the records belong to, from their per-sample fields (the file name decides only
-    when it names a task we know)."""
-    if lmms_task in LMMS_TASKS:
-        return LMMS_TASKS[lmms_task]
-    rec = records[0]
-    fields, doc = rec.fields, rec.doc or {}
-    score = _metric(rec, "gpt_eval_score", "submission")
-    if "pope_accuracy" in fields or {"question_id", "image_source", "category"} <= doc.keys():
-        return "pope"
-    if "L2-category" in score or "L2-category" in doc:
-        return "mmbench"
-    if "capabilities" in score or "capability" in doc:
-        return "mmvet"
-    if any(k.startswith("gpt_eval_llava") for k in fields):
-        return "llava_bench"
-    if "amber_chair" in fields:
-        return "amber"
-    return None
+def importable_names(tasks: list[Task]) -> dict[str, str]:
+    """lmms-eval task → the evalkit task its logs import as, from the tasks' `lmms_eval_names`."""
+    return {lmms: t.name for t in tasks for lmms in t.lmms_eval_names}
+
+
+def detect(records: list[Record], lmms_task: str | None, tasks: list[Task]) -> Task | None:
+    """The task the records belong to: the one whose `lmms_eval_names` hold the file's task name, else
+    the first whose `lmms_eval_matches` recognises the first record's per-sample fields."""
+    for t in tasks:
+        if lmms_task in t.lmms_eval_names:
+            return t
+    return next((t for t in tasks if t.lmms_eval_matches(records[0])), None)
 
 
 # ---------------------------------------------------------------------------------------- importing
@@ -229,26 +193,27 @@ def import_log(
     """The imported answers and the data info of an lmms-eval samples file, for `task`."""
     records = read_log(path)
     lmms_task = log_task_name(path)
-    family = detect(records, lmms_task)
+    tasks = _tasks()
+    names = importable_names(tasks)
+    family = detect(records, lmms_task, tasks)
     named = f"lmms-eval task {lmms_task!r}" if lmms_task else "an lmms-eval task"
     if family is None:
-        shared = ", ".join(sorted(LMMS_TASKS))
+        shared = ", ".join(sorted(names))
         raise UserError(
             f"{path} is a log of {named} that evalkit does not share; importable lmms-eval tasks: {shared}"
         )
-    if family in UNSUPPORTED:
-        raise UserError(f"{path}: {UNSUPPORTED[family]}")
-    if family != task.name:
-        raise UserError(f"{path} is a log of {named}, which is evalkit's {family!r}; pass --task {family}")
-    if lmms_task is not None and lmms_task not in LMMS_TASKS:
-        raise UserError(f"{path}: {named} is not one evalkit imports; importable: {', '.join(LMMS_TASKS)}")
+    if family.lmms_eval_unsupported is not None:
+        raise UserError(f"{path}: {family.lmms_eval_unsupported}")
+    if family.name != task.name:
+        raise UserError(
+            f"{path} is a log of {named}, which is evalkit's {family.name!r}; pass --task {family.name}"
+        )
+    if lmms_task is not None and lmms_task not in names:
+        raise UserError(f"{path}: {named} is not one evalkit imports; importable: {', '.join(names)}")
     if judgments:
         raise UserError("an lmms-eval log carries its own judge scores; --judgments does not apply")
-    from evalkit.interop import lmms_eval_tasks as convert_by
-
-    convert = {"pope": convert_by.pope, "mmbench": convert_by.mmbench, "mmvet": convert_by.mmvet}[family]
     with tempfile.TemporaryDirectory(prefix="evalkit-lmms-") as tmp:
-        items, info, counts = convert(task, records, lmms_task, Path(tmp), data_dir, path)
+        items, info, counts = task.lmms_eval_convert(records, lmms_task, Path(tmp), data_dir, path)
     info["inputs"] = {path.name: sha256_file(path)}
     info["lmms_eval"] = {"task": lmms_task, "model": logged_model(path), "records": len(records), **counts}
     return items, info
@@ -275,6 +240,3 @@ def problems(counts: dict[str, Any]) -> list[str]:
             "official questions without an answer: " + ", ".join(f"{k} {v}" for k, v in missing.items())
         )
     return out
-
-
-# --------------------------------------------------------------------------------------------- POPE

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.environment import cache_root
-from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX
+from evalkit.tasks.pope.protocol import PROMPT_SUFFIX as POPE_SUFFIX
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import describe, objects_named
 from evalkit.toy.language import records as text_records

@@ -24,7 +24,7 @@ import random
 import time
 from typing import Any
 
-from evalkit.tasks.pope import PROMPT_SUFFIX as POPE_SUFFIX  # train on the prompt the task asks
+from evalkit.tasks.pope.protocol import PROMPT_SUFFIX as POPE_SUFFIX  # train on the prompt the task asks
 from evalkit.toy.language import describe
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes

@@ -130,6 +130,14 @@ class Amber(Task):
     generation = GENERATIVE_GENERATION
     supports_toy = True
     task_options = OPTIONS
+    lmms_eval_unsupported = (
+        "lmms-eval's amber_g log carries no AMBER item id per sample (only counters), so its answers "
+        "cannot be matched to the official items; export {id, response} pairs and import those"
+    )
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        """lmms-eval's `amber_g` records (their `amber_chair` counters)."""
+        return "amber_chair" in record.fields
 
     def info(self) -> dict[str, Any]:
         return {

@@ -296,6 +296,15 @@ class LlavaBenchWild(LlavaBench):
     }
     image_source = f"{WILD_SOURCE} (images/)"
     question_file = "questions.jsonl"
+    lmms_eval_unsupported = (
+        "lmms-eval's llava_in_the_wild records carry no question_id (its gpt_eval_llava_* fields hold the "
+        "question text, which repeats across images, and a review by lmms-eval's own judge set-up); import "
+        "a LLaVA-format answer file with the official review files instead"
+    )
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        """lmms-eval's `llava_in_the_wild` records (their `gpt_eval_llava_*` reviews)."""
+        return any(k.startswith("gpt_eval_llava") for k in record.fields)
 
 
 class LlavaBenchCoco(LlavaBench):

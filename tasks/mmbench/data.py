@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalkit.environment import cache_root
-from evalkit.tasks.mmbench_protocol import is_na, rotate
+from evalkit.tasks.mmbench.protocol import is_na, rotate
 from evalkit.types import UserError
 
 CIRCULAR_STEP = 1_000_000

@@ -1,19 +1,29 @@
-"""The per-task converters of `evalkit.interop.lmms_eval`: an lmms-eval log's records turned into the
-official answer files each task's `import_answers` reads (POPE, MMBench, MM-Vet); see that module's
-docstring."""
+"""POPE from lmms-eval logs: `pope`, `pope_random`, `pope_pop`, `pope_adv` (lmms-eval
+`lmms_eval/tasks/pope/utils.py`, `pope*.yaml`: HF lmms-lab/POPE, 3,000 rows per split with question_id,
+question, answer, image_source, category).
+
+A record is paired with the row of the official file (`--data-dir`) with its split and question_id, when the
+question text ("imange" typo aside), label and image (when logged) agree. The split is `doc.category`, else
+the task name (`TASK_SPLIT`), else found from the content (`_pope_blocks`). What pairs with nothing is
+counted in run.json. The paired answers are written as official answer files and read by `importing`.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from evalkit.datafiles import mark_partial, sha256_file
-from evalkit.interop.lmms_eval import POPE_TASK_SPLIT, Record, _metric
 from evalkit.task import Imported
-from evalkit.types import Message, Sample, UserError
+from evalkit.tasks.pope.data import data_label, read_label_files
+from evalkit.tasks.pope.importing import import_answers
+from evalkit.tasks.pope.protocol import SPLITS
+from evalkit.types import UserError
+
+#: lmms-eval task → the POPE split its log holds (`pope` holds all three)
+TASK_SPLIT = {"pope_random": "random", "pope_pop": "popular", "pope_adv": "adversarial"}
 
 
 def _norm(text: str) -> str:
@@ -60,9 +70,10 @@ def _pope_blocks(parsed: list[tuple], counts: dict[str, Any]) -> dict[int, str]:
     return out
 
 
-def pope(task, records, lmms_task, tmp, data_dir, path):
-    from evalkit.tasks.pope import SPLITS, data_label, read_label_files
-
+def convert(
+    records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+    """The records as official POPE answers, paired with the official files of `data_dir` (see above)."""
     if data_dir is None:
         raise UserError(
             "pope import of an lmms-eval log needs --data-dir with the official coco_pope_{random,popular,"
@@ -71,11 +82,11 @@ def pope(task, records, lmms_task, tmp, data_dir, path):
         )
     splits, paths = read_label_files(Path(data_dir))
     official = {s: {int(r["question_id"]): r for r in rows} for s, rows in splits.items()}
-    hint = POPE_TASK_SPLIT.get(lmms_task or "")
+    hint = TASK_SPLIT.get(lmms_task or "")
     parsed = []  # (question_id, question, label, image, split named by the log, splits it fits)
     for rec in records:
         doc = rec.doc or {}
-        m = _metric(rec, "pope_accuracy", "pope_f1_score", "pope_precision", "pope_recall")
+        m = rec.metric("pope_accuracy", "pope_f1_score", "pope_precision", "pope_recall")
         try:
             qid = int(doc.get("question_id", m.get("question_id")))
         except (TypeError, ValueError):
@@ -93,7 +104,7 @@ def pope(task, records, lmms_task, tmp, data_dir, path):
     counts: dict[str, Any] = {}
     guessed = _pope_blocks(parsed, counts) if any(p[4] is None for p in parsed) else {}
     counts.update(unmatched_records=0, conflicting_records=0, ambiguous_records=0, duplicate_records=0)
-    matched: dict[tuple[str, int], Record] = {}
+    matched: dict[tuple[str, int], Any] = {}
     for i, (rec, (qid, question, label, image, split, _)) in enumerate(zip(records, parsed, strict=True)):
         split = split or guessed.get(i)
         if split is None:
@@ -121,7 +132,7 @@ def pope(task, records, lmms_task, tmp, data_dir, path):
             answers.append({"question_id": key, "text": matched[(s, int(r["question_id"]))].response})
     _write_jsonl(tmp / "questions.jsonl", questions)
     _write_jsonl(tmp / "answers.jsonl", answers)
-    items, _ = task.import_answers(tmp / "answers.jsonl", tmp / "questions.jsonl", tmp, [])
+    items, _ = import_answers(tmp / "answers.jsonl", tmp / "questions.jsonl", tmp, [])
     for it in items:
         meta = it.sample.meta
         meta.pop("answer_question_id", None)
@@ -136,94 +147,3 @@ def pope(task, records, lmms_task, tmp, data_dir, path):
     # a partial set is another column on a leaderboard, never merged silently
     mark_partial(info, len(matched), sum(n), "questions", " in the lmms-eval log")
     return items, info, counts
-
-
-# ------------------------------------------------------------------------------------------ MMBench
-
-
-def _na(value: Any) -> bool:
-    """A cell lmms-eval's pandas reads as missing: None, NaN, or 'nan'-like text."""
-    from evalkit.tasks.mmbench_protocol import is_na
-
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return True
-    return isinstance(value, str) and is_na(value)
-
-
-def mmbench(task, records, lmms_task, tmp, data_dir, path):
-    from evalkit.tasks.mmbench import _meta
-    from evalkit.tasks.mmbench_data import CIRCULAR_STEP, Pass
-
-    if lmms_task is not None and "_cn" in lmms_task:
-        raise UserError(f"{path}: {lmms_task} is MMBench-CN; evalkit's mmbench is the English set")
-    judge = {
-        "fingerprint": {"model": "none", "source": "lmms-eval log (its matcher outputs are not logged)"},
-        "outputs": [[]],
-    }
-    items, groups = [], set()
-    for rec in records:
-        f = rec.doc or _metric(rec, "gpt_eval_score", "submission")
-        if "index" not in f or "question" not in f:
-            raise UserError(f"{path}: doc_id {rec.doc_id}: no MMBench index/question (doc or gpt_eval_score)")
-        index = int(f["index"])
-        options = {c: str(f[c]) for c in "ABCDEFGHI" if c in f and not _na(f[c])}
-        names = ("hint", "answer", "category", "L2-category", "split")
-        hint, answer, category, l2, split = (None if _na(f.get(c)) else str(f[c]) for c in names)
-        g, k = index % CIRCULAR_STEP, index // CIRCULAR_STEP
-        p = Pass(index, g, k, str(f["question"]), hint, options, answer, category, l2, split, "", False)
-        groups.add(p.g_index)
-        meta = {**_meta(p), "matcher": "none", "lmms_eval_doc_id": rec.doc_id}
-        sample = Sample(str(index), (Message("user", rec.input or ""),), p.answer, str(p.g_index), meta)
-        items.append(Imported(sample, rec.response, judge))
-    if len({it.sample.id for it in items}) != len(items):
-        raise UserError(f"{path}: an MMBench index is logged twice")
-    hidden = all(it.sample.target is None for it in items)
-    info = {
-        "source": "lmms-eval",
-        "version": f"lmms-lab/MMBench en, as logged by lmms-eval ({lmms_task or 'task name unknown'})",
-        "prompt": "lmms-eval",
-        "matcher": "none",
-        "answers": "hidden" if hidden else "given",
-    }
-    return items, info, {"questions": len(groups), "passes": len(items)}
-
-
-# ------------------------------------------------------------------------------------------- MM-Vet
-
-
-def mmvet(task, records, lmms_task, tmp, data_dir, path):
-    answers, grades, metadata, doc_ids, failed = {}, {}, {}, {}, 0
-    for rec in records:
-        g, doc = _metric(rec, "gpt_eval_score"), rec.doc or {}
-        qid = g.get("question_id", doc.get("question_id"))
-        key = qid if isinstance(qid, str) and qid.startswith("v1_") else f"v1_{qid}"
-        score = g.get("score")
-        if qid is None or not isinstance(score, (int, float)):
-            raise UserError(f"{path}: doc_id {rec.doc_id}: no gpt_eval_score with question_id and score")
-        caps = g.get("capabilities", doc.get("capability", ""))
-        caps = [c.strip() for c in caps.split(",")] if isinstance(caps, str) else caps
-        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-            raise UserError(f"{path}: doc_id {rec.doc_id}: capabilities must be text or a list of text")
-        if not g.get("eval_model"):  # lmms-eval scores 0.0 when its judge call fails: a failure, not a score
-            failed += 1
-            continue
-        answers[key], doc_ids[key] = rec.response, rec.doc_id
-        grades[key] = {"score": [float(score)], "content": [str(float(score))], "model": [g["eval_model"]]}
-        metadata[key] = {
-            "imagename": f"{key}.png",
-            "question": str(g.get("question", doc.get("question", ""))),
-            "answer": str(g.get("gt_answer", doc.get("answer", ""))),
-            "capability": caps,
-        }
-    for name, data in (("answers.json", answers), ("grades.json", grades), ("mm-vet.json", metadata)):
-        (tmp / name).write_text(json.dumps(data), encoding="utf-8")
-    items, _ = task.import_answers(tmp / "answers.json", tmp / "mm-vet.json", None, [tmp / "grades.json"])
-    for it in items:
-        it.judge["fingerprint"]["source"] = "lmms-eval gpt_eval_score (parsed score only, one run)"
-        it.sample.meta["lmms_eval_doc_id"] = doc_ids.get(it.sample.id)
-    from evalkit.tasks.mmvet import OFFICIAL_ITEMS
-
-    info = {"source": "lmms-eval", "version": "lmms-lab/MMVet, as logged by lmms-eval"}
-    # a judge failure leaves its item out: fewer than the 218 items is a partial set, labelled as such
-    mark_partial(info, len(items), OFFICIAL_ITEMS, "items", " in the lmms-eval log")
-    return items, info, {"judge_failures_left_out": failed}

@@ -1,7 +1,8 @@
 """MMBench (English) with circular evaluation, VLMEvalKit's answer matching and ChatGPT matcher.
 
-The official rules live in `mmbench_protocol` (matching, prompts, rotation), TSV reading in `mmbench_data`,
-the test-split submission file in `mmbench_export`, the toy data in `mmbench_toy`.
+Modules: `protocol` (matching, prompts, rotation, fallback; no I/O), `data` (reading the official TSV,
+images, circular passes), `toy`, `export` (the test-split submission .xlsx), `lmms_eval` (lmms-eval logs).
+MMBench has no official answer-file importer: its answers come from a run or an lmms-eval log.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import numpy as np
 from evalkit.datafiles import toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
-from evalkit.task import COUNT, FAILURES, PERCENT, DataSpec, JudgedTask, LoadedData, TaskOption
-from evalkit.tasks.mmbench_data import CANDIDATES, Pass, find_tsv, load_passes
-from evalkit.tasks.mmbench_protocol import (
+from evalkit.task import COUNT, FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, TaskOption
+from evalkit.tasks.mmbench.data import CANDIDATES, Pass, find_tsv, load_passes
+from evalkit.tasks.mmbench.protocol import (
     GENERATION,
     JUDGE_SPEC,
     MATCHER_TEMPLATE,
@@ -43,7 +44,8 @@ OPTIONS = {
 METHODS = ("rule", "llm", "random")
 
 
-def _meta(p: Pass) -> dict[str, Any]:
+def pass_meta(p: Pass) -> dict[str, Any]:
+    """The stored `meta` of a pass's row (what scoring, export and rescore read)."""
     return {
         "index": p.index,
         "g_index": p.g_index,
@@ -157,12 +159,14 @@ class MMBench(JudgedTask):
     supports_toy = True
     judge_spec = JUDGE_SPEC
     task_options = OPTIONS
+    lmms_eval_names = ("mmbench_en_dev", "mmbench_en_test")
+    export_file = "mmbench_submission.xlsx"
 
     def load(self, spec: DataSpec) -> LoadedData:
         # the toy world has no LLM matcher offline: unread passes go straight to the official random fallback
         opts = self.read_options(spec, **({"matcher": "none"} if spec.toy else {}))
         if spec.toy:
-            from evalkit.tasks.mmbench_toy import TOY_FILE, default_toy_dir, write_toy_mmbench
+            from evalkit.tasks.mmbench.toy import TOY_FILE, default_toy_dir, write_toy_mmbench
 
             data_dir = write_toy_mmbench(default_toy_dir(spec.seed), seed=spec.seed)
             path = data_dir / TOY_FILE
@@ -183,7 +187,7 @@ class MMBench(JudgedTask):
                 messages=(Message("user", prompt(p.question, p.hint, p.options), (p.image,)),),
                 target=p.answer,
                 cluster=str(p.g_index),
-                meta={**_meta(p), "matcher": opts["matcher"]},
+                meta={**pass_meta(p), "matcher": opts["matcher"]},
             )
             for p in passes
         ]
@@ -291,3 +295,23 @@ class MMBench(JudgedTask):
                 est = stat.estimate().to_dict()
                 out[name] = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in est.items()}
         return out
+
+    # ------------------------------------------------------------------------------ lmms-eval, export
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        return "L2-category" in record.metric("gpt_eval_score", "submission") or "L2-category" in (
+            record.doc or {}
+        )
+
+    def lmms_eval_convert(
+        self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+    ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+        from evalkit.tasks.mmbench.lmms_eval import convert
+
+        return convert(records, lmms_task, tmp, data_dir, path)
+
+    def export_submission(self, rows: list[dict[str, Any]], path: Path) -> tuple[int, int]:
+        """The official submission .xlsx of the rows (`export.write_submission`)."""
+        from evalkit.tasks.mmbench.export import write_submission
+
+        return write_submission(rows, path)

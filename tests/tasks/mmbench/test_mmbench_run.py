@@ -17,14 +17,14 @@ import zipfile
 
 import pytest
 from openai_server import FakeOpenAIServer, Fault, last_user_text
-from test_mmbench import png_b64, write_tsv
+from support.mmbench import png_b64, write_tsv
 
+from evalkit.interop.exporting import export_run
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging
 from evalkit.scoring import rescore_run
-from evalkit.tasks.mmbench_export import export_submission
 
 JUDGE = "gpt-3.5-turbo-0613"
 SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -284,7 +284,7 @@ def test_test_split_is_answered_not_judged_and_exported(tmp_path, capsys):
     metrics = result.metrics["mmbench"]["metrics"]
     assert "overall" not in metrics and metrics["passes/unscored"]["value"] == 17
 
-    path, n, missing = export_submission(result.run_dir)
+    path, n, missing = export_run(result.run_dir, None)
     assert (path.name, n, missing) == ("mmbench_submission.xlsx", 17, 0)
     table = read_xlsx(path)
     header = ["index", "question", "A", "B", "C", "D", "prediction", "category", "l2-category", "split"]

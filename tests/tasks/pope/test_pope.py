@@ -8,7 +8,8 @@ import pytest
 from evalkit.interop.importer import import_answers
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
-from evalkit.tasks.pope import SPLITS, confusion, metrics_from_counts, parse_answer, read_label_files
+from evalkit.tasks.pope.data import read_label_files
+from evalkit.tasks.pope.protocol import SPLITS, confusion, metrics_from_counts, parse_answer
 from evalkit.types import UserError
 
 

@@ -4,24 +4,18 @@ VLMEvalKit's by-index images, legacy circular rows), and the errors for missing 
 
 Every expected value is worked out by hand from the official rules quoted in the comments."""
 
-import base64
-import csv
-import io
 import random
 
 import pytest
 from PIL import Image
+from support.mmbench import VLMEVAL_COLUMNS, png_b64, write_tsv
 
 from evalkit.task import DataSpec
 from evalkit.tasks.mmbench import MMBench
-from evalkit.tasks.mmbench_protocol import can_infer, can_infer_option, can_infer_text, matcher_prompt
+from evalkit.tasks.mmbench.protocol import can_infer, can_infer_option, can_infer_text, matcher_prompt
 from evalkit.types import UserError
 
 CHOICES = {"A": "cat", "B": "dog", "C": "teddy bear", "D": "rabbit"}
-VLMEVAL_COLUMNS = [
-    "index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "image",
-    "source", "comment",
-]  # fmt: skip
 LEGACY_COLUMNS = [
     "index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "source", "l2-category",
     "comment", "split",
@@ -201,7 +195,7 @@ def test_judge_runs_are_scored_apart_and_averaged():
 
 
 def test_the_fallback_is_uniform_over_the_options_and_z():
-    from evalkit.tasks.mmbench_protocol import fallback_choice
+    from evalkit.tasks.mmbench.protocol import fallback_choice
 
     draws = [fallback_choice({"A": "x", "B": "y"}, str(i), 0) for i in range(3000)]
     counts = {c: draws.count(c) for c in "ABZ"}
@@ -210,22 +204,6 @@ def test_the_fallback_is_uniform_over_the_options_and_z():
 
 
 # ------------------------------------------------------------------------------------------ TSV
-
-
-def png_b64(colour):
-    buf = io.BytesIO()
-    Image.new("RGB", (3, 3), colour).save(buf, "PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def write_tsv(path, rows, columns=VLMEVAL_COLUMNS):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([r.get(c, "") for c in columns])
-    return path
 
 
 def vlmeval_rows():

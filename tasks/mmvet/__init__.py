@@ -2,7 +2,7 @@
 
 Protocol (yuweihao/MM-Vet `mm-vet_evaluator.py`; LLaVA-1.5 `scripts/v1_5/eval/mmvet.sh`): the model answers
 the bare question greedily (up to 1,024 new tokens). The judge (`gpt-4-0613`, max 3 tokens, temperature 0)
-gets one user message: the few-shot table prompt (`mmvet_grader_prompt.txt`, verbatim) + "\\n" +
+gets one user message: the few-shot table prompt (`assets/mmvet_grader_prompt.txt`, verbatim) + "\\n" +
 "question | ground truth | prediction | ", with " <AND> " / " <OR> " spaced out in the ground truth. The
 score is the judge's first space-separated token as a float in [0, 1]. When that fails the judge is asked
 again with a suffix and a rising temperature; after 5 unparseable outputs the item scores 0.0.
@@ -11,9 +11,11 @@ capability integration (the exact set of capabilities), each averaged over the N
 1 decimal with numpy's rounding; `std` is the population std of the run totals and `runs` the rounded run
 totals. The evaluator's default is 1 run (`--num_run 1`; the paper used 5, LLaVA's 3-run files exist too).
 LLaVA-1.5's published numbers mix the two: 13B 36.1 is a single run (its 3-run file averages 36.3),
-7B 31.1 is the mean of 3 runs (31.2, 30.8, 31.2) — see `tests/test_mmvet.py`.
+7B 31.1 is the mean of 3 runs (31.2, 30.8, 31.2) — see `tests/tasks/mmvet/test_mmvet.py`.
 
-The protocol helpers live in `evalkit.tasks.mmvet_protocol` and are re-exported here.
+Modules: `protocol` (grading request, score parser, official tables; no I/O), `data` (mm-vet.json, images,
+answer, grade and score files), `toy`, `importing` (official answer + grade files), `lmms_eval` (lmms-eval
+logs), `assets/` (the grader prompt, verbatim, with its SOURCE note).
 """
 
 from __future__ import annotations
@@ -23,102 +25,36 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import mark_partial, sha256_file, toy_label
+from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
-from evalkit.tasks.mmvet_protocol import (
-    CAPABILITIES,
-    DECIMALS,
+from evalkit.tasks.mmvet.data import (
+    METADATA,
+    OFFICIAL_ITEMS,
+    RELEASE_ZIP,
+    check_images,
+    find_metadata,
+    read_metadata,
+)
+from evalkit.tasks.mmvet.protocol import (
     GENERATION,
     GRADER_PROMPT,
     JUDGE_GENERATION,
     JUDGE_MODEL,
     MAX_TRIES,
     RETRY_SUFFIX,
-    TRY_TEMPERATURES,
     Grade,
-    ItemGrade,
-    Summary,
     _runs_matrix,
-    capabilities_from_grades,
-    capabilities_of,
-    grade_scores,
-    grader_message,
     grader_request,
     integration_key,
-    integration_name,
-    official_round,
-    parse_score,
-    read_answers,
-    read_grades,
-    read_metadata,
-    read_score_csv,
     resolve_grade,
     summarize,
-    total_estimate,
 )
 from evalkit.types import Message, Sample, UserError
 
-__all__ = [
-    "CAPABILITIES",
-    "DECIMALS",
-    "GENERATION",
-    "GRADER_PROMPT",
-    "JUDGE_GENERATION",
-    "JUDGE_MODEL",
-    "MAX_TRIES",
-    "RETRY_SUFFIX",
-    "TRY_TEMPERATURES",
-    "Grade",
-    "ItemGrade",
-    "MMVet",
-    "Summary",
-    "capabilities_from_grades",
-    "capabilities_of",
-    "grade_scores",
-    "grader_message",
-    "grader_request",
-    "integration_key",
-    "integration_name",
-    "official_round",
-    "parse_score",
-    "read_answers",
-    "read_grades",
-    "read_metadata",
-    "read_score_csv",
-    "resolve_grade",
-    "summarize",
-    "total_estimate",
-]
-
-METADATA = "mm-vet.json"
-#: where `mm-vet.json` may sit in --data-dir: the folder itself, or the `mm-vet/` folder the zip unpacks to
-METADATA_DIRS = (".", "mm-vet")
-RELEASE_ZIP = "https://github.com/yuweihao/MM-Vet/releases/download/v1/mm-vet.zip"
-OFFICIAL_ITEMS = 218
 #: the evaluator's `--num_run` default (the paper used 5; LLaVA-1.5 published 1-run and 3-run grades)
 DEFAULT_RUNS = 1
-
-
-def _find_metadata(data_dir: Path) -> Path:
-    for sub in METADATA_DIRS:
-        path = data_dir / sub / METADATA
-        if path.is_file():
-            return path
-    raise UserError(
-        f"MM-Vet question file not found: {data_dir / METADATA} (also looked in {data_dir / 'mm-vet'}); "
-        f"unzip the MM-Vet release zip ({RELEASE_ZIP}) so that DIR/{METADATA} and DIR/images/ exist"
-    )
-
-
-def _check_images(metadata: dict[str, dict[str, Any]], keys: list[str], image_dir: Path) -> None:
-    missing = [metadata[k]["imagename"] for k in keys if not (image_dir / metadata[k]["imagename"]).is_file()]
-    if missing:
-        raise UserError(
-            f"MM-Vet image not found: {image_dir / missing[0]} ({len(set(missing))} images missing); "
-            f"the images are in images/ of the MM-Vet release zip ({RELEASE_ZIP}), or pass --image-dir DIR"
-        )
 
 
 def run_outputs(done: list[dict[str, Any]], n_runs: int) -> list[list[Any]]:
@@ -174,6 +110,7 @@ class MMVet(JudgedTask):
     default_metric = PERCENT
     generation = GENERATION
     supports_toy = True
+    lmms_eval_names = ("mmvet",)
     judge_spec = JudgeSpec(
         JUDGE_MODEL,
         temperature=JUDGE_GENERATION.temperature,
@@ -186,7 +123,7 @@ class MMVet(JudgedTask):
 
     def load(self, spec: DataSpec) -> LoadedData:
         if spec.toy:
-            from evalkit.tasks.mmvet_toy import default_toy_dir, write_mmvet
+            from evalkit.tasks.mmvet.toy import default_toy_dir, write_mmvet
 
             data_dir = write_mmvet(default_toy_dir(spec.seed), seed=spec.seed)
         elif spec.data_dir is not None:
@@ -196,11 +133,11 @@ class MMVet(JudgedTask):
                 f"mmvet needs data: pass --data toy, or --data-dir DIR with {METADATA} and images/ "
                 f"from {RELEASE_ZIP}"
             )
-        path = _find_metadata(data_dir)
+        path = find_metadata(data_dir)
         metadata = read_metadata(path)
         keys = list(metadata)[: spec.limit]
         image_dir = spec.image_dir if spec.image_dir is not None and not spec.toy else path.parent / "images"
-        _check_images(metadata, keys, image_dir)
+        check_images(metadata, keys, image_dir)
         samples = []
         for key in keys:
             item = metadata[key]
@@ -312,45 +249,24 @@ class MMVet(JudgedTask):
         out["judge_reasks"] = count(float(sum(r.get("judge_reasks", 0) for r in rows)))
         return out
 
-    # -------------------------------------------------------------------------------------- import
+    # ------------------------------------------------------------------------------ import, lmms-eval
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
-        if len(judgments) != 1:
-            raise UserError("mmvet import needs exactly one --judgments file (the official grade JSON)")
-        texts = read_answers(answers)
-        grades = read_grades(judgments[0])
-        metadata = read_metadata(questions) if questions else None
-        missing = [k for k in grades if k not in texts]
-        if missing:
-            raise UserError(f"{answers}: no answer for {len(missing)} graded items (first: {missing[0]})")
-        items = []
-        for key, grade in grades.items():
-            meta: dict[str, Any] = {"question_id": key}
-            if metadata is not None:
-                if key not in metadata:
-                    raise UserError(f"{questions}: item {key} of the grade file is not in the question file")
-                meta["capability"] = list(metadata[key]["capability"])
-            target = metadata[key].get("answer") if metadata else None
-            question = metadata[key].get("question", "") if metadata else ""
-            sample = Sample(id=key, messages=(Message("user", question),), target=target, meta=meta)
-            judge = {
-                "fingerprint": {
-                    "model": grade.models[0] if grade.models else JUDGE_MODEL,
-                    "source": "official grades",
-                },
-                "outputs": list(grade.contents) if grade.contents else [str(s) for s in grade.scores],
-                "official_scores": list(grade.scores),
-            }
-            items.append(Imported(sample, texts[key], judge))
-        # the benchmark: the question file when given, else the official set the grade file is of
-        n = len(metadata) if metadata is not None else OFFICIAL_ITEMS
-        label = toy_label(questions.parent) if questions else None
-        info = {
-            "source": "import",
-            "version": label or ("MM-Vet v1 (218 items)" if n == OFFICIAL_ITEMS else f"unknown ({n} items)"),
-            "files": {METADATA: sha256_file(questions)} if questions else {},
-            "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
-        }
-        return items, mark_partial(info, len(items), n)
+        """Official answers with their official grade file (`importing.import_answers`)."""
+        from evalkit.tasks.mmvet.importing import import_answers
+
+        return import_answers(answers, questions, data_dir, judgments)
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        return "capabilities" in record.metric("gpt_eval_score", "submission") or "capability" in (
+            record.doc or {}
+        )
+
+    def lmms_eval_convert(
+        self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+    ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+        from evalkit.tasks.mmvet.lmms_eval import convert
+
+        return convert(records, lmms_task, tmp, data_dir, path)

@@ -19,7 +19,8 @@ from evalkit.task import DataSpec
 from evalkit.tasks.mmvet import MMVet
 from evalkit.types import UserError
 
-PROMPT = (Path(__file__).resolve().parents[1] / "tasks" / "mmvet_grader_prompt.txt").read_bytes().decode()
+ROOT = Path(__file__).resolve().parents[3]
+PROMPT = (ROOT / "tasks" / "mmvet" / "assets" / "mmvet_grader_prompt.txt").read_bytes().decode()
 RETRY = "\nPredict the correctness of the answer (digit): "
 GARBAGE = ["Correct", "It is", "N/A", "maybe", "unsure"]
 
@@ -266,7 +267,7 @@ def test_missing_data_names_the_file_and_where_it_comes_from(tmp_path, data_dir)
 
 
 def test_toy_data_has_the_official_schema_and_matches_its_images(tmp_path):
-    from evalkit.tasks.mmvet_protocol import CAPABILITIES
+    from evalkit.tasks.mmvet.protocol import CAPABILITIES
     from evalkit.toy.world import STYLE
 
     loaded = MMVet().load(DataSpec(toy=True, seed=3))

@@ -12,6 +12,8 @@ The .xlsx is written with the standard library (a minimal SpreadsheetML workbook
 openpyxl is needed:
 
     evalkit export RUN_DIR [--output FILE.xlsx]   # default RUN_DIR/mmbench_submission.xlsx
+
+(`MMBench.export_file` and `MMBench.export_submission`, called by `evalkit.interop.exporting`.)
 """
 
 from __future__ import annotations
@@ -22,10 +24,6 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from evalkit.types import UserError
-
-TASK = "mmbench"
-DEFAULT_NAME = "mmbench_submission.xlsx"
 #: characters XML 1.0 cannot hold (Excel would refuse the file): dropped from cell text
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -140,19 +138,9 @@ def submission_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[A
     return columns, values, missing
 
 
-def export_submission(run_dir: str | Path, output: str | Path | None = None) -> tuple[Path, int, int]:
-    """Write the run's mmbench rows as the submission .xlsx; returns (path, rows written, predictions
+def write_submission(rows: list[dict[str, Any]], path: Path) -> tuple[int, int]:
+    """Write stored mmbench rows as the submission .xlsx at `path`; returns (rows written, predictions
     missing)."""
-    from evalkit.store import RunStore
-
-    run_dir = Path(run_dir)
-    store = RunStore(run_dir)
-    if not store.samples_path(TASK).is_file():
-        raise UserError(f"{run_dir}: no mmbench answers here ({store.samples_path(TASK)} not found)")
-    rows = store.read_samples(TASK)
-    if not rows:
-        raise UserError(f"{store.samples_path(TASK)}: no rows")
-    path = Path(output) if output else run_dir / DEFAULT_NAME
     columns, values, missing = submission_table(rows)
     write_xlsx(path, columns, values)
-    return path, len(values), missing
+    return len(values), missing

@@ -4,22 +4,24 @@ import json
 
 import pytest
 
-from evalkit.tasks.mmvet import (
+from evalkit.tasks.mmvet.data import (
+    capabilities_from_grades,
+    grade_scores,
+    read_answers,
+    read_grades,
+    read_score_csv,
+)
+from evalkit.tasks.mmvet.protocol import (
     GRADER_PROMPT,
     MAX_TRIES,
     RETRY_SUFFIX,
     Grade,
-    capabilities_from_grades,
-    grade_scores,
     grader_message,
     grader_request,
     integration_key,
     integration_name,
     official_round,
     parse_score,
-    read_answers,
-    read_grades,
-    read_score_csv,
     resolve_grade,
     summarize,
     total_estimate,
@@ -223,7 +225,7 @@ def test_official_7b_total(shared):
 
 def test_official_tables_with_metadata(shared):
     """Every cell of the official CSVs, when mm-vet.json (release zip, not in git) has been supplied."""
-    from evalkit.tasks.mmvet import capabilities_of, read_metadata
+    from evalkit.tasks.mmvet.data import capabilities_of, read_metadata
 
     meta = next(
         (p for p in (shared / "mm_vet/mm-vet.json", shared / "mm_vet/mm-vet/mm-vet.json") if p.is_file()),
@@ -264,7 +266,7 @@ def test_answer_file_errors(tmp_path):
 
 
 def test_metadata_file(tmp_path):
-    from evalkit.tasks.mmvet import capabilities_of, read_metadata
+    from evalkit.tasks.mmvet.data import capabilities_of, read_metadata
 
     path = tmp_path / "mm-vet.json"
     item = {"imagename": "v1_0.png", "question": "q", "answer": "a<OR>b", "capability": ["ocr", "math"]}
