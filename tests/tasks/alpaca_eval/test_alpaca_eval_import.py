@@ -12,7 +12,7 @@ import pytest
 
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
-from evalkit.tasks import alpaca_eval_lc as lc
+from evalkit.tasks.alpaca_eval import length_controlled as lc
 from evalkit.types import UserError
 
 AE = "alpaca_eval"

@@ -46,6 +46,7 @@ COLUMNS = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseli
 WEIGHTS_REPO_PATH = "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1"
 DIFFICULTY_FILE = "instruction_difficulty.csv"
 #: Why a run (as opposed to an import of a published model) has no LC win rate.
+V1_LC_NOTE = {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"}
 REFIT_NOTE = (
     "not computed: the length-controlled win rate of newly judged answers needs the GLM refitted on these "
     "judgements together with df_gamed.csv from " + HUB + "; put it in --data-dir or pass "
@@ -307,6 +308,19 @@ def fit_length_controlled(
     predicted = _logistic(theta.difficulty * difficulty + theta.not_gamed)
     se = float(predicted.std(ddof=1) / math.sqrt(predicted.size)) * 100
     return LcFit(float(predicted.mean()) * 100, se, theta, float(np.ravel(model.C_)[0]))
+
+
+def gamed_file(task: str, data_dir: Path | None, given: str | None) -> Path | None:
+    """The hub-only df_gamed.csv for the LC refit: `given` (`--task-option alpaca_eval.df_gamed=PATH`),
+    else in --data-dir; None when neither gives one."""
+    key = f"{task}.df_gamed"
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise UserError(f"--task-option {key}: {path} not found")
+        return path
+    found = data_dir / GAMED_FILE if data_dir is not None else None
+    return found if found is not None and found.is_file() else None
 
 
 def refit_record(path: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from evalkit.tasks import alpaca_eval_lc as lc  # noqa: E402
+from evalkit.tasks.alpaca_eval import length_controlled as lc  # noqa: E402
 from evalkit.types import UserError  # noqa: E402
 
 THETA = (-0.9, 0.7, 0.4)  # length, difficulty, not_gamed
@@ -111,7 +111,7 @@ def test_gamed_file_errors(tmp_path):
 
 
 def test_a_run_with_df_gamed_reports_the_refitted_lc(tmp_path):
-    import test_alpaca_eval_run as ae  # the run harness of the judged-run tests
+    import support.alpaca_eval as ae  # the run harness of the judged-run tests
     from openai_server import FakeOpenAIServer
 
     from evalkit.scoring import rescore_run
