@@ -36,7 +36,7 @@ from evalkit.task import (
     TaskOption,
 )
 from evalkit.tasks.alpaca_eval import length_controlled as lc
-from evalkit.tasks.alpaca_eval.data import load_template, read_reference, reference_file
+from evalkit.tasks.alpaca_eval.data import GlmWeights, load_template, read_reference, reference_file
 from evalkit.tasks.alpaca_eval.importing import IMPORT_SOURCE, import_answers
 from evalkit.tasks.alpaca_eval.protocol import (
     DRAW,
@@ -269,8 +269,8 @@ class AlpacaEvalTask(JudgedTask):
             first = glm[0]
             difficulty = [g["instruction_difficulty"] for g in glm]
             value, se = lc.lc_from_weights(
-                lc.GlmWeights(**first["model_weights"]),
-                lc.GlmWeights(**first["baseline_weights"]),
+                GlmWeights(**first["model_weights"]),
+                GlmWeights(**first["baseline_weights"]),
                 None if any(d is None for d in difficulty) else np.asarray(difficulty, dtype=float),
             )
             out["length_controlled_win_rate"] = _plain(value, n)

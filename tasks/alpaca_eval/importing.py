@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from evalkit.datafiles import mark_partial, read_json, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.alpaca_eval import length_controlled as lc
-from evalkit.tasks.alpaca_eval.data import Annotations, read_annotations, read_outputs
+from evalkit.tasks.alpaca_eval.data import (
+    GAMED_FILE,
+    N_INSTRUCTIONS,
+    Annotations,
+    read_annotations,
+    read_outputs,
+)
 from evalkit.tasks.alpaca_eval.protocol import finite_or_none, get_version, is_switched
 from evalkit.types import Message, Sample, UserError
 
@@ -85,7 +91,7 @@ def import_answers(
     refit = None
     if task.version_name == "2.0":
         glm, difficulty, lc_note, lc_files = lc.for_import(ann.model, data_dir, len(ann.items))
-        gamed = data_dir / lc.GAMED_FILE if data_dir is not None else None
+        gamed = data_dir / GAMED_FILE if data_dir is not None else None
         if glm is None and gamed is not None and gamed.is_file():
             refit = lc.refit_record(gamed)
             lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed.name}"}, [gamed]
@@ -122,7 +128,7 @@ def import_answers(
         items.append(Imported(sample, outputs[a.instruction], judge))
     info = {
         "source": "import",
-        "version": f"AlpacaEval {v.name} ({lc.N_INSTRUCTIONS} instructions)",
+        "version": f"AlpacaEval {v.name} ({N_INSTRUCTIONS} instructions)",
         "files": {p.name: sha256_file(p) for p in lc_files},
         "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
         "alpaca_eval_version": v.name,
@@ -131,4 +137,4 @@ def import_answers(
         "judge": fingerprint,
         "length_controlled": lc_note,
     }
-    return items, mark_partial(info, len(items), lc.N_INSTRUCTIONS, "instructions")
+    return items, mark_partial(info, len(items), N_INSTRUCTIONS, "instructions")

@@ -286,9 +286,9 @@ def test_lc_of_the_baseline_against_itself_is_50(shared):
 
 def test_lc_needs_the_hub_difficulties_for_other_models(shared, tmp_path):
     weights = shared / AE / WEIGHTS / lc.WEIGHTS_FILE
-    w = lc.read_glm_weights(weights)
+    w = files.read_glm_weights(weights)
     assert len(w) == 200
-    assert w["alpaca-7b"] == lc.GlmWeights(-2.2067864500930003, 0.9859274836495522, -3.690741791907489)
+    assert w["alpaca-7b"] == files.GlmWeights(-2.2067864500930003, 0.9859274836495522, -3.690741791907489)
     with pytest.raises(UserError, match="instruction_difficulty.csv"):
         lc.length_controlled_win_rate("alpaca-7b", weights)
     with pytest.raises(UserError, match="no GLM weights for 'my-model'"):
@@ -302,15 +302,15 @@ def test_lc_needs_the_hub_difficulties_for_other_models(shared, tmp_path):
 def test_lc_closed_form_by_hand(tmp_path):
     path = tmp_path / "instruction_difficulty.csv"
     path.write_text("index,instruction_difficulty\n0,0.0\n1,1.0\n2,2.0\n")
-    difficulty = lc.read_instruction_difficulty(path, expected_rows=None)
-    model, base = lc.GlmWeights(-1.0, 1.5, -1.0), lc.GlmWeights(0.0, 0.5, 0.0)
+    difficulty = files.read_instruction_difficulty(path, expected_rows=None)
+    model, base = files.GlmWeights(-1.0, 1.5, -1.0), files.GlmWeights(0.0, 0.5, 0.0)
     # delta: difficulty 1.0, not_gamed -1.0 -> sigmoid(-1), sigmoid(0), sigmoid(1); the length term drops out
     s = 1 / (1 + math.exp(-1))
     values = np.array([1 - s, 0.5, s])
     value, se = lc.lc_from_weights(model, base, difficulty)
     assert value == pytest.approx(50.0)
     assert se == pytest.approx(100 * values.std(ddof=1) / math.sqrt(3))
-    assert lc.lc_from_weights(lc.GlmWeights(0, 0.5, 2.0), base, None) == (
+    assert lc.lc_from_weights(files.GlmWeights(0, 0.5, 2.0), base, None) == (
         pytest.approx(100 / (1 + math.exp(-2))),
         0.0,
     )
@@ -326,10 +326,10 @@ def test_bad_files_are_user_errors(tmp_path):
     p = tmp_path / "w.csv"
     p.write_text("model,a,b\nx,1,2\n")
     with pytest.raises(UserError, match="not an AlpacaEval GLM weights file"):
-        lc.read_glm_weights(p)
+        files.read_glm_weights(p)
     p.write_text(",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\nm,1,x,2\n")
     with pytest.raises(UserError, match=r"w.csv:2: 'x' is not a number"):
-        lc.read_glm_weights(p)
+        files.read_glm_weights(p)
 
 
 # ------------------------------------------------------------------------------------------------ loading
