@@ -7,12 +7,12 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalkit.tasks.alpaca_eval_protocol import parse_ranking
+from evalkit.tasks.alpaca_eval.protocol import parse_ranking
 from evalkit.tasks.llava_bench.protocol import parse_review
 from evalkit.tasks.mmbench.protocol import can_infer
 from evalkit.tasks.mmhal.protocol import parse_rating as mmhal_rating
 from evalkit.tasks.mmvet.protocol import parse_score
-from evalkit.tasks.mt_bench_protocol import parse_rating_status, parse_verdict
+from evalkit.tasks.mt_bench.protocol import parse_rating_status, parse_verdict
 from evalkit.tasks.objhal.nouns import builtin_tokenize, split_sentences
 from evalkit.tasks.objhal.protocol import parse_object_list
 from evalkit.tasks.pope import Pope

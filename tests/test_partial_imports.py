@@ -11,7 +11,7 @@ from test_generated_import_inputs import BUILDERS, import_case, run_import
 
 from evalkit.analysis.leaderboard import build_leaderboard
 from evalkit.interop.importer import import_answers
-from evalkit.tasks.mt_bench_protocol import QUESTION_FILE
+from evalkit.tasks.mt_bench.data import QUESTION_FILE
 from evalkit.tasks.objhal import importing as objhal_import
 from evalkit.tasks.objhal.nouns import resolve
 from evalkit.types import UserError

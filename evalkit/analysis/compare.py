@@ -14,7 +14,8 @@ The gate never passes on nothing: it refuses (exit 3) runs that are not finished
 `allow_unfinished`), tasks whose task version, data version or data file checksums or judges differ,
 fewer than `min_common` common scored samples or bootstrap units (a POPE run at `--limit 30` holds two
 images), and a checked metric that is NaN on either side. Damaged sample lines are skipped and named as
-`file:line` in the warnings; the samples files are only read.
+`file:line` in the warnings; the samples files are only read. The pairing rules and refusal checks are in
+`evalkit.analysis.pairing`; this module holds the statistics, the gate and the table.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.analysis.runs import Run, canonical, judge_label, metric_direction
+from evalkit.analysis.pairing import (
+    judge_mismatch,
+    scored_rows,
+    select_metrics,
+    task_mismatch,
+    task_statistics,
+    unfinished,
+)
+from evalkit.analysis.runs import Run, metric_direction
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, holm, paired_bootstrap
 from evalkit.types import UserError
 
@@ -143,97 +152,6 @@ def verdict(diff: float, p_holm: float, direction: int, alpha: float) -> str:
     return "gain" if diff * direction > 0 else "loss"
 
 
-def _scored(rows: list[dict[str, Any]], judged: bool) -> dict[str, dict[str, Any]]:
-    """Rows that were scored: no failure and, for a judged task, a judge record."""
-    return {r["id"]: r for r in rows if r.get("error") is None and (not judged or "judge" in r)}
-
-
-def _check_task(base: Run, new: Run, task: str) -> None:
-    vb, vn = base.task_version(task), new.task_version(task)
-    if vb != vn:
-        raise Incomparable(
-            f"{task}: task versions differ (base {base.name}: {vb}, new {new.name}: {vn}); scores of "
-            "different task versions are not comparable — re-run or `evalkit rescore` both with one version"
-        )
-    db, dn = base.data_version(task), new.data_version(task)
-    if db != dn:
-        raise Incomparable(
-            f"{task}: data versions differ (base {base.name}: {db or 'unknown'}, new {new.name}: "
-            f"{dn or 'unknown'}); runs on different data are never compared — run both on the same data"
-        )
-    fb, fn = base.data_files(task), new.data_files(task)
-    changed = sorted(k for k in fb.keys() & fn.keys() if fb[k] != fn[k])
-    if changed:
-        raise Incomparable(
-            f"{task}: the data files differ (checksums of {', '.join(changed)}); runs on different data "
-            "are never compared — run both on the same files"
-        )
-
-
-def check_finished(runs: list[Run], allow_unfinished: bool, warnings: list[str]) -> None:
-    """Refuse a run that did not finish (status running, interrupted, unknown) unless allowed."""
-    for run in runs:
-        if run.status == "failed":
-            warnings.append(
-                f"run {run.name}: its failure rate was above --max-failure-rate (status failed); its failed "
-                "rows are left out of the pairing"
-            )
-        if run.finished:
-            continue
-        if not allow_unfinished:
-            raise Incomparable(
-                f"run {run.name} ({run.path}) is not finished (status {run.status}); re-run its command to "
-                "finish it, or pass --allow-unfinished to compare the samples stored so far"
-            )
-        warnings.append(f"run {run.name} is not finished (status {run.status}): its stored samples only")
-
-
-def _statistics(task: Any, run: Run, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The task's per-sample statistics; rows whose fields cannot be read (damaged by hand or by another
-    tool) are a one-line `UserError` naming the run, never a traceback."""
-    try:
-        return task.statistics(rows)
-    except NotImplementedError:
-        raise
-    except (TypeError, KeyError, ValueError, AttributeError, IndexError) as exc:
-        raise UserError(
-            f"{run.path}: the stored rows of {task.name} cannot be read ({type(exc).__name__}: {exc}); the "
-            f"samples file is damaged — `evalkit run` the same command again to redo bad rows"
-        ) from None
-
-
-def _check_judges(base: Run, new: Run, task: str, rows_b: list[dict], rows_n: list[dict]) -> None:
-    fb, fn = base.judge_fingerprints(task, rows_b), new.judge_fingerprints(task, rows_n)
-    if sorted(map(canonical, fb)) != sorted(map(canonical, fn)):
-        keys = sorted({k for fp in [*fb, *fn] for k in fp if any(fp.get(k) != o.get(k) for o in [*fb, *fn])})
-        raise Incomparable(
-            f"{task}: the runs were scored by different judges (base: {judge_label(fb) or 'none'}, "
-            f"new: {judge_label(fn) or 'none'}; differing fields: {', '.join(keys) or 'count'}); rows "
-            "scored by different judges are never compared — judge both runs with the same judge"
-        )
-
-
-def _select(
-    task: str, available: list[str], headline: str, metrics: list[str] | None, rules: list[Rule]
-) -> list[str]:
-    wanted: list[str] = []
-    if metrics is None:
-        wanted.append(headline)
-    for item in metrics or []:
-        if item == "all":
-            wanted.extend(available)
-        elif "." in item:
-            t, m = item.split(".", 1)
-            wanted.extend([m] if t == task else [])
-        elif item in available:
-            wanted.append(item)
-    wanted.extend(r.metric for r in rules if r.task == task)
-    unknown = [m for m in wanted if m not in available]
-    if unknown:
-        raise UserError(f"{task} has no metric {unknown[0]!r}; its metrics here: {', '.join(available)}")
-    return list(dict.fromkeys(wanted))
-
-
 def compare_runs(
     base_dir: str | Path,
     new_dir: str | Path,
@@ -264,7 +182,9 @@ def compare_runs(
         raise UserError(f"--min-common {min_common}: use at least 2 (an interval needs two units)")
     base, new = Run.open(base_dir), Run.open(new_dir)
     warnings: list[str] = []
-    check_finished([base, new], allow_unfinished, warnings)
+    refusal = unfinished([base, new], allow_unfinished, warnings)
+    if refusal:
+        raise Incomparable(refusal)
     if tasks:
         names = list(dict.fromkeys(tasks))
     else:
@@ -281,16 +201,20 @@ def compare_runs(
     if not names:
         raise Incomparable(f"{base.name} and {new.name} have no task in common")
     for name in names:
-        _check_task(base, new, name)
+        refusal = task_mismatch(base, new, name)
+        if refusal:
+            raise Incomparable(refusal)
 
     out: list[MetricComparison] = []
     for name in names:
         task = get_task(name)
         judged = hasattr(task, "judge_spec")
-        rows_b, rows_n = _scored(base.rows(name), judged), _scored(new.rows(name), judged)
+        rows_b, rows_n = scored_rows(base.rows(name), judged), scored_rows(new.rows(name), judged)
         common = [i for i in rows_b if i in rows_n]
         sel_b, sel_n = [rows_b[i] for i in common], [rows_n[i] for i in common]
-        _check_judges(base, new, name, sel_b, sel_n)
+        refusal = judge_mismatch(base, new, name, sel_b, sel_n)
+        if refusal:
+            raise Incomparable(refusal)
         if len(common) < min_common:
             raise Incomparable(
                 f"{name}: only {len(common)} samples are scored in both runs (at least {min_common} needed, "
@@ -303,14 +227,14 @@ def compare_runs(
                 f"({len(rows_b)} base, {len(rows_n)} new); values are over the common samples"
             )
         try:
-            stats_b, stats_n = _statistics(task, base, sel_b), _statistics(task, new, sel_n)
+            stats_b, stats_n = task_statistics(task, base, sel_b), task_statistics(task, new, sel_n)
         except NotImplementedError:
             if any(r.task == name for r in rules):
                 raise Incomparable(f"{name}: this task does not expose per-sample statistics yet") from None
             warnings.append(f"{name}: not compared (the task does not expose per-sample statistics yet)")
             continue
         available = [m for m in stats_b if m in stats_n]
-        for metric in _select(name, available, task.headline, metrics, rules):
+        for metric in select_metrics(name, available, task.headline, metrics, rules):
             est = paired_bootstrap(stats_b[metric], stats_n[metric], n_resamples=n_resamples, seed=seed)
             if est.n_units < min_common:
                 raise Incomparable(

@@ -3,21 +3,19 @@
 `OpenAIClient` owns everything about talking to the endpoint (URL and auth handling, proxies,
 connection limits, timeouts, retries with backoff and Retry-After, the pre-run probe) so that the
 model backend (`evalkit.models.openai_backend`) and the LLM judges share one implementation.
-A call that fails for good raises `ChatError`; a successful one returns a `ChatResult`.
+A call that fails for good raises `ChatError`; a successful one returns a `ChatResult`. URL, proxy and
+header parsing live in `evalkit.models.openai_http`; this module holds the queue, retry and timeout loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import email.utils
 import json
 import logging
 import os
 import random
 import threading
 import time
-import urllib.request
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +26,7 @@ import aiohttp
 from yarl import URL
 
 from evalkit.models.base import public_url
+from evalkit.models.openai_http import basic_auth, endpoint, env_proxy, retry_after_s, short_body
 from evalkit.types import ErrorInfo, UserError
 
 log = logging.getLogger(__name__)
@@ -88,56 +87,6 @@ class _LoopState:
     proxy: URL | None = None
 
 
-def _endpoint(base: URL, route: str) -> URL:
-    """`base` + `route`, without user info, keeping the base URL's query (e.g. `?api-version=`)."""
-    out = base.with_user(None).with_path(base.raw_path.rstrip("/") + route, encoded=True)
-    return URL(f"{out}?{base.raw_query_string}", encoded=True) if base.raw_query_string else out
-
-
-def _env_proxy(url: URL) -> URL | None:
-    """The proxy for `url` from HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, looked up once per session
-    (aiohttp's own `trust_env` does it, and a netrc lookup, in threads on every request). User info
-    in the proxy URL is sent to the proxy as Proxy-Authorization."""
-    if url.host and urllib.request.proxy_bypass(url.host):
-        return None
-    proxies = urllib.request.getproxies()
-    raw = proxies.get(url.scheme) or proxies.get("all")
-    return URL(raw if "://" in raw else f"http://{raw}") if raw else None
-
-
-def _basic_auth(url: URL) -> str:
-    """An HTTP Basic authorization value from the user info of `url`."""
-    userpass = f"{url.user or ''}:{url.password or ''}".encode()
-    return "Basic " + base64.b64encode(userpass).decode("ascii")
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _short_body(text: str, limit: int = 300) -> str:
-    """The error message from an OpenAI-style error body, else the body text, on one short line."""
-    try:
-        err = json.loads(text).get("error")
-        if isinstance(err, dict) and err.get("message"):
-            text = str(err["message"])
-        elif isinstance(err, str):
-            text = err
-    except (ValueError, AttributeError):
-        pass
-    text = " ".join(text.split())
-    return text[:limit] + ("…" if len(text) > limit else "")
-
-
 class OpenAIClient:
     """Async client for one model on an OpenAI-compatible `/chat/completions` endpoint.
 
@@ -174,12 +123,12 @@ class OpenAIClient:
             raise UserError(f"invalid --base-url {public_url(self.base_url)!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not host:
             raise UserError(f"--base-url must be an http(s) URL, got {public_url(self.base_url)!r}")
-        self._url = _endpoint(url, "/chat/completions")  # URL credentials go in the Authorization header
-        self._models_url = _endpoint(url, "/models")
+        self._url = endpoint(url, "/chat/completions")  # URL credentials go in the Authorization header
+        self._models_url = endpoint(url, "/models")
         self._url_password = url.password
         # query values may be keys (`?api-key=...`); short ones (`?v=1`) would mask too much
         self._url_secrets = [v for v in url.query.values() if len(v) >= 8]
-        self._url_auth = _basic_auth(url) if url.user is not None or url.password is not None else None
+        self._url_auth = basic_auth(url) if url.user is not None or url.password is not None else None
         self.api_key_env = api_key_env
         self._api_key = os.environ.get(api_key_env) or None  # None: local server, no auth header
         self.concurrency = max(1, int(concurrency))
@@ -228,7 +177,7 @@ class OpenAIClient:
                 st.headers["Authorization"] = self._url_auth
             elif self._api_key:
                 st.headers["Authorization"] = f"Bearer {self._api_key}"
-            st.proxy = _env_proxy(self._url)
+            st.proxy = env_proxy(self._url)
             st.session = aiohttp.ClientSession(
                 # TLS: aiohttp's default context (system CAs; honours SSL_CERT_FILE / SSL_CERT_DIR).
                 connector=aiohttp.TCPConnector(limit=st.concurrency),
@@ -281,7 +230,7 @@ class OpenAIClient:
         Unreachable: connection refused or reset, DNS or TLS failure, no answer within `timeout_s`.
         A 429 or 5xx means the server is there (busy or failing now): the run's retries handle it."""
         headers = self._auth_headers()
-        proxy = _env_proxy(self._url)
+        proxy = env_proxy(self._url)
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
                 async with session.get(self._models_url, headers=headers, proxy=proxy) as resp:
@@ -297,7 +246,7 @@ class OpenAIClient:
             return self.redact(f"unreachable: {type(exc).__name__}: {exc}")
         if code == 200 or code in (408, 429) or code >= 500:
             return None
-        return self.redact(f"HTTP {code}: {_short_body(reply)}")
+        return self.redact(f"HTTP {code}: {short_body(reply)}")
 
     async def chat(
         self, messages: list[dict[str, Any]], *, on_sent: Callable[[], None] | None = None, **sampling: Any
@@ -392,13 +341,13 @@ class OpenAIClient:
             raise _Retry("backend_error", self.redact(msg)) from None
         latency = time.perf_counter() - t0
         if code == 429:
-            msg = self.redact(f"HTTP 429: {_short_body(reply)}")
-            raise _Retry("rate_limited", msg, _retry_after_s(retry_after))
+            msg = self.redact(f"HTTP 429: {short_body(reply)}")
+            raise _Retry("rate_limited", msg, retry_after_s(retry_after))
         if code == 408 or code >= 500:
             kind = "timeout" if code == 408 else "backend_error"
-            raise _Retry(kind, self.redact(f"HTTP {code}: {_short_body(reply)}"))
+            raise _Retry(kind, self.redact(f"HTTP {code}: {short_body(reply)}"))
         if code != 200:
-            raise ChatError("backend_error", self.redact(f"HTTP {code}: {_short_body(reply)}"))
+            raise ChatError("backend_error", self.redact(f"HTTP {code}: {short_body(reply)}"))
         try:
             raw = json.loads(reply)
             message = raw["choices"][0]["message"]

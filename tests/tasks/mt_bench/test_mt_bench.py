@@ -10,19 +10,21 @@ from collections import Counter
 
 import pytest
 
-from evalkit.tasks.mt_bench import (
-    CATEGORIES,
+from evalkit.tasks.mt_bench.data import (
     DATA_DIR,
+    load_judge_prompts,
+    load_judgments,
+    load_questions,
+    load_reference_answers,
+)
+from evalkit.tasks.mt_bench.protocol import (
+    CATEGORIES,
     INVALID,
     Judgment,
     Question,
     conversation,
     generation_config,
     judge_prompt_name,
-    load_judge_prompts,
-    load_judgments,
-    load_questions,
-    load_reference_answers,
     pair_outcome,
     parse_rating,
     parse_verdict,

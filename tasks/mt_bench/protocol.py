@@ -1,6 +1,6 @@
-"""MT-Bench protocol pieces (FastChat `fastchat/llm_judge/`): the official files, the conversation each
-turn is asked in, the single-answer judge prompts, the rating parser and `show_result`'s aggregation, plus
-the optional pairwise rules. `tasks/mt_bench.py` wires them into a task.
+"""MT-Bench protocol (FastChat `fastchat/llm_judge/`), no file access: the per-category decoding, the
+conversation each turn is asked in, the rendering of the single-answer judge prompts, the rating parser and
+`show_result`'s aggregation, plus the optional pairwise rules. The official files are read by `data.py`.
 """
 
 from __future__ import annotations
@@ -9,19 +9,10 @@ import ast
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Literal
 
-from evalkit.datafiles import read_jsonl, require_fields
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.types import GenerationConfig, Message, UserError
-
-DATA_DIR = Path(__file__).resolve().parent / "mt_bench_data"
-QUESTION_FILE = DATA_DIR / "question.jsonl"
-JUDGE_PROMPT_FILE = DATA_DIR / "judge_prompts.jsonl"
-#: gen_judgment reads `reference_answer/<judge model name>.jsonl`; the official judge is "gpt-4".
-REFERENCE_FILE = DATA_DIR / "reference_answer" / "gpt-4.jsonl"
 
 CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 #: Categories graded against reference answers (FastChat `common.py NEED_REF_CATS`).
@@ -88,56 +79,6 @@ class Judgment:
     model: str = ""
     judgment: str = ""
     prompt_name: str = ""
-
-
-# --- data -------------------------------------------------------------------------------------------------
-
-
-def load_questions(path: Path | None = None) -> list[Question]:
-    """The questions in file order (default: the shipped official file)."""
-    path = Path(path) if path is not None else QUESTION_FILE
-    out = []
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "category": str, "turns": list})
-        out.append(Question(row["question_id"], row["category"], tuple(row["turns"])))
-    return out
-
-
-def load_judge_prompts(path: Path | None = None) -> dict[str, JudgePrompt]:
-    """Judge prompts by name (default: the shipped official file)."""
-    path = Path(path) if path is not None else JUDGE_PROMPT_FILE
-    prompts = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        fields = ("name", "type", "system_prompt", "prompt_template", "category", "output_format")
-        require_fields(path, i, row, dict.fromkeys(fields, str))
-        prompts[row["name"]] = JudgePrompt(**{f: row[f] for f in fields})
-    return prompts
-
-
-@lru_cache(maxsize=1)
-def official_judge_prompts() -> dict[str, JudgePrompt]:
-    """The shipped judge_prompts.jsonl, read once (the judge phase renders every row with it)."""
-    return load_judge_prompts()
-
-
-def load_answers(path: Path) -> dict[int, tuple[str, ...]]:
-    """FastChat answer JSONL (`model_answer/<model>.jsonl` or a reference file): question_id → turns of
-    `choices[0]`. A later line for the same question replaces an earlier one, as FastChat's loader does."""
-    path = Path(path)
-    out = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "choices": list})
-        choices = row["choices"]
-        if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("turns"), list):
-            raise UserError(f"{path}:{i}: expected choices[0].turns to be a list of strings")
-        out[row["question_id"]] = tuple(choices[0]["turns"])
-    return out
-
-
-def load_reference_answers(path: Path | None = None) -> dict[int, tuple[str, ...]]:
-    """Reference answers by question id. The file must be named after the judge model, as gen_judgment
-    looks it up (`reference_answer/gpt-4.jsonl` for the official judge, the default)."""
-    return load_answers(Path(path) if path is not None else REFERENCE_FILE)
 
 
 # --- generation -------------------------------------------------------------------------------------------
@@ -309,27 +250,6 @@ def summarize_single(
     cats = {name.split("/", 1)[1]: e for name, e in est.items() if name.startswith("category/")}
     n_dropped = sum(j.score == INVALID for j in judgments)
     return SingleSummary(est["score"], turns, cats, len(judgments), n_dropped)
-
-
-def load_judgments(path: Path, model: str | None = None) -> dict[str, list[Judgment]]:
-    """FastChat `model_judgment/<judge>_single.jsonl` → judgments per model (file order; every row kept, as
-    show_result reads them). The stored `score` is used, not re-parsed."""
-    path = Path(path)
-    out: dict[str, list[Judgment]] = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "model": str, "score": (int, float), "turn": int})
-        if model is not None and row["model"] != model:
-            continue
-        judge = row.get("judge")
-        name = judge[1] if isinstance(judge, list) and len(judge) == 2 else ""
-        out.setdefault(row["model"], []).append(
-            Judgment(
-                row["question_id"], row["turn"], row["score"], row["model"], row.get("judgment", ""), name
-            )
-        )
-    if model is not None and model not in out:
-        raise UserError(f"{path}: no judgments for model {model!r}")
-    return out
 
 
 # --- pairwise (optional mode) -----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from evalkit.tasks import alpaca_eval_lc as lc  # noqa: E402
+from evalkit.tasks.alpaca_eval import data as files  # noqa: E402
+from evalkit.tasks.alpaca_eval import length_controlled as lc  # noqa: E402
 from evalkit.types import UserError  # noqa: E402
 
 THETA = (-0.9, 0.7, 0.4)  # length, difficulty, not_gamed
@@ -46,7 +47,7 @@ def test_refit_recovers_the_coefficients(tmp_path):
     pref[5] = math.nan  # an invalid judgement: left out of the fit, still predicted
     (tmp_path / "df_gamed.csv").write_text(text)
     fit = lc.fit_length_controlled(
-        pref, range(len(pref)), ref_len, model_len, lc.read_gamed(tmp_path / "df_gamed.csv")
+        pref, range(len(pref)), ref_len, model_len, files.read_gamed(tmp_path / "df_gamed.csv")
     )
     w = fit.weights
     assert (w.length, w.difficulty, w.not_gamed) == pytest.approx(THETA, abs=0.05)
@@ -63,7 +64,7 @@ def test_refit_solves_the_official_objective(tmp_path):
     text, difficulty, ref_len, model_len, pref = synthetic(n=16, gamed_length=-2.5, noise=0.2, seed=3)
     pref[[3, 7]] = math.nan
     (tmp_path / "df_gamed.csv").write_text(text)
-    gamed = lc.read_gamed(tmp_path / "df_gamed.csv")
+    gamed = files.read_gamed(tmp_path / "df_gamed.csv")
     n = len(pref)
     fit = lc.fit_length_controlled(pref, range(n), ref_len, model_len, gamed)
     d = (ref_len - model_len) / np.std(ref_len - model_len, ddof=1)
@@ -100,18 +101,18 @@ def test_gamed_file_errors(tmp_path):
     bad = tmp_path / "df_gamed.csv"
     bad.write_text("index,preference\n0,0.5\n")
     with pytest.raises(UserError, match="header must name"):
-        lc.read_gamed(bad)
+        files.read_gamed(bad)
     bad.write_text(
         "index,preference,std_delta_len,instruction_difficulty,not_gamed_baseline\n0,1.7,0.1,0.2,False\n"
     )
     with pytest.raises(UserError, match=r"\[0, 1\]"):
-        lc.read_gamed(bad)
+        files.read_gamed(bad)
     with pytest.raises(UserError, match="file not found"):
-        lc.read_gamed(tmp_path / "missing.csv")
+        files.read_gamed(tmp_path / "missing.csv")
 
 
 def test_a_run_with_df_gamed_reports_the_refitted_lc(tmp_path):
-    import test_alpaca_eval_run as ae  # the run harness of the judged-run tests
+    import support.alpaca_eval as ae  # the run harness of the judged-run tests
     from openai_server import FakeOpenAIServer
 
     from evalkit.scoring import rescore_run
@@ -128,7 +129,7 @@ def test_a_run_with_df_gamed_reports_the_refitted_lc(tmp_path):
         [int(r["id"]) for r in rows],
         [len(ae.reference_output("alpaca_eval", i)) for i in ae.INSTRUCTIONS],
         [len(ae.answer(i)) for i in ae.INSTRUCTIONS],
-        lc.read_gamed(data_dir / "df_gamed.csv"),
+        files.read_gamed(data_dir / "df_gamed.csv"),
     )
     assert m["length_controlled_win_rate"]["value"] == pytest.approx(fit.value)
     assert "refitted" in m["length_controlled_win_rate"]["note"]

@@ -18,7 +18,8 @@ from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, load_tasks, plan_judging
 from evalkit.scoring import rescore_run
 from evalkit.task import DataSpec
-from evalkit.tasks.mt_bench import DATA_DIR, MTBench
+from evalkit.tasks.mt_bench import MTBench
+from evalkit.tasks.mt_bench.data import DATA_DIR
 from evalkit.types import UserError
 
 #: writing (T 0.7), roleplay (0.7), math (0.0, graded against a reference), stem (0.1)

@@ -10,7 +10,11 @@ The judge (gpt-4, temperature 0, at most 2,048 tokens) gets the prompt's system 
 user prompt. The rating is the first `[[x]]` in the judgment, else the first `[x]`, else -1; -1 judgments
 are dropped, and the MT-Bench score is the mean of the remaining (question, turn) judgments — not the mean
 of the turn means. Intervals resample whole questions (a question's two turns share a topic and a
-conversation). The protocol pieces live in `mt_bench_protocol.py` and are re-exported here.
+conversation).
+
+The package: `protocol.py` (decoding, conversations, judge prompt rendering, rating parser, aggregation; no
+file access), `data.py` (the bundled FastChat files in `assets/` and the readers of FastChat's JSONL files),
+`importing.py` (`evalkit import` of FastChat answer and judgment files); the task is here.
 """
 
 from __future__ import annotations
@@ -19,50 +23,36 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, read_jsonl, require_fields, sha256_file
+from evalkit.datafiles import sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
 from evalkit.task import FAILURES, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo, TaskOption
-from evalkit.tasks.mt_bench_protocol import (  # noqa: F401
-    CATEGORIES,
-    DATA_DIR,
+from evalkit.tasks.mt_bench.data import (
+    JUDGE_PROMPT_FILE,
+    QUESTION_FILE,
+    REFERENCE_FILE,
+    load_questions,
+    load_reference_answers,
+    official_judge_prompts,
+)
+from evalkit.tasks.mt_bench.importing import import_answers
+from evalkit.tasks.mt_bench.protocol import (
     DEFAULT_TEMPERATURE,
     INVALID,
     JUDGE_GENERATION,
     JUDGE_MODEL,
-    JUDGE_PROMPT_FILE,
     MAX_NEW_TOKENS,
-    NEED_REF_CATS,
-    QUESTION_FILE,
-    REFERENCE_FILE,
     TEMPERATURE,
-    JudgeConversation,
-    JudgePrompt,
     Judgment,
-    ParseStatus,
     Question,
-    SingleSummary,
-    Verdict,
     clean_answer,
     conversation,
     generation_config,
     judge_prompt_name,
-    load_answers,
-    load_judge_prompts,
-    load_judgments,
-    load_questions,
-    load_reference_answers,
     needs_reference,
-    official_judge_prompts,
-    pair_outcome,
-    parse_rating,
     parse_rating_status,
-    parse_verdict,
-    render_pair,
     render_single,
     single_statistics,
-    summarize_single,
-    win_rates,
 )
 from evalkit.types import GenerationConfig, Request, Sample, UserError
 
@@ -97,27 +87,6 @@ def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
         name: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in m.items()}
         for name, m in metrics.items()
     }
-
-
-def _answer_model_id(path: Path) -> str | None:
-    """The `model_id` of a FastChat answer file when every line names the same one."""
-    ids = {row.get("model_id") for row in read_jsonl(path)}
-    return ids.pop() if len(ids) == 1 and isinstance(next(iter(ids)), str) else None
-
-
-def _judgment_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a FastChat single-grading file, each checked to carry what import keeps: the
-    raw judgment text (re-parsed by rescore), the stored score and `judge = [judge model, prompt name]`."""
-    out = []
-    for i, row in enumerate(read_jsonl(path), 1):
-        require_fields(path, i, row, {"question_id": int, "model": str, "turn": int, "judgment": str})
-        if not isinstance(row.get("score"), int | float) or isinstance(row["score"], bool):
-            raise UserError(f"{path}:{i}: missing or non-numeric 'score' (not a single-grading file?)")
-        judge = row.get("judge")
-        if not (isinstance(judge, list) and len(judge) == 2 and all(isinstance(x, str) for x in judge)):
-            raise UserError(f"{path}:{i}: 'judge' must be [judge model, prompt name]")
-        out.append((i, row))
-    return out
 
 
 class MTBench(JudgedTask):
@@ -307,97 +276,4 @@ class MTBench(JudgedTask):
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
-        if not judgments:
-            raise UserError(
-                "mt_bench import needs --judgments: FastChat's single-grading judgment JSONL "
-                "(model_judgment/gpt-4_single.jsonl); repeat the flag for several files"
-            )
-        question_list = load_questions(questions)
-        by_id = {q.question_id: q for q in question_list}
-        if len(by_id) != len(question_list):
-            raise UserError(f"{questions or QUESTION_FILE}: duplicate question_id")
-        texts = load_answers(answers)
-        rows = [(path, i, row) for path in judgments for i, row in _judgment_rows(path)]
-        model = self._pick_model(answers, sorted({r["model"] for _, _, r in rows}))
-        rows = [(p, i, r) for p, i, r in rows if r["model"] == model]
-        judge_models = sorted({r["judge"][0] for _, _, r in rows})
-        if len(judge_models) != 1:
-            raise UserError(f"--judgments mix judge models {judge_models}; import one judge at a time")
-        per_question: dict[int, list[dict[str, Any]]] = {}
-        for path, i, r in rows:
-            q = by_id.get(r["question_id"])
-            if q is None:
-                raise UserError(f"{path}:{i}: question {r['question_id']} is not in the question file")
-            if not 1 <= r["turn"] <= len(q.turns):
-                raise UserError(f"{path}:{i}: question {q.question_id} has no turn {r['turn']}")
-            turns = texts.get(q.question_id)
-            if turns is None or len(turns) < r["turn"]:
-                raise UserError(
-                    f"{answers}: no turn-{r['turn']} answer for judged question {q.question_id} "
-                    f"(model {model!r})"
-                )
-            per_question.setdefault(q.question_id, []).append(r)
-        references = load_reference_answers()
-        items = []
-        for q in question_list:  # question-file order
-            judged = per_question.get(q.question_id)
-            if not judged:
-                continue
-            judge = {
-                "fingerprint": {
-                    "model": judge_models[0],
-                    "prompts": sorted({r["judge"][1] for r in judged}),
-                    "source": "FastChat single judgments",
-                },
-                "outputs": [r["judgment"] for r in judged],
-                "turns": [r["turn"] for r in judged],
-                "prompts": [r["judge"][1] for r in judged],
-                "official_scores": [float(r["score"]) for r in judged],
-            }
-            meta = {
-                "question_id": q.question_id,
-                "category": q.category,
-                "questions": list(q.turns),
-                "model": model,
-            }
-            ref = references.get(q.question_id) if needs_reference(q.category) else None
-            sample = Sample(
-                id=str(q.question_id),
-                messages=conversation(q, 1),
-                target=list(ref) if ref is not None else None,
-                meta=meta,
-            )
-            turns = list(texts[q.question_id])
-            items.append(Imported(sample, turns[0], judge, responses=turns))
-        if not items:
-            raise UserError(f"--judgments hold no judgment of model {model!r}")
-        question_path = Path(questions) if questions else QUESTION_FILE
-        inputs: dict[str, str] = {}
-        for k, p in enumerate([answers, *judgments], 1):  # keyed by name, never by folder
-            inputs[p.name if p.name not in inputs else f"{p.name} ({k})"] = sha256_file(p)
-        info = {
-            "source": "import",
-            "version": f"MT-Bench ({len(question_list)} questions)",
-            "files": {question_path.name: sha256_file(question_path)},
-            "inputs": inputs,
-            "model": model,
-            "judge_model": judge_models[0],
-            "n_judgments": len(rows),
-            "n_questions_unjudged": len(question_list) - len(items),
-        }
-        return items, mark_partial(info, len(items), len(question_list), "questions")
-
-    @staticmethod
-    def _pick_model(answers: Path, models: list[str]) -> str:
-        """The judged model whose answers these are: the only one in the judgment files, else the answer
-        file's `model_id` (or its name, `model_answer/<model>.jsonl`)."""
-        if len(models) == 1:
-            return models[0]
-        for name in (_answer_model_id(answers), answers.stem):
-            if name in models:
-                return name
-        shown = ", ".join(models[:8]) + (", ..." if len(models) > 8 else "")
-        raise UserError(
-            f"--judgments grade {len(models)} models ({shown}) and none matches the model_id or file name of "
-            f"{answers}; name the answer file <model>.jsonl as FastChat does"
-        )
+        return import_answers(answers, questions, judgments)

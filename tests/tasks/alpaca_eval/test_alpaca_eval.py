@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from evalkit.tasks import alpaca_eval as ae
-from evalkit.tasks import alpaca_eval_lc as lc
+from evalkit.tasks.alpaca_eval import data as files
+from evalkit.tasks.alpaca_eval import length_controlled as lc
+from evalkit.tasks.alpaca_eval import protocol as ae
 from evalkit.types import Message, UserError
 
 AE = "alpaca_eval"
@@ -140,7 +141,7 @@ def test_prompt_templates_are_verbatim_copies(shared):
         ("1.0", "alpaca_eval_gpt4/alpaca_eval.txt"),
         ("2.0", "alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt"),
     ):
-        ours = ae.PROMPT_DIR / ae.VERSIONS[version].prompt_file
+        ours = files.PROMPT_DIR / ae.VERSIONS[version].prompt_file
         assert ours.read_bytes() == (shared / AE / CONFIGS / official).read_bytes()
 
 
@@ -166,7 +167,7 @@ def test_judge_settings_match_the_official_configs(shared):
 
 def test_judge_messages_v1():
     instruction = "What is 2+2?"
-    (system, user), switched = ae.judge_messages("1.0", instruction, "REF", "MODEL")
+    (system, user), switched = ae.judge_messages(files.load_template("1.0"), instruction, "REF", "MODEL")
     assert switched is ae.is_switched(instruction)
     assert system == Message(
         "system", "You are a helpful assistant, that ranks models by the quality of their answers."
@@ -183,7 +184,7 @@ def test_judge_messages_v2_in_both_orders():
     by_order = {ae.is_switched(i): i for i in (f"instruction {k}" for k in range(20))}
     assert set(by_order) == {False, True}
     for switched, instruction in by_order.items():
-        (system, user), got = ae.judge_messages("2.0", instruction, "REF", "MODEL")
+        (system, user), got = ae.judge_messages(files.load_template("2.0"), instruction, "REF", "MODEL")
         assert got is switched
         assert system.text.startswith("You are a highly efficient assistant, who evaluates and selects")
         assert user.text.endswith("## Best Model Identifier")
@@ -209,7 +210,7 @@ def test_chatml_to_messages():
 
 def test_switch_rule_reproduces_the_official_order(shared):
     """Every stored 2.0 judgement equals the one re-parsed from its raw logprobs, un-swapped by our rule."""
-    ann = ae.read_annotations(
+    ann = files.read_annotations(
         shared / AE / "results/alpaca-7b/weighted_alpaca_eval_gpt4_turbo/annotations.json"
     )
     judged = [a for a in ann.items if a.raw_completion is not None]
@@ -236,7 +237,7 @@ def test_switch_rule_reproduces_the_official_order(shared):
     ],
 )
 def test_official_annotations_reproduce_the_leaderboard(shared, version, model, annotator, shown):
-    ann = ae.read_annotations(shared / AE / "results" / model / annotator / "annotations.json")
+    ann = files.read_annotations(shared / AE / "results" / model / annotator / "annotations.json")
     assert (ann.version, ann.model, ann.reference) == (version, model, ae.VERSIONS[version].reference)
     w = ae.win_rate(ann.preferences)
     row = published(shared, version, model)
@@ -247,7 +248,7 @@ def test_official_annotations_reproduce_the_leaderboard(shared, version, model, 
     counts = (w.n_wins, w.n_wins_base, w.n_draws, w.n_total)
     assert counts == tuple(int(row[k]) for k in ("n_wins", "n_wins_base", "n_draws", "n_total"))
     assert w.n_invalid == 0
-    outputs = ae.read_outputs(shared / AE / "results" / model / "model_outputs.json")
+    outputs = files.read_outputs(shared / AE / "results" / model / "model_outputs.json")
     assert ae.avg_length([o["output"] for o in outputs]) == int(row["avg_length"])
 
 
@@ -255,17 +256,17 @@ def test_alpaca7b_v2_from_raw_judge_outputs(shared):
     """The whole 2.0 pipeline: pair the outputs, re-parse each raw judge answer, un-swap, aggregate."""
     results = shared / AE / "results"
     pairs = ae.pair_outputs(
-        ae.read_outputs(results / "gpt4_1106_preview/model_outputs.json"),
-        ae.read_outputs(results / "alpaca-7b/model_outputs.json"),
+        files.read_outputs(results / "gpt4_1106_preview/model_outputs.json"),
+        files.read_outputs(results / "alpaca-7b/model_outputs.json"),
     )
-    ann = ae.read_annotations(results / "alpaca-7b/weighted_alpaca_eval_gpt4_turbo/annotations.json")
+    ann = files.read_annotations(results / "alpaca-7b/weighted_alpaca_eval_gpt4_turbo/annotations.json")
     raw = {a.instruction: a.raw_completion for a in ann.items}
     prefs = []
     for instruction, reference, model in pairs:
         if reference == model:
             prefs.append(ae.DRAW)
             continue
-        _, switched = ae.judge_messages("2.0", instruction, reference, model)
+        _, switched = ae.judge_messages(files.load_template("2.0"), instruction, reference, model)
         prefs.append(ae.preference("2.0", raw[instruction], switched))
     w = ae.win_rate(prefs)
     assert (round(w.win_rate, 4), round(w.standard_error, 4)) == (2.5915, 0.4871)
@@ -285,9 +286,9 @@ def test_lc_of_the_baseline_against_itself_is_50(shared):
 
 def test_lc_needs_the_hub_difficulties_for_other_models(shared, tmp_path):
     weights = shared / AE / WEIGHTS / lc.WEIGHTS_FILE
-    w = lc.read_glm_weights(weights)
+    w = files.read_glm_weights(weights)
     assert len(w) == 200
-    assert w["alpaca-7b"] == lc.GlmWeights(-2.2067864500930003, 0.9859274836495522, -3.690741791907489)
+    assert w["alpaca-7b"] == files.GlmWeights(-2.2067864500930003, 0.9859274836495522, -3.690741791907489)
     with pytest.raises(UserError, match="instruction_difficulty.csv"):
         lc.length_controlled_win_rate("alpaca-7b", weights)
     with pytest.raises(UserError, match="no GLM weights for 'my-model'"):
@@ -301,15 +302,15 @@ def test_lc_needs_the_hub_difficulties_for_other_models(shared, tmp_path):
 def test_lc_closed_form_by_hand(tmp_path):
     path = tmp_path / "instruction_difficulty.csv"
     path.write_text("index,instruction_difficulty\n0,0.0\n1,1.0\n2,2.0\n")
-    difficulty = lc.read_instruction_difficulty(path, expected_rows=None)
-    model, base = lc.GlmWeights(-1.0, 1.5, -1.0), lc.GlmWeights(0.0, 0.5, 0.0)
+    difficulty = files.read_instruction_difficulty(path, expected_rows=None)
+    model, base = files.GlmWeights(-1.0, 1.5, -1.0), files.GlmWeights(0.0, 0.5, 0.0)
     # delta: difficulty 1.0, not_gamed -1.0 -> sigmoid(-1), sigmoid(0), sigmoid(1); the length term drops out
     s = 1 / (1 + math.exp(-1))
     values = np.array([1 - s, 0.5, s])
     value, se = lc.lc_from_weights(model, base, difficulty)
     assert value == pytest.approx(50.0)
     assert se == pytest.approx(100 * values.std(ddof=1) / math.sqrt(3))
-    assert lc.lc_from_weights(lc.GlmWeights(0, 0.5, 2.0), base, None) == (
+    assert lc.lc_from_weights(files.GlmWeights(0, 0.5, 2.0), base, None) == (
         pytest.approx(100 / (1 + math.exp(-2))),
         0.0,
     )
@@ -325,10 +326,10 @@ def test_bad_files_are_user_errors(tmp_path):
     p = tmp_path / "w.csv"
     p.write_text("model,a,b\nx,1,2\n")
     with pytest.raises(UserError, match="not an AlpacaEval GLM weights file"):
-        lc.read_glm_weights(p)
+        files.read_glm_weights(p)
     p.write_text(",np.tanh(std_delta_len),instruction_difficulty,not_gamed_baseline.astype(float)\nm,1,x,2\n")
     with pytest.raises(UserError, match=r"w.csv:2: 'x' is not a number"):
-        lc.read_glm_weights(p)
+        files.read_glm_weights(p)
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -368,12 +369,12 @@ ANN = {
 )
 def test_read_outputs_errors(tmp_path, data, message):
     with pytest.raises(UserError, match=message):
-        ae.read_outputs(write(tmp_path, data))
+        files.read_outputs(write(tmp_path, data))
 
 
 def test_read_outputs_missing_file(tmp_path):
     with pytest.raises(UserError, match="file not found"):
-        ae.read_outputs(tmp_path / "nope.json")
+        files.read_outputs(tmp_path / "nope.json")
 
 
 @pytest.mark.parametrize(
@@ -389,7 +390,7 @@ def test_read_outputs_missing_file(tmp_path):
 )
 def test_read_annotations_errors(tmp_path, data, message):
     with pytest.raises(UserError, match=message):
-        ae.read_annotations(write(tmp_path, data))
+        files.read_annotations(write(tmp_path, data))
 
 
 def test_missing_judgements_are_counted_not_hidden(tmp_path):
@@ -398,7 +399,7 @@ def test_missing_judgements_are_counted_not_hidden(tmp_path):
         {**ANN, "instruction": "j", "preference": None},
         {**ANN, "instruction": "k", "preference": 0},
     ]
-    ann = ae.read_annotations(write(tmp_path, rows))
+    ann = files.read_annotations(write(tmp_path, rows))
     assert ann.version == "2.0" and ann.model == "m"
     w = ae.win_rate(ann.preferences)
     assert (w.n_total, w.n_invalid, w.n_draws, w.win_rate) == (2, 1, 1, pytest.approx(37.5))

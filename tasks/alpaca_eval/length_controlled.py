@@ -19,12 +19,12 @@ rows of the hub-only `df_gamed.csv` (judgements of a verbose and a concise "game
 weighted p, label 0 weighted 1 - p); C is chosen by `LogisticRegressionCV` with `GroupKFold(5)` over those
 duplicated pairs and the weighted log-loss, solver liblinear, random_state 123. The fit uses scikit-learn
 itself (the optional extra `evalkit[lc]`), since its digits depend on liblinear's solver and stopping rule.
+
+The weights, difficulty and df_gamed.csv files are read and checked by `data.py`; this module computes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,73 +33,31 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_text
+from evalkit.tasks.alpaca_eval.data import (
+    GAMED_FILE,
+    N_INSTRUCTIONS,
+    Gamed,
+    GlmWeights,
+    read_gamed,
+    read_glm_weights,
+    read_instruction_difficulty,
+)
 from evalkit.types import UserError
 
 DRAW_PREFERENCE = 1.5
 WEIGHTS_FILE = "baseline_gpt4_1106_preview.csv"
 BASELINE = "gpt4_1106_preview"
-N_INSTRUCTIONS = 805
 HUB = "the Hugging Face dataset tatsu-lab/alpaca_eval (not in git)"
-COLUMNS = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline.astype(float)")
 #: Where the published GLM weights sit in a checkout of the alpaca_eval repository.
 WEIGHTS_REPO_PATH = "src/alpaca_eval/metrics/weights/weighted_alpaca_eval_gpt4_turbo/length_controlled_v1"
 DIFFICULTY_FILE = "instruction_difficulty.csv"
 #: Why a run (as opposed to an import of a published model) has no LC win rate.
+V1_LC_NOTE = {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"}
 REFIT_NOTE = (
     "not computed: the length-controlled win rate of newly judged answers needs the GLM refitted on these "
     "judgements together with df_gamed.csv from " + HUB + "; put it in --data-dir or pass "
     "--task-option alpaca_eval.df_gamed=PATH (and install evalkit[lc])"
 )
-
-
-@dataclass(frozen=True)
-class GlmWeights:
-    """One model's fitted `length_controlled_v1` coefficients, relative to the gpt4_1106_preview baseline."""
-
-    length: float  # np.tanh(std_delta_len)
-    difficulty: float  # instruction_difficulty
-    not_gamed: float  # not_gamed_baseline.astype(float)
-
-
-def _rows(path: Path) -> list[list[str]]:
-    return [r for r in csv.reader(io.StringIO(read_text(path), newline="")) if r]
-
-
-def _number(path: Path, lineno: int, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{path}:{lineno}: {text!r} is not a number") from None
-
-
-def read_glm_weights(path: Path) -> dict[str, GlmWeights]:
-    """The published weights CSV: a header naming the three formula terms, then one row per model."""
-    path = Path(path)
-    rows = _rows(path)
-    if not rows or any(c not in rows[0] for c in COLUMNS):
-        raise UserError(
-            f"{path}: not an AlpacaEval GLM weights file (its header must name {', '.join(COLUMNS)})"
-        )
-    idx = [rows[0].index(c) for c in COLUMNS]
-    out = {}
-    for lineno, row in enumerate(rows[1:], 2):
-        if len(row) != len(rows[0]):
-            raise UserError(f"{path}:{lineno}: {len(row)} fields, the header has {len(rows[0])}")
-        out[row[0]] = GlmWeights(*(_number(path, lineno, row[i]) for i in idx))
-    return out
-
-
-def read_instruction_difficulty(path: Path, expected_rows: int | None = N_INSTRUCTIONS) -> np.ndarray:
-    """The hub's instruction_difficulty.csv: a header, then `index,difficulty` per instruction."""
-    path = Path(path)
-    rows = _rows(path)
-    if len(rows) < 2 or any(len(r) != 2 for r in rows):
-        raise UserError(f"{path}: expected two columns (instruction index, difficulty) with a header row")
-    values = np.array([_number(path, i, r[1]) for i, r in enumerate(rows[1:], 2)])
-    if expected_rows is not None and values.size != expected_rows:
-        raise UserError(f"{path}: {values.size} difficulties, expected one per instruction ({expected_rows})")
-    return values
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
@@ -145,71 +103,10 @@ def length_controlled_win_rate(
     return lc_from_weights(weights[model], weights[baseline], difficulty)
 
 
-GAMED_FILE = "df_gamed.csv"
 #: sample weight of a gamed-baseline row: regularize_to_baseline_lambda 0.2, split over the two baselines
 GAMED_WEIGHT = 0.2 / 2
 CV_FOLDS = 5
 RANDOM_STATE = 123
-
-
-@dataclass(frozen=True)
-class Gamed:
-    """The rows of `df_gamed.csv`, in file order (their order fixes the cross-validation folds)."""
-
-    index: np.ndarray  # instruction index
-    preference: np.ndarray  # in [0, 1] (NaN: no valid judgement)
-    std_delta_len: np.ndarray
-    difficulty: np.ndarray
-    not_gamed: np.ndarray  # 0.0 for the gamed baselines' rows
-
-    def difficulty_of(self, index: int) -> float:
-        """The difficulty of an instruction: that of its first row (as `drop_duplicates("index")`)."""
-        hits = np.flatnonzero(self.index == index)
-        if hits.size == 0:
-            raise UserError(f"{GAMED_FILE} has no row for instruction {index}")
-        return float(self.difficulty[hits[0]])
-
-
-def _bool(path: Path, lineno: int, text: str) -> float:
-    if text in ("True", "true", "1", "1.0"):
-        return 1.0
-    if text in ("False", "false", "0", "0.0"):
-        return 0.0
-    raise UserError(f"{path}:{lineno}: not_gamed_baseline {text!r} is not a boolean")
-
-
-def read_gamed(path: Path) -> Gamed:
-    """`df_gamed.csv` (columns index, preference, std_delta_len, instruction_difficulty,
-    not_gamed_baseline, and others that are ignored)."""
-    path = Path(path)
-    rows = _rows(path)
-    need = ("index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline")
-    if not rows or any(c not in rows[0] for c in need):
-        raise UserError(f"{path}: not AlpacaEval's {GAMED_FILE} (its header must name {', '.join(need)})")
-    col = {c: rows[0].index(c) for c in need}
-    body = list(enumerate(rows[1:], 2))
-    if not body:
-        raise UserError(f"{path}: no rows")
-
-    def numbers(name: str, empty_is_nan: bool = False) -> np.ndarray:
-        return np.array(
-            [
-                math.nan if empty_is_nan and r[col[name]] == "" else _number(path, i, r[col[name]])
-                for i, r in body
-            ]
-        )
-
-    gamed = Gamed(
-        index=numbers("index").astype(int),
-        preference=numbers("preference", empty_is_nan=True),
-        std_delta_len=numbers("std_delta_len"),
-        difficulty=numbers("instruction_difficulty"),
-        not_gamed=np.array([_bool(path, i, r[col["not_gamed_baseline"]]) for i, r in body]),
-    )
-    p = gamed.preference[~np.isnan(gamed.preference)]
-    if np.any((p < 0) | (p > 1)):
-        raise UserError(f"{path}: preferences must lie in [0, 1] (the GLM's scale)")
-    return gamed
 
 
 @dataclass(frozen=True)
@@ -307,6 +204,19 @@ def fit_length_controlled(
     predicted = _logistic(theta.difficulty * difficulty + theta.not_gamed)
     se = float(predicted.std(ddof=1) / math.sqrt(predicted.size)) * 100
     return LcFit(float(predicted.mean()) * 100, se, theta, float(np.ravel(model.C_)[0]))
+
+
+def gamed_file(task: str, data_dir: Path | None, given: str | None) -> Path | None:
+    """The hub-only df_gamed.csv for the LC refit: `given` (`--task-option alpaca_eval.df_gamed=PATH`),
+    else in --data-dir; None when neither gives one."""
+    key = f"{task}.df_gamed"
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise UserError(f"--task-option {key}: {path} not found")
+        return path
+    found = data_dir / GAMED_FILE if data_dir is not None else None
+    return found if found is not None and found.is_file() else None
 
 
 def refit_record(path: Path) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """AlpacaEval 1.0 (`alpaca_eval_v1`) and 2.0 (`alpaca_eval`): how often the official GPT-4 judge prefers the
 model's answer to a reference model's, generated and judged by `evalkit run` or imported from official files.
 
-The protocol (prompts, output-order switch, parsers, win rate) is in `alpaca_eval_protocol.py`, whose names
-are re-exported here; the length-controlled win rate is in `alpaca_eval_lc.py`.
+The package: `protocol.py` (versions, output-order switch, judge prompt filling, parsers, win rate; no file
+access), `data.py` (the judge prompts in `assets/`, readers of model_outputs.json and annotations.json, where
+a run finds its reference outputs), `length_controlled.py` (the length-controlled win rate: published GLM
+weights and the refit), `importing.py` (`evalkit import` of official annotations); the tasks are here.
 
 A run: each of the 805 instructions of the reference model's model_outputs.json is one sample, asked as one
 user turn; greedy decoding with at most 2048 new tokens (AlpacaEval mandates no decoding config: each model's
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import mark_partial, read_json, sha256_file
+from evalkit.datafiles import sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
 from evalkit.task import (
@@ -33,56 +35,30 @@ from evalkit.task import (
     MetricInfo,
     TaskOption,
 )
-from evalkit.tasks import alpaca_eval_lc as lc
-from evalkit.tasks.alpaca_eval_protocol import (  # noqa: F401  (re-exported: the protocol's public names)
-    BY_ANNOTATOR,
-    CHATML_END,
-    CHATML_START,
+from evalkit.tasks.alpaca_eval import length_controlled as lc
+from evalkit.tasks.alpaca_eval.data import GlmWeights, load_template, read_reference, reference_file
+from evalkit.tasks.alpaca_eval.importing import IMPORT_SOURCE, import_answers
+from evalkit.tasks.alpaca_eval.protocol import (
     DRAW,
-    PROMPT_DIR,
-    SWITCH_SEED,
-    VERSIONS,
-    Annotation,
-    Annotations,
     Version,
-    WinRate,
     avg_length,
-    chatml_to_messages,
-    fill_template,
+    finite_or_none,
     get_version,
     is_switched,
     judge_messages,
-    load_template,
-    pair_outputs,
-    parse_logprobs,
-    parse_ranking,
-    parse_raw_completion,
     preference,
-    read_annotations,
-    read_outputs,
-    read_reference,
     win_rate,
     win_rate_statistic,
 )
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 
-LC_WEIGHTS_REPO_PATH = lc.WEIGHTS_REPO_PATH
-DIFFICULTY_FILE = lc.DIFFICULTY_FILE
 #: A re-derived preference and the stored official one agree within this (official files keep 10 decimals).
 AGREE_TOL = 1e-6
-#: What the fingerprint of an imported row says (a run's judge fingerprint has no `source`).
-IMPORT_SOURCE = "official annotations.json"
-V1_LC_NOTE = {"computed": False, "note": "AlpacaEval 1.0 has no length-controlled win rate"}
-CHECKOUT = "github.com/tatsu-lab/alpaca_eval"
 
 
 def _plain(value: float | int | None, n: int) -> dict[str, Any]:
     """A metric with no interval (the report prints an empty CI cell)."""
     return {"value": value, "ci_low": None, "ci_high": None, "n": n}
-
-
-def _finite_or_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
 
 
 def _imported(row: dict[str, Any]) -> bool:
@@ -116,7 +92,7 @@ class AlpacaEvalTask(JudgedTask):
     `n_unparsable_outputs` (judge outputs that did not parse); `n_from_official_preference` and
     `n_preference_mismatch` (imports: re-derived vs stored official preference). 2.0 imports add
     `length_controlled_win_rate` and `lc_standard_error` (plain values, from the published GLM weights,
-    see alpaca_eval_lc.py) when the import found the weights and the hub-only difficulties; a 2.0 run
+    see length_controlled.py) when the import found the weights and the hub-only difficulties; a 2.0 run
     refits the GLM on its judgements when df_gamed.csv is found, else reports `length_controlled_win_rate`
     with value None and a `note` saying what is missing.
 
@@ -156,37 +132,10 @@ class AlpacaEvalTask(JudgedTask):
 
     # --------------------------------------------------------------------------------------------- data
 
-    def reference_file(self, spec: DataSpec, given: str | None) -> Path:
-        """The reference model's outputs: `given` (`--task-option <task>.reference=PATH`), else in
-        --data-dir the alpaca_eval checkout's results/<reference>/model_outputs.json or the hub's file."""
-        v = self.protocol
-        key = f"{self.name}.reference"
-        if given:
-            path = Path(given).expanduser()
-            if not path.is_file():
-                raise UserError(
-                    f"--task-option {key}: {path} not found (expected the {v.reference} model_outputs.json "
-                    f"of AlpacaEval {v.name})"
-                )
-            return path
-        candidates = [Path("results") / v.reference / "model_outputs.json", Path(v.hub_file)]
-        if spec.data_dir is not None:
-            for rel in candidates:
-                if (spec.data_dir / rel).is_file():
-                    return spec.data_dir / rel
-        where = f"in --data-dir {spec.data_dir}" if spec.data_dir else "(no --data-dir given)"
-        raise UserError(
-            f"{self.name} needs the AlpacaEval {v.name} reference outputs ({v.reference}): "
-            f"{' or '.join(str(c) for c in candidates)} not found {where}; the first is in a checkout of "
-            f"{CHECKOUT}, the second in the Hugging Face dataset tatsu-lab/alpaca_eval; or pass the file "
-            f"with --task-option {key}=PATH (to score outputs the official judge already judged, use "
-            f"`evalkit import --task {self.name} {self.import_usage}`)"
-        )
-
     def load(self, spec: DataSpec) -> LoadedData:
         v = self.protocol
         options = self.read_options(spec)
-        path = self.reference_file(spec, options["reference"])
+        path = reference_file(self.name, v, spec.data_dir, options["reference"], self.import_usage)
         rows = read_reference(path, v.name)
         samples = [
             Sample(
@@ -205,10 +154,10 @@ class AlpacaEvalTask(JudgedTask):
             "alpaca_eval_version": v.name,
             "reference": v.reference,
             "n_instructions": len(rows),
-            "length_controlled": dict(V1_LC_NOTE),
+            "length_controlled": dict(lc.V1_LC_NOTE),
         }
         if v.name == "2.0":
-            gamed = self.gamed_file(spec, options["df_gamed"])
+            gamed = lc.gamed_file(self.name, spec.data_dir, options["df_gamed"])
             if gamed is None:
                 info["length_controlled"] = {"computed": False, "note": lc.REFIT_NOTE}
             else:
@@ -218,18 +167,6 @@ class AlpacaEvalTask(JudgedTask):
                 info["files"][gamed.name] = refit["sha256"]
                 info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed.name}"}
         return LoadedData(samples, info)
-
-    def gamed_file(self, spec: DataSpec, given: str | None) -> Path | None:
-        """The hub-only df_gamed.csv for the LC refit: `given` (`--task-option alpaca_eval.df_gamed=PATH`),
-        else in --data-dir; None when neither gives one."""
-        key = f"{self.name}.df_gamed"
-        if given:
-            path = Path(given).expanduser()
-            if not path.is_file():
-                raise UserError(f"--task-option {key}: {path} not found")
-            return path
-        found = spec.data_dir / lc.GAMED_FILE if spec.data_dir is not None else None
-        return found if found is not None and found.is_file() else None
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"{self.name} rows are scored from their stored judge outputs")
@@ -251,7 +188,8 @@ class AlpacaEvalTask(JudgedTask):
         if row["response"] == row["target"]:
             return []
         answered = {d["slot"] for d in done}
-        messages, _ = judge_messages(self.version_name, row["prompt"], row["target"], row["response"])
+        template = load_template(self.version_name)
+        messages, _ = judge_messages(template, row["prompt"], row["target"], row["response"])
         gen = self.judge_generation()
         return [JudgeCall(f"run{k}", messages, gen, k) for k in range(n_runs) if f"run{k}" not in answered]
 
@@ -284,9 +222,9 @@ class AlpacaEvalTask(JudgedTask):
         if _imported(row):
             agrees = bool((math.isnan(p) and math.isnan(official)) or abs(p - official) <= AGREE_TOL)
         return {
-            "preference": _finite_or_none(p),
+            "preference": finite_or_none(p),
             "preference_source": source,
-            "run_preferences": [_finite_or_none(x) for x in runs],
+            "run_preferences": [finite_or_none(x) for x in runs],
             "parse_status": ["unparsable" if math.isnan(x) else "parsed" for x in runs],
             "agrees_with_official": agrees,
         }
@@ -331,8 +269,8 @@ class AlpacaEvalTask(JudgedTask):
             first = glm[0]
             difficulty = [g["instruction_difficulty"] for g in glm]
             value, se = lc.lc_from_weights(
-                lc.GlmWeights(**first["model_weights"]),
-                lc.GlmWeights(**first["baseline_weights"]),
+                GlmWeights(**first["model_weights"]),
+                GlmWeights(**first["baseline_weights"]),
                 None if any(d is None for d in difficulty) else np.asarray(difficulty, dtype=float),
             )
             out["length_controlled_win_rate"] = _plain(value, n)
@@ -347,108 +285,11 @@ class AlpacaEvalTask(JudgedTask):
 
     # ------------------------------------------------------------------------------------------- import
 
-    def _read_annotations(self, judgments: list[Path]) -> Annotations:
-        if len(judgments) != 1:
-            raise UserError(
-                f"{self.name} import needs exactly one --judgments file (the official annotations.json of "
-                f"the {self.protocol.annotator} judge), got {len(judgments)}"
-            )
-        ann = read_annotations(judgments[0])
-        v = self.protocol
-        if ann.version != v.name:
-            other = next(t for t in (AlpacaEval2, AlpacaEval1) if t.version_name == ann.version)
-            raise UserError(
-                f"{judgments[0]} holds AlpacaEval {ann.version} judgements (annotator "
-                f"{get_version(ann.version).annotator}); import it with --task {other.name}, or pass the "
-                f"{v.annotator} annotations.json for --task {self.name}"
-            )
-        if ann.reference != v.reference:
-            raise UserError(
-                f"{judgments[0]}: the reference model (generator_1) is {ann.reference!r}; "
-                f"AlpacaEval {v.name} compares against {v.reference!r}"
-            )
-        return ann
-
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
-        if questions is not None:
-            raise UserError(
-                f"{self.name} import takes no --questions: the instructions come from annotations.json"
-            )
-        if data_dir is not None and not data_dir.is_dir():
-            raise UserError(f"--data-dir {data_dir}: not a folder")
-        ann = self._read_annotations(judgments)
-        outputs = {r["instruction"]: r["output"] for r in read_outputs(answers)}
-        instructions = [a.instruction for a in ann.items]
-        missing = [i for i in instructions if i not in outputs]
-        extra = len(outputs) - (len(instructions) - len(missing))
-        if missing or extra:
-            first = f"; first missing: {missing[0][:80]!r}" if missing else ""
-            raise UserError(
-                f"{answers}: {len(missing)} of the {len(instructions)} judged instructions have no output "
-                f"and {extra} outputs answer an instruction not in {judgments[0].name}{first}"
-            )
-        differ = [i for i, a in enumerate(ann.items) if outputs[a.instruction] != a.output_2]
-        if differ:
-            raise UserError(
-                f"{answers}: {len(differ)} outputs differ from the ones judged in {judgments[0]} (output_2; "
-                f"first: record {differ[0]}); the judgements must be of these outputs"
-            )
-        if len(set(instructions)) != len(instructions):
-            raise UserError(f"{judgments[0]}: an instruction is judged more than once")
-        refit = None
-        if self.version_name == "2.0":
-            glm, difficulty, lc_note, lc_files = lc.for_import(ann.model, data_dir, len(ann.items))
-            gamed = data_dir / lc.GAMED_FILE if data_dir is not None else None
-            if glm is None and gamed is not None and gamed.is_file():
-                refit = lc.refit_record(gamed)
-                lc_note, lc_files = {"computed": True, "note": f"GLM refitted with {gamed.name}"}, [gamed]
-        else:
-            glm, difficulty, lc_note, lc_files = None, [], dict(V1_LC_NOTE), []
-        v = self.protocol
-        fingerprint = {
-            "annotator": v.annotator,
-            "model": v.judge_model,
-            "alpaca_eval_version": v.name,
-            "source": IMPORT_SOURCE,
-        }
-        # `dataset` is not kept by read_annotations (which checked every record is an object)
-        datasets = [r.get("dataset") for r in read_json(judgments[0], list)]
-        items = []
-        for i, a in enumerate(ann.items):
-            meta: dict[str, Any] = {
-                "index": i,
-                "dataset": datasets[i],
-                "model": ann.model,
-                "reference": ann.reference,
-            }
-            if glm is not None:
-                meta["lc"] = {**glm, "instruction_difficulty": difficulty[i]}
-            if refit is not None:
-                meta["lc_refit"] = refit
-            sample = Sample(
-                id=str(i), messages=(Message("user", a.instruction),), target=a.output_1, meta=meta
-            )
-            judge = {
-                "fingerprint": fingerprint,
-                "outputs": [] if a.raw_completion is None else [a.raw_completion],
-                "switched": is_switched(a.instruction),
-                "official_preference": _finite_or_none(a.preference),
-            }
-            items.append(Imported(sample, outputs[a.instruction], judge))
-        info = {
-            "source": "import",
-            "version": f"AlpacaEval {v.name} ({lc.N_INSTRUCTIONS} instructions)",
-            "files": {p.name: sha256_file(p) for p in lc_files},
-            "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
-            "alpaca_eval_version": v.name,
-            "model": ann.model,
-            "reference": ann.reference,
-            "judge": fingerprint,
-            "length_controlled": lc_note,
-        }
-        return items, mark_partial(info, len(items), lc.N_INSTRUCTIONS, "instructions")
+        names = {t.version_name: t.name for t in (AlpacaEval2, AlpacaEval1)}
+        return import_answers(self, names, answers, questions, data_dir, judgments)
 
 
 class AlpacaEval2(AlpacaEvalTask):
@@ -469,7 +310,8 @@ class AlpacaEval2(AlpacaEvalTask):
         "tatsu-lab/alpaca_eval) in --data-dir or --task-option alpaca_eval.df_gamed=PATH. "
         "import: --answers the model_outputs.json, --judgments the official "
         "annotations.json (weighted_alpaca_eval_gpt4_turbo); for the length-controlled win rate of a "
-        f"published model, --data-dir holding {DIFFICULTY_FILE} (Hugging Face dataset tatsu-lab/alpaca_eval) "
+        f"published model, --data-dir holding {lc.DIFFICULTY_FILE} "
+        "(Hugging Face dataset tatsu-lab/alpaca_eval) "
         f"and the published GLM weights {lc.WEIGHTS_FILE} (alpaca_eval repository, or the checkout itself)"
     )
 

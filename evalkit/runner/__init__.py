@@ -3,7 +3,8 @@
 The run's identity (model fingerprint, tasks and versions, data checksums and labels but never where the
 data lies, limit, seed) is hashed into `config_hash`; the default run folder is named from it, so
 re-running the same command resumes: rows already stored are skipped and only failed or missing samples
-are asked again.
+are asked again. The generation loop of one task is in `evalkit.runner.generation`; this module plans the
+run (tasks and data, run folder and identity, judges) and reports it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,16 +22,14 @@ from typing import Any
 from evalkit.datafiles import content_version, data_identity
 from evalkit.environment import package_versions
 from evalkit.judges.endpoints import probe_judges, probe_model
-from evalkit.judges.judge import Judge
-from evalkit.judges.judging import judge_rows, needs_judging
 from evalkit.judges.settings import JudgeSet, JudgeSettings
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
-from evalkit.scoring import make_row, summarize
+from evalkit.runner.generation import run_task
 from evalkit.store import RunStore, check_output
-from evalkit.task import DataSpec, JudgedTask, LoadedData, Task
-from evalkit.types import Request, Response, Sample, UserError
+from evalkit.task import DataSpec, LoadedData, Task
+from evalkit.types import Sample, UserError
 
 DEFAULT_MAX_FAILURE_RATE = 0.02
 
@@ -64,11 +62,6 @@ def slug(text: str) -> str:
 
 def config_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def load_tasks(
@@ -242,7 +235,7 @@ def evaluate(
             for task in task_objs:
                 t0 = time.perf_counter()
                 judge = judge_set.judges.get(task.name)
-                summary, n_new = _run_task(task, loaded[task.name], backend, store, bs, seed, bars, judge)
+                summary, n_new = run_task(task, loaded[task.name], backend, store, bs, seed, bars, judge)
                 all_metrics[task.name] = summary
                 header["timings"][task.name] = {
                     "seconds": round(time.perf_counter() - t0, 3),
@@ -324,89 +317,3 @@ def new_header(
         "packages": package_versions(),
         "timings": {},
     }
-
-
-def _run_task(
-    task: Task,
-    data: LoadedData,
-    backend: Backend,
-    store: RunStore,
-    batch_size: int,
-    seed: int,
-    bars,
-    judge: Judge | None = None,
-) -> tuple[dict[str, Any], int]:
-    """Answer the samples without a good stored row (missing, failed, or asked with another prompt),
-    then have the judge (if the task has one) judge every answered row it has not judged yet."""
-    log = store.log(task.name)
-    try:
-        todo = []
-        for sample in data.samples:
-            request = task.request(sample, seed)
-            row = log.rows.get(sample.id)
-            if row is None or row.get("prompt_hash") != request.prompt_hash() or _needs_answer(row):
-                todo.append((sample, request))
-        bar = bars.add_task(task.name, total=len(data.samples), completed=len(data.samples) - len(todo))
-        for batch_items in batches(todo, batch_size):
-            batch, requests = zip(*batch_items, strict=True)
-            responses = _generate(backend, list(requests))
-            later = _later_turns(task, list(batch), responses, backend, seed)
-            for sample, request, response, turns in zip(batch, requests, responses, later, strict=True):
-                log.append(make_row(task, sample, request, response, later_turns=turns))
-            bars.advance(bar, len(batch))
-        if judge is not None:
-            assert isinstance(task, JudgedTask)
-            fingerprint = judge.fingerprint()
-            pending = [
-                log.rows[s.id]
-                for s in data.samples
-                if s.id in log.rows and needs_judging(log.rows[s.id], fingerprint)
-            ]
-            jbar = bars.add_task(f"{task.name} judge", total=len(pending))
-            judge_rows(
-                task,
-                judge,
-                pending,
-                on_judged=lambda rows: [log.append(r) for r in rows],
-                advance=lambda n: bars.advance(jbar, n),
-            )
-        rows = log.compact(s.id for s in data.samples)
-    finally:
-        log.close()
-    return summarize(task, rows, n_expected=len(data.samples)), len(todo)
-
-
-def _needs_answer(row: dict[str, Any]) -> bool:
-    """A stored row is answered again when generation failed; a judge failure keeps the answer."""
-    error = row.get("error")
-    return error is not None and error["type"] != "judge_error"
-
-
-def _generate(backend: Backend, requests: list[Request]) -> list[Response]:
-    responses = backend.generate(requests)
-    if len(responses) != len(requests):
-        raise RuntimeError(f"backend {backend.name} returned {len(responses)} responses for {len(requests)}")
-    for response, request in zip(responses, requests, strict=True):
-        if response.id != request.id:
-            raise RuntimeError(f"backend answered {response.id!r} where {request.id!r} was expected")
-    return responses
-
-
-def _later_turns(
-    task: Task, batch: list[Sample], first: list[Response], backend: Backend, seed: int
-) -> list[list[Response]]:
-    """Turns 2, 3, ... of multi-turn samples, each turn batched across the samples still going."""
-    turns: list[list[Response]] = [[] for _ in batch]
-    n_turns = [task.n_turns(s) for s in batch]
-    for turn in range(2, max(n_turns, default=1) + 1):
-        going = [
-            i for i, s in enumerate(batch) if n_turns[i] >= turn and all(r.ok for r in [first[i], *turns[i]])
-        ]
-        if not going:
-            break
-        requests = [
-            task.turn_request(batch[i], turn, [r.text for r in [first[i], *turns[i]]], seed) for i in going
-        ]
-        for i, response in zip(going, _generate(backend, requests), strict=True):
-            turns[i].append(response)
-    return turns

@@ -6,6 +6,9 @@ skill a visual-instruction stage can cost. 156 prompts, no image: both forms of 
 two-object combination of the 12 classes. An answer's other objects (the named ones left out) are scored
 by how often they share a scene with the named objects (`evalkit.toy.language.score_answer`, reference
 statistics from 20,000 scenes of the `--seed` world); each prompt is its own bootstrap unit.
+
+The package holds the task only: the prompts, the reference statistics and the scoring belong to the toy
+world (`evalkit.toy.language`); there is no official file to read or import.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ Protocol (tatsu-lab/alpaca_eval @ cd543a1: `annotators/`, `processors.py`, `comp
   preferences (1 <= p <= 2). The official code drops unparsable judgements silently; here they are
   dropped the same way, so the numbers match, but counted in `n_invalid`.
 
-The length-controlled win rate is in `alpaca_eval_lc.py`; the tasks `alpaca_eval` (2.0) and
-`alpaca_eval_v1` (1.0) are in `alpaca_eval.py`.
+This module holds the protocol without file access; the official files (judge prompts in `assets/`,
+model_outputs.json, annotations.json) are read by `data.py`, the length-controlled win rate is in
+`length_controlled.py` and the tasks `alpaca_eval` (2.0) and `alpaca_eval_v1` (1.0) are in `__init__.py`.
 """
 
 from __future__ import annotations
@@ -32,17 +33,14 @@ import random
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json
 from evalkit.stats import Statistic, cluster_index, per_cluster
 from evalkit.types import Message, UserError
 
-PROMPT_DIR = Path(__file__).parent / "alpaca_eval_prompts"
 DRAW = 1.5
 SWITCH_SEED = 0  # the annotator's default seed; part of the switch rule above
 CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
@@ -56,7 +54,7 @@ class Version:
     annotator: str  # the evaluator config name, also the `annotator` field of annotations.json
     reference: str  # generator of the reference outputs
     hub_file: str  # the same reference outputs in the Hugging Face dataset tatsu-lab/alpaca_eval
-    prompt_file: str  # in alpaca_eval_prompts/
+    prompt_file: str  # in assets/
     judge_model: str
     max_tokens: int
     temperature: float
@@ -96,81 +94,6 @@ def get_version(name: str) -> Version:
     return VERSIONS[name]
 
 
-# ---------------------------------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One judged pair of annotations.json; `preference` is final (already un-swapped), NaN if missing."""
-
-    instruction: str
-    output_1: str  # reference
-    output_2: str  # model
-    preference: float
-    raw_completion: Any = None
-
-
-@dataclass(frozen=True)
-class Annotations:
-    version: str
-    model: str  # generator_2
-    reference: str  # generator_1
-    items: tuple[Annotation, ...]
-
-    @property
-    def preferences(self) -> list[float]:
-        return [a.preference for a in self.items]
-
-
-def _read_json_list(path: Path) -> list[dict[str, Any]]:
-    data = read_json(path, list)
-    for i, row in enumerate(data):
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: record {i} is {type(row).__name__}, expected an object")
-    return data
-
-
-def _require_str(path: Path, i: int, row: dict[str, Any], fields: Sequence[str]) -> None:
-    for name in fields:
-        if name not in row:
-            raise UserError(f"{path}: record {i} has no field {name!r}")
-        if not isinstance(row[name], str):
-            raise UserError(
-                f"{path}: record {i} field {name!r} is {type(row[name]).__name__}, expected a string"
-            )
-
-
-def read_outputs(path: Path) -> list[dict[str, Any]]:
-    """A model_outputs.json: a list of {"instruction", "output", ...}, one record per instruction."""
-    rows = _read_json_list(Path(path))
-    seen: set[str] = set()
-    for i, row in enumerate(rows):
-        _require_str(path, i, row, ("instruction", "output"))
-        if row["instruction"] in seen:
-            raise UserError(
-                f"{path}: record {i} repeats an instruction; each instruction needs exactly one output"
-            )
-        seen.add(row["instruction"])
-    return rows
-
-
-def read_reference(path: Path, version: str) -> list[dict[str, Any]]:
-    """The reference model's model_outputs.json of `version`; records naming another `generator` (the
-    other version's reference, say) are an error."""
-    v = get_version(version)
-    rows = read_outputs(path)
-    if not rows:
-        raise UserError(f"{path}: no reference outputs")
-    for i, row in enumerate(rows):
-        generator = row.get("generator", v.reference)
-        if generator != v.reference:
-            raise UserError(
-                f"{path}: record {i} is an output of {generator!r}; AlpacaEval {v.name} compares against "
-                f"{v.reference!r} (its results/{v.reference}/model_outputs.json or {v.hub_file})"
-            )
-    return rows
-
-
 def pair_outputs(
     reference: Sequence[Mapping[str, Any]],
     model: Sequence[Mapping[str, Any]],
@@ -191,55 +114,17 @@ def pair_outputs(
     return [(r["instruction"], r["output"], by_instruction[r["instruction"]]) for r in reference]
 
 
+def finite_or_none(x: float) -> float | None:
+    """NaN (no preference) as None, for the JSON of a row or run."""
+    return None if math.isnan(x) else x
+
+
 def avg_length(outputs: Sequence[str]) -> int:
     """Mean output length in characters, truncated to an int (`main.evaluate`'s `avg_length`)."""
     return int(sum(len(o) for o in outputs) / len(outputs)) if outputs else 0
 
 
-def read_annotations(path: Path) -> Annotations:
-    """An official annotations.json of either judge; the version is told by its `annotator` field."""
-    path = Path(path)
-    rows = _read_json_list(path)
-    if not rows:
-        raise UserError(f"{path}: no annotations")
-    items = []
-    for i, row in enumerate(rows):
-        _require_str(
-            path, i, row, ("instruction", "output_1", "output_2", "generator_1", "generator_2", "annotator")
-        )
-        if "preference" not in row:
-            raise UserError(f"{path}: record {i} has no field 'preference'")
-        pref = row["preference"]
-        if pref is None:
-            pref = math.nan
-        elif isinstance(pref, bool) or not isinstance(pref, int | float):
-            raise UserError(f"{path}: record {i} preference is {pref!r}, expected a number or null")
-        items.append(
-            Annotation(
-                row["instruction"], row["output_1"], row["output_2"], float(pref), row.get("raw_completion")
-            )
-        )
-    for field in ("annotator", "generator_1", "generator_2"):
-        values = sorted({r[field] for r in rows})
-        if len(values) != 1:
-            raise UserError(
-                f"{path}: one file must hold one judge and one model pair, but {field} takes {values}"
-            )
-    annotator = rows[0]["annotator"]
-    if annotator not in BY_ANNOTATOR:
-        raise UserError(f"{path}: unknown annotator {annotator!r}; expected one of {sorted(BY_ANNOTATOR)}")
-    return Annotations(
-        BY_ANNOTATOR[annotator].name, rows[0]["generator_2"], rows[0]["generator_1"], tuple(items)
-    )
-
-
 # --------------------------------------------------------------------------------------------------- prompts
-
-
-@lru_cache(maxsize=4)
-def load_template(version: str) -> str:
-    """The official judge prompt (chatml text with {instruction}, {output_1}, {output_2}), verbatim."""
-    return (PROMPT_DIR / get_version(version).prompt_file).read_text(encoding="utf-8")
 
 
 def fill_template(template: str, values: Mapping[str, Any]) -> str:
@@ -271,15 +156,16 @@ def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
 
 
 def judge_messages(
-    version: str, instruction: str, reference_output: str, model_output: str, *, template: str | None = None
+    template: str, instruction: str, reference_output: str, model_output: str
 ) -> tuple[tuple[Message, ...], bool]:
-    """The official judge conversation for one pair, and whether the outputs were swapped in it.
+    """The official judge conversation for one pair, from the version's judge prompt (`data.load_template`),
+    and whether the outputs were swapped in it.
 
     Identical outputs need no judge (their preference is 1.5); the caller checks `reference == model`."""
     switched = is_switched(instruction)
     first, second = (model_output, reference_output) if switched else (reference_output, model_output)
     values = {"instruction": instruction, "output_1": first, "output_2": second}
-    prompt = fill_template(template if template is not None else load_template(version), values)
+    prompt = fill_template(template, values)
     return chatml_to_messages(prompt), switched
 
 

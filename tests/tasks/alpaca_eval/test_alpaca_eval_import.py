@@ -12,7 +12,8 @@ import pytest
 
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
-from evalkit.tasks import alpaca_eval_lc as lc
+from evalkit.tasks.alpaca_eval import data as files
+from evalkit.tasks.alpaca_eval import length_controlled as lc
 from evalkit.types import UserError
 
 AE = "alpaca_eval"
@@ -119,7 +120,7 @@ def test_length_controlled_win_rate_from_the_published_weights(shared, tmp_path)
     proc = import_run(shared, out, "alpaca_eval", "alpaca-7b", V2, "--data-dir", str(data))
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)["metrics"]["alpaca_eval"]["metrics"]
-    weights = lc.read_glm_weights(data / lc.WEIGHTS_FILE)
+    weights = files.read_glm_weights(data / lc.WEIGHTS_FILE)
     value, se = lc.lc_from_weights(weights["alpaca-7b"], weights[lc.BASELINE], difficulty)
     assert metrics["length_controlled_win_rate"]["value"] == pytest.approx(value, rel=1e-12)
     assert metrics["lc_standard_error"]["value"] == pytest.approx(se, rel=1e-12)
