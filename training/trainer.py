@@ -127,7 +127,6 @@ class _Run:
     cfg: TrainConfig
     out: Path
     procs: Any  # training.distributed.Single (or Accelerated)
-    say: Callable[[str], None]
     processor: Any
     encoder: Any
     items: list[Any]
@@ -254,7 +253,6 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
         cfg,
         out,
         procs,
-        say,
         processor,
         encoder,
         items,
