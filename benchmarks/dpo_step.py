@@ -39,6 +39,9 @@ precomputing a reference cache, and training.
 Ratios: evalkit / TRL for time and memory per mode (target: time < 1, memory <= 1), and cached / frozen
 for evalkit's memory.
 
+Modules: this script (the evalkit side, the workers and the driver), `dpo_step_world.py` (model, pairs,
+shared settings), `dpo_step_measure.py` (memory probe, step clock), `dpo_step_trl.py` (the TRL baseline).
+
 Usage:
   python benchmarks/dpo_step.py [--device cpu|cuda|auto] [--steps 10] [--warmup 3] [--pairs 8]
       [--lora-rank 8] [--modes lora,full] [--size toy|medium] [--repeats 1] [--threads 1]
@@ -51,8 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import statistics
 import subprocess
 import sys
@@ -63,162 +64,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-PROMPT = "name one object in the image."
-LR = 1e-5
-BETA = 0.1
+from dpo_step_measure import MemoryProbe, StepClock  # noqa: E402 (after the environment settings)
+from dpo_step_trl import TRL_INSTALL, run_trl, trl_version  # noqa: E402
+from dpo_step_world import BETA, LR, write_world  # noqa: E402
+
 LIVE_MMAP_THRESHOLD = 65536
-TRL_INSTALL = "pip install trl  (tested with trl 1.16.0)"
-
-
-# ---- memory probes -------------------------------------------------------------------------------------
-
-
-class MemoryProbe:
-    """Peak memory allocated after `start()`, in MiB (see the module docstring)."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.method = ""
-        self.base = 0
-
-    def start(self) -> None:
-        import torch
-
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base, self.method = torch.cuda.memory_allocated(), "cuda max_memory_allocated"
-            return
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.method = "VmHWM (reset)"
-        except OSError:
-            self.method = "ru_maxrss (not reset)"
-        self.base = _status_kib("VmRSS") * 1024
-
-    def peak_mib(self) -> float:
-        import torch
-
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        elif self.method.startswith("VmHWM"):
-            peak = _status_kib("VmHWM") * 1024
-        else:
-            import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return (peak - self.base) / 2**20
-
-
-def _status_kib(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    if match is None:
-        raise RuntimeError(f"/proc/self/status has no {field}")
-    return int(match.group(1))
-
-
-# ---- the shared world ----------------------------------------------------------------------------------
-
-
-# text-model shapes of the `--size medium` LLaVA (the vision tower and tokenizer stay the toy's)
-MEDIUM_TEXT = {
-    "hidden_size": 512,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 8,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 4,
-}
-
-
-def build_model(size: str):
-    """(model, processor): the toy LLaVA (`toy`), or the same with a larger language model (`medium`)."""
-    import torch
-    from transformers import LlavaForConditionalGeneration
-
-    from evalkit.toy.model import build_toy_config, build_toy_model, build_toy_processor
-
-    if size == "toy":
-        return build_toy_model(seed=0)
-    processor = build_toy_processor()
-    config = build_toy_config(processor.tokenizer)
-    for key, value in MEDIUM_TEXT.items():
-        setattr(config.text_config, key, value)
-    config.text_config.head_dim = config.text_config.hidden_size // config.text_config.num_attention_heads
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = LlavaForConditionalGeneration(config)
-    gen = model.generation_config
-    gen.pad_token_id, gen.bos_token_id, gen.eos_token_id = (
-        config.pad_token_id,
-        config.bos_token_id,
-        config.eos_token_id,
-    )
-    return model.eval(), processor
-
-
-def write_world(root: Path, n_pairs: int, size: str) -> int:
-    """Save the base model (random, seed 0) and `n_pairs` toy-world pairs; returns the parameter count."""
-    from evalkit.toy.world import STYLE, render, sample_scenes
-
-    model, processor = build_model(size)
-    model.save_pretrained(root / "base")
-    processor.save_pretrained(root / "base")
-    rng = random.Random(0)
-    rows = []
-    for scene in sample_scenes(n_pairs, seed=7):
-        render(scene).save(root / f"{scene.image_id}.png")
-        absent = rng.choice(sorted(set(STYLE) - set(scene.objects)))
-        rows.append(
-            {
-                "id": scene.image_id,
-                "image": f"{scene.image_id}.png",
-                "prompt": PROMPT,
-                "chosen": f"a {scene.objects[0]}.",
-                "rejected": f"a {absent}.",
-            }
-        )
-    (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return sum(p.numel() for p in model.parameters())
 
 
 # ---- workers (one configuration per subprocess) --------------------------------------------------------
-
-
-class StepClock:
-    """Wall and CPU time at the end of every optimizer step; the memory peak at the end of the last one."""
-
-    def __init__(self, total: int, probe: MemoryProbe) -> None:
-        self.total, self.probe = total, probe
-        self.wall: list[float] = []
-        self.cpu: list[float] = []
-        self.peak_mib: float | None = None
-
-    def tick(self) -> None:
-        if self.probe.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize()
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-        if len(self.wall) == self.total:
-            self.peak_mib = self.probe.peak_mib()
-
-    def result(self, warmup: int, final_loss: float | None) -> dict:
-        """Per-step seconds between consecutive step ends, the warm-up steps left out."""
-
-        def steps(stamps: list[float]) -> list[float]:
-            return [b - a for a, b in zip(stamps[warmup - 1 : -1], stamps[warmup:], strict=True)]
-
-        if len(self.wall) != self.total or self.peak_mib is None:
-            raise RuntimeError(f"saw {len(self.wall)} optimizer steps, expected {self.total}")
-        return {
-            "seconds": steps(self.wall),
-            "cpu_seconds": steps(self.cpu),
-            "peak_mib": self.peak_mib,
-            "memory": self.probe.method,
-            "final_loss": final_loss,
-        }
 
 
 def run_evalkit(job: dict) -> dict:
@@ -261,97 +114,6 @@ def run_evalkit(job: dict) -> dict:
     return clock.result(job["warmup"], result.log[-1]["loss"])
 
 
-def run_trl(job: dict) -> dict:
-    import torch
-    from datasets import Dataset
-    from PIL import Image
-    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
-    from trl import DPOConfig, DPOTrainer
-
-    root = Path(job["root"])
-    total = job["warmup"] + job["steps"]
-    probe = MemoryProbe(job["device"])
-    clock = StepClock(total, probe)
-    losses: list[float] = []
-
-    class Callback(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            clock.tick()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append(logs["loss"])
-
-    probe.start()  # the data, the trainer's settings and the models all count, as on the evalkit side
-    pairs = [json.loads(x) for x in (root / "pairs.jsonl").read_text().splitlines()]
-    dataset = Dataset.from_list(
-        [
-            {
-                "image": Image.open(root / p["image"]).convert("RGB"),
-                "prompt": [{"role": "user", "content": p["prompt"]}],
-                "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                "rejected": [{"role": "assistant", "content": p["rejected"]}],
-            }
-            for p in pairs
-        ]
-    )
-    cuda = job["device"].startswith("cuda")
-    args = DPOConfig(
-        output_dir=str(root / f"out-{job['name']}"),
-        per_device_train_batch_size=job["pairs"],
-        max_steps=total,
-        learning_rate=LR,
-        beta=BETA,
-        loss_type=["sigmoid"],
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        optim="adamw_torch",
-        max_length=None,
-        gradient_checkpointing=False,
-        bf16=cuda and torch.cuda.is_bf16_supported(),  # autocast with float32 weights, as evalkit train
-        fp16=False,
-        use_cpu=not cuda,
-        disable_dropout=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        seed=0,
-        disable_tqdm=True,
-    )
-    model = AutoModelForImageTextToText.from_pretrained(str(root / "base"), dtype=torch.float32)
-    processor = AutoProcessor.from_pretrained(str(root / "base"))
-    peft_config = None
-    if job["lora_rank"]:
-        from peft import LoraConfig
-
-        from evalkit.training.trainer import LORA_TARGETS
-
-        peft_config = LoraConfig(
-            r=job["lora_rank"],
-            lora_alpha=2 * job["lora_rank"],
-            lora_dropout=0.0,
-            target_modules=LORA_TARGETS,
-            bias="none",
-        )
-    else:  # as evalkit's full fine-tuning: language model and projector, the vision tower frozen
-        for name, p in model.named_parameters():
-            p.requires_grad_("vision_tower" not in name)
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=peft_config,
-        callbacks=[Callback()],
-    )
-    trainer.train()
-    return clock.result(job["warmup"], losses[-1] if losses else None)
-
-
 def preload() -> None:
     """Import what either side uses, before the memory baseline, on both sides alike: the libraries load
     lazily, and a module loaded after the baseline would be counted as training memory."""
@@ -391,15 +153,6 @@ def worker(job: dict) -> None:
 
 
 # ---- driver ---------------------------------------------------------------------------------------------
-
-
-def trl_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("trl")
-    except PackageNotFoundError:
-        return None
 
 
 def spawn(job: dict, live: bool = False) -> dict:

@@ -14,7 +14,7 @@ import torch
 
 from evalkit.models.hf import HFBackend
 from evalkit.toy.model import build_toy_model
-from evalkit.training.trainer import LORA_TARGETS
+from evalkit.training.model_setup import LORA_TARGETS
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 pytest.importorskip("peft")

@@ -19,7 +19,8 @@ from evalkit.models.hf import HFBackend
 from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
 from evalkit.training.config import TrainConfig
-from evalkit.training.trainer import resolve_model, train
+from evalkit.training.model_setup import resolve_model
+from evalkit.training.trainer import train
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 PROMPT = "name one object in the image."

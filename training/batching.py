@@ -27,6 +27,7 @@ the image tokens in. A preference pair's prompt is processed once and used for b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 from evalkit.images import load_image
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
-from evalkit.types import Message
+from evalkit.types import Message, UserError
 
 IGNORE_INDEX = -100
 _IDS_KEYS = ("input_ids", "attention_mask")
@@ -274,3 +275,35 @@ def _cat_padded(tensors: list[Any]):
             t = out
         padded.append(t)
     return torch.cat(padded, dim=0)
+
+
+def microbatch_indices(n: int, batch_size: int, seed: int):
+    """index i of the flat micro-batch stream -> example indices (seeded per-epoch permutation)."""
+    import torch
+
+    per_epoch = math.ceil(n / batch_size)
+    perms: dict[int, list[int]] = {}
+
+    def get(i: int) -> list[int]:
+        epoch, j = divmod(i, per_epoch)
+        if epoch not in perms:
+            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            perms[epoch] = torch.randperm(n, generator=g).tolist()
+        return perms[epoch][j * batch_size : (j + 1) * batch_size]
+
+    return get, per_epoch
+
+
+def encode_or_explain(encode, examples: list):
+    """`encode(examples)`; a failure (an image the processor rejects, a prompt over `max_length`) names
+    the example it came from, found by encoding them one at a time."""
+    try:
+        return encode(examples)
+    except (ValueError, OSError, TypeError) as exc:
+        for ex in examples:
+            try:
+                encode([ex])
+            except (ValueError, OSError, TypeError) as one:
+                reason = " ".join(str(one).split()) or type(one).__name__
+                raise UserError(f"{ex.source}: cannot encode the example: {reason}") from None
+        raise UserError(f"cannot encode a batch: {' '.join(str(exc).split())}") from None

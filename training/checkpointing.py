@@ -8,6 +8,9 @@
   safetensors and JSON carry data only, so a planted state file can fail to load but never runs code.
 - CKPT/resume/state.pt is the pickle format of earlier versions. It is never loaded (unpickling runs
   whatever the file holds): a folder holding one is refused with a line saying to delete resume/.
+- The run's record: CKPT/train_log.jsonl (`read_log`, `write_log`: cut back to the resumed step),
+  CKPT/train_config.json (`mark_complete` after the checkpoint itself, `save_checkpoint`, is written), and
+  what a finished folder answers when the same command runs again (`finished_run`).
 - `TrainingDiverged` stops a run whose loss or gradient norm is not finite, and whose weights are not
   finite before any save (resume state or checkpoint), so a broken checkpoint is never written.
 """
@@ -301,3 +304,57 @@ def read_log(path: Path, before: int) -> list[dict[str, Any]]:
         if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] < before:
             rows.append(row)
     return rows
+
+
+def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    """CKPT/train_log.jsonl holding exactly `rows` (atomically: the log a resumed run continues)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, processor, cfg, out: Path) -> None:
+    """The model in transformers format with the base's processor / tokenizer and chat template (LoRA merged
+    unless `cfg.merge` is False; a SteerLM checkpoint adds its targets)."""
+    if cfg.lora_rank and cfg.merge:
+        model = model.merge_and_unload()
+    check_finite_weights(model.named_parameters(), f"the checkpoint {out}")
+    model.eval()
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    if cfg.method == "steerlm":
+        from evalkit.steerlm import parse_steer, write_steer_file
+
+        write_steer_file(out, parse_steer(cfg.steer))
+
+
+def mark_complete(out: Path, info: dict[str, Any], rows: list[dict[str, Any]], resumed_from: int) -> None:
+    """Record the run as finished in CKPT/train_config.json (after the checkpoint is saved); drop resume/."""
+    info.update(completed=True, final=rows[-1] if rows else None, resumed_from=resumed_from)
+    write_json_atomic(out / "train_config.json", info)
+    shutil.rmtree(out / "resume", ignore_errors=True)
+
+
+def finished_run(out: Path, data_file: str, info: dict[str, Any]) -> tuple[int, list[dict[str, Any]], int]:
+    """OUT holds this run finished (`info`: its train_config.json): say so and return (steps, log rows,
+    resumed_from); refused when the data file changed since."""
+    import sys
+
+    from evalkit.datafiles import sha256_file
+
+    data = Path(data_file).expanduser()
+    trained_on = (info.get("data") or {}).get("sha256") if isinstance(info.get("data"), dict) else None
+    if trained_on and data.is_file() and sha256_file(data) != trained_on:
+        raise UserError(
+            f"output {out} holds a checkpoint trained on an earlier version of {data_file} (its checksum "
+            "changed); choose another --output, or pass --overwrite to train it again"
+        )
+    rows = read_log(out / "train_log.jsonl", before=2**62)
+    steps = info.get("total_steps") if isinstance(info.get("total_steps"), int) else len(rows)
+    print(
+        f"{out}: the checkpoint is complete ({steps} steps); nothing to do (--overwrite trains it again)",
+        file=sys.stderr,
+        flush=True,
+    )
+    resumed = info.get("resumed_from") if isinstance(info.get("resumed_from"), int) else 0
+    return steps, rows, resumed

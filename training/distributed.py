@@ -115,3 +115,17 @@ def processes(device_name: str, bf16_if_cuda: bool = True) -> Single:
     if device_name == "auto":
         return Single(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     return Single(torch.device(device_name))
+
+
+def merge_parts(parts: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float], int, int]:
+    """A step's metrics over every process's micro-batches: (means, counts, tokens, micro-batches)."""
+    from evalkit.training.online import add_counts
+
+    used = sum(p["used"] for p in parts)
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for p in parts:
+        for k, v in p["sums"].items():
+            sums[k] = sums.get(k, 0.0) + v
+        add_counts(counts, p["counts"])
+    return {k: v / used for k, v in sums.items()}, counts, sum(p["tokens"] for p in parts), used

@@ -103,6 +103,16 @@ def wrap_for_training(model, cfg: TrainConfig):
     return model
 
 
+def enable_gradient_checkpointing(model, cfg: TrainConfig) -> None:
+    """Recompute activations in the backward pass (less memory, more compute)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora_rank:
+        model.enable_input_require_grads()
+
+
 def schedule(total: int, warmup: int, kind: str = "linear") -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:

@@ -17,9 +17,12 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalkit.training.data_records import PreferencePair
+
+if TYPE_CHECKING:
+    from evalkit.training.config import TrainConfig
 
 
 @dataclass
@@ -101,3 +104,26 @@ class OnlinePairs:
             stats["online/reward_chosen"] = sum(chosen_r) / len(chosen_r)
             stats["online/reward_rejected"] = sum(rejected_r) / len(rejected_r)
         return pairs, stats
+
+
+def online_pairs(cfg: TrainConfig, encoder):
+    """online-dpo / mixed-dpo: the maker of each micro-batch's pairs; None for the other methods."""
+    if cfg.method not in ("online-dpo", "mixed-dpo"):
+        return None
+    from evalkit.training.rewards import scorer_for
+
+    scorer = scorer_for(cfg)
+    offline_prob = cfg.offline_prob if cfg.method == "mixed-dpo" else None
+    return OnlinePairs(scorer, encoder, cfg.sample_temperature, cfg.max_new_tokens, cfg.seed, offline_prob)
+
+
+def add_counts(counts: dict[str, float], made: dict[str, float]) -> None:
+    """Pair counts add up over a step's micro-batches; mean rewards are weighted by their pairs."""
+    n_old, n_new = counts.get("online/pairs", 0.0), made.get("online/pairs", 0.0)
+    for k, v in made.items():
+        if k.startswith("online/reward_"):
+            total = n_old + n_new
+            counts[k] = (counts.get(k, 0.0) * n_old + v * n_new) / total if total else 0.0
+    for k, v in made.items():
+        if not k.startswith("online/reward_"):
+            counts[k] = counts.get(k, 0.0) + v

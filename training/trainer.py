@@ -1,6 +1,7 @@
 """The training loop behind `evalkit train` (every method; what each trains on: `training.methods`).
 
-    from evalkit.training.trainer import TrainConfig, train
+    from evalkit.training.config import TrainConfig
+    from evalkit.training.trainer import train
     result = train(TrainConfig(method="dpo", model="toy", data="pairs.jsonl", output="ckpt", max_steps=30))
 
 - Data: `training.methods.load_data` (summary and skip counts printed first, stored in train_config.json),
@@ -27,6 +28,10 @@
   base, so `evalkit run --model CKPT` renders the same prompt (a SteerLM checkpoint adds its targets,
   CKPT/steerlm.json); CKPT/train_log.jsonl has one row per optimizer step (`step` = updates done before
   the step, so row 0 is the untrained model); CKPT/train_config.json the config, data info and versions.
+- Shape: `train` is set-up (`_setup`: output folder checked, data, model, reference, optimizer, resume
+  state restored), the loop (`_loop`, one optimizer step of `grad_accum` micro-batches each: `_accumulate`),
+  then the finish (`_finish`: checkpoint saved, run marked complete). What is read from and written to
+  CKPT (resume state, log, checkpoint, completion) is `training.checkpointing`.
 - Resume: every `save_every` steps CKPT/resume/state.safetensors holds the trainable weights, optimizer,
   scheduler, RNG state, step and data checksum (`training.checkpointing`: safetensors + JSON, never a
   pickle; an old state.pt is refused, not loaded). Re-running the same command continues from it
@@ -45,30 +50,30 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.training.batching import encode_or_explain, microbatch_indices
 from evalkit.training.checkpointing import (
-    TrainingDiverged,
-    check_finite_weights,
+    finished_run,
     inspect_output,
-    is_completed,
+    mark_complete,
     read_log,
+    save_checkpoint,
     save_resume,
     stop_if_diverged,
     write_json_atomic,
+    write_log,
 )
 from evalkit.training.config import TrainConfig
+from evalkit.training.distributed import merge_parts
 from evalkit.training.model_setup import (
-    LORA_TARGETS,
-    PROJECTOR_NAMES,
     disable_dropout,
+    enable_gradient_checkpointing,
     load_model,
     param_groups,
     resolve_model,
@@ -76,19 +81,10 @@ from evalkit.training.model_setup import (
     versions,
     wrap_for_training,
 )
+from evalkit.training.online import add_counts, online_pairs
 from evalkit.types import UserError
 
-__all__ = [
-    "LORA_TARGETS",
-    "PROJECTOR_NAMES",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDiverged",
-    "is_completed",
-    "load_model",
-    "resolve_model",
-    "train",
-]
+__all__ = ["TrainResult", "train"]
 
 
 @dataclass
@@ -105,23 +101,6 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _microbatch_indices(n: int, batch_size: int, seed: int):
-    """index i of the flat micro-batch stream -> example indices (seeded per-epoch permutation)."""
-    import torch
-
-    per_epoch = math.ceil(n / batch_size)
-    perms: dict[int, list[int]] = {}
-
-    def get(i: int) -> list[int]:
-        epoch, j = divmod(i, per_epoch)
-        if epoch not in perms:
-            g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-            perms[epoch] = torch.randperm(n, generator=g).tolist()
-        return perms[epoch][j * batch_size : (j + 1) * batch_size]
-
-    return get, per_epoch
-
-
 def train(
     config: TrainConfig | None = None,
     *,
@@ -129,24 +108,63 @@ def train(
     **kwargs: Any,
 ) -> TrainResult:
     """Train per `config` (or `TrainConfig(**kwargs)`); `on_step(row)` is called after each logged step."""
-    import torch
-
-    from evalkit.progress import make_progress
-    from evalkit.training.batching import Encoder
-    from evalkit.training.config import DPO_METHODS
-    from evalkit.training.data_checks import check_data_lengths, context_length
-    from evalkit.training.distributed import processes
-    from evalkit.training.dpo import AdapterOffReference, CachedReference, FrozenReference, dpo_forward
-    from evalkit.training.methods import load_data, prepare
-    from evalkit.training.sft import sft_forward
-
     cfg = config if config is not None else TrainConfig(**kwargs)
     cfg.validate()
     out = Path(cfg.output).expanduser()
     existing = inspect_output(out, cfg.resume_key(), cfg.overwrite)  # before any work
     if existing.complete is not None:
-        return _already_complete(cfg, out, existing.complete)
-    state = existing.resume
+        steps, rows, resumed = finished_run(out, cfg.data, existing.complete)
+        return TrainResult(out, steps, rows, resumed, already_complete=True)
+    run = _setup(cfg, out, existing.resume)
+    _loop(run, on_step)
+    return _finish(run)
+
+
+@dataclass
+class _Run:
+    """A run set up for the loop: what `_setup` built, and the log rows and last save the loop updates."""
+
+    cfg: TrainConfig
+    out: Path
+    procs: Any  # training.distributed.Single (or Accelerated)
+    processor: Any
+    encoder: Any
+    items: list[Any]
+    online: Any  # training.online.OnlinePairs, or None
+    model: Any  # what the loop calls (wrapped for several processes)
+    policy: Any  # the model itself: samples online pairs, is saved
+    reference: Any
+    trainable: list[tuple[str, Any]]
+    optimizer: Any
+    scheduler: Any
+    get_indices: Callable[[int], list[int]]
+    total: int
+    start: int
+    data_id: str | None
+    info: dict[str, Any]
+    autocast: Callable[[], Any]
+    saved_at: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def writes(self) -> bool:
+        return self.procs.is_main
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "train_log.jsonl"
+
+
+def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
+    """Data, model, reference, optimizer and schedule; the resume state (if any) restored, the log cut back
+    to it and train_config.json written (not yet completed)."""
+    import torch
+
+    from evalkit.progress import make_progress
+    from evalkit.training.batching import Encoder
+    from evalkit.training.data_checks import check_data_lengths, context_length
+    from evalkit.training.distributed import processes
+    from evalkit.training.methods import load_data, prepare
 
     procs = processes(cfg.device)
     say = _say if procs.is_main else (lambda message: None)
@@ -181,50 +199,29 @@ def train(
     if procs.is_main:
         procs.barrier()
     items = prep.items
-    online = _online_pairs(cfg, encoder)
-
-    reference = None
-    if cfg.reference_kind == "frozen":
-        reference = FrozenReference(model)
-    model = wrap_for_training(model, cfg)
-    if cfg.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x's name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if cfg.lora_rank:
-            model.enable_input_require_grads()
-    model.train()
-    if cfg.reference_kind == "adapter-off":
-        reference = AdapterOffReference(model)
-    elif cfg.reference_kind == "cached":
-        say(f"computing reference log-probs for {len(items)} pairs…")
-        reference = CachedReference.compute(model, encoder, items, batch_size=cfg.batch_size, device=device)
+    online = online_pairs(cfg, encoder)
+    model, reference = _policy_and_reference(cfg, model, encoder, items, device, say)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for _, p in trainable)
 
-    get_indices, per_epoch = _microbatch_indices(len(items), cfg.batch_size, cfg.seed)
+    get_indices, per_epoch = microbatch_indices(len(items), cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
     warmup = math.ceil(cfg.warmup_ratio * total)
     optimizer = torch.optim.AdamW(param_groups(trainable, cfg), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(total, warmup, cfg.schedule))
 
-    log_path = out / "train_log.jsonl"
-    start = saved_at = 0
+    start = 0
     if state is not None:
         state.restore(trainable, optimizer, scheduler)
-        start = saved_at = state.step
+        start = state.step
         say(f"resuming from step {start} ({state.path})")
     model, optimizer = procs.prepare(model, optimizer)
     policy = procs.unwrap(model)  # what samples online pairs and is saved
-    rows: list[dict[str, Any]] = read_log(log_path, before=start) if start else []
+    rows = read_log(out / "train_log.jsonl", before=start) if start else []
     procs.barrier()  # every process has read the log before the main one rewrites it
-    writes = procs.is_main
-    if writes:
+    if procs.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = log_path.with_name(log_path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, log_path)
+        write_log(out / "train_log.jsonl", rows)
 
     info = {
         "config": cfg.to_dict(),
@@ -243,7 +240,7 @@ def train(
         "versions": versions(),
         "completed": False,
     }
-    if writes:
+    if procs.is_main:
         write_json_atomic(out / "train_config.json", info)
     say(
         f"training {cfg.method} for {total} steps ({len(items)} examples, {n_trainable:,} trainable "
@@ -251,174 +248,154 @@ def train(
         f"{', reference ' + cfg.reference_kind if cfg.reference_kind else ''}, device {device}"
         f"{f', {procs.world} processes' if procs.world > 1 else ''})"
     )
-
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    progress = make_progress(enabled=cfg.progress and writes)
-    with progress, log_path.open("a") if writes else contextlib.nullcontext() as log_file:
-        task = progress.add_task(f"train {cfg.method}", total=total, completed=start)
-        for step in range(start, total):
+    return _Run(
+        cfg,
+        out,
+        procs,
+        processor,
+        encoder,
+        items,
+        online,
+        model,
+        policy,
+        reference,
+        trainable,
+        optimizer,
+        scheduler,
+        get_indices,
+        total,
+        start,
+        data_id,
+        info,
+        autocast,
+        saved_at=start,
+        rows=rows,
+    )
+
+
+def _policy_and_reference(cfg: TrainConfig, model, encoder, items: list, device, say):
+    """The model made trainable (LoRA or full, gradient checkpointing, train mode) and the DPO reference
+    (`frozen`: a copy taken before; `adapter-off`: the policy with its adapters off; `cached`: every pair
+    scored now), or None."""
+    from evalkit.training.dpo import AdapterOffReference, CachedReference, FrozenReference
+
+    reference = None
+    if cfg.reference_kind == "frozen":
+        reference = FrozenReference(model)
+    model = wrap_for_training(model, cfg)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model, cfg)
+    model.train()
+    if cfg.reference_kind == "adapter-off":
+        reference = AdapterOffReference(model)
+    elif cfg.reference_kind == "cached":
+        say(f"computing reference log-probs for {len(items)} pairs…")
+        reference = CachedReference.compute(model, encoder, items, batch_size=cfg.batch_size, device=device)
+    return model, reference
+
+
+def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
+    """Optimizer steps `run.start` .. `run.total`: each logged (CKPT/train_log.jsonl), a resume state saved
+    every `save_every` steps."""
+    from evalkit.progress import make_progress
+
+    cfg, procs = run.cfg, run.procs
+    progress = make_progress(enabled=cfg.progress and run.writes)
+    with progress, run.log_path.open("a") if run.writes else contextlib.nullcontext() as log_file:
+        task = progress.add_task(f"train {cfg.method}", total=run.total, completed=run.start)
+        for step in range(run.start, run.total):
             t0 = time.perf_counter()
-            lr = scheduler.get_last_lr()[0]
-            optimizer.zero_grad(set_to_none=True)
-            part = {"sums": {}, "counts": {}, "tokens": 0, "used": 0}
-            for micro in range(cfg.grad_accum):
-                chosen, weight = procs.share([items[i] for i in get_indices(step * cfg.grad_accum + micro)])
-                if online is not None:
-                    chosen, made = online.make(policy, chosen, step, micro)
-                    _add_counts(part["counts"], made)
-                    if not chosen:  # every prompt of this micro-batch was a tie
-                        if procs.world == 1:
-                            continue
-                        chosen, weight = online.placeholder(items[0]), 0.0  # keep the processes in step
-                with procs.no_sync(model, last=micro == cfg.grad_accum - 1):
-                    if cfg.method in DPO_METHODS:
-                        batch = _encode(encoder.encode_pairs, chosen).to(device)
-                        with autocast():
-                            result = dpo_forward(
-                                model,
-                                reference,
-                                batch,
-                                beta=cfg.beta,
-                                loss_type=cfg.loss,
-                                sft_weight=cfg.sft_weight,
-                            )
-                    else:
-                        batch = _encode(encoder.encode_sft, chosen).to(device)
-                        with autocast():
-                            result = sft_forward(model, batch)
-                    procs.backward(result.loss * (weight / cfg.grad_accum))
-                if weight:
-                    part["tokens"] += int(batch.attention_mask.sum())
-                    part["used"] += 1
-                    for k, v in result.metrics().items():
-                        part["sums"][k] = part["sums"].get(k, 0.0) + v
-                del result, batch  # free the autograd graph now, not after the next forward pass
-            grad_norm = procs.clip([p for _, p in trainable], cfg.max_grad_norm)
-            sums, counts, tokens, used = _merge(procs.gather(part))
-            stop_if_diverged(step, sums.get("loss"), float(grad_norm), lr, saved_at, out)
+            lr = run.scheduler.get_last_lr()[0]
+            run.optimizer.zero_grad(set_to_none=True)
+            part = _accumulate(run, step)
+            grad_norm = procs.clip([p for _, p in run.trainable], cfg.max_grad_norm)
+            sums, counts, tokens, used = merge_parts(procs.gather(part))
+            stop_if_diverged(step, sums.get("loss"), float(grad_norm), lr, run.saved_at, run.out)
             if used:
-                optimizer.step()
-            scheduler.step()
+                run.optimizer.step()
+            run.scheduler.step()
             seconds = time.perf_counter() - t0
             row = {"step": step, "loss": None, **sums, **counts, "grad_norm": float(grad_norm), "lr": lr}
             row.update({"tokens/s": tokens / seconds if seconds > 0 else None, "seconds": seconds})
-            rows.append(row)
-            if writes:
+            run.rows.append(row)
+            if run.writes:
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
             loss_text = "n/a" if row["loss"] is None else f"{row['loss']:.4f}"
             progress.update(task, advance=1, description=f"train {cfg.method} loss {loss_text}")
             done = step + 1
-            if cfg.save_every and done % cfg.save_every == 0 and done < total:
-                if writes:
+            if cfg.save_every and done % cfg.save_every == 0 and done < run.total:
+                if run.writes:
                     save_resume(
-                        out,
+                        run.out,
                         step=done,
                         key=cfg.resume_key(),
-                        data_sha256=data_id,
-                        trainable=trainable,
-                        optimizer=optimizer,
-                        scheduler=scheduler,
+                        data_sha256=run.data_id,
+                        trainable=run.trainable,
+                        optimizer=run.optimizer,
+                        scheduler=run.scheduler,
                     )
-                saved_at = done
+                run.saved_at = done
             if on_step is not None:
                 on_step(row)
 
-    procs.barrier()
-    if not writes:
-        procs.close()
-        return TrainResult(out, total, rows, start, is_main=False)
-    _save_checkpoint(policy, processor, cfg, out)
-    if cfg.reference_kind == "cached":
-        reference.save(out / "reference_logps.json")
-    if online is not None and getattr(online.scorer, "usage", None):
-        info["judge_usage"] = online.scorer.usage
-    info.update(completed=True, final=rows[-1] if rows else None, resumed_from=start)
-    write_json_atomic(out / "train_config.json", info)
-    shutil.rmtree(out / "resume", ignore_errors=True)
-    procs.close()
-    _say(f"saved {out}")
-    return TrainResult(out, total, rows, start)
+
+def _accumulate(run: _Run, step: int) -> dict[str, Any]:
+    """The gradients of optimizer step `step` (its `grad_accum` micro-batches) and their metric sums."""
+    from evalkit.training.config import DPO_METHODS
+    from evalkit.training.dpo import dpo_forward
+    from evalkit.training.sft import sft_forward
+
+    cfg, procs, items, device = run.cfg, run.procs, run.items, run.procs.device
+    part: dict[str, Any] = {"sums": {}, "counts": {}, "tokens": 0, "used": 0}
+    for micro in range(cfg.grad_accum):
+        chosen, weight = procs.share([items[i] for i in run.get_indices(step * cfg.grad_accum + micro)])
+        if run.online is not None:
+            chosen, made = run.online.make(run.policy, chosen, step, micro)
+            add_counts(part["counts"], made)
+            if not chosen:  # every prompt of this micro-batch was a tie
+                if procs.world == 1:
+                    continue
+                chosen, weight = run.online.placeholder(items[0]), 0.0  # keep the processes in step
+        with procs.no_sync(run.model, last=micro == cfg.grad_accum - 1):
+            if cfg.method in DPO_METHODS:
+                batch = encode_or_explain(run.encoder.encode_pairs, chosen).to(device)
+                with run.autocast():
+                    result = dpo_forward(
+                        run.model,
+                        run.reference,
+                        batch,
+                        beta=cfg.beta,
+                        loss_type=cfg.loss,
+                        sft_weight=cfg.sft_weight,
+                    )
+            else:
+                batch = encode_or_explain(run.encoder.encode_sft, chosen).to(device)
+                with run.autocast():
+                    result = sft_forward(run.model, batch)
+            procs.backward(result.loss * (weight / cfg.grad_accum))
+        if weight:
+            part["tokens"] += int(batch.attention_mask.sum())
+            part["used"] += 1
+            for k, v in result.metrics().items():
+                part["sums"][k] = part["sums"].get(k, 0.0) + v
+        del result, batch  # free the autograd graph now, not after the next forward pass
+    return part
 
 
-def _already_complete(cfg: TrainConfig, out: Path, info: dict[str, Any]) -> TrainResult:
-    """OUT holds this run finished: say so and do nothing (unless the data file has changed since)."""
-    from evalkit.datafiles import sha256_file
-
-    data = Path(cfg.data).expanduser()
-    trained_on = (info.get("data") or {}).get("sha256") if isinstance(info.get("data"), dict) else None
-    if trained_on and data.is_file() and sha256_file(data) != trained_on:
-        raise UserError(
-            f"output {out} holds a checkpoint trained on an earlier version of {cfg.data} (its checksum "
-            "changed); choose another --output, or pass --overwrite to train it again"
-        )
-    rows = read_log(out / "train_log.jsonl", before=2**62)
-    steps = info.get("total_steps") if isinstance(info.get("total_steps"), int) else len(rows)
-    _say(f"{out}: the checkpoint is complete ({steps} steps); nothing to do (--overwrite trains it again)")
-    resumed = info.get("resumed_from") if isinstance(info.get("resumed_from"), int) else 0
-    return TrainResult(out, steps, rows, resumed, already_complete=True)
-
-
-def _encode(encode, examples: list):
-    """`encode(examples)`; a failure (an image the processor rejects, a prompt over `max_length`) names
-    the example it came from, found by encoding them one at a time."""
-    try:
-        return encode(examples)
-    except (ValueError, OSError, TypeError) as exc:
-        for ex in examples:
-            try:
-                encode([ex])
-            except (ValueError, OSError, TypeError) as one:
-                reason = " ".join(str(one).split()) or type(one).__name__
-                raise UserError(f"{ex.source}: cannot encode the example: {reason}") from None
-        raise UserError(f"cannot encode a batch: {' '.join(str(exc).split())}") from None
-
-
-def _online_pairs(cfg: TrainConfig, encoder):
-    """online-dpo / mixed-dpo: the maker of each micro-batch's pairs; None for the other methods."""
-    if cfg.method not in ("online-dpo", "mixed-dpo"):
-        return None
-    from evalkit.training.online import OnlinePairs
-    from evalkit.training.rewards import scorer_for
-
-    scorer = scorer_for(cfg)
-    offline_prob = cfg.offline_prob if cfg.method == "mixed-dpo" else None
-    return OnlinePairs(scorer, encoder, cfg.sample_temperature, cfg.max_new_tokens, cfg.seed, offline_prob)
-
-
-def _merge(parts: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float], int, int]:
-    """A step's metrics over every process's micro-batches: (means, counts, tokens, micro-batches)."""
-    used = sum(p["used"] for p in parts)
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for p in parts:
-        for k, v in p["sums"].items():
-            sums[k] = sums.get(k, 0.0) + v
-        _add_counts(counts, p["counts"])
-    return {k: v / used for k, v in sums.items()}, counts, sum(p["tokens"] for p in parts), used
-
-
-def _add_counts(counts: dict[str, float], made: dict[str, float]) -> None:
-    """Pair counts add up over a step's micro-batches; mean rewards are weighted by their pairs."""
-    n_old, n_new = counts.get("online/pairs", 0.0), made.get("online/pairs", 0.0)
-    for k, v in made.items():
-        if k.startswith("online/reward_"):
-            total = n_old + n_new
-            counts[k] = (counts.get(k, 0.0) * n_old + v * n_new) / total if total else 0.0
-    for k, v in made.items():
-        if not k.startswith("online/reward_"):
-            counts[k] = counts.get(k, 0.0) + v
-
-
-def _save_checkpoint(model, processor, cfg: TrainConfig, out: Path) -> None:
-    """The model in transformers format with the base's processor / tokenizer and chat template."""
-    if cfg.lora_rank and cfg.merge:
-        model = model.merge_and_unload()
-    check_finite_weights(model.named_parameters(), f"the checkpoint {out}")
-    model.eval()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    if cfg.method == "steerlm":
-        from evalkit.steerlm import parse_steer, write_steer_file
-
-        write_steer_file(out, parse_steer(cfg.steer))
+def _finish(run: _Run) -> TrainResult:
+    """Save the checkpoint (and the cached reference log-probs) and mark the run complete."""
+    run.procs.barrier()
+    if not run.writes:
+        run.procs.close()
+        return TrainResult(run.out, run.total, run.rows, run.start, is_main=False)
+    save_checkpoint(run.policy, run.processor, run.cfg, run.out)
+    if run.cfg.reference_kind == "cached":
+        run.reference.save(run.out / "reference_logps.json")
+    if run.online is not None and getattr(run.online.scorer, "usage", None):
+        run.info["judge_usage"] = run.online.scorer.usage
+    mark_complete(run.out, run.info, run.rows, run.start)
+    run.procs.close()
+    _say(f"saved {run.out}")
+    return TrainResult(run.out, run.total, run.rows, run.start)

@@ -18,11 +18,18 @@ suite, and write the alignment-tax table.
 Stages, each resumed rather than redone after a crash: OUTPUT/checkpoints/<name> (`evalkit train`: a
 finished checkpoint is kept, an interrupted one resumes from its last save), OUTPUT/eval/<name> (`evalkit
 run`: finished samples are kept), then OUTPUT/tax.{md,csv,html,json} from the stored samples.
+
+`run_stages` is the one way to train-then-evaluate a list of checkpoints: `evalkit align` runs it on the
+plan read from YAML, `evalkit demo` (`evalkit.experiments.toy_alignment`) on a plan it builds in Python,
+with the plan fields YAML does not set (its starting model's name, a checkpoint folder, a step before a
+checkpoint trains) and its own tables (`tax_stage`).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,10 +60,18 @@ class AlignPlan:
     reference: str = BASE
     min_common: int = 20
     warnings: list[str] = field(default_factory=list)
+    #: the name `from`, `reference` and the eval folder give the starting model
+    base_name: str = BASE
+    #: False: the starting model is only trained from, not evaluated (the demo's base is its first checkpoint)
+    evaluate_base: bool = True
+    #: where checkpoint <name> is trained (default OUTPUT/checkpoints)
+    checkpoint_dir: Path | None = None
 
     @property
     def models(self) -> list[str]:
-        return [BASE, *self.checkpoints]
+        """The models evaluated, in order: the starting model (unless `evaluate_base` is False), then every
+        checkpoint."""
+        return [self.base_name] * self.evaluate_base + list(self.checkpoints)
 
 
 def read_plan(file: str | Path) -> AlignPlan:
@@ -116,7 +131,7 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _evaluated(out: Path, tasks: str | list[str]) -> bool:
+def evaluated(out: Path, tasks: str | list[str]) -> bool:
     """A finished run of exactly these tasks (a changed task list goes through `evaluate`, which resumes
     or refuses a folder of another configuration)."""
     from evalkit.store import RunStore
@@ -127,37 +142,52 @@ def _evaluated(out: Path, tasks: str | list[str]) -> bool:
 
 
 def model_path(plan: AlignPlan, name: str) -> str:
-    return plan.base if name == BASE else str(plan.output / "checkpoints" / name)
+    if name == plan.base_name:
+        return plan.base
+    return str((plan.checkpoint_dir or plan.output / "checkpoints") / name)
 
 
-def train_stage(plan: AlignPlan, name: str, progress: bool = False) -> bool:
+def eval_dir(plan: AlignPlan, name: str) -> Path:
+    return plan.output / "eval" / name
+
+
+def trained(plan: AlignPlan, name: str) -> bool:
+    from evalkit.training.checkpointing import is_completed
+
+    return is_completed(Path(model_path(plan, name)))
+
+
+def train_stage(
+    plan: AlignPlan, name: str, progress: bool = False, say: Callable[[str], None] = _say
+) -> bool:
     """Train checkpoint `name` unless it is finished; True when it trained now."""
     from evalkit.training.config import TrainConfig
-    from evalkit.training.trainer import is_completed, train
+    from evalkit.training.trainer import train
 
     out = Path(model_path(plan, name))
-    if is_completed(out):
-        _say(f"[{name}] trained already: {out}")
+    if trained(plan, name):
+        say(f"[{name}] trained already: {out}")
         return False
     settings = {k: v for k, v in plan.checkpoints[name].items() if k != "from"}
     settings.setdefault("progress", progress)
-    _say(f"[{name}] training {settings.get('method')} from {plan.checkpoints[name]['from']}")
-    train(TrainConfig(model=model_path(plan, plan.checkpoints[name]["from"]), output=str(out), **settings))
+    start = plan.checkpoints[name].get("from", plan.base_name)
+    say(f"[{name}] training {settings.get('method')} from {start}")
+    train(TrainConfig(model=model_path(plan, start), output=str(out), **settings))
     return True
 
 
-def eval_stage(plan: AlignPlan, name: str, progress: bool = False):
+def eval_stage(plan: AlignPlan, name: str, progress: bool = False, say: Callable[[str], None] = _say):
     """Evaluate model `name` on the plan's tasks into OUTPUT/eval/<name> (resumes a partial run)."""
     from evalkit.judges.settings import JudgeSettings
     from evalkit.runner import evaluate
 
     ev = plan.evaluate
-    out = plan.output / "eval" / name
-    if _evaluated(out, ev["tasks"]):
-        _say(f"[{name}] evaluated already: {out}")
+    out = eval_dir(plan, name)
+    if evaluated(out, ev["tasks"]):
+        say(f"[{name}] evaluated already: {out}")
         return None
     judge = dict(ev.get("judge") or {})
-    _say(f"[{name}] evaluating on {ev['tasks']}")
+    say(f"[{name}] evaluating on {ev['tasks']}")
     return evaluate(
         model_path(plan, name),
         ev["tasks"],
@@ -174,19 +204,51 @@ def eval_stage(plan: AlignPlan, name: str, progress: bool = False):
     )
 
 
-def run_align(file: str | Path, *, progress: bool = False) -> dict[str, Any]:
-    """Every stage of the plan in `file`; returns the paths of the report files and the table."""
+@contextmanager
+def _no_timer(name: str, skipped: bool) -> Iterator[None]:
+    yield
+
+
+def run_stages(
+    plan: AlignPlan,
+    *,
+    progress: bool = False,
+    say: Callable[[str], None] = _say,
+    stage=_no_timer,
+    before: dict[str, Callable[[], None]] | None = None,
+) -> dict[str, Path]:
+    """Train every checkpoint in plan order, then evaluate every model; returns name -> run folder.
+
+    `stage(label, skipped)`: a context manager around each stage (labels `<name>` and `eval <name>`), e.g.
+    a timer; `before[name]()`: a step run just before checkpoint `name` trains, e.g. writing its data with
+    an earlier checkpoint (it skips itself when its output exists)."""
+    plan.output.mkdir(parents=True, exist_ok=True)
+    for name in plan.checkpoints:
+        if before and name in before:
+            before[name]()
+        with stage(name, skipped=trained(plan, name)):
+            train_stage(plan, name, progress, say)
+    for name in plan.models:
+        with stage(f"eval {name}", skipped=evaluated(eval_dir(plan, name), plan.evaluate["tasks"])):
+            eval_stage(plan, name, progress, say)
+    return {name: eval_dir(plan, name) for name in plan.models}
+
+
+def tax_stage(reference: Path, runs: dict[str, Path], folder: Path, min_common: int = 20):
+    """The alignment-tax table of the runs `runs` (name -> run folder) against the run `reference`, from
+    their stored samples, written to FOLDER/tax.{md,csv,html,json}; returns (table, paths)."""
     from evalkit.analysis.tax import tax_table
     from evalkit.analysis.tax_render import write_report
 
+    table = tax_table(reference, runs, min_common=min_common)
+    return table, write_report(table, folder)
+
+
+def run_align(file: str | Path, *, progress: bool = False) -> dict[str, Any]:
+    """Every stage of the plan in `file`; returns the paths of the report files and the table."""
     plan = read_plan(file)
-    plan.output.mkdir(parents=True, exist_ok=True)
-    for name in plan.checkpoints:
-        train_stage(plan, name, progress)
-    for name in plan.models:
-        eval_stage(plan, name, progress)
-    aligned = {n: plan.output / "eval" / n for n in plan.models if n not in (plan.reference,)}
-    table = tax_table(plan.output / "eval" / plan.reference, aligned, min_common=plan.min_common)
-    paths = write_report(table, plan.output)
+    run_stages(plan, progress=progress)
+    aligned = {name: eval_dir(plan, name) for name in plan.models if name != plan.reference}
+    table, paths = tax_stage(eval_dir(plan, plan.reference), aligned, plan.output, plan.min_common)
     _say(f"alignment-tax table: {', '.join(str(p) for p in paths)}")
     return {"table": table, "paths": paths, "plan": plan}

@@ -5,7 +5,10 @@
     result.claim_holds("dpo"), result.comparisons["dpo"]
 
 Stages (each writes into the work folder, and is skipped when its output is complete, so a re-run after a
-crash redoes no finished work; training stages resume from their last save):
+crash redoes no finished work; training stages resume from their last save). Stages 2-5 are an align plan
+(`toy_plan`: checkpoints base, sft, dpo, bdhs trained from the toy model into the work folder) run by
+`evalkit.experiments.align.run_stages`, as `evalkit align` runs a YAML plan; writing the BDHS pairs is a
+step the plan runs before `bdhs/` trains:
 
 1. `data/`: the training files of `evalkit.toy.alignment_data` (text-only conversations for the language
    stage, biased visual instructions mixed with more of them, pairs whose rejected answer names an absent
@@ -57,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.environment import torch_threads
+from evalkit.experiments.align import AlignPlan, model_path, run_stages
 from evalkit.store import RunStore
 
 TASKS = "pope,amber,objhal,toy_language"
@@ -222,40 +226,13 @@ class _Clock:
         }
 
 
-def _trained(out: Path) -> bool:
-    from evalkit.training.trainer import is_completed
-
-    return is_completed(out)
-
-
-def _train(method: str, model: str, data: Path, out: Path, s: Settings, **kw: Any) -> None:
-    from evalkit.training.checkpointing import has_resume_state
-    from evalkit.training.config import TrainConfig
-    from evalkit.training.trainer import train
-
-    # a folder left without a resume state (killed before the first save) is started over
-    fresh = out.exists() and not has_resume_state(out)
-    cfg = TrainConfig(
-        method=method,
-        model=model,
-        data=str(data),
-        output=str(out),
-        lora_rank=0,
-        seed=s.seed,
-        save_every=s.save_every,
-        overwrite=fresh,
-        **kw,
-    )
-    train(cfg)
-
-
 def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> dict[str, Any]:
     from evalkit.toy.alignment_data import rejected_description_stats
     from evalkit.training.batching import Encoder
     from evalkit.training.bdhs import BdhsConfig, bdhs_pairs
     from evalkit.training.data import load_sft
     from evalkit.training.embedding import BagOfWords
-    from evalkit.training.trainer import load_model
+    from evalkit.training.model_setup import load_model
 
     model, processor = load_model(str(sft_dir))
     model.eval()
@@ -277,25 +254,6 @@ def _write_bdhs_pairs(sft_dir: Path, source: Path, out: Path, s: Settings) -> di
     out.with_name(out.stem + "_stats.json").write_text(json.dumps(stats, indent=1, default=str))
     os.replace(tmp, out)
     return stats
-
-
-def _evaluate(model: str, out: Path, s: Settings, progress: bool) -> None:
-    from evalkit.runner import evaluate
-
-    evaluate(
-        model,
-        TASKS,
-        data="toy",
-        limit=s.eval_limit,
-        output=out,
-        seed=s.seed,
-        task_options=TASK_OPTIONS,
-        progress=progress,
-    )
-
-
-def _finished(run_dir: Path) -> bool:
-    return RunStore(run_dir).finished_header() is not None
 
 
 def _headline(run_dir: Path) -> dict[str, Any]:
@@ -326,6 +284,50 @@ def _check_settings(path: Path, s: Settings) -> None:
         path.write_text(json.dumps(asdict(s), indent=1) + "\n")
 
 
+def toy_plan(work: Path, data: Path, toy: str, s: Settings, progress: bool = False) -> AlignPlan:
+    """The experiment's checkpoints and evaluation as an align plan: the toy model (`toy`) trained into
+    WORK/base, WORK/sft, WORK/dpo and WORK/bdhs (its pairs: `bdhs_step`), each evaluated into WORK/eval."""
+    common = {"lora_rank": 0, "seed": s.seed, "save_every": s.save_every, "progress": progress}
+    sft = {"method": "sft", "lr": s.sft_lr, "batch_size": s.sft_batch, **common}
+    dpo = {
+        "method": "dpo",
+        "max_steps": s.dpo_steps,
+        "lr": s.dpo_lr,
+        "batch_size": s.dpo_batch,
+        "beta": s.beta,
+    }
+    checkpoints: dict[str, dict[str, Any]] = {
+        "base": {"from": "toy", "data": str(data / "language.jsonl"), "max_steps": s.base_steps, **sft},
+        "sft": {
+            "from": "base",
+            "data": str(data / "sft.jsonl"),
+            "max_steps": s.sft_steps,
+            "train_vision": True,
+            **sft,
+        },
+        "dpo": {"from": "sft", "data": str(data / "pairs.jsonl"), **dpo, **common},
+    }
+    if s.bdhs:
+        checkpoints["bdhs"] = {"from": "sft", "data": str(work / "bdhs_pairs.jsonl"), **dpo, **common}
+    evaluate = {
+        "tasks": TASKS,
+        "data": "toy",
+        "limit": s.eval_limit,
+        "seed": s.seed,
+        "task_options": TASK_OPTIONS,
+    }
+    return AlignPlan(
+        base=toy,
+        output=work,
+        evaluate=evaluate,
+        checkpoints=checkpoints,
+        reference="sft",
+        base_name="toy",
+        evaluate_base=False,
+        checkpoint_dir=work,
+    )
+
+
 def run_experiment(
     work: str | Path,
     settings: Settings | None = None,
@@ -343,53 +345,22 @@ def run_experiment(
     work.mkdir(parents=True, exist_ok=True)
     _check_settings(work / "settings.json", s)
     clock = _Clock(say or (lambda m: None))
-    ckpt = {"base": work / "base", "sft": work / "sft", "dpo": work / "dpo"}
-    if s.bdhs:
-        ckpt["bdhs"] = work / "bdhs"
     bdhs_file = work / "bdhs_pairs.jsonl"
     with torch_threads(s.threads):
         with clock.stage("data", skipped=False):
             sizes = {"n_sft": s.n_sft, "n_pairs": s.n_pairs, "n_text": s.n_text, "n_language": s.n_language}
             data = write_alignment_data(work / "data", seed=s.seed, **sizes)
             toy = str(ensure_toy_model())
-        sft_kw = {"lr": s.sft_lr, "batch_size": s.sft_batch, "progress": progress}
-        with clock.stage("base", skipped=_trained(ckpt["base"])):
-            if not _trained(ckpt["base"]):
-                _train("sft", toy, data / "language.jsonl", ckpt["base"], s, max_steps=s.base_steps, **sft_kw)
-        with clock.stage("sft", skipped=_trained(ckpt["sft"])):
-            if not _trained(ckpt["sft"]):
-                _train(
-                    "sft",
-                    str(ckpt["base"]),
-                    data / "sft.jsonl",
-                    ckpt["sft"],
-                    s,
-                    max_steps=s.sft_steps,
-                    train_vision=True,
-                    **sft_kw,
-                )
-        dpo_kw = {
-            "max_steps": s.dpo_steps,
-            "lr": s.dpo_lr,
-            "batch_size": s.dpo_batch,
-            "beta": s.beta,
-            "progress": progress,
-        }
-        with clock.stage("dpo", skipped=_trained(ckpt["dpo"])):
-            if not _trained(ckpt["dpo"]):
-                _train("dpo", str(ckpt["sft"]), data / "pairs.jsonl", ckpt["dpo"], s, **dpo_kw)
-        if s.bdhs:
+        plan = toy_plan(work, data, toy, s, progress)
+
+        def bdhs_step() -> None:
             with clock.stage("bdhs_pairs", skipped=bdhs_file.is_file()):
                 if not bdhs_file.is_file():
-                    _write_bdhs_pairs(ckpt["sft"], data / "bdhs_source.jsonl", bdhs_file, s)
-            with clock.stage("bdhs", skipped=_trained(ckpt["bdhs"])):
-                if not _trained(ckpt["bdhs"]):
-                    _train("dpo", str(ckpt["sft"]), bdhs_file, ckpt["bdhs"], s, **dpo_kw)
-        runs = {name: work / "eval" / name for name in ckpt}
-        for name, path in ckpt.items():
-            with clock.stage(f"eval {name}", skipped=_finished(runs[name])):
-                if not _finished(runs[name]):
-                    _evaluate(str(path), runs[name], s, progress)
+                    _write_bdhs_pairs(work / "sft", data / "bdhs_source.jsonl", bdhs_file, s)
+
+        before = {"bdhs": bdhs_step} if s.bdhs else {}
+        runs = run_stages(plan, progress=progress, say=lambda m: None, stage=clock.stage, before=before)
+    ckpt = {name: Path(model_path(plan, name)) for name in plan.checkpoints}
     aligned = [n for n in ckpt if n not in ("base", "sft")]
     result = Result(
         work=work,
