@@ -10,7 +10,7 @@ import random
 import statistics
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, completion, last_user_text
+from support.openai_server import FakeOpenAIServer, Fault, completion, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions

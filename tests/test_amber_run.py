@@ -12,8 +12,8 @@ import io
 import json
 
 import pytest
-from openai_server import FakeOpenAIServer, last_user_text
 from PIL import Image
+from support.openai_server import FakeOpenAIServer, last_user_text
 
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend

@@ -11,7 +11,7 @@ import struct
 import zlib
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 from test_mmbench import png_b64, write_tsv
 
 from evalkit.judges.settings import JudgeSettings

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
 from PIL import Image
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from openai_server import FakeOpenAIServer
 from PIL import Image
+from support.openai_server import FakeOpenAIServer
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions

@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions

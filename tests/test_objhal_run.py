@@ -7,7 +7,7 @@ server and no API key for its judge."""
 import json
 
 import pytest
-from openai_server import FakeOpenAIServer, last_user_text, message_text
+from support.openai_server import FakeOpenAIServer, last_user_text, message_text
 from test_objhal import make_data
 
 from evalkit.judges.settings import JudgeSettings
