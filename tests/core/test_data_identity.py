@@ -82,12 +82,12 @@ def test_a_moved_data_folder_resumes_without_asking_again(tmp_path):
     assert {k: m["value"] for k, m in second.metrics["pope"]["metrics"].items()} == values
 
 
-def test_toy_and_the_same_files_through_data_dir_are_one_run(tmp_path):
+def test_toy_and_the_same_files_through_data_dir_are_one_run(tmp_path, openai_server):
     folder = default_toy_dir(0, 100)  # where --data toy writes them (the test's own cache)
-    with FakeOpenAIServer(responder=lambda body: "Yes") as server:
-        toy = _run(server, tmp_path / "results", data="toy")
-        via_dir = _run(server, tmp_path / "results", data_dir=folder)
-        assert server.count == 6
+    server = openai_server(responder=lambda body: "Yes")
+    toy = _run(server, tmp_path / "results", data="toy")
+    via_dir = _run(server, tmp_path / "results", data_dir=folder)
+    assert server.count == 6
     assert toy.run_dir == via_dir.run_dir and via_dir.resumed
     assert (
         toy.header["tasks"]["pope"]["data"]["version"] == via_dir.header["tasks"]["pope"]["data"]["version"]

@@ -20,11 +20,7 @@ from evalkit.runner import RunFailed, evaluate
 EVALKIT = [sys.executable, "-m", "evalkit"]
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def run(server, tmp_path, tasks, name="run", **kw):

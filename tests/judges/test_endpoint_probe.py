@@ -91,11 +91,11 @@ def probe(server_or_url, key=None, monkeypatch=None, timeout_s=5.0):
     return backend.probe(timeout_s)
 
 
-def test_a_server_without_models_is_probed_with_one_token(monkeypatch):
-    with FakeOpenAIServer(api_key="k", serve_models=False) as server:
-        assert probe(server, "bad", monkeypatch) == "HTTP 401: invalid api key"
-        assert probe(server, "k", monkeypatch) is None
-        assert [b["max_tokens"] for b in server.requests] == [1, 1]
+def test_a_server_without_models_is_probed_with_one_token(monkeypatch, openai_server):
+    server = openai_server(api_key="k", serve_models=False)
+    assert probe(server, "bad", monkeypatch) == "HTTP 401: invalid api key"
+    assert probe(server, "k", monkeypatch) is None
+    assert [b["max_tokens"] for b in server.requests] == [1, 1]
 
 
 def test_a_server_that_never_answers_is_unreachable_after_the_timeout():

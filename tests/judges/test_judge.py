@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from support.openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
+from support.openai_server import Fault, last_user_text, message_text
 
 from evalkit.judges.cache import JudgeCache
 from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
@@ -41,56 +41,56 @@ def judge_for(server, cache, **spec_kw):
     return judge
 
 
-def test_rerun_is_served_from_the_cache(tmp_path):
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "cache.sqlite"))
-        first = judge.ask(items())
-        assert server.count == 20 and not any(a.cached for a in first)
-        again = judge_for(server, JudgeCache(tmp_path / "cache.sqlite")).ask(items())  # reopened
-        assert server.count == 20  # zero new requests
-        assert [a.text for a in again] == [a.text for a in first] and all(a.cached for a in again)
+def test_rerun_is_served_from_the_cache(tmp_path, openai_server):
+    server = openai_server(responder=rating)
+    judge = judge_for(server, JudgeCache(tmp_path / "cache.sqlite"))
+    first = judge.ask(items())
+    assert server.count == 20 and not any(a.cached for a in first)
+    again = judge_for(server, JudgeCache(tmp_path / "cache.sqlite")).ask(items())  # reopened
+    assert server.count == 20  # zero new requests
+    assert [a.text for a in again] == [a.text for a in first] and all(a.cached for a in again)
     assert first[3].text.endswith("[[4]]")  # len("xxx") % 10 + 1
 
 
-def test_faults_do_not_change_the_answers(tmp_path):
+def test_faults_do_not_change_the_answers(tmp_path, openai_server):
     faults = {0: "429", 1: "500", 2: "malformed", 5: Fault("delay", seconds=3.0), 7: "503"}
-    with FakeOpenAIServer(responder=rating) as clean_server:
-        clean = judge_for(clean_server, None).ask(items())
-    with FakeOpenAIServer(responder=rating, faults=faults) as server:
-        faulty = judge_for(server, None).ask(items())
-        assert server.count > 20  # the faults were really retried
+    clean_server = openai_server(responder=rating)
+    clean = judge_for(clean_server, None).ask(items())
+    server = openai_server(responder=rating, faults=faults)
+    faulty = judge_for(server, None).ask(items())
+    assert server.count > 20  # the faults were really retried
     assert [a.text for a in faulty] == [a.text for a in clean] and all(a.error is None for a in faulty)
 
 
-def test_usage_and_cost_match_the_server(tmp_path):
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"))
-        judge.ask(items(12))
-        prompt = sum(sum(len(message_text(m).split()) for m in b["messages"]) for b in server.requests)
-        completion = sum(len(rating(b).split()) for b in server.requests)
+def test_usage_and_cost_match_the_server(tmp_path, openai_server):
+    server = openai_server(responder=rating)
+    judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"))
+    judge.ask(items(12))
+    prompt = sum(sum(len(message_text(m).split()) for m in b["messages"]) for b in server.requests)
+    completion = sum(len(rating(b).split()) for b in server.requests)
     assert (judge.usage.prompt_tokens, judge.usage.completion_tokens) == (prompt, completion)
     assert judge.usage.cost_usd == pytest.approx((prompt * 30 + completion * 60) / 1e6)
     assert judge.usage.calls == 12 and judge.usage.cache_hits == 0
     assert cost_usd("no-such-model", 10, 10) is None  # unknown prices are never reported as 0
 
 
-def test_sampled_judges_are_cached_only_per_explicit_run(tmp_path):
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), temperature=0.7)
-        judge.ask(items(4))
-        judge.ask(items(4))
-        assert server.count == 8  # no run index: a fresh draw every time
-        judge.ask(items(4), run_index=0)
-        judge.ask(items(4), run_index=1)
-        judge.ask(items(4), run_index=0)
-        assert server.count == 16  # run 0 twice is served from the cache once asked
+def test_sampled_judges_are_cached_only_per_explicit_run(tmp_path, openai_server):
+    server = openai_server(responder=rating)
+    judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), temperature=0.7)
+    judge.ask(items(4))
+    judge.ask(items(4))
+    assert server.count == 8  # no run index: a fresh draw every time
+    judge.ask(items(4), run_index=0)
+    judge.ask(items(4), run_index=1)
+    judge.ask(items(4), run_index=0)
+    assert server.count == 16  # run 0 twice is served from the cache once asked
 
 
-def test_estimate_counts_only_uncached_calls(tmp_path):
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"))
-        judge.ask(items(5))
-        est = judge.estimate(items(8))
+def test_estimate_counts_only_uncached_calls(tmp_path, openai_server):
+    server = openai_server(responder=rating)
+    judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"))
+    judge.ask(items(5))
+    est = judge.estimate(items(8))
     assert est["calls"] == 3
     assert est["est_cost_usd"] == pytest.approx(cost_usd("gpt-4-0613", est["est_prompt_tokens"], 3 * 64))
 

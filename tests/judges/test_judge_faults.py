@@ -48,7 +48,7 @@ def stored(path):
         db.close()
 
 
-def test_every_fault_kind_is_retried_counted_and_never_misscores(tmp_path):
+def test_every_fault_kind_is_retried_counted_and_never_misscores(tmp_path, openai_server):
     faults = {
         0: "500",
         1: "503",
@@ -59,44 +59,44 @@ def test_every_fault_kind_is_retried_counted_and_never_misscores(tmp_path):
         6: Fault("delay", seconds=2.0),  # longer than the 0.5 s timeout
         9: "500",
     }
-    with FakeOpenAIServer(responder=rating, faults=faults) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), timeout_s=0.5)
-        answers = judge.ask(items(12))
-        assert [a.text for a in answers] == [f"Rating: [[{i % 10}]]" for i in range(12)]  # by hand
-        assert all(a.error is None for a in answers)
-        # every HTTP request the server saw is a counted call: 12 answers + 8 faulted attempts
-        assert server.count == 12 + len(faults)
-        assert judge.usage.calls == server.count and judge.usage.failures == 0
+    server = openai_server(responder=rating, faults=faults)
+    judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), timeout_s=0.5)
+    answers = judge.ask(items(12))
+    assert [a.text for a in answers] == [f"Rating: [[{i % 10}]]" for i in range(12)]  # by hand
+    assert all(a.error is None for a in answers)
+    # every HTTP request the server saw is a counted call: 12 answers + 8 faulted attempts
+    assert server.count == 12 + len(faults)
+    assert judge.usage.calls == server.count and judge.usage.failures == 0
     assert stored(tmp_path / "c.sqlite") == 12
 
 
-def test_a_call_that_fails_for_good_is_an_error_never_an_answer(tmp_path):
+def test_a_call_that_fails_for_good_is_an_error_never_an_answer(tmp_path, openai_server):
     def always_500_for_q3(index, body):
         return "500" if last_user_text(body) == "Answer: xxx" else None
 
-    with FakeOpenAIServer(responder=rating, faults=always_500_for_q3) as server:
-        judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), max_retries=2)
-        answers = judge.ask(items(5))
-        assert answers[3].text is None and "HTTP 500" in answers[3].error.message
-        assert "after 3 attempts" in answers[3].error.message
-        assert [a.text for i, a in enumerate(answers) if i != 3] == [f"Rating: [[{i}]]" for i in (0, 1, 2, 4)]
-        assert judge.usage.calls == server.count == 4 + 3 and judge.usage.failures == 1
+    server = openai_server(responder=rating, faults=always_500_for_q3)
+    judge = judge_for(server, JudgeCache(tmp_path / "c.sqlite"), max_retries=2)
+    answers = judge.ask(items(5))
+    assert answers[3].text is None and "HTTP 500" in answers[3].error.message
+    assert "after 3 attempts" in answers[3].error.message
+    assert [a.text for i, a in enumerate(answers) if i != 3] == [f"Rating: [[{i}]]" for i in (0, 1, 2, 4)]
+    assert judge.usage.calls == server.count == 4 + 3 and judge.usage.failures == 1
     assert stored(tmp_path / "c.sqlite") == 4  # a failure is never cached
 
 
-def test_the_judge_timeout_and_retries_settings_are_honoured(tmp_path):
+def test_the_judge_timeout_and_retries_settings_are_honoured(tmp_path, openai_server):
     """`--judge-timeout 0.4 --judge-max-retries 1` against a judge that never answers in time: two
     attempts of about 0.4 s each, not 7 attempts of 120 s."""
     settings = JudgeSettings(timeout_s=0.4, max_retries=1)
-    with FakeOpenAIServer(responder=rating, sleep_s=5.0) as server:
-        options = settings.options()
-        options.base_url = server.base_url
-        judge = make_judge(SPEC, prompt_sha256("t"), options=options, cache=None)
-        judge.backend.client.backoff_base_s = 0.01
-        t0 = time.perf_counter()
-        (answer,) = judge.ask(items(1))
-        elapsed = time.perf_counter() - t0
-        assert server.count == 2 and judge.usage.calls == 2
+    server = openai_server(responder=rating, sleep_s=5.0)
+    options = settings.options()
+    options.base_url = server.base_url
+    judge = make_judge(SPEC, prompt_sha256("t"), options=options, cache=None)
+    judge.backend.client.backoff_base_s = 0.01
+    t0 = time.perf_counter()
+    (answer,) = judge.ask(items(1))
+    elapsed = time.perf_counter() - t0
+    assert server.count == 2 and judge.usage.calls == 2
     assert answer.error.type == "timeout" and "0.4s" in answer.error.message
     assert 0.7 < elapsed < 3.0
 
@@ -117,7 +117,7 @@ def test_unusable_judge_settings_are_one_line_errors(field, value, message):
         JudgeSettings(**{field: value}).options()
 
 
-def test_each_answer_is_committed_when_it_arrives(tmp_path):
+def test_each_answer_is_committed_when_it_arrives(tmp_path, openai_server):
     """With one request in flight, when request k reaches the server at least k - 1 earlier answers are
     already in the cache file (read through a second connection): a kill loses at most what is in flight."""
     path = tmp_path / "c.sqlite"
@@ -127,9 +127,9 @@ def test_each_answer_is_committed_when_it_arrives(tmp_path):
         seen.append(stored(path))
         return rating(body)
 
-    with FakeOpenAIServer(responder=count_then_rate) as server:
-        judge = judge_for(server, JudgeCache(path), concurrency=1)
-        judge.ask(items(10))
+    server = openai_server(responder=count_then_rate)
+    judge = judge_for(server, JudgeCache(path), concurrency=1)
+    judge.ask(items(10))
     assert len(seen) == 10
     assert all(committed >= k - 1 for k, committed in enumerate(seen)), seen
     assert stored(path) == 10

@@ -12,12 +12,7 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate
 
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def scripted(down):

@@ -116,11 +116,7 @@ def rows_of(result):
     return [json.loads(line) for line in open(result.run_dir / "samples" / "two_turn_graded.jsonl")]
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def test_judged_run_stores_the_protocol_and_scores_it(tmp_path):
@@ -259,15 +255,15 @@ def test_dry_run_counts_calls_and_the_budget_refuses_a_run(tmp_path):
     assert stored["two_turn_graded"]["calls"] == 0  # everything judged already
 
 
-def test_another_judge_is_never_merged_into_a_run(tmp_path):
-    with FakeOpenAIServer(responder=play) as server:
-        run(server, tmp_path)
-        other = JudgeSettings(model="openai:gpt-4o", base_url=server.base_url)
-        with pytest.raises(UserError, match="holds a different run"):
-            run(server, tmp_path, settings=other)
+def test_another_judge_is_never_merged_into_a_run(tmp_path, openai_server):
+    server = openai_server(responder=play)
+    run(server, tmp_path)
+    other = JudgeSettings(model="openai:gpt-4o", base_url=server.base_url)
+    with pytest.raises(UserError, match="holds a different run"):
+        run(server, tmp_path, settings=other)
 
 
-def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path):
+def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path, openai_server):
     from evalkit.judges.judge import Judge
 
     top = [{"token": "m", "logprob": -0.1}, {"token": "M", "logprob": -2.5}]
@@ -278,12 +274,12 @@ def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path
         out["choices"][0]["logprobs"] = {"content": [{"token": "m", "logprob": -0.1, "top_logprobs": top}]}
         return out
 
-    with FakeOpenAIServer(responder=reply) as server:
-        backend = OpenAIBackend("gpt-4-1106-preview", BackendOptions(base_url=server.base_url))
-        judge = Judge(JudgeSpec("openai:gpt-4-1106-preview"), backend, "h")
-        gen = GenerationConfig(max_new_tokens=1, temperature=1.0, top_logprobs=5)
-        (answer,) = judge.ask_calls([JudgeCall("a", (Message("user", "which?"),), gen, 0)])
-        backend.close()
+    server = openai_server(responder=reply)
+    backend = OpenAIBackend("gpt-4-1106-preview", BackendOptions(base_url=server.base_url))
+    judge = Judge(JudgeSpec("openai:gpt-4-1106-preview"), backend, "h")
+    gen = GenerationConfig(max_new_tokens=1, temperature=1.0, top_logprobs=5)
+    (answer,) = judge.ask_calls([JudgeCall("a", (Message("user", "which?"),), gen, 0)])
+    backend.close()
     assert answer.output["logprobs"]["content"][0]["top_logprobs"] == top
     assert answer.output["message"]["content"] == "m"
 

@@ -43,11 +43,11 @@ def expected(req: Request) -> str:
     return default_reply({"messages": [{"role": "user", "content": req.messages[-1].text}]})
 
 
-def test_plain_batch_returns_responder_texts_in_order() -> None:
+def test_plain_batch_returns_responder_texts_in_order(openai_server) -> None:
     reqs = text_requests(12)
-    with FakeOpenAIServer(served_model="served-2024") as srv:
-        backend = make(srv)
-        out = backend.generate(reqs)
+    srv = openai_server(served_model="served-2024")
+    backend = make(srv)
+    out = backend.generate(reqs)
     assert [r.id for r in out] == [r.id for r in reqs]
     assert all(r.ok for r in out)
     assert [r.text for r in out] == [expected(r) for r in reqs]
@@ -100,20 +100,20 @@ def test_request_body_messages_image_and_sampling(tmp_path) -> None:
     np.testing.assert_array_equal(np.asarray(sent.convert("RGB")), np.asarray(load_image(src)))
 
 
-def test_concurrency_is_bounded() -> None:
-    with FakeOpenAIServer(sleep_s=0.05) as srv:
-        out = make(srv, concurrency=4).generate(text_requests(20))
-        assert all(r.ok for r in out)
-        assert srv.max_in_flight == 4  # never more, and actually reached
+def test_concurrency_is_bounded(openai_server) -> None:
+    srv = openai_server(sleep_s=0.05)
+    out = make(srv, concurrency=4).generate(text_requests(20))
+    assert all(r.ok for r in out)
+    assert srv.max_in_flight == 4  # never more, and actually reached
 
 
-def test_requests_run_concurrently() -> None:
+def test_requests_run_concurrently(openai_server) -> None:
     n, sleep = 64, 0.2  # also checks the server takes 64 concurrent connections
-    with FakeOpenAIServer(sleep_s=sleep) as srv:
-        backend = make(srv, concurrency=n)
-        t0 = time.perf_counter()
-        out = backend.generate(text_requests(n))
-        elapsed = time.perf_counter() - t0
+    srv = openai_server(sleep_s=sleep)
+    backend = make(srv, concurrency=n)
+    t0 = time.perf_counter()
+    out = backend.generate(text_requests(n))
+    elapsed = time.perf_counter() - t0
     assert all(r.ok for r in out)
     assert elapsed < n * sleep / 4, f"{n} requests took {elapsed:.2f}s; serial would be {n * sleep:.1f}s"
 
@@ -177,17 +177,17 @@ def test_permanent_failure_is_typed_after_retries(fault, error_type: str, needle
     assert all(r.ok and r.text == expected(q) for r, q in zip(out, reqs, strict=True) if r.id != "poison")
 
 
-def test_400_is_not_retried() -> None:
-    with FakeOpenAIServer(faults=fail_when("bad", "400")) as srv:
-        out = make(srv).generate([Request("x", (Message("user", "bad request"),)), *text_requests(2)])
-        assert srv.count == 3
+def test_400_is_not_retried(openai_server) -> None:
+    srv = openai_server(faults=fail_when("bad", "400"))
+    out = make(srv).generate([Request("x", (Message("user", "bad request"),)), *text_requests(2)])
+    assert srv.count == 3
     assert out[0].error is not None
     assert out[0].error.type == "backend_error"
     assert out[0].error.message == "HTTP 400: injected 400"
     assert out[1].ok and out[2].ok
 
 
-def test_missing_or_corrupt_image_gives_image_error_without_a_call(tmp_path) -> None:
+def test_missing_or_corrupt_image_gives_image_error_without_a_call(tmp_path, openai_server) -> None:
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = tmp_path / "good.png"
@@ -197,9 +197,9 @@ def test_missing_or_corrupt_image_gives_image_error_without_a_call(tmp_path) -> 
         Request("corrupt", (Message("user", "q", images=(str(good), str(corrupt))),)),
         Request("good", (Message("user", "q", images=(str(good),)),)),
     ]
-    with FakeOpenAIServer() as srv:
-        out = make(srv).generate(reqs)
-        assert srv.count == 1  # only "good" was sent
+    srv = openai_server()
+    out = make(srv).generate(reqs)
+    assert srv.count == 1  # only "good" was sent
     assert [r.error.type if r.error else None for r in out] == ["image_error", "image_error", None]
     assert "nope.jpg" in out[0].error.message and "corrupt.png" in out[1].error.message
 
@@ -234,10 +234,10 @@ def test_api_key_sent_as_bearer_and_never_leaked(monkeypatch: pytest.MonkeyPatch
         assert KEY not in text
 
 
-def test_no_key_means_no_authorization_header() -> None:
-    with FakeOpenAIServer() as srv:
-        assert make(srv).generate(text_requests(1))[0].ok
-        assert "authorization" not in srv.log[0].headers
+def test_no_key_means_no_authorization_header(openai_server) -> None:
+    srv = openai_server()
+    assert make(srv).generate(text_requests(1))[0].ok
+    assert "authorization" not in srv.log[0].headers
 
 
 def test_base_url_credentials_are_stripped() -> None:
