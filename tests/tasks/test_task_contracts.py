@@ -1,13 +1,14 @@
 """Contracts every registered task keeps, parametrised over the registry (`evalkit.registry.TASKS`), so a new
 task gets them without an edit here: on the rows of a real run (support/contract_runs.py),
-- statistics equal aggregate: every metric `aggregate` reports with an interval (and the headline) is a
-  `statistics` entry, every entry's point value, interval and n are aggregate's, and its units are keys
-  (the same weight per unit gives the same value whatever the row order);
+- statistics equal aggregate: every metric `aggregate` reports (but counts and the numbers listed in
+  NOT_STATISTICS, which carry no interval) is a `statistics` entry, every entry's point value, interval
+  and n are aggregate's, and its units are keys (the same weight per unit gives the same value whatever
+  the row order);
 - rescore equals run: `evalkit rescore` of the run folder writes the metrics the run stored;
 - import round trip: the run's answers (and judgments), written in the task's official files and imported
   with `evalkit import`, score every sample and every metric as the run did.
 A task that cannot provide what a contract needs fails it, unless a table below lists it with the reason
-(a task printing official rounding; a task with nothing to import; what an import records differently)."""
+(official rounding; numbers that are no statistic; nothing to import; what an import records differently)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import math
 import random
 import warnings
+from fnmatch import fnmatchcase
 
 import numpy as np
 import pytest
@@ -31,6 +33,18 @@ from evalkit.store import RunStore
 #: tasks whose `aggregate` prints the official rounding (each judge run's value to 1 decimal, then their mean
 #: to 1 decimal: MM-Vet, LLaVA-Bench), so a statistic's unrounded point value is within 0.1 of the metric
 PRINTED_TO_1_DECIMAL = {"mmvet", "llava_bench", "llava_bench_coco"}
+
+#: metrics `aggregate` reports without an interval that are no statistic, besides counts (`kind == "count"`):
+#: task → name patterns. Each is a number the official script prints beside the headline, not an estimate
+#: over samples: a judge run's own value, the spread over runs, a mean score before the ratio, a length, the
+#: official standard error, or (AlpacaEval 2.0's LC) a fitted model's output
+NOT_STATISTICS: dict[str, tuple[str, ...]] = {
+    "mmvet": ("run*/total", "std"),
+    "llava_bench": ("run*/relative", "model_score", "reference_score"),
+    "llava_bench_coco": ("run*/relative", "model_score", "reference_score"),
+    "alpaca_eval": ("avg_length", "discrete_win_rate", "standard_error", "length_controlled_win_rate"),
+    "alpaca_eval_v1": ("avg_length", "discrete_win_rate", "standard_error"),
+}
 
 #: tasks with no official answer files to import (no `import_answers`): task → why. Every other task needs a
 #: writer of its official files in support/answer_files.py
@@ -106,9 +120,14 @@ def test_statistics_equal_aggregate(run):
     agg = task.aggregate(ok)
     stats = task.statistics(ok)
     assert task.headline in stats and set(stats) <= set(agg), set(stats) - set(agg)
-    # every metric reported with an interval is exposed (counts such as `n_invalid` carry none)
-    with_interval = {name for name, m in agg.items() if m["ci_low"] is not None}
-    assert with_interval <= set(stats), with_interval - set(stats)
+    # every reported metric is exposed, but for counts and the listed numbers, which carry no interval
+    listed = NOT_STATISTICS.get(task.name, ())
+    left_out = {name for name in agg if name not in stats}
+    assert all(agg[name]["ci_low"] is None for name in left_out), left_out
+    unlisted = {
+        n for n in left_out if task.metric(n).kind != "count" and not any(fnmatchcase(n, p) for p in listed)
+    }
+    assert not unlisted, f"{task.name} reports {sorted(unlisted)} but no statistic of them"
     tol = 0.1 + 1e-9 if task.name in PRINTED_TO_1_DECIMAL else 1e-9
     for name, stat in stats.items():
         m = agg[name]
