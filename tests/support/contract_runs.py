@@ -86,7 +86,7 @@ def run_task(task, server, out: Path, judge_cache: Path):
     )
     judges = JudgeSettings(base_url=server.base_url, cache_path=judge_cache)
     options = {k: v for k, v in OPTIONS.items() if k.startswith(f"{task.name}.")}
-    data = {"data": "toy"} if task.supports_toy else {}  # the whole toy set: an import takes no part of one
+    data = {"data": "toy"} if task.supports_toy else {}  # the whole toy set: some imports refuse a part
     if not task.supports_toy:
         path = write_references(out.parent / f"{task.name}-data.json", task.protocol.reference)
         options[f"{task.name}.reference"] = str(path)
