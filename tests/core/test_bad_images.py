@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from PIL import Image
-from support.openai_server import FakeOpenAIServer, last_user_text
+from support.openai_server import last_user_text
 
 from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import BackendOptions
@@ -58,7 +58,9 @@ def _answer(body):
 
 
 @pytest.mark.parametrize("damage", ["bomb", "truncated", "missing"])
-def test_a_bad_image_in_a_run_is_one_counted_row_per_question_and_a_rerun_goes_on(tmp_path, damage):
+def test_a_bad_image_in_a_run_is_one_counted_row_per_question_and_a_rerun_goes_on(
+    tmp_path, damage, openai_server
+):
     data = write_pope(tmp_path / "pope", seed=0, n_images=10)
     data = shutil.copytree(data, tmp_path / "data")
     rows = {s: [json.loads(line) for line in open(data / f"coco_pope_{s}.json")] for s in SPLITS}
@@ -73,23 +75,23 @@ def test_a_bad_image_in_a_run_is_one_counted_row_per_question_and_a_rerun_goes_o
     per_split = 10
     n_bad = sum(r["image"] == image for s in SPLITS for r in rows[s][:per_split])
     assert n_bad >= 3  # the same image is asked about in every split
-    with FakeOpenAIServer(responder=_answer) as server:
-        for attempt in range(2):  # the second run resumes the same folder and must not die either
-            before = server.count
-            result = evaluate(
-                OpenAIBackend("m", BackendOptions(base_url=server.base_url, max_retries=1)),
-                "pope",
-                data_dir=data,
-                limit=3 * per_split,
-                output=tmp_path / "run",
-                max_failure_rate=1.0,
-                progress=False,
-            )
-            # a bad image is never sent; the resumed run re-reads only the bad image (no call at all)
-            assert server.count - before == (3 * per_split - n_bad if attempt == 0 else 0)
-            summary = result.metrics["pope"]
-            assert summary["errors_by_type"] == {"image_error": n_bad}, attempt
-            assert summary["n_scored"] == 3 * per_split - n_bad
+    server = openai_server(responder=_answer)
+    for attempt in range(2):  # the second run resumes the same folder and must not die either
+        before = server.count
+        result = evaluate(
+            OpenAIBackend("m", BackendOptions(base_url=server.base_url, max_retries=1)),
+            "pope",
+            data_dir=data,
+            limit=3 * per_split,
+            output=tmp_path / "run",
+            max_failure_rate=1.0,
+            progress=False,
+        )
+        # a bad image is never sent; the resumed run re-reads only the bad image (no call at all)
+        assert server.count - before == (3 * per_split - n_bad if attempt == 0 else 0)
+        summary = result.metrics["pope"]
+        assert summary["errors_by_type"] == {"image_error": n_bad}, attempt
+        assert summary["n_scored"] == 3 * per_split - n_bad
     stored = [json.loads(line) for line in open(tmp_path / "run/samples/pope.jsonl")]
     errors = {r["id"] for r in stored if r["error"]}
     assert len(errors) == n_bad and all(image in r["meta"]["image"] for r in stored if r["id"] in errors)

@@ -5,7 +5,6 @@ are one run (config hash, default folder, data version), the toy files through `
 import json
 
 import pytest
-from support.openai_server import FakeOpenAIServer
 
 from evalkit.datafiles import content_version, data_identity
 from evalkit.models.base import BackendOptions
@@ -43,16 +42,16 @@ def _run(server, root, **data):
     )
 
 
-def test_relative_and_absolute_data_dir_are_one_run(tmp_path, monkeypatch):
+def test_relative_and_absolute_data_dir_are_one_run(tmp_path, monkeypatch, openai_server):
     data = tmp_path / "work" / "data" / "pope"
     write_pope(data, seed=0, n_images=4)
     monkeypatch.chdir(tmp_path / "work")
-    with FakeOpenAIServer(responder=lambda body: "Yes") as server:
-        first = _run(server, tmp_path / "results", data_dir="data/pope")
-        calls = server.count
-        second = _run(server, tmp_path / "results", data_dir=str(data.resolve()) + "/")
-        third = _run(server, tmp_path / "results", data_dir="./data/../data/pope")
-        assert server.count == calls == 6  # the later spellings resumed the finished run: no call
+    server = openai_server(responder=lambda body: "Yes")
+    first = _run(server, tmp_path / "results", data_dir="data/pope")
+    calls = server.count
+    second = _run(server, tmp_path / "results", data_dir=str(data.resolve()) + "/")
+    third = _run(server, tmp_path / "results", data_dir="./data/../data/pope")
+    assert server.count == calls == 6  # the later spellings resumed the finished run: no call
     assert first.run_dir == second.run_dir == third.run_dir
     assert second.resumed and third.resumed
     headers = [r.header for r in (first, second, third)]
@@ -63,20 +62,20 @@ def test_relative_and_absolute_data_dir_are_one_run(tmp_path, monkeypatch):
     assert stored["command"]["data_dir"] == "./data/../data/pope"  # the spelling is kept for people
 
 
-def test_a_moved_data_folder_resumes_without_asking_again(tmp_path):
+def test_a_moved_data_folder_resumes_without_asking_again(tmp_path, openai_server):
     """The data's content is the run's identity, and images enter the prompt hash by file name: moving
     the benchmark folder between two invocations re-asks nothing."""
     import shutil
 
     data = tmp_path / "a" / "pope"
     write_pope(data, seed=0, n_images=4)
-    with FakeOpenAIServer(responder=lambda body: "Yes") as server:
-        first = _run(server, tmp_path / "results", data_dir=data)
-        moved = tmp_path / "b" / "elsewhere"
-        moved.parent.mkdir()
-        shutil.move(data, moved)
-        second = _run(server, tmp_path / "results", data_dir=moved)
-        assert server.count == 6
+    server = openai_server(responder=lambda body: "Yes")
+    first = _run(server, tmp_path / "results", data_dir=data)
+    moved = tmp_path / "b" / "elsewhere"
+    moved.parent.mkdir()
+    shutil.move(data, moved)
+    second = _run(server, tmp_path / "results", data_dir=moved)
+    assert server.count == 6
     assert second.run_dir == first.run_dir and second.resumed
     values = {k: m["value"] for k, m in first.metrics["pope"]["metrics"].items()}
     assert {k: m["value"] for k, m in second.metrics["pope"]["metrics"].items()} == values

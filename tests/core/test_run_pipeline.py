@@ -6,7 +6,7 @@ import re
 import shutil
 
 import pytest
-from support.openai_server import FakeOpenAIServer, last_user_text
+from support.openai_server import last_user_text
 
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
@@ -45,14 +45,14 @@ def backend_for(server):
     )
 
 
-def test_openai_run_matches_hand_computed_metrics(toy_pope, tmp_path):
-    with FakeOpenAIServer(responder=responder) as server:
-        result = evaluate(
-            backend_for(server), "pope", data_dir=toy_pope, limit=60, output=tmp_path / "run", progress=False
-        )
-        assert server.count == 60
-        image_part = server.requests[0]["messages"][-1]["content"][0]
-        assert image_part["image_url"]["url"].startswith("data:image/png;base64,")
+def test_openai_run_matches_hand_computed_metrics(toy_pope, tmp_path, openai_server):
+    server = openai_server(responder=responder)
+    result = evaluate(
+        backend_for(server), "pope", data_dir=toy_pope, limit=60, output=tmp_path / "run", progress=False
+    )
+    assert server.count == 60
+    image_part = server.requests[0]["messages"][-1]["content"][0]
+    assert image_part["image_url"]["url"].startswith("data:image/png;base64,")
     m = result.metrics["pope"]["metrics"]
     want = expected_f1(toy_pope, 20)
     for split in SPLITS:
@@ -63,30 +63,30 @@ def test_openai_run_matches_hand_computed_metrics(toy_pope, tmp_path):
     assert header["model"]["fingerprint"]["model"] == "judge-free"
 
 
-def test_corrupt_image_is_a_counted_typed_failure_that_gates_the_run(toy_pope, tmp_path):
+def test_corrupt_image_is_a_counted_typed_failure_that_gates_the_run(toy_pope, tmp_path, openai_server):
     data = tmp_path / "data"
     shutil.copytree(toy_pope, data)
     first_image = json.loads(open(data / "coco_pope_random.json").readline())["image"]
     (data / "images" / first_image).write_bytes(b"not a png at all")
-    with FakeOpenAIServer(responder=responder) as server:
-        with pytest.raises(RunFailed, match="failure rate"):
-            evaluate(
-                backend_for(server),
-                "pope",
-                data_dir=data,
-                limit=60,
-                output=tmp_path / "strict",
-                progress=False,
-            )
-        result = evaluate(
+    server = openai_server(responder=responder)
+    with pytest.raises(RunFailed, match="failure rate"):
+        evaluate(
             backend_for(server),
             "pope",
             data_dir=data,
             limit=60,
-            output=tmp_path / "lenient",
-            max_failure_rate=0.5,
+            output=tmp_path / "strict",
             progress=False,
         )
+    result = evaluate(
+        backend_for(server),
+        "pope",
+        data_dir=data,
+        limit=60,
+        output=tmp_path / "lenient",
+        max_failure_rate=0.5,
+        progress=False,
+    )
     summary = result.metrics["pope"]
     # the corrupt image's questions that fall in the first 20 of each split (the same image in all three)
     n_bad = sum(

@@ -60,14 +60,14 @@ def test_run_json_and_rows_hold_no_credentials(tmp_path):
             assert PASSWORD.encode() not in data and KEY.encode() not in data, path
 
 
-def test_error_messages_hold_no_credentials():
+def test_error_messages_hold_no_credentials(openai_server):
     """A server whose malformed answer echoes the URL it was called with (as some proxies do): the row's
     error message keeps the server's text without the password or the key."""
-    with FakeOpenAIServer() as server:
-        url = secret(server.base_url)
-        server.responder = lambda body: {"error": f"no route for {url}"}  # 200 without `choices`
-        backend = OpenAIBackend("m", BackendOptions(base_url=url, max_retries=0))
-        (response,) = backend.generate([Request("a", (Message("user", "hi"),), GenerationConfig())])
+    server = openai_server()
+    url = secret(server.base_url)
+    server.responder = lambda body: {"error": f"no route for {url}"}  # 200 without `choices`
+    backend = OpenAIBackend("m", BackendOptions(base_url=url, max_retries=0))
+    (response,) = backend.generate([Request("a", (Message("user", "hi"),), GenerationConfig())])
     message = response.error.message
     assert "malformed response" in message and "no route for http://alice:***@" in message
     assert PASSWORD not in message and KEY not in message

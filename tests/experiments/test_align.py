@@ -8,7 +8,6 @@ import json
 import random
 
 import pytest
-from support.openai_server import FakeOpenAIServer
 from typer.testing import CliRunner
 
 from evalkit.cli import app
@@ -113,19 +112,19 @@ def _judge(body):
 
 
 @pytest.mark.slow
-def test_align_with_a_judged_task(folder):
+def test_align_with_a_judged_task(folder, openai_server):
     """POPE and MM-Vet (judged by a real OpenAI-compatible server on 127.0.0.1): the table's MM-Vet values
     are the judge's grades of the stored answers, recomputed here; a re-run asks the judge nothing."""
-    with FakeOpenAIServer(responder=_judge) as srv:
-        config = CONFIG.replace("base: base", "base: toy").replace(
-            "  tasks: pope\n  data: toy\n  limit: 24\n",
-            f"  tasks: pope,mmvet\n  data: toy\n  limit: 20\n  judge: {{base_url: '{srv.base_url}'}}\n",
-        )
-        (folder / "judged.yaml").write_text(config.replace("output: out", "output: judged"))
-        result = run_align(folder / "judged.yaml")
-        asked = len(srv.requests)
-        run_align(folder / "judged.yaml")
-        assert len(srv.requests) == asked > 0
+    srv = openai_server(responder=_judge)
+    config = CONFIG.replace("base: base", "base: toy").replace(
+        "  tasks: pope\n  data: toy\n  limit: 24\n",
+        f"  tasks: pope,mmvet\n  data: toy\n  limit: 20\n  judge: {{base_url: '{srv.base_url}'}}\n",
+    )
+    (folder / "judged.yaml").write_text(config.replace("output: out", "output: judged"))
+    result = run_align(folder / "judged.yaml")
+    asked = len(srv.requests)
+    run_align(folder / "judged.yaml")
+    assert len(srv.requests) == asked > 0
     out = folder / "judged" / "eval"
     means = {}
     for name in ("base", "sft", "dpo"):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from support.openai_server import FakeOpenAIServer, last_user_text
+from support.openai_server import last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -40,15 +40,15 @@ def header(run_dir):
     return json.loads((run_dir / "run.json").read_text())
 
 
-def test_mt_bench_without_any_rating_fails_on_its_nan_headline(tmp_path):
+def test_mt_bench_without_any_rating_fails_on_its_nan_headline(tmp_path, openai_server):
     """Every rating unparseable: MT-Bench drops them all (official), so its score is NaN over n=0."""
 
     def reply(body):
         return "an answer" if body["model"] == "candidate" else "I cannot rate this."
 
-    with FakeOpenAIServer(responder=reply) as server:
-        with pytest.raises(RunFailed) as exc:
-            run(server, tmp_path, ["mt_bench"], limit=3, max_failure_rate=1.0)
+    server = openai_server(responder=reply)
+    with pytest.raises(RunFailed) as exc:
+        run(server, tmp_path, ["mt_bench"], limit=3, max_failure_rate=1.0)
     message = str(exc.value)
     assert "\n" not in message
     assert message.startswith("mt_bench: score has no value (NaN over n=0)")
@@ -59,7 +59,7 @@ def test_mt_bench_without_any_rating_fails_on_its_nan_headline(tmp_path):
     assert header(tmp_path / "run")["status"] == "failed"
 
 
-def test_unparsed_judgments_count_toward_the_failure_rate(tmp_path):
+def test_unparsed_judgments_count_toward_the_failure_rate(tmp_path, openai_server):
     """LLaVA-Bench keeps (-1, -1) pairs in the means (official) but the rows count as failed: one of
     four questions unreviewable is 25%, failing at --max-failure-rate 0.2, passing at 0.3."""
     bad = {}
@@ -71,32 +71,32 @@ def test_unparsed_judgments_count_toward_the_failure_rate(tmp_path):
         bad.setdefault("question", text.split("[Question]")[1][:60])
         return "no scores here" if bad["question"] in text else "8 6\nA fine answer."
 
-    with FakeOpenAIServer(responder=reply) as server:
-        with pytest.raises(RunFailed) as exc:
-            run(server, tmp_path, ["llava_bench"], limit=4, max_failure_rate=0.2)
-        assert "llava_bench: failure rate 25.0% above --max-failure-rate 20.0%" in str(exc.value)
-        assert "(0 with errors + 1 with unparseable judgments of 4 samples)" in str(exc.value)
-        passed = run(server, tmp_path, ["llava_bench"], limit=4, max_failure_rate=0.3)
+    server = openai_server(responder=reply)
+    with pytest.raises(RunFailed) as exc:
+        run(server, tmp_path, ["llava_bench"], limit=4, max_failure_rate=0.2)
+    assert "llava_bench: failure rate 25.0% above --max-failure-rate 20.0%" in str(exc.value)
+    assert "(0 with errors + 1 with unparseable judgments of 4 samples)" in str(exc.value)
+    passed = run(server, tmp_path, ["llava_bench"], limit=4, max_failure_rate=0.3)
     summary = passed.metrics["llava_bench"]
     assert (summary["n_unparsed"], summary["n_failed"], summary["failure_rate"]) == (1, 1, 0.25)
     assert summary["metrics"]["judge_fallbacks"]["value"] == 3  # the official count: 3 runs of 1 row
     assert header(passed.run_dir)["status"] == "finished"
 
 
-def test_judge_errors_are_named_by_type_with_their_first_message(tmp_path):
+def test_judge_errors_are_named_by_type_with_their_first_message(tmp_path, openai_server):
     def reply(body):
         return "an answer"
 
     def judge_refuses(index, body):
         return "400" if body["model"] != "candidate" else None
 
-    with FakeOpenAIServer(responder=reply, faults=judge_refuses) as server:
-        with pytest.raises(RunFailed) as exc:
-            run(server, tmp_path, ["mmvet"], limit=3)
-        args = ["--model", "openai:candidate", "--base-url", server.base_url, "--tasks", "mmvet", "--data"]
-        args += ["toy", "--limit", "3", "--judge", "openai:judge", "--judge-base-url", server.base_url]
-        args += ["--output", str(tmp_path / "cli")]
-        proc = subprocess.run([*EVALKIT, "run", *args], capture_output=True, text=True, timeout=120)
+    server = openai_server(responder=reply, faults=judge_refuses)
+    with pytest.raises(RunFailed) as exc:
+        run(server, tmp_path, ["mmvet"], limit=3)
+    args = ["--model", "openai:candidate", "--base-url", server.base_url, "--tasks", "mmvet", "--data"]
+    args += ["toy", "--limit", "3", "--judge", "openai:judge", "--judge-base-url", server.base_url]
+    args += ["--output", str(tmp_path / "cli")]
+    proc = subprocess.run([*EVALKIT, "run", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "failed rows: mmvet judge_error ×3: openai:judge: " in proc.stdout
     assert len(proc.stderr.strip().splitlines()) == 1 and "errors: mmvet judge_error ×3: " in proc.stderr
@@ -111,21 +111,21 @@ def test_judge_errors_are_named_by_type_with_their_first_message(tmp_path):
     )
 
 
-def test_cli_shows_failed_rows_and_exits_1_with_one_line(tmp_path):
+def test_cli_shows_failed_rows_and_exits_1_with_one_line(tmp_path, openai_server):
     """`evalkit run` with an unusable judge: the table shows every row failed, then one error line."""
 
     def reply(body):
         return "an answer" if body["model"] == "candidate" else "I will not review this."
 
-    with FakeOpenAIServer(responder=reply) as server:
-        args = ["--model", "openai:candidate", "--base-url", server.base_url, "--tasks", "llava_bench"]
-        args += ["--data", "toy", "--limit", "3", "--judge", "openai:judge"]
-        args += ["--judge-base-url", server.base_url, "--output", str(tmp_path / "run")]
-        env = {**os.environ, "COLUMNS": "80"}
-        proc = subprocess.run([*EVALKIT, "run", *args], capture_output=True, text=True, timeout=120, env=env)
-        # the same run, resumed (nothing asked again), allowed to fail every row, with every metric
-        again = [*args, "--max-failure-rate", "1", "--all-metrics"]
-        full = subprocess.run([*EVALKIT, "run", *again], capture_output=True, text=True, timeout=120, env=env)
+    server = openai_server(responder=reply)
+    args = ["--model", "openai:candidate", "--base-url", server.base_url, "--tasks", "llava_bench"]
+    args += ["--data", "toy", "--limit", "3", "--judge", "openai:judge"]
+    args += ["--judge-base-url", server.base_url, "--output", str(tmp_path / "run")]
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.run([*EVALKIT, "run", *args], capture_output=True, text=True, timeout=120, env=env)
+    # the same run, resumed (nothing asked again), allowed to fail every row, with every metric
+    again = [*args, "--max-failure-rate", "1", "--all-metrics"]
+    full = subprocess.run([*EVALKIT, "run", *again], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -135,17 +135,17 @@ def test_each_answer_is_committed_when_it_arrives(tmp_path, openai_server):
     assert stored(path) == 10
 
 
-def test_a_write_lock_held_by_another_connection_is_waited_for(tmp_path):
+def test_a_write_lock_held_by_another_connection_is_waited_for(tmp_path, openai_server):
     path = tmp_path / "c.sqlite"
     cache = JudgeCache(path, busy_timeout_s=0.2, retries=5)  # waits up to ~2.6 s in all
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another process's write transaction
     release = threading.Timer(0.8, lambda: other.execute("COMMIT"))
     release.start()
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, cache)
-        answers = judge.ask(items(6))
-        assert server.count == 6
+    server = openai_server(responder=rating)
+    judge = judge_for(server, cache)
+    answers = judge.ask(items(6))
+    assert server.count == 6
     release.join()
     other.close()
     assert all(a.error is None for a in answers)
@@ -173,16 +173,16 @@ def test_a_lock_that_is_never_released_is_one_storage_error(tmp_path):
     assert JudgeCache(path).get("old") == {"text": "kept"}
 
 
-def test_a_full_cache_is_one_storage_error_and_keeps_what_it_stored(tmp_path):
+def test_a_full_cache_is_one_storage_error_and_keeps_what_it_stored(tmp_path, openai_server):
     """SQLite's own "database or disk is full" (the page limit stands in for a full disk)."""
     path = tmp_path / "c.sqlite"
     cache = JudgeCache(path)
     pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
     cache._db.execute(f"PRAGMA max_page_count = {pages + 2}")
-    with FakeOpenAIServer(responder=lambda body: rating(body) + " " + "y" * 3000) as server:
-        judge = judge_for(server, cache, concurrency=1)
-        with pytest.raises(StorageError) as info:
-            judge.ask(items(20))
+    server = openai_server(responder=lambda body: rating(body) + " " + "y" * 3000)
+    judge = judge_for(server, cache, concurrency=1)
+    with pytest.raises(StorageError) as info:
+        judge.ask(items(20))
     message = str(info.value)
     assert str(path) in message and "disk is full" in message
     kept = stored(path)
@@ -212,7 +212,7 @@ def test_a_cache_path_under_a_file_is_one_storage_error(tmp_path):
         JudgeCache(tmp_path / "afile" / "c.sqlite")
 
 
-def test_a_read_only_cache_is_one_storage_error_naming_the_fix(tmp_path):
+def test_a_read_only_cache_is_one_storage_error_naming_the_fix(tmp_path, openai_server):
     """SQLite's own "attempt to write a readonly database" (query_only stands in for a read-only file,
     which root could still write). In a run the call is counted in the cache before it is sent, so
     nothing is paid for that cannot be stored."""
@@ -220,12 +220,12 @@ def test_a_read_only_cache_is_one_storage_error_naming_the_fix(tmp_path):
     cache = JudgeCache(path)
     cache.put("old", "judge", {"text": "kept"})
     cache._db.execute("PRAGMA query_only = 1")
-    with FakeOpenAIServer(responder=rating) as server:
-        judge = judge_for(server, cache)
-        judge.ledger = ("run", "judge")  # as `JudgeSet.attach` sets it for a run
-        with pytest.raises(StorageError) as info:
-            judge.ask(items(2))
-        assert server.count == 0
+    server = openai_server(responder=rating)
+    judge = judge_for(server, cache)
+    judge.ledger = ("run", "judge")  # as `JudgeSet.attach` sets it for a run
+    with pytest.raises(StorageError) as info:
+        judge.ask(items(2))
+    assert server.count == 0
     message = str(info.value)
     assert str(path) in message and "readonly" in message and "fix its permissions" in message
     assert JudgeCache(path).get("old") == {"text": "kept"}

@@ -5,7 +5,7 @@ in between keeps the earlier count from run.json."""
 import json
 
 import pytest
-from support.openai_server import FakeOpenAIServer, completion, last_user_text
+from support.openai_server import completion, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -48,21 +48,21 @@ def usage_of(out):
 
 
 @pytest.mark.parametrize("lose_cache", [False, True])
-def test_calls_add_up_over_a_failed_run_and_its_repair(tmp_path, monkeypatch, lose_cache):
+def test_calls_add_up_over_a_failed_run_and_its_repair(tmp_path, monkeypatch, lose_cache, openai_server):
     down = {"on": True, "target": None}
     respond, faults = scripted(down)
-    with FakeOpenAIServer(responder=respond, faults=faults) as server:
-        with pytest.raises(RunFailed):
-            run(server, tmp_path / "run")
-        first = judge_count(server)
-        before = usage_of(tmp_path / "run")
-        assert first == 3 + 3  # 3 items answered, 1 item tried 3 times (2 retries)
-        assert before["calls"] == first and before["failures"] == 1
-        down["on"] = False
-        if lose_cache:
-            monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "another.sqlite"))
+    server = openai_server(responder=respond, faults=faults)
+    with pytest.raises(RunFailed):
         run(server, tmp_path / "run")
-        total = judge_count(server)
+    first = judge_count(server)
+    before = usage_of(tmp_path / "run")
+    assert first == 3 + 3  # 3 items answered, 1 item tried 3 times (2 retries)
+    assert before["calls"] == first and before["failures"] == 1
+    down["on"] = False
+    if lose_cache:
+        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "another.sqlite"))
+    run(server, tmp_path / "run")
+    total = judge_count(server)
     after = usage_of(tmp_path / "run")
     assert total == first + 1  # only the failed item is judged again
     assert after["calls"] == total and after["failures"] == 1

@@ -119,10 +119,10 @@ def rows_of(result):
 pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
-def test_judged_run_stores_the_protocol_and_scores_it(tmp_path):
-    with FakeOpenAIServer(responder=play) as server:
-        result = run(server, tmp_path)
-        model_requests = [b for b in server.requests if b["model"] == "candidate"]
+def test_judged_run_stores_the_protocol_and_scores_it(tmp_path, openai_server):
+    server = openai_server(responder=play)
+    result = run(server, tmp_path)
+    model_requests = [b for b in server.requests if b["model"] == "candidate"]
     rows = rows_of(result)
     assert len(model_requests) == 2 * N  # two turns each
     assert len(rows) == N and all(len(r["responses"]) == 2 for r in rows)
@@ -149,26 +149,25 @@ def test_judged_run_stores_the_protocol_and_scores_it(tmp_path):
     assert header["judges"]["two_turn_graded"]["fingerprint"] == rows[0]["judge"]["fingerprint"]
 
 
-def test_faults_do_not_change_the_judgments_and_a_rerun_makes_no_request(tmp_path, monkeypatch):
-    with FakeOpenAIServer(responder=play) as clean_server:
-        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-clean.sqlite"))
-        clean = run(clean_server, tmp_path, "clean")
+def test_faults_do_not_change_the_judgments_and_a_rerun_makes_no_request(
+    tmp_path, monkeypatch, openai_server
+):
+    clean_server = openai_server(responder=play)
+    monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-clean.sqlite"))
+    clean = run(clean_server, tmp_path, "clean")
     faults = {1: "429", 4: "500", 9: "malformed", 13: Fault("delay", seconds=3.0), 20: "503", 31: "close"}
     faults.update({k: "500" for k in range(40, 44)})
-    with FakeOpenAIServer(responder=play, faults=faults) as server:
-        monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-faulty.sqlite"))
-        faulty = run(server, tmp_path, "faulty")
-        assert len(server.requests) > len(clean_server.requests)  # the faults were hit and retried
-        n = server.count
-        usage = json.loads((faulty.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
-        again = run(server, tmp_path, "faulty")
-        assert server.count == n  # finished run: nothing generated, nothing judged
-        # the run's judge cost is kept, not replaced by the re-run's zero
-        assert (
-            json.loads((again.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
-            == usage
-        )
-        assert usage["calls"] > 0
+    server = openai_server(responder=play, faults=faults)
+    monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path / "judge-faulty.sqlite"))
+    faulty = run(server, tmp_path, "faulty")
+    assert len(server.requests) > len(clean_server.requests)  # the faults were hit and retried
+    n = server.count
+    usage = json.loads((faulty.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
+    again = run(server, tmp_path, "faulty")
+    assert server.count == n  # finished run: nothing generated, nothing judged
+    # the run's judge cost is kept, not replaced by the re-run's zero
+    assert json.loads((again.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"] == usage
+    assert usage["calls"] > 0
     strip = ["latency_s"]
     clean_rows = [{k: v for k, v in r.items() if k not in strip} for r in rows_of(clean)]
     faulty_rows = [{k: v for k, v in r.items() if k not in strip} for r in rows_of(faulty)]
@@ -179,48 +178,48 @@ def test_faults_do_not_change_the_judgments_and_a_rerun_makes_no_request(tmp_pat
     assert clean.metrics["two_turn_graded"]["metrics"] == faulty.metrics["two_turn_graded"]["metrics"]
 
 
-def test_a_new_run_reuses_the_judge_cache(tmp_path):
-    with FakeOpenAIServer(responder=play) as server:
-        run(server, tmp_path, "first")
-        n_judge = len(judge_bodies(server))
-        result = run(server, tmp_path, "second")  # another folder: answers again, judges from the cache
-        assert len(judge_bodies(server)) == n_judge
+def test_a_new_run_reuses_the_judge_cache(tmp_path, openai_server):
+    server = openai_server(responder=play)
+    run(server, tmp_path, "first")
+    n_judge = len(judge_bodies(server))
+    result = run(server, tmp_path, "second")  # another folder: answers again, judges from the cache
+    assert len(judge_bodies(server)) == n_judge
     usage = json.loads((result.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
     assert usage["calls"] == 0 and usage["cache_hits"] == n_judge
 
 
-def test_judge_cost_matches_the_usage_the_server_reported(tmp_path):
-    with FakeOpenAIServer(responder=play) as server:
-        result = run(server, tmp_path)
-        prompt = completion_tokens = 0
-        for body in judge_bodies(server):
-            reply = play(body)
-            usage = reply["usage"] if isinstance(reply, dict) else completion(body, reply)["usage"]
-            prompt += usage["prompt_tokens"]
-            completion_tokens += usage["completion_tokens"]
+def test_judge_cost_matches_the_usage_the_server_reported(tmp_path, openai_server):
+    server = openai_server(responder=play)
+    result = run(server, tmp_path)
+    prompt = completion_tokens = 0
+    for body in judge_bodies(server):
+        reply = play(body)
+        usage = reply["usage"] if isinstance(reply, dict) else completion(body, reply)["usage"]
+        prompt += usage["prompt_tokens"]
+        completion_tokens += usage["completion_tokens"]
     usage = json.loads((result.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion_tokens)
     assert usage["cost_usd"] == pytest.approx((prompt * 30 + completion_tokens * 60) / 1e6)  # gpt-4-0613
 
 
-def test_unreachable_judge_is_a_counted_failure_repaired_by_a_rerun(tmp_path):
+def test_unreachable_judge_is_a_counted_failure_repaired_by_a_rerun(tmp_path, openai_server):
     down = {"on": True}
 
     def judge_down(index, body):
         hit = down["on"] and body["model"] != "candidate" and "Question 3?" in last_user_text(body)
         return "500" if hit else None
 
-    with FakeOpenAIServer(responder=play, faults=judge_down) as server:
-        with pytest.raises(RunFailed, match="failure rate"):
-            run(server, tmp_path)
-        rows = {r["id"]: r for r in rows_of_dir(tmp_path / "run")}
-        assert rows["s3"]["error"]["type"] == "judge_error" and len(rows["s3"]["responses"]) == 2
-        assert all(r["error"] is None for k, r in rows.items() if k != "s3")
-        down["on"] = False
-        n = server.count
-        before = json.loads((tmp_path / "run" / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
-        result = run(server, tmp_path)  # the same command again
-        again = server.requests[n:]
+    server = openai_server(responder=play, faults=judge_down)
+    with pytest.raises(RunFailed, match="failure rate"):
+        run(server, tmp_path)
+    rows = {r["id"]: r for r in rows_of_dir(tmp_path / "run")}
+    assert rows["s3"]["error"]["type"] == "judge_error" and len(rows["s3"]["responses"]) == 2
+    assert all(r["error"] is None for k, r in rows.items() if k != "s3")
+    down["on"] = False
+    n = server.count
+    before = json.loads((tmp_path / "run" / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
+    result = run(server, tmp_path)  # the same command again
+    again = server.requests[n:]
     after = json.loads((result.run_dir / "run.json").read_text())["judges"]["two_turn_graded"]["usage"]
     assert before["failures"] == 2 and after["failures"] == 2  # s3's two runs failed the first time
     assert after["calls"] == before["calls"] + len(again)  # the cost of both attempts at the run
@@ -284,16 +283,16 @@ def test_logprobs_are_requested_and_stored_in_the_official_choice_shape(tmp_path
     assert answer.output["message"]["content"] == "m"
 
 
-def test_a_local_checkpoint_can_judge(tmp_path):
+def test_a_local_checkpoint_can_judge(tmp_path, openai_server):
     """`--judge hf:PATH`: the toy checkpoint judges (badly: its grades rarely parse, so the re-ask rule
     runs to its end); its fingerprint carries the weights hash, and a re-run is served from the cache."""
     from evalkit.toy.model import ensure_toy_model
 
     path = ensure_toy_model()
-    with FakeOpenAIServer(responder=play) as server:
-        settings = JudgeSettings(model=f"hf:{path}")
-        result = run(server, tmp_path, settings=settings)
-        again = run(server, tmp_path, "again", settings=settings)
+    server = openai_server(responder=play)
+    settings = JudgeSettings(model=f"hf:{path}")
+    result = run(server, tmp_path, settings=settings)
+    again = run(server, tmp_path, "again", settings=settings)
     rows = rows_of(result)
     fp = rows[0]["judge"]["fingerprint"]
     assert fp["model"] == f"hf:{path}" and fp["backend"]["weights_sha256"]

@@ -61,7 +61,7 @@ def test_plain_batch_returns_responder_texts_in_order(openai_server) -> None:
     }
 
 
-def test_request_body_messages_image_and_sampling(tmp_path) -> None:
+def test_request_body_messages_image_and_sampling(tmp_path, openai_server) -> None:
     rng = np.random.default_rng(0)
     src = tmp_path / "img.png"
     Image.fromarray(rng.integers(0, 256, (12, 16, 4), dtype=np.uint8), "RGBA").save(src)
@@ -74,9 +74,9 @@ def test_request_body_messages_image_and_sampling(tmp_path) -> None:
         GenerationConfig(max_new_tokens=7, temperature=0.5, top_p=0.9, stop=("\n\n",)),
         seed=3,
     )
-    with FakeOpenAIServer(responder=lambda body: "ok") as srv:
-        (resp,) = make(srv).generate([req])
-        (body,) = srv.requests
+    srv = openai_server(responder=lambda body: "ok")
+    (resp,) = make(srv).generate([req])
+    (body,) = srv.requests
     assert resp.text == "ok"
     assert body["model"] == "test-model"
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["stop"], body["seed"]) == (
@@ -163,12 +163,12 @@ def test_retry_after_is_honoured_and_capped() -> None:
         ("close", "backend_error", "connection error"),
     ],
 )
-def test_permanent_failure_is_typed_after_retries(fault, error_type: str, needle: str) -> None:
+def test_permanent_failure_is_typed_after_retries(fault, error_type: str, needle: str, openai_server) -> None:
     reqs = text_requests(6)
     reqs[2] = Request("poison", (Message("user", "poison pill"),))
-    with FakeOpenAIServer(faults=fail_when("poison", fault)) as srv:
-        out = make(srv, max_retries=2, timeout_s=0.25).generate(reqs)
-        poison_attempts = sum("poison" in json.dumps(b) for b in srv.requests)
+    srv = openai_server(faults=fail_when("poison", fault))
+    out = make(srv, max_retries=2, timeout_s=0.25).generate(reqs)
+    poison_attempts = sum("poison" in json.dumps(b) for b in srv.requests)
     assert poison_attempts == 3  # first try + max_retries
     bad = out[2]
     assert bad.id == "poison" and bad.text == ""
@@ -249,22 +249,22 @@ def test_base_url_credentials_are_stripped() -> None:
         OpenAIBackend("m", BackendOptions(base_url="localhost:8000"))
 
 
-def test_load_backend_and_calls_from_a_running_loop() -> None:
-    with FakeOpenAIServer() as srv:
-        backend = load_backend("openai:my-model", BackendOptions(base_url=srv.base_url))
-        assert isinstance(backend, OpenAIBackend)
-        assert backend.name == "openai:my-model" and backend.fingerprint()["model"] == "my-model"
-        reqs = text_requests(3)
+def test_load_backend_and_calls_from_a_running_loop(openai_server) -> None:
+    srv = openai_server()
+    backend = load_backend("openai:my-model", BackendOptions(base_url=srv.base_url))
+    assert isinstance(backend, OpenAIBackend)
+    assert backend.name == "openai:my-model" and backend.fingerprint()["model"] == "my-model"
+    reqs = text_requests(3)
 
-        async def inside_loop():
-            sync_out = backend.generate(reqs)  # sync API while a loop runs in this thread
-            async with OpenAIClient("my-model", srv.base_url) as client:  # the judge-style API
-                text, usage, raw, _ = await client.chat([{"role": "user", "content": "question 0"}])
-            return sync_out, text, usage, raw
+    async def inside_loop():
+        sync_out = backend.generate(reqs)  # sync API while a loop runs in this thread
+        async with OpenAIClient("my-model", srv.base_url) as client:  # the judge-style API
+            text, usage, raw, _ = await client.chat([{"role": "user", "content": "question 0"}])
+        return sync_out, text, usage, raw
 
-        sync_out, text, usage, raw = asyncio.run(inside_loop())
-        assert [r.text for r in sync_out] == [expected(r) for r in reqs]
-        assert text == expected(reqs[0]) and usage["completion_tokens"] == 1 and raw["model"] == "my-model"
-        assert backend.generate(reqs)[0].text == sync_out[0].text  # a second sync batch reuses nothing stale
+    sync_out, text, usage, raw = asyncio.run(inside_loop())
+    assert [r.text for r in sync_out] == [expected(r) for r in reqs]
+    assert text == expected(reqs[0]) and usage["completion_tokens"] == 1 and raw["model"] == "my-model"
+    assert backend.generate(reqs)[0].text == sync_out[0].text  # a second sync batch reuses nothing stale
     with pytest.raises(UserError):
         load_backend("openai:")

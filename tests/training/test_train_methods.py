@@ -11,7 +11,7 @@ import re
 
 import pytest
 import torch
-from support.openai_server import FakeOpenAIServer, completion
+from support.openai_server import completion
 from typer.testing import CliRunner
 
 from evalkit.cli import app
@@ -176,7 +176,7 @@ def test_prepared_data_is_reused_with_the_same_settings(tmp_path):
     assert len(calls) == 2
 
 
-def test_rejection_sampling_with_a_judge_on_a_local_server(world, tmp_path, monkeypatch):
+def test_rejection_sampling_with_a_judge_on_a_local_server(world, tmp_path, monkeypatch, openai_server):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     seen = []
 
@@ -190,13 +190,13 @@ def test_rejection_sampling_with_a_judge_on_a_local_server(world, tmp_path, monk
     for r in sft:
         r["image"] = str(world / r["image"])
     (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sft))
-    with FakeOpenAIServer(respond) as server:
-        out = tmp_path / "rs"
-        train(
-            method="rs", model=str(world / "base"), data=str(tmp_path / "sft.jsonl"), output=str(out),
-            judge="openai:rater", judge_base_url=server.base_url, samples=2, max_new_tokens=5,
-            max_steps=1, batch_size=4, lora_rank=4, save_every=0,
-        )  # fmt: skip
+    server = openai_server(respond)
+    out = tmp_path / "rs"
+    train(
+        method="rs", model=str(world / "base"), data=str(tmp_path / "sft.jsonl"), output=str(out),
+        judge="openai:rater", judge_base_url=server.base_url, samples=2, max_new_tokens=5,
+        max_steps=1, batch_size=4, lora_rank=4, save_every=0,
+    )  # fmt: skip
     records = [json.loads(x) for x in (out / "prepared" / "rs_samples.jsonl").read_text().splitlines()[1:]]
     first = records[0]["samples"][0]["text"]
     expected = RATING_PROMPT.format(question=PROMPT, reference=sft[0]["response"], response=first)
