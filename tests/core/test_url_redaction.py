@@ -6,6 +6,7 @@ import json
 
 import pytest
 from support.openai_server import FakeOpenAIServer, completion, last_user_text
+from support.training import save_toy_base
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions, public_url
@@ -75,13 +76,10 @@ def test_error_messages_hold_no_credentials(openai_server):
 
 @pytest.mark.usefixtures("one_thread")
 def test_train_config_holds_no_credentials(tmp_path):
-    from evalkit.toy.model import build_toy_model
     from evalkit.toy.world import render, sample_scenes
     from evalkit.training.trainer import train
 
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(tmp_path / "base")
-    processor.save_pretrained(tmp_path / "base")
+    save_toy_base(tmp_path)
     records = []
     for scene in sample_scenes(2, seed=11):
         render(scene).save(tmp_path / f"{scene.image_id}.png")

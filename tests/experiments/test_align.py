@@ -8,11 +8,11 @@ import json
 import random
 
 import pytest
+from support.training import save_toy_base
 from typer.testing import CliRunner
 
 from evalkit.cli import app
 from evalkit.experiments.align import read_plan, run_align
-from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
 from evalkit.types import UserError
 
@@ -36,9 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture
 def folder(tmp_path):
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(tmp_path / "base")
-    processor.save_pretrained(tmp_path / "base")
+    save_toy_base(tmp_path)
     rng = random.Random(0)
     sft, pairs = [], []
     for s in sample_scenes(8, seed=21):

@@ -13,11 +13,17 @@ from evalkit.toy.world import STYLE, render, sample_scenes
 PROMPT = "name one object in the image."
 
 
-def write_train_world(d: Path) -> Path:
-    """Write the base model to `d/base`, the images, `d/pairs.jsonl` and `d/sft.jsonl`; return `d`."""
+def save_toy_base(d: Path) -> Path:
+    """The random toy LLaVA (seed 0: no warm-up, no download) saved to `d/base` as a checkpoint."""
     model, processor = build_toy_model(seed=0)
     model.save_pretrained(d / "base")
     processor.save_pretrained(d / "base")
+    return d / "base"
+
+
+def write_train_world(d: Path) -> Path:
+    """Write the base model to `d/base`, the images, `d/pairs.jsonl` and `d/sft.jsonl`; return `d`."""
+    save_toy_base(d)
     rng = random.Random(0)
     pairs, sft = [], []
     for scene in sample_scenes(16, seed=7):

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.training import save_toy_base
 
-from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
 
 pytest.importorskip("accelerate")
@@ -21,9 +21,7 @@ pytest.importorskip("accelerate")
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist-world")
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(d / "base")
-    processor.save_pretrained(d / "base")
+    save_toy_base(d)
     rows = []
     for scene in sample_scenes(8, seed=5):
         render(scene).save(d / f"{scene.image_id}.png")

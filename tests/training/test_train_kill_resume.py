@@ -22,8 +22,8 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.training import save_toy_base
 
-from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
 from evalkit.training.trainer import train
 
@@ -36,9 +36,7 @@ SETTINGS = dict(max_steps=STEPS, lr=5e-3, batch_size=4, lora_rank=8, save_every=
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("kill-world")
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(d / "base")
-    processor.save_pretrained(d / "base")
+    save_toy_base(d)
     rng = random.Random(0)
     pairs = []
     for scene in sample_scenes(12, seed=5):

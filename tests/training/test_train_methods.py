@@ -12,6 +12,7 @@ import re
 import pytest
 import torch
 from support.openai_server import completion
+from support.training import save_toy_base
 from typer.testing import CliRunner
 
 from evalkit.cli import app
@@ -38,9 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def world(tmp_path_factory):
     """A saved random toy base, 32 scenes; SteerLM records whose verbosity decides the answer's length."""
     d = tmp_path_factory.mktemp("methods-world")
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(d / "base")
-    processor.save_pretrained(d / "base")
+    save_toy_base(d)
     rng = random.Random(0)
     steer, sft = [], []
     for scene in sample_scenes(32, seed=11):

@@ -16,12 +16,12 @@ import random
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from support.training import save_toy_base
 from typer.testing import CliRunner
 
 from evalkit.cli import app
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf import HFBackend
-from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import STYLE, render, sample_scenes
 from evalkit.training.checkpointing import TrainingDiverged
 from evalkit.training.config import TrainConfig
@@ -46,9 +46,7 @@ class Planted:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("safety-world")
-    model, processor = build_toy_model(seed=0)
-    model.save_pretrained(d / "base")
-    processor.save_pretrained(d / "base")
+    save_toy_base(d)
     rng = random.Random(0)
     pairs, sft = [], []
     for scene in sample_scenes(8, seed=9):
