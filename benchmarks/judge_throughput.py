@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from openai_server import FakeOpenAIServer  # noqa: E402
+from support.openai_server import FakeOpenAIServer  # noqa: E402
 
 from evalkit.judges.cache import JudgeCache  # noqa: E402
 from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256  # noqa: E402

@@ -1,9 +1,13 @@
+"""Fixtures every test folder shares: the temp cache, one torch thread, a tmpfs, the local OpenAI-compatible
+server and fast retries."""
+
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.openai_server import FakeOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,3 +55,29 @@ def tmpfs(tmp_path):
         pytest.skip("mount -t tmpfs is not allowed here")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def openai_server():
+    """Start local OpenAI-compatible servers (support/openai_server.py):
+    `server = openai_server(responder=..., faults=...)` takes FakeOpenAIServer's arguments;
+    every server started is stopped when the test ends."""
+    started: list[FakeOpenAIServer] = []
+
+    def start(*args, **kwargs) -> FakeOpenAIServer:
+        server = FakeOpenAIServer(*args, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """The OpenAI-compatible client's retry back-off cut to 10 ms, so fault tests retry in milliseconds
+    (`pytestmark = pytest.mark.usefixtures("fast_retries")` in a module)."""
+    from evalkit.models import openai_client
+
+    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)

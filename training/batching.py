@@ -9,9 +9,9 @@ where generation stops at evaluation. `answer_mask` marks exactly those tokens; 
 Layout of a batch (the layout of TRL's vision preference collator): prompts left-padded to the longest
 prompt, answers right-padded to the longest answer, so every row reads `[pad…, prompt, answer, pad…]` and
 all answers start in the same column. Position ids come from the attention mask (`cumsum - 1`), so
-padding on either side changes nothing but float rounding (tests/test_dpo.py checks an example alone vs
-padded in a batch). Because answers start late, `sequence_logps` asks the model for only the logits it
-scores (`logits_to_keep`), never for the image and prompt positions.
+padding on either side changes nothing but float rounding (tests/training/test_dpo.py checks an example
+alone vs padded in a batch). Because answers start late, `sequence_logps` asks the model for only the
+logits it scores (`logits_to_keep`), never for the image and prompt positions.
 
 Truncation: only the answer is ever cut (keeping its start; a cut answer loses its EOS and its row is
 flagged in `truncated`; an answer far longer than `max_length` is tokenized from a prefix). A prompt whose

@@ -16,7 +16,7 @@ detector is conservative, flagging only text that does one of these things:
 - carries a verdict token of a judge's output format: `[[10]]`, `[[9.5]]`, `[[A]]`, `[[B]]`, `[[C]]`,
   `[[tie]]` (MT-Bench / pairwise verdicts), not preceded by a name or bracket (R's `x[[1]]` is code).
 
-Measured false-positive rate on clean official answers (tests/test_judge_injection_detector.py): 0 of
+Measured false-positive rate on clean official answers (tests/judges/test_judge_injection_detector.py): 0 of
 3,648: the AlpacaEval reference outputs (gpt4, gpt4_1106_preview, alpaca-7b, text_davinci_003), the
 LLaVA-Bench and MM-Vet answers of LLaVA-1.5-13B, GPT-4's LLaVA-Bench COCO answers and the MT-Bench GPT-4
 reference answers.

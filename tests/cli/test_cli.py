@@ -134,7 +134,7 @@ def test_dry_run_prints_judge_calls_without_loading_a_model(tmp_path):
 def test_budget_refuses_before_generating(tmp_path):
     # the model and the judge are a live endpoint (the run probes it) that gets no chat request: the
     # budget is checked before any generation
-    from openai_server import FakeOpenAIServer
+    from support.openai_server import FakeOpenAIServer
 
     with FakeOpenAIServer() as server:
         proc = run_cli(

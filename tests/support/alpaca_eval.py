@@ -8,12 +8,11 @@ import math
 import random
 import statistics
 
-from openai_server import completion, last_user_text
-
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
+from support.openai_server import completion, last_user_text
 
 TASKS = ["alpaca_eval", "alpaca_eval_v1"]
 REFERENCE = {"alpaca_eval": "gpt4_1106_preview", "alpaca_eval_v1": "text_davinci_003"}

@@ -113,7 +113,7 @@ def test_gamed_file_errors(tmp_path):
 
 def test_a_run_with_df_gamed_reports_the_refitted_lc(tmp_path):
     import support.alpaca_eval as ae  # the run harness of the judged-run tests
-    from openai_server import FakeOpenAIServer
+    from support.openai_server import FakeOpenAIServer
 
     from evalkit.scoring import rescore_run
 

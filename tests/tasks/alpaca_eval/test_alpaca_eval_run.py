@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault
 from support.alpaca_eval import (
     INSTRUCTIONS,
     JUDGE_MODEL,
@@ -26,6 +25,7 @@ from support.alpaca_eval import (
     switched,
     write_data,
 )
+from support.openai_server import FakeOpenAIServer, Fault
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.registry import get_task
@@ -34,17 +34,12 @@ from evalkit.scoring import rescore_run
 from evalkit.task import DataSpec
 from evalkit.types import UserError
 
+pytestmark = pytest.mark.usefixtures("fast_retries")
+
 
 @pytest.fixture
 def data_dir(tmp_path):
     return write_data(tmp_path / "data")
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def test_both_versions_judged_by_the_official_protocol(tmp_path, data_dir):

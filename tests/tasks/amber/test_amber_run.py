@@ -12,8 +12,8 @@ import io
 import json
 
 import pytest
-from openai_server import FakeOpenAIServer, last_user_text
 from PIL import Image
+from support.openai_server import FakeOpenAIServer, last_user_text
 
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
@@ -21,15 +21,10 @@ from evalkit.runner import evaluate
 from evalkit.scoring import rescore_run
 from evalkit.tasks.amber.toy import default_toy_dir, write_amber
 
+pytestmark = pytest.mark.usefixtures("fast_retries")
+
 LIMIT = 40  # 10 items of each dimension
 OPTIONS = {"amber.nlp": "basic", "amber.answers": "exact"}
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import struct
 import zlib
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -21,6 +21,8 @@ from evalkit.runner import evaluate, plan_judging
 from evalkit.scoring import rescore_run
 from evalkit.task import DataSpec
 from evalkit.types import UserError
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 JUDGE = "gpt-4-0314"
@@ -120,13 +122,6 @@ def play(body):
         return model_answer(last_user_text(body))
     assert body["model"] == JUDGE
     return review(last_user_text(body), body.get("seed"))
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def run(server, tmp_path, data_dir, name="run", task="llava_bench", runs=3, **kw):

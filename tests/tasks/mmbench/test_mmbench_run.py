@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 import zipfile
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
 from support.mmbench import png_b64, write_tsv
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.interop.exporting import export_run
 from evalkit.judges.settings import JudgeSettings
@@ -25,6 +25,8 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, plan_judging
 from evalkit.scoring import rescore_run
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 JUDGE = "gpt-3.5-turbo-0613"
 SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -47,13 +49,6 @@ ANSWERS = {
     "always A": lambda opts, right: "A",
 }
 OPTION_LINE = re.compile(r"^([A-D])\. (.*)$", re.M)
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def tsv_rows(with_answers=True):

@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text
 from PIL import Image
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -27,16 +27,11 @@ from evalkit.tasks.mmhal.protocol import JUDGE_TEMPLATE
 from evalkit.toy.world import STYLE
 from evalkit.types import UserError
 
+pytestmark = pytest.mark.usefixtures("fast_retries")
+
 LIMIT = 16
 JUDGE = "gpt-4-0314"
 QUESTION = re.compile(r"### Question\n(.*)\n\n### Standard Human-Generated Answer\n(.*)\n\n### LMM", re.S)
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 @pytest.fixture

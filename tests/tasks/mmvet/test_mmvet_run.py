@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from openai_server import FakeOpenAIServer
 from PIL import Image
+from support.openai_server import FakeOpenAIServer
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -18,6 +18,8 @@ from evalkit.scoring import rescore_run
 from evalkit.task import DataSpec
 from evalkit.tasks.mmvet import MMVet
 from evalkit.types import UserError
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMPT = (ROOT / "tasks" / "mmvet" / "assets" / "mmvet_grader_prompt.txt").read_bytes().decode()
@@ -70,13 +72,6 @@ def write_data(root, items=ITEMS):
 @pytest.fixture
 def data_dir(tmp_path):
     return write_data(tmp_path / "mm-vet")
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def run(server, tmp_path, data_dir, name="run", runs=None, cache="judge.sqlite"):

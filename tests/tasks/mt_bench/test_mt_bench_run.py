@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
+from support.openai_server import FakeOpenAIServer, Fault, last_user_text, message_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
@@ -21,6 +21,8 @@ from evalkit.task import DataSpec
 from evalkit.tasks.mt_bench import MTBench
 from evalkit.tasks.mt_bench.data import DATA_DIR
 from evalkit.types import UserError
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 #: writing (T 0.7), roleplay (0.7), math (0.0, graded against a reference), stem (0.1)
 QIDS = (81, 91, 111, 141)
@@ -105,13 +107,6 @@ def data_dir(tmp_path):
     folder.mkdir()
     (folder / "question.jsonl").write_text("".join(json.dumps(QUESTIONS[q]) + "\n" for q in QIDS))
     return folder
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def run(server, tmp_path, data_dir, name="run", runs=None, **kw):

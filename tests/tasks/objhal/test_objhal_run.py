@@ -7,8 +7,8 @@ server and no API key for its judge."""
 import json
 
 import pytest
-from openai_server import FakeOpenAIServer, last_user_text, message_text
 from support.objhal import make_data
+from support.openai_server import FakeOpenAIServer, last_user_text, message_text
 
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import Backend, BackendOptions
@@ -17,6 +17,8 @@ from evalkit.runner import RunFailed, evaluate, plan_judging
 from evalkit.scoring import rescore_run
 from evalkit.tasks.objhal import ObjHal
 from evalkit.types import Response
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 JUDGE = "gpt-3.5-turbo-0613"
 #: what the model under test answers to each question (image ids 101..104)
@@ -59,13 +61,6 @@ def play(body):
         return "The objects are a bathroom and tiles." if seed < 1000 else 'Sure:\n["bathroom", "tile"]'
     key = "puppy" if "puppy" in text else "elephant"
     return REPLIES[(key, seed % 1000)]
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    from evalkit.models import openai_client
-
-    monkeypatch.setattr(openai_client.OpenAIClient, "_backoff_s", lambda self, attempt, retry_after: 0.01)
 
 
 def run(server, data_dir, out, runs=None, **options):
