@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from support.damage import DAMAGE, damaged
 from support.import_cases import BUILDERS, run_import, target_file
 
-from evalkit.tasks import objhal_import
-from evalkit.tasks.objhal_nlp import resolve
+from evalkit.tasks.objhal import importing as objhal_import
+from evalkit.tasks.objhal.nouns import resolve
 from evalkit.types import UserError
 
 #: EVALKIT_FUZZ_LOG=FILE: write each generated input's outcome to FILE and go on after a traceback
