@@ -126,13 +126,13 @@ def preload() -> None:
     from transformers.models.llama import modeling_llama  # noqa: F401
     from transformers.models.llava import modeling_llava  # noqa: F401
 
-    import evalkit.progress  # noqa: F401
     import evalkit.training.data  # noqa: F401
     import evalkit.training.distributed  # noqa: F401
     import evalkit.training.dpo  # noqa: F401
     import evalkit.training.methods  # noqa: F401
     import evalkit.training.sft  # noqa: F401
     import evalkit.training.trainer  # noqa: F401
+    import evalkit.util.progress  # noqa: F401
 
     Image.init()  # every PIL plugin (the datasets image feature loads them all)
     transformers.Trainer  # noqa: B018

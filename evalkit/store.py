@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import StorageError, describe_os_error
 from evalkit.types import UserError
+from evalkit.util.errors import StorageError, describe_os_error
 
 SCHEMA_VERSION = 1
 

@@ -26,8 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.types import UserError
+from evalkit.util.environment import cache_root
 
 #: every English pipeline either task may use (each task has its own order of preference)
 SPACY_MODELS = ("en_core_web_trf", "en_core_web_lg", "en_core_web_md", "en_core_web_sm")

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.images import load_image
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import Message, UserError
+from evalkit.util.images import load_image
 
 IGNORE_INDEX = -100
 _IDS_KEYS = ("input_ids", "attention_mask")

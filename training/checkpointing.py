@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import CommandFailed
 from evalkit.types import UserError
+from evalkit.util.errors import CommandFailed
 
 RESUME_FORMAT = "evalkit-resume/1"
 STATE_FILE = "state.safetensors"
@@ -323,7 +323,7 @@ def save_checkpoint(model, processor, cfg, out: Path) -> None:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     if cfg.method == "steerlm":
-        from evalkit.steerlm import parse_steer, write_steer_file
+        from evalkit.models.steerlm import parse_steer, write_steer_file
 
         write_steer_file(out, parse_steer(cfg.steer))
 
@@ -340,7 +340,7 @@ def finished_run(out: Path, data_file: str, info: dict[str, Any]) -> tuple[int, 
     resumed_from); refused when the data file changed since."""
     import sys
 
-    from evalkit.datafiles import sha256_file
+    from evalkit.util.datafiles import sha256_file
 
     data = Path(data_file).expanduser()
     trained_on = (info.get("data") or {}).get("sha256") if isinstance(info.get("data"), dict) else None

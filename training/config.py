@@ -201,7 +201,7 @@ class TrainConfig:
         if self.steer is not None and self.method != "steerlm":
             raise UserError("--steer applies to --method steerlm only")
         if self.steer is not None:
-            from evalkit.steerlm import parse_steer
+            from evalkit.models.steerlm import parse_steer
 
             parse_steer(self.steer)
         if self.reference == "cached" and self.method in ("online-dpo", "mixed-dpo"):

@@ -78,7 +78,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
 from evalkit.training.data_checks import check_images
 from evalkit.training.data_formats import PREFERENCE_FORMATS, SFT_FORMATS, detect
 from evalkit.training.data_hub import load_hub_rows, looks_like_hub_id
@@ -94,6 +93,7 @@ from evalkit.training.data_records import (
 )
 from evalkit.training.data_seed import ATTRS, QUALITY_ATTRS
 from evalkit.types import UserError
+from evalkit.util.datafiles import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Checks that run on training data before step 0, so that nothing in the data can stop training half-way.
 
 - Images (`check_images`, run by every loader in `training.data`): each distinct image is decoded once, as
-  evaluation decodes it (`evalkit.images.load_image`), on a few threads. An image that cannot be decoded
+  evaluation decodes it (`evalkit.util.images.load_image`), on a few threads. An image that cannot be decoded
   (corrupt, truncated, not an image, over PIL's decompression-bomb limit) is a damaged file among many: its
   examples are skipped and counted as "image unreadable", and the first few are named `file:line` in
   `info["unreadable_images"]`. A missing image is different (usually a wrong image folder): the loaders
@@ -33,7 +33,7 @@ NAMED = 5
 
 def check_images(items: list, skipped: Counter, info: dict[str, Any], threads: int = 4) -> list:
     """`items` without those whose image cannot be decoded (counted in `skipped`, named in `info`)."""
-    from evalkit.images import load_image
+    from evalkit.util.images import load_image
 
     paths = sorted({it.image for it in items if it.image is not None})
     if not paths:

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.types import UserError
+from evalkit.util.environment import cache_root
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DATA_SUFFIXES = {".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt", ".arrow"}

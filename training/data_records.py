@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from evalkit.datafiles import jsonl_records, read_text, require_fields
 from evalkit.types import UserError
+from evalkit.util.datafiles import jsonl_records, read_text, require_fields
 
 T = TypeVar("T")
 
@@ -266,7 +266,7 @@ _WS = re.compile(r"\s*")
 def read_records(path: Path) -> list[tuple[int, dict]]:
     """(line, record) for each record of a JSONL file or a JSON list (the line where the element starts).
     A malformed or non-UTF-8 line, or JSON nested too deeply, is a `UserError` naming `file:line`
-    (`evalkit.datafiles` reads every user file the same way)."""
+    (`evalkit.util.datafiles` reads every user file the same way)."""
     text = read_text(path)
     if text.lstrip().startswith("["):
         return _json_list(path, text)

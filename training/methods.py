@@ -3,7 +3,7 @@ update (the loop itself is `training.trainer`).
 
 - sft, dpo: the file as loaded (`load_sft` / `load_preferences`).
 - steerlm: SFT examples with attribute scores (`steerlm` format, or generic SFT records with an
-  `attributes` mapping); each prompt gets its own scores written in (`evalkit.steerlm`).
+  `attributes` mapping); each prompt gets its own scores written in (`evalkit.models.steerlm`).
 - rs: on the seed study's judged completions (`--format seed` / `seed-best`) the best by their scores;
   otherwise the starting model samples `samples` answers per prompt, the scorer rates them and the best
   one is kept (`training.rejection`).
@@ -58,7 +58,7 @@ def load_data(cfg: TrainConfig) -> Loaded:
 def steerlm_examples(items: list[SFTExample]) -> list[SFTExample]:
     from dataclasses import replace
 
-    from evalkit.steerlm import steer_prompt
+    from evalkit.models.steerlm import steer_prompt
 
     return [replace(ex, prompt=steer_prompt(ex.prompt, ex.attributes)) for ex in items]
 

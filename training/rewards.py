@@ -113,10 +113,10 @@ def load_scorer(
 ):
     """The scorer `--reward` or `--judge` names."""
     if judge:
-        from evalkit.environment import judge_cache_path
         from evalkit.judges.cache import JudgeCache
         from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
         from evalkit.models.base import BackendOptions
+        from evalkit.util.environment import judge_cache_path
 
         if ":" not in judge:
             raise UserError(f"--judge {judge!r}: write openai:MODEL or hf:PATH")

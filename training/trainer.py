@@ -160,11 +160,11 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
     to it and train_config.json written (not yet completed)."""
     import torch
 
-    from evalkit.progress import make_progress
     from evalkit.training.batching import Encoder
     from evalkit.training.data_checks import check_data_lengths, context_length
     from evalkit.training.distributed import processes
     from evalkit.training.methods import load_data, prepare
+    from evalkit.util.progress import make_progress
 
     procs = processes(cfg.device)
     say = _say if procs.is_main else (lambda message: None)
@@ -298,7 +298,7 @@ def _policy_and_reference(cfg: TrainConfig, model, encoder, items: list, device,
 def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
     """Optimizer steps `run.start` .. `run.total`: each logged (CKPT/train_log.jsonl), a resume state saved
     every `save_every` steps."""
-    from evalkit.progress import make_progress
+    from evalkit.util.progress import make_progress
 
     cfg, procs = run.cfg, run.procs
     progress = make_progress(enabled=cfg.progress and run.writes)

@@ -14,8 +14,8 @@ import typer
 
 from evalkit.cli import analyze, evaluate, train
 from evalkit.cli.display import fail
-from evalkit.errors import CommandFailed, describe_os_error
 from evalkit.types import UserError
+from evalkit.util.errors import CommandFailed, describe_os_error
 
 app = typer.Typer(
     help="Evaluate (multimodal) language models on alignment benchmarks with the official protocols.",

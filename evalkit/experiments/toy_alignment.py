@@ -59,9 +59,9 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.environment import torch_threads
 from evalkit.experiments.align import AlignPlan, model_path, run_stages
 from evalkit.store import RunStore
+from evalkit.util.environment import torch_threads
 
 TASKS = "pope,amber,objhal,toy_language"
 TASK_OPTIONS = {"amber.nlp": "basic"}

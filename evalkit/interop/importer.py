@@ -7,13 +7,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import content_version, data_identity, sha256_file
 from evalkit.interop import lmms_eval
 from evalkit.registry import get_task
 from evalkit.runner import RunResult, config_hash, new_header, now
 from evalkit.scoring import make_row, summarize
 from evalkit.store import RunStore
 from evalkit.types import Response, UserError
+from evalkit.util.datafiles import content_version, data_identity, sha256_file
 
 
 def import_answers(

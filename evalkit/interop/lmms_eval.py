@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import check_value, jsonl_records, read_text, sha256_file
 from evalkit.registry import TASKS, get_task
 from evalkit.task import Imported, Task
 from evalkit.types import UserError
+from evalkit.util.datafiles import check_value, jsonl_records, read_text, sha256_file
 
 NAME_PATTERNS = (
     re.compile(r"_samples_(?P<task>.+)\.jsonl$"),

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from evalkit.errors import StorageError, describe_os_error, describe_sqlite_error
+from evalkit.util.errors import StorageError, describe_os_error, describe_sqlite_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS judgments (

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import judge_cache_path
 from evalkit.judges.cache import JudgeCache
 from evalkit.judges.judge import CALLS_DEFINITION, Judge
 from evalkit.judges.judging import needs_judging, task_judge
@@ -21,6 +20,7 @@ from evalkit.models.base import BackendOptions, public_url_or_none
 from evalkit.store import RunStore
 from evalkit.task import JudgedTask, LoadedData, Task
 from evalkit.types import Sample, UserError
+from evalkit.util.environment import judge_cache_path
 
 
 @dataclass(frozen=True)

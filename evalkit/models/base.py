@@ -39,7 +39,7 @@ class BackendOptions:
     timeout_s: float = 120.0
     max_retries: int = 6
     trust_remote_code: bool = False
-    #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.steerlm
+    #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.models.steerlm
     steer: str | None = None
 
 

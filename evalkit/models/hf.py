@@ -39,7 +39,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.hf_loading import (
     hub_snapshot_dir,
@@ -56,6 +55,7 @@ from evalkit.models.hf_loading import (
 )
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
+from evalkit.util.images import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class HFBackend(Backend):
 
     def _render(self, messages: tuple[Message, ...]) -> str:
         if self.steer is not None:  # a SteerLM checkpoint is asked with its attribute suffix
-            from evalkit.steerlm import steer_prompt
+            from evalkit.models.steerlm import steer_prompt
 
             messages = tuple(
                 replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages

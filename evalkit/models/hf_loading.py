@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evalkit import datafiles
-from evalkit.environment import cache_root
 from evalkit.types import UserError
+from evalkit.util import datafiles
+from evalkit.util.environment import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def user_errors(source: str, load):
 
 def steer_targets(given: str, folder: Path | None, override: str | None) -> dict[str, Any] | None:
     """A SteerLM checkpoint's targets (its steerlm.json), changed by `--steer`; None for other models."""
-    from evalkit.steerlm import parse_steer, read_steer_file
+    from evalkit.models.steerlm import parse_steer, read_steer_file
 
     saved = read_steer_file(folder)
     if override is None:
@@ -151,7 +151,7 @@ def hub_snapshot_dir(repo_id: str) -> Path | None:
 
 
 def sha256_file(path: Path) -> str | None:
-    """The file's sha256 (`evalkit.datafiles.sha256_file`), None when there is no such file."""
+    """The file's sha256 (`evalkit.util.datafiles.sha256_file`), None when there is no such file."""
     return datafiles.sha256_file(path) if path.is_file() else None
 
 

@@ -17,11 +17,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import StorageError
-from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.openai_client import ChatError, OpenAIClient
 from evalkit.types import ErrorInfo, Message, Request, Response
+from evalkit.util.errors import StorageError
+from evalkit.util.images import ImageLoadError, load_image
 
 
 @lru_cache(maxsize=32)

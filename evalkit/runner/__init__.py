@@ -19,17 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import content_version, data_identity
-from evalkit.environment import package_versions
 from evalkit.judges.endpoints import probe_judges, probe_model
 from evalkit.judges.settings import JudgeSet, JudgeSettings
 from evalkit.models.base import Backend, BackendOptions, load_backend
-from evalkit.progress import make_progress
 from evalkit.registry import parse_task_list
 from evalkit.runner.generation import run_task
 from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, LoadedData, Task
 from evalkit.types import Sample, UserError
+from evalkit.util.datafiles import content_version, data_identity
+from evalkit.util.environment import package_versions
+from evalkit.util.progress import make_progress
 
 DEFAULT_MAX_FAILURE_RATE = 0.02
 

@@ -57,13 +57,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.tasks.pope.protocol import PROMPT_SUFFIX as POPE_SUFFIX
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import describe, objects_named
 from evalkit.toy.language import records as text_records
 from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 3
 SFT_SCENE_SEED = 2000

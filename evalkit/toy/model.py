@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evalkit import environment
 from evalkit.toy.pretrain import warm_up
+from evalkit.util import environment
 
 #: the cache folder of the built checkpoint; its version names the build recipe (shapes, tokenizer, warm-up):
 #: bump it with any change there, so that no cache keeps serving an older build under the same name

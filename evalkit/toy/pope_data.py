@@ -29,10 +29,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import article
 from evalkit.toy.world import OBJECTS, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 SPLITS = ("random", "popular", "adversarial")

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, unit_index
 from evalkit.task import (
@@ -51,6 +50,7 @@ from evalkit.tasks.alpaca_eval.protocol import (
     win_rate_statistic,
 )
 from evalkit.types import GenerationConfig, Message, Sample, UserError
+from evalkit.util.datafiles import sha256_file
 
 #: A re-derived preference and the stored official one agree within this (official files keep 10 decimals).
 AGREE_TOL = 1e-6

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_json, read_text
 from evalkit.tasks.alpaca_eval.protocol import BY_ANNOTATOR, Version, get_version
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json, read_text
 
 PROMPT_DIR = Path(__file__).parent / "assets"
 N_INSTRUCTIONS = 805

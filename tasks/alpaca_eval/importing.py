@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.datafiles import mark_partial, read_json, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.alpaca_eval import length_controlled as lc
 from evalkit.tasks.alpaca_eval.data import (
@@ -21,6 +20,7 @@ from evalkit.tasks.alpaca_eval.data import (
 )
 from evalkit.tasks.alpaca_eval.protocol import finite_or_none, get_version, is_switched
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import mark_partial, read_json, sha256_file
 
 if TYPE_CHECKING:
     from evalkit.tasks.alpaca_eval import AlpacaEvalTask

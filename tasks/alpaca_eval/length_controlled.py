@@ -223,7 +223,7 @@ def refit_record(path: Path) -> dict[str, Any]:
     """What a row keeps to refit the GLM at scoring time (also by `rescore`): the gamed file and its hash."""
     path = Path(path).expanduser().resolve()
     read_gamed(path)  # fail on a bad file before any answer is generated
-    from evalkit.datafiles import sha256_file
+    from evalkit.util.datafiles import sha256_file
 
     return {"df_gamed": str(path), "sha256": sha256_file(path)}
 
@@ -231,7 +231,7 @@ def refit_record(path: Path) -> dict[str, Any]:
 def refit_rows(rows: Sequence[dict[str, Any]]) -> tuple[LcFit | None, str]:
     """Refit the GLM on scored rows whose meta carry a `refit_record`: (fit, note); fit is None (with the
     reason in the note) when the gamed file is gone or changed since the run."""
-    from evalkit.datafiles import sha256_file
+    from evalkit.util.datafiles import sha256_file
 
     record = rows[0]["meta"]["lc_refit"]
     path = Path(record["df_gamed"])

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file, toy_label
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
 from evalkit.tasks.amber import nouns
@@ -65,6 +64,7 @@ from evalkit.tasks.amber.protocol import (
     typed_options,
 )
 from evalkit.types import GenerationConfig, Message, Request, Sample, UserError
+from evalkit.util.datafiles import sha256_file, toy_label
 
 SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
 SUFFIXES = {"none": "", "short": SHORT_SUFFIX}

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, read_text
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json, read_text
 
 DATA_FILES = ("annotations.json", "relation.json", "safe_words.txt", "query/query_all.json")
 

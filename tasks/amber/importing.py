@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.datafiles import mark_partial, read_json, sha256_file
 from evalkit.task import DataSpec, Imported
 from evalkit.tasks.amber.data import read_data
 from evalkit.tasks.amber.protocol import typed_options
 from evalkit.types import UserError
+from evalkit.util.datafiles import mark_partial, read_json, sha256_file
 
 if TYPE_CHECKING:
     from evalkit.tasks.amber import Amber

@@ -33,9 +33,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
 from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, Scene, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 N_IMAGES = 60

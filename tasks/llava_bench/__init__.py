@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
@@ -55,6 +54,7 @@ from evalkit.tasks.llava_bench.protocol import (
     summarize,
 )
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import sha256_file, toy_label
 
 #: per-run parse status stored in `judge_parse`
 PARSED, FALLBACK = "ok", "fallback"

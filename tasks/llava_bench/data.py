@@ -7,9 +7,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, read_jsonl, require_fields
 from evalkit.tasks.llava_bench.protocol import Review, Rule, context_text, rule_key
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json, read_jsonl, require_fields
 
 #: `llava/eval/table/rule.json` of haotian-liu/LLaVA, bundled (see assets/SOURCE.md)
 RULE_FILE = Path(__file__).with_name("assets") / "rule.json"

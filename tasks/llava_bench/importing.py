@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.task import Imported
 from evalkit.tasks.llava_bench.data import read_answers, read_questions, read_reviews
 from evalkit.tasks.llava_bench.protocol import JUDGE_MODEL, Review, rule_key
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import mark_partial, sha256_file, toy_label
 
 if TYPE_CHECKING:
     from evalkit.tasks.llava_bench import LlavaBench

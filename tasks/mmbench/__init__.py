@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import COUNT, FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, TaskOption
@@ -33,6 +32,7 @@ from evalkit.tasks.mmbench.protocol import (
     resolve_pass,
 )
 from evalkit.types import GenerationConfig, Message, Sample, UserError
+from evalkit.util.datafiles import toy_label
 
 OPTIONS = {
     "split": TaskOption("which TSV to read from --data-dir", ("dev", "test"), "dev"),

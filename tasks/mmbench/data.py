@@ -28,9 +28,9 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from evalkit.environment import cache_root
 from evalkit.tasks.mmbench.protocol import is_na, rotate
 from evalkit.types import UserError
+from evalkit.util.environment import cache_root
 
 CIRCULAR_STEP = 1_000_000
 REQUIRED = ("index", "question", "A", "B", "image")

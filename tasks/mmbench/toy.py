@@ -24,10 +24,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.tasks.mmhal.toy import THEME_NAMES
 from evalkit.toy.folders import write_once
 from evalkit.toy.world import COLOUR_NAME, GRID, THEMES, Scene, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 TOY_FILE = "mmbench_toy_dev.tsv"

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
@@ -31,6 +30,7 @@ from evalkit.tasks.mmhal.protocol import (
     user_message,
 )
 from evalkit.types import GenerationConfig, Sample, UserError
+from evalkit.util.datafiles import sha256_file, toy_label
 
 
 def _row_item(row: dict[str, Any]) -> Item:

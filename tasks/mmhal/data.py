@@ -8,9 +8,9 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json
 from evalkit.tasks.mmhal.protocol import N_ITEMS, Item, Judged, question_type, ratings_found
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json
 
 _FIELDS = {
     "question_type": str,

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.mmhal.data import is_template, load_judged, load_template, read_json_list
 from evalkit.tasks.mmhal.protocol import JUDGE_MODEL, N_ITEMS, item_meta, user_message
 from evalkit.types import Sample, UserError
+from evalkit.util.datafiles import mark_partial, sha256_file
 
 
 def import_judged(answers: Path, judgments: list[Path]) -> tuple[list[Imported], dict[str, Any]]:

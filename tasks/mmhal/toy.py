@@ -21,10 +21,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.tasks.mmhal.protocol import N_ITEMS, question_type
 from evalkit.toy.folders import write_once
 from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, STYLE, THEMES, Scene, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 TEMPLATE = "response_template.json"

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
@@ -52,6 +51,7 @@ from evalkit.tasks.mmvet.protocol import (
     summarize,
 )
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import sha256_file, toy_label
 
 #: the evaluator's `--num_run` default (the paper used 5; LLaVA-1.5 published 1-run and 3-run grades)
 DEFAULT_RUNS = 1

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, read_jsonl, read_text, require_fields
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json, read_jsonl, read_text, require_fields
 
 METADATA = "mm-vet.json"
 #: where `mm-vet.json` may sit in --data-dir: the folder itself, or the `mm-vet/` folder the zip unpacks to

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, sha256_file, toy_label
 from evalkit.task import Imported
 from evalkit.tasks.mmvet.data import METADATA, OFFICIAL_ITEMS, read_answers, read_grades, read_metadata
 from evalkit.tasks.mmvet.protocol import JUDGE_MODEL
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import mark_partial, sha256_file, toy_label
 
 
 def import_answers(

@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial
 from evalkit.task import Imported
 from evalkit.tasks.mmvet.data import OFFICIAL_ITEMS
 from evalkit.tasks.mmvet.importing import import_answers
 from evalkit.types import UserError
+from evalkit.util.datafiles import mark_partial
 
 
 def convert(

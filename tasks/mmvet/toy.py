@@ -18,9 +18,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
 from evalkit.toy.world import COLOUR_NAME, GRID, OBJECTS, Scene, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 QUESTIONS_PER_IMAGE = 2

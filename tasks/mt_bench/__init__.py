@@ -23,7 +23,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import sha256_file
 from evalkit.judges.judge import JudgeCall, JudgeSpec, prompt_sha256
 from evalkit.stats import Estimate, Statistic, unit_index
 from evalkit.task import FAILURES, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo, TaskOption
@@ -55,6 +54,7 @@ from evalkit.tasks.mt_bench.protocol import (
     single_statistics,
 )
 from evalkit.types import GenerationConfig, Request, Sample, UserError
+from evalkit.util.datafiles import sha256_file
 
 #: `--task-option mt_bench.reference=PATH`: another FastChat reference-answer file
 REFERENCE_OPTION = "mt_bench.reference"

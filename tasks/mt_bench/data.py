@@ -9,9 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_jsonl, require_fields
 from evalkit.tasks.mt_bench.protocol import JudgePrompt, Judgment, Question
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_jsonl, require_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "assets"
 QUESTION_FILE = DATA_DIR / "question.jsonl"

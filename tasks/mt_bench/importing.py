@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.mt_bench.data import (
     QUESTION_FILE,
@@ -18,6 +17,7 @@ from evalkit.tasks.mt_bench.data import (
 )
 from evalkit.tasks.mt_bench.protocol import conversation, needs_reference
 from evalkit.types import Sample, UserError
+from evalkit.util.datafiles import mark_partial, sha256_file
 
 
 def import_answers(

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import read_jsonl, sha256_file, toy_label
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import (
@@ -61,6 +60,7 @@ from evalkit.tasks.objhal.protocol import (
     score_mentions,
 )
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import read_jsonl, sha256_file, toy_label
 
 MODES = ("llm", "words")
 OPTIONS = {

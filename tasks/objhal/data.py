@@ -32,11 +32,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_json, read_jsonl, sha256_file
-from evalkit.environment import cache_root
 from evalkit.tasks.objhal.nouns import Nlp
 from evalkit.tasks.objhal.protocol import Vocabulary, caption_words
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_json, read_jsonl, sha256_file
+from evalkit.util.environment import cache_root
 
 QUESTION_FILE = "obj_halbench_300_with_image.jsonl"
 SYNONYM_FILE = "synonyms_refine.txt"

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label
 from evalkit.task import Imported
 from evalkit.tasks.objhal.data import (
     cached_ground_truth,
@@ -27,6 +26,7 @@ from evalkit.tasks.objhal.data import (
 from evalkit.tasks.objhal.nouns import resolve
 from evalkit.tasks.objhal.protocol import JUDGE_MODEL, clean_answer
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label
 
 #: questions of the official set (obj_halbench_300_with_image.jsonl)
 OFFICIAL_QUESTIONS = 300

@@ -23,10 +23,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from evalkit.environment import cache_root
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import article, listing
 from evalkit.toy.world import COLOUR_NAME, OBJECTS, THEMES, Scene, cell_box, render, sample_scenes
+from evalkit.util.environment import cache_root
 
 VERSION = 1
 N_IMAGES = 100

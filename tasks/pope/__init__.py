@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from evalkit.datafiles import sha256_file
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task
 from evalkit.tasks.pope.data import data_label, find_images, read_label_files
 from evalkit.tasks.pope.protocol import CELL, PROMPT_SUFFIX, SPLITS, metrics_from_counts, parse_answer
 from evalkit.types import GenerationConfig, Message, Sample, UserError
+from evalkit.util.datafiles import sha256_file
 
 
 class Pope(Task):

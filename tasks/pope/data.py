@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_jsonl, require_fields, toy_label
 from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.types import UserError
+from evalkit.util.datafiles import read_jsonl, require_fields, toy_label
 
 IMAGE_DIR_CANDIDATES = ("val2014", "images", "coco/val2014", "COCO/val2014")
 FILE_DIR_CANDIDATES = (".", "output/coco", "pope", "coco")

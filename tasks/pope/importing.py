@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import read_jsonl, require_fields, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.pope.data import data_label, read_label_files
 from evalkit.tasks.pope.protocol import PROMPT_SUFFIX, SPLITS
 from evalkit.types import Message, Sample, UserError
+from evalkit.util.datafiles import read_jsonl, require_fields, sha256_file
 
 
 def import_answers(

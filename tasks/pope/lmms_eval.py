@@ -15,12 +15,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalkit.datafiles import mark_partial, sha256_file
 from evalkit.task import Imported
 from evalkit.tasks.pope.data import data_label, read_label_files
 from evalkit.tasks.pope.importing import import_answers
 from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.types import UserError
+from evalkit.util.datafiles import mark_partial, sha256_file
 
 #: lmms-eval task → the POPE split its log holds (`pope` holds all three)
 TASK_SPLIT = {"pope_random": "random", "pope_pop": "popular", "pope_adv": "adversarial"}

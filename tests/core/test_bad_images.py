@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 from support.openai_server import last_user_text
 
-from evalkit.images import ImageLoadError, load_image
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
 from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.toy.pope_data import write_pope
+from evalkit.util.images import ImageLoadError, load_image
 
 
 def _bomb(path):

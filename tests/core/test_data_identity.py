@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from evalkit.datafiles import content_version, data_identity
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate, load_tasks
@@ -18,6 +17,7 @@ from evalkit.tasks.mmvet import toy as mmvet_toy
 from evalkit.tasks.objhal import toy as objhal_toy
 from evalkit.toy import pope_data
 from evalkit.toy.pope_data import default_toy_dir, write_pope
+from evalkit.util.datafiles import content_version, data_identity
 
 #: where `--data toy` writes each task's files (seed 0), and the options it implies (passed both ways)
 TOY_DIRS = {

@@ -11,12 +11,12 @@ import time
 import pytest
 from support.openai_server import FakeOpenAIServer, Fault, last_user_text
 
-from evalkit.errors import StorageError
 from evalkit.judges.cache import JudgeCache
 from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256
 from evalkit.judges.settings import JudgeSettings
 from evalkit.models.base import BackendOptions
 from evalkit.types import Message
+from evalkit.util.errors import StorageError
 
 SPEC = JudgeSpec("openai:gpt-4-0613", temperature=0.0, max_tokens=16)
 

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from support.openai_server import FakeOpenAIServer, Fault, default_reply, fail_when
 
-from evalkit.images import load_image
 from evalkit.models.base import BackendOptions, load_backend, public_url
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.models.openai_client import OpenAIClient
 from evalkit.types import GenerationConfig, Message, Request, UserError
+from evalkit.util.images import load_image
 
 KEY = "sk-test-SECRET-0123456789"
 

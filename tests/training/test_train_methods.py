@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from evalkit.cli import app
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf import HFBackend
-from evalkit.steerlm import format_attributes, parse_attributes, parse_steer, steer_prompt
+from evalkit.models.steerlm import format_attributes, parse_attributes, parse_steer, steer_prompt
 from evalkit.toy.model import build_toy_model
 from evalkit.toy.world import OBJECTS, STYLE, render, sample_scenes
 from evalkit.training.batching import Encoder

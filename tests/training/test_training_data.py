@@ -10,10 +10,10 @@ import types
 import pytest
 from PIL import Image
 
-from evalkit.datafiles import sha256_file
 from evalkit.training import data_hub
 from evalkit.training.data import PreferencePair, SFTExample, load_preferences, load_sft
 from evalkit.types import UserError
+from evalkit.util.datafiles import sha256_file
 
 
 def png(path, color=(255, 0, 0)):

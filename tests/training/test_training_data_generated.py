@@ -16,12 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalkit.images import load_image
 from evalkit.toy.world import render, sample_scenes
 from evalkit.training.data import PREFERENCE_FORMATS, SFT_FORMATS, load_preferences, load_prompts, load_sft
 from evalkit.training.data_hub import looks_like_hub_id
 from evalkit.training.data_records import PreferencePair, SFTExample
 from evalkit.types import UserError
+from evalkit.util.images import load_image
 
 KEYS = [
     "id", "idx", "image", "images", "image_path", "img_path", "prompt", "question", "chosen", "rejected",
