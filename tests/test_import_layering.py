@@ -9,7 +9,7 @@ torch out of light commands), relative or absolute, `import a.b`, `from a import
     -> experiments -> cli
 
 A module may import its own layer and the layers below it. Two packages span layers by role: the toy world
-(shapes, words, folders, the toy POPE writer) sits with util, the toy model with the models, the toy
+(shapes, words, folders) sits with util, the toy model with the models, the toy
 training data with the tasks; the judge itself (spec, cache, pricing) is the judges layer, while judging a
 run's rows (judging, settings, endpoints) sits with the runner. Training, a library of trainers, also
 reaches neither the runner, the store, the analysis nor the interop package (`RULES`). An edge that breaks
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.util",
             "evalkit.types",
             "evalkit.stats",
-            "evalkit.toy",  # the toy world: evalkit.toy.world, .language, .folders, .pope_data
+            "evalkit.toy",  # the toy world: evalkit.toy.world, .language, .folders
         ),
     ),
     ("models", ("evalkit.models", "evalkit.toy.model", "evalkit.toy.pretrain")),
@@ -68,9 +68,9 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 #: (importing module, imported module or package) edges that break the order on purpose, with the reason
 ALLOWED: dict[tuple[str, str], str] = {
-    ("evalkit.toy.pretrain", "evalkit.tasks.pope.protocol"): (
-        "the toy model is warmed up on the prompt POPE asks (PROMPT_SUFFIX), so the toy POPE it is scored on "
-        "reads as the task's own"
+    ("evalkit.toy.pretrain", "evalkit.tasks.pope"): (
+        "the toy model is warmed up on POPE's questions and prompt suffix (`tasks.pope.toy.question_text`, "
+        "`tasks.pope.protocol.PROMPT_SUFFIX`), so the toy POPE it is scored on reads as the task's own"
     ),
 }
 
@@ -202,7 +202,7 @@ def test_allowed_edges_still_exist():
         ("from evalkit.task import JudgedTask\n", "evalkit.judges.judging", False, False),
         ("from evalkit.task import Task\n", "evalkit.judges.cache", False, True),
         ("from evalkit.tasks.pope.protocol import PROMPT_SUFFIX\n", "evalkit.toy.pretrain", False, False),
-        ("from evalkit.tasks.pope.data import data_label\n", "evalkit.toy.pretrain", False, True),
+        ("from evalkit.tasks.amber.toy import write_amber\n", "evalkit.toy.pretrain", False, True),
         ("import evalkit\n", "evalkit.util.environment", False, False),
     ],
 )

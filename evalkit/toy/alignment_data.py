@@ -58,10 +58,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.tasks.pope.protocol import PROMPT_SUFFIX as POPE_SUFFIX
+from evalkit.tasks.pope.toy import question_text
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import describe, objects_named
 from evalkit.toy.language import records as text_records
-from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 from evalkit.util.environment import cache_root
 

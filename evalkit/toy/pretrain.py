@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 from evalkit.tasks.pope.protocol import PROMPT_SUFFIX as POPE_SUFFIX  # train on the prompt the task asks
+from evalkit.tasks.pope.toy import question_text
 from evalkit.toy.language import describe
-from evalkit.toy.pope_data import question_text
 from evalkit.toy.world import OBJECTS, Scene, render, sample_scenes
 
 TRAIN_SCENE_SEED = 1000  # training scenes: sample_scenes(n, TRAIN_SCENE_SEED + seed); evaluation uses seed 0

@@ -8,8 +8,8 @@ mean F1 over the three splits, in percent. Intervals resample whole images (an i
 correlated, and the same image appears in every split).
 
 Modules: `protocol` (prompt suffix, parser, metrics; no I/O), `data` (the official split files and images),
-`importing` (official answer files), `lmms_eval` (lmms-eval logs). The toy set is written by
-`evalkit.toy.pope_data`.
+`importing` (official answer files), `lmms_eval` (lmms-eval logs), `toy` (the toy set, whose questions the
+toy model is also warmed up on).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Pope(Task):
 
     def load(self, spec: DataSpec) -> LoadedData:
         if spec.toy:
-            from evalkit.toy.pope_data import default_toy_dir, write_pope
+            from evalkit.tasks.pope.toy import default_toy_dir, write_pope
 
             data_dir = write_pope(default_toy_dir(spec.seed, 100), seed=spec.seed, n_images=100)
             image_dir: Path | None = data_dir / "images"

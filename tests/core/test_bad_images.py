@@ -13,7 +13,7 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
 from evalkit.tasks.pope.protocol import SPLITS
-from evalkit.toy.pope_data import write_pope
+from evalkit.tasks.pope.toy import write_pope
 from evalkit.util.images import ImageLoadError, load_image
 
 

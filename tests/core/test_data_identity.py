@@ -15,8 +15,8 @@ from evalkit.tasks.mmbench import toy as mmbench_toy
 from evalkit.tasks.mmhal import toy as mmhal_toy
 from evalkit.tasks.mmvet import toy as mmvet_toy
 from evalkit.tasks.objhal import toy as objhal_toy
-from evalkit.toy import pope_data
-from evalkit.toy.pope_data import default_toy_dir, write_pope
+from evalkit.tasks.pope import toy as pope_data
+from evalkit.tasks.pope.toy import default_toy_dir, write_pope
 from evalkit.util.datafiles import content_version, data_identity
 
 #: where `--data toy` writes each task's files (seed 0), and the options it implies (passed both ways)

@@ -12,7 +12,7 @@ from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import RunFailed, evaluate
 from evalkit.tasks.pope.protocol import SPLITS
-from evalkit.toy.pope_data import write_pope
+from evalkit.tasks.pope.toy import write_pope
 
 SAYS_YES = {"apple", "cup", "dog", "car", "tree"}
 NOUN = re.compile(r"Is there an? (\w+) in the")

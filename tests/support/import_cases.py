@@ -10,7 +10,7 @@ from evalkit.interop.importer import import_answers
 from evalkit.tasks.amber.toy import write_amber
 from evalkit.tasks.llava_bench.toy import write_toy
 from evalkit.tasks.mmhal.toy import write_toy_mmhal
-from evalkit.toy.pope_data import write_pope
+from evalkit.tasks.pope.toy import write_pope
 from support.lmms_eval import mmbench_records as _mmbench_records
 from support.objhal import answer_file, make_data
 

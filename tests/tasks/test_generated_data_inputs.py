@@ -21,7 +21,7 @@ from evalkit.tasks.mmbench.toy import TOY_FILE, write_toy_mmbench
 from evalkit.tasks.mmhal.toy import write_toy_mmhal
 from evalkit.tasks.mmvet.toy import write_mmvet
 from evalkit.tasks.objhal.toy import write_toy_objhal
-from evalkit.toy.pope_data import write_pope
+from evalkit.tasks.pope.toy import write_pope
 from evalkit.types import UserError
 
 WRITERS = {

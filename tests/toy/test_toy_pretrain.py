@@ -11,10 +11,10 @@ import torch
 from support.weights import weights_hash
 
 from evalkit.models.hf import HFBackend
+from evalkit.tasks.pope.toy import SPLITS, question_text, write_pope
 from evalkit.toy import model as toy
 from evalkit.toy.language import describe
 from evalkit.toy.model import build_toy_model, ensure_toy_model
-from evalkit.toy.pope_data import SPLITS, question_text, write_pope
 from evalkit.toy.pretrain import POPE_SUFFIX, encode, make_batch, warm_up
 from evalkit.toy.world import OBJECTS, sample_scenes
 from evalkit.types import GenerationConfig, Message, Request

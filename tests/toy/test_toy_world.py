@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evalkit.toy import pope_data
-from evalkit.toy.pope_data import default_toy_dir, question_text, write_pope
+from evalkit.tasks.pope import toy as pope_data
+from evalkit.tasks.pope.toy import default_toy_dir, question_text, write_pope
 from evalkit.toy.world import BACKGROUND, GRID, OBJECTS, SIZE, STYLE, Scene, cell_box, render, sample_scenes
 
 N = 60

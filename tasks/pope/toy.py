@@ -29,13 +29,13 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.toy.folders import write_once
 from evalkit.toy.language import article
 from evalkit.toy.world import OBJECTS, render, sample_scenes
 from evalkit.util.environment import cache_root
 
 VERSION = 1
-SPLITS = ("random", "popular", "adversarial")
 N_POSITIVE = 3
 
 
