@@ -17,7 +17,8 @@ import typer
 from rich.markup import escape
 
 from evalkit.cli.display import err, fail, out
-from evalkit.training.config import TrainConfig, config_from
+from evalkit.training.config import TrainConfig
+from evalkit.training.config_file import config_from
 
 #: the order `evalkit train --help` lists the flags in: what every run needs, then the optimisation, the
 #: saving and the sampling settings (the fields' own order groups them differently); a field not named here

@@ -76,7 +76,8 @@ class AlignPlan:
 
 def read_plan(file: str | Path) -> AlignPlan:
     """The checked plan of a YAML (or .json) align config; paths relative to the file."""
-    from evalkit.training.config import TrainConfig, read_config_file_raw
+    from evalkit.training.config import TrainConfig
+    from evalkit.training.config_file import read_config_file_raw
 
     path = Path(file).expanduser()
     raw = read_config_file_raw(path)

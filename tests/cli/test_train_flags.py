@@ -8,7 +8,8 @@ import typer.main
 from typer.testing import CliRunner
 
 from evalkit.cli import app
-from evalkit.training.config import TrainConfig, config_from, read_config_file
+from evalkit.training.config import TrainConfig
+from evalkit.training.config_file import config_from, read_config_file
 
 FIELDS = dataclasses.fields(TrainConfig)
 #: the fields with a flag (metadata `cli: False` keeps a setting to the config file and the Python API)

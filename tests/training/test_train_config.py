@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from evalkit.cli import app
-from evalkit.training.config import TrainConfig, config_from
+from evalkit.training.config import TrainConfig
+from evalkit.training.config_file import config_from
 from evalkit.types import UserError
 
 yaml = pytest.importorskip("yaml")
