@@ -5,7 +5,8 @@ A task never knows which backend answers. Scoring reads only what the store keep
 A task also declares what the analysis core needs to read its results (`group`, `metric_info`,
 `default_metric`, `tax_metrics`): compare, leaderboard and the tax table name no benchmark. Likewise the
 interop core: a task names the lmms-eval tasks whose logs it imports (`lmms_eval_names`, `lmms_eval_matches`,
-`lmms_eval_convert`, or `lmms_eval_unsupported` saying why not) and the submission file it exports
+`lmms_eval_convert`, or `lmms_eval_unsupported` saying why not), the official answer files it imports and
+writes (`import_answers`, `write_answers`, `imports_official_files`) and the submission file it exports
 (`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead.
 """
 
@@ -200,6 +201,30 @@ class Task(ABC):
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "generation": self.generation.__dict__}
+
+    # --------------------------------------------------------------- official answer files
+
+    @property
+    def imports_official_files(self) -> bool:
+        """Whether `evalkit import` reads this benchmark's official answer files: true when the task
+        overrides `import_answers` (else it imports lmms-eval logs only)."""
+        return type(self).import_answers is not Task.import_answers
+
+    def import_answers(
+        self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
+    ) -> tuple[list[Imported], dict[str, Any]]:
+        """The answers produced elsewhere in the benchmark's official answer file `answers` (with its
+        question file, data folder and official judge output files where the benchmark has them), paired
+        with their samples, and the data info `evalkit import` keeps in run.json. A task that imports
+        official files overrides this, and `write_answers` with it."""
+        raise UserError(f"task {self.name!r} imports lmms-eval logs only; {answers} is not one")
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The inverse of `import_answers`: a run's stored rows (answers, and judge outputs for a judged
+        task) written under `folder` in the benchmark's official answer and judgment file formats.
+        Returns the `import_answers` inputs it wrote (`answers`, and `questions` and `judgments` where
+        the benchmark has them); the data folder, when the import needs one, is the one the run read."""
+        raise NotImplementedError(f"{self.name} writes no official answer files")
 
     # ------------------------------------------------------------------- lmms-eval logs and export
 

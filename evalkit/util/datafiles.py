@@ -127,6 +127,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in jsonl_records(Path(path), read_text(path))]
 
 
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write `records` as a JSON-lines file at `path` (its folder created); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_json(path: Path, doc: Any) -> Path:
+    """Write `doc` as a JSON file at `path` (its folder created); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
 def read_json(path: Path, expect: type | None = None) -> Any:
     """Read a JSON file; a missing, undecodable or malformed file, or a top-level value that is not
     `expect`, is a `UserError` naming the file."""

@@ -36,7 +36,7 @@ from evalkit.task import (
 )
 from evalkit.tasks.alpaca_eval import length_controlled as lc
 from evalkit.tasks.alpaca_eval.data import GlmWeights, load_template, read_reference, reference_file
-from evalkit.tasks.alpaca_eval.importing import IMPORT_SOURCE, import_answers
+from evalkit.tasks.alpaca_eval.importing import IMPORT_SOURCE, import_answers, write_answers
 from evalkit.tasks.alpaca_eval.protocol import (
     DRAW,
     Version,
@@ -290,6 +290,10 @@ class AlpacaEvalTask(JudgedTask):
     ) -> tuple[list[Imported], dict[str, Any]]:
         names = {t.version_name: t.name for t in (AlpacaEval2, AlpacaEval1)}
         return import_answers(self, names, answers, questions, data_dir, judgments)
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """model_outputs.json and the annotator's annotations.json (`importing.write_answers`)."""
+        return write_answers(self, rows, folder)
 
 
 class AlpacaEval2(AlpacaEvalTask):

@@ -1,6 +1,7 @@
 """`evalkit import --task alpaca_eval|alpaca_eval_v1`: a model's model_outputs.json and the official
 annotations.json that judged it as rows of a run (the raw judge completion where the file keeps one, the
-official preference beside it), with the length-controlled win rate from published GLM weights or a refit.
+official preference beside it), with the length-controlled win rate from published GLM weights or a refit;
+and its inverse, a run's outputs and judgments written as those two files (`write_answers`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from evalkit.tasks.alpaca_eval.data import (
 )
 from evalkit.tasks.alpaca_eval.protocol import finite_or_none, get_version, is_switched
 from evalkit.types import Message, Sample, UserError
-from evalkit.util.datafiles import mark_partial, read_json, sha256_file
+from evalkit.util.datafiles import mark_partial, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
     from evalkit.tasks.alpaca_eval import AlpacaEvalTask
@@ -138,3 +139,34 @@ def import_answers(
         "length_controlled": lc_note,
     }
     return items, mark_partial(info, len(items), N_INSTRUCTIONS, "instructions")
+
+
+#: the generator name `write_answers` gives the outputs (a run's rows do not name their model)
+WRITTEN_GENERATOR = "model"
+
+
+def write_answers(task: AlpacaEvalTask, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """A run's outputs as model_outputs.json and its judgments as the annotator's annotations.json
+    (output_1 the reference, output_2 the model's, the final preference, and the judge's raw completion
+    where the run kept one)."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    outputs = [
+        {"instruction": r["prompt"], "output": r["response"], "generator": WRITTEN_GENERATOR} for r in rows
+    ]
+    annotations = [
+        {
+            "instruction": r["prompt"],
+            "output_1": r["target"],
+            "output_2": r["response"],
+            "generator_1": r["meta"]["reference"],
+            "generator_2": WRITTEN_GENERATOR,
+            "annotator": task.protocol.annotator,
+            "preference": r["preference"],
+            "raw_completion": (r["judge"]["outputs"] or [None])[0],
+        }
+        for r in rows
+    ]
+    return {
+        "answers": write_json(folder / "model_outputs.json", outputs),
+        "judgments": [write_json(folder / "annotations.json", annotations)],
+    }

@@ -46,7 +46,7 @@ from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
 from evalkit.tasks.amber import nouns
 from evalkit.tasks.amber.data import OFFICIAL_COUNTS, AmberData, find_images, read_data
-from evalkit.tasks.amber.importing import import_responses
+from evalkit.tasks.amber.importing import import_responses, write_answers
 from evalkit.tasks.amber.protocol import (
     ANSWER_RULES,
     DEFAULT_SIMILARITY,
@@ -330,6 +330,10 @@ class Amber(Task):
         """Score an official responses file (`[{"id": int, "response": str}]`, any subset of the ids) the
         way `inference.py --evaluation_type a` does, with the default options."""
         return import_responses(self, answers, questions, data_dir, judgments)
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The official responses file of the run's answers (`importing.write_answers`)."""
+        return write_answers(rows, folder)
 
 
 def _est(est: Estimate) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """`evalkit import --task amber`: an official responses file (`[{"id": int, "response": str}]`, any subset
-of the query ids) scored with the official data files, as `inference.py --evaluation_type a` scores it."""
+of the query ids) scored with the official data files, as `inference.py --evaluation_type a` scores it; and
+its inverse, a run's answers written as that file (`write_answers`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from evalkit.task import DataSpec, Imported
 from evalkit.tasks.amber.data import read_data
 from evalkit.tasks.amber.protocol import typed_options
 from evalkit.types import UserError
-from evalkit.util.datafiles import mark_partial, read_json, sha256_file
+from evalkit.util.datafiles import mark_partial, read_json, sha256_file, write_json
 
 if TYPE_CHECKING:
     from evalkit.tasks.amber import Amber
@@ -56,3 +57,11 @@ def import_responses(
     info["inputs"] = {Path(answers).name: sha256_file(Path(answers))}
     # the official script scores any subset of the ids; a subset is its own data version
     return pairs, mark_partial(info, len(pairs), len(data.queries), "queries")
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """A run's answers as AMBER's responses file (`[{"id": int, "response": str}]`); `--data-dir` is the
+    folder of official data files the run read."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    answers = [{"id": int(r["id"]), "response": r["response"]} for r in rows]
+    return {"answers": write_json(folder / "answers.json", answers)}

@@ -35,7 +35,7 @@ from evalkit.tasks.llava_bench.data import (
     read_contexts,
     read_questions,
 )
-from evalkit.tasks.llava_bench.importing import import_reviews
+from evalkit.tasks.llava_bench.importing import import_reviews, write_answers
 from evalkit.tasks.llava_bench.protocol import (
     CATEGORIES,
     FAILED,
@@ -270,6 +270,10 @@ class LlavaBench(JudgedTask):
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
         return import_reviews(self, answers, questions, data_dir, judgments)
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The answer file and one review file per judge run (`importing.write_answers`)."""
+        return write_answers(self, rows, folder)
 
 
 WILD_SOURCE = "the Hugging Face dataset liuhaotian/llava-bench-in-the-wild"

@@ -1,6 +1,7 @@
 """`evalkit import` for LLaVA-Bench: the model's answer file and the official review file of each GPT-4 run
 (`eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` output), stored with the judge record that
-`evalkit run` writes, so both are scored by the same `score_row`."""
+`evalkit run` writes, so both are scored by the same `score_row`; and its inverse, a run's answers and
+reviews written as those files (`write_answers`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from evalkit.task import Imported
 from evalkit.tasks.llava_bench.data import read_answers, read_questions, read_reviews
 from evalkit.tasks.llava_bench.protocol import JUDGE_MODEL, Review, rule_key
 from evalkit.types import Message, Sample, UserError
-from evalkit.util.datafiles import mark_partial, sha256_file, toy_label
+from evalkit.util.datafiles import mark_partial, sha256_file, toy_label, write_jsonl
 
 if TYPE_CHECKING:
     from evalkit.tasks.llava_bench import LlavaBench
@@ -143,3 +144,27 @@ def import_reviews(
         "judge_runs": len(judgments),
     }
     return items, mark_partial(info, len(items), n, "questions")
+
+
+def write_answers(task: LlavaBench, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """A run's answers as the answer file (`question_id`, `text`) and each judge run as a review file
+    (`question_id`, `category` = the rule key, `content`, `tuple`); `--data-dir` is the folder with the
+    question file the run read."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    answers = [{"question_id": r["meta"]["question_id"], "text": r["response"]} for r in rows]
+    reviews = [
+        write_jsonl(
+            folder / f"reviews-{k}.jsonl",
+            [
+                {
+                    "question_id": r["meta"]["question_id"],
+                    "category": rule_key(r["meta"]["category"], in_the_wild=task.in_the_wild),
+                    "content": r["judge"]["outputs"][k],
+                    "tuple": r["judge"]["official_scores"][k],
+                }
+                for r in rows
+            ],
+        )
+        for k in range(len(rows[0]["judge"]["outputs"]) if rows else 0)
+    ]
+    return {"answers": write_jsonl(folder / "answers.jsonl", answers), "judgments": reviews}

@@ -16,7 +16,7 @@ from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
 from evalkit.tasks.mmhal.data import IMAGE_SUBDIR, check_images, find_template, image_file_name, load_template
-from evalkit.tasks.mmhal.importing import import_judged
+from evalkit.tasks.mmhal.importing import import_judged, write_answers
 from evalkit.tasks.mmhal.protocol import (
     GENERATION,
     JUDGE_SPEC,
@@ -192,3 +192,7 @@ class MMHal(JudgedTask):
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
         return import_judged(answers, judgments)
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The answered template and the review file (`importing.write_answers`)."""
+        return write_answers(rows, folder)

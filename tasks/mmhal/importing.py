@@ -1,6 +1,7 @@
 """`evalkit import --task mmhal`: the answered template (LLaVA-RLHF `model_vqa_mmhal.py` output) with the
 official reviews, either RLHF-V's merged judged file or LLaVA-RLHF's `eval_gpt_mmhal.py --evaluation` file,
-stored with the judge record `evalkit run` writes, so both are scored by the same `score_row`."""
+stored with the judge record `evalkit run` writes, so both are scored by the same `score_row`; and its
+inverse, a run's answers and reviews written as LLaVA-RLHF's two files (`write_answers`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from evalkit.task import Imported
 from evalkit.tasks.mmhal.data import is_template, load_judged, load_template, read_json_list
 from evalkit.tasks.mmhal.protocol import JUDGE_MODEL, N_ITEMS, item_meta, user_message
 from evalkit.types import Sample, UserError
-from evalkit.util.datafiles import mark_partial, sha256_file
+from evalkit.util.datafiles import mark_partial, sha256_file, write_json
 
 
 def import_judged(answers: Path, judgments: list[Path]) -> tuple[list[Imported], dict[str, Any]]:
@@ -60,3 +61,33 @@ def import_judged(answers: Path, judgments: list[Path]) -> tuple[list[Imported],
         "inputs": {p.name: sha256_file(p) for p in (answers, path)},
     }
     return items, mark_partial(info, len(items), N_ITEMS, "records")
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """A run's answers as the answered template (its records rebuilt from the rows, in template order,
+    `model_answer` filled in; `image_src` is the image the run showed, a row keeping no URL) and its
+    reviews as the `eval_gpt_mmhal.py --evaluation` file (one chat completion per record). The import
+    needs all {N_ITEMS} records."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    rows = sorted(rows, key=lambda r: r["meta"]["index"])
+    records = [
+        {
+            "question_type": r["meta"]["question_type"],
+            "question_topic": r["meta"]["question_topic"],
+            "image_id": r["meta"]["image_id"],
+            "image_src": r["images"][0] if r["images"] else "",
+            "image_content": r["meta"]["image_content"],
+            "question": r["prompt"],
+            "gt_answer": r["target"],
+            "model_answer": r["response"],
+        }
+        for r in rows
+    ]
+    reviews = [
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": r["judge"]["outputs"][0]}}]}
+        for r in rows
+    ]
+    return {
+        "answers": write_json(folder / "answered.json", records),
+        "judgments": [write_json(folder / "evaluation.json", reviews)],
+    }

@@ -259,6 +259,12 @@ class MMVet(JudgedTask):
 
         return import_answers(answers, questions, data_dir, judgments)
 
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The submission JSON, grade file and question file (`importing.write_answers`)."""
+        from evalkit.tasks.mmvet.importing import write_answers
+
+        return write_answers(rows, folder)
+
     def lmms_eval_matches(self, record: Any) -> bool:
         return "capabilities" in record.metric("gpt_eval_score", "submission") or "capability" in (
             record.doc or {}

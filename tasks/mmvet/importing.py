@@ -1,5 +1,6 @@
 """`evalkit import --task mmvet` of official files: the answers (submission JSON or LLaVA's JSONL), the
-official grade file (`*-grade-Nruns.json`) and, for the capability tables, `mm-vet.json`.
+official grade file (`*-grade-Nruns.json`) and, for the capability tables, `mm-vet.json`; and its inverse, a
+run's answers and grades written as those files (`write_answers`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from evalkit.task import Imported
 from evalkit.tasks.mmvet.data import METADATA, OFFICIAL_ITEMS, read_answers, read_grades, read_metadata
 from evalkit.tasks.mmvet.protocol import JUDGE_MODEL
 from evalkit.types import Message, Sample, UserError
-from evalkit.util.datafiles import mark_partial, sha256_file, toy_label
+from evalkit.util.datafiles import mark_partial, sha256_file, toy_label, write_json
 
 
 def import_answers(
@@ -56,3 +57,31 @@ def import_answers(
         "inputs": {p.name: sha256_file(p) for p in (answers, judgments[0])},
     }
     return items, mark_partial(info, len(items), n)
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """A run's answers as the submission JSON (`{"v1_0": answer}`), its judge runs as the grade file
+    (`{key: {"score": [...], "content": [...], "model": [...]}}`, one entry per run), and its items as
+    `mm-vet.json` (imagename, question, answer, capability; the import reads the capabilities from
+    `--questions` only)."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    answers = {r["id"]: r["response"] for r in rows}
+    questions = {
+        r["id"]: {
+            "imagename": r["meta"]["image"],
+            "capability": r["meta"]["capability"],
+            "question": r["prompt"],
+            "answer": r["target"],
+        }
+        for r in rows
+    }
+    grades = {}
+    for r in rows:
+        outputs = r["judge"]["outputs"]
+        model = r["judge"].get("fingerprint", {}).get("model", JUDGE_MODEL)
+        grades[r["id"]] = {"score": r["judge_scores"], "content": outputs, "model": [model] * len(outputs)}
+    return {
+        "answers": write_json(folder / "answers.json", answers),
+        "questions": write_json(folder / METADATA, questions),
+        "judgments": [write_json(folder / "grades.json", grades)],
+    }

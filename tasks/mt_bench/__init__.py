@@ -34,7 +34,7 @@ from evalkit.tasks.mt_bench.data import (
     load_reference_answers,
     official_judge_prompts,
 )
-from evalkit.tasks.mt_bench.importing import import_answers
+from evalkit.tasks.mt_bench.importing import import_answers, write_answers
 from evalkit.tasks.mt_bench.protocol import (
     DEFAULT_TEMPERATURE,
     INVALID,
@@ -277,3 +277,7 @@ class MTBench(JudgedTask):
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:
         return import_answers(answers, questions, judgments)
+
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """FastChat's answer file and single-grading judgment file (`importing.write_answers`)."""
+        return write_answers(rows, folder)

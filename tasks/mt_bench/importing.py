@@ -1,5 +1,6 @@
 """`evalkit import --task mt_bench`: FastChat's model answers and single-grading judgments as rows of a run,
-each keeping the raw judgment text (re-parsed by rescore) beside the score gen_judgment stored."""
+each keeping the raw judgment text (re-parsed by rescore) beside the score gen_judgment stored; and its
+inverse, a run's answers and judgments written as those files (`write_answers`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from evalkit.tasks.mt_bench.data import (
     load_questions,
     load_reference_answers,
 )
-from evalkit.tasks.mt_bench.protocol import conversation, needs_reference
+from evalkit.tasks.mt_bench.protocol import JUDGE_MODEL, conversation, needs_reference, parse_rating_status
 from evalkit.types import Sample, UserError
-from evalkit.util.datafiles import mark_partial, sha256_file
+from evalkit.util.datafiles import mark_partial, sha256_file, write_jsonl
 
 
 def import_answers(
@@ -118,3 +119,41 @@ def _pick_model(answers: Path, models: list[str]) -> str:
         f"--judgments grade {len(models)} models ({shown}) and none matches the model_id or file name of "
         f"{answers}; name the answer file <model>.jsonl as FastChat does"
     )
+
+
+#: the model name `write_answers` gives the answers (a run's rows do not name their model)
+WRITTEN_MODEL = "model"
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """A run's answers as FastChat's answer file (`model_answer/MODEL.jsonl`: every turn) and its judge
+    outputs as the single-grading judgment file (`model_judgment/gpt-4_single.jsonl`: one line per turn and
+    judge run, with the score gen_judgment parses from it, -1 when none)."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    answers = [
+        {
+            "question_id": r["meta"]["question_id"],
+            "model_id": WRITTEN_MODEL,
+            "choices": [{"index": 0, "turns": r["responses"]}],
+        }
+        for r in rows
+    ]
+    judgments = [
+        {
+            "question_id": r["meta"]["question_id"],
+            "model": WRITTEN_MODEL,
+            "judge": [JUDGE_MODEL, prompt],
+            "user_prompt": "",
+            "judgment": output,
+            "score": parse_rating_status(output)[0],
+            "turn": turn,
+        }
+        for r in rows
+        for output, turn, prompt in zip(
+            r["judge"]["outputs"], r["judge"]["turns"], r["judge"]["prompts"], strict=True
+        )
+    ]
+    return {
+        "answers": write_jsonl(folder / f"{WRITTEN_MODEL}.jsonl", answers),
+        "judgments": [write_jsonl(folder / f"{JUDGE_MODEL}_single.jsonl", judgments)],
+    }

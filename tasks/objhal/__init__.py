@@ -316,6 +316,12 @@ class ObjHal(JudgedTask):
 
         return import_answers(answers, questions, data_dir, judgments)
 
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The answer file of a run with the word rules (`importing.write_answers`)."""
+        from evalkit.tasks.objhal.importing import write_answers
+
+        return write_answers(rows, folder)
+
     # ------------------------------------------------------------------------------------------ metrics
 
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:

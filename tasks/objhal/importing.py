@@ -8,6 +8,8 @@ classic word rules (the official script without `--use_gpt`); with one, the offi
 `hall_*.json` that `eval_gpt_obj_halbench.py --use_gpt` wrote, whose sentences carry the objects the LLM
 extraction gave (`words`); they are paired with the answers by image id and answer text (the script writes
 them in completion order).
+
+`write_answers` is the inverse for a run with the word rules: its answers written as that answer file.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from evalkit.tasks.objhal.data import (
 from evalkit.tasks.objhal.nouns import resolve
 from evalkit.tasks.objhal.protocol import JUDGE_MODEL, clean_answer
 from evalkit.types import Message, Sample, UserError
-from evalkit.util.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label
+from evalkit.util.datafiles import mark_partial, read_json, read_jsonl, sha256_file, toy_label, write_jsonl
 
 #: questions of the official set (obj_halbench_300_with_image.jsonl)
 OFFICIAL_QUESTIONS = 300
@@ -136,3 +138,22 @@ def import_answers(
     if overall:
         info["official_overall_metrics"] = {k: v for k, v in overall.items() if isinstance(v, int | float)}
     return out, info
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """A run's answers as RLHF-V's answer lines (`question_id`, `image_id`, `prompt`, `text`); `--data-dir`
+    is the folder with the synonym list and COCO annotations the run read. Only a run with the word rules:
+    the review file of the LLM extraction (`hall_*.json`) is not written, and the answers alone would be
+    scored by the rules."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    modes = sorted({r["meta"].get("extraction", "llm") for r in rows})
+    if modes != ["words"]:
+        raise UserError(
+            f"objhal: only a run with extraction=words is written as official files (this one: {modes}); "
+            "the LLM extraction's review file (hall_*.json) is not written"
+        )
+    answers = [
+        {"question_id": k, "image_id": r["meta"]["image_id"], "prompt": r["prompt"], "text": r["response"]}
+        for k, r in enumerate(rows)
+    ]
+    return {"answers": write_jsonl(folder / "answers.jsonl", answers)}

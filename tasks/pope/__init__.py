@@ -131,6 +131,12 @@ class Pope(Task):
 
         return import_answers(answers, questions, data_dir, judgments)
 
+    def write_answers(self, rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+        """The answer and question files `import_answers` pairs (`importing.write_answers`)."""
+        from evalkit.tasks.pope.importing import write_answers
+
+        return write_answers(rows, folder)
+
     def lmms_eval_matches(self, record: Any) -> bool:
         doc = record.doc or {}
         return "pope_accuracy" in record.fields or {"question_id", "image_source", "category"} <= doc.keys()

@@ -1,5 +1,6 @@
 """`evalkit import --task pope` of an official answer file: LLaVA's `eval_pope.py` pairing (answers of
-category S, in file order, zipped with coco_pope_S.json).
+category S, in file order, zipped with coco_pope_S.json); and its inverse, a run's answers written as those
+files (`write_answers`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from evalkit.task import Imported
 from evalkit.tasks.pope.data import data_label, read_label_files
 from evalkit.tasks.pope.protocol import PROMPT_SUFFIX, SPLITS
 from evalkit.types import Message, Sample, UserError
-from evalkit.util.datafiles import read_jsonl, require_fields, sha256_file
+from evalkit.util.datafiles import read_jsonl, require_fields, sha256_file, write_jsonl
 
 
 def import_answers(
@@ -69,3 +70,16 @@ def import_answers(
         "inputs": {p.name: sha256_file(p) for p in (Path(questions), Path(answers))},
     }
     return pairs, info
+
+
+def write_answers(rows: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """A run's answers as LLaVA's answer file (`question_id`, `text`) and question file (`question_id`,
+    `category` = the split), in the order of the run's rows, which is the label files' order the official
+    script pairs them by; `--data-dir` is the folder of labels the run read."""
+    rows = [r for r in rows if r.get("error") is None]  # a failed request has no answer
+    questions = [{"question_id": r["id"], "category": r["meta"]["split"]} for r in rows]
+    answers = [{"question_id": r["id"], "text": r["response"]} for r in rows]
+    return {
+        "answers": write_jsonl(folder / "answers.jsonl", answers),
+        "questions": write_jsonl(folder / "questions.jsonl", questions),
+    }

@@ -5,8 +5,8 @@ task gets them without an edit here: on the rows of a real run (support/contract
   and n are aggregate's, and its units are keys (the same weight per unit gives the same value whatever
   the row order);
 - rescore equals run: `evalkit rescore` of the run folder writes the metrics the run stored;
-- import round trip: the run's answers (and judgments), written in the task's official files and imported
-  with `evalkit import`, score every sample and every metric as the run did.
+- import round trip: the run's answers (and judgments), written in the task's official files by its own
+  `write_answers` and imported with `evalkit import`, score every sample and every metric as the run did.
 A task that cannot provide what a contract needs fails it, unless a table below lists it with the reason
 (official rounding; numbers that are no statistic; nothing to import; what an import records differently)."""
 
@@ -17,10 +17,10 @@ import math
 import random
 import warnings
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import numpy as np
 import pytest
-from support.answer_files import WRITERS
 from support.contract_runs import play, run_task
 from support.openai_server import FakeOpenAIServer
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from evalkit.cli import app
 from evalkit.interop.importer import import_answers
 from evalkit.registry import TASKS, get_task
 from evalkit.store import RunStore
+from evalkit.task import Task
 
 #: tasks whose `aggregate` prints the official rounding (each judge run's value to 1 decimal, then their mean
 #: to 1 decimal: MM-Vet, LLaVA-Bench), so a statistic's unrounded point value is within 0.1 of the metric
@@ -46,8 +47,8 @@ NOT_STATISTICS: dict[str, tuple[str, ...]] = {
     "alpaca_eval_v1": ("avg_length", "discrete_win_rate", "standard_error"),
 }
 
-#: tasks with no official answer files to import (no `import_answers`): task → why. Every other task needs a
-#: writer of its official files in support/answer_files.py
+#: tasks with no official answer files to import (`Task.import_answers` not declared): task → why. Every
+#: other task writes its official files (`Task.write_answers`)
 NO_IMPORT_ROUND_TRIP: dict[str, str] = {
     "mmbench": "OpenCompass scores its official submission; `evalkit import` reads lmms-eval logs of it",
     "toy_language": "a toy benchmark with no official answer format",
@@ -166,14 +167,25 @@ def test_rescore_equals_the_run(run):
     assert canonical(json.loads((run_dir / "metrics.json").read_text())) == canonical(json.loads(stored))
 
 
+def run_data_dir(rows) -> Path | None:
+    """The toy data folder a run read, which an import reads again (`--data-dir`): Object HalBench's rows
+    name its synonym list there, an image benchmark's images are in DATA_DIR/images/; None without images."""
+    if "synonyms" in rows[0]["meta"]:
+        return Path(rows[0]["meta"]["synonyms"]).parent
+    return Path(rows[0]["images"][0]).parents[1] if rows[0].get("images") else None
+
+
 def test_import_round_trip(run, tmp_path):
     task, run_dir, rows = run
-    if task.name in NO_IMPORT_ROUND_TRIP:  # listed: it imports no official file, and no writer is kept
-        assert not hasattr(task, "import_answers") and task.name not in WRITERS
+    writes = type(task).write_answers is not Task.write_answers
+    if task.name in NO_IMPORT_ROUND_TRIP:  # listed: it imports no official file, and writes none
+        assert not task.imports_official_files and not writes
         return
-    assert hasattr(task, "import_answers"), f"{task.name} imports nothing: list it in NO_IMPORT_ROUND_TRIP"
-    assert task.name in WRITERS, f"{task.name} imports official files; support/answer_files.py writes none"
-    files = WRITERS[task.name](rows, tmp_path / "files")
+    assert task.imports_official_files, f"{task.name} imports nothing: list it in NO_IMPORT_ROUND_TRIP"
+    assert writes, f"{task.name} imports official files but declares no write_answers"
+    files = task.write_answers(rows, tmp_path / "files")
+    assert set(files) <= {"answers", "questions", "judgments"}, set(files)
+    files["data_dir"] = run_data_dir(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = import_answers(task.name, output=tmp_path / "imported", **files)
