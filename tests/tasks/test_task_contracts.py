@@ -6,9 +6,10 @@ task gets them without an edit here: on the rows of a real run (support/contract
   the row order);
 - rescore equals run: `evalkit rescore` of the run folder writes the metrics the run stored;
 - import round trip: the run's answers (and judgments), written in the task's official files by its own
-  `write_answers` and imported with `evalkit import`, score every sample and every metric as the run did.
+  `write_answers` and imported with `evalkit import`, score every sample and every metric as the run did
+  (skipped, with the reason, for a task that declares no official importer: `Task.import_answers`).
 A task that cannot provide what a contract needs fails it, unless a table below lists it with the reason
-(official rounding; numbers that are no statistic; nothing to import; what an import records differently)."""
+(official rounding; numbers that are no statistic; what an import records differently)."""
 
 from __future__ import annotations
 
@@ -45,13 +46,6 @@ NOT_STATISTICS: dict[str, tuple[str, ...]] = {
     "llava_bench_coco": ("run*/relative", "model_score", "reference_score"),
     "alpaca_eval": ("avg_length", "discrete_win_rate", "standard_error", "length_controlled_win_rate"),
     "alpaca_eval_v1": ("avg_length", "discrete_win_rate", "standard_error"),
-}
-
-#: tasks with no official answer files to import (`Task.import_answers` not declared): task → why. Every
-#: other task writes its official files (`Task.write_answers`)
-NO_IMPORT_ROUND_TRIP: dict[str, str] = {
-    "mmbench": "OpenCompass scores its official submission; `evalkit import` reads lmms-eval logs of it",
-    "toy_language": "a toy benchmark with no official answer format",
 }
 
 #: what an import records differently from the run it came from, by design: task → (per-sample fields that
@@ -178,10 +172,9 @@ def run_data_dir(rows) -> Path | None:
 def test_import_round_trip(run, tmp_path):
     task, run_dir, rows = run
     writes = type(task).write_answers is not Task.write_answers
-    if task.name in NO_IMPORT_ROUND_TRIP:  # listed: it imports no official file, and writes none
-        assert not task.imports_official_files and not writes
-        return
-    assert task.imports_official_files, f"{task.name} imports nothing: list it in NO_IMPORT_ROUND_TRIP"
+    if not task.imports_official_files:  # the task declares no official answer files (e.g. MMBench, toy)
+        assert not writes, f"{task.name} writes official files it cannot import"
+        pytest.skip(f"{task.name} declares no official importer (Task.import_answers)")
     assert writes, f"{task.name} imports official files but declares no write_answers"
     files = task.write_answers(rows, tmp_path / "files")
     assert set(files) <= {"answers", "questions", "judgments"}, set(files)
