@@ -307,8 +307,10 @@ METRICS: dict[str, tuple[str, ...]] = {
 CASES = [(name, metric) for name, metrics in METRICS.items() for metric in metrics]
 
 
-def test_every_registered_task_is_covered():
-    assert set(METRICS) == set(TASKS)
+def test_every_task_of_the_old_rules_is_still_registered():
+    """The frozen tables cover the tasks that existed under the old rules; a task added since declares its
+    metrics itself and is read by the same declarations (`evalkit tasks` shows them)."""
+    assert set(METRICS) <= set(TASKS)
 
 
 @pytest.mark.parametrize(("name", "metric"), CASES)
