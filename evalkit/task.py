@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.hubdata.source import HubSource
 from evalkit.stats import Statistic
 from evalkit.types import GenerationConfig, Request, Sample, UserError
 
@@ -110,6 +111,11 @@ class Task(ABC):
     headline: str
     generation: GenerationConfig = GenerationConfig()
     supports_toy: bool = False
+    #: the hub repositories the task reads when neither --data toy nor --data-dir is given (`evalkit data`)
+    hub_sources: tuple[HubSource, ...] = ()
+    #: where the data comes from without --data-dir when there is no hub source: "by hand" (`data_needs`
+    #: says what and why), "bundled" (shipped with evalkit) or "toy only" (no official data)
+    data_source: str = "by hand"
     #: the `--task-option` names this task reads (without the "TASK." prefix); `read_options` checks them
     task_options: dict[str, TaskOption] = {}
     #: the alignment-tax table's group (one of `TAX_GROUPS`, or a name of the task's own); "other" if unset
