@@ -7,7 +7,8 @@ A task also declares what the analysis core needs to read its results (`group`, 
 interop core: a task names the lmms-eval tasks whose logs it imports (`lmms_eval_names`, `lmms_eval_matches`,
 `lmms_eval_convert`, or `lmms_eval_unsupported` saying why not), the official answer files it imports and
 writes (`import_answers`, `write_answers`, `imports_official_files`) and the submission file it exports
-(`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead.
+(`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead. Its data
+sources (`hub_sources`, `data_source`) are what `evalkit data` lists, fetches and verifies.
 """
 
 from __future__ import annotations
