@@ -234,3 +234,59 @@ def test_a_damaged_parquet_file_is_a_user_error(tmp_path, monkeypatch):
     cache.add(SOURCE.repo_id, SOURCE.revision, files)
     with pytest.raises(UserError, match="popular-00000-of-00001.parquet: not a readable parquet file"):
         load_tasks("pope")
+
+
+def test_fetch_on_a_login_node_then_an_offline_run(tmp_path, monkeypatch, openai_server):
+    """The cluster recipe against a stand-in hub on 127.0.0.1: `evalkit data fetch pope` downloads the
+    pinned files into an empty cache; with HF_HUB_OFFLINE=1 the run reads them and asks the hub nothing."""
+    from support.hub_server import HubServer
+
+    items = pope_items()
+    files = {**hub_files(items), "data/test-00000-of-00001.parquet": b"the default config, not read"}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    server = openai_server(responder=answer)
+    with HubServer({(SOURCE.repo_id, SOURCE.revision): files}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", "pope")
+        assert fetched.returncode == 0, fetched.stderr
+        downloaded = sorted(p for m, p in hub.requests if m == "GET" and "/resolve/" in p)
+        asked = len(hub.requests)
+
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        args = ["--model", "openai:m", "--base-url", server.base_url, "--tasks", "pope", "--json"]
+        proc = run_cli("run", *args, "--output", str(tmp_path / "run"))
+        assert proc.returncode == 0, proc.stderr
+        verified = run_cli("data", "verify", "pope")
+        assert len(hub.requests) == asked  # offline: not one request reached the hub
+    want = sorted(f"/datasets/lmms-lab/POPE/resolve/{SOURCE.revision}/{n}" for n in hub_files(items))
+    assert downloaded == want  # the pinned commit, only the files the task reads
+    assert f"pope: lmms-lab/POPE at {SOURCE.revision}, 3 file(s)" in " ".join(fetched.stdout.split())
+    snapshot = tmp_path / "hf" / "datasets--lmms-lab--POPE" / "snapshots" / SOURCE.revision
+    assert sorted(p.name for p in (snapshot / "Full").iterdir()) == sorted(
+        Path(n).name for n in hub_files(items)
+    )
+    metrics = json.loads(proc.stdout)["metrics"]["pope"]["metrics"]
+    assert metrics["f1_mean"]["value"] == pytest.approx(expected_f1(items)["mean"])
+    assert verified.returncode == 0 and verified.stdout.count(": ok") == 3
+
+
+def test_a_run_fetches_from_the_mirror_when_the_first_id_is_gone(tmp_path, monkeypatch):
+    from support.hub_server import HubServer
+
+    from evalkit.runner import load_tasks
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with HubServer({("lmms-lab-encoder/POPE", SOURCE.revision): hub_files(pope_items())}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        code = (
+            "import json; from evalkit.runner import load_tasks; _, d = load_tasks('pope');"
+            "print(json.dumps([len(d['pope'].samples), d['pope'].info['hub']['repo']]))"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [24, "lmms-lab-encoder/POPE"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # now cached: read offline in this process too
+    _, loaded = load_tasks("pope")
+    assert loaded["pope"].info["hub"]["repo"] == "lmms-lab-encoder/POPE"
