@@ -99,7 +99,7 @@ def _list(tasks, as_json: bool) -> None:
 
 
 def _fetch(tasks) -> None:
-    from evalkit.hubdata.cache import locate, offline, verify
+    from evalkit.hubdata.cache import damaged, locate, offline, verify
 
     if offline() and any(t.hub_sources for t in tasks):
         raise UserError(
@@ -115,7 +115,7 @@ def _fetch(tasks) -> None:
             snap = locate(s, t.name)
             bad = [v["file"] for v in verify(snap) if v["status"] == "corrupt"]
             if bad:
-                raise CommandFailed(_corrupt_message(t.name, snap, bad))
+                raise CommandFailed(damaged(snap, t.name, bad))
             out.print(
                 escape(
                     f"{t.name}: {snap.repo_id} at {snap.revision}, {len(snap.files)} file(s) in {snap.folder}"
@@ -126,16 +126,8 @@ def _fetch(tasks) -> None:
         raise UserError("nothing to fetch from the hub for " + "; ".join(unfetched))
 
 
-def _corrupt_message(task: str, snap, bad: list[str]) -> str:
-    return (
-        f"{task}: {len(bad)} cached file(s) of {snap.repo_id} at {snap.revision} do not match their hub "
-        f"checksum ({', '.join(bad)}); delete them from {snap.folder.parent.parent} (the snapshot links and "
-        f"their blobs) and run `evalkit data fetch {task}`"
-    )
-
-
 def _verify(tasks, named: bool) -> None:
-    from evalkit.hubdata.cache import locate, verify
+    from evalkit.hubdata.cache import damaged, locate, verify
 
     problems = []
     checked = 0
@@ -154,7 +146,7 @@ def _verify(tasks, named: bool) -> None:
                 out.print(escape(f"{t.name}: {v['file']}: {v['status']}"), highlight=False)
             bad = [v["file"] for v in results if v["status"] == "corrupt"]
             if bad:
-                problems.append(_corrupt_message(t.name, snap, bad))
+                problems.append(damaged(snap, t.name, bad))
     if problems:
         raise CommandFailed("; ".join(problems))
     if not checked:

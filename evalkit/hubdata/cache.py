@@ -150,3 +150,23 @@ def verify(snapshot: Snapshot) -> list[dict[str, str]]:
         status = "ok" if actual == expected else "corrupt"
         out.append({"file": name, "status": status, "hash": kind, "expected": expected, "actual": actual})
     return out
+
+
+def damaged(snapshot: Snapshot, task: str, files: list[str]) -> str:
+    """The one-line message for cached files whose content no longer matches their hub checksum."""
+    return (
+        f"{task}: {len(files)} cached file(s) of {snapshot.repo_id} at {snapshot.revision} do not match "
+        f"their hub checksum ({', '.join(files)}); delete {snapshot.folder.parent.parent} (the repository's "
+        f"cache folder) and run `evalkit data fetch {task}`"
+    )
+
+
+def checksums(snapshot: Snapshot, task: str) -> dict[str, str]:
+    """The sha256 of each file of the snapshot, for the run's data info. A file whose blob is named by
+    its sha256 (LFS) and holds other bytes is a `UserError` (`damaged`): a run never reads a damaged
+    cache as if it were the pinned data."""
+    sums = {name: sha256_file(snapshot.path(name)) for name in snapshot.files}
+    bad = [n for n, h in sums.items() if len(b := snapshot.path(n).resolve().name) == 64 and b != h]
+    if bad:
+        raise UserError(damaged(snapshot, task, bad))
+    return sums

@@ -15,12 +15,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from evalkit.hubdata.cache import locate
+from evalkit.hubdata.cache import checksums, locate
 from evalkit.hubdata.parquet import image_bytes, image_suffix, read_rows, write_once
 from evalkit.hubdata.source import HubSource
 from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.types import UserError
-from evalkit.util.datafiles import sha256_file
 from evalkit.util.environment import cache_root
 
 #: lmms-lab/POPE at the commit lmms-eval's mirror lmms-lab-encoder/POPE also carries (byte-identical)
@@ -58,6 +57,7 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
     """The three splits as official records (the first `limit_per_split` of each, or all; their images
     written), the image folder, and the data info a run records (row counts of the whole files)."""
     snap = locate(SOURCE, "pope")
+    sums = checksums(snap, "pope")  # before reading: a damaged cache is named as such
     by_split: dict[str, list[str]] = defaultdict(list)
     for name in snap.files:
         by_split[_split_of(name)].append(name)
@@ -98,7 +98,7 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
             **snap.record(),
             "split": dict(zip(SPLITS, counts, strict=True)),
             "rows": sum(counts),
-            "files": {name: sha256_file(snap.path(name)) for name in snap.files},
+            "files": sums,
         },
     }
     return splits, images, info

@@ -54,7 +54,8 @@ def question(obj: str) -> str:
     return f"Is there a {obj} in the image?"
 
 
-def hub_files(items) -> dict[str, bytes]:
+def hub_files(items, flip_first: bool = False) -> dict[str, bytes]:
+    """The hub's parquet files of `items` (`flip_first`: the first answer of each split flipped)."""
     files, n = {}, 0
     for split in SPLITS:
         rows = []
@@ -65,7 +66,7 @@ def hub_files(items) -> dict[str, bytes]:
                     "id": str(n),
                     "question_id": str(it["qid"]),
                     "question": question(it["obj"]),
-                    "answer": it["label"],
+                    "answer": it["label"] if not (flip_first and it["qid"] == 1) else "no",
                     "image_source": it["stem"],
                     "image": image,
                     "category": split,
@@ -222,6 +223,23 @@ def test_an_empty_cache_offline_is_one_line_naming_the_fetch_command(tmp_path, m
     assert len(lines) == 1 and lines[0].startswith("error: pope needs data: lmms-lab/POPE")
     assert "`evalkit data fetch pope`" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_cache_is_never_read_as_the_pinned_data(tmp_path, monkeypatch):
+    from evalkit.runner import load_tasks
+    from evalkit.types import UserError
+
+    cache = HubCache.install(tmp_path / "hf", monkeypatch)
+    snapshot = cache.add(SOURCE.repo_id, SOURCE.revision, hub_files(pope_items()))
+    blob = (snapshot / "Full/random-00000-of-00001.parquet").resolve()
+    blob.write_bytes(hub_files(pope_items(), flip_first=True)["Full/random-00000-of-00001.parquet"])
+    with pytest.raises(UserError) as err:
+        load_tasks("pope")
+    message = str(err.value)
+    assert message.startswith(
+        "pope: 1 cached file(s) of lmms-lab/POPE at 4db1276663dfa5eb8ad16a52d24c31a09e470896"
+    )
+    assert "(Full/random-00000-of-00001.parquet)" in message and "`evalkit data fetch pope`" in message
 
 
 def test_a_damaged_parquet_file_is_a_user_error(tmp_path, monkeypatch):
