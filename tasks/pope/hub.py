@@ -76,6 +76,8 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
                 label = str(row["answer"]).strip().lower()
                 if label not in ("yes", "no"):
                     raise UserError(f"{where}: answer must be 'yes' or 'no', got {row['answer']!r}")
+                if not isinstance(row["question"], str) or not row["question"]:
+                    raise UserError(f"{where}: no question text")
                 if row["category"] not in (None, split):
                     raise UserError(f"{where}: category {row['category']!r} in the {split} file")
                 rows[split] += 1
@@ -89,7 +91,8 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
                 records.append({"question_id": qid, "image": image, "text": row["question"], "label": label})
         splits[split] = records
     counts = tuple(rows[s] for s in SPLITS)
-    label = "current" if counts == (3000, 3000, 3000) else "/".join(map(str, counts)) + " questions"
+    same = len(set(counts)) == 1
+    label = f"3 × {counts[0]:,} questions" if same else "/".join(f"{c:,}" for c in counts) + " questions"
     info = {
         "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
         "image_dir": str(images),
