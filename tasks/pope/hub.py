@@ -5,8 +5,8 @@ image_source, image (embedded {bytes, path}), category), read as the official sp
 Each row becomes the official record (`question_id`, `image`, `text`, `label`): the split is the file's,
 the label is `answer`, the image is written once under `$EVALKIT_CACHE/hub/` and named as COCO names it
 (`image_source` plus the suffix of its bytes), so the samples, prompts and clusters are those the
-official files give. The hub copy is the 3 × 3,000 set of the current official files, not the 8,910
-questions of the 2023-08-10 files LLaVA-1.5 used (those need --data-dir).
+official files give. The hub copy holds 3 × 3,000 questions, as the current official files do, not the
+8,910 questions of the 2023-08-10 files LLaVA-1.5 used (those need --data-dir).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ SOURCE = HubSource(
     rows=9000,
     size="255 MB",
     note=(
-        "3 × 3,000 questions, the current official files (AoiDragon/POPE output/coco since 2023-10-09), "
-        "images embedded; LLaVA-1.5 and LLaVA-RLHF used the 2023-08-10 files (2,910 / 3,000 / 3,000 = "
-        "8,910 questions): pass those with --data-dir"
+        "3 × 3,000 questions with their COCO images embedded, as many as the current official files "
+        "(AoiDragon/POPE output/coco since 2023-10-09; row-by-row identity not established); LLaVA-1.5 "
+        "and LLaVA-RLHF used the 2023-08-10 files (2,910 / 3,000 / 3,000 = 8,910 questions): pass those "
+        "with --data-dir"
     ),
 )
 COLUMNS = ("question_id", "question", "answer", "image_source", "image", "category")
