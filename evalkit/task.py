@@ -7,7 +7,8 @@ A task also declares what the analysis core needs to read its results (`group`, 
 interop core: a task names the lmms-eval tasks whose logs it imports (`lmms_eval_names`, `lmms_eval_matches`,
 `lmms_eval_convert`, or `lmms_eval_unsupported` saying why not), the official answer files it imports and
 writes (`import_answers`, `write_answers`, `imports_official_files`) and the submission file it exports
-(`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead.
+(`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead. Its data
+sources (`hub_sources`, `data_source`) are what `evalkit data` lists, fetches and verifies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.hubdata.source import HubSource
 from evalkit.stats import Statistic
 from evalkit.types import GenerationConfig, Request, Sample, UserError
 
@@ -110,6 +112,11 @@ class Task(ABC):
     headline: str
     generation: GenerationConfig = GenerationConfig()
     supports_toy: bool = False
+    #: the hub repositories the task reads when neither --data toy nor --data-dir is given (`evalkit data`)
+    hub_sources: tuple[HubSource, ...] = ()
+    #: where the data comes from without --data-dir when there is no hub source: "by hand" (`data_needs`
+    #: says what and why), "bundled" (shipped with evalkit) or "toy only" (no official data)
+    data_source: str = "by hand"
     #: the `--task-option` names this task reads (without the "TASK." prefix); `read_options` checks them
     task_options: dict[str, TaskOption] = {}
     #: the alignment-tax table's group (one of `TAX_GROUPS`, or a name of the task's own); "other" if unset

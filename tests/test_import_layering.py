@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "util",
         (
             "evalkit.util",
+            "evalkit.hubdata",  # hub sources, the Hugging Face cache, parquet files: knows no task
             "evalkit.types",
             "evalkit.stats",
             "evalkit.toy",  # the toy world: evalkit.toy.world, .language, .folders

@@ -1,6 +1,7 @@
 """The `evalkit` command line: the typer `app`, the error mapping every command shares (`command`), and
 the commands in the order `evalkit --help` lists them, from the modules by role: `evaluate` (run, import,
-rescore, export, tasks), `train` (train, align, demo) and `analyze` (compare, leaderboard).
+rescore, export, tasks), `data` (data list, fetch, verify), `train` (train, align, demo) and `analyze`
+(compare, leaderboard).
 
 Heavy libraries (torch, transformers) are imported inside the commands, so `--help` and the light commands
 start at once."""
@@ -12,7 +13,7 @@ import sqlite3
 
 import typer
 
-from evalkit.cli import analyze, evaluate, train
+from evalkit.cli import analyze, data, evaluate, train
 from evalkit.cli.display import fail
 from evalkit.types import UserError
 from evalkit.util.errors import CommandFailed, describe_os_error
@@ -57,6 +58,7 @@ command()(train.train)
 command()(train.align)
 command()(train.demo)
 command("tasks")(evaluate.list_tasks)
+command("data", help=data.HELP)(data.data)
 command(help=analyze.COMPARE_HELP)(analyze.compare)
 command(help=analyze.LEADERBOARD_HELP)(analyze.leaderboard)
 

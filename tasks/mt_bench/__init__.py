@@ -106,6 +106,7 @@ class MTBench(JudgedTask):
     name = "mt_bench"
     version = "2"
     description = "MT-Bench: 80 two-turn questions, GPT-4 single-answer grading 1-10 per turn"
+    data_source = "bundled"
     data_needs = (
         "none: runs with the official FastChat files bundled with evalkit (question.jsonl, "
         "judge_prompts.jsonl, reference_answer/gpt-4.jsonl); --data toy uses them too. Optional: --data-dir "

@@ -7,7 +7,11 @@ as yes. Per split: precision / recall / F1 with "yes" positive, accuracy and yes
 mean F1 over the three splits, in percent. Intervals resample whole images (an image's questions are
 correlated, and the same image appears in every split).
 
+Data: by default lmms-lab/POPE from the hub (`hub`: 3 × 3,000 questions, images embedded), else the
+official split files from --data-dir, or the toy set (--data toy).
+
 Modules: `protocol` (prompt suffix, parser, metrics; no I/O), `data` (the official split files and images),
+`hub` (the hub copy read as the official files),
 `importing` (official answer files), `lmms_eval` (lmms-eval logs), `toy` (the toy set, whose questions the
 toy model is also warmed up on).
 """
@@ -22,6 +26,8 @@ import numpy as np
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task
 from evalkit.tasks.pope.data import data_label, find_images, read_label_files
+from evalkit.tasks.pope.hub import SOURCE as HUB_SOURCE
+from evalkit.tasks.pope.hub import read_hub
 from evalkit.tasks.pope.protocol import CELL, PROMPT_SUFFIX, SPLITS, metrics_from_counts, parse_answer
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 from evalkit.util.datafiles import sha256_file
@@ -32,8 +38,11 @@ class Pope(Task):
     version = "1"
     description = "POPE object hallucination (COCO val2014; random / popular / adversarial)"
     data_needs = (
-        "--data-dir DIR with coco_pope_{random,popular,adversarial}.json (AoiDragon/POPE output/coco) "
-        "and the COCO val2014 images in DIR/val2014 (or --image-dir); --data toy builds a toy set offline"
+        "none by default: read from the hub (lmms-lab/POPE, Full config, 3 × 3,000 questions with their "
+        "images; `evalkit data fetch pope` fetches it ahead). For the official files: --data-dir DIR with "
+        "coco_pope_{random,popular,adversarial}.json (AoiDragon/POPE output/coco; LLaVA-1.5 used the "
+        "2023-08-10 files, 8,910 questions) and the COCO val2014 images in DIR/val2014 (or --image-dir); "
+        "--data toy builds a toy set offline"
     )
     headline = "f1_mean"
     group = "hallucination"
@@ -42,29 +51,15 @@ class Pope(Task):
     tax_metrics = ("adversarial/f1",)
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
     supports_toy = True
+    hub_sources = (HUB_SOURCE,)
     lmms_eval_names = ("pope", "pope_random", "pope_pop", "pope_adv")
 
     def load(self, spec: DataSpec) -> LoadedData:
-        if spec.toy:
-            from evalkit.tasks.pope.toy import default_toy_dir, write_pope
-
-            data_dir = write_pope(default_toy_dir(spec.seed, 100), seed=spec.seed, n_images=100)
-            image_dir: Path | None = data_dir / "images"
-        elif spec.data_dir is not None:
-            data_dir, image_dir = Path(spec.data_dir), spec.image_dir
-        else:
-            raise UserError(
-                "pope needs data: pass --data toy, or --data-dir DIR with the official POPE files"
-            )
-        splits, paths = read_label_files(data_dir)
-        empty = next((s for s in SPLITS if not splits[s]), None)
-        if empty is not None:
-            raise UserError(
-                f"{paths[empty]}: no questions; expected one JSON object a line (the official file)"
-            )
-        images = find_images(data_dir, image_dir, splits[SPLITS[0]][0]["image"])
-        counts = tuple(len(splits[s]) for s in SPLITS)
         per_split = None if spec.limit is None else -(-spec.limit // len(SPLITS))
+        if spec.toy or spec.data_dir is not None:
+            splits, images, info = self._load_files(spec)
+        else:
+            splits, images, info = read_hub(per_split)
         samples = []
         for split in SPLITS:
             for row in splits[split][:per_split]:
@@ -80,13 +75,32 @@ class Pope(Task):
                 )
         if spec.limit is not None:
             samples = samples[: spec.limit]
+        return LoadedData(samples, info)
+
+    def _load_files(self, spec: DataSpec) -> tuple[dict[str, list[dict[str, Any]]], Path, dict[str, Any]]:
+        """The official split files (or the toy set written as them), their image folder and data info."""
+        if spec.toy:
+            from evalkit.tasks.pope.toy import default_toy_dir, write_pope
+
+            data_dir = write_pope(default_toy_dir(spec.seed, 100), seed=spec.seed, n_images=100)
+            image_dir: Path | None = data_dir / "images"
+        else:
+            data_dir, image_dir = Path(spec.data_dir), spec.image_dir
+        splits, paths = read_label_files(data_dir)
+        empty = next((s for s in SPLITS if not splits[s]), None)
+        if empty is not None:
+            raise UserError(
+                f"{paths[empty]}: no questions; expected one JSON object a line (the official file)"
+            )
+        images = find_images(data_dir, image_dir, splits[SPLITS[0]][0]["image"])
+        counts = tuple(len(splits[s]) for s in SPLITS)
         info = {
             "source": "toy" if spec.toy else str(data_dir),
             "image_dir": str(images),
             "version": data_label(data_dir, counts),
             "files": {p.name: sha256_file(p) for p in paths.values()},
         }
-        return LoadedData(samples, info)
+        return splits, images, info
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         parsed = parse_answer(response)

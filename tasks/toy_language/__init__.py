@@ -27,6 +27,7 @@ class ToyLanguage(Task):
     name = "toy_language"
     version = "1"
     description = "Toy text-only task: which toy-world objects go together (no image; --data toy only)"
+    data_source = "toy only"
     data_needs = "none: built from the toy world (--data toy); there is no official version"
     headline = "precision"
     group = "language instruction-following"
