@@ -97,7 +97,13 @@ def run(
     model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
     data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the official benchmark files.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with the official benchmark files. Without it (and without --data toy), a task with "
+            "a hub copy reads it from the Hugging Face hub at a pinned commit (see `evalkit data list`)."
+        ),
+    ] = None,
     image_dir: Annotated[Path | None, typer.Option(help="Folder with the benchmark's images.")] = None,
     limit: Annotated[
         int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")
