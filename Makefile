@@ -1,6 +1,9 @@
 # `make demo` and `make test` set everything up from a fresh clone: a .venv, torch pinned (the CPU build
 # here; on other machines pass TORCH_PIP_ARGS, e.g. "--index-url https://download.pytorch.org/whl/cpu"),
-# and evalkit installed in editable mode. Nothing touches a model or dataset hub.
+# and evalkit installed in editable mode. torch goes in first: evalkit depends on torch>=2.4, which the
+# pinned CPU build satisfies, so pip keeps it and never fetches a CUDA build. The extras are what the tests
+# use (lc: the AlpacaEval LC refit, train: LoRA and accelerate, dev: pytest, ruff, hypothesis); the
+# dependencies (transformers, datasets, ...) come with evalkit itself. Nothing touches a model or dataset hub.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_VERSION ?= 2.13.0
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[hf,lc,train,dev]"
+	$(BIN)/python -m pip install -q -e ".[lc,train,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -4,7 +4,7 @@ rescore, export, tasks), `data` (data list, fetch, verify), `train` (train, alig
 (compare, leaderboard).
 
 Heavy libraries (torch, transformers) are imported inside the commands, so `--help` and the light commands
-start at once."""
+start at once; where one is missing anyway, the command ends in one line naming it and the pip command."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import typer
 from evalkit.cli import analyze, data, evaluate, train
 from evalkit.cli.display import fail
 from evalkit.types import UserError
+from evalkit.util.dependencies import missing_dependency
 from evalkit.util.errors import CommandFailed, describe_os_error
 
 app = typer.Typer(
@@ -27,9 +28,9 @@ app = typer.Typer(
 
 
 def command(*args, **kwargs):
-    """`app.command` whose errors end as one line: a `UserError` exits 2, a `CommandFailed` (a storage
-    error, diverged training) or an OSError (disk full, read-only, permission denied) exits 1 naming the
-    path and the fix, never a traceback."""
+    """`app.command` whose errors end as one line: a `UserError` or a missing third-party package exits 2,
+    a `CommandFailed` (a storage error, diverged training) or an OSError (disk full, read-only, permission
+    denied) exits 1 naming the path and the fix, never a traceback."""
 
     def wrap(fn):
         @functools.wraps(fn)
@@ -38,6 +39,11 @@ def command(*args, **kwargs):
                 return fn(*a, **kw)
             except UserError as exc:
                 fail(str(exc), 2)
+            except ModuleNotFoundError as exc:
+                missing = missing_dependency(exc)
+                if missing is None:  # a module of evalkit itself: a bug, which keeps its traceback
+                    raise
+                fail(str(missing), 2)
             except CommandFailed as exc:  # StorageError, TrainingDiverged
                 fail(str(exc), 1)
             except OSError as exc:
