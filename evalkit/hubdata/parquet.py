@@ -65,3 +65,11 @@ def write_once(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def image_folder(repo_id: str, revision: str) -> Path:
+    """Where a hub snapshot's embedded images are written: `$EVALKIT_CACHE/hub/ORG--NAME/<commit>/images`
+    (one folder per commit, so images of two data versions never mix)."""
+    from evalkit.util.environment import cache_root
+
+    return cache_root() / "hub" / repo_id.replace("/", "--") / revision / "images"
