@@ -28,8 +28,9 @@ def hub_cache_dir() -> Path:
     `HF_HUB_CACHE` or `HF_HOME` after `huggingface_hub` was imported, whose constants are fixed at import
     time), with the hub client's defaults: `$HF_HOME/hub`, `HF_HOME` being `$XDG_CACHE_HOME/huggingface`
     or `~/.cache/huggingface`."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):  # the second: the client's legacy name
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache"))

@@ -14,7 +14,6 @@ answers, categories, passes) are thus those the official MMBench_DEV_EN.tsv give
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from evalkit.hubdata.cache import checksums, locate
@@ -60,13 +59,6 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _columns(path: Path) -> tuple[str, ...]:
-    import pyarrow.parquet as pq
-
-    names = set(pq.read_schema(path).names)
-    return (*REQUIRED, *(c for c in OPTIONAL if c in names), "image")
-
-
 def read_hub(split: str, circular: bool) -> tuple[list[Pass], dict[str, Any]]:
     """Every pass of the split's rows (grouped by question, as `data.load_passes` gives them for the TSV),
     and the data info a run records."""
@@ -80,7 +72,7 @@ def read_hub(split: str, circular: bool) -> tuple[list[Pass], dict[str, Any]]:
     files: list[str] = []
     for name in snap.files:
         path = snap.path(name)
-        for i, row in enumerate(read_rows(path, _columns(path)), 1):
+        for i, row in enumerate(read_rows(path, (*REQUIRED, "image"), OPTIONAL), 1):
             data, original = image_bytes(row.pop("image"), f"{path}: row {i}")
             file = images / (hashlib.sha256(data).hexdigest()[:24] + image_suffix(data, original))
             files.append(str(write_once(file, data)))
