@@ -23,11 +23,10 @@ from evalkit.tasks.mmbench.data import CANDIDATES, Pass, build_passes, check_uni
 from evalkit.types import UserError
 
 NOTE = (
-    "the English MMBench with its images embedded (rows as in VLMEvalKit's MMBench_{}_EN.tsv; which "
-    "release, 2023-07-12 or the 2023-10-03 clean-up, is not established). Not pinned: no public file "
-    "establishes a commit sha of this repo, so the cache's main is read and the resolved commit recorded "
-    "in run.json. The parquet file names are the hub's usual en/<split>-*.parquet (not checked against "
-    "the repository listing)"
+    "the English MMBench with its images embedded, rows as in VLMEvalKit's MMBench_{}_EN.tsv (which release, "
+    "2023-07-12 or the 2023-10-03 clean-up, is not established; EvalScope counts 4,329 en dev rows, as "
+    "many as the cn dev split). Not pinned: no public record of a commit sha of this repository was "
+    "found, so the cache's main is read and the resolved commit recorded in run.json"
 )
 SOURCES = {
     split: HubSource(
@@ -42,7 +41,7 @@ SOURCES = {
         note=NOTE.format(split.upper())
         + ("" if split == "dev" else "; answers hidden (export, then submit)"),
     )
-    for split, rows in (("dev", 4377), ("test", 6718))
+    for split, rows in (("dev", 4329), ("test", 6718))
 }
 #: hub column → TSV column (the hub spells one column differently)
 RENAMED = {"L2-category": "l2-category"}
