@@ -37,7 +37,7 @@ SOURCES = {
         config="en",
         split=split,
         rows=rows,
-        size="",
+        size="size not stated on the card",
         note=NOTE.format(split.upper())
         + ("" if split == "dev" else "; answers hidden (export, then submit)"),
     )
