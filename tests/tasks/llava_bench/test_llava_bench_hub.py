@@ -122,3 +122,31 @@ def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_p
     assert len(lines) == 1
     assert lines[0].startswith("error: llava_bench needs data: liuhaotian/llava-bench-in-the-wild")
     assert "`evalkit data fetch llava_bench`" in lines[0] and "evalkit import --task llava_bench" in lines[0]
+
+
+def test_fetch_downloads_the_pinned_official_files_only(tmp_path, monkeypatch):
+    """`evalkit data fetch llava_bench` against a stand-in hub on 127.0.0.1: the three jsonl files and
+    images/ at the pinned commit, not the other files of the repository; then read offline."""
+    from support.hub_server import HubServer
+
+    files = official_files()
+    extra = {"images.zip": b"PK not read", "bard_0718.jsonl": b"{}\n", "README.md": b"# card\n"}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
+    with HubServer({(SOURCE.repo_id, SOURCE.revision): {**files, **extra}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", "llava_bench")
+        downloaded = sorted(p for m, p in hub.requests if m == "GET" and "/resolve/" in p)
+    assert fetched.returncode == 0, fetched.stderr
+    prefix = f"/datasets/{SOURCE.repo_id}/resolve/{SOURCE.revision}/"
+    assert downloaded == sorted(prefix + name for name in files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from evalkit.runner import load_tasks
+
+    _, loaded = load_tasks("llava_bench")
+    samples = loaded["llava_bench"].samples
+    assert [s.target for s in samples] == [q[4] for q in QUESTIONS]
+    assert all(
+        open(s.messages[0].images[0], "rb").read() == png_bytes(COLORS[s.meta["image"]]) for s in samples
+    )

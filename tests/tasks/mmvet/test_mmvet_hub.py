@@ -155,3 +155,31 @@ def test_an_empty_cache_offline_names_the_fetch_command_and_the_official_files(t
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: mmvet needs data: lmms-lab/MMVet")
     assert "`evalkit data fetch mmvet`" in lines[0] and "mm-vet.json and images/" in lines[0]
+
+
+def test_fetch_resolves_main_and_a_run_records_its_commit(tmp_path, monkeypatch):
+    """The source is not pinned: `evalkit data fetch mmvet` (stand-in hub on 127.0.0.1) downloads what
+    `main` names; offline, a load reads that snapshot and records its commit."""
+    from support.hub_server import HubServer
+
+    from evalkit.runner import load_tasks
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
+    files = {"data/test-00000-of-00001.parquet": hub_file(), "README.md": b"# card\n"}
+    with HubServer({(SOURCE.repo_id, MAIN): files}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", "mmvet")
+        downloaded = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
+    assert fetched.returncode == 0, fetched.stderr
+    assert downloaded == [f"/datasets/lmms-lab/MMVet/resolve/{MAIN}/data/test-00000-of-00001.parquet"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, loaded = load_tasks("mmvet")
+    info = loaded["mmvet"].info["hub"]
+    assert (info["repo"], info["revision"], info["pinned"], info["rows"]) == (
+        "lmms-lab/MMVet",
+        MAIN,
+        False,
+        4,
+    )
