@@ -25,14 +25,16 @@ TRUE = ("1", "true", "yes", "on")
 
 def hub_cache_dir() -> Path:
     """The Hugging Face hub cache, read from the environment when called (tests and users may set
-    `HF_HUB_CACHE` or `HF_HOME` after `huggingface_hub` was imported)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
+    `HF_HUB_CACHE` or `HF_HOME` after `huggingface_hub` was imported, whose constants are fixed at import
+    time), with the hub client's defaults: `$HF_HOME/hub`, `HF_HOME` being `$XDG_CACHE_HOME/huggingface`
+    or `~/.cache/huggingface`."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):  # the second: the client's legacy name
+        if os.environ.get(name):
+            return Path(os.environ[name]).expanduser()
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path("~/.cache"))
+    return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
 def offline() -> bool:
@@ -78,10 +80,10 @@ def _describe(source: HubSource) -> str:
     return f"{source.repo_id} ({source.config}, {at}, {', '.join(source.files)})"
 
 
-def locate(source: HubSource, task: str, *, download: bool = True) -> Snapshot:
+def locate(source: HubSource, task: str, *, download: bool = True, instead: str | None = None) -> Snapshot:
     """The cached snapshot of `source`, downloaded first when the network is allowed (`download` and not
     `HF_HUB_OFFLINE`); the source's id is tried, then each mirror. A `UserError` naming the fix when no
-    id gives the files."""
+    id gives the files; `instead` is the task's own wording of the other ways to give it data (after "or")."""
     from huggingface_hub import snapshot_download
 
     cache = hub_cache_dir()
@@ -115,12 +117,12 @@ def locate(source: HubSource, task: str, *, download: bool = True) -> Snapshot:
         why = "HF_HUB_OFFLINE=1 forbids downloading it" if offline() else "it was not fetched"
         raise UserError(
             f"{task} needs data: {_describe(source)} is not in the Hugging Face cache {cache} and {why}; "
-            f"{fix} where the hub can be reached (same HF_HUB_CACHE or HF_HOME), or pass --data-dir DIR "
-            "with the official files (--data toy for the toy set)"
+            f"{fix} where the hub can be reached (same HF_HUB_CACHE or HF_HOME), or "
+            f"{instead or 'pass --data-dir DIR with the official files (--data toy for the toy set)'}"
         )
     raise UserError(
         f"{task} needs data: could not fetch {_describe(source)} into {cache} ({'; '.join(errors)}); "
-        f"check the network and {fix}, or pass --data-dir DIR with the official files"
+        f"check the network and {fix}, or {instead or 'pass --data-dir DIR with the official files'}"
     )
 
 

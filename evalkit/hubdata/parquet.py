@@ -15,8 +15,9 @@ from evalkit.types import UserError
 MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"))
 
 
-def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rows of a parquet file, in file order, with `columns` (each must be present)."""
+def read_rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The rows of a parquet file, in file order, with `columns` (each must be present) and those of
+    `optional` the file has."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -32,7 +33,8 @@ def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, Any]]:
         raise UserError(
             f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})"
         )
-    return table.select(list(columns)).to_pylist()
+    present = [c for c in optional if c in table.column_names and c not in columns]
+    return table.select([*columns, *present]).to_pylist()
 
 
 def image_suffix(data: bytes, path: str | None = None) -> str:
@@ -65,3 +67,11 @@ def write_once(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def image_folder(repo_id: str, revision: str) -> Path:
+    """Where a hub snapshot's embedded images are written: `$EVALKIT_CACHE/hub/ORG--NAME/<commit>/images`
+    (one folder per commit, so images of two data versions never mix)."""
+    from evalkit.util.environment import cache_root
+
+    return cache_root() / "hub" / repo_id.replace("/", "--") / revision / "images"

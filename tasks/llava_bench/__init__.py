@@ -7,7 +7,8 @@ follow `eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` and `summarize_g
 
 Modules: this one holds the Task classes; `protocol` the review prompt, the official review parser and the
 relative-score arithmetic (no I/O); `data` the official files and the bundled judge rules (`assets/rule.json`,
-provenance in `assets/SOURCE.md`); `importing` `evalkit import` of answer and review files; `toy` the toy set.
+provenance in `assets/SOURCE.md`); `hub` the official In-the-Wild files fetched from the hub (the default
+without --data-dir); `importing` `evalkit import` of answer and review files; `toy` the toy set.
 
 Judge runs: the official scripts write one review per question per invocation, and LLaVA publishes the
 mean of three invocations' relative scores (LLaVA-1.5-13B: 72.8, 72.7, 72.1 → 72.5 in MODEL_ZOO). So a
@@ -35,6 +36,8 @@ from evalkit.tasks.llava_bench.data import (
     read_contexts,
     read_questions,
 )
+from evalkit.tasks.llava_bench.hub import SOURCE as WILD_HUB_SOURCE
+from evalkit.tasks.llava_bench.hub import locate_files
 from evalkit.tasks.llava_bench.importing import import_reviews, write_answers
 from evalkit.tasks.llava_bench.protocol import (
     CATEGORIES,
@@ -107,6 +110,13 @@ class LlavaBench(JudgedTask):
     # ---------------------------------------------------------------------------------------- data
 
     def load(self, spec: DataSpec) -> LoadedData:
+        hub: dict[str, Any] | None = None
+        names = ", ".join(name for name, _ in self.files.values())
+        instead = (
+            f"pass --data-dir DIR with {names} and the images in DIR/images (or --image-dir), or --data toy; "
+            f"to score answers and official reviews made elsewhere use "
+            f"`evalkit import --task {self.name} {self.import_usage}`"
+        )
         if spec.toy:
             from evalkit.tasks.llava_bench.toy import default_toy_dir, write_toy
 
@@ -115,13 +125,11 @@ class LlavaBench(JudgedTask):
         elif spec.data_dir is not None:
             data_dir = Path(spec.data_dir)
             image_dir = Path(spec.image_dir) if spec.image_dir else data_dir / "images"
+        elif self.hub_sources:
+            data_dir, hub = locate_files(self.name, instead)
+            image_dir = data_dir / "images"
         else:
-            names = ", ".join(name for name, _ in self.files.values())
-            raise UserError(
-                f"{self.name} needs data: pass --data-dir DIR with {names} and the images in DIR/images "
-                f"(or --image-dir), or --data toy; to score answers and official reviews made elsewhere use "
-                f"`evalkit import --task {self.name} {self.import_usage}`"
-            )
+            raise UserError(f"{self.name} needs data: {instead}")
         paths = {}
         for role, (name, source) in self.files.items():
             paths[role] = data_dir / name
@@ -164,6 +172,10 @@ class LlavaBench(JudgedTask):
             "files": {p.name: sha256_file(p) for p in paths.values()},
             "rule_json_sha256": sha256_file(RULE_FILE),
         }
+        if hub is not None:
+            label = f"hub {hub['hub']['repo']} (official files, {total} questions)"
+            info.update(hub, version=label, image_dir=str(image_dir))
+            info["hub"]["rows"] = total
         return LoadedData(samples, info)
 
     # --------------------------------------------------------------------------------------- judge
@@ -287,12 +299,15 @@ class LlavaBenchWild(LlavaBench):
         "reference answers, mean of 3 judge runs"
     )
     data_needs = (
+        "none by default: read from the hub (liuhaotian/llava-bench-in-the-wild, the official files; "
+        "`evalkit data fetch llava_bench` fetches them ahead). For local files: "
         "--data-dir DIR with questions.jsonl, context.jsonl, answers_gpt4.jsonl and images/ (HF dataset "
         "liuhaotian/llava-bench-in-the-wild; or --image-dir); judged by gpt-4-0314 (--judge to swap); "
         "--data toy builds a toy set offline. `evalkit import` scores an answer JSONL with the official "
         "review JSONL of each GPT-4 run (--judgments, repeated)"
     )
     in_the_wild = True
+    hub_sources = (WILD_HUB_SOURCE,)
     files = {
         "questions": ("questions.jsonl", WILD_SOURCE),
         "context": ("context.jsonl", WILD_SOURCE),

@@ -1,7 +1,11 @@
 """MMBench (English) with circular evaluation, VLMEvalKit's answer matching and ChatGPT matcher.
 
+Data: by default lmms-lab/MMBench (`en`) from the hub (`hub`: the dev split, or the test split with
+mmbench.split=test, read as the TSV), else the official TSV from --data-dir, or the toy set (--data toy).
+
 Modules: `protocol` (matching, prompts, rotation, fallback; no I/O), `data` (reading the official TSV,
-images, circular passes), `toy`, `export` (the test-split submission .xlsx), `lmms_eval` (lmms-eval logs).
+images, circular passes), `hub` (the hub copy read as the TSV), `toy`, `export` (the test-split submission
+.xlsx), `lmms_eval` (lmms-eval logs).
 MMBench has no official answer-file importer: its answers come from a run or an lmms-eval log.
 """
 
@@ -16,7 +20,9 @@ import numpy as np
 from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Statistic, per_cluster, unit_index
 from evalkit.task import COUNT, FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, TaskOption
-from evalkit.tasks.mmbench.data import CANDIDATES, Pass, find_tsv, load_passes
+from evalkit.tasks.mmbench.data import Pass, find_tsv, load_passes
+from evalkit.tasks.mmbench.hub import SOURCES as HUB_SOURCES
+from evalkit.tasks.mmbench.hub import read_hub
 from evalkit.tasks.mmbench.protocol import (
     GENERATION,
     JUDGE_SPEC,
@@ -145,6 +151,8 @@ class MMBench(JudgedTask):
     version = "1"
     description = "MMBench-EN: multiple choice, circular evaluation, ChatGPT answer matcher"
     data_needs = (
+        "none by default: read from the hub (lmms-lab/MMBench, config en, the split of mmbench.split; "
+        "`evalkit data fetch mmbench` fetches dev and test ahead). For the official files: "
         "--data-dir DIR with MMBench_DEV_EN.tsv (VLMEvalKit) or LLaVA's mmbench_dev_20230712.tsv "
         "(images are inside, base64; decoded once into the cache or --image-dir); "
         "--task-option mmbench.split=test for MMBench_TEST_EN.tsv (answers hidden: export with "
@@ -160,11 +168,13 @@ class MMBench(JudgedTask):
     judge_spec = JUDGE_SPEC
     task_options = OPTIONS
     lmms_eval_names = ("mmbench_en_dev", "mmbench_en_test")
+    hub_sources = tuple(HUB_SOURCES.values())
     export_file = "mmbench_submission.xlsx"
 
     def load(self, spec: DataSpec) -> LoadedData:
         # the toy world has no LLM matcher offline: unread passes go straight to the official random fallback
         opts = self.read_options(spec, **({"matcher": "none"} if spec.toy else {}))
+        path: Path | None = None
         if spec.toy:
             from evalkit.tasks.mmbench.toy import TOY_FILE, default_toy_dir, write_toy_mmbench
 
@@ -172,12 +182,17 @@ class MMBench(JudgedTask):
             path = data_dir / TOY_FILE
         elif spec.data_dir is not None:
             path = find_tsv(Path(spec.data_dir), opts["split"], opts["file"])
-        else:
+        elif opts["file"]:
             raise UserError(
-                f"mmbench needs data: pass --data toy, or --data-dir DIR with {CANDIDATES['dev'][0]} "
-                f"(or the legacy {CANDIDATES['dev'][1]})"
+                f"mmbench.file={opts['file']} names a TSV in --data-dir: pass --data-dir DIR (without it "
+                "mmbench reads lmms-lab/MMBench from the hub)"
             )
-        passes, info = load_passes(path, spec.image_dir, circular=opts["circular"] == "on")
+        if path is not None:
+            passes, info = load_passes(path, spec.image_dir, circular=opts["circular"] == "on")
+            info.update(version=toy_label(path.parent) or info["version"])
+            info.update(source="toy" if spec.toy else str(path.parent))
+        else:
+            passes, info = read_hub(opts["split"], circular=opts["circular"] == "on")
         if spec.limit is not None:
             passes = passes[: spec.limit]
         prompt = PROMPTS[opts["prompt"]]
@@ -192,8 +207,6 @@ class MMBench(JudgedTask):
             for p in passes
         ]
         info.update(
-            version=toy_label(path.parent) or info["version"],
-            source="toy" if spec.toy else str(path.parent),
             prompt=opts["prompt"],
             matcher=opts["matcher"],
             answers="hidden" if all(p.answer is None for p in passes) else "given",

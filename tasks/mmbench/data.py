@@ -130,15 +130,15 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _cell(row: dict[str, str], key: str) -> str | None:
+def _cell(row: dict[str, str | None], key: str) -> str | None:
     value = row.get(key)
     return None if is_na(value) else value
 
 
-def _index(path: Path, row: dict[str, str], i: int) -> int:
+def row_index(path: Path, row: dict[str, str | None], i: int) -> int:
     try:
-        return int(float(row["index"]))
-    except ValueError:
+        return int(float(row["index"]))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         raise UserError(f"{path}: row {i + 1}: index {row['index']!r} is not a number") from None
 
 
@@ -207,21 +207,40 @@ def load_passes(path: Path, image_dir: Path | None, circular: bool) -> tuple[lis
     if not rows:
         raise UserError(f"{path}: no questions")
     sha, md5 = _digests(path)
-    indices = [_index(path, r, i) for i, r in enumerate(rows)]
+    indices = [row_index(path, r, i) for i, r in enumerate(rows)]
+    check_unique(path, indices)
+    files = decode_images(path, _image_bytes(path, rows, indices), image_folder(sha, image_dir))
+    passes, counts = build_passes(path, rows, indices, files, circular)
+    info = {
+        "file": path.name,
+        "sha256": sha,
+        "version": KNOWN_MD5.get(md5) or KNOWN_NAMES.get(path.name, "unknown (not a pinned file)"),
+        **counts,
+    }
+    return passes, info
+
+
+def check_unique(where: Path, indices: list[int]) -> None:
     if len(set(indices)) != len(indices):
         dup = next(i for i in indices if indices.count(i) > 1)
-        raise UserError(f"{path}: index {dup} occurs more than once")
+        raise UserError(f"{where}: index {dup} occurs more than once")
+
+
+def build_passes(
+    where: Path, rows: list[dict[str, str | None]], indices: list[int], files: list[str], circular: bool
+) -> tuple[list[Pass], dict]:
+    """The passes of rows read as the TSV's (`{column: text or None}`, their indices and image files),
+    grouped by question, and the counts a run records (rows, questions, passes, how circular)."""
     letters = sorted(c for c in rows[0] if len(c) == 1 and "A" <= c <= "Z")
-    files = decode_images(path, _image_bytes(path, rows, indices), image_folder(sha, image_dir))
     passes = []
     for idx, r, image in zip(indices, rows, files, strict=True):
         options = {c: v for c in letters if (v := _cell(r, c)) is not None}
         if len(options) < 2:
-            raise UserError(f"{path}: index {idx} has {len(options)} option(s); MMBench needs at least 2")
+            raise UserError(f"{where}: index {idx} has {len(options)} option(s); MMBench needs at least 2")
         answer = _cell(r, "answer")
         if answer is not None and answer not in options:
             raise UserError(
-                f"{path}: index {idx}: answer {answer!r} is not one of its options {list(options)}"
+                f"{where}: index {idx}: answer {answer!r} is not one of its options {list(options)}"
             )
         passes.append(
             Pass(
@@ -246,16 +265,13 @@ def load_passes(path: Path, image_dir: Path | None, circular: bool) -> tuple[lis
         passes = [rot for p in passes for rot in _rotations(p)]
     order = {g: i for i, g in enumerate(dict.fromkeys(p.g_index for p in passes))}
     passes.sort(key=lambda p: (order[p.g_index], p.k))
-    info = {
-        "file": path.name,
-        "sha256": sha,
-        "version": KNOWN_MD5.get(md5) or KNOWN_NAMES.get(path.name, "unknown (not a pinned file)"),
+    counts = {
         "rows": len(rows),
         "questions": len(order),
         "passes": len(passes),
         "circular": "off" if not circular else ("from the file" if in_file else "built (options rotated)"),
     }
-    return passes, info
+    return passes, counts
 
 
 def _rotations(p: Pass) -> list[Pass]:

@@ -13,9 +13,13 @@ totals. The evaluator's default is 1 run (`--num_run 1`; the paper used 5, LLaVA
 LLaVA-1.5's published numbers mix the two: 13B 36.1 is a single run (its 3-run file averages 36.3),
 7B 31.1 is the mean of 3 runs (31.2, 30.8, 31.2) — see `tests/tasks/mmvet/test_mmvet.py`.
 
+Data: by default lmms-lab/MMVet from the hub (`hub`: the 218 items with their images, read as mm-vet.json),
+else mm-vet.json and images/ from --data-dir, or the toy set (--data toy).
+
 Modules: `protocol` (grading request, score parser, official tables; no I/O), `data` (mm-vet.json, images,
-answer, grade and score files), `toy`, `importing` (official answer + grade files), `lmms_eval` (lmms-eval
-logs), `assets/` (the grader prompt, verbatim, with its SOURCE note).
+answer, grade and score files), `hub` (the hub copy read as mm-vet.json), `toy`, `importing` (official
+answer + grade files), `lmms_eval` (lmms-eval logs), `assets/` (the grader prompt, verbatim, with its
+SOURCE note).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from evalkit.tasks.mmvet.data import (
     find_metadata,
     read_metadata,
 )
+from evalkit.tasks.mmvet.hub import SOURCE as HUB_SOURCE
+from evalkit.tasks.mmvet.hub import read_hub
 from evalkit.tasks.mmvet.protocol import (
     GENERATION,
     GRADER_PROMPT,
@@ -98,6 +104,8 @@ class MMVet(JudgedTask):
     version = "1"
     description = "MM-Vet integrated capabilities (GPT-4 grader, 0-1 per item, N runs)"
     data_needs = (
+        "none by default: read from the hub (lmms-lab/MMVet, 218 questions with their images; `evalkit "
+        "data fetch mmvet` fetches it ahead). For the official files: "
         f"--data-dir DIR with {METADATA} and images/ from the MM-Vet release zip ({RELEASE_ZIP}; "
         "images may also come from --image-dir); --data toy builds a toy set offline. Judged by "
         "gpt-4-0613 (1 run by default as in the official evaluator; --judge-runs N, the paper used 5). "
@@ -111,6 +119,7 @@ class MMVet(JudgedTask):
     generation = GENERATION
     supports_toy = True
     lmms_eval_names = ("mmvet",)
+    hub_sources = (HUB_SOURCE,)
     judge_spec = JudgeSpec(
         JUDGE_MODEL,
         temperature=JUDGE_GENERATION.temperature,
@@ -122,21 +131,29 @@ class MMVet(JudgedTask):
     # ------------------------------------------------------------------------------------------ data
 
     def load(self, spec: DataSpec) -> LoadedData:
-        if spec.toy:
-            from evalkit.tasks.mmvet.toy import default_toy_dir, write_mmvet
-
-            data_dir = write_mmvet(default_toy_dir(spec.seed), seed=spec.seed)
-        elif spec.data_dir is not None:
-            data_dir = Path(spec.data_dir)
+        if not spec.toy and spec.data_dir is None:
+            metadata, image_dir, info = read_hub(spec.limit)
+            keys = list(metadata)[: spec.limit]
         else:
-            raise UserError(
-                f"mmvet needs data: pass --data toy, or --data-dir DIR with {METADATA} and images/ "
-                f"from {RELEASE_ZIP}"
-            )
-        path = find_metadata(data_dir)
-        metadata = read_metadata(path)
-        keys = list(metadata)[: spec.limit]
-        image_dir = spec.image_dir if spec.image_dir is not None and not spec.toy else path.parent / "images"
+            if spec.toy:
+                from evalkit.tasks.mmvet.toy import default_toy_dir, write_mmvet
+
+                data_dir = write_mmvet(default_toy_dir(spec.seed), seed=spec.seed)
+            else:
+                data_dir = Path(spec.data_dir)
+            path = find_metadata(data_dir)
+            metadata = read_metadata(path)
+            keys = list(metadata)[: spec.limit]
+            custom = spec.image_dir is not None and not spec.toy
+            image_dir = spec.image_dir if custom else path.parent / "images"
+            n = len(metadata)
+            version = "MM-Vet v1 (218 items)" if n == OFFICIAL_ITEMS else f"unknown ({n} items)"
+            info = {
+                "source": "toy" if spec.toy else str(path.parent),
+                "image_dir": str(image_dir),
+                "version": toy_label(path.parent) or version,
+                "files": {METADATA: sha256_file(path)},
+            }
         check_images(metadata, keys, image_dir)
         samples = []
         for key in keys:
@@ -151,14 +168,6 @@ class MMVet(JudgedTask):
                     meta={"capability": list(item["capability"]), "image": item["imagename"]},
                 )
             )
-        n = len(metadata)
-        version = "MM-Vet v1 (218 items)" if n == OFFICIAL_ITEMS else f"unknown ({n} items)"
-        info = {
-            "source": "toy" if spec.toy else str(path.parent),
-            "image_dir": str(image_dir),
-            "version": toy_label(path.parent) or version,
-            "files": {METADATA: sha256_file(path)},
-        }
         return LoadedData(samples, info)
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,8 @@ def test_list_json_gives_every_task_its_source(cache):
     assert hub["config"] == "Full" and hub["rows"] == 9000 and "8,910" in hub["note"]
     assert hub["cached"] is None and hub["repo_type"] == "dataset"
     assert entries["mt_bench"]["source"] == "bundled" and entries["toy_language"]["source"] == "toy only"
-    mmvet = entries["mmvet"]
-    assert mmvet["source"] == "by hand" and mmvet["hub"] == [] and "mm-vet" in mmvet["needs"].lower()
+    objhal = entries["objhal"]  # no hub copy exists: its files are supplied by hand
+    assert objhal["source"] == "by hand" and objhal["hub"] == [] and "obj_halbench" in objhal["needs"]
 
 
 def test_list_says_what_is_cached(cache):
@@ -78,10 +78,10 @@ def test_verify_of_a_task_not_cached_names_the_fetch_command(cache):
 def test_fetch_refuses_offline_and_says_what_a_task_without_hub_source_needs(cache):
     offline = run_cli("data", "fetch", "pope")
     assert offline.returncode == 2 and "HF_HUB_OFFLINE=1 forbids" in offline.stderr
-    by_hand = run_cli("data", "fetch", "mmvet,mt_bench")
+    by_hand = run_cli("data", "fetch", "objhal,mt_bench")
     assert by_hand.returncode == 2
     message = " ".join(by_hand.stderr.split())
-    assert "nothing to fetch from the hub for mmvet (by hand: --data-dir" in message
+    assert "nothing to fetch from the hub for objhal (by hand: --data-dir" in message
     assert "mt_bench (bundled: none" in message
     unknown = run_cli("data", "frob")
     assert unknown.returncode == 2 and "expected one of list, fetch, verify" in unknown.stderr

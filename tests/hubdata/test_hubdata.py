@@ -93,3 +93,21 @@ def test_verify_checks_each_file_against_its_blob_name(tmp_path, monkeypatch):
     report = {v["file"]: v for v in verify(snap)}
     assert report["questions.jsonl"]["status"] == "corrupt"
     assert report["data/test-00000-of-00001.parquet"]["status"] == "ok"
+
+
+def test_the_cache_folder_follows_the_environment_after_huggingface_hub_was_imported(tmp_path, monkeypatch):
+    """huggingface_hub fixes its cache path at import; the folder read is the one the environment names
+    now (HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/...)."""
+    import huggingface_hub  # noqa: F401 - imported first, as a run imports it before a test's env changes
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "first"))
+    assert hub_cache_dir() == tmp_path / "first"
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert hub_cache_dir() == tmp_path / "home" / "hub"
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert hub_cache_dir() == tmp_path / "xdg" / "huggingface" / "hub"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert hub_cache_dir() == tmp_path / "user" / ".cache" / "huggingface" / "hub"
