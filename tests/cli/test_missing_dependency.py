@@ -95,10 +95,18 @@ def test_import_name_maps_to_its_distribution():
 
 
 def test_a_dependency_of_a_dependency_is_named_by_its_top_level_package():
+    # pandas: imported by datasets, not listed by evalkit itself
+    error = ModuleNotFoundError("No module named 'pandas.core'", name="pandas.core")
+    message = str(missing_dependency(error))
+    assert message.startswith("pandas is not installed (a package evalkit's dependencies import)")
+    assert message.endswith(f"{sys.executable} -m pip install pandas")
+
+
+def test_a_direct_dependency_is_named_with_its_declared_floor():
     error = ModuleNotFoundError("No module named 'pyarrow.lib'", name="pyarrow.lib")
     message = str(missing_dependency(error))
-    assert message.startswith("pyarrow is not installed (a package evalkit's dependencies import)")
-    assert message.endswith(f"{sys.executable} -m pip install pyarrow")
+    assert message.startswith("pyarrow is not installed (an evalkit dependency)")
+    assert message.endswith(f"{sys.executable} -m pip install 'pyarrow>=15'")
 
 
 @pytest.mark.parametrize("name", ["evalkit.tasks.nope", "_ctypes", "sqlite3", None])
