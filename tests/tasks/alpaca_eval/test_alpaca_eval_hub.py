@@ -129,3 +129,34 @@ def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_p
     assert HUB_FILE[task] in lines[0] and f"`evalkit data fetch {task}`" in lines[0]
     assert f"results/{REFERENCE[task]}/model_outputs.json" in lines[0]
     assert f"--task-option {task}.reference=PATH" in lines[0] and f"evalkit import --task {task}" in lines[0]
+
+
+def test_fetch_downloads_each_versions_files_only(tmp_path, monkeypatch):
+    """`evalkit data fetch alpaca_eval alpaca_eval_v1` against a stand-in hub on 127.0.0.1: the reference
+    outputs of both versions and df_gamed.csv at the commit `main` names, not the repository's other
+    files (loading script, annotations); then read offline."""
+    from support.hub_server import HubServer
+
+    from evalkit.runner import load_tasks
+
+    files = hub_files()
+    extra = {
+        "alpaca_eval.py": b"# loading script\n",
+        "alpaca_eval_annotations_claude.json": b"[]",
+        "instruction_difficulty.csv": b",0\n",
+    }
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
+    with HubServer({("tatsu-lab/alpaca_eval", COMMIT): {**files, **extra}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", "alpaca_eval", "alpaca_eval_v1")
+        downloaded = sorted(p for m, p in hub.requests if m == "GET" and "/resolve/" in p)
+    assert fetched.returncode == 0, fetched.stderr
+    assert downloaded == sorted(f"/datasets/tatsu-lab/alpaca_eval/resolve/{COMMIT}/{n}" for n in files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, loaded = load_tasks("alpaca_eval,alpaca_eval_v1")
+    for task in TASKS:
+        assert [s.target for s in loaded[task].samples] == [reference_output(task, i) for i in INSTRUCTIONS]
+        assert loaded[task].info["hub"]["revision"] == COMMIT
+    assert loaded["alpaca_eval"].info["length_controlled"]["computed"] is True

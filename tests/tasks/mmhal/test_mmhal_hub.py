@@ -145,3 +145,30 @@ def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_p
     assert lines[0].startswith("error: mmhal needs data: Shengcao1006/MMHal-Bench")
     assert "`evalkit data fetch mmhal`" in lines[0] and "--data toy" in lines[0]
     assert "evalkit import --task mmhal" in lines[0]
+
+
+def test_fetch_downloads_the_template_and_images_only(tmp_path, monkeypatch):
+    """`evalkit data fetch mmhal` against a stand-in hub on 127.0.0.1: the template and images/ at the
+    commit `main` names, not the loading script nor test_data.zip; then read offline in template order."""
+    from support.hub_server import HubServer
+
+    from evalkit.runner import load_tasks
+
+    files = official_files()
+    extra = {"MMHal-Bench.py": b"# loading script\n", "test_data.zip": b"PK not read", "README.md": b"# c\n"}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
+    with HubServer({(SOURCE.repo_id, COMMIT): {**files, **extra}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", "mmhal")
+        downloaded = sorted(p for m, p in hub.requests if m == "GET" and "/resolve/" in p)
+    assert fetched.returncode == 0, fetched.stderr
+    assert downloaded == sorted(f"/datasets/{SOURCE.repo_id}/resolve/{COMMIT}/{name}" for name in files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, loaded = load_tasks("mmhal")
+    samples = loaded["mmhal"].samples
+    assert [s.meta["question_type"] for s in samples] == [QUESTION_TYPES[i % 8] for i in range(96)]
+    assert loaded["mmhal"].info["hub"]["revision"] == COMMIT
+    for s in samples:
+        assert open(s.messages[0].images[0], "rb").read() == files[f"images/{image_name(int(s.id))}"]
