@@ -6,7 +6,8 @@ A run reads the reference model's outputs of its version: `alpaca_eval_gpt4_base
 (instruction, output, generator, dataset); 2.0 also reads `df_gamed.csv`, the rows the length-controlled
 win rate's GLM is refitted on (the official `glm_winrate.py` fetches it from this repository too). The
 snapshot folder is then handed to the --data-dir code path, so samples, targets and the refit are those
-of the same files given by hand.
+of the same files given by hand. 1.0 is pinned to the commit public code links its file at; 2.0 reads the
+commit `main` names and records it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from evalkit.tasks.alpaca_eval.data import GAMED_FILE
 from evalkit.tasks.alpaca_eval.protocol import get_version
 
 REPO = "tatsu-lab/alpaca_eval"
+#: the commit whose alpaca_eval.json public code links to (FasterDecoding/Medusa medusa/eval/README.md,
+#: hmarkc/parallel-prompt-decoding README.md: .../tatsu-lab/alpaca_eval/blob/<commit>/alpaca_eval.json);
+#: that it also holds the 2.0 files is not established, so 2.0 is not pinned
+V1_COMMIT = "0cd24d711fe90d0c1aae5bde03fe98ee48ae52f8"
 UNPINNED = (
-    "Not pinned: no public file establishes a commit sha of this repository, so the cache's main is read "
-    "and the resolved commit recorded in run.json"
+    "Not pinned: no public file establishes a commit of this repository holding these files, so the "
+    "cache's main is read and the resolved commit recorded in run.json"
 )
 SOURCES = {
     "2.0": HubSource(
@@ -41,7 +46,7 @@ SOURCES = {
     ),
     "1.0": HubSource(
         repo_id=REPO,
-        revision=None,
+        revision=V1_COMMIT,
         files=(get_version("1.0").hub_file,),
         config="alpaca_eval (json)",
         split="eval",
@@ -50,7 +55,8 @@ SOURCES = {
         note=(
             "the text_davinci_003 reference outputs AlpacaEval 1.0 compares against (the same 805 records "
             "as results/text_davinci_003/model_outputs.json of the alpaca_eval repository), read as "
-            f"--data-dir reads them. {UNPINNED}"
+            "--data-dir reads them, at the commit public evaluation code links it at (Medusa's and "
+            "Parallel Prompt Decoding's READMEs)"
         ),
     ),
 }

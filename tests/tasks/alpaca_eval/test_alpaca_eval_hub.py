@@ -29,7 +29,8 @@ from evalkit.tasks.alpaca_eval.hub import SOURCES
 
 pytestmark = pytest.mark.usefixtures("fast_retries")
 
-COMMIT = "5aaf4b4" + "0" * 33  # any commit: the sources are not pinned, main names it
+COMMIT = "5aaf4b4" + "0" * 33  # any commit: the 2.0 source is not pinned, main names it
+PINNED = "0cd24d711fe90d0c1aae5bde03fe98ee48ae52f8"  # 1.0's alpaca_eval.json, as public code links it
 HUB_FILE = {"alpaca_eval": "alpaca_eval_gpt4_baseline.json", "alpaca_eval_v1": "alpaca_eval.json"}
 
 
@@ -42,6 +43,10 @@ def df_gamed() -> str:
             delta = (-1) ** k * (0.3 + 0.25 * i)
             lines.append(f"{model},{i},{pref!r},{delta!r},{0.1 * i - 0.4!r},False,weighted")
     return "\n".join(lines) + "\n"
+
+
+def commit_of(task: str) -> str:
+    return COMMIT if task == "alpaca_eval" else PINNED
 
 
 def hub_files() -> dict[str, bytes]:
@@ -72,7 +77,10 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
     cache = HubCache.install(tmp_path / "hf", monkeypatch)
     files = hub_files()
-    snapshot = cache.add("tatsu-lab/alpaca_eval", COMMIT, files)
+    snapshots = {  # main names the newer commit; 1.0 reads the pinned one
+        PINNED: cache.add("tatsu-lab/alpaca_eval", PINNED, {"alpaca_eval.json": files["alpaca_eval.json"]}),
+        COMMIT: cache.add("tatsu-lab/alpaca_eval", COMMIT, files),
+    }
     official = write_data(tmp_path / "official")  # a checkout's results/<reference>/model_outputs.json
     (official / "df_gamed.csv").write_text(df_gamed())
     with FakeOpenAIServer(responder=play) as server:
@@ -96,9 +104,9 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
     for task in TASKS:
         data = json.loads((from_hub.run_dir / "run.json").read_text())["tasks"][task]["data"]
         hub = data["hub"]
-        assert hub["repo"] == "tatsu-lab/alpaca_eval" and hub["revision"] == COMMIT
-        assert hub["pinned"] is False and hub["rows"] == N
-        read = SOURCES["2.0" if task == "alpaca_eval" else "1.0"].files
+        assert hub["repo"] == "tatsu-lab/alpaca_eval" and hub["revision"] == commit_of(task)
+        assert hub["pinned"] is (task == "alpaca_eval_v1") and hub["rows"] == N
+        read, snapshot = SOURCES["2.0" if task == "alpaca_eval" else "1.0"].files, snapshots[commit_of(task)]
         assert hub["files"] == {n: hashlib.sha256((snapshot / n).read_bytes()).hexdigest() for n in read}
         assert data["version"].startswith(f"hub tatsu-lab/alpaca_eval ({HUB_FILE[task]}, {N} instructions)")
         other = json.loads((from_dir.run_dir / "run.json").read_text())["tasks"][task]["data"]
@@ -107,14 +115,14 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
     listed = run_cli("data", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = {e["task"]: e for e in json.loads(listed.stdout)}
-    for task, files_read in (
-        ("alpaca_eval", ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"]),
-        ("alpaca_eval_v1", ["alpaca_eval.json"]),
+    for task, files_read, revision in (
+        ("alpaca_eval", ["alpaca_eval_gpt4_baseline.json", "df_gamed.csv"], None),
+        ("alpaca_eval_v1", ["alpaca_eval.json"], PINNED),
     ):
         (source,) = entries[task]["hub"]
-        assert source["repo_id"] == "tatsu-lab/alpaca_eval" and source["revision"] is None
-        assert source["pinned"] is False and source["files"] == files_read
-        assert source["cached"] == {"repo": "tatsu-lab/alpaca_eval", "revision": COMMIT}
+        assert source["repo_id"] == "tatsu-lab/alpaca_eval" and source["revision"] == revision
+        assert source["pinned"] is (revision is not None) and source["files"] == files_read
+        assert source["cached"] == {"repo": "tatsu-lab/alpaca_eval", "revision": commit_of(task)}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -132,9 +140,9 @@ def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_p
 
 
 def test_fetch_downloads_each_versions_files_only(tmp_path, monkeypatch):
-    """`evalkit data fetch alpaca_eval alpaca_eval_v1` against a stand-in hub on 127.0.0.1: the reference
-    outputs of both versions and df_gamed.csv at the commit `main` names, not the repository's other
-    files (loading script, annotations); then read offline."""
+    """`evalkit data fetch alpaca_eval alpaca_eval_v1` against a stand-in hub on 127.0.0.1: 2.0's reference
+    outputs and df_gamed.csv at the commit `main` names, 1.0's at its pinned commit, not the repository's
+    other files (loading script, annotations); then read offline."""
     from support.hub_server import HubServer
 
     from evalkit.runner import load_tasks
@@ -147,16 +155,21 @@ def test_fetch_downloads_each_versions_files_only(tmp_path, monkeypatch):
     }
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
-    with HubServer({("tatsu-lab/alpaca_eval", COMMIT): {**files, **extra}}) as hub:
+    repos = {("tatsu-lab/alpaca_eval", c): {**files, **extra} for c in (COMMIT, PINNED)}
+    with HubServer(repos, main={"tatsu-lab/alpaca_eval": COMMIT}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         fetched = run_cli("data", "fetch", "alpaca_eval", "alpaca_eval_v1")
         downloaded = sorted(p for m, p in hub.requests if m == "GET" and "/resolve/" in p)
     assert fetched.returncode == 0, fetched.stderr
-    assert downloaded == sorted(f"/datasets/tatsu-lab/alpaca_eval/resolve/{COMMIT}/{n}" for n in files)
+    base = "/datasets/tatsu-lab/alpaca_eval/resolve"
+    assert downloaded == sorted(
+        [f"{base}/{COMMIT}/alpaca_eval_gpt4_baseline.json", f"{base}/{COMMIT}/df_gamed.csv"]
+        + [f"{base}/{PINNED}/alpaca_eval.json"]  # 1.0 at its pinned commit, whatever main names
+    )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _, loaded = load_tasks("alpaca_eval,alpaca_eval_v1")
     for task in TASKS:
         assert [s.target for s in loaded[task].samples] == [reference_output(task, i) for i in INSTRUCTIONS]
-        assert loaded[task].info["hub"]["revision"] == COMMIT
+        assert loaded[task].info["hub"]["revision"] == commit_of(task)
     assert loaded["alpaca_eval"].info["length_controlled"]["computed"] is True
