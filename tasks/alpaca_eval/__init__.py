@@ -138,7 +138,7 @@ class AlpacaEvalTask(JudgedTask):
         v = self.protocol
         options = self.read_options(spec)
         data_dir, hub = spec.data_dir, None
-        if data_dir is None and not options["reference"]:
+        if data_dir is None and not options["reference"] and not spec.toy:  # no toy set: --data toy says so
             data_dir, hub = locate_files(self.name, v.name, self._instead())
         path = reference_file(self.name, v, data_dir, options["reference"], self.import_usage)
         rows = read_reference(path, v.name)
