@@ -3,8 +3,9 @@ model's answer to a reference model's, generated and judged by `evalkit run` or 
 
 The package: `protocol.py` (versions, output-order switch, judge prompt filling, parsers, win rate; no file
 access), `data.py` (the judge prompts in `assets/`, readers of model_outputs.json and annotations.json, where
-a run finds its reference outputs), `length_controlled.py` (the length-controlled win rate: published GLM
-weights and the refit), `importing.py` (`evalkit import` of official annotations); the tasks are here.
+a run finds its reference outputs), `hub.py` (the tatsu-lab/alpaca_eval files a run reads by default,
+without --data-dir), `length_controlled.py` (the length-controlled win rate: published GLM weights and the
+refit), `importing.py` (`evalkit import` of official annotations); the tasks are here.
 
 A run: each of the 805 instructions of the reference model's model_outputs.json is one sample, asked as one
 user turn; greedy decoding with at most 2048 new tokens (AlpacaEval mandates no decoding config: each model's
