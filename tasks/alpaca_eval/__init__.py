@@ -3,8 +3,9 @@ model's answer to a reference model's, generated and judged by `evalkit run` or 
 
 The package: `protocol.py` (versions, output-order switch, judge prompt filling, parsers, win rate; no file
 access), `data.py` (the judge prompts in `assets/`, readers of model_outputs.json and annotations.json, where
-a run finds its reference outputs), `length_controlled.py` (the length-controlled win rate: published GLM
-weights and the refit), `importing.py` (`evalkit import` of official annotations); the tasks are here.
+a run finds its reference outputs), `hub.py` (the tatsu-lab/alpaca_eval files a run reads by default,
+without --data-dir), `length_controlled.py` (the length-controlled win rate: published GLM weights and the
+refit), `importing.py` (`evalkit import` of official annotations); the tasks are here.
 
 A run: each of the 805 instructions of the reference model's model_outputs.json is one sample, asked as one
 user turn; greedy decoding with at most 2048 new tokens (AlpacaEval mandates no decoding config: each model's
@@ -36,6 +37,8 @@ from evalkit.task import (
 )
 from evalkit.tasks.alpaca_eval import length_controlled as lc
 from evalkit.tasks.alpaca_eval.data import GlmWeights, load_template, read_reference, reference_file
+from evalkit.tasks.alpaca_eval.hub import SOURCES as HUB_SOURCES
+from evalkit.tasks.alpaca_eval.hub import locate_files
 from evalkit.tasks.alpaca_eval.importing import IMPORT_SOURCE, import_answers, write_answers
 from evalkit.tasks.alpaca_eval.protocol import (
     DRAW,
@@ -135,7 +138,10 @@ class AlpacaEvalTask(JudgedTask):
     def load(self, spec: DataSpec) -> LoadedData:
         v = self.protocol
         options = self.read_options(spec)
-        path = reference_file(self.name, v, spec.data_dir, options["reference"], self.import_usage)
+        data_dir, hub = spec.data_dir, None
+        if data_dir is None and not options["reference"] and not spec.toy:  # no toy set: --data toy says so
+            data_dir, hub = locate_files(self.name, v.name, self._instead())
+        path = reference_file(self.name, v, data_dir, options["reference"], self.import_usage)
         rows = read_reference(path, v.name)
         samples = [
             Sample(
@@ -157,16 +163,32 @@ class AlpacaEvalTask(JudgedTask):
             "length_controlled": dict(lc.V1_LC_NOTE),
         }
         if v.name == "2.0":
-            gamed = lc.gamed_file(self.name, spec.data_dir, options["df_gamed"])
+            gamed = lc.gamed_file(self.name, data_dir, options["df_gamed"])
             if gamed is None:
                 info["length_controlled"] = {"computed": False, "note": lc.REFIT_NOTE}
             else:
                 refit = lc.refit_record(gamed)
+                if hub is not None:  # the snapshot's file name, not the blob it links to
+                    refit["df_gamed"] = str(gamed.absolute())
                 for sample in samples:
                     sample.meta["lc_refit"] = refit
                 info["files"][gamed.name] = refit["sha256"]
                 info["length_controlled"] = {"computed": True, "note": f"GLM refitted with {gamed.name}"}
+        if hub is not None:
+            info.update(hub, version=f"hub {hub['hub']['repo']} ({path.name}, {len(rows)} instructions)")
+            info["hub"]["rows"] = len(rows)
         return LoadedData(samples, info)
+
+    def _instead(self) -> str:
+        """The other ways to give a run its reference outputs (said when the hub cache lacks them)."""
+        v = self.protocol
+        return (
+            f"pass --data-dir DIR holding results/{v.reference}/model_outputs.json (a checkout of "
+            f"github.com/tatsu-lab/alpaca_eval) or {v.hub_file}, "
+            f"or --task-option {self.name}.reference=PATH; "
+            f"to score outputs the official judge already judged use "
+            f"`evalkit import --task {self.name} {self.import_usage}`"
+        )
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
         raise UserError(f"{self.name} rows are scored from their stored judge outputs")
@@ -306,8 +328,11 @@ class AlpacaEval2(AlpacaEvalTask):
         "df_gamed": TaskOption("df_gamed.csv, for the length-controlled win rate's GLM refit"),
     }
     description = "AlpacaEval 2.0 win rate against gpt4_1106_preview (GPT-4 Turbo logprob judge)"
+    hub_sources = (HUB_SOURCES["2.0"],)
     data_needs = (
-        "run: --data-dir holding results/gpt4_1106_preview/model_outputs.json (a checkout of "
+        "run: none by default: read from the hub (tatsu-lab/alpaca_eval, alpaca_eval_gpt4_baseline.json and "
+        "df_gamed.csv; `evalkit data fetch alpaca_eval` fetches them ahead); for local files "
+        "--data-dir holding results/gpt4_1106_preview/model_outputs.json (a checkout of "
         "github.com/tatsu-lab/alpaca_eval) or alpaca_eval_gpt4_baseline.json (Hugging Face dataset "
         "tatsu-lab/alpaca_eval), or --task-option alpaca_eval.reference=PATH; judged by gpt-4-1106-preview "
         "(top-5 logprobs); the length-controlled win rate needs df_gamed.csv (Hugging Face dataset "
@@ -327,8 +352,11 @@ class AlpacaEval1(AlpacaEvalTask):
     judge_spec = official_judge("1.0")
     task_options = {"reference": TaskOption("the reference outputs (text_davinci_003 model_outputs.json)")}
     description = "AlpacaEval 1.0 win rate against text_davinci_003 (GPT-4 ranking judge)"
+    hub_sources = (HUB_SOURCES["1.0"],)
     data_needs = (
-        "run: --data-dir holding results/text_davinci_003/model_outputs.json (a checkout of "
+        "run: none by default: read from the hub (tatsu-lab/alpaca_eval, alpaca_eval.json; `evalkit data "
+        "fetch alpaca_eval_v1` fetches it ahead); for local files "
+        "--data-dir holding results/text_davinci_003/model_outputs.json (a checkout of "
         "github.com/tatsu-lab/alpaca_eval) or alpaca_eval.json (Hugging Face dataset tatsu-lab/alpaca_eval), "
         "or --task-option alpaca_eval_v1.reference=PATH; judged by gpt-4 (ranking text). import: --answers "
         "the model_outputs.json, --judgments the official annotations.json (alpaca_eval_gpt4)"

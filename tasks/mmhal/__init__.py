@@ -2,8 +2,9 @@
 informativeness and hallucination.
 
 Modules: this one holds the Task class; `protocol` the template records, the official prompts, the rating
-parser and the summary (no I/O); `data` the template, image and judged-result files; `importing`
-`evalkit import` of official answers and reviews; `toy` the toy set over the toy world.
+parser and the summary (no I/O); `data` the template, image and judged-result files; `hub` the official
+files fetched from the hub (the default without --data-dir); `importing` `evalkit import` of official
+answers and reviews; `toy` the toy set over the toy world.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from evalkit.judges.judge import JudgeCall, prompt_sha256
 from evalkit.stats import Estimate, Statistic, mean_statistic
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, JudgedTask, LoadedData, MetricInfo
 from evalkit.tasks.mmhal.data import IMAGE_SUBDIR, check_images, find_template, image_file_name, load_template
+from evalkit.tasks.mmhal.hub import SOURCE as HUB_SOURCE
+from evalkit.tasks.mmhal.hub import locate_files
 from evalkit.tasks.mmhal.importing import import_judged, write_answers
 from evalkit.tasks.mmhal.protocol import (
     GENERATION,
@@ -58,6 +61,15 @@ def _json_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     }
 
 
+#: the other ways to give MMHal-Bench data (said when the hub cache lacks it)
+INSTEAD = (
+    "pass --data toy, or --data-dir DIR with response_template.json (or RLHF-V's "
+    "mmhal-bench_answer_template.json) and the images in DIR/images (or --image-dir); to score answers and "
+    "reviews made elsewhere "
+    "use `evalkit import --task mmhal --answers ANSWERED.json --judgments REVIEWS.json`"
+)
+
+
 class MMHal(JudgedTask):
     """MMHal-Bench. One row per template record, id = its index (0–95, which fixes the question type),
     `target` the human answer, `cluster` the image id. The model sees its image and the bare question
@@ -70,9 +82,11 @@ class MMHal(JudgedTask):
     `unparsed` are also `statistics` (over sample ids) for `evalkit compare`; `hallucination_rate` is the
     one where lower is better.
 
-    Data: `--data-dir DIR` with the template (`response_template.json` from HF Shengcao1006/MMHal-Bench,
-    or RLHF-V's `mmhal-bench_answer_template.json`) and the images in DIR/images (or `--image-dir`), each
-    named as the last part of its record's `image_src` URL; `--data toy` builds a toy set offline.
+    Data: by default the official files from the hub (`hub`: Shengcao1006/MMHal-Bench's template and
+    images/, read as --data-dir reads them); `--data-dir DIR` with the template (`response_template.json`
+    from HF Shengcao1006/MMHal-Bench, or RLHF-V's `mmhal-bench_answer_template.json`) and the images in
+    DIR/images (or `--image-dir`), each named as the last part of its record's `image_src` URL; `--data toy`
+    builds a toy set offline.
 
     Import: `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
     `model_vqa_mmhal.py` output); `--judgments` (exactly one) is either RLHF-V's merged judged file (records
@@ -82,7 +96,10 @@ class MMHal(JudgedTask):
     name = "mmhal"
     version = "1"
     description = "MMHal-Bench: 96 image questions, GPT-4 rates 0-6 (informativeness, hallucination)"
+    hub_sources = (HUB_SOURCE,)
     data_needs = (
+        "none by default: read from the hub (Shengcao1006/MMHal-Bench, response_template.json and images/; "
+        "`evalkit data fetch mmhal` fetches them ahead). For local files: "
         "--data-dir DIR with response_template.json (HF Shengcao1006/MMHal-Bench) or "
         "mmhal-bench_answer_template.json (RLHF-V eval/data), and the 96 OpenImages pictures in DIR/images "
         "(or --image-dir) named as the last part of each record's image_src URL (the HF dataset's images/); "
@@ -104,6 +121,7 @@ class MMHal(JudgedTask):
     judge_spec = JUDGE_SPEC
 
     def load(self, spec: DataSpec) -> LoadedData:
+        hub: dict[str, Any] | None = None
         if spec.toy:
             from evalkit.tasks.mmhal.toy import default_toy_dir, write_toy_mmhal
 
@@ -111,15 +129,13 @@ class MMHal(JudgedTask):
         elif spec.data_dir is not None:
             data_dir = Path(spec.data_dir)
         else:
-            raise UserError(
-                "mmhal needs data: pass --data toy, or --data-dir DIR with the MMHal-Bench template and "
-                "its images"
-            )
+            data_dir, hub = locate_files(self.name, INSTEAD)
         path = find_template(data_dir)
         every = load_template(path)
         items = every[: spec.limit]
-        images = data_dir / IMAGE_SUBDIR if spec.toy or spec.image_dir is None else Path(spec.image_dir)
-        check_images(items, images, given=spec.image_dir is not None and not spec.toy)
+        given = spec.image_dir is not None and not spec.toy and hub is None
+        images = Path(spec.image_dir) if given else data_dir / IMAGE_SUBDIR
+        check_images(items, images, given=given)
         samples = [
             Sample(
                 id=str(it.index),
@@ -136,6 +152,9 @@ class MMHal(JudgedTask):
             "version": toy_label(data_dir) or f"MMHal-Bench ({len(every)} records)",
             "files": {path.name: sha256_file(path)},
         }
+        if hub is not None:
+            info.update(hub, version=f"hub {hub['hub']['repo']} (official files, {len(every)} records)")
+            info["hub"]["rows"] = len(every)
         return LoadedData(samples, info)
 
     def score(self, response: str, target: Any, meta: dict[str, Any]) -> dict[str, Any]:
