@@ -24,9 +24,13 @@ def shared() -> Path:
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
-    """Every test writes toy data and models into one session-wide temp cache, never into ~/.cache."""
+    """Every test writes toy data and models into one session-wide temp cache, never into ~/.cache, and
+    reads no Hugging Face hub cache but its own."""
     root = tmp_path_factory.getbasetemp() / "evalkit-cache"
     monkeypatch.setenv("EVALKIT_CACHE", str(root))
+    # an empty Hugging Face hub cache of the session's own, so that no test reads the machine's real cache
+    # (a task with a hub copy would load it instead of failing as the test expects); hub tests set theirs
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "hf-hub-cache"))
     # judge answers are per test: test servers get OS-chosen ports, and a port reused by a later test
     # would otherwise find an earlier test's answers for "the same" endpoint
     monkeypatch.setenv("EVALKIT_JUDGE_CACHE", str(tmp_path_factory.mktemp("judge") / "judge_cache.sqlite"))
