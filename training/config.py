@@ -54,10 +54,18 @@ class TrainConfig:
         metadata={"help": "sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs"}
     )
     model: str = field(metadata={"help": "Base checkpoint path or hub id, or 'toy'"})
-    data: str = field(metadata={"help": "Training data: JSONL / JSON file or cached hub dataset id"})
+    data: str = field(metadata={"help": "Training data: JSONL / JSON file or Hugging Face dataset id"})
     output: str = field(metadata={"help": "Checkpoint folder to write (re-run to resume)", "cli_type": Path})
     format: str = field(
         default="auto", metadata={"help": "Data format (default: detected from the first record)."}
+    )
+    image_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the images the data names by path (default: the data file's folder; "
+            "POVID: COCO train2014).",
+            "cli_type": Path,
+        },
     )
     max_steps: int | None = field(  # optimizer steps; overrides epochs when given
         default=None, metadata={"help": "Optimizer steps (overrides --epochs)."}

@@ -12,7 +12,7 @@ from evalkit.training.config import TrainConfig
 from evalkit.types import UserError
 
 REQUIRED = ("method", "model", "data", "output")
-_PATH_KEYS = ("model", "data", "output")
+_PATH_KEYS = ("model", "data", "output", "image_dir")
 
 
 def config_from(
