@@ -59,14 +59,6 @@ class TrainConfig:
     format: str = field(
         default="auto", metadata={"help": "Data format (default: detected from the first record)."}
     )
-    image_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder of the images the data names by path (default: the data file's folder; "
-            "POVID: COCO train2014).",
-            "cli_type": Path,
-        },
-    )
     max_steps: int | None = field(  # optimizer steps; overrides epochs when given
         default=None, metadata={"help": "Optimizer steps (overrides --epochs)."}
     )
@@ -123,6 +115,14 @@ class TrainConfig:
         default=50, metadata={"help": "Steps between resume checkpoints (0: never)."}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
+    image_dir: str | None = field(  # the flag follows --format (cli.train.FLAG_ORDER)
+        default=None,
+        metadata={
+            "help": "Folder of the images the data names by path (default: the data file's folder; "
+            "POVID: COCO train2014).",
+            "cli_type": Path,
+        },
+    )
     # sampling from the policy (rs, online-dpo, mixed-dpo, bdhs)
     samples: int = field(  # the seed study sampled 4
         default=4, metadata={"help": "rs: answers sampled per prompt."}
