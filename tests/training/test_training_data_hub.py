@@ -6,6 +6,8 @@ losses; what was read is recorded in train_config.json; an empty cache, a wrong 
 images are one line."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,40 @@ def test_an_undeclared_repository_reads_its_split_files_at_main(hub, world):
     assert "not a training set evalkit declares" in train_split.info["hub"]["note"]
     test_split = load_preferences("someone/prefs", split="test")
     assert [p.chosen for p in test_split.items] == [p["chosen"] for p in pairs[5:7]]
+
+
+def run_cli(*args: str):
+    command = [sys.executable, "-m", "evalkit", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_data_fetch_downloads_a_training_set_that_then_trains_offline(tmp_path, monkeypatch, world):
+    """`evalkit data fetch OWNER/NAME` against a stand-in hub on 127.0.0.1 downloads the set's declared
+    file at the commit `main` names (not the rest of the repository); offline, the set loads from that
+    snapshot and records its commit, and `evalkit data verify OWNER/NAME` checks it."""
+    from support.hub_server import HubServer
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
+    files, _ = rlhfv(world)
+    files["README.md"] = b"# RLHF-V\n"
+    with HubServer({(RLHFV, REV): files}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base_url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        fetched = run_cli("data", "fetch", RLHFV)
+        downloaded = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
+    assert fetched.returncode == 0, fetched.stderr
+    assert downloaded == [f"/datasets/{RLHFV}/resolve/{REV}/RLHF-V-Dataset.parquet"]
+    assert f"{RLHFV}: {RLHFV} at {REV}, 1 file(s)" in " ".join(fetched.stdout.split())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = load_preferences(RLHFV)
+    assert out.format == "rlhfv" and len(out.items) == 16 and out.info["hub"]["revision"] == REV
+    verified = run_cli("data", "verify", RLHFV)
+    assert verified.returncode == 0, verified.stderr
+    assert f"{RLHFV}: RLHF-V-Dataset.parquet: ok" in verified.stdout
+
+
+def test_data_fetch_of_a_training_set_offline_is_one_line(hub):
+    fetched = run_cli("data", "fetch", RLAIFV)
+    assert fetched.returncode == 2 and "HF_HUB_OFFLINE=1 forbids" in fetched.stderr
+    assert len(fetched.stderr.strip().splitlines()) == 1
