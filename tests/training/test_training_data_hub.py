@@ -285,3 +285,22 @@ def test_data_fetch_of_a_training_set_offline_is_one_line(hub):
     fetched = run_cli("data", "fetch", RLAIFV)
     assert fetched.returncode == 2 and "HF_HUB_OFFLINE=1 forbids" in fetched.stderr
     assert len(fetched.stderr.strip().splitlines()) == 1
+
+
+def test_an_align_plan_names_a_hub_training_set_as_the_flag_does(tmp_path):
+    """`data: OWNER/NAME` in an align plan stays a hub id (not a path under the plan's folder), as in
+    `evalkit train`; a local file and `image_dir` are still relative to the plan."""
+    from evalkit.experiments.align import read_plan
+
+    (tmp_path / "pairs.jsonl").write_text("")
+    (tmp_path / "coco").mkdir()
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "base: toy\noutput: out\nevaluate: {tasks: pope, data: toy}\ncheckpoints:\n"
+        f"  povid: {{method: dpo, data: {POVID}, image_dir: coco, max_steps: 2}}\n"
+        "  local: {method: dpo, data: pairs.jsonl, max_steps: 2}\n"
+    )
+    checkpoints = read_plan(plan).checkpoints
+    assert checkpoints["povid"]["data"] == POVID
+    assert checkpoints["povid"]["image_dir"] == str(tmp_path / "coco")
+    assert checkpoints["local"]["data"] == str(tmp_path / "pairs.jsonl")
