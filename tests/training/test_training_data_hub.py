@@ -159,6 +159,7 @@ def test_embedded_images_are_written_once_under_the_commit(hub, world, tmp_path)
     pair = first.items[0]
     assert Path(pair.image).read_bytes() == (world / world_pairs(world)[0]["image"]).read_bytes()
     assert pair.source == f"hf:{RLAIFV}:train:0"
+    assert f"16 examples from 16 records of hf://datasets/{RLAIFV}@{REV} (format rlaifv" in first.summary()
     again = load_preferences(RLAIFV)
     assert {p.image: Path(p.image).stat().st_mtime_ns for p in again.items} == stamps
 
