@@ -111,15 +111,16 @@ def povid(world: Path, coco: Path) -> tuple[dict[str, bytes], list[dict]]:
     return {POVID_FILE: json.dumps(records, indent=1).encode()}, local
 
 
-def train(base: Path, data: str, out: Path, *extra: str) -> tuple[list[float], dict]:
-    args = ["train", "--method", "dpo", "--model", str(base), "--data", data]
-    args += ["--output", str(out), "--max-steps", "2", "--batch-size", "4", "--lora-rank", "4", *extra]
+def train(base: Path, data: str, out: Path, *extra: str) -> tuple[list[list[float]], dict]:
+    """Two DPO steps (lr high enough to move the rewards); each step's loss and chosen / rejected
+    rewards, and train_config.json."""
+    args = ["train", "--method", "dpo", "--model", str(base), "--data", data, "--output", str(out)]
+    args += ["--max-steps", "2", "--batch-size", "4", "--lora-rank", "4", "--lr", "1e-3", *extra]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in log if r.get("loss") is not None], json.loads(
-        (out / "train_config.json").read_text()
-    )
+    steps = [[r[k] for k in ("loss", "rewards/chosen", "rewards/rejected")] for r in log if "loss" in r]
+    return steps, json.loads((out / "train_config.json").read_text())
 
 
 @pytest.mark.parametrize("name", ["rlaifv", "rlhfv", "povid"])
@@ -135,9 +136,11 @@ def test_offline_hub_training_equals_the_same_records_as_local_jsonl(name, hub, 
     jsonl = tmp_path / "local.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in local))
 
-    hub_losses, config = train(world / "base", repo, tmp_path / "hub", *extra)
-    local_losses, local_config = train(world / "base", str(jsonl), tmp_path / "local")
-    assert len(hub_losses) == 2 and hub_losses == pytest.approx(local_losses, rel=1e-5, abs=1e-6)
+    hub_steps, config = train(world / "base", repo, tmp_path / "hub", *extra)
+    local_steps, local_config = train(world / "base", str(jsonl), tmp_path / "local")
+    assert len(hub_steps) == 2 and hub_steps[1][1] > hub_steps[1][2]  # the update moved the rewards
+    for hub_step, local_step in zip(hub_steps, local_steps, strict=True):
+        assert hub_step == pytest.approx(local_step, rel=1e-5, abs=1e-8)
     data, local_data = config["data"], local_config["data"]
     assert data["format"] == local_data["format"] == {"rlaifv": "rlaifv", "rlhfv": "rlhfv"}.get(name, "povid")
     assert data["items"] == local_data["items"] == 16 and data["skipped"] == local_data["skipped"] == {}
