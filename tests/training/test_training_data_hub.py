@@ -308,3 +308,16 @@ def test_an_align_plan_names_a_hub_training_set_as_the_flag_does(tmp_path):
     assert checkpoints["povid"]["data"] == POVID
     assert checkpoints["povid"]["image_dir"] == str(tmp_path / "coco")
     assert checkpoints["local"]["data"] == str(tmp_path / "pairs.jsonl")
+
+
+def test_a_damaged_cached_file_is_refused_in_one_line(hub, world):
+    """A parquet blob (named by its sha256) whose bytes changed is never read as the set."""
+    files, _ = rlhfv(world)
+    snapshot = hub.add(RLHFV, REV, files)
+    blob = (snapshot / "RLHF-V-Dataset.parquet").resolve()
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(UserError) as e:
+        load_preferences(RLHFV)
+    msg = str(e.value)
+    assert "\n" not in msg and "RLHF-V-Dataset.parquet" in msg and "do not match their hub checksum" in msg
+    assert f"evalkit data fetch {RLHFV}" in msg
