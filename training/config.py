@@ -54,7 +54,7 @@ class TrainConfig:
         metadata={"help": "sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs"}
     )
     model: str = field(metadata={"help": "Base checkpoint path or hub id, or 'toy'"})
-    data: str = field(metadata={"help": "Training data: JSONL / JSON file or cached hub dataset id"})
+    data: str = field(metadata={"help": "Training data: JSONL / JSON file or Hugging Face dataset id"})
     output: str = field(metadata={"help": "Checkpoint folder to write (re-run to resume)", "cli_type": Path})
     format: str = field(
         default="auto", metadata={"help": "Data format (default: detected from the first record)."}
@@ -115,6 +115,14 @@ class TrainConfig:
         default=50, metadata={"help": "Steps between resume checkpoints (0: never)."}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
+    image_dir: str | None = field(  # the flag follows --format (cli.train.FLAG_ORDER)
+        default=None,
+        metadata={
+            "help": "Folder of the images the data names by path (default: the data file's folder; "
+            "POVID: COCO train2014).",
+            "cli_type": Path,
+        },
+    )
     # sampling from the policy (rs, online-dpo, mixed-dpo, bdhs)
     samples: int = field(  # the seed study sampled 4
         default=4, metadata={"help": "rs: answers sampled per prompt."}

@@ -12,7 +12,7 @@ from evalkit.training.config import TrainConfig
 from evalkit.types import UserError
 
 REQUIRED = ("method", "model", "data", "output")
-_PATH_KEYS = ("model", "data", "output")
+_PATH_KEYS = ("model", "data", "output", "image_dir")
 
 
 def config_from(
@@ -84,7 +84,7 @@ def read_config_file(file: str | Path) -> dict[str, Any]:
     base = path.resolve().parent
     for name in _PATH_KEYS:
         if isinstance(values.get(name), str):
-            values[name] = _relative_to(values[name], base, name)
+            values[name] = relative_to_file(values[name], base, name)
     return values
 
 
@@ -117,8 +117,9 @@ def _coerce(name: str, value: Any, annotation: str, path: Path) -> Any:
     raise UserError(f"config file {path}: {name} must be {want}, got {value!r}")
 
 
-def _relative_to(value: str, base: Path, name: str) -> str:
-    """`value` from the config file as a path relative to `base`, unless it names a hub id or 'toy'."""
+def relative_to_file(value: str, base: Path, name: str) -> str:
+    """`value` from a config file (or an align plan) as a path relative to `base`, the file's folder, unless
+    it names a hub id or 'toy'."""
     if name == "model" and (value == "toy" or value.startswith("hf:")):
         return value
     p = Path(value).expanduser()

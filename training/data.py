@@ -68,7 +68,8 @@ SFT formats (`load_sft`):
 
 `auto` detects the format from the first record's keys (`Loaded.info["detected"]` says which and why);
 seed multi-completion records need an explicit `seed-best` / `steerlm` for SFT. A path that is not a file
-but looks like `owner/name` is read from the local Hugging Face cache (see `training.data_hub`).
+but looks like `owner/name` is a Hugging Face dataset, fetched into (or, offline, read from) the Hugging
+Face cache (see `training.data_hub`); images its rows name by path are read from `image_root`.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def load_prompts(
     elif format in SFT_FORMATS and format not in PREFERENCE_FORMATS:
         kind = "sft"
     else:
-        records, _, label, _ = _read(path, split)
+        records, _, label, _ = _read(path, split, kwargs.get("image_root"), True)
         if not records:
             raise UserError(f"{label}: no records")
         found = detect(records[0][1])
@@ -211,7 +212,7 @@ def _load(
         raise UserError(f"unknown {kind} data format {fmt!r}; formats: auto, {', '.join(table)}")
     if rules.group_by not in ("prompt", "image"):
         raise UserError(f"group_by must be 'prompt' or 'image', got {rules.group_by!r}")
-    records, info, label, base_dir = _read(path, split)
+    records, info, label, base_dir = _read(path, split, image_root, skip_missing_images)
     if not records:
         raise UserError(f"{label}: no records")
     auto = fmt == "auto"
@@ -250,7 +251,9 @@ def _load(
     return Loaded(ctx.items, skipped, fmt, info)
 
 
-def _read(path: str | Path, split: str) -> tuple[list[tuple[int, dict]], dict[str, Any], str, Path]:
+def _read(
+    path: str | Path, split: str, image_root: str | Path | None = None, skip_missing_images: bool = False
+) -> tuple[list[tuple[int, dict]], dict[str, Any], str, Path]:
     p = Path(path).expanduser()
     if p.is_file():
         resolved = p.resolve()
@@ -259,7 +262,7 @@ def _read(path: str | Path, split: str) -> tuple[list[tuple[int, dict]], dict[st
     if p.exists():
         raise UserError(f"{path}: is a folder; pass a JSON-lines or JSON-list file")
     if looks_like_hub_id(str(path)):
-        rows, info = load_hub_rows(str(path), split)
+        rows, info = load_hub_rows(str(path), split, image_root, skip_missing_images)
         return rows, info, f"hf:{path}:{split}", Path.cwd()
     raise UserError(f"file not found: {path} (a Hugging Face dataset id is written owner/name)")
 

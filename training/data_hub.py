@@ -1,9 +1,17 @@
-"""Hugging Face dataset ids as training data: read from the local cache only, never downloaded.
+"""Hugging Face dataset ids as training data, read through `evalkit.hubdata`: the same cache, offline
+mode and checksums as the benchmarks' hub data.
 
-`load_preferences("openbmb/RLAIF-V-Dataset")` works when the dataset is already in the local Hugging Face
-cache and the optional `datasets` package is installed (evalkit does not depend on it); images are written
-once to `$EVALKIT_CACHE/hub-images/<owner>--<name>/` so that every example carries a file path. Otherwise
-the error says how to export the dataset to JSONL on a machine with internet:
+`load_preferences("openbmb/RLAIF-V-Dataset")` fetches the set's files into the Hugging Face cache (or, with
+`HF_HUB_OFFLINE=1`, reads them from it; an empty cache is one line naming `evalkit data fetch ID`), reads
+the rows of its parquet / JSON files, writes each embedded image once under
+`$EVALKIT_CACHE/hub/<owner>--<name>/<commit>/images/` so that every example carries a file path, and hands
+the rows to the usual format detection and skip counting. The known sets (`training.data_hub_sources`)
+declare their files; any other id reads its parquet files at `main`, else its JSON / JSONL files. What was
+read (repository, revision, files with their sha256, rows) is in `Loaded.info["hub"]`, which the trainer
+writes to CKPT/train_config.json. Sets whose images are referenced by path (POVID: COCO train2014) read
+them from `image_root` (`evalkit train --image-dir`), by file name.
+
+Exporting a set to JSONL (with `datasets`, on a machine with internet) still works:
 
     python -m evalkit.training.data_hub openbmb/RLAIF-V-Dataset DIR --split train
 
@@ -17,14 +25,13 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from evalkit.training.data_hub_sources import TrainingSet, training_set
 from evalkit.types import UserError
-from evalkit.util.environment import cache_root
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DATA_SUFFIXES = {".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt", ".arrow"}
@@ -35,66 +42,112 @@ def looks_like_hub_id(path: str) -> bool:
     return bool(_HUB_ID.match(path)) and Path(path).suffix.lower() not in _DATA_SUFFIXES
 
 
-def cache_locations(dataset_id: str) -> list[Path]:
-    """Where `datasets` (`<owner>___<name>`) and `huggingface_hub` (`datasets--<owner>--<name>`) keep it."""
-    owner, name = dataset_id.split("/")
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets"))
-    hub_cache = Path(os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", home / "hub")))
-    return [datasets_cache / f"{owner}___{name}", hub_cache / f"datasets--{owner}--{name}"]
+def fetch(dataset_id: str, *, download: bool = True, split: str = "train"):
+    """The cached snapshot of a training set (downloaded first when allowed): `evalkit data fetch ID`."""
+    from evalkit.hubdata.cache import locate
 
-
-def export_hint(dataset_id: str, split: str) -> str:
-    return (
-        f"evalkit never downloads training data: on a machine with internet run `python -m "
-        f"evalkit.training.data_hub {dataset_id} DIR --split {split}` (needs `pip install datasets`), "
-        f"copy DIR here and pass DIR/{split}.jsonl"
+    ts = training_set(dataset_id)
+    instead = (
+        f"export it on a machine with internet (`python -m evalkit.training.data_hub {dataset_id} DIR "
+        f"--split {split}`) and pass DIR/{split}.jsonl"
     )
+    return locate(ts.source, dataset_id, download=download, instead=instead)
 
 
-def load_hub_rows(dataset_id: str, split: str) -> tuple[list[tuple[int, dict]], dict[str, Any]]:
-    """(row index, record) for a cached hub dataset, images saved as files; else a UserError."""
-    places = cache_locations(dataset_id)
-    cached = [p for p in places if p.is_dir()]
-    if not cached:
+def _split_files(ts: TrainingSet, files: tuple[str, ...], split: str, dataset_id: str) -> list[str]:
+    """The files holding `split`: a known set's declared files (it has one split); for another id its
+    parquet files, else its JSON / JSONL files, narrowed to those named after the split when some are."""
+    if ts.known:
+        if split != ts.source.split:
+            raise UserError(f"{dataset_id} has only the {ts.source.split!r} split, not {split!r}")
+        return list(files)
+    parquet = [f for f in files if f.endswith(".parquet")]
+    chosen = parquet or [f for f in files if f.endswith((".json", ".jsonl"))]
+    named = [f for f in chosen if re.search(rf"(^|[/_-]){re.escape(split)}([/_.-]|$)", f)]
+    return named or chosen
+
+
+def _rows_of(path: Path) -> list[dict]:
+    from evalkit.hubdata.parquet import read_rows
+    from evalkit.training.data_records import read_records
+
+    if path.suffix == ".parquet":
+        return read_rows(path, None)
+    return [row for _, row in read_records(path)]
+
+
+def _external_image(row: dict, image_dir: Path) -> tuple[str, str] | None:
+    """(key, name) of a row's image path, pointed at `image_dir` by file name (None: no image)."""
+    from evalkit.training.data_records import IMAGE_KEYS
+
+    for key in IMAGE_KEYS:
+        value = row.get(key)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, str) and value:
+            return key, str(image_dir / Path(value).name)
+    return None
+
+
+def _resolve_external(
+    ts: TrainingSet, rows: list[tuple[int, dict]], image_dir: Path | None, skip_missing: bool, dataset_id: str
+) -> None:
+    """Point each row's image path at `image_dir`; a missing folder or image is one line naming the folder
+    and where the images come from (with `skip_missing`, missing images are left to the usual skip)."""
+    where = f"{dataset_id}'s images are not in the dataset: they are {ts.external_images}"
+    if image_dir is None:
+        raise UserError(f"{where}; pass --image-dir DIR (image_root=) with those files")
+    if not image_dir.is_dir():
+        raise UserError(f"--image-dir {image_dir} is not a folder; {where}")
+    missing = []
+    for _, row in rows:
+        found = _external_image(row, image_dir)
+        if found is None:
+            continue
+        key, path = found
+        row[key] = path
+        if not Path(path).is_file():
+            missing.append(Path(path).name)
+    if missing and not skip_missing:
         raise UserError(
-            f"{dataset_id!r} is not a file, and as a Hugging Face dataset id it is not in the "
-            f"local cache ({' or '.join(map(str, places))}); {export_hint(dataset_id, split)}"
+            f"{len(missing)} of {len(rows)} images of {dataset_id} not found in --image-dir {image_dir} "
+            f"(first: {missing[0]}); {where}"
         )
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    try:
-        for key in saved:  # cache only, unless the user said otherwise
-            os.environ.setdefault(key, "1")
-        try:
-            import datasets
-        except ImportError:
-            hint = export_hint(dataset_id, split)
-            raise UserError(
-                f"{dataset_id!r} is in the local Hugging Face cache but the optional `datasets` "
-                f"package is not installed (pip install datasets); or {hint}"
-            ) from None
-        try:
-            ds = datasets.load_dataset(dataset_id, split=split)
-        except Exception as exc:  # noqa: BLE001 (any failure of the optional package is the user's to fix)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise UserError(
-                f"could not load {dataset_id!r} split {split!r} from the local cache "
-                f"({type(exc).__name__}: {first}); {export_hint(dataset_id, split)}"
-            ) from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    image_dir = cache_root() / "hub-images" / dataset_id.replace("/", "--")
-    rows = list(enumerate(iter_rows(ds, image_dir)))
+
+
+def load_hub_rows(
+    dataset_id: str, split: str, image_dir: str | Path | None = None, skip_missing_images: bool = False
+) -> tuple[list[tuple[int, dict]], dict[str, Any]]:
+    """(row index, record) for a hub training set, embedded images written as files, path-referenced ones
+    pointed at `image_dir`; and the info the run records. A `UserError` (one line) when it cannot."""
+    from evalkit.hubdata.cache import checksums
+    from evalkit.hubdata.parquet import image_folder
+
+    ts = training_set(dataset_id)
+    snap = fetch(dataset_id, split=split)
+    names = _split_files(ts, snap.files, split, dataset_id)
+    if not names:
+        raise UserError(f"{dataset_id}: no parquet or JSON file in {snap.folder} ({', '.join(snap.files)})")
+    sums = {n: s for n, s in checksums(snap, dataset_id).items() if n in names}
+    images = image_folder(snap.repo_id, snap.revision)
+    rows: list[tuple[int, dict]] = []
+    for name in names:
+        for row in _rows_of(snap.path(name)):
+            rows.append((len(rows), {k: _materialise(v, images, None) for k, v in row.items()}))
+    if ts.external_images:
+        folder = Path(image_dir).expanduser().resolve() if image_dir is not None else None
+        _resolve_external(ts, rows, folder, skip_missing_images, dataset_id)
+    hub = {**snap.record(), "ref": ts.source.ref, "split": split, "files": sums, "rows": len(rows)}
     info = {
         "hub_id": dataset_id,
         "split": split,
-        "hf_cache": str(cached[0]),
-        "fingerprint": getattr(ds, "_fingerprint", None),
+        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "hf_cache": str(snap.folder),
+        "fingerprint": hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest(),
+        "hub": hub,
     }
+    if not ts.known:
+        info["hub"]["note"] = ts.source.note
     return rows, info
 
 

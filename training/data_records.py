@@ -77,7 +77,7 @@ class Loaded(Generic[T]):
 
     def summary(self) -> str:
         """One line for the training log."""
-        where = self.info.get("path") or self.info.get("hub_id")
+        where = self.info.get("path") or self.info.get("source") or self.info.get("hub_id")  # hub: @commit
         how = "auto-detected" if self.info.get("auto_detected") else "as asked"
         line = f"{len(self.items)} examples from {self.info.get('records', 0)} records of {where} "
         line += f"(format {self.format}, {how})"

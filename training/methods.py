@@ -36,14 +36,16 @@ PREPARED_FORMAT = "evalkit-prepared/1"
 def load_data(cfg: TrainConfig) -> Loaded:
     from evalkit.training.data import load_preferences, load_prompts, load_sft
 
+    images = {"image_root": cfg.image_dir} if cfg.image_dir else {}
+
     if cfg.method in ("dpo", "mixed-dpo"):
-        return load_preferences(cfg.data, cfg.format, seed=cfg.seed)
+        return load_preferences(cfg.data, cfg.format, seed=cfg.seed, **images)
     if cfg.method == "online-dpo":
-        return load_prompts(cfg.data, cfg.format, seed=cfg.seed)
+        return load_prompts(cfg.data, cfg.format, seed=cfg.seed, **images)
     if cfg.method == "rs" and cfg.prescored:
-        return load_sft(cfg.data, "seed-best")
+        return load_sft(cfg.data, "seed-best", **images)
     if cfg.method == "steerlm":
-        data = load_sft(cfg.data, cfg.format, seed_as="steerlm")
+        data = load_sft(cfg.data, cfg.format, seed_as="steerlm", **images)
         unscored = [ex.source for ex in data.items if not ex.attributes]
         if unscored:
             raise UserError(
@@ -52,7 +54,7 @@ def load_data(cfg: TrainConfig) -> Loaded:
                 "records, or an `attributes` mapping in generic SFT records)"
             )
         return data
-    return load_sft(cfg.data, cfg.format)
+    return load_sft(cfg.data, cfg.format, **images)
 
 
 def steerlm_examples(items: list[SFTExample]) -> list[SFTExample]:

@@ -27,9 +27,11 @@ evalkit data list [--json]
 evalkit data fetch TASKS
     download the hub files of TASKS (space- or comma-separated) into the
     cache, with progress bars, and check them; a task with no hub source
-    says what to supply by hand
+    says what to supply by hand; a name written OWNER/NAME is a training
+    set (`evalkit train --data OWNER/NAME`), e.g. openbmb/RLAIF-V-Dataset
 evalkit data verify [TASKS]
-    re-hash the cached files of TASKS (default: every cached hub source)
+    re-hash the cached files of TASKS or training sets (default: every
+    cached hub source of a task)
     against the names the hub gave their blobs (sha256, or the git sha1 of
     small files); a damaged file exits 1 naming the fix
 
@@ -41,11 +43,39 @@ the network there. `evalkit run` itself fetches what is missing when the
 hub can be reached."""
 
 
+def _names(names: list[str] | None) -> tuple[list[str], list[str]]:
+    """The task names and the training-set ids (OWNER/NAME) among the arguments, space- or
+    comma-separated."""
+    wanted = list(dict.fromkeys(n.strip() for arg in names or [] for n in arg.split(",") if n.strip()))
+    return [n for n in wanted if "/" not in n], [n for n in wanted if "/" in n]
+
+
 def _tasks(names: list[str] | None):
     from evalkit.registry import get_task, task_names
 
     wanted = [n.strip() for arg in names or [] for n in arg.split(",") if n.strip()]
     return [get_task(n) for n in dict.fromkeys(wanted or task_names())]
+
+
+def _training_sets(ids: list[str], download: bool) -> list:
+    """(id, snapshot) of each training set, fetched (`download`) or as cached; damaged files exit 1."""
+    from evalkit.hubdata.cache import damaged, verify
+    from evalkit.training.data_hub import fetch
+
+    problems, done = [], []
+    for dataset_id in ids:
+        snap = fetch(dataset_id, download=download)
+        results = verify(snap)
+        if not download:
+            for v in results:
+                out.print(escape(f"{dataset_id}: {v['file']}: {v['status']}"), highlight=False)
+        bad = [v["file"] for v in results if v["status"] == "corrupt"]
+        if bad:
+            problems.append(damaged(snap, dataset_id, bad))
+        done.append((dataset_id, snap))
+    if problems:
+        raise CommandFailed("; ".join(problems))
+    return done
 
 
 def _cached(source, task: str):
@@ -98,14 +128,17 @@ def _list(tasks, as_json: bool) -> None:
     out.print(escape("\n".join(lines)), highlight=False, soft_wrap=True)
 
 
-def _fetch(tasks) -> None:
+def _fetch(tasks, sets: list[str]) -> None:
     from evalkit.hubdata.cache import damaged, locate, offline, verify
 
-    if offline() and any(t.hub_sources for t in tasks):
+    if offline() and (sets or any(t.hub_sources for t in tasks)):
         raise UserError(
             "evalkit data fetch downloads from the hub, which HF_HUB_OFFLINE=1 forbids: run it without "
             "HF_HUB_OFFLINE on a machine that reaches huggingface.co (a cluster's login node)"
         )
+    for dataset_id, snap in _training_sets(sets, download=True):
+        where = f"{snap.repo_id} at {snap.revision}, {len(snap.files)} file(s) in {snap.folder}"
+        out.print(escape(f"{dataset_id}: {where}"), highlight=False)
     unfetched = []
     for t in tasks:
         if not t.hub_sources:
@@ -167,9 +200,13 @@ def data(
     elif action == "fetch":
         if not tasks:
             raise UserError("evalkit data fetch TASKS: name the tasks to fetch (see `evalkit data list`)")
-        _fetch(_tasks(tasks))
+        names, sets = _names(tasks)
+        _fetch(_tasks(names) if names else [], sets)
     else:
-        _verify(_tasks(tasks), named=bool(tasks))
+        names, sets = _names(tasks)
+        _training_sets(sets, download=False)
+        if names or not sets:
+            _verify(_tasks(names), named=bool(names))
 
 
 data.__doc__ = HELP

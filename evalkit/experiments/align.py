@@ -77,7 +77,7 @@ class AlignPlan:
 def read_plan(file: str | Path) -> AlignPlan:
     """The checked plan of a YAML (or .json) align config; paths relative to the file."""
     from evalkit.training.config import TrainConfig
-    from evalkit.training.config_file import read_config_file_raw
+    from evalkit.training.config_file import read_config_file_raw, relative_to_file
 
     path = Path(file).expanduser()
     raw = read_config_file_raw(path)
@@ -112,8 +112,9 @@ def read_plan(file: str | Path) -> AlignPlan:
         if wrong:
             raise UserError(f"{path}: checkpoints.{name}: unknown setting {wrong[0]!r}")
         settings = {k.replace("-", "_"): v for k, v in settings.items()}
-        if "data" in settings:
-            settings["data"] = str(here / Path(str(settings["data"])).expanduser())
+        for key in ("data", "image_dir"):  # a hub dataset id (OWNER/NAME) stays one, as in `evalkit train`
+            if settings.get(key) is not None:
+                settings[key] = relative_to_file(str(settings[key]), here, key)
         checkpoints[str(name)] = {"from": start, **settings}
     base = str(raw["base"])
     if base != "toy" and not base.startswith("hf:") and (here / base).exists():

@@ -76,7 +76,7 @@ def _matching(folder: Path, patterns: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _describe(source: HubSource) -> str:
-    at = f"revision {source.revision[:12]}" if source.revision else "revision main (not pinned)"
+    at = f"revision {source.revision[:12]}" if source.revision else f"revision {source.ref} (not pinned)"
     return f"{source.repo_id} ({source.config}, {at}, {', '.join(source.files)})"
 
 
@@ -95,7 +95,7 @@ def locate(source: HubSource, task: str, *, download: bool = True, instead: str 
                 snapshot_download(
                     repo_id,
                     repo_type=source.repo_type,
-                    revision=source.revision or "main",
+                    revision=source.revision or source.ref,
                     allow_patterns=list(source.files),
                     cache_dir=cache,
                     local_files_only=local_only,

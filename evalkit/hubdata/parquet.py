@@ -15,9 +15,11 @@ from evalkit.types import UserError
 MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"))
 
 
-def read_rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """The rows of a parquet file, in file order, with `columns` (each must be present) and those of
-    `optional` the file has."""
+def read_rows(
+    path: Path, columns: tuple[str, ...] | None, optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The rows of a parquet file, in file order, with `columns` (each must be present; None: every
+    column the file has) and those of `optional` the file has."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -28,6 +30,8 @@ def read_rows(path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = 
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001 - any damage to the file is a user-fixable data error
         raise UserError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    if columns is None:
+        return table.to_pylist()
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise UserError(

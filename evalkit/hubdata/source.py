@@ -13,11 +13,11 @@ class HubSource:
     """One hub repository a task reads, and which of its files.
 
     `revision`: the full 40-hex commit sha the task is pinned to; None where no sha could be established,
-    then the revision the cache holds for `main` is used and the resolved sha recorded (the `note` says
-    so). `mirrors`: repository ids accepted in place of `repo_id` (same files, tried in order after it).
-    `files`: the paths or glob patterns read (`allow_patterns`). `config` / `split`, `rows` and `size`
-    describe the data for people (`evalkit data list`); `note` says how it differs from the official
-    release."""
+    then the revision the cache holds for `ref` (a branch, tag or `refs/pr/N`; default `main`) is used and
+    the resolved sha recorded (the `note` says so). `mirrors`: repository ids accepted in place of
+    `repo_id` (same files, tried in order after it). `files`: the paths or glob patterns read
+    (`allow_patterns`). `config` / `split`, `rows` and `size` describe the data for people (`evalkit data
+    list`); `note` says how it differs from the official release."""
 
     repo_id: str
     revision: str | None
@@ -29,6 +29,7 @@ class HubSource:
     note: str = ""
     mirrors: tuple[str, ...] = ()
     repo_type: str = "dataset"
+    ref: str = "main"
 
     def __post_init__(self) -> None:
         if self.revision is not None and not COMMIT.fullmatch(self.revision):
@@ -48,6 +49,7 @@ class HubSource:
             "repo_type": self.repo_type,
             "revision": self.revision,
             "pinned": self.revision is not None,
+            "ref": self.ref,
             "files": list(self.files),
             "config": self.config,
             "split": self.split,

@@ -69,7 +69,7 @@ class HubCache:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(blob, link.parent))
         if ref is not None:
-            (repo / "refs").mkdir(parents=True, exist_ok=True)
+            (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)  # refs/pr/N nests
             (repo / "refs" / ref).write_text(revision)
         return snapshot
 

@@ -2,6 +2,7 @@
 with PIL), outputs checked by hand; the seed study's pairing rule at gap 1, 2 and on ties; skip counts;
 `file:line` errors; auto-detection; hub ids (a fake `datasets` module stands in for the optional package)."""
 
+import hashlib
 import json
 import os
 import sys
@@ -571,40 +572,46 @@ def fake_datasets(monkeypatch, rows):
     return calls
 
 
-def test_hub_id_not_cached_says_how_to_export(hf_home, monkeypatch):
+def test_hub_id_not_cached_names_the_fetch_and_the_export(hf_home, monkeypatch):
+    """Changed on purpose: evalkit now fetches training data from the hub (issue 14), so the old "never
+    downloads" wording and the optional-`datasets` branch are gone; offline with an empty cache the one
+    line names the cache, `evalkit data fetch ID` and still the JSONL export."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError) as e:
         load_preferences("openbmb/RLAIF-V-Dataset")
     msg = str(e.value)
-    assert "not in the local cache" in msg and "datasets--openbmb--RLAIF-V-Dataset" in msg
+    assert "is not in the Hugging Face cache" in msg and str(hf_home / "hub") in msg
+    assert "`evalkit data fetch openbmb/RLAIF-V-Dataset`" in msg
     assert "python -m evalkit.training.data_hub openbmb/RLAIF-V-Dataset DIR --split train" in msg
     assert "\n" not in msg
-    (hf_home / "hub" / "datasets--openbmb--RLAIF-V-Dataset").mkdir(parents=True)
-    monkeypatch.setitem(sys.modules, "datasets", None)  # cached, but the optional package is absent
-    with pytest.raises(
-        UserError, match="`datasets` package is not installed.*python -m evalkit.training.data_hub"
-    ):
-        load_preferences("openbmb/RLAIF-V-Dataset")
     with pytest.raises(UserError, match="file not found: data/missing.jsonl"):
         load_preferences("data/missing.jsonl")
 
 
 def test_hub_id_from_the_local_cache_saves_images(hf_home, monkeypatch, tmp_path):
-    (hf_home / "datasets" / "openbmb___RLAIF-V-Dataset").mkdir(parents=True)
-    rows = [
-        {
-            "image": Image.new("RGB", (2, 2), (0, 255, 0)),
-            "question": "Q?",
-            "chosen": "yes",
-            "rejected": "no",
-            "idx": "k0",
-            "ds_name": "x",
-        }
-    ]
-    calls = fake_datasets(monkeypatch, rows)
+    """Changed on purpose (issue 14): the set is read from the hub cache's parquet files (as the hub
+    client lays them out), not through `datasets`' own cache; the fingerprint is that of the files read."""
+    from support.hub_cache import HubCache, parquet_bytes
+
+    hub = HubCache.install(hf_home / "hub", monkeypatch)
+    row = {
+        "image": {"bytes": png(tmp_path / "g.png", (0, 255, 0)).read_bytes(), "path": "g.png"},
+        "question": "Q?",
+        "chosen": "yes",
+        "rejected": "no",
+        "idx": "k0",
+        "ds_name": "x",
+    }
+    kinds = {"image": "Image", "question": "string", "chosen": "string", "rejected": "string"}
+    features = {**kinds, "idx": "string", "ds_name": "string"}
+    snapshot = hub.add(
+        "openbmb/RLAIF-V-Dataset", "a" * 40, {"RLAIF-V-Dataset_000.parquet": parquet_bytes([row], features)}
+    )
     out = load_preferences("openbmb/RLAIF-V-Dataset", split="train")
-    assert calls == [("openbmb/RLAIF-V-Dataset", "train", "1")]
     assert out.format == "rlaifv" and out.info["hub_id"] == "openbmb/RLAIF-V-Dataset"
-    assert out.info["fingerprint"] == "fp123"
+    sums = {"RLAIF-V-Dataset_000.parquet": sha256_file(snapshot / "RLAIF-V-Dataset_000.parquet")}
+    assert out.info["hub"]["files"] == sums and out.info["hub"]["revision"] == "a" * 40
+    assert out.info["fingerprint"] == hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
     p = out.items[0]
     assert p.source == "hf:openbmb/RLAIF-V-Dataset:train:0" and p.id == "k0"
     assert p.image.startswith(os.environ["EVALKIT_CACHE"]) and Image.open(p.image).getpixel((0, 0)) == (
