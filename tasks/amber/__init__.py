@@ -30,7 +30,8 @@ non-nouns). Real descriptions, and lg against md, may differ by more.
 
 Modules: this one holds the Task class; `protocol` the evaluation types, noun matching, answer parsing and
 the official counter arithmetic (no I/O); `nouns` the pluggable noun extraction and word similarity (found
-through `evalkit.tasks.nlp`); `data` the official data files and the images; `importing` `evalkit import`
+through `evalkit.tasks.nlp`); `data` the official data files and the images; `hub` the same files without
+--data-dir (images from the hub, data files from GitHub pinned by sha256); `importing` `evalkit import`
 of an official responses file; `toy` the toy set over the toy world.
 """
 
