@@ -152,6 +152,11 @@ def _fetch(tasks, sets: list[str]) -> None:
             "evalkit data fetch downloads from the hub, which HF_HUB_OFFLINE=1 forbids: run it without "
             "HF_HUB_OFFLINE on a machine that reaches huggingface.co (a cluster's login node)"
         )
+    if official.offline() and any(t.official_files for t in tasks):
+        raise UserError(
+            "evalkit data fetch downloads official files, which EVALKIT_OFFLINE=1 forbids: run it without "
+            "EVALKIT_OFFLINE on a machine that reaches their release (a cluster's login node)"
+        )
     for dataset_id, snap in _training_sets(sets, download=True):
         where = f"{snap.repo_id} at {snap.revision}, {len(snap.files)} file(s) in {snap.folder}"
         out.print(escape(f"{dataset_id}: {where}"), highlight=False)

@@ -2,6 +2,7 @@
 with their URL and checksum, verified against the pin once kept, a damaged copy exits 1 naming the fetch."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,8 @@ def run_cli(*args):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    """An empty hub cache and an evalkit cache of the test's own (official files kept here stay here)."""
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "ek"))
     return HubCache.install(tmp_path / "hf", monkeypatch)
 
 
@@ -73,6 +76,15 @@ def test_verify_checks_kept_official_files_against_their_pins(cache, shared):
 def test_fetch_of_official_files_refuses_offline_and_verify_names_the_fetch(cache):
     offline = run_cli("data", "fetch", "amber")
     assert offline.returncode == 2 and "HF_HUB_OFFLINE=1 forbids" in offline.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    ours = subprocess.run(
+        [sys.executable, "-m", "evalkit", "data", "fetch", "amber"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "EVALKIT_OFFLINE": "1"},
+    )
+    assert ours.returncode == 2 and "EVALKIT_OFFLINE=1 forbids" in ours.stderr
     missing = run_cli("data", "verify", "amber")
     assert missing.returncode == 2 and "`evalkit data fetch amber`" in " ".join(missing.stderr.split())
     assert "Traceback" not in missing.stderr

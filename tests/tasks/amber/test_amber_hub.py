@@ -199,6 +199,7 @@ def test_the_pins_are_the_official_files_and_give_their_samples(shared, tmp_path
     from evalkit.registry import get_task
     from evalkit.task import DataSpec
 
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "ek"))
     data = shared / "amber" / "data"
     for name, f in hub.OFFICIAL.items():
         assert f.sha256 == hashlib.sha256((data / name).read_bytes()).hexdigest()
