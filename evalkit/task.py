@@ -8,7 +8,7 @@ interop core: a task names the lmms-eval tasks whose logs it imports (`lmms_eval
 `lmms_eval_convert`, or `lmms_eval_unsupported` saying why not), the official answer files it imports and
 writes (`import_answers`, `write_answers`, `imports_official_files`) and the submission file it exports
 (`export_file`, `export_submission`), so `evalkit.interop` iterates over the registry instead. Its data
-sources (`hub_sources`, `data_source`) are what `evalkit data` lists, fetches and verifies.
+sources (`hub_sources`, `official_files`, `data_source`) are what `evalkit data` lists, fetches and verifies.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.hubdata.official import OfficialFile
 from evalkit.hubdata.source import HubSource
 from evalkit.stats import Statistic
 from evalkit.types import GenerationConfig, Request, Sample, UserError
@@ -114,6 +115,8 @@ class Task(ABC):
     supports_toy: bool = False
     #: the hub repositories the task reads when neither --data toy nor --data-dir is given (`evalkit data`)
     hub_sources: tuple[HubSource, ...] = ()
+    #: files of the official release fetched with a pinned sha256 where the hub lacks them (`evalkit data`)
+    official_files: tuple[OfficialFile, ...] = ()
     #: where the data comes from without --data-dir when there is no hub source: "by hand" (`data_needs`
     #: says what and why), "bundled" (shipped with evalkit) or "toy only" (no official data)
     data_source: str = "by hand"

@@ -23,17 +23,21 @@ HELP = """Where each task's data comes from, and its copy in the Hugging Face ca
 evalkit data list [--json]
     each task's source: the hub repository, its pinned revision (a commit
     sha) and the files read, and whether they are cached; or what must be
-    supplied by hand (--data-dir) and why; or "bundled" / "toy only"
+    supplied by hand (--data-dir) and why; or "bundled" / "toy only"; and
+    the official files fetched with a pinned sha256 (url, checksum)
 evalkit data fetch TASKS
     download the hub files of TASKS (space- or comma-separated) into the
-    cache, with progress bars, and check them; a task with no hub source
-    says what to supply by hand; a name written OWNER/NAME is a training
-    set (`evalkit train --data OWNER/NAME`), e.g. openbmb/RLAIF-V-Dataset
+    cache, with progress bars, and check them, and their official files
+    into $EVALKIT_CACHE/official (checked against the pinned sha256); a
+    task with neither says what to supply by hand; a name written
+    OWNER/NAME is a training set (`evalkit train --data OWNER/NAME`), e.g.
+    openbmb/RLAIF-V-Dataset
 evalkit data verify [TASKS]
     re-hash the cached files of TASKS or training sets (default: every
     cached hub source of a task)
     against the names the hub gave their blobs (sha256, or the git sha1 of
-    small files); a damaged file exits 1 naming the fix
+    small files), and the official files against their pinned sha256; a
+    damaged file exits 1 naming the fix
 
 The cache is huggingface_hub's: $HF_HUB_CACHE, else $HF_HOME/hub, else
 ~/.cache/huggingface/hub. On a cluster whose compute nodes have no
@@ -88,15 +92,23 @@ def _cached(source, task: str):
         return None
 
 
+def _official(t) -> list[dict]:
+    """The task's official files as JSON; `cached`: whether a copy with the pinned sha256 is kept."""
+    from evalkit.hubdata.official import verify
+
+    return [{**f.describe(), "cached": verify(f)["status"] == "ok"} for f in t.official_files]
+
+
 def _entry(t) -> dict:
-    if t.hub_sources:
+    if t.hub_sources or t.official_files:
         sources = []
         for s in t.hub_sources:
             snap = _cached(s, t.name)
             cached = None if snap is None else {"repo": snap.repo_id, "revision": snap.revision}
             sources.append({**s.describe(), "cached": cached})
-        return {"task": t.name, "source": "hub", "hub": sources, "needs": None}
-    return {"task": t.name, "source": t.data_source, "hub": [], "needs": t.data_needs}
+        source = "hub" if sources else "official"
+        return {"task": t.name, "source": source, "hub": sources, "official": _official(t), "needs": None}
+    return {"task": t.name, "source": t.data_source, "hub": [], "official": [], "needs": t.data_needs}
 
 
 def _list(tasks, as_json: bool) -> None:
@@ -109,7 +121,7 @@ def _list(tasks, as_json: bool) -> None:
     width = max(len(e["task"]) for e in entries) + 2
     lines = []
     for e in entries:
-        if e["hub"]:
+        if e["hub"] or e["official"]:
             texts = []
             for h in e["hub"]:
                 rev = h["revision"] or "main (not pinned; the cached revision is recorded)"
@@ -119,6 +131,9 @@ def _list(tasks, as_json: bool) -> None:
                     f"files: {', '.join(h['files'])}",
                     h["note"],
                 ]
+            for o in e["official"]:
+                cached = "cached" if o["cached"] else "not cached"
+                texts.append(f"official {o['name']}: {o['url']} (sha256 {o['sha256'][:16]}…; {cached})")
         else:
             texts = [f"{e['source']}: {e['needs']}"]
         for i, text in enumerate(texts):
@@ -129,19 +144,25 @@ def _list(tasks, as_json: bool) -> None:
 
 
 def _fetch(tasks, sets: list[str]) -> None:
+    from evalkit.hubdata import official
     from evalkit.hubdata.cache import damaged, locate, offline, verify
 
-    if offline() and (sets or any(t.hub_sources for t in tasks)):
+    if offline() and (sets or any(t.hub_sources or t.official_files for t in tasks)):
         raise UserError(
             "evalkit data fetch downloads from the hub, which HF_HUB_OFFLINE=1 forbids: run it without "
             "HF_HUB_OFFLINE on a machine that reaches huggingface.co (a cluster's login node)"
+        )
+    if official.offline() and any(t.official_files for t in tasks):
+        raise UserError(
+            "evalkit data fetch downloads official files, which EVALKIT_OFFLINE=1 forbids: run it without "
+            "EVALKIT_OFFLINE on a machine that reaches their release (a cluster's login node)"
         )
     for dataset_id, snap in _training_sets(sets, download=True):
         where = f"{snap.repo_id} at {snap.revision}, {len(snap.files)} file(s) in {snap.folder}"
         out.print(escape(f"{dataset_id}: {where}"), highlight=False)
     unfetched = []
     for t in tasks:
-        if not t.hub_sources:
+        if not t.hub_sources and not t.official_files:
             unfetched.append(f"{t.name} ({t.data_source}: {t.data_needs})")
             continue
         for s in t.hub_sources:
@@ -155,20 +176,37 @@ def _fetch(tasks, sets: list[str]) -> None:
                 ),
                 highlight=False,
             )
+        for f in t.official_files:
+            path = official.fetch(f, t.name)
+            out.print(escape(f"{t.name}: {f.url} (sha256 {f.sha256[:16]}…) in {path}"), highlight=False)
     if unfetched:
         raise UserError("nothing to fetch from the hub for " + "; ".join(unfetched))
 
 
 def _verify(tasks, named: bool) -> None:
+    from evalkit.hubdata import official
     from evalkit.hubdata.cache import damaged, locate, verify
 
     problems = []
     checked = 0
     for t in tasks:
-        if not t.hub_sources:
+        if not t.hub_sources and not t.official_files:
             if named:
                 warn(f"{t.name}: no hub source ({t.data_source}); nothing to verify")
             continue
+        for f in t.official_files:
+            v = official.verify(f)
+            if v["status"] == "missing" and not named:
+                continue
+            if v["status"] == "missing":
+                official.fetch(f, t.name, download=False)  # the one-line error naming the fetch
+            checked += 1
+            out.print(escape(f"{t.name}: {f.name}: {v['status']}"), highlight=False)
+            if v["status"] == "corrupt":
+                problems.append(
+                    f"{t.name}: {f.path} does not match its pinned sha256 {f.sha256}; delete it and run "
+                    f"`evalkit data fetch {t.name}`"
+                )
         for s in t.hub_sources:
             snap = locate(s, t.name, download=False) if named else _cached(s, t.name)
             if snap is None:

@@ -30,7 +30,8 @@ non-nouns). Real descriptions, and lg against md, may differ by more.
 
 Modules: this one holds the Task class; `protocol` the evaluation types, noun matching, answer parsing and
 the official counter arithmetic (no I/O); `nouns` the pluggable noun extraction and word similarity (found
-through `evalkit.tasks.nlp`); `data` the official data files and the images; `importing` `evalkit import`
+through `evalkit.tasks.nlp`); `data` the official data files and the images; `hub` the same files without
+--data-dir (images from the hub, data files from GitHub pinned by sha256); `importing` `evalkit import`
 of an official responses file; `toy` the toy set over the toy world.
 """
 
@@ -44,7 +45,7 @@ import numpy as np
 
 from evalkit.stats import Estimate, Statistic, per_cluster, unit_index
 from evalkit.task import FAILURES, PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Task, TaskOption
-from evalkit.tasks.amber import nouns
+from evalkit.tasks.amber import hub, nouns
 from evalkit.tasks.amber.data import OFFICIAL_COUNTS, AmberData, find_images, read_data
 from evalkit.tasks.amber.importing import import_responses, write_answers
 from evalkit.tasks.amber.protocol import (
@@ -113,11 +114,15 @@ class Amber(Task):
         "AMBER hallucination (generative CHAIR/Cover/Hal/Cog; yes/no existence, attribute, relation)"
     )
     data_needs = (
+        "none by default: the images from the hub (qgallouedec/amber, generative config) and the official "
+        "data files from github.com/junyangwang0410/AMBER at a pinned commit (sha256-checked); or "
         "--data-dir DIR: the data/ folder of github.com/junyangwang0410/AMBER (annotations.json, "
         "relation.json, safe_words.txt, query/query_all.json) and the images AMBER_1.jpg … AMBER_1004.jpg "
         "(Google Drive link in its README) in DIR/image (or --image-dir); --data toy builds a toy set "
         "offline. Generative scoring uses NLTK + spaCy en_core_web_lg when installed (amber.nlp)"
     )
+    hub_sources = (hub.SOURCE,)
+    official_files = tuple(hub.OFFICIAL.values())
     headline = "amber_score"
     group = "hallucination"
     metric_info = {
@@ -164,9 +169,8 @@ class Amber(Task):
         elif spec.data_dir is not None:
             data_dir = Path(spec.data_dir)
         else:
-            raise UserError(
-                "amber needs data: pass --data toy, or --data-dir DIR with the official AMBER data/"
-            )
+            instead = "pass --data toy, or --data-dir DIR with the official AMBER data/ and images"
+            data_dir, found = hub.data_dir(self.name, instead)
         data = read_data(data_dir)
         items = [
             q for q in data.queries if selected(data.annotation(q["id"])["type"], opts["evaluation_type"])
@@ -176,11 +180,16 @@ class Amber(Task):
             raise UserError(
                 f"{data.paths['query/query_all.json']}: no items of evaluation type {opts['evaluation_type']}"
             )
-        images = find_images(data, data_dir, spec.image_dir, sorted({q["image"] for q in items}))
+        names = sorted({q["image"] for q in items})
+        from_hub: dict[str, Any] = {}
+        if spec.toy or spec.data_dir is not None:
+            images = find_images(data, data_dir, spec.image_dir, names)
+        else:
+            images, from_hub = hub.write_images(self.name, data, names, found)
         nlp = self.backend(opts, data, items)
         samples = [self.sample(q, data, opts, nlp, str(images / q["image"])) for q in items]
         info = self.data_info(data, opts, nlp, "toy" if spec.toy else str(data.root), spec)
-        return LoadedData(samples, {**info, "image_dir": str(images)})
+        return LoadedData(samples, {**info, **from_hub, "image_dir": str(images)})
 
     def backend(self, opts: dict[str, Any], data: AmberData, items: list[dict[str, Any]]) -> str | None:
         """The NLP backend id for `items` (loaded now), or None when none of them is generative."""

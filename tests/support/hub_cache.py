@@ -83,16 +83,28 @@ def png_bytes(color: tuple[int, int, int], size: int = 16) -> bytes:
 
 
 def parquet_bytes(rows: list[dict[str, Any]], features: dict[str, str]) -> bytes:
-    """`rows` as a parquet file with `datasets` metadata; `features`: column → "string", "int64" or
-    "Image" (a {"bytes", "path"} struct), in column order."""
+    """`rows` as a parquet file with `datasets` metadata; `features`: column → "string", "int32",
+    "int64", "list[string]" (a `Sequence` of strings) or "Image" (a {"bytes", "path"} struct), in column
+    order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    kinds = {"string": pa.string(), "int64": pa.int64(), "Image": image}
+    kinds = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "list[string]": pa.list_(pa.string()),
+        "Image": image,
+    }
     schema = pa.schema([(name, kinds[kind]) for name, kind in features.items()])
+    string = {"dtype": "string", "_type": "Value"}
     meta = {
-        name: {"_type": "Image"} if kind == "Image" else {"dtype": kind, "_type": "Value"}
+        name: {"_type": "Image"}
+        if kind == "Image"
+        else {"feature": string, "_type": "Sequence"}
+        if kind == "list[string]"
+        else {"dtype": kind, "_type": "Value"}
         for name, kind in features.items()
     }
     schema = schema.with_metadata({"huggingface": json.dumps({"info": {"features": meta}})})
