@@ -7,8 +7,9 @@ follow `eval_gpt_review_bench.py` / `eval_gpt_review_visual.py` and `summarize_g
 
 Modules: this one holds the Task classes; `protocol` the review prompt, the official review parser and the
 relative-score arithmetic (no I/O); `data` the official files and the bundled judge rules (`assets/rule.json`,
-provenance in `assets/SOURCE.md`); `hub` the official In-the-Wild files fetched from the hub (the default
-without --data-dir); `importing` `evalkit import` of answer and review files; `toy` the toy set.
+provenance in `assets/SOURCE.md`); `hub` the data without --data-dir (In-the-Wild: the official files
+from the hub; COCO: the hub copy's images with the official files from GitHub, pinned by sha256);
+`importing` `evalkit import` of answer and review files; `toy` the toy set.
 
 Judge runs: the official scripts write one review per question per invocation, and LLaVA publishes the
 mean of three invocations' relative scores (LLaVA-1.5-13B: 72.8, 72.7, 72.1 → 72.5 in MODEL_ZOO). So a
@@ -36,8 +37,9 @@ from evalkit.tasks.llava_bench.data import (
     read_contexts,
     read_questions,
 )
+from evalkit.tasks.llava_bench.hub import COCO_OFFICIAL, coco_files, locate_files
+from evalkit.tasks.llava_bench.hub import COCO_SOURCE as COCO_HUB_SOURCE
 from evalkit.tasks.llava_bench.hub import SOURCE as WILD_HUB_SOURCE
-from evalkit.tasks.llava_bench.hub import locate_files
 from evalkit.tasks.llava_bench.importing import import_reviews, write_answers
 from evalkit.tasks.llava_bench.protocol import (
     CATEGORIES,
@@ -126,7 +128,7 @@ class LlavaBench(JudgedTask):
             data_dir = Path(spec.data_dir)
             image_dir = Path(spec.image_dir) if spec.image_dir else data_dir / "images"
         elif self.hub_sources:
-            data_dir, hub = locate_files(self.name, instead)
+            data_dir, hub = self.hub_files(instead)
             image_dir = data_dir / "images"
         else:
             raise UserError(f"{self.name} needs data: {instead}")
@@ -173,10 +175,18 @@ class LlavaBench(JudgedTask):
             "rule_json_sha256": sha256_file(RULE_FILE),
         }
         if hub is not None:
-            label = f"hub {hub['hub']['repo']} (official files, {total} questions)"
-            info.update(hub, version=label, image_dir=str(image_dir))
-            info["hub"]["rows"] = total
+            info.update(hub, version=self.hub_label(hub, total), image_dir=str(image_dir))
+            info["hub"].setdefault("rows", total)
         return LoadedData(samples, info)
+
+    def hub_files(self, instead: str) -> tuple[Path, dict[str, Any]]:
+        """The folder laid out as --data-dir (files and images/) read without --data-dir, and the data
+        info a run records of where it came from."""
+        return locate_files(self.name, instead)
+
+    def hub_label(self, hub: dict[str, Any], total: int) -> str:
+        """The data version a run without --data-dir records."""
+        return f"hub {hub['hub']['repo']} (official files, {total} questions)"
 
     # --------------------------------------------------------------------------------------- judge
 
@@ -333,6 +343,10 @@ class LlavaBenchCoco(LlavaBench):
         "3 judge runs"
     )
     data_needs = (
+        "none by default: the 30 images from the hub (lmms-lab/llava-bench-coco) and the official "
+        "qa90_questions.jsonl, qa90_gpt4_answer.jsonl and caps_boxes_coco2014_val_80.jsonl from "
+        "github.com/haotian-liu/LLaVA at a pinned commit (sha256-checked; `evalkit data fetch "
+        "llava_bench_coco` fetches both ahead). For local files: "
         "--data-dir DIR with qa90_questions.jsonl, qa90_gpt4_answer.jsonl (LLaVA "
         "playground/data/coco2014_val_qa_eval) and caps_boxes_coco2014_val_80.jsonl (LLaVA "
         "llava/eval/table), "
@@ -341,6 +355,8 @@ class LlavaBenchCoco(LlavaBench):
         "official review JSONL of each GPT-4 run (--judgments, repeated)"
     )
     in_the_wild = False
+    hub_sources = (COCO_HUB_SOURCE,)
+    official_files = tuple(COCO_OFFICIAL.values())
     files = {
         "questions": ("qa90_questions.jsonl", COCO_SOURCE),
         "references": ("qa90_gpt4_answer.jsonl", COCO_SOURCE),
@@ -348,3 +364,11 @@ class LlavaBenchCoco(LlavaBench):
     }
     image_source = "COCO val2014 (cocodataset.org, val2014.zip), named as qa90_questions.jsonl names them"
     question_file = "qa90_questions.jsonl"
+
+    def hub_files(self, instead: str) -> tuple[Path, dict[str, Any]]:
+        """The official files (GitHub, pinned by sha256) with the images of the hub copy, whose own
+        context lacks the boxes the official judge context holds."""
+        return coco_files(self.name, instead)
+
+    def hub_label(self, hub: dict[str, Any], total: int) -> str:
+        return f"hub {hub['hub']['repo']} images + official files ({total} questions)"

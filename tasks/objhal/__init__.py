@@ -31,6 +31,7 @@ from evalkit.task import (
     TaskOption,
 )
 from evalkit.tasks.objhal.data import (
+    DOWNLOAD,
     cached_ground_truth,
     checked_vocabulary,
     find_coco,
@@ -153,10 +154,8 @@ class ObjHal(JudgedTask):
     version = "1"
     description = "Object HalBench: CHAIR object hallucination of detailed descriptions (COCO val2014)"
     data_needs = (
-        "--data-dir DIR with obj_halbench_300_with_image.jsonl (RLHF-V eval/data; base64 images inline), "
-        "synonyms_refine.txt (RLHF-V eval/data) and the COCO 2014 annotations instances_val2014.json and "
-        "captions_val2014.json (+ the train2014 pair, read when present) in DIR/annotations "
-        "(annotations_trainval2014.zip); or --task-option objhal.questions=, objhal.synonyms=, "
+        f"--data-dir DIR: {DOWNLOAD} (the question file carries its images inline as base64); "
+        "or --task-option objhal.questions=, objhal.synonyms=, "
         "objhal.coco=DIR; objhal.extraction=llm (gpt-3.5-turbo-0613 judge, default) or words (no judge); "
         "--data toy builds a toy set offline (words mode by default)"
     )
@@ -189,10 +188,7 @@ class ObjHal(JudgedTask):
             data_dir: Path | None = write_toy_objhal(default_toy_dir(spec.seed), seed=spec.seed)
             options = {}
         elif spec.data_dir is None and not any(options[k] for k in PATH_OPTIONS):
-            raise UserError(
-                "objhal needs data: pass --data toy, or --data-dir DIR with obj_halbench_300_with_image"
-                ".jsonl, synonyms_refine.txt and the COCO 2014 annotations (see `evalkit tasks`)"
-            )
+            raise UserError(f"objhal needs data: pass --data toy, or --data-dir DIR: {DOWNLOAD}")
         else:
             data_dir = spec.data_dir
         paths, errors = {}, []

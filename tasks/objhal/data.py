@@ -47,6 +47,21 @@ KINDS = ("instances", "captions")
 QUESTION_SOURCE = "github.com/RLHF-V/RLHF-V (or RLAIF-V) eval/data/" + QUESTION_FILE
 SYNONYM_SOURCE = "github.com/RLHF-V/RLHF-V eval/data/" + SYNONYM_FILE
 COCO_SOURCE = "cocodataset.org annotations_trainval2014.zip (its annotations/ folder)"
+#: where each file is downloaded by hand (no hub copy exists, and neither the question file nor the
+#: annotations zip has a published checksum evalkit could pin, so evalkit does not fetch them itself)
+RLHF_V_COMMIT = "8daac8a8f30df123818ae9d3a0e3f0018497714c"
+QUESTION_URL = f"https://raw.githubusercontent.com/RLHF-V/RLHF-V/main/eval/data/{QUESTION_FILE}"
+SYNONYM_URL = f"https://raw.githubusercontent.com/RLHF-V/RLHF-V/{RLHF_V_COMMIT}/eval/data/{SYNONYM_FILE}"
+SYNONYM_SHA256 = "681041d2958d7871ed6fa69c3108f34aa6a0a354eb53ed4c5a425e65f86bc72a"
+COCO_URL = "http://images.cocodataset.org/annotations/annotations_trainval2014.zip"
+COCO_FILES = tuple(f"{kind}_{split}2014.json" for split in SPLITS for kind in KINDS)
+#: what to download and where to put it, in one line (the error without data and `evalkit data list`)
+DOWNLOAD = (
+    f"download {QUESTION_FILE} ({QUESTION_URL}) and {SYNONYM_FILE} ({SYNONYM_URL}, sha256 {SYNONYM_SHA256}) "
+    f"into DIR, and unpack {', '.join(COCO_FILES)} from {COCO_URL} into DIR/annotations (the val2014 pair "
+    "is required, the train2014 pair read when present), then pass --data-dir DIR; no hub copy exists and "
+    "the question file and the annotations have no published checksum, so evalkit does not fetch them"
+)
 GT_VERSION = 1
 
 

@@ -110,7 +110,10 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch, openai_serv
     assert source["repo_id"] == "liuhaotian/llava-bench-in-the-wild" and source["pinned"] is True
     assert source["files"] == ["questions.jsonl", "context.jsonl", "answers_gpt4.jsonl", "images/*"]
     assert source["cached"] == {"repo": SOURCE.repo_id, "revision": SOURCE.revision}
-    assert entries["llava_bench_coco"]["source"] == "by hand"  # no complete hub copy: the boxes are missing
+    # the hub copy lacks the boxes of the judge context: its images with the official files from GitHub
+    coco = entries["llava_bench_coco"]
+    assert coco["source"] == "hub" and [h["repo_id"] for h in coco["hub"]] == ["lmms-lab/llava-bench-coco"]
+    assert [f["name"] for f in coco["official"]][-1] == "caps_boxes_coco2014_val_80.jsonl"
 
 
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_path, monkeypatch):
