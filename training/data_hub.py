@@ -141,7 +141,7 @@ def load_hub_rows(
     info = {
         "hub_id": dataset_id,
         "split": split,
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "hf_cache": str(snap.folder),
         "fingerprint": hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest(),
         "hub": hub,

@@ -58,6 +58,11 @@ class Snapshot:
     def path(self, name: str) -> Path:
         return self.folder / name
 
+    @property
+    def uri(self) -> str:
+        """`hf://datasets/ORG/NAME@COMMIT`: where a run's data info says its files came from."""
+        return f"hf://{self.source.repo_type}s/{self.repo_id}@{self.revision}"
+
     def record(self) -> dict[str, object]:
         """What a run records of the snapshot (besides the checksums of the files it read)."""
         return {

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from evalkit.hubdata.cache import TRUE
+from evalkit.hubdata.cache import offline as hub_offline
 from evalkit.types import UserError
 from evalkit.util.datafiles import sha256_file
 
@@ -29,7 +31,6 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 #: files at least this large show a progress bar while downloading
 PROGRESS_BYTES = 1 << 20
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,6 @@ def official_dir() -> Path:
 def offline() -> bool:
     """Whether downloading is forbidden: `HF_HUB_OFFLINE` (the switch a cluster already sets) or
     `EVALKIT_OFFLINE`."""
-    from evalkit.hubdata.cache import offline as hub_offline
-
     return os.environ.get("EVALKIT_OFFLINE", "").strip().lower() in TRUE or hub_offline()
 
 

@@ -68,7 +68,7 @@ def locate_files(task: str, version: str, instead: str) -> tuple[Path, dict[str,
     snap = locate(SOURCES[version], task, instead=instead)
     sums = checksums(snap, task)  # before reading: a damaged cache is named as such
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "hub": {**snap.record(), "files": sums},
     }
     return snap.folder, info

@@ -126,7 +126,7 @@ def write_images(
             f"{snap.revision}; pass --data-dir with the official data/ folder and --image-dir with the images"
         )
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision} + {RAW}",
+        "source": f"{snap.uri} + {RAW}",
         "hub": {
             **snap.record(),
             "split": SOURCE.split,

@@ -57,7 +57,7 @@ def locate_files(task: str, instead: str) -> tuple[Path, dict[str, Any]]:
     snap = locate(SOURCE, task, instead=instead)
     sums = checksums(snap, task)  # before reading: a damaged cache is named as such
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "hub": {**snap.record(), "files": sums},
     }
     return snap.folder, info
@@ -146,7 +146,7 @@ def coco_files(task: str, instead: str) -> tuple[Path, dict[str, Any]]:
         )
     record = {name: {**f.describe(), "path": str(kept[name])} for name, f in COCO_OFFICIAL.items()}
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision} + {COCO_RAW}",
+        "source": f"{snap.uri} + {COCO_RAW}",
         "hub": {
             **snap.record(),
             "split": COCO_SOURCE.split,

@@ -83,7 +83,7 @@ def read_hub(split: str, circular: bool) -> tuple[list[Pass], dict[str, Any]]:
     check_unique(where, indices)
     passes, counts = build_passes(where, rows, indices, files, circular)
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "image_dir": str(images),
         "version": f"hub MMBench en {split} ({len(rows):,} rows)",
         **counts,

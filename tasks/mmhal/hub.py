@@ -39,7 +39,7 @@ def locate_files(task: str, instead: str) -> tuple[Path, dict[str, Any]]:
     snap = locate(SOURCE, task, instead=instead)
     sums = checksums(snap, task)  # before reading: a damaged cache is named as such
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "hub": {**snap.record(), "files": sums},
     }
     return snap.folder, info

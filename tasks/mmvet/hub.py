@@ -95,7 +95,7 @@ def read_hub(limit: int | None) -> tuple[dict[str, dict[str, Any]], Path, dict[s
     if not metadata:
         raise UserError(f"{snap.folder}: the MM-Vet parquet file(s) hold no rows")
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "image_dir": str(images),
         "version": f"hub MM-Vet ({len(metadata)} items)",
         "hub": {

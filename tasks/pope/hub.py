@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.hubdata.cache import checksums, locate
-from evalkit.hubdata.parquet import image_bytes, image_suffix, read_rows, write_once
+from evalkit.hubdata.parquet import image_bytes, image_folder, image_suffix, read_rows, write_once
 from evalkit.hubdata.source import HubSource
 from evalkit.tasks.pope.protocol import SPLITS
 from evalkit.types import UserError
-from evalkit.util.environment import cache_root
 
 #: lmms-lab/POPE at the commit lmms-eval's mirror lmms-lab-encoder/POPE also carries (byte-identical)
 SOURCE = HubSource(
@@ -65,7 +64,7 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
     absent = [s for s in SPLITS if s not in by_split]
     if absent:
         raise UserError(f"{snap.folder}: no parquet file for POPE split(s) {', '.join(absent)}")
-    images = cache_root() / "hub" / snap.repo_id.replace("/", "--") / snap.revision / "images"
+    images = image_folder(snap.repo_id, snap.revision)
     splits: dict[str, list[dict[str, Any]]] = {}
     rows: dict[str, int] = {}
     for split in SPLITS:
@@ -95,7 +94,7 @@ def read_hub(limit_per_split: int | None) -> tuple[dict[str, list[dict[str, Any]
     same = len(set(counts)) == 1
     label = f"3 × {counts[0]:,} questions" if same else "/".join(f"{c:,}" for c in counts) + " questions"
     info = {
-        "source": f"hf://datasets/{snap.repo_id}@{snap.revision}",
+        "source": snap.uri,
         "image_dir": str(images),
         "version": f"hub {SOURCE.config} ({label}; not the 2023-08-10 8,910-question files)",
         "hub": {
