@@ -6,12 +6,7 @@ import subprocess
 import sys
 
 import pytest
-
-EVALKIT = [sys.executable, "-m", "evalkit"]
-
-
-def run_cli(*args, cwd=None):
-    return subprocess.run([*EVALKIT, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+from support.cli import EVALKIT, run_cli
 
 
 def assert_user_error(proc, fragment):

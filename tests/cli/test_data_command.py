@@ -1,10 +1,9 @@
 """`evalkit data list|fetch|verify`, offline, on a Hugging Face cache (support/hub_cache.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from support.cli import run_cli
 from support.hub_cache import HubCache
 
 from evalkit.registry import task_names
@@ -14,12 +13,6 @@ PARQUETS = {
     f"Full/{s}-00000-of-00001.parquet": f"PAR1 {s} PAR1".encode()
     for s in ("random", "popular", "adversarial")
 }
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture

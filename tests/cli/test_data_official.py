@@ -8,17 +8,12 @@ import subprocess
 import sys
 
 import pytest
+from support.cli import run_cli
 from support.hub_cache import HubCache
 
 from evalkit.tasks.amber import hub
 
 COMMIT = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ losses; what was read is recorded in train_config.json; an empty cache, a wrong 
 images are one line."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 from support.hub_cache import HubCache, parquet_bytes
 from typer.testing import CliRunner
 
@@ -252,11 +251,6 @@ def test_an_undeclared_repository_reads_its_split_files_at_main(hub, world):
     assert "not a training set evalkit declares" in train_split.info["hub"]["note"]
     test_split = load_preferences("someone/prefs", split="test")
     assert [p.chosen for p in test_split.items] == [p["chosen"] for p in pairs[5:7]]
-
-
-def run_cli(*args: str):
-    command = [sys.executable, "-m", "evalkit", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
 def test_data_fetch_downloads_a_training_set_that_then_trains_offline(tmp_path, monkeypatch, world):

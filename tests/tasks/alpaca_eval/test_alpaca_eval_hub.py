@@ -6,8 +6,6 @@ local server, support/alpaca_eval.py); run.json records what was read, `evalkit 
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
 from support.alpaca_eval import (
@@ -22,6 +20,7 @@ from support.alpaca_eval import (
     write_data,
 )
 from support.alpaca_eval import run as run_judged
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache
 from support.openai_server import FakeOpenAIServer
 
@@ -64,12 +63,6 @@ def hub_files() -> dict[str, bytes]:
     }
     files["df_gamed.csv"] = df_gamed().encode()
     return files
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
@@ -129,14 +122,11 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_path, monkeypatch, task):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_cli("run", "--model", "toy", "--tasks", task, "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1
-    assert lines[0].startswith(f"error: {task} needs data: tatsu-lab/alpaca_eval")
-    assert HUB_FILE[task] in lines[0] and f"`evalkit data fetch {task}`" in lines[0]
-    assert f"results/{REFERENCE[task]}/model_outputs.json" in lines[0]
-    assert f"--task-option {task}.reference=PATH" in lines[0] and f"evalkit import --task {task}" in lines[0]
+    line = error_line(run_cli("run", "--model", "toy", "--tasks", task, "--output", str(tmp_path / "run")))
+    assert line.startswith(f"error: {task} needs data: tatsu-lab/alpaca_eval")
+    assert HUB_FILE[task] in line and f"`evalkit data fetch {task}`" in line
+    assert f"results/{REFERENCE[task]}/model_outputs.json" in line
+    assert f"--task-option {task}.reference=PATH" in line and f"evalkit import --task {task}" in line
 
 
 def test_fetch_downloads_each_versions_files_only(tmp_path, monkeypatch):

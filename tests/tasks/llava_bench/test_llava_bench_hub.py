@@ -5,10 +5,9 @@ server); run.json records what was read, and `evalkit data list` shows the sourc
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache, png_bytes
 from support.openai_server import last_user_text
 
@@ -51,12 +50,6 @@ def play(body):
             assert f"[Assistant 2]\nMy answer to question {qid}.\n\n" in text
             return "{} {}\nBoth answers are fine.".format(*PAIRS[qid])
     raise AssertionError(f"unexpected request: {body['model']} {text[:80]!r}")
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch, openai_server):
@@ -119,12 +112,11 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch, openai_serv
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_cli("run", "--model", "toy", "--tasks", "llava_bench", "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1
-    assert lines[0].startswith("error: llava_bench needs data: liuhaotian/llava-bench-in-the-wild")
-    assert "`evalkit data fetch llava_bench`" in lines[0] and "evalkit import --task llava_bench" in lines[0]
+    line = error_line(
+        run_cli("run", "--model", "toy", "--tasks", "llava_bench", "--output", str(tmp_path / "run"))
+    )
+    assert line.startswith("error: llava_bench needs data: liuhaotian/llava-bench-in-the-wild")
+    assert "`evalkit data fetch llava_bench`" in line and "evalkit import --task llava_bench" in line
 
 
 def test_fetch_downloads_the_pinned_official_files_only(tmp_path, monkeypatch):

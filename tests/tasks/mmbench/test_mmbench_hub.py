@@ -8,10 +8,9 @@ import base64
 import hashlib
 import json
 import re
-import subprocess
-import sys
 
 import pytest
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache, parquet_bytes, png_bytes
 from support.mmbench import write_tsv
 from support.openai_server import last_user_text
@@ -76,12 +75,6 @@ def play(body):
     qidx = next(i for i, q in QUESTIONS.items() if q[1] in text)
     pick = PICKS[qidx]
     return "A" if pick is None else next(letter for letter, value in options.items() if value == pick)
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture
@@ -178,8 +171,8 @@ def test_the_test_split_has_no_answers_and_circular_rows_in_the_file_are_kept(tm
 
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_tsv(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    proc = run_cli("run", "--model", "toy", "--tasks", "mmbench", "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: mmbench needs data: lmms-lab/MMBench (en")
-    assert "`evalkit data fetch mmbench`" in lines[0] and "MMBench_DEV_EN.tsv" in lines[0]
+    line = error_line(
+        run_cli("run", "--model", "toy", "--tasks", "mmbench", "--output", str(tmp_path / "run"))
+    )
+    assert line.startswith("error: mmbench needs data: lmms-lab/MMBench (en")
+    assert "`evalkit data fetch mmbench`" in line and "MMBench_DEV_EN.tsv" in line

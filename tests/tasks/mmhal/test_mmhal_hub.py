@@ -7,10 +7,9 @@ import hashlib
 import json
 import re
 import statistics
-import subprocess
-import sys
 
 import pytest
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache, png_bytes
 from support.openai_server import FakeOpenAIServer, last_user_text
 
@@ -84,12 +83,6 @@ def rows_of(result):
     return sorted(rows, key=lambda r: int(r["id"]))
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "evalkit"))
     cache = HubCache.install(tmp_path / "hf", monkeypatch)
@@ -138,13 +131,10 @@ def test_hub_run_scores_as_the_official_files(tmp_path, monkeypatch):
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_other_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_cli("run", "--model", "toy", "--tasks", "mmhal", "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1
-    assert lines[0].startswith("error: mmhal needs data: Shengcao1006/MMHal-Bench")
-    assert "`evalkit data fetch mmhal`" in lines[0] and "--data toy" in lines[0]
-    assert "evalkit import --task mmhal" in lines[0]
+    line = error_line(run_cli("run", "--model", "toy", "--tasks", "mmhal", "--output", str(tmp_path / "run")))
+    assert line.startswith("error: mmhal needs data: Shengcao1006/MMHal-Bench")
+    assert "`evalkit data fetch mmhal`" in line and "--data toy" in line
+    assert "evalkit import --task mmhal" in line
 
 
 def test_fetch_downloads_the_template_and_images_only(tmp_path, monkeypatch):

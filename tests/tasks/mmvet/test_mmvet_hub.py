@@ -5,10 +5,9 @@ run.json records what was read, and `evalkit data list` shows the source."""
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache, parquet_bytes, png_bytes
 from support.openai_server import last_user_text
 
@@ -65,12 +64,6 @@ def play(body):
         if body["model"] == "judge" and text.startswith(GRADER_PROMPT + "\n" + question + " | "):
             return score
     raise AssertionError(f"unexpected request: {body['model']} {text[-80:]!r}")
-
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture
@@ -150,11 +143,9 @@ def test_image_names_numeric_ids_and_a_limit(tmp_path, monkeypatch):
 def test_an_empty_cache_offline_names_the_fetch_command_and_the_official_files(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_cli("run", "--model", "toy", "--tasks", "mmvet", "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: mmvet needs data: lmms-lab/MMVet")
-    assert "`evalkit data fetch mmvet`" in lines[0] and "mm-vet.json and images/" in lines[0]
+    line = error_line(run_cli("run", "--model", "toy", "--tasks", "mmvet", "--output", str(tmp_path / "run")))
+    assert line.startswith("error: mmvet needs data: lmms-lab/MMVet")
+    assert "`evalkit data fetch mmvet`" in line and "mm-vet.json and images/" in line
 
 
 def test_fetch_resolves_main_and_a_run_records_its_commit(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli import error_line, run_cli
 from support.hub_cache import HubCache, parquet_bytes, png_bytes
 from support.openai_server import last_user_text
 
@@ -122,12 +123,6 @@ def hub(tmp_path, monkeypatch):
     return cache, items, snapshot
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def test_hub_run_scores_as_the_official_files(tmp_path, hub, openai_server):
     _, items, snapshot = hub
     official = tmp_path / "official"
@@ -220,11 +215,9 @@ def test_the_mirror_is_read_when_only_it_is_cached(tmp_path, monkeypatch):
 def test_an_empty_cache_offline_is_one_line_naming_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    proc = run_cli("run", "--model", "toy", "--tasks", "pope", "--output", str(tmp_path / "run"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: pope needs data: lmms-lab/POPE")
-    assert "`evalkit data fetch pope`" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+    line = error_line(run_cli("run", "--model", "toy", "--tasks", "pope", "--output", str(tmp_path / "run")))
+    assert line.startswith("error: pope needs data: lmms-lab/POPE")
+    assert "`evalkit data fetch pope`" in line and "HF_HUB_OFFLINE=1" in line
     assert not (tmp_path / "run").exists()
 
 
