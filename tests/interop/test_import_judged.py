@@ -2,23 +2,16 @@
 `rescore` re-parses the stored judge outputs to the same numbers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def evalkit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
+from support.cli import run_cli
 
 
 @pytest.mark.parametrize(("runs", "total", "per_run"), [(1, 36.1, [36.1]), (3, 36.3, [36.1, 36.5, 36.3])])
 def test_mmvet_llava13b_from_the_official_grades(shared, tmp_path, runs, total, per_run):
     base = shared / "mm_vet/llava_eval_zip"
     out = tmp_path / "run"
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "mmvet",
@@ -38,14 +31,14 @@ def test_mmvet_llava13b_from_the_official_grades(shared, tmp_path, runs, total, 
     row = json.loads((out / "samples/mmvet.jsonl").read_text().splitlines()[0])
     assert len(row["judge"]["outputs"]) == runs and row["judge_scores"] == row["judge"]["official_scores"]
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"]["mmvet"]["metrics"] == metrics["metrics"]
 
 
 def test_mmvet_import_needs_the_grade_file(shared, tmp_path):
     base = shared / "mm_vet/llava_eval_zip"
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "mmvet",

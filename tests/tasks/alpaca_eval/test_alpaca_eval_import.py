@@ -4,11 +4,10 @@ judge call, and `rescore` re-derives every preference from the stored judge reco
 import csv
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from support.cli import run_cli
 
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
@@ -26,15 +25,9 @@ LEADERBOARDS = {
 COUNTS = ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length")
 
 
-def evalkit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def import_run(shared, out, task, model, annotator, *extra):
     results = shared / AE / "results" / model
-    return evalkit(
+    return run_cli(
         "import",
         "--task",
         task,
@@ -94,7 +87,7 @@ def test_official_annotations_reproduce_the_leaderboard(
     assert judge["fingerprint"]["annotator"] == annotator and "switched" in judge
     assert (len(judge["outputs"]) == 1) == (task == "alpaca_eval")  # 2.0 keeps the raw logprobs
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"][task]["metrics"] == metrics
 
@@ -128,7 +121,7 @@ def test_length_controlled_win_rate_from_the_published_weights(shared, tmp_path)
     info = json.loads((out / "run.json").read_text())["tasks"]["alpaca_eval"]["data"]
     assert info["length_controlled"]["computed"] and "instruction_difficulty.csv" in info["files"]
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert json.loads(rescored.stdout)["metrics"]["alpaca_eval"]["metrics"] == metrics
 
     # the reference against itself needs no difficulties: 50 exactly, as published
@@ -143,7 +136,7 @@ def test_length_controlled_win_rate_from_the_published_weights(shared, tmp_path)
 
 
 def test_import_needs_the_annotations_file(shared, tmp_path):
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "alpaca_eval",
@@ -166,7 +159,7 @@ def test_import_needs_the_annotations_file(shared, tmp_path):
 )
 def test_mismatched_files_are_one_line_errors(shared, tmp_path, task, model, annotator, answers, message):
     results = shared / AE / "results"
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         task,

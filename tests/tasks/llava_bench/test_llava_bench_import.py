@@ -2,10 +2,9 @@
 call, and `rescore` re-parses the stored reviews to the same numbers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from support.cli import run_cli
 
 from evalkit.registry import get_task
 from evalkit.task import DataSpec
@@ -13,12 +12,6 @@ from evalkit.types import UserError
 
 WILD = "llava_bench/in_the_wild_llava_eval_zip"
 COCO = "llava_bench/coco"
-
-
-def evalkit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def judgments(*paths):
@@ -39,7 +32,7 @@ def test_llava13b_in_the_wild_from_the_official_reviews(
 ):
     base = shared / WILD
     out = tmp_path / "run"
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "llava_bench",
@@ -68,13 +61,13 @@ def test_llava13b_in_the_wild_from_the_official_reviews(
     assert row["judge"]["fingerprint"]["model"] == "gpt-4-0314"
     assert row["meta"] == {"question_id": 0, "category": "conv"}
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"]["llava_bench"]["metrics"] == metrics
 
 
 def test_import_needs_the_review_files(shared, tmp_path):
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "llava_bench",
@@ -89,7 +82,7 @@ def test_import_needs_the_review_files(shared, tmp_path):
 
 def test_in_the_wild_reviews_are_refused_by_the_coco_task(shared, tmp_path):
     base = shared / WILD
-    proc = evalkit(
+    proc = run_cli(
         "import",
         "--task",
         "llava_bench_coco",
@@ -135,10 +128,10 @@ def test_coco_with_categories_from_the_questions_and_a_failed_review(shared, tmp
     out = tmp_path / "run"
     args = ["import", "--task", "llava_bench_coco", "--answers", str(answers)]
     # without --questions the categories come from the reviews, and run 2's carry none
-    no_questions = evalkit(*args, *judgments(run2), "--output", str(tmp_path / "other"))
+    no_questions = run_cli(*args, *judgments(run2), "--output", str(tmp_path / "other"))
     assert no_questions.returncode == 2 and "--questions" in no_questions.stderr
 
-    proc = evalkit(
+    proc = run_cli(
         *args,
         *judgments(run1, run2),
         "--questions",
@@ -164,7 +157,7 @@ def test_coco_with_categories_from_the_questions_and_a_failed_review(shared, tmp
     assert rows[0]["judge_scores"] == [[-1.0, -1.0], [9.0, 9.0]] and rows[0]["judge_fallbacks"] == 1
     assert rows[0]["cluster"] == questions[0]["image"] and len({r["cluster"] for r in rows}) == 30
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"]["llava_bench_coco"]["metrics"] == metrics
 

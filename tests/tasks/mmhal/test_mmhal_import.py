@@ -3,17 +3,9 @@ RLHF-V's merged file), on hand-made reviews of the official template (no officia
 numbers checked against hand-computed values; `rescore` re-parses the stored reviews to the same metrics."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def evalkit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
-
+from support.cli import run_cli
 
 #: Rating given to every record of a type (type = index % 8): 12 records each.
 TYPE_RATING = {
@@ -95,7 +87,7 @@ def _import(tmp_path, answers, *judgments):
     args = ["import", "--task", "mmhal", "--answers", str(answers), "--output", str(out), "--json"]
     for j in judgments:
         args += ["--judgments", str(j)]
-    return out, evalkit(*args)
+    return out, run_cli(*args)
 
 
 @pytest.mark.parametrize("form", ["evaluation", "merged"])
@@ -121,7 +113,7 @@ def test_mmhal_import_matches_hand_computed_scores(shared, tmp_path, answered, f
     assert rows[1]["meta"]["question_type"] == "adversarial"
     assert rows[1]["judge"]["fingerprint"]["model"] == "gpt-4-0314"
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"]["mmhal"]["metrics"] == metrics
 

@@ -3,17 +3,9 @@ schema (the official gpt-4_single.jsonl is not stored): numbers checked against 
 `rescore` re-parses the stored judgment texts to the same metrics."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def evalkit(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, timeout=300
-    )
-
+from support.cli import run_cli
 
 MODEL = "toy-model"
 #: (question_id, category, turn, judge prompt, judgment text, stored score)
@@ -82,7 +74,7 @@ def _import(tmp_path, answers, *judgments, name="run"):
     args = ["import", "--task", "mt_bench", "--answers", str(answers), "--output", str(out), "--json"]
     for j in judgments:
         args += ["--judgments", str(j)]
-    return out, evalkit(*args)
+    return out, run_cli(*args)
 
 
 def test_mt_bench_import_matches_hand_computed_scores(shared, tmp_path, files):
@@ -114,7 +106,7 @@ def test_mt_bench_import_matches_hand_computed_scores(shared, tmp_path, files):
     assert r101["judge_scores"] == [3.0, -1] and r101["judge_dropped"] == 1
     assert all(r["judge_scores"] == r["judge"]["official_scores"] for r in rows)
 
-    rescored = evalkit("rescore", str(out), "--json")
+    rescored = run_cli("rescore", str(out), "--json")
     assert rescored.returncode == 0, rescored.stderr
     assert json.loads(rescored.stdout)["metrics"]["mt_bench"]["metrics"] == metrics
 
