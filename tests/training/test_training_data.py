@@ -1,31 +1,15 @@
 """Training data loaders (`evalkit.training.data`): every format on small files written here (tiny PNGs made
 with PIL), outputs checked by hand; the seed study's pairing rule at gap 1, 2 and on ties; skip counts;
-`file:line` errors; auto-detection; hub ids (a fake `datasets` module stands in for the optional package)."""
+`file:line` errors; auto-detection. Hub ids: test_training_data_hub.py."""
 
-import hashlib
 import json
-import os
-import sys
-import types
 
 import pytest
-from PIL import Image
+from support.data_files import jsonl, png
 
-from evalkit.training import data_hub
 from evalkit.training.data import PreferencePair, SFTExample, load_preferences, load_sft
 from evalkit.types import UserError
 from evalkit.util.datafiles import sha256_file
-
-
-def png(path, color=(255, 0, 0)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (2, 2), color).save(path)
-    return path
-
-
-def jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def seed_completion(text, h, c, co, cx=2, v=2):
@@ -540,99 +524,3 @@ def test_auto_detection_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(UserError, match="no records"):
         load_preferences(tmp_path / "empty.jsonl")
-
-
-# ---- hub ids ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hf_home(tmp_path, monkeypatch):
-    home = tmp_path / "hf"
-    monkeypatch.setenv("HF_HOME", str(home))
-    for key in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return home
-
-
-class FakeDataset(list):
-    _fingerprint = "fp123"
-
-
-def fake_datasets(monkeypatch, rows):
-    calls = []
-    module = types.ModuleType("datasets")
-
-    def load_dataset(dataset_id, split):
-        calls.append((dataset_id, split, os.environ.get("HF_HUB_OFFLINE")))
-        return FakeDataset(rows)
-
-    module.load_dataset = load_dataset
-    monkeypatch.setitem(sys.modules, "datasets", module)
-    return calls
-
-
-def test_hub_id_not_cached_names_the_fetch_and_the_export(hf_home, monkeypatch):
-    """Changed on purpose: evalkit now fetches training data from the hub (issue 14), so the old "never
-    downloads" wording and the optional-`datasets` branch are gone; offline with an empty cache the one
-    line names the cache, `evalkit data fetch ID` and still the JSONL export."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(UserError) as e:
-        load_preferences("openbmb/RLAIF-V-Dataset")
-    msg = str(e.value)
-    assert "is not in the Hugging Face cache" in msg and str(hf_home / "hub") in msg
-    assert "`evalkit data fetch openbmb/RLAIF-V-Dataset`" in msg
-    assert "python -m evalkit.training.data_hub openbmb/RLAIF-V-Dataset DIR --split train" in msg
-    assert "\n" not in msg
-    with pytest.raises(UserError, match="file not found: data/missing.jsonl"):
-        load_preferences("data/missing.jsonl")
-
-
-def test_hub_id_from_the_local_cache_saves_images(hf_home, monkeypatch, tmp_path):
-    """Changed on purpose (issue 14): the set is read from the hub cache's parquet files (as the hub
-    client lays them out), not through `datasets`' own cache; the fingerprint is that of the files read."""
-    from support.hub_cache import HubCache, parquet_bytes
-
-    hub = HubCache.install(hf_home / "hub", monkeypatch)
-    row = {
-        "image": {"bytes": png(tmp_path / "g.png", (0, 255, 0)).read_bytes(), "path": "g.png"},
-        "question": "Q?",
-        "chosen": "yes",
-        "rejected": "no",
-        "idx": "k0",
-        "ds_name": "x",
-    }
-    kinds = {"image": "Image", "question": "string", "chosen": "string", "rejected": "string"}
-    features = {**kinds, "idx": "string", "ds_name": "string"}
-    snapshot = hub.add(
-        "openbmb/RLAIF-V-Dataset", "a" * 40, {"RLAIF-V-Dataset_000.parquet": parquet_bytes([row], features)}
-    )
-    out = load_preferences("openbmb/RLAIF-V-Dataset", split="train")
-    assert out.format == "rlaifv" and out.info["hub_id"] == "openbmb/RLAIF-V-Dataset"
-    sums = {"RLAIF-V-Dataset_000.parquet": sha256_file(snapshot / "RLAIF-V-Dataset_000.parquet")}
-    assert out.info["hub"]["files"] == sums and out.info["hub"]["revision"] == "a" * 40
-    assert out.info["fingerprint"] == hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
-    p = out.items[0]
-    assert p.source == "hf:openbmb/RLAIF-V-Dataset:train:0" and p.id == "k0"
-    assert p.image.startswith(os.environ["EVALKIT_CACHE"]) and Image.open(p.image).getpixel((0, 0)) == (
-        0,
-        255,
-        0,
-    )
-
-
-def test_export_writes_jsonl_with_relative_images(monkeypatch, tmp_path):
-    rows = [
-        {
-            "image": {"bytes": png(tmp_path / "src.png", (0, 0, 255)).read_bytes(), "path": "orig.png"},
-            "prompt": "P",
-            "chosen": "c",
-            "rejected": "r",
-        }
-    ]
-    fake_datasets(monkeypatch, rows)
-    assert data_hub.main(["owner/name", str(tmp_path / "out")]) == 0
-    record = json.loads((tmp_path / "out" / "train.jsonl").read_text())
-    assert record["image"].startswith("images/") and record["image"].endswith(".png")
-    out = load_preferences(tmp_path / "out" / "train.jsonl")
-    assert Image.open(out.items[0].image).getpixel((0, 0)) == (0, 0, 255)
