@@ -20,12 +20,8 @@ def read_rows(
 ) -> list[dict[str, Any]]:
     """The rows of a parquet file, in file order, with `columns` (each must be present; None: every
     column the file has) and those of `optional` the file has."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise UserError(
-            "reading hub data needs pyarrow (installed with `datasets`): pip install datasets"
-        ) from None
+    import pyarrow.parquet as pq  # a dependency; if absent, the CLI names it (evalkit.util.dependencies)
+
     try:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001 - any damage to the file is a user-fixable data error
