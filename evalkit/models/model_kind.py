@@ -14,6 +14,7 @@ Code shipped with a checkpoint (config.json's `auto_map`, or its processor's) ru
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,10 @@ def classify(source: str, trust_remote_code: bool) -> ModelKind:
         raise UserError(msg)
     model_type = config.get("model_type")
     auto_map = _auto_map(config)
-    processor_maps = [_auto_map(c) for c in (_json(source, n) for n in _PROCESSOR_FILES) if c]
+    processor_settings = [c for c in (_json(source, n) for n in _PROCESSOR_FILES) if c]
+    # a processor's settings may nest its image processor's (transformers 5 saves them so)
+    processor_maps = [_auto_map(c) for c in processor_settings]
+    processor_maps += [_auto_map(c["image_processor"]) for c in processor_settings if _nested(c)]
     image = (
         model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         or any(name in auto_map for name in _IMAGE_CLASSES[:2])
@@ -91,7 +95,7 @@ def has_image_processor(source: str) -> bool:
     processor_config.json."""
     for name in _PROCESSOR_FILES:
         settings = _json(source, name) or {}
-        if isinstance(settings.get("image_processor"), dict) or "image_processor_type" in settings:
+        if _nested(settings) or "image_processor_type" in settings:
             return True
         if "AutoImageProcessor" in _auto_map(settings):
             return True
@@ -107,14 +111,62 @@ def load_processor_or_tokenizer(source: str, kind: ModelKind, trust_remote_code:
 
     remote = {"trust_remote_code": trust_remote_code}
     if kind.kind == IMAGE:
-        processor = user_errors(source, lambda: transformers.AutoProcessor.from_pretrained(source, **remote))
+
+        def load():
+            try:
+                return transformers.AutoProcessor.from_pretrained(source, **remote)
+            except (ImportError, ValueError) as exc:  # an image processor with only a torchvision backend
+                if "torchvision" in str(exc) and importlib.util.find_spec("torchvision") is None:
+                    raise UserError(
+                        f"model {source!r}: its image processor needs torchvision, which is not installed: "
+                        "install the torchvision build that matches your torch (pip install torchvision)"
+                    ) from None
+                raise
+
+        processor = user_errors(source, load)
         if getattr(processor, "image_processor", None) is None or not hasattr(processor, "tokenizer"):
             raise UserError(
                 f"model {source!r}: its processor ({type(processor).__name__}) has no image processor and "
                 "tokenizer, which evalkit needs to send it images"
             )
+        check_conventions(source, processor)
         return processor
     return user_errors(source, lambda: transformers.AutoTokenizer.from_pretrained(source, **remote))
+
+
+def check_conventions(source: str, processor) -> None:
+    """Evaluation and training drive an image model the way transformers' own processors are driven: the
+    chat template renders `{"type": "image"}` content parts, and the processor is called with
+    `text=[prompts], images=..., **settings`. Remote-code processors built otherwise (Phi-3.5-vision's takes
+    one prompt with `<|image_N|>` placeholders typed by the user; Molmo's is driven through its own
+    `process()` and `generate_from_batch`) are refused here with one line, not failed request by request."""
+    import inspect
+
+    from evalkit.models.prompt import chat_template_of, render_prompt
+    from evalkit.types import Message
+
+    name = type(processor).__name__
+    params = inspect.signature(type(processor).__call__).parameters
+    why = None
+    if not ({"text", "images"} <= set(params) and any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        why = f"{name}.__call__ takes ({', '.join(list(params)[1:])}), not text=[...], images=..., **settings"
+    template = chat_template_of(processor, processor.tokenizer)
+    if why is None and template:
+        probe = (Message("user", "what is this?", ("probe.png",)),)
+        try:
+            render_prompt(probe, processor, processor.tokenizer, template)
+        except Exception as exc:  # the template's own error: string concatenation of a list, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            why = f"its chat template cannot render an image content part ({first})"
+    if why is not None:
+        raise UserError(
+            f"model {source!r} does not follow the transformers processor conventions evalkit drives: "
+            f"{why}; it needs its own generation code, which evalkit does not run"
+        )
+
+
+def _nested(settings: dict[str, Any]) -> bool:
+    return isinstance(settings.get("image_processor"), dict)
 
 
 def _auto_map(settings: dict[str, Any]) -> dict[str, Any]:
