@@ -86,6 +86,12 @@ def classify(source: str, trust_remote_code: bool) -> ModelKind:
             "auto_map); pass --trust-remote-code to allow it, only for a checkpoint you trust: the code runs "
             "with your permissions"
         )
+    if _json(source, "vision-lora/adapter_config.json") is not None:  # Phi-4-multimodal's layout
+        raise UserError(
+            f"model {source!r} keeps its vision LoRA adapter apart (vision-lora/), which evalkit does not "
+            "apply; merge it into the weights (peft: PeftModel.from_pretrained(model, 'vision-lora')"
+            ".merge_and_unload(), then save_pretrained) and pass the merged folder"
+        )
     return ModelKind(IMAGE if image else TEXT, model_class, remote)
 
 

@@ -51,6 +51,20 @@ def test_classification_of_native_families(ckpt):
     assert type(model).__name__ == "Phi4MultimodalForCausalLM"
 
 
+def test_a_separate_vision_lora_is_refused(ckpt, tmp_path):
+    """Phi-4-multimodal's hub repo keeps its vision LoRA in vision-lora/, applied by the caller for image
+    inputs: evaluating without it would not be the released model, so loading asks for a merged folder."""
+    import shutil
+
+    folder = tmp_path / "phi4"
+    shutil.copytree(ckpt("phi4", build_phi4_multimodal), folder)
+    (folder / "vision-lora").mkdir()
+    (folder / "vision-lora" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
+    with pytest.raises(UserError, match=r"vision LoRA adapter apart \(vision-lora/\).*merged folder") as e:
+        classify(str(folder), False)
+    assert "\n" not in str(e.value)
+
+
 def test_phi4_multimodal_renders_its_image_token(ckpt):
     """Its chat template turns an image part into the image token the processor expands."""
     from transformers import AutoTokenizer

@@ -144,14 +144,16 @@ FAMILIES = [
         build_phi4_multimodal,
         frozen_prefixes=("model.embed_tokens_extend.",),
         requires=("torchvision",),
-        notes="native classes (`AutoModelForCausalLM`); its image processor needs torchvision",
+        notes="native classes; its image processor needs torchvision (cells unverified without it); a "
+        "separate `vision-lora/` must be merged first",
         pending=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI4_PENDING),
     ),
     Family(
         "Phi-3.5-vision (remote code)",
         build_phi3v,
         trust_remote_code=True,
-        notes="needs `--trust-remote-code`; its processor takes one prompt with `<|image_N|>` placeholders",
+        notes="remote code (`--trust-remote-code`); its processor takes one prompt with user-written image "
+        "placeholders and its chat template text only: refused at load",
         unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI3V_ERROR),
     ),
 ]
