@@ -154,7 +154,12 @@ def check_conventions(source: str, processor) -> None:
     name = type(processor).__name__
     params = inspect.signature(type(processor).__call__).parameters
     why = None
-    if not ({"text", "images"} <= set(params) and any(p.kind is p.VAR_KEYWORD for p in params.values())):
+    from transformers import ProcessorMixin
+
+    own_call = any("__call__" in vars(c) for c in type(processor).__mro__ if c is not ProcessorMixin)
+    if callable(getattr(processor, "process", None)) and not own_call:
+        why = f"{name} is driven through its own process() (and the model through its own generation call)"
+    elif not ({"text", "images"} <= set(params) and any(p.kind is p.VAR_KEYWORD for p in params.values())):
         why = f"{name}.__call__ takes ({', '.join(list(params)[1:])}), not text=[...], images=..., **settings"
     template = chat_template_of(processor, processor.tokenizer)
     if why is None and template:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from support.cli import run_cli
 from support.families.llava import build_llava_15
-from support.families.phi import build_phi3v, build_phi4_multimodal
+from support.families.phi import build_molmo, build_phi3v, build_phi4_multimodal
 from support.families.text import build_qwen2
 
 from evalkit.models.base import BackendOptions
@@ -136,6 +136,34 @@ def test_remote_code_runs_with_its_own_api_but_evalkit_refuses_it(ckpt):
     with pytest.raises(UserError, match=r"Phi3VProcessor\.__call__ takes \(text, images, padding") as e:
         HFBackend(str(folder), BackendOptions(device="cpu", trust_remote_code=True))
     assert "\n" not in str(e.value)
+
+
+def test_molmo_runs_with_its_own_api_but_evalkit_refuses_it(ckpt):
+    """Molmo's shipped code is driven through `process()` (unbatched) and `generate_from_batch`; the image
+    reaches the answer. evalkit cannot drive it and says so at load, for evaluation and training alike."""
+    from transformers import AutoModelForCausalLM, AutoProcessor, GenerationConfig
+
+    from evalkit.training.model_setup import load_model
+
+    folder = ckpt("molmo", build_molmo)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    outputs = []
+    for colour in ("red", "blue"):
+        inputs = processor.process(images=[Image.new("RGB", (40, 30), colour)], text="what is it?")
+        batch = {k: v.unsqueeze(0) for k, v in inputs.items()}
+        gen = GenerationConfig(max_new_tokens=3, do_sample=False, pad_token_id=0)
+        out = model.generate_from_batch(batch, gen, output_logits=True, return_dict_in_generate=True)
+        assert out.sequences.shape == (1, batch["input_ids"].shape[1] + 3)
+        outputs.append(out.logits[0][0])
+    assert not torch.allclose(outputs[0], outputs[1])
+    for load in (
+        lambda: HFBackend(str(folder), BackendOptions(device="cpu", trust_remote_code=True)),
+        lambda: load_model(str(folder), trust_remote_code=True),
+    ):
+        with pytest.raises(UserError, match=r"MolmoProcessor is driven through its own process\(\)") as e:
+            load()
+        assert "\n" not in str(e.value)
 
 
 def test_train_trust_remote_code_flag(ckpt, tmp_path):

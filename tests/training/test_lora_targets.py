@@ -171,6 +171,7 @@ EXPECTED = {
     "Phi-3 (text)": (r"model\.layers\.[01]\.self_attn\.(qkv|o)_proj", 4),
     # its CLIP tower (vision_embed_tokens.img_processor) has q/k/v/out_proj too: never targeted
     "Phi-3.5-vision (remote code)": (r"model\.layers\.[01]\.self_attn\.(qkv|o)_proj", 4),
+    "Molmo (remote code)": (r"model\.layers\.[01]\.self_attn" + QKVO, 8),
 }
 #: a matrix family not listed above: its language model's attention projections, under the usual names
 GENERIC = r"(model\.)?(language_model\.|text_model\.)?(model\.)?layers\.\d+\.(self|cross)_attn"

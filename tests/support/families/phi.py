@@ -73,6 +73,34 @@ def build_phi3v(path: Path) -> None:
     save(path, seeded(Phi3VForCausalLM, config), processor)
 
 
+def build_molmo(path: Path) -> None:
+    """allenai/Molmo-7B-D-0924's layout: Qwen2 tokens, Molmo's image tokens, no chat template."""
+    from support.families.molmo_code.config_molmo import MolmoConfig
+    from support.families.molmo_code.image_preprocessing_molmo import MolmoImageProcessor
+    from support.families.molmo_code.modeling_molmo import MolmoForCausalLM
+    from support.families.molmo_code.preprocessing_molmo import MolmoProcessor
+
+    tok = tokenizer(specials=["<|endoftext|>", "<im_start>", "<im_end>", "<im_patch>", "<im_col>"])
+    tok.chat_template = None
+    tok.bos_token = tok.eos_token = tok.pad_token = "<|endoftext|>"
+    config = MolmoConfig(
+        vocab_size=len(tok),
+        **TEXT,
+        vision_backbone=CLIP,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    MolmoConfig.register_for_auto_class()
+    MolmoForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+    MolmoImageProcessor.register_for_auto_class("AutoImageProcessor")
+    MolmoProcessor.register_for_auto_class("AutoProcessor")
+    image_processor = MolmoImageProcessor(
+        base_image_input_size=[32, 32], image_token_length_w=2, image_token_length_h=2
+    )
+    save(path, seeded(MolmoForCausalLM, config), MolmoProcessor(image_processor, tok))
+
+
 def build_phi4_multimodal(path: Path) -> None:
     from transformers import Phi4MultimodalConfig, Phi4MultimodalForCausalLM
     from transformers.models.phi4_multimodal.feature_extraction_phi4_multimodal import (
@@ -138,6 +166,9 @@ PHI4_PENDING = (
     "not verified: Phi-4-multimodal's image processor needs torchvision, absent where the matrix runs"
 )
 
+#: Molmo: see preprocessing_molmo (its process() and generate_from_batch are its only interface)
+MOLMO_ERROR = "is driven through its own process()"
+
 FAMILIES = [
     Family(
         "Phi-4-multimodal",
@@ -155,5 +186,13 @@ FAMILIES = [
         notes="remote code (`--trust-remote-code`); its processor takes one prompt with user-written image "
         "placeholders and its chat template text only: refused at load",
         unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI3V_ERROR),
+    ),
+    Family(
+        "Molmo (remote code)",
+        build_molmo,
+        trust_remote_code=True,
+        notes="remote code (`--trust-remote-code`); driven only through its own `process()` and "
+        "`generate_from_batch`: refused at load",
+        unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), MOLMO_ERROR),
     ),
 ]
