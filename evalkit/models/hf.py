@@ -25,9 +25,10 @@ Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs`
 entry per counted completion token, from log_softmax of the logits at each step before any logits
 processor runs (the model's own distribution: temperature, top-p and the per-row sampler do not change it).
 
-Loading (model argument, adapters, device, dtype, digests) lives in `evalkit.models.hf_loading`, the
-prompt renderer shared with training in `evalkit.models.prompt`; this module holds the backend and its
-generation helpers (the per-row sampler and the log-probability recorder).
+Loading (model argument, adapters, device, dtype, digests) lives in `evalkit.models.hf_loading`, what kind
+of model a checkpoint is (image or text-only, its auto class, remote code) in `evalkit.models.model_kind`
+(shared with training), the prompt renderer shared with training in `evalkit.models.prompt`; this module
+holds the backend and its generation helpers (the per-row sampler and the log-probability recorder).
 """
 
 from __future__ import annotations
