@@ -56,8 +56,8 @@ def classify(source: str, trust_remote_code: bool) -> ModelKind:
     auto_map = _auto_map(config)
     processor_settings = [c for c in (_json(source, n) for n in _PROCESSOR_FILES) if c]
     # a processor's settings may nest its image processor's (transformers 5 saves them so)
+    processor_settings += [c["image_processor"] for c in processor_settings if _nested(c)]
     processor_maps = [_auto_map(c) for c in processor_settings]
-    processor_maps += [_auto_map(c["image_processor"]) for c in processor_settings if _nested(c)]
     image = (
         model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         or any(name in auto_map for name in _IMAGE_CLASSES[:2])
@@ -78,7 +78,7 @@ def classify(source: str, trust_remote_code: bool) -> ModelKind:
             f"model {source!r} has model_type {model_type!r}, which transformers cannot load as {what} "
             "(neither its auto mappings nor the checkpoint's auto_map name a class for it)"
         )
-    remote = remote or any("AutoProcessor" in m or "AutoImageProcessor" in m for m in processor_maps)
+    remote = remote or _remote_processor(processor_settings)
     if remote and not trust_remote_code:
         code = sorted({v.split(".")[0] for m in [auto_map, *processor_maps] for v in _flat(m.values())})
         raise UserError(
@@ -174,6 +174,20 @@ def check_conventions(source: str, processor) -> None:
             f"model {source!r} does not follow the transformers processor conventions evalkit drives: "
             f"{why}; it needs its own generation code, which evalkit does not run"
         )
+
+
+def _remote_processor(settings: list[dict[str, Any]]) -> bool:
+    """Whether loading the processor runs shipped code: an auto_map naming a class transformers lacks
+    (where transformers has the class, it uses its own without --trust-remote-code, as for the model)."""
+    import transformers
+
+    for entry in settings:
+        if not _auto_map(entry):
+            continue
+        named = [entry.get(k) for k in ("processor_class", "image_processor_type") if entry.get(k)]
+        if not named or any(not hasattr(transformers, n) for n in named):
+            return True
+    return False
 
 
 def _nested(settings: dict[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from PIL import Image
 from support.cli import run_cli
 from support.families.llava import build_llava_15
 from support.families.phi import build_molmo, build_phi3v, build_phi4_multimodal
-from support.families.text import build_qwen2
+from support.families.text import build_phi3, build_qwen2
 
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf import HFBackend
@@ -44,6 +44,10 @@ def test_classification_of_native_families(ckpt):
         IMAGE, "AutoModelForImageTextToText", False
     )
     assert classify(str(ckpt("qwen2", build_qwen2)), False) == ModelKind(TEXT, "AutoModelForCausalLM", False)
+    # Phi-3-mini's config.json names its own code too, but transformers has the class: no flag needed
+    phi3 = ckpt("phi3", build_phi3)
+    assert "auto_map" in json.loads((phi3 / "config.json").read_text())
+    assert classify(str(phi3), False) == ModelKind(TEXT, "AutoModelForCausalLM", False)
     # transformers maps phi4_multimodal only as a causal LM; its processor's image processor decides
     phi4 = ckpt("phi4", build_phi4_multimodal)
     assert classify(str(phi4), False) == ModelKind(IMAGE, "AutoModelForCausalLM", False)

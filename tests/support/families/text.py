@@ -6,6 +6,7 @@ and its chat template (the hub's, without the tool-calling branches)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from support.families import Family
@@ -131,6 +132,14 @@ def build_phi3(path: Path) -> None:
         pad_token_id=tok.pad_token_id,
     )
     save_with_stops(path, seeded(Phi3ForCausalLM, config), tok, ["<|endoftext|>", "<|assistant|>", "<|end|>"])
+    # the hub's config.json names its own copy of the Phi-3 code, which transformers' native classes replace
+    # without --trust-remote-code
+    settings = json.loads((path / "config.json").read_text())
+    settings["auto_map"] = {
+        "AutoConfig": "configuration_phi3.Phi3Config",
+        "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM",
+    }
+    (path / "config.json").write_text(json.dumps(settings, indent=2))
 
 
 FAMILIES = [
