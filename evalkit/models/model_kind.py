@@ -33,7 +33,9 @@ _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 class ModelKind:
     kind: str  # IMAGE or TEXT
     model_class: str  # the transformers auto class that loads the weights
-    remote_code: bool  # the model or its processor runs code shipped with the checkpoint
+    #: the model or its processor needs code shipped with the checkpoint (transformers lacks the class;
+    #: where it has it, --trust-remote-code still runs the shipped copy, as transformers does)
+    remote_code: bool
 
     def auto_class(self):
         import transformers

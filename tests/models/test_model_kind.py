@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,3 +188,34 @@ def test_train_trust_remote_code_flag(ckpt, tmp_path):
     assert saved["config"]["trust_remote_code"] is True
     base = TrainConfig(method="dpo", model="m", data="d", output="o")
     assert base.resume_key() == TrainConfig(**{**base.__dict__, "trust_remote_code": True}).resume_key()
+
+
+def test_remote_code_trained_and_reloaded(ckpt, tmp_path):
+    """With --trust-remote-code the checkpoint's own code is what runs, in evaluation and in training,
+    and the trained checkpoint carries that code (save_pretrained copies it), so it reloads the same way."""
+    import shutil
+
+    from support.families import phi3_code
+
+    from evalkit.types import GenerationConfig, Message, Request
+
+    folder = tmp_path / "phi3-remote"
+    shutil.copytree(ckpt("phi3", build_phi3), folder)
+    code = Path(phi3_code.__file__).parent
+    for name in ("configuration_phi3.py", "modeling_phi3.py"):
+        shutil.copy(code / name, folder / name)
+    assert classify(str(folder), True) == ModelKind(TEXT, "AutoModelForCausalLM", False)
+
+    def answer(path, trust: bool):
+        backend = HFBackend(str(path), BackendOptions(device="cpu", trust_remote_code=trust))
+        gen = GenerationConfig(max_new_tokens=3)
+        request = Request("q", (Message("user", "is there a red circle?"),), gen)
+        response = backend.generate([request])[0]
+        assert response.error is None and response.completion_tokens >= 1
+        return type(backend.model).__module__
+
+    assert answer(folder, trust=True).startswith("transformers_modules.")  # the shipped code ran
+    assert answer(folder, trust=False).startswith("transformers.models.phi3")  # transformers' own
+    result = _train(str(folder), tmp_path, trust_remote_code=True, lora_rank=0)
+    assert {"configuration_phi3.py", "modeling_phi3.py"} <= {p.name for p in result.output.iterdir()}
+    assert answer(result.output, trust=True).startswith("transformers_modules.")
