@@ -50,9 +50,9 @@ def classify(source: str, trust_remote_code: bool) -> ModelKind:
     without running any of its code; a UserError when it cannot be used as asked."""
     from transformers.models.auto import modeling_auto
 
-    config = _json(source, "config.json")
+    config = _json(source, "config.json", required=True)
     if config is None:
-        msg = f"cannot load model {source!r}: no config.json (expected a checkpoint folder or hub id)"
+        msg = f"cannot load model {source!r}: no config.json (expected a checkpoint folder or a hub id)"
         raise UserError(msg)
     model_type = config.get("model_type")
     auto_map = _auto_map(config)
@@ -208,8 +208,9 @@ def _flat(values) -> list[str]:
     return [v.split("--")[-1] for v in out]  # "repo--module.Class" names code in another repo
 
 
-def _json(source: str, name: str) -> dict[str, Any] | None:
-    """A settings file of the checkpoint (local folder, or hub id through the hub cache), None when absent."""
+def _json(source: str, name: str, required: bool = False) -> dict[str, Any] | None:
+    """A settings file of the checkpoint (local folder, or hub id through the hub cache), None when absent
+    (a UserError with the hub's reason when `required`)."""
     path = Path(source) / name
     if not path.is_file():
         if Path(source).is_dir():
@@ -217,10 +218,13 @@ def _json(source: str, name: str) -> dict[str, Any] | None:
         try:
             from transformers.utils import cached_file
 
-            found = cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+            found = cached_file(source, name, _raise_exceptions_for_missing_entries=required)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot load model {source!r}: {first}") from None
+            raise UserError(
+                f"cannot load model {source!r}: {first} (expected a local checkpoint folder, or a hub id "
+                "that is cached or reachable)"
+            ) from None
         if found is None:
             return None
         path = Path(found)
