@@ -88,13 +88,13 @@ def run_trl(job: dict) -> dict:
     if job["lora_rank"]:
         from peft import LoraConfig
 
-        from evalkit.training.trainer import LORA_TARGETS
+        from evalkit.training.lora_targets import lora_targets
 
         peft_config = LoraConfig(
             r=job["lora_rank"],
             lora_alpha=2 * job["lora_rank"],
             lora_dropout=0.0,
-            target_modules=LORA_TARGETS,
+            target_modules=lora_targets(model),
             bias="none",
         )
     else:  # as evalkit's full fine-tuning: language model and projector, the vision tower frozen

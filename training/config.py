@@ -41,6 +41,8 @@ RESUME_FREE = (
     "judge_api_key_env",
     "judge_base_url",
     "output",
+    # allows the checkpoint's own code to run; what is trained is the checkpoint, already in the key
+    "trust_remote_code",
 )
 
 
@@ -115,6 +117,13 @@ class TrainConfig:
         default=50, metadata={"help": "Steps between resume checkpoints (0: never)."}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the Python code a checkpoint ships (its config.json auto_map: Phi-3.5-vision, ...); "
+            "only for checkpoints you trust."
+        },
+    )
     image_dir: str | None = field(  # the flag follows --format (cli.train.FLAG_ORDER)
         default=None,
         metadata={

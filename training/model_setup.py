@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.training.config import TrainConfig
+from evalkit.training.lora_targets import lora_targets
 from evalkit.types import UserError
 
-LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 #: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
 PROJECTOR_NAMES = ("multi_modal_projector", "merger")
 
@@ -28,29 +28,22 @@ def resolve_model(model: str) -> str:
     return model.removeprefix("hf:")
 
 
-def load_model(source: str):
-    """(model, processor or tokenizer) in float32, classified like `evalkit.models.hf.HFBackend`."""
+def load_model(source: str, trust_remote_code: bool = False):
+    """(model, processor or tokenizer) in float32, classified like `evalkit.models.hf.HFBackend`
+    (`evalkit.models.model_kind`)."""
     import torch
     import transformers
-    from transformers.models.auto import modeling_auto
 
     from evalkit.models.hf_loading import refuse_pickled_weights, user_errors
+    from evalkit.models.model_kind import classify, load_processor_or_tokenizer
 
-    try:
-        config = transformers.AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
-    if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForImageTextToText, transformers.AutoProcessor
-    elif config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
-    else:
-        raise UserError(f"model {source!r} ({config.model_type}) is neither image-text-to-text nor causal LM")
+    kind = classify(source, trust_remote_code)
     transformers.utils.logging.disable_progress_bar()
     refuse_pickled_weights(Path(source).expanduser())
-    load = {"dtype": torch.float32, "use_safetensors": True}  # never unpickle weights
-    model = user_errors(source, lambda: cls.from_pretrained(source, **load))
-    return model, user_errors(source, lambda: proc.from_pretrained(source))
+    # never unpickle weights
+    load = {"dtype": torch.float32, "use_safetensors": True, "trust_remote_code": trust_remote_code}
+    model = user_errors(source, lambda: kind.auto_class().from_pretrained(source, **load))
+    return model, load_processor_or_tokenizer(source, kind, trust_remote_code)
 
 
 def versions() -> dict[str, str]:
@@ -86,7 +79,8 @@ def wrap_for_training(model, cfg: TrainConfig):
             r=cfg.lora_rank,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.lora_dropout,
-            target_modules=LORA_TARGETS,
+            # the language model's attention projections (training.lora_targets), by full name
+            target_modules=lora_targets(model),
             bias="none",
             # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
             # copy, so the adapter-off reference still sees the original projector

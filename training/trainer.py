@@ -181,7 +181,7 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
 
     torch.manual_seed(cfg.seed)
     source = resolve_model(cfg.model)
-    model, processor = load_model(source)
+    model, processor = load_model(source, cfg.trust_remote_code)
     disable_dropout(model)
     device = procs.device
     model.to(device)

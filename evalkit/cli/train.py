@@ -27,9 +27,9 @@ FLAG_ORDER = (
     "method", "model", "data", "output", "format", "image_dir", "max_steps", "epochs", "lr", "beta", "loss",
     "sft_weight", "batch_size", "grad_accum", "lora_rank", "reference", "seed", "max_length", "save_every",
     "warmup_ratio", "schedule", "projector_lr", "gradient_checkpointing", "train_vision", "merge", "device",
-    "overwrite", "samples", "temperature", "max_new_tokens", "reward", "judge", "judge_base_url",
-    "judge_api_key_env", "judge_concurrency", "offline_prob", "steer", "embedder", "bdhs_keep",
-    "bdhs_threshold", "bdhs_tries",
+    "trust_remote_code", "overwrite", "samples", "temperature", "max_new_tokens", "reward", "judge",
+    "judge_base_url", "judge_api_key_env", "judge_concurrency", "offline_prob", "steer", "embedder",
+    "bdhs_keep", "bdhs_threshold", "bdhs_tries",
 )  # fmt: skip
 
 CONFIG_ARGUMENT = inspect.Parameter(

@@ -25,9 +25,10 @@ Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs`
 entry per counted completion token, from log_softmax of the logits at each step before any logits
 processor runs (the model's own distribution: temperature, top-p and the per-row sampler do not change it).
 
-Loading (model argument, adapters, device, dtype, digests) lives in `evalkit.models.hf_loading`, the
-prompt renderer shared with training in `evalkit.models.prompt`; this module holds the backend and its
-generation helpers (the per-row sampler and the log-probability recorder).
+Loading (model argument, adapters, device, dtype, digests) lives in `evalkit.models.hf_loading`, what kind
+of model a checkpoint is (image or text-only, its auto class, remote code) in `evalkit.models.model_kind`
+(shared with training), the prompt renderer shared with training in `evalkit.models.prompt`; this module
+holds the backend and its generation helpers (the per-row sampler and the log-probability recorder).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from evalkit.models.hf_loading import (
     user_errors,
     weights_sha256,
 )
+from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
 from evalkit.util.images import ImageLoadError, load_image
@@ -66,7 +68,6 @@ class HFBackend(Backend):
     def __init__(self, model_path_or_hub_id: str, options: BackendOptions | None = None) -> None:
         import torch
         import transformers
-        from transformers.models.auto import modeling_auto
 
         self.options = options = options or BackendOptions()
         self.adapter_dir, base = resolve_adapter(model_path_or_hub_id)
@@ -86,36 +87,19 @@ class HFBackend(Backend):
         dtype = resolve_dtype(options.dtype, self.device, torch)
         remote = {"trust_remote_code": options.trust_remote_code}
 
-        config = user_errors(
-            self.source, lambda: transformers.AutoConfig.from_pretrained(self.source, **remote)
-        )
-        auto_map = getattr(config, "auto_map", None) or {}
-        if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or (
-            "AutoModelForImageTextToText" in auto_map
-        ):
-            self.kind, model_cls = "image-text-to-text", transformers.AutoModelForImageTextToText
+        remote_code = options.trust_remote_code
+        self.kind_info = classify(self.source, remote_code)
+        self.kind, model_cls = self.kind_info.kind, self.kind_info.auto_class()
+        if self.kind == IMAGE:
             if _has_any(self.adapter_dir, "processor_config.json", "preprocessor_config.json"):
                 text_source = str(self.adapter_dir)
-            self.processor = user_errors(
-                text_source, lambda: transformers.AutoProcessor.from_pretrained(text_source, **remote)
-            )
+            self.processor = load_processor_or_tokenizer(text_source, self.kind_info, remote_code)
             self.tokenizer = self.processor.tokenizer
-        elif (
-            config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-            or "AutoModelForCausalLM" in auto_map
-        ):
-            self.kind, model_cls = "causal-lm", transformers.AutoModelForCausalLM
+        else:
             self.processor = None
             if _has_any(self.adapter_dir, "tokenizer_config.json"):
                 text_source = str(self.adapter_dir)
-            self.tokenizer = user_errors(
-                text_source, lambda: transformers.AutoTokenizer.from_pretrained(text_source, **remote)
-            )
-        else:
-            raise UserError(
-                f"model {model_path_or_hub_id!r} has model_type {config.model_type!r}, which is neither an "
-                "image-text-to-text model nor a causal LM"
-            )
+            self.tokenizer = load_processor_or_tokenizer(text_source, self.kind_info, remote_code)
 
         self.steer = steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
         self.chat_template = chat_template_of(self.processor, self.tokenizer)

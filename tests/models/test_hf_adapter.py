@@ -14,7 +14,7 @@ import torch
 
 from evalkit.models.hf import HFBackend
 from evalkit.toy.model import build_toy_model
-from evalkit.training.model_setup import LORA_TARGETS
+from evalkit.training.lora_targets import lora_targets
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 pytest.importorskip("peft")
@@ -27,7 +27,7 @@ def _adapter(base_dir: Path, processor, out: Path, seed: int, merged_dir: Path |
     from transformers import LlavaForConditionalGeneration
 
     base = LlavaForConditionalGeneration.from_pretrained(base_dir, dtype=torch.float32)  # records the path
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, init_lora_weights=False)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(base), init_lora_weights=False)
     torch.manual_seed(seed)
     with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
         warnings.simplefilter("ignore", FutureWarning)

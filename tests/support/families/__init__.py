@@ -37,9 +37,10 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import llava
+    from support.families import llava, phi, text
 
     found = [*llava.FAMILIES]
+    found += text.FAMILIES + phi.FAMILIES
     return {f.name: f for f in found}
 
 
