@@ -37,9 +37,9 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import llava
+    from support.families import gemma, llava
 
-    found = [*llava.FAMILIES]
+    found = [*llava.FAMILIES, *gemma.FAMILIES]
     return {f.name: f for f in found}
 
 
