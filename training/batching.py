@@ -18,11 +18,18 @@ flagged in `truncated`; an answer far longer than `max_length` is tokenized from
 text and image tokens leave no room for one answer token under `max_length` is an error, never silently cut:
 cutting image tokens desynchronises them from `pixel_values` (TRL #5881, LLaMA-Factory #6911).
 
-Processor outputs other than ids and mask are carried in `extras`: per-token tensors (shaped like the
-prompt's input_ids, e.g. `token_type_ids`) are extended with zeros over the answer and padded with zeros;
-per-image tensors (`pixel_values`, `image_sizes`, `image_grid_thw`, …) are concatenated along dim 0 in row
-order (trailing dims zero-padded to a common shape when they differ), which is the order the model meets
-the image tokens in. A preference pair's prompt is processed once and used for both of its rows.
+Processor outputs other than ids and mask are carried in `extras`. Per-token tensors (their first two
+dims those of the prompt's input_ids: `token_type_ids`, Mllama's `cross_attention_mask` [1, seq, images,
+tiles]) continue over the answer as the model's own `generate` continues them for new tokens: the prompt's
+last value repeated (transformers' generic update; Mllama's mask, so answer tokens attend to the images),
+except PaliGemma's `token_type_ids`, 1 over the answer (its causal suffix; `evalkit.models.paligemma`);
+padding is zero, and trailing dims are zero-padded to a common shape. Per-image or per-prompt tensors
+(`pixel_values`, `image_sizes`, `image_grid_thw`, Mllama's `aspect_ratio_ids`, …) are concatenated along
+dim 0 in row order (trailing dims zero-padded likewise), which is the order the model meets the image
+tokens in. The processor's `labels` (PaliGemma's processor always returns them) are dropped: answers are
+scored from `answer_mask`, and as a model input they would clash with `logits_to_keep`. PaliGemma's
+positions count from 1, as its `generate` counts them. A preference pair's prompt is processed once and
+used for both of its rows.
 """
 
 from __future__ import annotations
@@ -33,12 +40,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.models import paligemma
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import Message, UserError
 from evalkit.util.images import load_image
 
 IGNORE_INDEX = -100
 _IDS_KEYS = ("input_ids", "attention_mask")
+#: processor outputs that are no model input of a scored batch (see the module docstring)
+_DROPPED_KEYS = (*_IDS_KEYS, "labels")
 
 
 @dataclass
@@ -141,6 +151,9 @@ class Encoder:
             raise ValueError("the tokenizer has no EOS token; pass eos_token_id")
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = self.eos_token_id if pad is None else pad  # padding is masked out anyway
+        prefix_lm = paligemma.is_paligemma(self.processor)
+        self.answer_token_type = paligemma.ANSWER_TOKEN_TYPE if prefix_lm else None
+        self.position_offset = paligemma.POSITION_OFFSET if prefix_lm else 0
 
     # ---- public -----------------------------------------------------------------------------------
 
@@ -176,7 +189,7 @@ class Encoder:
                 f"prompt of {len(ids)} tokens (image tokens included) leaves no room for an answer under "
                 f"max_length={self.max_length}; image and prompt tokens are never truncated"
             )
-        extras = {k: v for k, v in enc.items() if k not in _IDS_KEYS and hasattr(v, "shape")}
+        extras = {k: v for k, v in enc.items() if k not in _DROPPED_KEYS and hasattr(v, "shape")}
         return _Prompt(ids, extras)
 
     def encode_sft(self, examples: Sequence[Any]) -> Batch:
@@ -213,7 +226,7 @@ class Encoder:
         input_ids = torch.full((n, t), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((n, t), dtype=torch.long)
         answer_mask = torch.zeros((n, t), dtype=torch.bool)
-        token_extras: dict[str, Any] = {}
+        token_extras: dict[str, list[tuple[int, int, Any]]] = {}  # key -> [(row, first column, values)]
         image_extras: dict[str, list[Any]] = {}
         for r, ((prompt, _, _), answer) in enumerate(zip(rows, answers, strict=True)):
             start, end = p_len - len(prompt.ids), p_len + len(answer)
@@ -221,23 +234,36 @@ class Encoder:
             attention[r, start:end] = 1
             answer_mask[r, p_len:end] = True
             for key, value in prompt.extras.items():
-                if tuple(value.shape) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
-                    if key not in token_extras:
-                        token_extras[key] = torch.zeros((n, t), dtype=value.dtype)
-                    token_extras[key][r, start:p_len] = value[0]
+                if tuple(value.shape[:2]) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
+                    values = self._over_answer(key, value[0], len(answer))
+                    token_extras.setdefault(key, []).append((r, start, values))
                 else:
                     image_extras.setdefault(key, []).append(value)
-        extras = {**token_extras, **{k: _cat_padded(v) for k, v in image_extras.items()}}
+        extras = {
+            **{k: _place_per_token(v, n, t) for k, v in token_extras.items()},
+            **{k: _cat_padded(v) for k, v in image_extras.items()},
+        }
         return Batch(
             input_ids=input_ids,
             attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0) + self.position_offset * attention,
             answer_mask=answer_mask,
             extras=extras,
             ids=[i for _, _, i in rows],
             prompt_lengths=[len(p.ids) for p, _, _ in rows],
             truncated=truncated,
         )
+
+    def _over_answer(self, key: str, prompt_values: Any, n_answer: int):
+        """A per-token input of the prompt ([prompt, ...]) continued over `n_answer` answer tokens as the
+        model's `generate` continues it (see the module docstring)."""
+        import torch
+
+        if key == "token_type_ids" and self.answer_token_type is not None:
+            answer = torch.full((n_answer, *prompt_values.shape[1:]), self.answer_token_type)
+        else:
+            answer = prompt_values[-1:].expand(n_answer, *prompt_values.shape[1:])
+        return torch.cat([prompt_values, answer.to(prompt_values.dtype)])
 
 
 #: characters per token assumed when tokenizing only a prefix of a very long text
@@ -260,6 +286,18 @@ def _load_images(image: Any) -> list[Any]:
         return []
     items = list(image) if isinstance(image, list | tuple) else [image]
     return [load_image(x) if isinstance(x, str | Path) else x for x in items]
+
+
+def _place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):
+    """[n, t, ...] zeros holding each row's values from its first column on (trailing dims zero-padded to
+    the largest, e.g. Mllama's images and tiles)."""
+    import torch
+
+    trailing = [max(s) for s in zip(*(v.shape[1:] for _, _, v in rows), strict=True)]
+    out = torch.zeros((n, t, *trailing), dtype=rows[0][2].dtype)
+    for r, start, values in rows:
+        out[(r, slice(start, start + len(values)), *(slice(0, s) for s in values.shape[1:]))] = values
+    return out
 
 
 def _cat_padded(tensors: list[Any]):
