@@ -144,7 +144,11 @@ class Encoder:
             self.processor, self.tokenizer = None, processor_or_tokenizer
         self.chat_template = chat_template or chat_template_of(self.processor, self.tokenizer)
         if not self.chat_template:
-            raise ValueError("the checkpoint has no chat template; evaluation renders prompts only with it")
+            hint = f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else ""
+            raise ValueError(
+                "the checkpoint has no chat template; evaluation renders prompts only with it (add "
+                f"chat_template.jinja to the checkpoint){hint}"
+            )
         self.max_length = max_length
         self.eos_token_id = self.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if self.eos_token_id is None:

@@ -126,6 +126,7 @@ class HFBackend(Backend):
             raise UserError(
                 f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
                 "checkpoint's own template (add chat_template.jinja to the checkpoint)"
+                + (f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else "")
             )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

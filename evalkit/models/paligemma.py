@@ -16,6 +16,11 @@ ANSWER_TOKEN_TYPE = 1
 #: added to the mask-derived position ids (`attention_mask.cumsum(-1) - 1`)
 POSITION_OFFSET = 1
 NEEDS_IMAGE = "PaliGemma answers about an image: its processor refuses a prompt without one"
+#: PaliGemma's hub checkpoints ship no chat template, and evalkit never invents one
+NO_TEMPLATE = (
+    "PaliGemma checkpoints ship none; its template writes each image as <image>, then the prompt text "
+    "(README, Supported models)"
+)
 
 
 def is_paligemma(processor: Any) -> bool:
