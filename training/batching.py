@@ -239,12 +239,12 @@ class Encoder:
             answer_mask[r, p_len:end] = True
             for key, value in prompt.extras.items():
                 if tuple(value.shape[:2]) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
-                    values = self._over_answer(key, value[0], len(answer))
+                    values = self.continue_per_token(key, value[0], len(answer))
                     token_extras.setdefault(key, []).append((r, start, values))
                 else:
                     image_extras.setdefault(key, []).append(value)
         extras = {
-            **{k: _place_per_token(v, n, t) for k, v in token_extras.items()},
+            **{k: place_per_token(v, n, t) for k, v in token_extras.items()},
             **{k: _cat_padded(v) for k, v in image_extras.items()},
         }
         return Batch(
@@ -258,7 +258,7 @@ class Encoder:
             truncated=truncated,
         )
 
-    def _over_answer(self, key: str, prompt_values: Any, n_answer: int):
+    def continue_per_token(self, key: str, prompt_values: Any, n_answer: int):
         """A per-token input of the prompt ([prompt, ...]) continued over `n_answer` answer tokens as the
         model's `generate` continues it (see the module docstring)."""
         import torch
@@ -292,7 +292,7 @@ def _load_images(image: Any) -> list[Any]:
     return [load_image(x) if isinstance(x, str | Path) else x for x in items]
 
 
-def _place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):
+def place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):
     """[n, t, ...] zeros holding each row's values from its first column on (trailing dims zero-padded to
     the largest, e.g. Mllama's images and tiles)."""
     import torch

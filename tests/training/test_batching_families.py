@@ -4,7 +4,8 @@ answers of different lengths, so left and right padding are both exercised) equa
 while its own `generate`, from the processor's own chat-template encoding, is made to produce that answer
 (raw logits per step). PaliGemma's also equal a forward pass over the processor's `suffix=` encoding (its
 fine-tuning format). Each test also shows that the per-token inputs carried over the answer matter for
-that family, so it fails when the collator continues them wrongly."""
+that family, so it fails when the collator continues them wrongly. The training sampler (online DPO,
+rejection sampling, BDHS) decodes greedily what `generate` decodes."""
 
 from __future__ import annotations
 
@@ -146,3 +147,32 @@ def test_paligemma_answer_logps_equal_its_suffix_encoding(checkpoint, images):
         token_logps = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
         theirs.append(float(token_logps[suffix[1:]].sum()))
     assert ours == pytest.approx(theirs, abs=TOL)
+
+
+@pytest.mark.parametrize("name", ["Gemma 3", "Mllama", "PaliGemma"])
+def test_greedy_samples_equal_generate(name, checkpoint, images):
+    """The training sampler (online DPO, rejection sampling, BDHS) decodes a padded batch as each row's own
+    `generate` does: per-token inputs aligned with the left padding, Mllama's cross-attention mask on every
+    decoding step."""
+    from evalkit.training.sampling import SampleRequest, sample
+
+    model, processor = checkpoint(name)
+    encoder = Encoder(processor)
+    requests = [SampleRequest(p, im) for p, im in zip(PROMPTS, images, strict=True)]
+    got = sample(model, encoder, requests, max_new_tokens=6, temperature=0)
+    for request, s in zip(requests, got, strict=True):
+        content = [{"type": "image", "image": request.image}, {"type": "text", "text": request.prompt}]
+        inputs = processor.apply_chat_template(
+            [{"role": "user", "content": content}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+        want = out[0, inputs["input_ids"].shape[1] :].tolist()
+        gen_eos = model.generation_config.eos_token_id
+        eos = {*(gen_eos if isinstance(gen_eos, list) else [gen_eos]), encoder.eos_token_id}
+        cut = next((k for k, t in enumerate(want) if t in eos), len(want))
+        assert s.token_ids == want[:cut]
