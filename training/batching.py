@@ -28,8 +28,10 @@ padding is zero, and trailing dims are zero-padded to a common shape. Per-image 
 dim 0 in row order (trailing dims zero-padded likewise), which is the order the model meets the image
 tokens in. The processor's `labels` (PaliGemma's processor always returns them) are dropped: answers are
 scored from `answer_mask`, and as a model input they would clash with `logits_to_keep`. PaliGemma's
-positions count from 1, as its `generate` counts them. A preference pair's prompt is processed once and
-used for both of its rows.
+positions count from 1, as its `generate` counts them. Mllama runs its cross-attention layers for the
+whole batch or not at all, so a batch mixing examples with and without images is refused for it (a
+text-only row would attend to padding images); PaliGemma's examples need an image. A preference pair's
+prompt is processed once and used for both of its rows.
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ class Encoder:
         if self.processor is None:
             if images:
                 raise ValueError("the checkpoint is a text-only model but the example has images")
+        elif not images and paligemma.is_paligemma(self.processor):
+            raise ValueError(paligemma.NEEDS_IMAGE)
             enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=add_special)
         else:
             enc = self.processor(
@@ -224,6 +228,7 @@ class Encoder:
             room = None if self.max_length is None else self.max_length - len(prompt.ids)
             truncated.append(room is not None and len(ids) > room)
             answers.append(ids[:room])
+        refuse_mixed_cross_attention([p.extras for p, _, _ in rows])
         p_len = max(len(p.ids) for p, _, _ in rows)
         a_len = max(len(a) for a in answers)
         n, t = len(rows), p_len + a_len
@@ -290,6 +295,17 @@ def _load_images(image: Any) -> list[Any]:
         return []
     items = list(image) if isinstance(image, list | tuple) else [image]
     return [load_image(x) if isinstance(x, str | Path) else x for x in items]
+
+
+def refuse_mixed_cross_attention(extras: list[dict[str, Any]]) -> None:
+    """Mllama runs its cross-attention layers for a whole batch or not at all: a text-only row in a batch
+    with images would attend to padding images, so such a batch is refused rather than scored wrongly."""
+    has = {"cross_attention_mask" in e for e in extras}
+    if has == {True, False}:
+        raise ValueError(
+            "Mllama cannot put examples with and without images in one batch (its cross-attention layers "
+            "run for the whole batch): keep text-only examples in their own data set, or use batch size 1"
+        )
 
 
 def place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.training.batching import Encoder, _cat_padded, place_per_token
+from evalkit.training.batching import Encoder, _cat_padded, place_per_token, refuse_mixed_cross_attention
 from evalkit.training.dpo import _computes_own_positions
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -172,6 +172,7 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
     own_positions = _computes_own_positions(model)
     image_id = image_token_id(model)
     rows = [_prepare_row(model, encoder, i, req, seed, image_id) for i, req in chunk]
+    refuse_mixed_cross_attention([row.extras for row in rows])
     eos = {encoder.eos_token_id}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos |= set(gen_eos) if isinstance(gen_eos, list | tuple) else {gen_eos} - {None}

@@ -176,3 +176,32 @@ def test_greedy_samples_equal_generate(name, checkpoint, images):
         eos = {*(gen_eos if isinstance(gen_eos, list) else [gen_eos]), encoder.eos_token_id}
         cut = next((k for k, t in enumerate(want) if t in eos), len(want))
         assert s.token_ids == want[:cut]
+
+
+def test_text_only_examples_beside_image_examples(checkpoint, images):
+    """Gemma 3 scores a text-only example in a batch with images as alone; Mllama refuses such a batch
+    (its cross-attention layers run for the whole batch, so the text-only row would attend to padding
+    images) in training and in the sampler; a PaliGemma example needs an image."""
+    from evalkit.training.sampling import SampleRequest, sample
+
+    text_only = _Pair("name a colour.", None, "red.", "a blue square.")
+    with_image = _Pair(PROMPTS[0], images[0], *ANSWERS[0])
+    model, processor = checkpoint("Gemma 3")
+    encoder = Encoder(processor)
+    with torch.no_grad():
+        mixed = sequence_logps(model, encoder.encode_pairs([with_image, text_only])).logps.tolist()
+        alone = sequence_logps(model, encoder.encode_pairs([text_only])).logps.tolist()
+    assert [mixed[1], mixed[3]] == pytest.approx(alone, abs=TOL)
+
+    model, processor = checkpoint("Mllama")
+    encoder = Encoder(processor)
+    with pytest.raises(ValueError, match="Mllama cannot put examples with and without images"):
+        encoder.encode_pairs([with_image, text_only])
+    requests = [SampleRequest(with_image.prompt, with_image.image), SampleRequest(text_only.prompt)]
+    with pytest.raises(ValueError, match="Mllama cannot put examples with and without images"):
+        sample(model, encoder, requests, max_new_tokens=2, temperature=0)
+    encoder.encode_pairs([text_only])  # alone it is fine
+
+    _, processor = checkpoint("PaliGemma")
+    with pytest.raises(ValueError, match="refuses a prompt without one"):
+        Encoder(processor).encode_pairs([text_only])
