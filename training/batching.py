@@ -184,10 +184,10 @@ class Encoder:
         if self.processor is None:
             if images:
                 raise ValueError("the checkpoint is a text-only model but the example has images")
-        elif not images and paligemma.is_paligemma(self.processor):
-            raise ValueError(paligemma.NEEDS_IMAGE)
             enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=add_special)
         else:
+            if not images and paligemma.is_paligemma(self.processor):
+                raise ValueError(paligemma.NEEDS_IMAGE)
             enc = self.processor(
                 text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
             )
