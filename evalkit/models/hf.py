@@ -180,8 +180,7 @@ class HFBackend(Backend):
                 responses[i] = Response(req.id, error=ErrorInfo("input_error", f"chat template: {exc}"))
 
         outputs: list[_Generated | ErrorInfo] = []
-        # prompts with images and prompts without are generated apart (Mllama skips its cross-attention
-        # layers for a batch without images, but not for a text-only row of a batch with images)
+        # prompts with and without images apart: Mllama's text-only rows change in a batch with images
         groups = [g for g in ([r for r in rows if r[2]], [r for r in rows if not r[2]]) if g]
         for group in groups:
             try:
@@ -217,9 +216,7 @@ class HFBackend(Backend):
         from transformers import LogitsProcessorList
 
         texts = [text for _, text, _ in rows]
-        # per-prompt image lists ([[img, ...], [], ...]): a flat list reads, for Gemma 3, Mllama and
-        # SmolVLM, as every image belonging to the first prompt
-        images = [list(imgs) for _, _, imgs in rows]
+        images = [list(imgs) for _, _, imgs in rows]  # per prompt: Gemma 3, Mllama read a flat list as one's
         add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer)
         if self.processor is not None:
             enc = self.processor(
