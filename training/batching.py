@@ -59,7 +59,7 @@ class Batch:
 
     input_ids: Any  # LongTensor [N, T]
     attention_mask: Any  # LongTensor [N, T]
-    position_ids: Any  # LongTensor [N, T], attention_mask.cumsum(-1) - 1 (0 on left padding)
+    position_ids: Any  # LongTensor [N, T], attention_mask.cumsum(-1) - 1 (0 on left padding; PaliGemma: + 1)
     answer_mask: Any  # BoolTensor [N, T]: the answer tokens (and EOS) whose log-probs are scored
     extras: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_sizes, token_type_ids, ...
     ids: list[str | None] = field(default_factory=list)  # per row
