@@ -18,11 +18,20 @@ flagged in `truncated`; an answer far longer than `max_length` is tokenized from
 text and image tokens leave no room for one answer token under `max_length` is an error, never silently cut:
 cutting image tokens desynchronises them from `pixel_values` (TRL #5881, LLaMA-Factory #6911).
 
-Processor outputs other than ids and mask are carried in `extras`: per-token tensors (shaped like the
-prompt's input_ids, e.g. `token_type_ids`) are extended with zeros over the answer and padded with zeros;
-per-image tensors (`pixel_values`, `image_sizes`, `image_grid_thw`, …) are concatenated along dim 0 in row
-order (trailing dims zero-padded to a common shape when they differ), which is the order the model meets
-the image tokens in. A preference pair's prompt is processed once and used for both of its rows.
+Processor outputs other than ids and mask are carried in `extras`. Per-token tensors (their first two
+dims those of the prompt's input_ids: `token_type_ids`, Mllama's `cross_attention_mask` [1, seq, images,
+tiles]) continue over the answer as the model's own `generate` continues them for new tokens: the prompt's
+last value repeated (transformers' generic update; Mllama's mask, so answer tokens attend to the images),
+except PaliGemma's `token_type_ids`, 1 over the answer (its causal suffix; `evalkit.models.paligemma`);
+padding is zero, and trailing dims are zero-padded to a common shape. Per-image or per-prompt tensors
+(`pixel_values`, `image_sizes`, `image_grid_thw`, Mllama's `aspect_ratio_ids`, …) are concatenated along
+dim 0 in row order (trailing dims zero-padded likewise), which is the order the model meets the image
+tokens in. The processor's `labels` (PaliGemma's processor always returns them) are dropped: answers are
+scored from `answer_mask`, and as a model input they would clash with `logits_to_keep`. PaliGemma's
+positions count from 1, as its `generate` counts them. Mllama runs its cross-attention layers for the
+whole batch or not at all, so a batch mixing examples with and without images is refused for it (a
+text-only row would attend to padding images); PaliGemma's examples need an image. A preference pair's
+prompt is processed once and used for both of its rows.
 """
 
 from __future__ import annotations
@@ -33,12 +42,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.models import paligemma
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import Message, UserError
 from evalkit.util.images import load_image
 
 IGNORE_INDEX = -100
 _IDS_KEYS = ("input_ids", "attention_mask")
+#: processor outputs that are no model input of a scored batch (see the module docstring)
+_DROPPED_KEYS = (*_IDS_KEYS, "labels")
 
 
 @dataclass
@@ -47,7 +59,7 @@ class Batch:
 
     input_ids: Any  # LongTensor [N, T]
     attention_mask: Any  # LongTensor [N, T]
-    position_ids: Any  # LongTensor [N, T], attention_mask.cumsum(-1) - 1 (0 on left padding)
+    position_ids: Any  # LongTensor [N, T], attention_mask.cumsum(-1) - 1 (0 on left padding; PaliGemma: + 1)
     answer_mask: Any  # BoolTensor [N, T]: the answer tokens (and EOS) whose log-probs are scored
     extras: dict[str, Any] = field(default_factory=dict)  # pixel_values, image_sizes, token_type_ids, ...
     ids: list[str | None] = field(default_factory=list)  # per row
@@ -134,13 +146,20 @@ class Encoder:
             self.processor, self.tokenizer = None, processor_or_tokenizer
         self.chat_template = chat_template or chat_template_of(self.processor, self.tokenizer)
         if not self.chat_template:
-            raise ValueError("the checkpoint has no chat template; evaluation renders prompts only with it")
+            hint = f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else ""
+            raise ValueError(
+                "the checkpoint has no chat template; evaluation renders prompts only with it (add "
+                f"chat_template.jinja to the checkpoint){hint}"
+            )
         self.max_length = max_length
         self.eos_token_id = self.tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if self.eos_token_id is None:
             raise ValueError("the tokenizer has no EOS token; pass eos_token_id")
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = self.eos_token_id if pad is None else pad  # padding is masked out anyway
+        prefix_lm = paligemma.is_paligemma(self.processor)
+        self.answer_token_type = paligemma.ANSWER_TOKEN_TYPE if prefix_lm else None
+        self.position_offset = paligemma.POSITION_OFFSET if prefix_lm else 0
 
     # ---- public -----------------------------------------------------------------------------------
 
@@ -167,6 +186,8 @@ class Encoder:
                 raise ValueError("the checkpoint is a text-only model but the example has images")
             enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=add_special)
         else:
+            if not images and paligemma.is_paligemma(self.processor):
+                raise ValueError(paligemma.NEEDS_IMAGE)
             enc = self.processor(
                 text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
             )
@@ -176,7 +197,7 @@ class Encoder:
                 f"prompt of {len(ids)} tokens (image tokens included) leaves no room for an answer under "
                 f"max_length={self.max_length}; image and prompt tokens are never truncated"
             )
-        extras = {k: v for k, v in enc.items() if k not in _IDS_KEYS and hasattr(v, "shape")}
+        extras = {k: v for k, v in enc.items() if k not in _DROPPED_KEYS and hasattr(v, "shape")}
         return _Prompt(ids, extras)
 
     def encode_sft(self, examples: Sequence[Any]) -> Batch:
@@ -207,13 +228,14 @@ class Encoder:
             room = None if self.max_length is None else self.max_length - len(prompt.ids)
             truncated.append(room is not None and len(ids) > room)
             answers.append(ids[:room])
+        refuse_mixed_cross_attention([p.extras for p, _, _ in rows])
         p_len = max(len(p.ids) for p, _, _ in rows)
         a_len = max(len(a) for a in answers)
         n, t = len(rows), p_len + a_len
         input_ids = torch.full((n, t), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((n, t), dtype=torch.long)
         answer_mask = torch.zeros((n, t), dtype=torch.bool)
-        token_extras: dict[str, Any] = {}
+        token_extras: dict[str, list[tuple[int, int, Any]]] = {}  # key -> [(row, first column, values)]
         image_extras: dict[str, list[Any]] = {}
         for r, ((prompt, _, _), answer) in enumerate(zip(rows, answers, strict=True)):
             start, end = p_len - len(prompt.ids), p_len + len(answer)
@@ -221,23 +243,36 @@ class Encoder:
             attention[r, start:end] = 1
             answer_mask[r, p_len:end] = True
             for key, value in prompt.extras.items():
-                if tuple(value.shape) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
-                    if key not in token_extras:
-                        token_extras[key] = torch.zeros((n, t), dtype=value.dtype)
-                    token_extras[key][r, start:p_len] = value[0]
+                if tuple(value.shape[:2]) == (1, len(prompt.ids)):  # per token (token_type_ids, ...)
+                    values = self.continue_per_token(key, value[0], len(answer))
+                    token_extras.setdefault(key, []).append((r, start, values))
                 else:
                     image_extras.setdefault(key, []).append(value)
-        extras = {**token_extras, **{k: _cat_padded(v) for k, v in image_extras.items()}}
+        extras = {
+            **{k: place_per_token(v, n, t) for k, v in token_extras.items()},
+            **{k: _cat_padded(v) for k, v in image_extras.items()},
+        }
         return Batch(
             input_ids=input_ids,
             attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0) + self.position_offset * attention,
             answer_mask=answer_mask,
             extras=extras,
             ids=[i for _, _, i in rows],
             prompt_lengths=[len(p.ids) for p, _, _ in rows],
             truncated=truncated,
         )
+
+    def continue_per_token(self, key: str, prompt_values: Any, n_answer: int):
+        """A per-token input of the prompt ([prompt, ...]) continued over `n_answer` answer tokens as the
+        model's `generate` continues it (see the module docstring)."""
+        import torch
+
+        if key == "token_type_ids" and self.answer_token_type is not None:
+            answer = torch.full((n_answer, *prompt_values.shape[1:]), self.answer_token_type)
+        else:
+            answer = prompt_values[-1:].expand(n_answer, *prompt_values.shape[1:])
+        return torch.cat([prompt_values, answer.to(prompt_values.dtype)])
 
 
 #: characters per token assumed when tokenizing only a prefix of a very long text
@@ -260,6 +295,29 @@ def _load_images(image: Any) -> list[Any]:
         return []
     items = list(image) if isinstance(image, list | tuple) else [image]
     return [load_image(x) if isinstance(x, str | Path) else x for x in items]
+
+
+def refuse_mixed_cross_attention(extras: list[dict[str, Any]]) -> None:
+    """Mllama runs its cross-attention layers for a whole batch or not at all: a text-only row in a batch
+    with images would attend to padding images, so such a batch is refused rather than scored wrongly."""
+    has = {"cross_attention_mask" in e for e in extras}
+    if has == {True, False}:
+        raise ValueError(
+            "Mllama cannot put examples with and without images in one batch (its cross-attention layers "
+            "run for the whole batch): keep text-only examples in their own data set, or use batch size 1"
+        )
+
+
+def place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):
+    """[n, t, ...] zeros holding each row's values from its first column on (trailing dims zero-padded to
+    the largest, e.g. Mllama's images and tiles)."""
+    import torch
+
+    trailing = [max(s) for s in zip(*(v.shape[1:] for _, _, v in rows), strict=True)]
+    out = torch.zeros((n, t, *trailing), dtype=rows[0][2].dtype)
+    for r, start, values in rows:
+        out[(r, slice(start, start + len(values)), *(slice(0, s) for s in values.shape[1:]))] = values
+    return out
 
 
 def _cat_padded(tensors: list[Any]):

@@ -11,12 +11,14 @@ request's own `seed`, so a sample does not depend on the batch size, on the othe
 or on the device; a run is reproducible from its seed.
 
 Decoding is a plain loop over the KV cache: prompts left-padded, pixel values (and other processor
-extras) only on the first forward. Position ids come from the padding mask (`cumsum - 1`), as generate
-and `training.batching` compute them, and are passed explicitly, so masking image positions never
-shifts them. Models that compute multimodal RoPE positions themselves (Qwen2-VL kin) compute them in the
-prefill from the attention mask (which is why `image_keep` is refused for them: masked image tokens would
-move every later position); decode steps then get the text position plus the `rope_deltas` the prefill
-stored, as their own `generate` does.
+extras) only on the first forward, per-token extras placed with the prompt and continued over a prefix as
+`training.batching` continues them over an answer; Mllama's `cross_attention_mask` also on every decoding
+step (its last column, as Mllama's own generate extends it). Position ids come from the padding mask
+(`cumsum - 1`; PaliGemma's from 1), as generate and `training.batching` compute them, and are passed
+explicitly, so masking image positions never shifts them. Models that compute multimodal RoPE positions
+themselves (Qwen2-VL kin) compute them in the prefill from the attention mask (which is why `image_keep`
+is refused for them: masked image tokens would move every later position); decode steps then get the text
+position plus the `rope_deltas` the prefill stored, as their own `generate` does.
 
 `image_keep` (BDHS, training.md §1b): each image-token position of the prompt is kept with probability
 `image_keep` (m_i = 1 iff ρ_i ≥ ρ_th with ρ_i ~ U(0,1), keep = 1 − ρ_th). A dropped position gets
@@ -38,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.training.batching import Encoder, _cat_padded
+from evalkit.training.batching import Encoder, _cat_padded, place_per_token, refuse_mixed_cross_attention
 from evalkit.training.dpo import _computes_own_positions
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
@@ -170,6 +172,7 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
     own_positions = _computes_own_positions(model)
     image_id = image_token_id(model)
     rows = [_prepare_row(model, encoder, i, req, seed, image_id) for i, req in chunk]
+    refuse_mixed_cross_attention([row.extras for row in rows])
     eos = {encoder.eos_token_id}
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     eos |= set(gen_eos) if isinstance(gen_eos, list | tuple) else {gen_eos} - {None}
@@ -178,7 +181,7 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
     input_ids = torch.full((n, width), encoder.pad_token_id, dtype=torch.long)
     padding = torch.zeros((n, width), dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.long)
-    token_extras: dict[str, Any] = {}
+    token_extras: dict[str, list[tuple[int, int, Any]]] = {}  # key -> [(row, first column, values)]
     image_extras: dict[str, list[Any]] = {}
     for r, row in enumerate(rows):
         start = width - len(row.ids)
@@ -187,19 +190,21 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
         attention[r, start:] = torch.tensor(row.keep, dtype=torch.long)
         n_prompt = len(row.ids) - len(row.prefix_ids)
         for key, value in row.extras.items():
-            if tuple(value.shape) == (1, n_prompt):  # per token (token_type_ids, ...)
-                if key not in token_extras:
-                    token_extras[key] = torch.zeros((n, width), dtype=value.dtype)
-                token_extras[key][r, start : start + n_prompt] = value[0]
+            if tuple(value.shape[:2]) == (1, n_prompt):  # per token (token_type_ids, ...)
+                values = encoder.continue_per_token(key, value[0], len(row.prefix_ids))
+                token_extras.setdefault(key, []).append((r, start, values))
             else:
                 image_extras.setdefault(key, []).append(value)
-    extras = {**token_extras, **{k: _cat_padded(v) for k, v in image_extras.items()}}
+    extras = {
+        **{k: place_per_token(v, n, width) for k, v in token_extras.items()},
+        **{k: _cat_padded(v) for k, v in image_extras.items()},
+    }
     extras = {
         k: v.to(device=device, dtype=dtype) if dtype is not None and v.is_floating_point() else v.to(device)
         for k, v in extras.items()
     }
     input_ids, padding, attention = input_ids.to(device), padding.to(device), attention.to(device)
-    positions = (padding.cumsum(-1) - 1).clamp(min=0)
+    positions = (padding.cumsum(-1) - 1).clamp(min=0) + encoder.position_offset * padding
 
     inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, **extras}
     if not own_positions:
@@ -229,6 +234,8 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
         new = torch.tensor(chosen, dtype=torch.long, device=device).unsqueeze(-1)
         attention = torch.cat([attention, torch.ones_like(new)], dim=-1)
         inputs = {"input_ids": new, "attention_mask": attention, "position_ids": next_pos}
+        if "cross_attention_mask" in extras:  # Mllama: the new token attends to the images as the last did
+            inputs["cross_attention_mask"] = extras["cross_attention_mask"][:, -1:]
         if own_positions:  # 3D positions: the text position shifted by the deltas the prefill stored
             inputs["position_ids"] = (
                 (next_pos + _rope_deltas(model).to(device)).unsqueeze(0).expand(3, -1, -1)

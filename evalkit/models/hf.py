@@ -4,9 +4,11 @@ Prompts are rendered with the checkpoint's own chat template; the backend never 
 Decoding is what the request asks for and nothing else: the checkpoint's `generation_config.json`
 sampling defaults (temperature, repetition penalty, ...) are deliberately not applied, only its token ids.
 
-Batching: one left-padded `generate` per call. Greedy outputs do not depend on the batch (left padding,
-attention mask and mask-derived position ids); sampled rows use their own generator seeded from
-`Request.seed`, so they do not depend on the batch either (up to float rounding).
+Batching: one left-padded `generate` per call, each prompt's images handed to the processor as its own
+list (two calls when prompts with and without images mix: Mllama's text-only rows differ in a batch with
+images). Greedy outputs do not depend on the batch (left padding, attention mask and mask-derived position
+ids); sampled rows use their own generator seeded from `Request.seed`, so they do not depend on the batch
+either (up to float rounding). PaliGemma's processor refuses a prompt without an image: `input_error`.
 
 Errors: an unreadable image → `image_error` for that request; a prompt the chat template rejects, or
 images sent to a text-only model → `input_error`; any exception raised by preprocessing/`generate` →
@@ -40,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evalkit.models import paligemma
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.hf_loading import (
     hub_snapshot_dir,
@@ -107,6 +110,7 @@ class HFBackend(Backend):
             raise UserError(
                 f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
                 "checkpoint's own template (add chat_template.jinja to the checkpoint)"
+                + (f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else "")
             )
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -151,19 +155,26 @@ class HFBackend(Backend):
                 msg = f"{self.source} is a text-only model but the request has images"
                 responses[i] = Response(req.id, error=ErrorInfo("input_error", msg))
                 continue
+            if not images and paligemma.is_paligemma(self.processor):
+                responses[i] = Response(req.id, error=ErrorInfo("input_error", paligemma.NEEDS_IMAGE))
+                continue
             try:
                 rows.append((i, self._render(req.messages), images))
             except Exception as exc:  # the template's own raise_exception, bad roles, ...
                 responses[i] = Response(req.id, error=ErrorInfo("input_error", f"chat template: {exc}"))
 
-        if rows:
+        outputs: list[_Generated | ErrorInfo] = []
+        # prompts with and without images apart: Mllama's text-only rows change in a batch with images
+        groups = [g for g in ([r for r in rows if r[2]], [r for r in rows if not r[2]]) if g]
+        for group in groups:
             try:
-                outputs: list[_Generated | ErrorInfo] = [*self._generate_rows(rows, requests)]
+                outputs += self._generate_rows(group, requests)
             except Exception as exc:
-                log.warning("hf backend: batch of %d failed", len(rows), exc_info=True)
-                outputs = [ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")] * len(rows)
+                log.warning("hf backend: batch of %d failed", len(group), exc_info=True)
+                outputs += [ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")] * len(group)
+        if rows:
             latency = (time.perf_counter() - start) / len(rows)
-            for (i, _, _), out in zip(rows, outputs, strict=True):
+            for (i, _, _), out in zip([r for g in groups for r in g], outputs, strict=True):
                 rid = requests[i].id
                 if isinstance(out, ErrorInfo):
                     responses[i] = Response(rid, latency_s=latency, error=out)
@@ -189,12 +200,12 @@ class HFBackend(Backend):
         from transformers import LogitsProcessorList
 
         texts = [text for _, text, _ in rows]
-        images = [img for _, _, imgs in rows for img in imgs]
+        images = [list(imgs) for _, _, imgs in rows]  # per prompt: Gemma 3, Mllama read a flat list as one's
         add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer)
         if self.processor is not None:
             enc = self.processor(
                 text=texts,
-                images=images or None,
+                images=images if any(images) else None,
                 padding=True,
                 return_tensors="pt",
                 add_special_tokens=add_special,

@@ -37,10 +37,9 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import llava, phi, text
+    from support.families import gemma, llava, phi, text
 
-    found = [*llava.FAMILIES]
-    found += text.FAMILIES + phi.FAMILIES
+    found = [*llava.FAMILIES, *gemma.FAMILIES, *phi.FAMILIES, *text.FAMILIES]
     return {f.name: f for f in found}
 
 
