@@ -37,9 +37,9 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import llava
+    from support.families import idefics, llava
 
-    found = [*llava.FAMILIES]
+    found = [*llava.FAMILIES, *idefics.FAMILIES]
     return {f.name: f for f in found}
 
 
