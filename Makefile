@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[lc,train,dev]"
+	$(BIN)/python -m pip install -q -e ".[lc,train,smolvlm,dev]"
 	touch $(STAMP)
 
 demo: setup

@@ -13,10 +13,8 @@ from typing import Any
 
 from evalkit.training.config import TrainConfig
 from evalkit.training.lora_targets import lora_targets
+from evalkit.training.projector import in_projector, projector_modules
 from evalkit.types import UserError
-
-#: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
-PROJECTOR_NAMES = ("multi_modal_projector", "merger")
 
 
 def resolve_model(model: str) -> str:
@@ -72,9 +70,12 @@ def wrap_for_training(model, cfg: TrainConfig):
         from peft import LoraConfig, get_peft_model
 
         model.requires_grad_(False)
-        projector = [n for n in PROJECTOR_NAMES if any(k.endswith(n) for k, _ in model.named_modules())]
+        projector = projector_modules(model) if cfg.projector_lr is not None else []
         if cfg.projector_lr is not None and not projector:
-            raise UserError("--projector-lr: the model has no multi_modal_projector / merger module")
+            raise UserError(
+                "--projector-lr: the model has no vision-language projector (no multi_modal_projector, "
+                "visual.merger or connector module); leave --projector-lr out"
+            )
         lora = LoraConfig(
             r=cfg.lora_rank,
             lora_alpha=cfg.alpha,
@@ -84,7 +85,7 @@ def wrap_for_training(model, cfg: TrainConfig):
             bias="none",
             # the seed recipe also trains the projector (at its own learning rate); peft keeps a trained
             # copy, so the adapter-off reference still sees the original projector
-            modules_to_save=projector[:1] if cfg.projector_lr is not None else None,
+            modules_to_save=projector or None,
         )
         with warnings.catch_warnings():  # peft calls transformers' deprecated is_gradient_checkpointing
             warnings.simplefilter("ignore", FutureWarning)
@@ -121,7 +122,7 @@ def param_groups(trainable, cfg: TrainConfig) -> list[dict[str, Any]]:
     """One group, or two when the projector has its own learning rate."""
     if cfg.projector_lr is None:
         return [{"params": [p for _, p in trainable], "lr": cfg.learning_rate}]
-    is_proj = [any(f".{n}." in f".{name}." for n in PROJECTOR_NAMES) for name, _ in trainable]
+    is_proj = [in_projector(name) for name, _ in trainable]
     return [
         {
             "params": [p for (_, p), j in zip(trainable, is_proj, strict=True) if not j],

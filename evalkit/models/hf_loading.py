@@ -92,16 +92,36 @@ def merge_adapter(model, adapter_dir: Path):
         )
 
 
+#: transformers' wording where a processor needs a package that transformers does not declare
+#: (SmolVLMProcessor: num2words, evalkit's `smolvlm` extra)
+_PACKAGE_REQUIRED = re.compile(r"Package `([A-Za-z0-9_.-]+)` is required")
+
+
 def user_errors(source: str, load):
-    """Run a from_pretrained call, turning the usual loading failures into one-line UserErrors."""
+    """Run a from_pretrained call, turning the usual loading failures into one-line UserErrors; a missing
+    package names the pip command that installs it (`evalkit.util.dependencies`)."""
     try:
         return load()
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        missing = _missing_package(exc)
+        if missing is not None:
+            raise UserError(f"cannot load model {source!r}: {missing}") from exc
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
             f"cannot load model {source!r}: {first} (expected a local checkpoint folder, or a hub id that is "
             "cached or reachable; use --trust-remote-code only for checkpoints you trust)"
         ) from exc
+
+
+def _missing_package(exc: Exception):
+    """The one-line `MissingDependency` for an ImportError that names an absent package, else None."""
+    from evalkit.util.dependencies import missing_dependency
+
+    if not isinstance(exc, ImportError):
+        return None
+    found = _PACKAGE_REQUIRED.search(str(exc))
+    name = exc.name if isinstance(exc, ModuleNotFoundError) else found.group(1) if found else None
+    return missing_dependency(ModuleNotFoundError(name=name)) if name else None
 
 
 def steer_targets(given: str, folder: Path | None, override: str | None) -> dict[str, Any] | None:

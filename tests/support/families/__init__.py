@@ -37,9 +37,9 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import gemma, llava, phi, text
+    from support.families import gemma, idefics, llava, phi, text
 
-    found = [*llava.FAMILIES, *gemma.FAMILIES, *phi.FAMILIES, *text.FAMILIES]
+    found = [*llava.FAMILIES, *idefics.FAMILIES, *gemma.FAMILIES, *phi.FAMILIES, *text.FAMILIES]
     return {f.name: f for f in found}
 
 
