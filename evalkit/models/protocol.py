@@ -104,10 +104,11 @@ def check_protocol(protocol: Protocol, processor: Any, tokenizer: Any, model: st
                 "processor has none (use --image-pad none)"
             )
     if protocol.prompt_style != "chat-template" and processor is not None:
-        if image_token_id(processor, tokenizer) is None:
+        llava_like = getattr(processor, "image_token", None) == "<image>"
+        if not llava_like or image_token_id(processor, tokenizer) is None:
             raise UserError(
-                f"--prompt-style {protocol.prompt_style} writes LLaVA's '<image>' placeholder; {model!r}'s "
-                "processor has no image token (use --prompt-style chat-template)"
+                f"--prompt-style {protocol.prompt_style} writes LLaVA's '<image>' placeholder, which "
+                f"{model!r}'s processor does not expand (use --prompt-style chat-template)"
             )
 
 

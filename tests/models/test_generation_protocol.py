@@ -17,7 +17,7 @@ from support.families.llava import build_llava_15
 
 from evalkit.models.base import BackendOptions, load_backend
 from evalkit.models.prompt import LLAVA_CONVERSATIONS, render_llava
-from evalkit.models.protocol import PROTOCOL_FILE, Protocol, write_protocol_file
+from evalkit.models.protocol import PROTOCOL_FILE, Protocol, check_protocol, write_protocol_file
 from evalkit.types import GenerationConfig, Message, Request, UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -88,6 +88,17 @@ def test_unknown_protocol_names_are_one_line_errors():
         load_backend("toy", BackendOptions(sampling="hf"))
     with pytest.raises(UserError, match="apply to local checkpoints"):
         load_backend("openai:gpt-4o", BackendOptions(prompt_style="llava_v1.5"))
+
+
+def test_llava_styles_need_a_processor_that_expands_the_llava_placeholder():
+    class Processor:  # a processor whose image placeholder is not LLaVA's
+        image_token = "<|image_pad|>"
+        image_token_id = 7
+
+    with pytest.raises(UserError, match="'<image>' placeholder, which 'm'.s processor does not expand"):
+        check_protocol(Protocol("llava_v1.5"), Processor(), None, "m")
+    with pytest.raises(UserError, match="--image-pad square applies to image models"):
+        check_protocol(Protocol(image_pad="square"), None, None, "m")
 
 
 # ---- a tiny LLaVA-1.5 whose tokenizer adds BOS and a prefix token, as LLaMA's does ----------------------
