@@ -58,12 +58,7 @@ from evalkit.models.hf_loading import (
     user_errors,
     weights_sha256,
 )
-from evalkit.models.prompt import (
-    chat_template_of,
-    llava_encoding,
-    prompt_add_special_tokens,
-    render_prompt,
-)
+from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
 from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
@@ -158,9 +153,10 @@ class HFBackend(Backend):
 
         # Keep only the token ids of the checkpoint's generation config (see the module docstring).
         ckpt_gen = self.model.generation_config
-        self.sampling, self.fastchat = options.sampling, None
+        self.sampling, self.fastchat, self._row_extra = options.sampling, None, {}
         if self.sampling == "fastchat":
             self.fastchat = fastchat_settings(ckpt_gen, model_path_or_hub_id)
+            self._row_extra = {"top_k": self.fastchat["top_k"], "checkpoint_top_p": self.fastchat["top_p"]}
         eos = {self.tokenizer.eos_token_id, *_as_list(ckpt_gen.eos_token_id)} - {None}
         self.eos_ids: list[int] = sorted(eos)
         self.model.generation_config = transformers.GenerationConfig(
@@ -250,10 +246,8 @@ class HFBackend(Backend):
             if isinstance(v, torch.Tensor)
         }
         gens = [requests[i].generation for i, _, _ in rows]
-        fc = self.fastchat or {"top_k": 0, "top_p": 1.0}
-        fastchat = {"top_k": fc["top_k"], "checkpoint_top_p": fc["top_p"]}
         sampling = [
-            None if g.greedy else RowSampling(g.temperature, g.top_p, requests[i].seed, **fastchat)
+            None if g.greedy else RowSampling(g.temperature, g.top_p, requests[i].seed, **self._row_extra)
             for (i, _, _), g in zip(rows, gens, strict=True)
         ]
         recorder = _LogprobRecorder([g.top_logprobs for g in gens])
