@@ -28,6 +28,7 @@ from typing import Any
 
 from evalkit.analysis.pairing import (
     judge_mismatch,
+    protocol_warning,
     scored_rows,
     select_metrics,
     task_mismatch,
@@ -185,6 +186,8 @@ def compare_runs(
     refusal = unfinished([base, new], allow_unfinished, warnings)
     if refusal:
         raise Incomparable(refusal)
+    if (differ := protocol_warning(base, new)) is not None:
+        warnings.append(differ)
     if tasks:
         names = list(dict.fromkeys(tasks))
     else:
