@@ -19,6 +19,7 @@ protocol existed keep their config hash.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ PROMPT_STYLES = ("chat-template", "llava_v1.5", "llava_v1")
 IMAGE_PADS = ("none", "square")
 PROTOCOL_FILE = "generation_protocol.json"
 PROTOCOL_FORMAT = "evalkit-protocol/1"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def resolve_protocol(
     given = prompt_style is not None or image_pad is not None
     if saved is None:
         return protocol, "options" if given else "default"
+    log.warning("%s records generation protocol %s; asked with %s", folder, saved.record(), protocol.record())
     return protocol, "checkpoint+options" if given else "checkpoint"
 
 
