@@ -2,7 +2,9 @@
 
 The prompt is rendered and encoded by the functions `evalkit run` itself uses (`evalkit.models.prompt.
 render_prompt` / `prompt_add_special_tokens`): one user turn (its images first, then the text) and the
-generation prompt, BOS as the backend adds it. The answer follows as the tokens the model has to generate:
+generation prompt, BOS as the backend adds it; under a named generation protocol (`--prompt-style`,
+`--image-pad`, `evalkit.models.protocol`) the same LLaVA rendering, tokenization and square padding.
+The answer follows as the tokens the model has to generate:
 `tokenizer(answer, add_special_tokens=False)` then EOS (the tokenizer's, or `eos_token_id`), which is
 where generation stops at evaluation. `answer_mask` marks exactly those tokens; nothing else is scored.
 
@@ -43,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.models import paligemma
-from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
+from evalkit.models.prompt import (
+    chat_template_of,
+    image_token_runs,
+    llava_input_ids,
+    prompt_add_special_tokens,
+    render_prompt,
+)
+from evalkit.models.protocol import Protocol, image_token_id, prepare_image
 from evalkit.types import Message, UserError
 from evalkit.util.images import load_image
 
@@ -137,6 +146,7 @@ class Encoder:
         max_length: int | None = None,
         chat_template: str | None = None,
         eos_token_id: int | None = None,
+        protocol: Protocol | None = None,
     ) -> None:
         if hasattr(processor_or_tokenizer, "tokenizer") and hasattr(
             processor_or_tokenizer, "image_processor"
@@ -144,8 +154,14 @@ class Encoder:
             self.processor, self.tokenizer = processor_or_tokenizer, processor_or_tokenizer.tokenizer
         else:
             self.processor, self.tokenizer = None, processor_or_tokenizer
+        self.protocol = protocol or Protocol()
         self.chat_template = chat_template or chat_template_of(self.processor, self.tokenizer)
-        if not self.chat_template:
+        self.image_token_id = None
+        if self.processor is not None and self.protocol.prompt_style != "chat-template":
+            self.image_token_id = image_token_id(self.processor, self.tokenizer)
+            if self.image_token_id is None:
+                raise ValueError(f"--prompt-style {self.protocol.prompt_style} needs a processor image token")
+        if not self.chat_template and self.protocol.prompt_style == "chat-template":
             hint = f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else ""
             raise ValueError(
                 "the checkpoint has no chat template; evaluation renders prompts only with it (add "
@@ -166,7 +182,8 @@ class Encoder:
     def render(self, prompt: str, n_images: int) -> str:
         """The prompt text exactly as `evalkit run` renders a one-turn request with `n_images` images."""
         message = Message("user", prompt, tuple(f"<image {i}>" for i in range(n_images)))
-        return render_prompt((message,), self.processor, self.tokenizer, self.chat_template)
+        style = self.protocol.prompt_style
+        return render_prompt((message,), self.processor, self.tokenizer, self.chat_template, style)
 
     def answer_ids(self, answer: str) -> list[int]:
         """The tokens the model must generate for `answer`: its tokens, then EOS. Under `max_length` a very
@@ -178,9 +195,10 @@ class Encoder:
         return [*self.tokenizer(answer, add_special_tokens=False)["input_ids"], self.eos_token_id]
 
     def encode_prompt(self, prompt: str, image: Any = None) -> _Prompt:
-        images = _load_images(image)
+        images = [prepare_image(img, self.protocol, self.processor) for img in _load_images(image)]
         text = self.render(prompt, len(images))
-        add_special = prompt_add_special_tokens(text, self.processor, self.tokenizer)
+        style = self.protocol.prompt_style
+        add_special = prompt_add_special_tokens(text, self.processor, self.tokenizer, style)
         if self.processor is None:
             if images:
                 raise ValueError("the checkpoint is a text-only model but the example has images")
@@ -192,12 +210,18 @@ class Encoder:
                 text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
             )
         ids = enc["input_ids"][0].tolist()
+        if self.image_token_id is not None:  # LLaVA's tokenizer_image_token, the processor's image runs
+            runs = image_token_runs(ids, self.image_token_id)
+            ids = llava_input_ids(text, self.tokenizer, self.image_token_id, runs)
         if self.max_length is not None and len(ids) >= self.max_length:
             raise ValueError(
                 f"prompt of {len(ids)} tokens (image tokens included) leaves no room for an answer under "
                 f"max_length={self.max_length}; image and prompt tokens are never truncated"
             )
         extras = {k: v for k, v in enc.items() if k not in _DROPPED_KEYS and hasattr(v, "shape")}
+        per_token = [v for v in extras.values() if v.shape == enc["input_ids"].shape]
+        if self.image_token_id is not None and per_token:
+            raise ValueError("LLaVA prompt styles cannot re-tokenize a processor output per token")
         return _Prompt(ids, extras)
 
     def encode_sft(self, examples: Sequence[Any]) -> Batch:

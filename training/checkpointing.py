@@ -315,7 +315,8 @@ def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def save_checkpoint(model, processor, cfg, out: Path) -> None:
     """The model in transformers format with the base's processor / tokenizer and chat template (LoRA merged
-    unless `cfg.merge` is False; a SteerLM checkpoint adds its targets)."""
+    unless `cfg.merge` is False; a SteerLM checkpoint adds its targets, a non-default generation protocol
+    its generation_protocol.json, which evaluation of the checkpoint then uses)."""
     if cfg.lora_rank and cfg.merge:
         model = model.merge_and_unload()
     check_finite_weights(model.named_parameters(), f"the checkpoint {out}")
@@ -326,6 +327,9 @@ def save_checkpoint(model, processor, cfg, out: Path) -> None:
         from evalkit.models.steerlm import parse_steer, write_steer_file
 
         write_steer_file(out, parse_steer(cfg.steer))
+    from evalkit.models.protocol import write_protocol_file
+
+    write_protocol_file(out, cfg.protocol)
 
 
 def mark_complete(out: Path, info: dict[str, Any], rows: list[dict[str, Any]], resumed_from: int) -> None:

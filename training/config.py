@@ -113,6 +113,17 @@ class TrainConfig:
             "model's context is refused at load; prompts that do not fit are skipped and counted)."
         },
     )
+    prompt_style: str = field(  # evalkit.models.protocol; recorded in the checkpoint when not the default
+        default="chat-template",
+        metadata={
+            "help": "Prompt rendering, as `evalkit run --prompt-style`: chat-template, llava_v1.5 or "
+            "llava_v1 (saved with the checkpoint, whose evaluation then uses it)."
+        },
+    )
+    image_pad: str = field(
+        default="none",
+        metadata={"help": "Images as `evalkit run --image-pad`: none or square (saved likewise)."},
+    )
     save_every: int = field(  # optimizer steps
         default=50, metadata={"help": "Steps between resume checkpoints (0: never)."}
     )
@@ -214,6 +225,7 @@ class TrainConfig:
             )
         if (self.reward or self.judge) and self.method not in RANKED_METHODS:
             raise UserError(f"--reward / --judge apply to {', '.join(RANKED_METHODS)} only")
+        self.protocol  # noqa: B018 - a known --prompt-style and --image-pad, or one line naming them
         if self.steer is not None and self.method != "steerlm":
             raise UserError("--steer applies to --method steerlm only")
         if self.steer is not None:
@@ -314,6 +326,13 @@ class TrainConfig:
         if self.reference is not None:
             return self.reference
         return "adapter-off" if self.lora_rank else "frozen"
+
+    @property
+    def protocol(self):
+        """The generation protocol training renders prompts and prepares images with."""
+        from evalkit.models.protocol import Protocol
+
+        return Protocol(self.prompt_style, self.image_pad)
 
     @property
     def alpha(self) -> float:

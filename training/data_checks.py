@@ -131,7 +131,8 @@ def _token_ids(tokenizer, texts: list[str], *, special: bool, encoder) -> list[l
 
     if not texts:
         return []
-    add = special and prompt_add_special_tokens(texts[0], encoder.processor, tokenizer)
+    style = encoder.protocol.prompt_style
+    add = special and prompt_add_special_tokens(texts[0], encoder.processor, tokenizer, style)
     with _quiet():
         return tokenizer(texts, add_special_tokens=add)["input_ids"]
 

@@ -187,7 +187,7 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
     model.to(device)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     try:
-        encoder = Encoder(processor, max_length=cfg.max_length)
+        encoder = Encoder(processor, max_length=cfg.max_length, protocol=cfg.protocol)
     except ValueError as exc:
         raise UserError(f"model {cfg.model!r}: {exc}") from None
     check_data_lengths(cfg, data, encoder, context_length(model), say)

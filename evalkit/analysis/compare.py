@@ -14,7 +14,8 @@ The gate never passes on nothing: it refuses (exit 3) runs that are not finished
 `allow_unfinished`), tasks whose task version, data version or data file checksums or judges differ,
 fewer than `min_common` common scored samples or bootstrap units (a POPE run at `--limit 30` holds two
 images), and a checked metric that is NaN on either side. Damaged sample lines are skipped and named as
-`file:line` in the warnings; the samples files are only read. The pairing rules and refusal checks are in
+`file:line` in the warnings, as are runs generated under different protocols (`--prompt-style`,
+`--image-pad`, `--sampling`); the samples files are only read. The pairing rules and refusal checks are in
 `evalkit.analysis.pairing`; this module holds the statistics, the gate and the table.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from evalkit.analysis.pairing import (
     judge_mismatch,
+    protocol_warning,
     scored_rows,
     select_metrics,
     task_mismatch,
@@ -185,6 +187,8 @@ def compare_runs(
     refusal = unfinished([base, new], allow_unfinished, warnings)
     if refusal:
         raise Incomparable(refusal)
+    if (differ := protocol_warning(base, new)) is not None:
+        warnings.append(differ)
     if tasks:
         names = list(dict.fromkeys(tasks))
     else:

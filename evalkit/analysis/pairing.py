@@ -46,6 +46,36 @@ def task_mismatch(base: Run, new: Run, task: str) -> str | None:
     return None
 
 
+def generation_protocol(run: Run) -> str:
+    """How the run's model was asked (`evalkit.models.protocol`, `evalkit.models.sampling`), from the
+    fingerprint in its run.json: `chat-template/none/evalkit` for a run with the defaults."""
+    model = run.header.get("model")
+    fp = model.get("fingerprint") if isinstance(model, dict) else None
+    fp = fp if isinstance(fp, dict) else {}
+    protocol = fp.get("protocol") if isinstance(fp.get("protocol"), dict) else {}
+    sampling = fp.get("sampling") if isinstance(fp.get("sampling"), dict) else {}
+    return "/".join(
+        str(x)
+        for x in (
+            protocol.get("prompt_style", "chat-template"),
+            protocol.get("image_pad", "none"),
+            sampling.get("style", "evalkit"),
+        )
+    )
+
+
+def protocol_warning(base: Run, new: Run) -> str | None:
+    """A warning when the two models were asked under different generation protocols: the difference
+    then measures the protocol as well as the models (prompt style / image padding / sampling)."""
+    pb, pn = generation_protocol(base), generation_protocol(new)
+    if pb == pn:
+        return None
+    return (
+        f"the runs were generated under different protocols (prompt style/image pad/sampling: base {pb}, "
+        f"new {pn}); differences include the protocol's effect"
+    )
+
+
 def unfinished(runs: list[Run], allow_unfinished: bool, warnings: list[str]) -> str | None:
     """The refusal of a run that did not finish (status running, interrupted, unknown) unless allowed;
     warnings for failed runs and, when allowed, unfinished ones."""

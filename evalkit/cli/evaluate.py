@@ -140,6 +140,28 @@ def run(
             "(0-4; the others keep the checkpoint's targets)."
         ),
     ] = None,
+    prompt_style: Annotated[
+        str | None,
+        typer.Option(
+            help="hf: chat-template (the checkpoint's own), llava_v1.5 (LLaVA's vicuna_v1 conversation, as "
+            "the official LLaVA-1.5 evaluation) or llava_v1 (LLaVA's llava_v1, as MMHal's generator). "
+            "Default: the protocol a checkpoint trained by evalkit records, else chat-template."
+        ),
+    ] = None,
+    image_pad: Annotated[
+        str | None,
+        typer.Option(
+            help="hf: none, or square (pad to a square of the image processor's mean colour before the "
+            "processor, as LLaVA's expand2square). Default: the checkpoint's recorded protocol, else none."
+        ),
+    ] = None,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="hf: evalkit (temperature and top-p only) or fastchat (also the checkpoint's top_k, 50 by "
+            "default, and top_p, as FastChat's MT-Bench generation)."
+        ),
+    ] = "evalkit",
     judge: Annotated[
         str | None,
         typer.Option(
@@ -231,6 +253,9 @@ def run(
         max_retries=max_retries,
         trust_remote_code=trust_remote_code,
         steer=steer,
+        prompt_style=prompt_style,
+        image_pad=image_pad,
+        sampling=sampling,
     )
     try:
         result = evaluate(

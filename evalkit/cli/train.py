@@ -25,7 +25,8 @@ from evalkit.training.config_file import config_from
 #: follows these, in field order
 FLAG_ORDER = (
     "method", "model", "data", "output", "format", "image_dir", "max_steps", "epochs", "lr", "beta", "loss",
-    "sft_weight", "batch_size", "grad_accum", "lora_rank", "reference", "seed", "max_length", "save_every",
+    "sft_weight", "batch_size", "grad_accum", "lora_rank", "reference", "seed", "max_length", "prompt_style",
+    "image_pad", "save_every",
     "warmup_ratio", "schedule", "projector_lr", "gradient_checkpointing", "train_vision", "merge", "device",
     "trust_remote_code", "overwrite", "samples", "temperature", "max_new_tokens", "reward", "judge",
     "judge_base_url", "judge_api_key_env", "judge_concurrency", "offline_prob", "steer", "embedder",

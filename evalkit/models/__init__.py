@@ -3,7 +3,8 @@
 `base` holds the interface and `load_backend` (the factory that reads `--model`: a path or hub id, `toy`,
 `openai:NAME`); `hf_loading` loads checkpoints and adapters (refusing pickled weights) and `hf`
 generates with transformers; `prompt` renders chat templates, the one renderer evaluation and training share,
-and `steerlm` the SteerLM attribute suffix both write; `openai_http` (URLs, proxies, Retry-After),
-`openai_client` (the request queue with its retries and timeouts, shared with the judges) and
-`openai_backend` answer through any OpenAI-compatible endpoint.
+`protocol` the named generation protocols (LLaVA's official prompt rendering and square padding),
+`sampling` the per-row sampler (with FastChat's top-k), and `steerlm` the SteerLM attribute suffix both
+write; `openai_http` (URLs, proxies, Retry-After), `openai_client` (the request queue with its retries and
+timeouts, shared with the judges) and `openai_backend` answer through any OpenAI-compatible endpoint.
 """

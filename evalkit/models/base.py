@@ -41,6 +41,12 @@ class BackendOptions:
     trust_remote_code: bool = False
     #: SteerLM checkpoints: target attributes for this run ("verbosity=1,..."); see evalkit.models.steerlm
     steer: str | None = None
+    #: hf: the generation protocol (see evalkit.models.protocol); None: the checkpoint's recorded one, else
+    #: the default (`chat-template`, `none`)
+    prompt_style: str | None = None
+    image_pad: str | None = None
+    #: hf: `evalkit` (temperature and top-p only) or `fastchat` (see evalkit.models.sampling)
+    sampling: str = "evalkit"
 
 
 class Backend(ABC):
@@ -90,10 +96,23 @@ class Backend(ABC):
         return None
 
 
+def check_options(options: BackendOptions) -> None:
+    """The protocol and sampling choices are known names (one-line errors before anything loads)."""
+    from evalkit.models.protocol import IMAGE_PADS, PROMPT_STYLES, check_choice
+    from evalkit.models.sampling import SAMPLING_STYLES
+
+    if options.prompt_style is not None:
+        check_choice("--prompt-style", options.prompt_style, PROMPT_STYLES)
+    if options.image_pad is not None:
+        check_choice("--image-pad", options.image_pad, IMAGE_PADS)
+    check_choice("--sampling", options.sampling, SAMPLING_STYLES)
+
+
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """`toy` → the built-in tiny LLaVA; `openai:NAME` → an OpenAI-compatible endpoint;
     anything else (optionally prefixed `hf:`) → a transformers checkpoint, local path or hub id."""
     options = options or BackendOptions()
+    check_options(options)
     if model == "toy":
         from evalkit.toy.model import ensure_toy_model
 
@@ -104,6 +123,11 @@ def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
         name = model.split(":", 1)[1]
         if options.steer is not None:
             raise UserError("--steer applies to SteerLM checkpoints (hf), not to openai: models")
+        if options.prompt_style is not None or options.image_pad is not None or options.sampling != "evalkit":
+            raise UserError(
+                "--prompt-style, --image-pad and --sampling apply to local checkpoints (hf); an openai: "
+                "model renders and samples on its server"
+            )
         if not name:
             raise UserError("--model openai:NAME needs a model name after 'openai:'")
         return OpenAIBackend(name, options)

@@ -1,8 +1,8 @@
 """A transformers backend: any image-text-to-text checkpoint or causal LM, local folder or hub id.
 
-Prompts are rendered with the checkpoint's own chat template; the backend never rewrites them.
-Decoding is what the request asks for and nothing else: the checkpoint's `generation_config.json`
-sampling defaults (temperature, repetition penalty, ...) are deliberately not applied, only its token ids.
+Prompts are rendered with the checkpoint's own chat template (or a named protocol, below); the backend
+never rewrites them. Decoding is what the request asks for and nothing else: the checkpoint's
+`generation_config.json` sampling defaults are not applied, only its token ids (unless `--sampling fastchat`).
 
 Batching: one left-padded `generate` per call, each prompt's images handed to the processor as its own
 list (two calls when prompts with and without images mix: Mllama's text-only rows differ in a batch with
@@ -22,6 +22,11 @@ LoRA adapters (`evalkit train --no-merge`): a folder holding `adapter_config.jso
 peft and merged (`merge_and_unload`) for inference. The processor / tokenizer / chat template come from the
 adapter folder when saved there, else from the base. The fingerprint is the base's plus an `adapter` entry
 hashing the adapter's config and weights.
+
+Generation protocol (`evalkit.models.protocol`): `--prompt-style` / `--image-pad` (or the protocol a
+trained checkpoint records) choose LLaVA's official prompt rendering and square padding; `--sampling
+fastchat` samples as FastChat's MT-Bench generation did (`evalkit.models.sampling`). Each one that is not
+the default enters the fingerprint, so it is part of the run's identity.
 
 Log-probabilities (`GenerationConfig.top_logprobs = k > 0`): `Response.logprobs` in OpenAI's shape, one
 entry per counted completion token, from log_softmax of the logits at each step before any logits
@@ -58,7 +63,9 @@ from evalkit.models.hf_loading import (
     weights_sha256,
 )
 from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
-from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
+from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
+from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
+from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
 from evalkit.util.images import ImageLoadError, load_image
 
@@ -105,8 +112,12 @@ class HFBackend(Backend):
             self.tokenizer = load_processor_or_tokenizer(text_source, self.kind_info, remote_code)
 
         self.steer = steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
+        self.protocol, self.protocol_source = resolve_protocol(
+            options.prompt_style, options.image_pad, self.adapter_dir or self.local_dir
+        )
+        check_protocol(self.protocol, self.processor, self.tokenizer, model_path_or_hub_id)
         self.chat_template = chat_template_of(self.processor, self.tokenizer)
-        if not self.chat_template:
+        if not self.chat_template and self.protocol.prompt_style == "chat-template":
             raise UserError(
                 f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
                 "checkpoint's own template (add chat_template.jinja to the checkpoint)"
@@ -130,6 +141,10 @@ class HFBackend(Backend):
 
         # Keep only the token ids of the checkpoint's generation config (see the module docstring).
         ckpt_gen = self.model.generation_config
+        self.sampling, self.fastchat, self._row_extra = options.sampling, None, {}
+        if self.sampling == "fastchat":
+            self.fastchat = fastchat_settings(ckpt_gen, model_path_or_hub_id)
+            self._row_extra = {"top_k": self.fastchat["top_k"], "checkpoint_top_p": self.fastchat["top_p"]}
         eos = {self.tokenizer.eos_token_id, *_as_list(ckpt_gen.eos_token_id)} - {None}
         self.eos_ids: list[int] = sorted(eos)
         self.model.generation_config = transformers.GenerationConfig(
@@ -147,7 +162,11 @@ class HFBackend(Backend):
         rows: list[tuple[int, str, list[Any]]] = []  # (request index, rendered prompt, images)
         for i, req in enumerate(requests):
             try:
-                images = [load_image(p) for m in req.messages for p in m.images]
+                images = [
+                    prepare_image(load_image(p), self.protocol, self.processor)
+                    for m in req.messages
+                    for p in m.images
+                ]
             except ImageLoadError as exc:
                 responses[i] = Response(req.id, error=ErrorInfo("image_error", str(exc)))
                 continue
@@ -190,7 +209,8 @@ class HFBackend(Backend):
             messages = tuple(
                 replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages
             )
-        return render_prompt(messages, self.processor, self.tokenizer, self.chat_template)
+        style = self.protocol.prompt_style
+        return render_prompt(messages, self.processor, self.tokenizer, self.chat_template, style)
 
     def _generate_rows(
         self, rows: list[tuple[int, str, list[Any]]], requests: list[Request]
@@ -201,7 +221,8 @@ class HFBackend(Backend):
 
         texts = [text for _, text, _ in rows]
         images = [list(imgs) for _, _, imgs in rows]  # per prompt: Gemma 3, Mllama read a flat list as one's
-        add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer)
+        style = self.protocol.prompt_style
+        add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer, style)
         if self.processor is not None:
             enc = self.processor(
                 text=texts,
@@ -212,6 +233,8 @@ class HFBackend(Backend):
             )
         else:
             enc = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=add_special)
+        if style != "chat-template" and self.processor is not None:  # LLaVA's tokenizer_image_token
+            enc = llava_encoding(enc, texts, self.tokenizer, image_token_id(self.processor, self.tokenizer))
         inputs = {
             k: v.to(self.device, dtype=self.model.dtype) if v.is_floating_point() else v.to(self.device)
             for k, v in enc.items()
@@ -219,18 +242,18 @@ class HFBackend(Backend):
         }
         gens = [requests[i].generation for i, _, _ in rows]
         sampling = [
-            None if g.greedy else (g.temperature, g.top_p, requests[i].seed)
+            None if g.greedy else RowSampling(g.temperature, g.top_p, requests[i].seed, **self._row_extra)
             for (i, _, _), g in zip(rows, gens, strict=True)
         ]
         recorder = _LogprobRecorder([g.top_logprobs for g in gens])
         processors = LogitsProcessorList(
-            ([recorder] if recorder.rows else []) + ([_RowSampler(sampling)] if any(sampling) else [])
+            ([recorder] if recorder.rows else []) + ([RowSampler(sampling)] if any(sampling) else [])
         )
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=max(g.max_new_tokens for g in gens),
-                do_sample=False,  # sampled rows are drawn by _RowSampler, then picked by argmax
+                do_sample=False,  # sampled rows are drawn by RowSampler, then picked by argmax
                 logits_processor=processors,
             )
         prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -285,6 +308,10 @@ class HFBackend(Backend):
                 }
             if self.steer is not None:  # likewise: only SteerLM checkpoints carry their targets
                 self._fingerprint["steer"] = dict(self.steer)
+            if not self.protocol.is_default:  # likewise: only a non-default generation protocol
+                self._fingerprint["protocol"] = self.protocol.record()
+            if self.fastchat is not None:
+                self._fingerprint["sampling"] = {"style": "fastchat", **self.fastchat}
         return dict(self._fingerprint)
 
     def info(self) -> dict[str, Any]:
@@ -295,7 +322,11 @@ class HFBackend(Backend):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
             "padding_side": self.tokenizer.padding_side,
-            "chat_template_sha256": hashlib.sha256(self.chat_template.encode()).hexdigest(),
+            "chat_template_sha256": (
+                hashlib.sha256(self.chat_template.encode()).hexdigest() if self.chat_template else None
+            ),
+            "protocol": {**self.protocol.record(), "source": self.protocol_source},
+            "sampling": {"style": self.sampling, **(self.fastchat or {})},
             "eos_token_ids": self.eos_ids,
             **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
             "latency": "batch wall time / generated requests",
@@ -354,35 +385,6 @@ class _LogprobRecorder:
                 )
             out[row] = entries
         return out
-
-
-class _RowSampler:
-    """Per-row temperature/top-p sampling with a generator per row, returned as a one-hot score row.
-
-    `generate` runs greedy, so the argmax of each sampled row is the token this processor drew; greedy
-    rows (`None`) are left untouched. Drawing per row keeps a sample independent of its batch.
-    """
-
-    def __init__(self, rows: list[tuple[float, float, int] | None]) -> None:
-        import torch
-
-        self.rows = rows
-        self.generators = [torch.Generator().manual_seed(int(r[2])) if r else None for r in rows]
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        for i, spec in enumerate(self.rows):
-            if spec is None:
-                continue
-            temperature, top_p, _ = spec
-            probs = torch.softmax(scores[i].float().cpu() / temperature, dim=-1)
-            sorted_p, order = probs.sort(descending=True)
-            sorted_p = sorted_p * ((sorted_p.cumsum(0) - sorted_p) < top_p)  # top-p, keeps at least one
-            token = order[torch.multinomial(sorted_p, 1, generator=self.generators[i])]
-            scores[i] = float("-inf")
-            scores[i, token.to(scores.device)] = 0.0
-        return scores
 
 
 def _has_any(folder: Path | None, *names: str) -> bool:
