@@ -155,8 +155,9 @@ def _from_config(name: str):
 EXPECTED = {
     "Idefics3": (r"model\.text_model\.layers\.[01]\.self_attn" + QKVO, 8),
     "Gemma 3": (r"model\.language_model\.layers\.[01]\.self_attn" + QKVO, 8),
-    # layer 1 is a cross-attention layer: its projections read the image states, but belong to the LM
-    "Mllama": (r"model\.language_model\.layers\.(0\.self_attn|1\.cross_attn)" + QKVO, 8),
+    # cross-attention layers' projections read the image states, but belong to the LM (the matrix's
+    # checkpoint and the config-built one differ in their layer count: every attention projection counts)
+    "Mllama": (r"model\.language_model\.layers\.\d+\.(self|cross)_attn" + QKVO, None),
     "PaliGemma": (r"model\.language_model\.layers\.[01]\.self_attn" + QKVO, 8),
     "Qwen2-VL": (r"model\.language_model\.layers\.[01]\.self_attn" + QKVO, 8),
     "Qwen2.5-VL": (r"model\.language_model\.layers\.[01]\.self_attn" + QKVO, 8),

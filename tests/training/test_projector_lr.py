@@ -32,7 +32,6 @@ SIGLIP = {**CLIP, "image_size": 32, "patch_size": 8}
 QWEN_VISION = {"depth": 2, "hidden_size": 16, "num_heads": 4, "patch_size": 8, "temporal_patch_size": 2}
 QWEN_NEW = {**QWEN_VISION, "intermediate_size": 32, "out_hidden_size": 16}
 QWEN_IDS = {"image_token_id": 5, "video_token_id": 6}
-LORA_PENDING = "default LoRA targets match only modules under language_model (LORA_TARGETS for every family)"
 
 
 def _config(family: str):
@@ -107,8 +106,6 @@ PROJECTORS = {
     "Gemma 3": ("model.multi_modal_projector",),
     "PaliGemma": ("model.multi_modal_projector",),
 }
-#: families whose LoRA wrapping waits for another fix
-LORA_WAITS = {"Idefics3": LORA_PENDING, "SmolVLM": LORA_PENDING}
 
 LR, PROJECTOR_LR = 1e-3, 3e-2
 
@@ -142,12 +139,7 @@ def test_projector_group_holds_exactly_the_projector(family):
     assert (rest["lr"], projector["lr"]) == (LR, PROJECTOR_LR)
 
 
-def _lora_params(family: str):
-    marks = [pytest.mark.xfail(strict=True, reason=LORA_WAITS[family])] if family in LORA_WAITS else []
-    return pytest.param(family, marks=marks)
-
-
-@pytest.mark.parametrize("family", [_lora_params(f) for f in PROJECTORS])
+@pytest.mark.parametrize("family", list(PROJECTORS))
 def test_lora_trains_a_copy_of_the_projector_at_the_projector_lr(family):
     model = _model(family)
     originals = {path: model.get_submodule(path) for path in PROJECTORS[family]}

@@ -121,13 +121,12 @@ NESTED_IMAGES = "batched generation passes one flat image list, read as one prom
 LORA = "the default LoRA targets match only modules under language_model (LORA_TARGETS for every family)"
 
 FAMILIES = [
-    Family("Idefics3", build_idefics3, frozen_prefixes=FROZEN, pending={"dpo-lora": LORA}),
+    Family("Idefics3", build_idefics3, frozen_prefixes=FROZEN),
     Family(
         "SmolVLM",
         build_smolvlm,
         frozen_prefixes=FROZEN,
         notes="SmolVLM-Instruct (Idefics3 classes)",
-        pending={"dpo-lora": LORA},
     ),
     Family(
         "SmolVLM2",
