@@ -28,10 +28,8 @@ def tokenizer(specials: list[str] = (), chat_template: str | None = None, **name
     extra = [s for s in [*specials, *named.values()] if s not in tok.get_vocab()]
     if extra:
         tok.add_special_tokens({"additional_special_tokens": extra})
-    if named:
-        tok.extra_special_tokens = {**tok.extra_special_tokens, **named}
-        for key, value in named.items():
-            setattr(tok, key, value)
+    if named:  # named special tokens (saved by name in tokenizer_config.json, `tok.<name>_id` works)
+        tok._set_model_specific_special_tokens(named)
     if chat_template is not None:
         tok.chat_template = chat_template
     return tok
