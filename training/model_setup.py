@@ -15,6 +15,16 @@ from evalkit.training.config import TrainConfig
 from evalkit.types import UserError
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+#: module names of vision towers: LLaVA-style, Qwen-VL, Idefics/Mllama/SigLIP, Molmo, Phi-3/4 (their
+#: CLIP/SigLIP image encoder; the projection beside it trains)
+VISION_TOWER_NAMES = (
+    "vision_tower",
+    "visual",
+    "vision_model",
+    "vision_encoder",
+    "vision_backbone",
+    "img_processor",
+)
 #: the vision-language projector's module name (LLaVA family; Qwen2-VL calls it visual.merger)
 PROJECTOR_NAMES = ("multi_modal_projector", "merger")
 
@@ -35,22 +45,23 @@ def load_model(source: str):
     from transformers.models.auto import modeling_auto
 
     from evalkit.models.hf_loading import refuse_pickled_weights, user_errors
+    from evalkit.models.processor_loading import load_processor
 
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model {source!r}: {str(exc).splitlines()[0]}") from None
     if config.model_type in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForImageTextToText, transformers.AutoProcessor
+        cls, load_text = transformers.AutoModelForImageTextToText, load_processor
     elif config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        cls, proc = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
+        cls, load_text = transformers.AutoModelForCausalLM, transformers.AutoTokenizer.from_pretrained
     else:
         raise UserError(f"model {source!r} ({config.model_type}) is neither image-text-to-text nor causal LM")
     transformers.utils.logging.disable_progress_bar()
     refuse_pickled_weights(Path(source).expanduser())
     load = {"dtype": torch.float32, "use_safetensors": True}  # never unpickle weights
     model = user_errors(source, lambda: cls.from_pretrained(source, **load))
-    return model, user_errors(source, lambda: proc.from_pretrained(source))
+    return model, user_errors(source, lambda: load_text(source))
 
 
 def versions() -> dict[str, str]:

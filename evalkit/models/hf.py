@@ -53,6 +53,7 @@ from evalkit.models.hf_loading import (
     user_errors,
     weights_sha256,
 )
+from evalkit.models.processor_loading import load_processor
 from evalkit.models.prompt import chat_template_of, prompt_add_special_tokens, render_prompt
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
 from evalkit.util.images import ImageLoadError, load_image
@@ -96,9 +97,7 @@ class HFBackend(Backend):
             self.kind, model_cls = "image-text-to-text", transformers.AutoModelForImageTextToText
             if _has_any(self.adapter_dir, "processor_config.json", "preprocessor_config.json"):
                 text_source = str(self.adapter_dir)
-            self.processor = user_errors(
-                text_source, lambda: transformers.AutoProcessor.from_pretrained(text_source, **remote)
-            )
+            self.processor = user_errors(text_source, lambda: load_processor(text_source, **remote))
             self.tokenizer = self.processor.tokenizer
         elif (
             config.model_type in modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
