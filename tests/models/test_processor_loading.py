@@ -10,7 +10,10 @@ import pytest
 import torch
 from PIL import Image
 from support.families.qwen import build_internvl, build_qwen2_vl, build_qwen3_vl
-from transformers import AutoImageProcessor, AutoTokenizer
+from transformers import AutoTokenizer
+from transformers.models.auto.image_processing_auto import (
+    AutoImageProcessor,  # 5.13: the top-level name needs torchvision
+)
 
 from evalkit.models import processor_loading
 from evalkit.models.processor_loading import load_processor, processor_class, torchvision_available
