@@ -5,6 +5,7 @@ and save checkpoints that still carry the video processor's configuration."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -120,8 +121,6 @@ def test_processors_without_a_video_processor_load_as_before(tmp_path):
 
 @pytest.mark.parametrize("loader", ["backend", "trainer"])
 def test_a_processor_that_cannot_load_is_one_line_user_error(checkpoints, tmp_path, loader):
-    import shutil
-
     from evalkit.models.base import BackendOptions
     from evalkit.models.hf import HFBackend
     from evalkit.training.model_setup import load_model
@@ -136,3 +135,22 @@ def test_a_processor_that_cannot_load_is_one_line_user_error(checkpoints, tmp_pa
         else:
             load_model(str(folder))
     assert "\n" not in str(info.value) and str(folder) in str(info.value)
+
+
+def test_the_hub_layout_with_a_torchvision_image_processor_named(checkpoints, tmp_path):
+    """Qwen2-VL-2B-Instruct's hub layout: one preprocessor_config.json naming the processor class and the
+    torchvision ("Fast") image processor, which the video processor also reads; without torchvision the
+    image processor is the PIL one, and a saved copy carries that configuration for the video processor."""
+    folder = tmp_path / "hub"
+    shutil.copytree(checkpoints["qwen2"], folder)
+    nested = json.loads((folder / "processor_config.json").read_text())
+    (folder / "processor_config.json").unlink()
+    legacy = dict(nested["image_processor"], image_processor_type="Qwen2VLImageProcessorFast")
+    legacy["processor_class"] = "Qwen2VLProcessor"
+    (folder / "preprocessor_config.json").write_text(json.dumps(legacy))
+    processor = load_processor(str(folder))
+    assert type(processor).__name__ == "Qwen2VLProcessor"
+    assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    assert processor.image_processor.size.shortest_edge == nested["image_processor"]["size"]["shortest_edge"]
+    processor.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "processor_config.json").read_text())["video_processor"] == legacy
