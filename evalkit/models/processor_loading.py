@@ -22,6 +22,12 @@ _CLASS_FILES = (
     "video_preprocessor_config.json",
     "tokenizer_config.json",
 )
+#: cached_file: a file the checkpoint lacks (or cannot fetch) is None, not an error
+_QUIET = {
+    "_raise_exceptions_for_gated_repo": False,
+    "_raise_exceptions_for_missing_entries": False,
+    "_raise_exceptions_for_connection_errors": False,
+}
 _HUB_KWARGS = ("cache_dir", "force_download", "token", "revision", "local_files_only", "subfolder")
 
 
@@ -51,13 +57,8 @@ def processor_class(source: str, **kwargs: Any):
     from transformers.utils import cached_file
 
     hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
-    quiet = {
-        "_raise_exceptions_for_gated_repo": False,
-        "_raise_exceptions_for_missing_entries": False,
-        "_raise_exceptions_for_connection_errors": False,
-    }
     for name in _CLASS_FILES:
-        path = cached_file(source, name, **hub, **quiet)
+        path = cached_file(source, name, **hub, **_QUIET)
         if path is None:
             continue
         with open(path, encoding="utf-8") as f:
@@ -67,7 +68,10 @@ def processor_class(source: str, **kwargs: Any):
         if data.get("processor_class"):
             return processor_class_from_name(data["processor_class"])
     remote = {"trust_remote_code": kwargs.get("trust_remote_code", False)}
-    config = transformers.AutoConfig.from_pretrained(source, **hub, **remote)
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **hub, **remote)
+    except (OSError, ValueError):  # AutoProcessor then tries its other loaders, and says what failed
+        return None
     if "AutoProcessor" in (getattr(config, "auto_map", None) or {}):
         return None
     if getattr(config, "processor_class", None):
@@ -112,7 +116,7 @@ def _video_config(source: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
 
     hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
     for name in ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json"):
-        path = cached_file(source, name, **hub, _raise_exceptions_for_missing_entries=False)
+        path = cached_file(source, name, **hub, **_QUIET)
         if path is None:
             continue
         with open(path, encoding="utf-8") as f:
