@@ -79,9 +79,10 @@ INTERNVL_TEMPLATE = (
 )
 
 
-def _chatml_tokenizer(template: str, extra: list[str], **named: str):
-    """The toy tokenizer with ChatML's tokens: eos <|im_end|>, pad <|endoftext|>, no bos (as Qwen's)."""
-    tok = tokenizer([*_QWEN_TOKENS, *extra], chat_template=template, **named)
+def _chatml_tokenizer(template: str, **named: str):
+    """The toy tokenizer with ChatML's tokens and the family's named ones (image_token=...): eos
+    <|im_end|>, pad <|endoftext|>, no bos (as Qwen2's tokenizer)."""
+    tok = tokenizer(_QWEN_TOKENS, chat_template=template, **named)
     tok.eos_token, tok.pad_token, tok.bos_token = "<|im_end|>", "<|endoftext|>", None
     return tok
 
@@ -121,7 +122,7 @@ def _build_qwen(path: Path, version: str) -> None:
         "3": ("Qwen3VL", "Qwen3VLForConditionalGeneration", "Qwen3VLConfig"),
     }[version]
     template = QWEN3_VL_TEMPLATE if version == "3" else QWEN2_VL_TEMPLATE
-    tok = _chatml_tokenizer(template, [], image_token="<|image_pad|>", video_token="<|video_pad|>")
+    tok = _chatml_tokenizer(template, image_token="<|image_pad|>", video_token="<|video_pad|>")
     patch = 16 if version == "3" else 14
     factor = patch * 2
     image_processor = Qwen2VLImageProcessorPil(
@@ -158,8 +159,8 @@ def _build_qwen(path: Path, version: str) -> None:
         vision |= {"embed_dim": 16, "mlp_ratio": 2} if version == "2" else {"intermediate_size": 32}
         if version == "2.5":
             vision |= {"out_hidden_size": 16, "window_size": 56, "fullatt_block_indexes": [1]}
-    config = getattr(transformers, names[2])(
-        text_config=text, vision_config=vision, **_qwen_ids(tok), tie_word_embeddings=version != "2.5"
+    config = getattr(transformers, names[2])(  # the 2B/3B repos tie the LM head to the embeddings
+        text_config=text, vision_config=vision, **_qwen_ids(tok), tie_word_embeddings=True
     )
     save(path, seeded(getattr(transformers, names[1]), config), processor)
 
@@ -188,7 +189,7 @@ def build_llava_onevision(path: Path) -> None:
         LlavaOnevisionImageProcessorPil,
     )
 
-    tok = _chatml_tokenizer(ONEVISION_TEMPLATE, [], image_token="<image>", video_token="<video>")
+    tok = _chatml_tokenizer(ONEVISION_TEMPLATE, image_token="<image>", video_token="<video>")
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     image_processor = LlavaOnevisionImageProcessorPil(
         size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints, do_pad=True
@@ -239,7 +240,7 @@ def build_internvl(path: Path) -> None:
         "context_image_token": "<IMG_CONTEXT>",
         "video_token": "<video>",
     }
-    tok = _chatml_tokenizer(INTERNVL_TEMPLATE, [], **named)
+    tok = _chatml_tokenizer(INTERNVL_TEMPLATE, **named)
     image_processor = GotOcr2ImageProcessorPil(
         size={"height": 32, "width": 32}, crop_to_patches=True, min_patches=1, max_patches=4
     )
