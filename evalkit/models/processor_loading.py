@@ -15,6 +15,8 @@ import json
 from functools import cache
 from typing import Any
 
+from evalkit.types import UserError
+
 #: files that may name the processor class, in the order AutoProcessor reads them
 _CLASS_FILES = (
     "processor_config.json",
@@ -45,7 +47,13 @@ def load_processor(source: str, **from_pretrained_kwargs: Any):
     if not torchvision_available():
         cls = processor_class(source, **from_pretrained_kwargs)
         if cls is not None and "video_processor" in cls.get_attributes():
-            return without_video(cls).from_pretrained(source, **from_pretrained_kwargs)
+            try:
+                return without_video(cls).from_pretrained(source, **from_pretrained_kwargs)
+            except (AttributeError, TypeError) as exc:  # its __init__ needs the video processor itself
+                raise UserError(
+                    f"cannot load the {cls.__name__} of {source!r} without its video processor ({exc}); "
+                    "it needs torchvision: install it (pip install torchvision)"
+                ) from exc
     return transformers.AutoProcessor.from_pretrained(source, **from_pretrained_kwargs)
 
 
@@ -90,6 +98,12 @@ def without_video(cls):
         @classmethod
         def get_attributes(cls_) -> list[str]:
             return list(attributes)
+
+        @classmethod
+        def from_dict(cls_, processor_dict: dict[str, Any], **kwargs):
+            # the class's __init__ still takes a video_processor (SmolVLM's without a default): None, never
+            # the raw configuration dict that processor_config.json nests
+            return super().from_dict({**processor_dict, "video_processor": None}, **kwargs)
 
         @classmethod
         def from_pretrained(cls_, source, *args, **kwargs):

@@ -154,3 +154,28 @@ def test_the_hub_layout_with_a_torchvision_image_processor_named(checkpoints, tm
     assert processor.image_processor.size.shortest_edge == nested["image_processor"]["size"]["shortest_edge"]
     processor.save_pretrained(tmp_path / "saved")
     assert json.loads((tmp_path / "saved" / "processor_config.json").read_text())["video_processor"] == legacy
+
+
+def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypatch):
+    """SmolVLM's processor takes video_processor without a default: it loads with None in its place."""
+    import importlib.util
+
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm import processing_smolvlm
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    from evalkit.models.processor_loading import without_video
+    from evalkit.toy.model import build_toy_tokenizer
+
+    if importlib.util.find_spec("num2words") is None:  # only its video prompts use it; __init__ checks it
+        monkeypatch.setattr(processing_smolvlm, "num2words", str)
+    tok = build_toy_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": ["<fake_token_around_image>", "<global-img>"]})
+    image_processor = SmolVLMImageProcessorPil(do_image_splitting=False, max_image_size={"longest_edge": 32})
+    without_video(SmolVLMProcessor)(
+        image_processor=image_processor, tokenizer=tok, video_processor=None, image_seq_len=4
+    ).save_pretrained(tmp_path)
+    processor = load_processor(str(tmp_path))
+    assert type(processor).__name__ == "SmolVLMProcessor" and not hasattr(processor, "video_processor")
+    out = processor(images=[[IMAGES[0]]], text=["<image>what is it?"], return_tensors="pt")
+    assert int((out["input_ids"] == tok.convert_tokens_to_ids("<image>")).sum()) == 4
