@@ -99,11 +99,16 @@ def without_video(cls):
         def get_attributes(cls_) -> list[str]:
             return list(attributes)
 
+        # the class's __init__ still takes a video_processor (SmolVLM's without a default): None, never the
+        # raw configuration dict processor_config.json nests (transformers' from_pretrained ends in
+        # from_args_and_dict in 5.13 to 5.19 at least, in from_dict in 5.25)
         @classmethod
         def from_dict(cls_, processor_dict: dict[str, Any], **kwargs):
-            # the class's __init__ still takes a video_processor (SmolVLM's without a default): None, never
-            # the raw configuration dict that processor_config.json nests
             return super().from_dict({**processor_dict, "video_processor": None}, **kwargs)
+
+        @classmethod
+        def from_args_and_dict(cls_, args, processor_dict: dict[str, Any], **kwargs):
+            return super().from_args_and_dict(args, {**processor_dict, "video_processor": None}, **kwargs)
 
         @classmethod
         def from_pretrained(cls_, source, *args, **kwargs):

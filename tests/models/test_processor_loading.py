@@ -160,7 +160,7 @@ def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypat
     """SmolVLM's processor takes video_processor without a default: it loads with None in its place."""
     import importlib.util
 
-    from transformers import SmolVLMProcessor
+    from transformers import SmolVLMConfig, SmolVLMProcessor
     from transformers.models.smolvlm import processing_smolvlm
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
@@ -175,6 +175,7 @@ def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypat
     without_video(SmolVLMProcessor)(
         image_processor=image_processor, tokenizer=tok, video_processor=None, image_seq_len=4
     ).save_pretrained(tmp_path)
+    SmolVLMConfig().save_pretrained(tmp_path)  # a checkpoint folder, as the hub's
     processor = load_processor(str(tmp_path))
     assert type(processor).__name__ == "SmolVLMProcessor" and not hasattr(processor, "video_processor")
     out = processor(images=[[IMAGES[0]]], text=["<image>what is it?"], return_tensors="pt")
