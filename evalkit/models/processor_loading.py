@@ -6,11 +6,13 @@ fails for them without torchvision even though images need no video processor. W
 and the checkpoint's processor class declares one, the processor is loaded as a subclass of that class whose
 `get_attributes()` leaves `video_processor` out: `from_pretrained` then neither loads nor checks it, and
 AutoImageProcessor picks the image processor's PIL backend. It processes images and text exactly as the full
-processor does; asked for videos it raises. Where torchvision is present, this is plain AutoProcessor.
+processor does, and refuses videos (ValueError) rather than dropping them. Where torchvision is present, this
+is plain AutoProcessor.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from functools import cache
 from typing import Any
@@ -93,6 +95,7 @@ def without_video(cls):
     configuration and writes it back when saved, so a checkpoint saved from it loads with torchvision too;
     its name stays the real class's, which a saved checkpoint names."""
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
+    call_signature = inspect.signature(cls.__call__)
 
     class WithoutVideo(cls):
         @classmethod
@@ -115,6 +118,15 @@ def without_video(cls):
             processor = super().from_pretrained(source, *args, **kwargs)
             processor.saved_video_config = _video_config(str(source), kwargs)
             return processor
+
+        def __call__(self, *args, **kwargs):
+            named = call_signature.bind_partial(self, *args, **kwargs).arguments
+            if named.get("videos") is not None:
+                raise ValueError(
+                    f"{cls.__name__} was loaded without its video processor (torchvision is not installed): "
+                    "videos need torchvision"
+                )
+            return super().__call__(*args, **kwargs)
 
         def to_dict(self) -> dict[str, Any]:
             out = super().to_dict()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -180,3 +181,12 @@ def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypat
     assert type(processor).__name__ == "SmolVLMProcessor" and not hasattr(processor, "video_processor")
     out = processor(images=[[IMAGES[0]]], text=["<image>what is it?"], return_tensors="pt")
     assert int((out["input_ids"] == tok.convert_tokens_to_ids("<image>")).sum()) == 4
+
+
+def test_videos_are_refused_not_dropped(checkpoints):
+    processor = load_processor(str(checkpoints["qwen2"]))
+    video = [np.zeros((4, 56, 56, 3), dtype=np.uint8)]
+    with pytest.raises(ValueError, match="torchvision"):
+        processor(videos=video, text=["<|vision_start|><|video_pad|><|vision_end|>hi"], return_tensors="pt")
+    with pytest.raises(ValueError, match="torchvision"):
+        processor(None, ["<|vision_start|><|video_pad|><|vision_end|>hi"], video)  # positionally too
