@@ -1,6 +1,6 @@
 # `make demo` and `make test` set everything up from a fresh clone: a .venv, torch pinned (the CPU build
 # here; on other machines pass TORCH_PIP_ARGS, e.g. "--index-url https://download.pytorch.org/whl/cpu"),
-# and evalkit installed in editable mode. torch goes in first: evalkit depends on torch>=2.4, which the
+# and evalkit installed in editable mode. torch goes in first: evalkit depends on torch>=2.5, which the
 # pinned CPU build satisfies, so pip keeps it and never fetches a CUDA build. The extras are what the tests
 # use (lc: the AlpacaEval LC refit, train: LoRA and accelerate, dev: pytest, ruff, hypothesis); the
 # dependencies (transformers, datasets, ...) come with evalkit itself. Nothing touches a model or dataset hub.

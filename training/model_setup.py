@@ -16,6 +16,17 @@ from evalkit.training.lora_targets import lora_targets
 from evalkit.training.projector import in_projector, projector_modules
 from evalkit.types import UserError
 
+#: module names of vision towers: LLaVA-style, Qwen-VL, Idefics/Mllama/SigLIP, Molmo, Phi-3/4 (their
+#: CLIP/SigLIP image encoder; the projection beside it trains)
+VISION_TOWER_NAMES = (
+    "vision_tower",
+    "visual",
+    "vision_model",
+    "vision_encoder",
+    "vision_backbone",
+    "img_processor",
+)
+
 
 def resolve_model(model: str) -> str:
     """`toy` → the built-in toy checkpoint (as `evalkit run` resolves it); `hf:X` → X."""
@@ -92,10 +103,39 @@ def wrap_for_training(model, cfg: TrainConfig):
             return get_peft_model(model, lora)
     model.requires_grad_(True)
     if not cfg.train_vision:
-        for name, p in model.named_parameters():
-            if "vision_tower" in name or "vision_model" in name or name.startswith("visual."):
-                p.requires_grad_(False)
+        freeze_vision_tower(model)
     return model
+
+
+def vision_towers(model) -> list[tuple[str, Any]]:
+    """(name, module) of the model's vision tower(s), found by the attribute names transformers and the
+    remote-code families give them, wherever the model nests them (`model.visual`, `model.vision_tower`)."""
+    found: list[tuple[str, Any]] = []
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in VISION_TOWER_NAMES and not any(
+            name.startswith(f"{outer}.") for outer, _ in found
+        ):
+            found.append((name, module))
+    return found
+
+
+def freeze_vision_tower(model) -> None:
+    """Full fine-tuning without --train-vision: the vision tower's parameters stay frozen, except a
+    projector nested inside it (Qwen's `visual.merger`), which trains as LLaVA's projector does. An image
+    model whose tower is not found is refused rather than trained whole."""
+    towers = vision_towers(model)
+    if not towers:
+        if getattr(model.config, "vision_config", None) is not None:
+            raise UserError(
+                f"full fine-tuning: cannot find the vision tower of this {type(model).__name__} (no module "
+                f"named {' / '.join(VISION_TOWER_NAMES)}) to keep frozen; pass --train-vision to train it "
+                "too, or train LoRA adapters (--lora-rank)"
+            )
+        return
+    for tower_name, tower in towers:
+        for name, p in tower.named_parameters():
+            if not in_projector(f"{tower_name}.{name}"):
+                p.requires_grad_(False)
 
 
 def enable_gradient_checkpointing(model, cfg: TrainConfig) -> None:

@@ -116,13 +116,14 @@ def load_processor_or_tokenizer(source: str, kind: ModelKind, trust_remote_code:
     import transformers
 
     from evalkit.models.hf_loading import user_errors
+    from evalkit.models.processor_loading import load_processor
 
     remote = {"trust_remote_code": trust_remote_code}
     if kind.kind == IMAGE:
 
         def load():
             try:
-                return transformers.AutoProcessor.from_pretrained(source, **remote)
+                return load_processor(source, **remote)
             except (ImportError, ValueError) as exc:  # an image processor with only a torchvision backend
                 if "torchvision" in str(exc) and importlib.util.find_spec("torchvision") is None:
                     raise UserError(

@@ -32,7 +32,7 @@ def _normalise(name: str) -> str:
 
 def declared(distribution: str) -> tuple[str, str | None] | None:
     """(requirement, extra or None) as evalkit's metadata declares `distribution`, e.g.
-    ("torch>=2.4", None) or ("peft>=0.13", "train"); None when evalkit does not declare it."""
+    ("torch>=2.5", None) or ("peft>=0.13", "train"); None when evalkit does not declare it."""
     try:
         requires = metadata.requires("evalkit") or []
     except metadata.PackageNotFoundError:

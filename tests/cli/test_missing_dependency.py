@@ -22,7 +22,7 @@ PROJECT = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml")
 
 
 def requirement(name: str) -> str:
-    """The requirement pyproject.toml declares for distribution `name` ("torch>=2.4")."""
+    """The requirement pyproject.toml declares for distribution `name` ("torch>=2.5")."""
     for line in PROJECT["dependencies"]:
         if re.match(rf"{re.escape(name)}\b", line):
             return line

@@ -179,6 +179,8 @@ def _check_dpo(family: Family, cell: str, built, images, tmp_path, lora_rank: in
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "one DPO step changed no weight"
     frozen = {k for k in before if k.startswith(family.frozen_prefixes)} if family.frozen_prefixes else set()
+    unmatched = [p for p in family.frozen_prefixes if not any(k.startswith(p) for k in before)]
+    assert not unmatched, f"frozen_prefixes name no saved weight: {unmatched}"  # else the check is vacuous
     assert not (changed & frozen), f"frozen parts trained: {sorted(changed & frozen)[:3]}"
     if lora_rank:  # merged LoRA: only attention projections of the language model move
         assert all(k.endswith("proj.weight") for k in changed), sorted(changed)[:5]

@@ -9,24 +9,22 @@ def tiny_qwen2_vl():
     """A random tiny Qwen2-VL with the toy word-level tokenizer (spec §5 shapes), built offline."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.processing_utils import ProcessorMixin
 
+    from evalkit.models.processor_loading import without_video
     from evalkit.toy.model import CHAT_TEMPLATE, build_toy_tokenizer
 
     specials = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
     tok = build_toy_tokenizer()
     tok.add_special_tokens({"additional_special_tokens": specials})
+    tok._set_model_specific_special_tokens({"image_token": specials[0], "video_token": specials[1]})
     ids = dict(zip(specials, tok.convert_tokens_to_ids(specials), strict=True))
-
-    class Processor(Qwen2VLProcessor):  # no video processor: that one needs torchvision
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            self.image_token, self.video_token = specials[:2]
-            self.image_token_id, self.video_token_id = ids[specials[0]], ids[specials[1]]
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     template = CHAT_TEMPLATE.replace("{{ '<image>' }}", "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}")
     image_processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
-    processor = Processor(image_processor=image_processor, tokenizer=tok, chat_template=template)
+    # Qwen2VLProcessor less its video processor, which needs torchvision
+    processor = without_video(Qwen2VLProcessor)(
+        image_processor=image_processor, tokenizer=tok, chat_template=template
+    )
     special = {
         "bos_token_id": tok.bos_token_id,
         "eos_token_id": tok.eos_token_id,

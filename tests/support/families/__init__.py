@@ -22,7 +22,8 @@ class Family:
     name: str  # as the README names it, e.g. "Qwen2-VL"
     build: Callable[[Path], None]  # writes the tiny checkpoint folder
     images: bool = True  # image-text-to-text (False: a text-only causal LM)
-    #: parameter-name prefixes of the parts full fine-tuning must leave unchanged (the vision tower)
+    #: prefixes of saved weight names (as in model.safetensors) that full fine-tuning must leave unchanged
+    #: (the vision tower); each must name at least one weight
     frozen_prefixes: tuple[str, ...] = ()
     trust_remote_code: bool = False  # its modelling code ships with the checkpoint
     requires: tuple[str, ...] = ()  # importable modules the family needs (e.g. num2words); skipped without
@@ -37,9 +38,10 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import gemma, idefics, llava, phi, text
+    from support.families import gemma, idefics, llava, phi, qwen, text
 
-    found = [*llava.FAMILIES, *idefics.FAMILIES, *gemma.FAMILIES, *phi.FAMILIES, *text.FAMILIES]
+    modules = (llava, qwen, idefics, gemma, phi, text)  # the README table's row order
+    found = [f for module in modules for f in module.FAMILIES]
     return {f.name: f for f in found}
 
 

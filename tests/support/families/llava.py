@@ -112,6 +112,6 @@ def build_llava_next(path: Path) -> None:
 
 
 FAMILIES = [
-    Family("LLaVA-1.5", build_llava_15, frozen_prefixes=("model.vision_tower.",)),
-    Family("LLaVA-NeXT", build_llava_next, frozen_prefixes=("model.vision_tower.",)),
+    Family("LLaVA-1.5", build_llava_15, frozen_prefixes=("vision_tower.",)),
+    Family("LLaVA-NeXT", build_llava_next, frozen_prefixes=("vision_tower.",)),
 ]
