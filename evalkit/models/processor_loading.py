@@ -12,6 +12,7 @@ is plain AutoProcessor.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from functools import cache
@@ -96,6 +97,10 @@ def without_video(cls):
     its name stays the real class's, which a saved checkpoint names."""
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
     call_signature = inspect.signature(cls.__call__)
+    # a class whose __init__ requires the video processor (SmolVLM) also reads its sampling settings when
+    # rendering image prompts: it gets a stand-in that carries them
+    video_param = inspect.signature(cls.__init__).parameters.get("video_processor")
+    needs_video_settings = video_param is not None and video_param.default is inspect.Parameter.empty
 
     class WithoutVideo(cls):
         @classmethod
@@ -117,8 +122,11 @@ def without_video(cls):
         def from_pretrained(cls_, source, *args, **kwargs):
             processor = super().from_pretrained(source, *args, **kwargs)
             processor.saved_video_config = _video_config(str(source), kwargs)
+            if needs_video_settings:
+                processor.video_processor = AbsentVideoProcessor(processor.saved_video_config)
             return processor
 
+        @functools.wraps(cls.__call__)  # keeps the class's call signature, which callers inspect
         def __call__(self, *args, **kwargs):
             named = call_signature.bind_partial(self, *args, **kwargs).arguments
             if named.get("videos") is not None:
@@ -130,6 +138,7 @@ def without_video(cls):
 
         def to_dict(self) -> dict[str, Any]:
             out = super().to_dict()
+            out.pop("video_processor", None)  # the stand-in is no configuration
             if getattr(self, "saved_video_config", None) is not None:
                 out["video_processor"] = self.saved_video_config
             return out
@@ -138,6 +147,20 @@ def without_video(cls):
     WithoutVideo.__module__ = cls.__module__
     WithoutVideo.__doc__ = f"{cls.__name__} without its video processor (torchvision is not installed)."
     return WithoutVideo
+
+
+class AbsentVideoProcessor:
+    """Stands in for a video processor left out: it carries the frame sampling settings of the saved
+    configuration (SmolVLM's apply_chat_template reads `num_frames` and `fps` even for image prompts, as its
+    video processor sets them from `video_sampling`) and refuses videos."""
+
+    def __init__(self, settings: dict[str, Any] | None) -> None:
+        sampling = (settings or {}).get("video_sampling") or {}
+        self.num_frames = sampling.get("max_frames", (settings or {}).get("num_frames"))
+        self.fps = sampling.get("fps", (settings or {}).get("fps"))
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError("loaded without its video processor (torchvision is not installed): no videos")
 
 
 def _video_config(source: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:

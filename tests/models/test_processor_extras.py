@@ -6,7 +6,6 @@ from pyproject.toml."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tomllib
 from pathlib import Path
@@ -21,7 +20,6 @@ from evalkit.types import UserError
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROJECT = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
-NO_TORCHVISION = importlib.util.find_spec("torchvision") is None
 
 
 def _extra_of(package: str) -> str:
@@ -69,11 +67,6 @@ def test_other_import_errors_keep_their_own_line():
     assert "pip install" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    NO_TORCHVISION,
-    strict=True,
-    reason="SmolVLMProcessor's video processor needs torchvision (processor loading without it)",
-)
 @pytest.mark.parametrize("entry", ["evaluate", "train"])
 def test_loading_a_smolvlm2_checkpoint_without_num2words(entry, without_num2words, tmp_path):
     from evalkit.models.hf import HFBackend

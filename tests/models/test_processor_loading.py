@@ -165,7 +165,7 @@ def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypat
     from transformers.models.smolvlm import processing_smolvlm
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-    from evalkit.models.processor_loading import without_video
+    from evalkit.models.processor_loading import AbsentVideoProcessor, without_video
     from evalkit.toy.model import build_toy_tokenizer
 
     if importlib.util.find_spec("num2words") is None:  # only its video prompts use it; __init__ checks it
@@ -178,7 +178,11 @@ def test_a_processor_whose_init_requires_the_video_processor(tmp_path, monkeypat
     ).save_pretrained(tmp_path)
     SmolVLMConfig().save_pretrained(tmp_path)  # a checkpoint folder, as the hub's
     processor = load_processor(str(tmp_path))
-    assert type(processor).__name__ == "SmolVLMProcessor" and not hasattr(processor, "video_processor")
+    assert type(processor).__name__ == "SmolVLMProcessor"
+    stand_in = processor.video_processor  # SmolVLM's apply_chat_template reads its sampling settings
+    assert isinstance(stand_in, AbsentVideoProcessor) and (stand_in.num_frames, stand_in.fps) == (None, None)
+    with pytest.raises(ValueError, match="torchvision"):
+        stand_in([])
     out = processor(images=[[IMAGES[0]]], text=["<image>what is it?"], return_tensors="pt")
     assert int((out["input_ids"] == tok.convert_tokens_to_ids("<image>")).sum()) == 4
 

@@ -211,12 +211,12 @@ def build_paligemma(path: Path) -> None:
 
 
 FAMILIES = [
-    Family("Gemma 3", build_gemma3, frozen_prefixes=("model.vision_tower.",)),
-    Family("Mllama", build_mllama, frozen_prefixes=("model.vision_model.",)),
+    Family("Gemma 3", build_gemma3, frozen_prefixes=("vision_tower.",)),
+    Family("Mllama", build_mllama, frozen_prefixes=("vision_model.",)),
     Family(
         "PaliGemma",
         build_paligemma,
-        frozen_prefixes=("model.vision_tower.",),
+        frozen_prefixes=("vision_tower.",),
         notes="add a chat template (below); every prompt needs an image",
     ),
 ]

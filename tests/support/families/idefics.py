@@ -115,11 +115,6 @@ def build_smolvlm2(path: Path) -> None:
 
 
 FROZEN = ("model.vision_model.",)
-#: the fixes the pending cells wait for
-NO_TORCHVISION = "SmolVLMProcessor's video processor needs torchvision (processor loading without it)"
-NESTED_IMAGES = "batched generation passes one flat image list, read as one prompt's images (nested lists)"
-LORA = "the default LoRA targets match only modules under language_model (LORA_TARGETS for every family)"
-
 FAMILIES = [
     Family("Idefics3", build_idefics3, frozen_prefixes=FROZEN),
     Family(
@@ -134,12 +129,5 @@ FAMILIES = [
         frozen_prefixes=FROZEN,
         requires=("num2words",),
         notes="needs `pip install 'evalkit[smolvlm]'` (num2words)",
-        pending={
-            "evaluate": NO_TORCHVISION,
-            "batch": f"{NO_TORCHVISION}; {NESTED_IMAGES}",
-            "dpo-lora": f"{NO_TORCHVISION}; {LORA}",
-            "dpo-full": NO_TORCHVISION,
-            "reload": NO_TORCHVISION,
-        },
     ),
 ]
