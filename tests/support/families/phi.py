@@ -6,10 +6,12 @@ image processor, an audio feature extractor and the tokenizer (image token <|end
 <|endoftext11|>). Its image processor exists only as a torchvision backend, so without torchvision it cannot
 be loaded: the processor settings are written as transformers saves them rather than built here.
 
-Phi-3.5-vision: config.json's and preprocessor_config.json's `auto_map` name code shipped in the folder
-(support/families/phi3v_code, copied by save_pretrained): its processor takes ONE prompt whose
-`<|image_N|>` placeholders the user writes, and its chat template takes string content only. evalkit's
-generic backend cannot drive that; loading says so in one line.
+Phi-3.5-vision: config.json's and processor_config.json's `auto_map` name code shipped in the folder
+(support/families/phi3v_code, copied by save_pretrained), laid out as microsoft/Phi-3.5-vision-instruct's:
+its processor takes ONE prompt whose numbered `<|image_N|>` placeholders the user writes, and the images;
+its chat template (the hub's, also Phi-3-vision-128k-instruct's) takes string content only; the model
+places image features at the negative placeholder ids. evalkit drives it by the numbered-image-placeholder
+convention (evalkit.models.numbered_images).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def build_phi3v(path: Path) -> None:
     Phi3VForCausalLM.register_for_auto_class("AutoModelForCausalLM")
     Phi3VImageProcessor.register_for_auto_class("AutoImageProcessor")
     Phi3VProcessor.register_for_auto_class("AutoProcessor")
-    processor = Phi3VProcessor(Phi3VImageProcessor(crop_size=32, num_img_tokens=4), tok)
+    processor = Phi3VProcessor(Phi3VImageProcessor(crop_size=32, num_crops=4, tokens_per_crop=4), tok)
     save(path, seeded(Phi3VForCausalLM, config), processor)
 
 
@@ -160,8 +162,6 @@ def build_phi4_multimodal(path: Path) -> None:
     (path / "processor_config.json").write_text(json.dumps(settings, indent=2))
 
 
-#: why the Phi-3.5-vision cells fail: its processor and chat template (see the module docstring)
-PHI3V_ERROR = "does not follow the transformers processor conventions evalkit drives"
 PHI4_PENDING = (
     "not verified: Phi-4-multimodal's image processor needs torchvision, absent where the matrix runs"
 )
@@ -182,10 +182,10 @@ FAMILIES = [
     Family(
         "Phi-3.5-vision (remote code)",
         build_phi3v,
+        frozen_prefixes=("model.vision_embed_tokens.img_processor.",),
         trust_remote_code=True,
-        notes="remote code (`--trust-remote-code`); its processor takes one prompt with user-written image "
-        "placeholders and its chat template text only: refused at load",
-        unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI3V_ERROR),
+        notes="remote code (`--trust-remote-code`); its processor takes one prompt with numbered image "
+        "placeholders: a batch's rows are encoded one by one and collated",
     ),
     Family(
         "Molmo (remote code)",
