@@ -157,3 +157,26 @@ def test_a_template_that_drops_the_placeholders_is_refused(folder, tmp_path):
         HFBackend(str(copy), options)
     message = str(info.value)
     assert "\n" not in message and "drops the image placeholder '<|image_1|>'" in message
+
+
+def test_the_training_sampler_decodes_as_generate_and_masks_the_image(loaded, images):
+    """Online DPO / RS / BDHS sample through `training.sampling`: greedy samples are the tokens the model's
+    own `generate` gives from the model card's encoding, and BDHS's image mask finds the image positions
+    (the negative placeholder ids), so `image_keep=0` hides every one of them."""
+    from evalkit.training.sampling import SampleRequest, sample
+
+    model, processor = loaded
+    encoder = Encoder(processor)
+    requests = [SampleRequest(p, im) for p, im in zip(PROMPTS, images, strict=True)]
+    got = sample(model, encoder, requests, max_new_tokens=4, temperature=0, batch_size=2)
+    for request, s in zip(requests, got, strict=True):
+        text = f"<|user|>\n<|image_1|>\n{request.prompt}<|end|>\n<|assistant|>\n"
+        inputs = processor(text, [request.image], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        expected = out[0, inputs["input_ids"].shape[1] :].tolist()
+        eos = processor.tokenizer.eos_token_id
+        assert s.token_ids == (expected[: expected.index(eos)] if eos in expected else expected)
+        assert s.image_positions == s.image_kept == int((inputs["input_ids"] < 0).sum())
+    masked = sample(model, encoder, [SampleRequest(PROMPTS[0], images[0], image_keep=0.0)], max_new_tokens=1)
+    assert (masked[0].image_positions, masked[0].image_kept) == (12, 0)
