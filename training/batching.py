@@ -2,9 +2,10 @@
 
 The prompt is rendered and encoded by the functions `evalkit run` itself uses (`evalkit.models.prompt.
 render_prompt` / `prompt_add_special_tokens`): one user turn (its images first, then the text) and the
-generation prompt, BOS as the backend adds it; under a named generation protocol (`--prompt-style`,
-`--image-pad`, `evalkit.models.protocol`) the same LLaVA rendering, tokenization and square padding.
-The answer follows as the tokens the model has to generate:
+generation prompt, BOS as the backend adds it (a numbered-placeholder processor, Phi-3/3.5-vision's, is
+called with the one prompt and its images, as evaluation calls it per row); under a named generation
+protocol (`--prompt-style`, `--image-pad`, `evalkit.models.protocol`) the same LLaVA rendering,
+tokenization and square padding. The answer follows as the tokens the model has to generate:
 `tokenizer(answer, add_special_tokens=False)` then EOS (the tokenizer's, or `eos_token_id`), which is
 where generation stops at evaluation. `answer_mask` marks exactly those tokens; nothing else is scored.
 
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.models import paligemma
+from evalkit.models.numbered_images import takes_numbered_placeholders
 from evalkit.models.prompt import (
     chat_template_of,
     image_token_runs,
@@ -206,9 +208,12 @@ class Encoder:
         else:
             if not images and paligemma.is_paligemma(self.processor):
                 raise ValueError(paligemma.NEEDS_IMAGE)
-            enc = self.processor(
-                text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
-            )
+            elif takes_numbered_placeholders(self.processor):  # one prompt and its images (Phi-3-vision)
+                enc = self.processor(text, images or None, return_tensors="pt")
+            else:
+                enc = self.processor(
+                    text=[text], images=images or None, return_tensors="pt", add_special_tokens=add_special
+                )
         ids = enc["input_ids"][0].tolist()
         if self.image_token_id is not None:  # LLaVA's tokenizer_image_token, the processor's image runs
             runs = image_token_runs(ids, self.image_token_id)

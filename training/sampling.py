@@ -20,7 +20,8 @@ themselves (Qwen2-VL kin) compute them in the prefill from the attention mask (w
 is refused for them: masked image tokens would move every later position); decode steps then get the text
 position plus the `rope_deltas` the prefill stored, as their own `generate` does.
 
-`image_keep` (BDHS, training.md §1b): each image-token position of the prompt is kept with probability
+`image_keep` (BDHS, training.md §1b): each image-token position of the prompt (the model's image token,
+or a negative placeholder id of a numbered-placeholder processor, Phi-3-vision's) is kept with probability
 `image_keep` (m_i = 1 iff ρ_i ≥ ρ_th with ρ_i ~ U(0,1), keep = 1 − ρ_th). A dropped position gets
 attention-mask 0: no later token attends to it, while every position id stays that of the unmasked
 prompt. `image_keep=0` blocks the image entirely.
@@ -148,7 +149,9 @@ def _prepare_row(model, encoder: Encoder, index: int, req: SampleRequest, seed: 
     prefix_ids = encoder.tokenizer(req.prefix, add_special_tokens=False)["input_ids"] if req.prefix else []
     own_seed = derive_seed(seed, index) if req.seed is None else req.seed
     generator = torch.Generator().manual_seed(own_seed)
-    positions = [i for i, t in enumerate(prompt.ids) if image_id is not None and t == image_id]
+    # image positions: the model's image token, or negative ids (numbered-placeholder processors such as
+    # Phi-3-vision's mark the N-th image's positions -N; no real token id is negative)
+    positions = [i for i, t in enumerate(prompt.ids) if t < 0 or (image_id is not None and t == image_id)]
     if req.image_keep is not None and req.image_keep < 1 and positions and _computes_own_positions(model):
         raise ValueError(
             "image_keep is not supported for models that compute their own multimodal RoPE positions "

@@ -6,9 +6,11 @@ never rewrites them. Decoding is what the request asks for and nothing else: the
 
 Batching: one left-padded `generate` per call, each prompt's images handed to the processor as its own
 list (two calls when prompts with and without images mix: Mllama's text-only rows differ in a batch with
-images). Greedy outputs do not depend on the batch (left padding, attention mask and mask-derived position
-ids); sampled rows use their own generator seeded from `Request.seed`, so they do not depend on the batch
-either (up to float rounding). PaliGemma's processor refuses a prompt without an image: `input_error`.
+images; a numbered-placeholder processor, taking one prompt, encodes each row and the rows are collated:
+`evalkit.models.numbered_images`). Greedy outputs do not depend on the batch (left padding, attention mask
+and mask-derived position ids); sampled rows use their own generator seeded from `Request.seed`, so they do
+not depend on the batch either (up to float rounding). PaliGemma's processor refuses a prompt without an
+image: `input_error`.
 
 Errors: an unreadable image → `image_error` for that request; a prompt the chat template rejects, or
 images sent to a text-only model → `input_error`; any exception raised by preprocessing/`generate` →
@@ -63,6 +65,7 @@ from evalkit.models.hf_loading import (
     weights_sha256,
 )
 from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
+from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
 from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
 from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
@@ -223,7 +226,9 @@ class HFBackend(Backend):
         images = [list(imgs) for _, _, imgs in rows]  # per prompt: Gemma 3, Mllama read a flat list as one's
         style = self.protocol.prompt_style
         add_special = prompt_add_special_tokens(texts[0], self.processor, self.tokenizer, style)
-        if self.processor is not None:
+        if takes_numbered_placeholders(self.processor):  # one prompt per call (Phi-3/3.5-vision)
+            enc = encode_each(self.processor, texts, images, self.tokenizer.pad_token_id)
+        elif self.processor is not None:
             enc = self.processor(
                 text=texts,
                 images=images if any(images) else None,

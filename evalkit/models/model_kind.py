@@ -144,13 +144,15 @@ def load_processor_or_tokenizer(source: str, kind: ModelKind, trust_remote_code:
 
 
 def check_conventions(source: str, processor) -> None:
-    """Evaluation and training drive an image model the way transformers' own processors are driven: the
-    chat template renders `{"type": "image"}` content parts, and the processor is called with
-    `text=[prompts], images=..., **settings`. Remote-code processors built otherwise (Phi-3.5-vision's takes
-    one prompt with `<|image_N|>` placeholders typed by the user; Molmo's is driven through its own
-    `process()` and `generate_from_batch`) are refused here with one line, not failed request by request."""
+    """Evaluation and training drive an image model's processor by one of two conventions: transformers'
+    own (the chat template renders `{"type": "image"}` content parts; the processor is called with
+    `text=[prompts], images=..., **settings`), or numbered image placeholders (Phi-3/3.5-vision's remote
+    code: one prompt with `<|image_N|>` placeholders and its images; `evalkit.models.numbered_images`).
+    Processors that fit neither (Molmo's remote code is driven through its own `process()` and
+    `generate_from_batch`) are refused here with one line, not failed request by request."""
     import inspect
 
+    from evalkit.models.numbered_images import check_numbered, takes_numbered_placeholders
     from evalkit.models.prompt import chat_template_of, render_prompt
     from evalkit.types import Message
 
@@ -160,11 +162,22 @@ def check_conventions(source: str, processor) -> None:
     from transformers import ProcessorMixin
 
     own_call = any("__call__" in vars(c) for c in type(processor).__mro__ if c is not ProcessorMixin)
+    template = chat_template_of(processor, processor.tokenizer)
     if callable(getattr(processor, "process", None)) and not own_call:
         why = f"{name} is driven through its own process() (and the model through its own generation call)"
+    elif takes_numbered_placeholders(processor):
+
+        def probe(n: int) -> str:
+            message = Message("user", "what is this?", ("probe.png",) * n)
+            return render_prompt((message,), processor, processor.tokenizer, template)
+
+        why = check_numbered(processor, probe) if template else None
+        template = None  # checked
     elif not ({"text", "images"} <= set(params) and any(p.kind is p.VAR_KEYWORD for p in params.values())):
-        why = f"{name}.__call__ takes ({', '.join(list(params)[1:])}), not text=[...], images=..., **settings"
-    template = chat_template_of(processor, processor.tokenizer)
+        why = (
+            f"{name}.__call__ takes ({', '.join(list(params)[1:])}), neither text=[...], images=..., "
+            "**settings nor one prompt with numbered image placeholders and its images"
+        )
     if why is None and template:
         probe = (Message("user", "what is this?", ("probe.png",)),)
         try:

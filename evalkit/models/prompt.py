@@ -12,6 +12,10 @@ Under a LLaVA prompt style (`evalkit.models.protocol`) the text is instead what 
 and its encoding is LLaVA's `tokenizer_image_token`: the text is split at each `<image>`, every piece is
 tokenized on its own with the tokenizer's special tokens, a leading BOS is kept once, and each `<image>`
 becomes the run of image tokens the processor expands it to (`llava_input_ids`).
+
+A processor of the numbered-placeholder convention (`evalkit.models.numbered_images`: Phi-3/3.5-vision)
+gets string content instead of image parts: each image `<|image_N|>\\n` before its message's text, N
+counting the images across the conversation, then the checkpoint's chat template (`render_numbered`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit.models.numbered_images import PLACEHOLDER_LINE, takes_numbered_placeholders
 from evalkit.types import Message
 
 LLAVA_IMAGE = "<image>"
@@ -64,9 +69,12 @@ def render_prompt(
     """The prompt text for `messages` with the checkpoint's chat template and the generation prompt, as
     the model is asked at evaluation: each message's images become `{"type": "image"}` parts before its
     text (only their number matters here). `processor` is None for a text-only causal LM. A LLaVA `style`
-    renders with LLaVA's conversation template instead (`render_llava`)."""
+    renders with LLaVA's conversation template instead (`render_llava`), a numbered-placeholder processor
+    with numbered placeholders in string content (`render_numbered`)."""
     if style != "chat-template":
         return render_llava(messages, LLAVA_CONVERSATIONS[style])
+    if takes_numbered_placeholders(processor):
+        return render_numbered(messages, tokenizer, chat_template)
     if processor is None:
         conv = [{"role": m.role, "content": m.text} for m in messages]
         return tokenizer.apply_chat_template(
@@ -79,6 +87,20 @@ def render_prompt(
             parts.append({"type": "text", "text": m.text})
         conv.append({"role": m.role, "content": parts})
     return processor.apply_chat_template(
+        conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
+    )
+
+
+def render_numbered(messages: tuple[Message, ...], tokenizer: Any, chat_template: str | None) -> str:
+    """The checkpoint's chat template over string contents: each message's images as `<|image_N|>\\n`
+    before its text, N numbering the images across the conversation from 1 (the order in which they are
+    handed to the processor), as Phi-3/3.5-vision's model cards write them."""
+    conv, seen = [], 0
+    for m in messages:
+        placeholders = "".join(PLACEHOLDER_LINE.format(seen + k + 1) for k in range(len(m.images)))
+        seen += len(m.images)
+        conv.append({"role": m.role, "content": placeholders + m.text})
+    return tokenizer.apply_chat_template(
         conv, add_generation_prompt=True, tokenize=False, chat_template=chat_template
     )
 

@@ -1,15 +1,18 @@
-"""Phi-4-multimodal (microsoft/Phi-4-multimodal-instruct, transformers' native classes) and Phi-3.5-vision
-(microsoft/Phi-3.5-vision-instruct, remote code) shapes.
+"""Phi-4-multimodal (microsoft/Phi-4-multimodal-instruct, transformers' native classes), Phi-3.5-vision
+(microsoft/Phi-3.5-vision-instruct, remote code) and Phi-3-vision (microsoft/Phi-3-vision-128k-instruct,
+the same remote-code shape) shapes.
 
 Phi-4-multimodal: transformers maps it as a causal LM (`Phi4MultimodalForCausalLM`), its processor has an
 image processor, an audio feature extractor and the tokenizer (image token <|endoftext10|>, audio token
 <|endoftext11|>). Its image processor exists only as a torchvision backend, so without torchvision it cannot
 be loaded: the processor settings are written as transformers saves them rather than built here.
 
-Phi-3.5-vision: config.json's and preprocessor_config.json's `auto_map` name code shipped in the folder
-(support/families/phi3v_code, copied by save_pretrained): its processor takes ONE prompt whose
-`<|image_N|>` placeholders the user writes, and its chat template takes string content only. evalkit's
-generic backend cannot drive that; loading says so in one line.
+Phi-3.5-vision and Phi-3-vision: config.json's and processor_config.json's `auto_map` name code shipped in
+the folder (support/families/phi3v_code, copied by save_pretrained), laid out as the hub repos' files: the
+processor takes ONE prompt whose numbered `<|image_N|>` placeholders the user writes, and the images; the
+chat template (the same in both repos) takes string content only; the model places image features at the
+negative placeholder ids. evalkit drives them by the numbered-image-placeholder convention
+(evalkit.models.numbered_images).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ CLIP = {
 }
 
 
-def build_phi3v(path: Path) -> None:
+def build_phi3v(path: Path, num_crops: int = 4) -> None:
+    """Phi-3.5-vision-instruct's layout (its image processor: `num_crops` 4; Phi-3-vision-128k's: 16)."""
     from support.families.phi3v_code.configuration_phi3_v import Phi3VConfig
     from support.families.phi3v_code.image_processing_phi3_v import Phi3VImageProcessor
     from support.families.phi3v_code.modeling_phi3_v import Phi3VForCausalLM
@@ -69,8 +73,14 @@ def build_phi3v(path: Path) -> None:
     Phi3VForCausalLM.register_for_auto_class("AutoModelForCausalLM")
     Phi3VImageProcessor.register_for_auto_class("AutoImageProcessor")
     Phi3VProcessor.register_for_auto_class("AutoProcessor")
-    processor = Phi3VProcessor(Phi3VImageProcessor(crop_size=32, num_img_tokens=4), tok)
+    processor = Phi3VProcessor(Phi3VImageProcessor(crop_size=32, num_crops=num_crops, tokens_per_crop=4), tok)
     save(path, seeded(Phi3VForCausalLM, config), processor)
+
+
+def build_phi3_vision(path: Path) -> None:
+    """microsoft/Phi-3-vision-128k-instruct: the same classes, chat template and special tokens as
+    Phi-3.5-vision; its image processor pads every image to 16 + 1 crops."""
+    build_phi3v(path, num_crops=16)
 
 
 def build_molmo(path: Path) -> None:
@@ -160,8 +170,6 @@ def build_phi4_multimodal(path: Path) -> None:
     (path / "processor_config.json").write_text(json.dumps(settings, indent=2))
 
 
-#: why the Phi-3.5-vision cells fail: its processor and chat template (see the module docstring)
-PHI3V_ERROR = "does not follow the transformers processor conventions evalkit drives"
 PHI4_PENDING = (
     "not verified: Phi-4-multimodal's image processor needs torchvision, absent where the matrix runs"
 )
@@ -182,10 +190,17 @@ FAMILIES = [
     Family(
         "Phi-3.5-vision (remote code)",
         build_phi3v,
+        frozen_prefixes=("model.vision_embed_tokens.img_processor.",),
         trust_remote_code=True,
-        notes="remote code (`--trust-remote-code`); its processor takes one prompt with user-written image "
-        "placeholders and its chat template text only: refused at load",
-        unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI3V_ERROR),
+        notes="remote code (`--trust-remote-code`); its processor takes one prompt with numbered image "
+        "placeholders: a batch's rows are encoded one by one and collated",
+    ),
+    Family(
+        "Phi-3-vision (remote code)",
+        build_phi3_vision,
+        frozen_prefixes=("model.vision_embed_tokens.img_processor.",),
+        trust_remote_code=True,
+        notes="as Phi-3.5-vision (the same remote-code shape and chat template; 16 crops per image)",
     ),
     Family(
         "Molmo (remote code)",
