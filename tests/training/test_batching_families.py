@@ -19,7 +19,7 @@ from evalkit.training.dpo import sequence_logps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NAMES = ["Gemma 3", "Mllama", "PaliGemma", "LLaVA-NeXT"]
+NAMES = ["Gemma 3", "Mllama", "PaliGemma", "LLaVA-NeXT", "Molmo2"]
 PROMPTS = ["is there a red circle?", "what colour is the big square on the left?"]
 ANSWERS = [("a red circle.", "no"), ("blue.", "a green square and a red one.")]
 TOL = 1e-5
@@ -43,7 +43,9 @@ def images():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """family name -> (model, processor) of its tiny checkpoint, loaded as transformers loads it."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from evalkit.models.processor_loading import load_processor  # AutoProcessor, torchvision or not
 
     loaded = {}
 
@@ -52,7 +54,7 @@ def checkpoint(tmp_path_factory):
             path = tmp_path_factory.mktemp(name.replace(" ", "-"))
             FAMILIES[name].build(path)
             model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
-            loaded[name] = (model, AutoProcessor.from_pretrained(path))
+            loaded[name] = (model, load_processor(str(path)))
         return loaded[name]
 
     return get
@@ -122,6 +124,11 @@ def test_answer_logps_equal_generate(name, checkpoint, images):
             value = value.clone()
             value[batch.answer_mask] = 0
             batch.extras[key] = value
+        with torch.no_grad():
+            wrong = sequence_logps(model, batch).logps.tolist()
+        assert max(abs(a - b) for a, b in zip(wrong, theirs, strict=True)) > 100 * TOL
+    if name == "Molmo2":  # its image tokens attend to each other (mm_token_type_ids 1): without, other logps
+        del batch.extras["mm_token_type_ids"]
         with torch.no_grad():
             wrong = sequence_logps(model, batch).logps.tolist()
         assert max(abs(a - b) for a, b in zip(wrong, theirs, strict=True)) > 100 * TOL

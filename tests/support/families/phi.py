@@ -192,7 +192,8 @@ FAMILIES = [
         build_molmo,
         trust_remote_code=True,
         notes="remote code (`--trust-remote-code`); driven only through its own `process()` and "
-        "`generate_from_batch`: refused at load",
+        "`generate_from_batch`: refused at load; Molmo2 (allenai/Molmo2-*) loads with transformers' own "
+        "classes instead",
         unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), MOLMO_ERROR),
     ),
 ]
