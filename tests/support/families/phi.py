@@ -38,6 +38,10 @@ PHI4MM_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
 )
 
+#: Phi-4-multimodal's crop: its image processor counts an image's tokens for 448-pixel crops of 14-pixel
+#: patches (256 per crop after 2 x 2 pooling, written as constants), so the tiny model keeps that crop
+PHI4_CROP = 448
+
 PHI_SPECIALS = ["<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"]
 CLIP = {
     "hidden_size": 16,
@@ -123,9 +127,9 @@ def build_phi4_multimodal(path: Path) -> None:
         pad_token_id=tok.pad_token_id,
         vision_config={
             **CLIP,
-            "image_size": 28,
+            "image_size": PHI4_CROP,
             "patch_size": 14,
-            "crop_size": 28,
+            "crop_size": PHI4_CROP,
             "image_token_id": image_id,
         },
         audio_config={
@@ -149,7 +153,7 @@ def build_phi4_multimodal(path: Path) -> None:
         "processor_class": "Phi4MultimodalProcessor",
         "image_processor": {
             "image_processor_type": "Phi4MultimodalImageProcessor",
-            "size": {"height": 28, "width": 28},
+            "size": {"height": PHI4_CROP, "width": PHI4_CROP},
             "patch_size": 14,
             "dynamic_hd": 4,
             "image_mean": [0.5, 0.5, 0.5],
@@ -163,7 +167,8 @@ def build_phi4_multimodal(path: Path) -> None:
 #: why the Phi-3.5-vision cells fail: its processor and chat template (see the module docstring)
 PHI3V_ERROR = "does not follow the transformers processor conventions evalkit drives"
 PHI4_PENDING = (
-    "not verified: Phi-4-multimodal's image processor needs torchvision, absent where the matrix runs"
+    "not verified: Phi-4-multimodal's image processor exists only for torchvision (its module imports it), "
+    "absent where the matrix runs"
 )
 
 #: Molmo: see preprocessing_molmo (its process() and generate_from_batch are its only interface)
@@ -173,7 +178,7 @@ FAMILIES = [
     Family(
         "Phi-4-multimodal",
         build_phi4_multimodal,
-        frozen_prefixes=("model.embed_tokens_extend.",),
+        frozen_prefixes=("model.embed_tokens_extend.image_embed.img_processor.",),
         requires=("torchvision",),
         notes="native classes; its image processor needs torchvision (cells unverified without it); a "
         "separate `vision-lora/` must be merged first",
