@@ -9,8 +9,9 @@ AutoImageProcessor picks the image processor's PIL backend. It processes images 
 processor does, and refuses videos (ValueError) rather than dropping them. Where torchvision is present, this
 is plain AutoProcessor.
 
-An image processor transformers ships only as a torchvision backend (Molmo2's) is loaded, where torchvision
-is missing, as evalkit's torch-only stand-in (`evalkit.models.torch_images`) and handed to the processor.
+An image processor transformers ships only as a torchvision backend (Molmo2's, Phi-4-multimodal's) is
+loaded, where torchvision is missing, as evalkit's torch-only stand-in (`evalkit.models.torch_images`) and
+handed to the processor.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""Phi-4-multimodal's training setup, checked on the matrix's checkpoint without its image processor (which
-exists only for torchvision): full fine-tuning freezes exactly its vision tower
-(`model.embed_tokens_extend.image_embed.img_processor`), its projector (`image_embed.img_projection_up` /
-`_down`) is found for `--projector-lr`, and one full fine-tuning step on image inputs laid out by hand (one
-448-pixel crop: the global view plus one sub-image) leaves the tower unchanged and trains the projector and
-the language model. The LoRA targets are checked in test_lora_targets.py, the model kind in
-test_model_kind.py."""
+"""Phi-4-multimodal's training setup, checked on the matrix's checkpoint at the model level: full
+fine-tuning freezes exactly its vision tower (`model.embed_tokens_extend.image_embed.img_processor`), its
+projector (`image_embed.img_projection_up` / `_down`) is found for `--projector-lr`, and one full
+fine-tuning step on image inputs laid out by hand (one 448-pixel crop: the global view plus one sub-image)
+leaves the tower unchanged and trains the projector and the language model. The LoRA targets are checked in
+test_lora_targets.py, the model kind in test_model_kind.py, the whole DPO step in test_families.py."""
 
 from __future__ import annotations
 

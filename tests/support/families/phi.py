@@ -3,8 +3,9 @@
 
 Phi-4-multimodal: transformers maps it as a causal LM (`Phi4MultimodalForCausalLM`), its processor has an
 image processor, an audio feature extractor and the tokenizer (image token <|endoftext10|>, audio token
-<|endoftext11|>). Its image processor exists only as a torchvision backend, so without torchvision it cannot
-be loaded: the processor settings are written as transformers saves them rather than built here.
+<|endoftext11|>). Its image processor exists only as a torchvision backend (evalkit loads a torch one in its
+place without torchvision: `evalkit.models.torch_images`); the processor settings are written as
+transformers saves them.
 
 Phi-3.5-vision: config.json's and preprocessor_config.json's `auto_map` name code shipped in the folder
 (support/families/phi3v_code, copied by save_pretrained): its processor takes ONE prompt whose
@@ -148,7 +149,7 @@ def build_phi4_multimodal(path: Path) -> None:
         },
     )
     save(path, seeded(Phi4MultimodalForCausalLM, config), tok)
-    # the processor as transformers saves it: its image processor needs torchvision, so it is written out
+    # the processor as transformers saves it (its image processor class needs torchvision to be built)
     settings = {
         "processor_class": "Phi4MultimodalProcessor",
         "image_processor": {
@@ -179,10 +180,8 @@ FAMILIES = [
         "Phi-4-multimodal",
         build_phi4_multimodal,
         frozen_prefixes=("model.embed_tokens_extend.image_embed.img_processor.",),
-        requires=("torchvision",),
-        notes="native classes; its image processor needs torchvision (cells unverified without it); a "
-        "separate `vision-lora/` must be merged first",
-        pending=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI4_PENDING),
+        notes="native classes; without torchvision its image processor runs in torch; a separate "
+        "`vision-lora/` must be merged first",
     ),
     Family(
         "Phi-3.5-vision (remote code)",
