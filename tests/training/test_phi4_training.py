@@ -2,7 +2,8 @@
 fine-tuning freezes exactly its vision tower (`model.embed_tokens_extend.image_embed.img_processor`), its
 projector (`image_embed.img_projection_up` / `_down`) is found for `--projector-lr`, and one full
 fine-tuning step on image inputs laid out by hand (one 448-pixel crop: the global view plus one sub-image)
-leaves the tower unchanged and trains the projector and the language model. The LoRA targets are checked in
+leaves the tower unchanged and trains the projector and the language model; a training batch of images
+with different crop counts scores each row as alone. The LoRA targets are checked in
 test_lora_targets.py, the model kind in test_model_kind.py, the whole DPO step in test_families.py."""
 
 from __future__ import annotations
@@ -85,3 +86,34 @@ def test_one_full_fine_tuning_step_on_images(model):
     assert not {n for n in changed if n.startswith(TOWER)}
     assert {f"{p}.weight" for p in PROJECTOR} <= changed
     assert any(n.startswith("model.layers.") for n in changed)
+
+
+class _Pair:
+    def __init__(self, prompt, image, chosen, rejected):
+        self.prompt, self.image, self.chosen, self.rejected = prompt, image, chosen, rejected
+
+
+def test_training_batch_of_images_with_different_crop_counts(tmp_path):
+    """A 40 x 30 image (one crop) beside a 500 x 300 one (two): the batch pads the first image's crops (zero
+    pixels and mask), which its image sizes leave unread; each row scores as it does alone."""
+    from PIL import Image
+
+    from evalkit.training.batching import Encoder
+    from evalkit.training.dpo import sequence_logps
+    from evalkit.training.model_setup import load_model
+
+    FAMILIES["Phi-4-multimodal"].build(tmp_path)
+    model, processor = load_model(str(tmp_path))
+    model.eval()
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (500, 300), (0, 128, 255))]
+    pairs = [
+        _Pair("is it red?", images[0], "a red circle.", "no"),
+        _Pair("what colour?", images[1], "blue.", "a green square."),
+    ]
+    encoder = Encoder(processor)
+    batch = encoder.encode_pairs(pairs)
+    assert tuple(batch.extras["image_pixel_values"].shape[:2]) == (4, 3)  # rows: chosen x 2, rejected x 2
+    with torch.no_grad():
+        together = sequence_logps(model, batch).logps.tolist()
+        alone = [sequence_logps(model, encoder.encode_pairs([p])).logps.tolist() for p in pairs]
+    assert together == pytest.approx([alone[0][0], alone[1][0], alone[0][1], alone[1][1]], abs=1e-5)
