@@ -48,8 +48,9 @@ def torchvision_available() -> bool:
 
 
 def load_processor(source: str, **from_pretrained_kwargs: Any):
-    """`AutoProcessor.from_pretrained(source, **kwargs)`, or the same processor without its video processor
-    where torchvision is missing and the processor class declares one."""
+    """`AutoProcessor.from_pretrained(source, **kwargs)`, or, where torchvision is missing, the same processor
+    without its video processor (where its class declares one) and with evalkit's torch image processor
+    (where transformers has the checkpoint's only for torchvision)."""
     import transformers
 
     if not torchvision_available():
