@@ -45,6 +45,7 @@ def load_model(source: str, trust_remote_code: bool = False):
 
     from evalkit.models.hf_loading import refuse_pickled_weights, user_errors
     from evalkit.models.model_kind import classify, load_processor_or_tokenizer
+    from evalkit.models.phi4mm import make_vision_attention_bidirectional
 
     kind = classify(source, trust_remote_code)
     transformers.utils.logging.disable_progress_bar()
@@ -52,6 +53,7 @@ def load_model(source: str, trust_remote_code: bool = False):
     # never unpickle weights
     load = {"dtype": torch.float32, "use_safetensors": True, "trust_remote_code": trust_remote_code}
     model = user_errors(source, lambda: kind.auto_class().from_pretrained(source, **load))
+    make_vision_attention_bidirectional(model)  # Phi-4-multimodal's tower (evalkit.models.phi4mm)
     return model, load_processor_or_tokenizer(source, kind, trust_remote_code)
 
 

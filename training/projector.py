@@ -4,7 +4,8 @@ language model, which `--projector-lr` trains (as a LoRA `modules_to_save` copy)
 Families name it differently, so it is found by the module path's ending: `multi_modal_projector` (LLaVA,
 LLaVA-NeXT, LLaVA-OneVision, Gemma 3, PaliGemma, Mllama, InternVL), `visual.merger` (Qwen2-VL, Qwen2.5-VL,
 Qwen3-VL; Qwen3-VL adds one merger per DeepStack layer, `visual.deepstack_merger_list.N`), `connector`
-(Idefics3, SmolVLM)."""
+(Idefics3, SmolVLM), `image_embed.img_projection_up` / `_down` (Phi-4-multimodal: its two projection
+layers sit beside the tower, `image_embed.img_processor`, in the image embedding)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ PROJECTOR_NAMES = (
     r"visual\.merger",
     r"visual\.deepstack_merger_list\.\d+",
     r"connector",
+    r"image_embed\.img_projection_(?:up|down)",
 )
 _PROJECTOR = re.compile(r"(?:^|\.)(?:" + "|".join(PROJECTOR_NAMES) + r")$")
 

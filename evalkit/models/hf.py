@@ -66,6 +66,7 @@ from evalkit.models.hf_loading import (
 )
 from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
 from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
+from evalkit.models.phi4mm import make_vision_attention_bidirectional
 from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
 from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
@@ -138,6 +139,7 @@ class HFBackend(Backend):
         load_kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, **remote}
         transformers.utils.logging.disable_progress_bar()  # evalkit draws its own progress
         self.model = user_errors(self.source, lambda: model_cls.from_pretrained(self.source, **load_kwargs))
+        make_vision_attention_bidirectional(self.model)  # Phi-4-multimodal's tower (evalkit.models.phi4mm)
         if self.adapter_dir is not None:
             self.model = merge_adapter(self.model, self.adapter_dir)
         self.model.to(self.device).eval()

@@ -8,6 +8,10 @@ and the checkpoint's processor class declares one, the processor is loaded as a 
 AutoImageProcessor picks the image processor's PIL backend. It processes images and text exactly as the full
 processor does, and refuses videos (ValueError) rather than dropping them. Where torchvision is present, this
 is plain AutoProcessor.
+
+An image processor transformers ships only as a torchvision backend (Molmo2's, Phi-4-multimodal's) is
+loaded, where torchvision is missing, as evalkit's torch-only stand-in (`evalkit.models.torch_images`) and
+handed to the processor.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 from functools import cache
 from typing import Any
 
+from evalkit.models.torch_images import torch_stand_in
 from evalkit.types import UserError
 
 #: files that may name the processor class, in the order AutoProcessor reads them
@@ -43,15 +48,24 @@ def torchvision_available() -> bool:
 
 
 def load_processor(source: str, **from_pretrained_kwargs: Any):
-    """`AutoProcessor.from_pretrained(source, **kwargs)`, or the same processor without its video processor
-    where torchvision is missing and the processor class declares one."""
+    """`AutoProcessor.from_pretrained(source, **kwargs)`, or, where torchvision is missing, the same processor
+    without its video processor (where its class declares one) and with evalkit's torch image processor
+    (where transformers has the checkpoint's only for torchvision)."""
     import transformers
 
     if not torchvision_available():
         cls = processor_class(source, **from_pretrained_kwargs)
-        if cls is not None and "video_processor" in cls.get_attributes():
+        stand_in = torch_stand_in(image_processor_type(source, from_pretrained_kwargs)) if cls else None
+        if stand_in is not None:  # an image processor transformers has for torchvision only
+            hub = {k: from_pretrained_kwargs[k] for k in _HUB_KWARGS if k in from_pretrained_kwargs}
+            from_pretrained_kwargs = {
+                **from_pretrained_kwargs,
+                "image_processor": stand_in.from_pretrained(source, **hub),
+            }
+        if cls is not None and ("video_processor" in cls.get_attributes() or stand_in is not None):
+            cls = without_video(cls) if "video_processor" in cls.get_attributes() else cls
             try:
-                return without_video(cls).from_pretrained(source, **from_pretrained_kwargs)
+                return cls.from_pretrained(source, **from_pretrained_kwargs)
             except (AttributeError, TypeError) as exc:  # its __init__ needs the video processor itself
                 raise UserError(
                     f"cannot load the {cls.__name__} of {source!r} without its video processor ({exc}); "
@@ -90,11 +104,31 @@ def processor_class(source: str, **kwargs: Any):
     return PROCESSOR_MAPPING[type(config)] if type(config) in PROCESSOR_MAPPING else None
 
 
+def image_processor_type(source: str, kwargs: dict[str, Any]) -> str | None:
+    """The image processor class the checkpoint names: nested in processor_config.json (transformers 5),
+    else in preprocessor_config.json."""
+    from transformers.utils import cached_file
+
+    hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        path = cached_file(source, name, **hub, **_QUIET)
+        if path is None:
+            continue
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        nested = data.get("image_processor") if isinstance(data.get("image_processor"), dict) else data
+        if nested.get("image_processor_type"):
+            return nested["image_processor_type"]
+    return None
+
+
 @cache
 def without_video(cls):
     """`cls` with `video_processor` left out of its sub-processors. It keeps the checkpoint's video processor
     configuration and writes it back when saved, so a checkpoint saved from it loads with torchvision too;
     its name stays the real class's, which a saved checkpoint names."""
+    from transformers import ProcessorMixin
+
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
     call_signature = inspect.signature(cls.__call__)
     # a class whose __init__ requires the video processor (SmolVLM) also reads its sampling settings when
@@ -102,7 +136,20 @@ def without_video(cls):
     video_param = inspect.signature(cls.__init__).parameters.get("video_processor")
     needs_video_settings = video_param is not None and video_param.default is inspect.Parameter.empty
 
-    class WithoutVideo(cls):
+    full_attributes = cls.get_attributes()
+
+    class PositionalVideo(ProcessorMixin):
+        """Sits between the class and ProcessorMixin: a class whose __init__ hands its sub-processors on
+        positionally, video processor included (Molmo2's), has them named by the real class's attributes
+        here, the video processor dropped."""
+
+        def __init__(self, *args, **kwargs):
+            named = dict(zip(full_attributes, args, strict=False))
+            named.pop("video_processor", None)
+            kwargs.pop("video_processor", None)
+            super().__init__(*args[len(full_attributes) :], **named, **kwargs)
+
+    class WithoutVideo(cls, PositionalVideo):
         @classmethod
         def get_attributes(cls_) -> list[str]:
             return list(attributes)

@@ -183,7 +183,7 @@ def _check_dpo(family: Family, cell: str, built, images, tmp_path, lora_rank: in
     assert not unmatched, f"frozen_prefixes name no saved weight: {unmatched}"  # else the check is vacuous
     assert not (changed & frozen), f"frozen parts trained: {sorted(changed & frozen)[:3]}"
     if lora_rank:  # merged LoRA: only attention projections of the language model move
-        assert all(k.endswith("proj.weight") for k in changed), sorted(changed)[:5]
+        assert all(k.endswith(family.lora_weights) for k in changed), sorted(changed)[:5]
     return out
 
 

@@ -54,7 +54,9 @@ def _same(batched, single) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["LLaVA-1.5", "LLaVA-NeXT", "Gemma 3", "Mllama"])
+@pytest.mark.parametrize(
+    "name", ["LLaVA-1.5", "LLaVA-NeXT", "Gemma 3", "Mllama", "Molmo2", "Phi-4-multimodal"]
+)
 def test_mixed_batch_equals_one_at_a_time(name, images, tmp_path):
     backend = _backend(name, tmp_path)
     requests = _requests(images)

@@ -82,8 +82,16 @@ def test_phi4_multimodal_renders_its_image_token(ckpt):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
-def test_phi4_multimodal_without_torchvision_is_one_line(ckpt, tmp_path):
-    phi4 = str(ckpt("phi4", build_phi4_multimodal))
+def test_an_image_processor_only_for_torchvision_is_one_line(ckpt, tmp_path):
+    """Phi-4-multimodal's and Molmo2's load without torchvision (evalkit.models.torch_images); an image
+    processor transformers has only for torchvision and evalkit has no stand-in for (Llama 4's) says so."""
+    import shutil
+
+    phi4 = str(tmp_path / "phi4-llama4-images")
+    shutil.copytree(ckpt("phi4", build_phi4_multimodal), phi4)
+    settings = json.loads((Path(phi4) / "processor_config.json").read_text())
+    settings["image_processor"]["image_processor_type"] = "Llama4ImageProcessor"
+    (Path(phi4) / "processor_config.json").write_text(json.dumps(settings))
     for load in (
         lambda: HFBackend(phi4, BackendOptions(device="cpu")),
         lambda: _train(phi4, tmp_path, trust_remote_code=False),

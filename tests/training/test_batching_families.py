@@ -19,7 +19,7 @@ from evalkit.training.dpo import sequence_logps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-NAMES = ["Gemma 3", "Mllama", "PaliGemma", "LLaVA-NeXT"]
+NAMES = ["Gemma 3", "Mllama", "PaliGemma", "LLaVA-NeXT", "Molmo2", "Phi-4-multimodal"]
 PROMPTS = ["is there a red circle?", "what colour is the big square on the left?"]
 ANSWERS = [("a red circle.", "no"), ("blue.", "a green square and a red one.")]
 TOL = 1e-5
@@ -43,7 +43,8 @@ def images():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """family name -> (model, processor) of its tiny checkpoint, loaded as transformers loads it."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from evalkit.models.model_kind import classify
+    from evalkit.models.processor_loading import load_processor  # AutoProcessor, torchvision or not
 
     loaded = {}
 
@@ -51,8 +52,9 @@ def checkpoint(tmp_path_factory):
         if name not in loaded:
             path = tmp_path_factory.mktemp(name.replace(" ", "-"))
             FAMILIES[name].build(path)
-            model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
-            loaded[name] = (model, AutoProcessor.from_pretrained(path))
+            model_class = classify(str(path), False).auto_class()  # Phi-4-multimodal: a causal LM class
+            model = model_class.from_pretrained(path, dtype=torch.float32).eval()
+            loaded[name] = (model, load_processor(str(path)))
         return loaded[name]
 
     return get
@@ -75,9 +77,11 @@ def _generated_logps(model, processor, prompt, image, answer_ids) -> float:
     """Sum of log p(answer) from the model's own `generate` over the processor's own encoding."""
     content = [{"type": "image", "image": image}, {"type": "text", "text": prompt}]
     conv = [{"role": "user", "content": content}]
+    template = processor.chat_template or processor.tokenizer.chat_template  # Phi-4-mm: the tokenizer's
     inputs = processor.apply_chat_template(
-        conv, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-    )
+        conv, chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=True,
+        return_tensors="pt",
+    )  # fmt: skip
     with torch.no_grad():
         out = model.generate(
             **inputs,
@@ -122,6 +126,11 @@ def test_answer_logps_equal_generate(name, checkpoint, images):
             value = value.clone()
             value[batch.answer_mask] = 0
             batch.extras[key] = value
+        with torch.no_grad():
+            wrong = sequence_logps(model, batch).logps.tolist()
+        assert max(abs(a - b) for a, b in zip(wrong, theirs, strict=True)) > 100 * TOL
+    if name == "Molmo2":  # its image tokens attend to each other (mm_token_type_ids 1): without, other logps
+        del batch.extras["mm_token_type_ids"]
         with torch.no_grad():
             wrong = sequence_logps(model, batch).logps.tolist()
         assert max(abs(a - b) for a, b in zip(wrong, theirs, strict=True)) > 100 * TOL

@@ -24,6 +24,7 @@ TOWERS = {
     "Qwen2.5-VL": ("model.visual.", ("model.visual.merger.",)),
     "Qwen3-VL": ("model.visual.", ("model.visual.merger.", "model.visual.deepstack_merger_list.")),
     "InternVL": ("model.vision_tower.", ()),
+    "Molmo2": ("model.vision_tower.", ()),
 }
 
 

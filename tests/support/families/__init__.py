@@ -25,6 +25,8 @@ class Family:
     #: prefixes of saved weight names (as in model.safetensors) that full fine-tuning must leave unchanged
     #: (the vision tower); each must name at least one weight
     frozen_prefixes: tuple[str, ...] = ()
+    #: endings of saved weight names a merged default-LoRA step may change (its attention projections)
+    lora_weights: tuple[str, ...] = ("proj.weight",)
     trust_remote_code: bool = False  # its modelling code ships with the checkpoint
     requires: tuple[str, ...] = ()  # importable modules the family needs (e.g. num2words); skipped without
     notes: str = ""  # the README's notes column
@@ -38,9 +40,9 @@ class Family:
 
 
 def _families() -> dict[str, Family]:
-    from support.families import gemma, idefics, llava, phi, qwen, text
+    from support.families import gemma, idefics, llava, molmo, phi, qwen, text
 
-    modules = (llava, qwen, idefics, gemma, phi, text)  # the README table's row order
+    modules = (llava, qwen, idefics, gemma, phi, molmo, text)  # the README table's row order
     found = [f for module in modules for f in module.FAMILIES]
     return {f.name: f for f in found}
 

@@ -4,8 +4,9 @@ the same remote-code shape) shapes.
 
 Phi-4-multimodal: transformers maps it as a causal LM (`Phi4MultimodalForCausalLM`), its processor has an
 image processor, an audio feature extractor and the tokenizer (image token <|endoftext10|>, audio token
-<|endoftext11|>). Its image processor exists only as a torchvision backend, so without torchvision it cannot
-be loaded: the processor settings are written as transformers saves them rather than built here.
+<|endoftext11|>). Its image processor exists only as a torchvision backend (evalkit loads a torch one in its
+place without torchvision: `evalkit.models.torch_images`); the processor settings are written as
+transformers saves them.
 
 Phi-3.5-vision and Phi-3-vision: config.json's and processor_config.json's `auto_map` name code shipped in
 the folder (support/families/phi3v_code, copied by save_pretrained), laid out as the hub repos' files: the
@@ -40,6 +41,10 @@ PHI4MM_TEMPLATE = (
     "{% generation %}{{ part['text'] }}{% endgeneration %}{% endif %}{% endfor %}{% endif %}{{ '<|end|>' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
 )
+
+#: Phi-4-multimodal's crop: its image processor counts an image's tokens for 448-pixel crops of 14-pixel
+#: patches (256 per crop after 2 x 2 pooling, written as constants), so the tiny model keeps that crop
+PHI4_CROP = 448
 
 PHI_SPECIALS = ["<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"]
 CLIP = {
@@ -133,9 +138,9 @@ def build_phi4_multimodal(path: Path) -> None:
         pad_token_id=tok.pad_token_id,
         vision_config={
             **CLIP,
-            "image_size": 28,
+            "image_size": PHI4_CROP,
             "patch_size": 14,
-            "crop_size": 28,
+            "crop_size": PHI4_CROP,
             "image_token_id": image_id,
         },
         audio_config={
@@ -154,12 +159,12 @@ def build_phi4_multimodal(path: Path) -> None:
         },
     )
     save(path, seeded(Phi4MultimodalForCausalLM, config), tok)
-    # the processor as transformers saves it: its image processor needs torchvision, so it is written out
+    # the processor as transformers saves it (its image processor class needs torchvision to be built)
     settings = {
         "processor_class": "Phi4MultimodalProcessor",
         "image_processor": {
             "image_processor_type": "Phi4MultimodalImageProcessor",
-            "size": {"height": 28, "width": 28},
+            "size": {"height": PHI4_CROP, "width": PHI4_CROP},
             "patch_size": 14,
             "dynamic_hd": 4,
             "image_mean": [0.5, 0.5, 0.5],
@@ -171,7 +176,8 @@ def build_phi4_multimodal(path: Path) -> None:
 
 
 PHI4_PENDING = (
-    "not verified: Phi-4-multimodal's image processor needs torchvision, absent where the matrix runs"
+    "not verified: Phi-4-multimodal's image processor exists only for torchvision (its module imports it), "
+    "absent where the matrix runs"
 )
 
 #: Molmo: see preprocessing_molmo (its process() and generate_from_batch are its only interface)
@@ -181,11 +187,9 @@ FAMILIES = [
     Family(
         "Phi-4-multimodal",
         build_phi4_multimodal,
-        frozen_prefixes=("model.embed_tokens_extend.",),
-        requires=("torchvision",),
-        notes="native classes; its image processor needs torchvision (cells unverified without it); a "
-        "separate `vision-lora/` must be merged first",
-        pending=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), PHI4_PENDING),
+        frozen_prefixes=("model.embed_tokens_extend.image_embed.img_processor.",),
+        notes="native classes; without torchvision its image processor runs in torch; a separate "
+        "`vision-lora/` must be merged first",
     ),
     Family(
         "Phi-3.5-vision (remote code)",
@@ -207,7 +211,8 @@ FAMILIES = [
         build_molmo,
         trust_remote_code=True,
         notes="remote code (`--trust-remote-code`); driven only through its own `process()` and "
-        "`generate_from_batch`: refused at load",
+        "`generate_from_batch`: refused at load; Molmo2 (allenai/Molmo2-*) loads with transformers' own "
+        "classes instead",
         unsupported=dict.fromkeys(("evaluate", "batch", "dpo-lora", "dpo-full", "reload"), MOLMO_ERROR),
     ),
 ]
