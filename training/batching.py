@@ -57,6 +57,7 @@ from evalkit.models.prompt import (
 from evalkit.models.protocol import Protocol, image_token_id, prepare_image
 from evalkit.types import Message, UserError
 from evalkit.util.images import load_image
+from evalkit.util.tensors import cat_padded
 
 IGNORE_INDEX = -100
 _IDS_KEYS = ("input_ids", "attention_mask")
@@ -279,7 +280,7 @@ class Encoder:
                     image_extras.setdefault(key, []).append(value)
         extras = {
             **{k: place_per_token(v, n, t) for k, v in token_extras.items()},
-            **{k: _cat_padded(v) for k, v in image_extras.items()},
+            **{k: cat_padded(v) for k, v in image_extras.items()},
         }
         return Batch(
             input_ids=input_ids,
@@ -347,21 +348,6 @@ def place_per_token(rows: list[tuple[int, int, Any]], n: int, t: int):
     for r, start, values in rows:
         out[(r, slice(start, start + len(values)), *(slice(0, s) for s in values.shape[1:]))] = values
     return out
-
-
-def _cat_padded(tensors: list[Any]):
-    """Concatenate along dim 0, zero-padding trailing dims to the largest shape (AnyRes patch counts)."""
-    import torch
-
-    shape = [max(s) for s in zip(*(t.shape[1:] for t in tensors), strict=True)]
-    padded = []
-    for t in tensors:
-        if list(t.shape[1:]) != shape:
-            out = torch.zeros((t.shape[0], *shape), dtype=t.dtype)
-            out[(slice(None), *(slice(0, s) for s in t.shape[1:]))] = t
-            t = out
-        padded.append(t)
-    return torch.cat(padded, dim=0)
 
 
 def microbatch_indices(n: int, batch_size: int, seed: int):

@@ -41,8 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalkit.training.batching import Encoder, _cat_padded, place_per_token, refuse_mixed_cross_attention
+from evalkit.training.batching import Encoder, place_per_token, refuse_mixed_cross_attention
 from evalkit.training.dpo import _computes_own_positions
+from evalkit.util.tensors import cat_padded
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
@@ -200,7 +201,7 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
                 image_extras.setdefault(key, []).append(value)
     extras = {
         **{k: place_per_token(v, n, width) for k, v in token_extras.items()},
-        **{k: _cat_padded(v) for k, v in image_extras.items()},
+        **{k: cat_padded(v) for k, v in image_extras.items()},
     }
     extras = {
         k: v.to(device=device, dtype=dtype) if dtype is not None and v.is_floating_point() else v.to(device)

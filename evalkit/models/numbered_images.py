@@ -27,6 +27,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from evalkit.util.tensors import cat_padded, largest_shape
+
 #: the placeholder of the N-th image (N from 1) and what a message writes for each of its images
 PLACEHOLDER = "<|image_{}|>"
 PLACEHOLDER_LINE = PLACEHOLDER + "\n"
@@ -87,7 +89,7 @@ def encode_each(processor: Any, texts: list[str], images: list[list[Any]], pad_t
         if per_token and len(values) == len(encs):
             fill = pad_token_id if key == "input_ids" else 0
             rows = torch.full(
-                (len(values), width, *_largest(v.shape[2:] for v, _ in values)),
+                (len(values), width, *largest_shape(v.shape[2:] for v, _ in values)),
                 fill,
                 dtype=values[0][0].dtype,
             )
@@ -97,25 +99,6 @@ def encode_each(processor: Any, texts: list[str], images: list[list[Any]], pad_t
         else:
             out[key] = cat_padded([v for v, _ in values])
     return out
-
-
-def cat_padded(tensors: list[Any]):
-    """Concatenate along dim 0, zero-padding trailing dims (e.g. the crop count) to the largest."""
-    import torch
-
-    shape = _largest(t.shape[1:] for t in tensors)
-    padded = []
-    for t in tensors:
-        if list(t.shape[1:]) != shape:
-            grown = torch.zeros((t.shape[0], *shape), dtype=t.dtype)
-            grown[(slice(None), *(slice(0, s) for s in t.shape[1:]))] = t
-            t = grown
-        padded.append(t)
-    return torch.cat(padded, dim=0)
-
-
-def _largest(shapes) -> list[int]:
-    return [max(s) for s in zip(*shapes, strict=True)]
 
 
 def _first_line(exc: Exception) -> str:

@@ -13,11 +13,12 @@ from support.families import FAMILIES
 
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf import HFBackend
-from evalkit.models.numbered_images import cat_padded, encode_each, takes_numbered_placeholders
+from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
 from evalkit.models.prompt import render_prompt
 from evalkit.training.batching import Encoder
 from evalkit.training.dpo import sequence_logps
 from evalkit.types import Message, UserError
+from evalkit.util.tensors import cat_padded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
