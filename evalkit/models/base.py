@@ -135,9 +135,12 @@ def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
         flags = ", ".join("--" + n.replace("_", "-") for n in options.engine_settings())
         raise UserError(f"{flags} apply to vllm: models only (--model vllm:PATH_OR_HUB_ID)")
     if engine:
+        from evalkit.models.vllm_backend import import_vllm
+
         model = model.split(":", 1)[1]
         if not model:
             raise UserError("--model vllm:PATH_OR_HUB_ID needs a checkpoint after 'vllm:'")
+        import_vllm()  # where vLLM is missing, say so before anything is built or loaded
     if model == "toy":
         from evalkit.toy.model import ensure_toy_model
 
