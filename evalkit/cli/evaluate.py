@@ -111,7 +111,8 @@ def run(
         int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")
+        int | None,
+        typer.Option(help="Batch size (hf), prompts per engine call (vllm) or requests in flight (openai)."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Run folder (default: results/<model>-<config hash>).")

@@ -100,7 +100,7 @@ class VLLMBackend(Backend):
                     requests[row.index],
                     list(completion.token_ids),
                     len(out.prompt_token_ids or []),
-                    completion.logprobs,
+                    None if completion.logprobs is None else list(completion.logprobs),
                     latency,
                 )
         return [r for r in responses if r is not None]
