@@ -56,6 +56,8 @@ def now() -> str:
 
 
 def slug(text: str) -> str:
+    if text.startswith("vllm:"):  # the checkpoint's name, marked as the engine's run
+        return "vllm-" + slug(text.split(":", 1)[1])
     name = Path(text.rstrip("/")).name if not text.startswith("openai:") else text.replace(":", "-")
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 

@@ -65,3 +65,11 @@ def test_default_threads(monkeypatch):
     assert default_threads() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "garbage")
     assert default_threads() == max(1, cpus // 2)
+
+
+def test_a_vllm_run_folder_is_named_for_the_engine():
+    from evalkit.runner import slug
+
+    assert slug("vllm:/models/llava-1.5-7b/") == "vllm-llava-1.5-7b"
+    assert slug("vllm:llava-hf/llava-1.5-7b-hf") == "vllm-llava-1.5-7b-hf"
+    assert slug("/models/llava-1.5-7b") == "llava-1.5-7b"

@@ -343,3 +343,51 @@ def test_lora_adapter_is_refused(tmp_path):
     (tmp_path / "adapter_config.json").write_text('{"base_model_name_or_path": "org/base"}')
     with pytest.raises(UserError, match="LoRA adapter"):
         RequestConverter(str(tmp_path), BackendOptions())
+
+
+class _ToyEngine:
+    """Stands in for `vllm.LLM` on CPU: answers each engine prompt with the toy model as vLLM would run it
+    (`_simulated_engine`), in the shape of vLLM's `RequestOutput`; `fail` makes it raise as an engine can."""
+
+    def __init__(self, hf: HFBackend, fail: bool = False) -> None:
+        self.hf, self.fail, self.calls = hf, fail, 0
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls += 1
+        if self.fail:
+            raise ValueError("prompt is longer than the maximum model length")
+        outputs = []
+        for prompt, p in zip(prompts, params, strict=True):
+            tokens, n_prompt = _simulated_engine(self.hf, SimpleNamespace(prompt=prompt), p["max_tokens"])
+            completion = SimpleNamespace(token_ids=tuple(tokens), logprobs=None)
+            outputs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=[0] * n_prompt))
+        return outputs
+
+
+def _engine_backend(converter: RequestConverter, engine: _ToyEngine):
+    from evalkit.models.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend.__new__(VLLMBackend)  # everything but vllm.LLM itself, which needs vLLM and a GPU
+    backend.options, backend.converter, backend.version = BackendOptions(), converter, "stand-in"
+    backend.llm, backend._sampling_params = engine, dict
+    return backend
+
+
+def test_backend_generate_answers_as_hf_and_keeps_errors_per_request(hf, converter, images):
+    requests = [*_requests(images), Request("bad", (Message("user", "what?", (images["corrupt"],)),))]
+    engine = _ToyEngine(hf)
+    got = _engine_backend(converter, engine).generate(requests)
+    want = hf.generate(requests)
+    assert engine.calls == 1  # the whole batch in one engine call
+    assert [(r.id, r.text, r.prompt_tokens, r.completion_tokens) for r in got] == [
+        (r.id, r.text, r.prompt_tokens, r.completion_tokens) for r in want
+    ]
+    assert got[3].error.type == "image_error" and all(r.ok for r in got[:3])
+
+
+def test_an_engine_exception_fails_its_batch_only(hf, converter, images):
+    requests = [*_requests(images), Request("bad", (Message("user", "what?", (images["corrupt"],)),))]
+    got = _engine_backend(converter, _ToyEngine(hf, fail=True)).generate(requests)
+    assert [r.id for r in got] == ["one", "two", "none", "bad"]
+    assert {r.error.type for r in got[:3]} == {"backend_error"} and got[3].error.type == "image_error"
+    assert got[0].error.message == "ValueError: prompt is longer than the maximum model length"
