@@ -27,7 +27,7 @@ def test_tiny_mode_prints_the_table():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "CPU (toy LLaVA, --tiny): 8 toy POPE questions at 336 px, 4 new tokens each" in out
-    one = re.search(r"\| hf backend, batch 1 +\| ([0-9.]+) \|", out)
+    one = re.search(r"\| hf backend, batch 1 \(8 samples\) +\| ([0-9.]+) \|", out)
     best = re.search(r"\| hf backend, best batch \(([24]) of 2,4\) +\| ([0-9.]+) \|", out)
     assert one and best, out
     assert float(one.group(1)) > 0 and float(best.group(2)) > 0
@@ -40,3 +40,23 @@ def test_without_a_gpu_it_says_so():
     proc = _run()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("no CUDA device here: these figures need a GPU")
+
+
+def test_the_gpu_checkpoint_has_llava_1_5_7b_shape():
+    """Built on the meta device (no memory): as many parameters as llava-hf/llava-1.5-7b-hf
+    (7,063,427,072 on its model page), 576 image tokens per 336 px image."""
+    import importlib.util
+
+    from transformers import LlavaForConditionalGeneration
+
+    from evalkit.toy.model import build_toy_tokenizer
+
+    spec = importlib.util.spec_from_file_location("gpu_throughput", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = script.llava_7b_config(build_toy_tokenizer())
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(config)
+    assert sum(p.numel() for p in model.parameters()) == 7_063_427_072
+    vision = config.vision_config
+    assert (vision.image_size // vision.patch_size) ** 2 == config.image_seq_length == 576
