@@ -10,9 +10,10 @@ applied (`generation_config="vllm"`), as in the hf backend. `--tensor-parallel-s
 `--gpu-memory-utilization` and `--max-model-len` are passed to the engine; `--dtype` too (`auto`: the
 checkpoint's). The device is the engine's (CUDA_VISIBLE_DEVICES chooses it); `--device` is refused.
 
-An exception from the engine (a prompt longer than `--max-model-len`, more images than the engine allows,
-out of memory) is `backend_error` for every request of the batch, logged with its traceback; the run goes
-on. Greedy answers match the hf backend's up to the kernels' float rounding; sampled ones are drawn with
+An exception from the engine for a batch (a prompt longer than `--max-model-len`, more images than the
+engine allows, out of memory) is logged with its traceback and the batch's prompts are asked again one by
+one, so a prompt the engine refuses is a `backend_error` for its own request only; the run goes on.
+Greedy answers match the hf backend's up to the kernels' float rounding; sampled ones are drawn with
 each request's seed by vLLM's sampler, so they differ from the hf backend's draws.
 
 The fingerprint is the hf backend's for the same checkpoint and settings plus the engine and its version:
@@ -26,7 +27,7 @@ import time
 from typing import Any
 
 from evalkit.models.base import Backend, BackendOptions
-from evalkit.models.vllm_requests import RequestConverter
+from evalkit.models.vllm_requests import EngineRow, RequestConverter
 from evalkit.types import ErrorInfo, Request, Response, UserError
 
 log = logging.getLogger(__name__)
@@ -80,30 +81,47 @@ class VLLMBackend(Backend):
     def generate(self, requests: list[Request]) -> list[Response]:
         start = time.perf_counter()
         responses, rows = self.converter.prepare(requests)
-        if rows:
-            try:
-                params = [self._sampling_params(**row.sampling) for row in rows]
-                outputs = self.llm.generate([row.prompt for row in rows], params, use_tqdm=False)
-                if len(outputs) != len(rows):
-                    raise RuntimeError(f"the engine answered {len(outputs)} of {len(rows)} prompts")
-            except Exception as exc:
-                log.warning("vllm backend: batch of %d failed", len(rows), exc_info=True)
-                latency = (time.perf_counter() - start) / len(rows)
-                error = ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")
-                for row in rows:
-                    responses[row.index] = Response(requests[row.index].id, latency_s=latency, error=error)
-                return [r for r in responses if r is not None]
-            latency = (time.perf_counter() - start) / len(rows)
-            for row, out in zip(rows, outputs, strict=True):
-                completion = out.outputs[0]
-                responses[row.index] = self.converter.response(
-                    requests[row.index],
-                    list(completion.token_ids),
-                    len(out.prompt_token_ids or []),
-                    None if completion.logprobs is None else list(completion.logprobs),
-                    latency,
-                )
+        if not rows:
+            return [r for r in responses if r is not None]
+        try:
+            outputs: list[Any] = self._engine(rows)
+        except Exception as exc:
+            log.warning("vllm backend: a batch of %d failed", len(rows), exc_info=True)
+            if len(rows) == 1:
+                outputs = [ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")]
+            else:  # one prompt the engine refuses (too long, too many images) must not fail the others
+                outputs = [self._alone(row) for row in rows]
+        latency = (time.perf_counter() - start) / len(rows)
+        for row, out in zip(rows, outputs, strict=True):
+            rid = requests[row.index].id
+            if isinstance(out, ErrorInfo):
+                responses[row.index] = Response(rid, latency_s=latency, error=out)
+                continue
+            completion = out.outputs[0]
+            responses[row.index] = self.converter.response(
+                requests[row.index],
+                list(completion.token_ids),
+                len(out.prompt_token_ids or []),
+                None if completion.logprobs is None else list(completion.logprobs),
+                latency,
+            )
         return [r for r in responses if r is not None]
+
+    def _engine(self, rows: list[EngineRow]) -> list[Any]:
+        """One `LLM.generate` over the rows: vLLM's `RequestOutput`s, in order."""
+        params = [self._sampling_params(**row.sampling) for row in rows]
+        outputs = self.llm.generate([row.prompt for row in rows], params, use_tqdm=False)
+        if len(outputs) != len(rows):
+            raise RuntimeError(f"the engine answered {len(outputs)} of {len(rows)} prompts")
+        return outputs
+
+    def _alone(self, row: EngineRow) -> Any:
+        """The row's output from an engine call of its own, or its `backend_error`."""
+        try:
+            return self._engine([row])[0]
+        except Exception as exc:
+            log.warning("vllm backend: a prompt failed alone", exc_info=True)
+            return ErrorInfo("backend_error", f"{type(exc).__name__}: {exc}")
 
     def fingerprint(self) -> dict[str, Any]:
         return self.converter.fingerprint(ENGINE, self.version)

@@ -347,15 +347,16 @@ def test_lora_adapter_is_refused(tmp_path):
 
 class _ToyEngine:
     """Stands in for `vllm.LLM` on CPU: answers each engine prompt with the toy model as vLLM would run it
-    (`_simulated_engine`), in the shape of vLLM's `RequestOutput`; `fail` makes it raise as an engine can."""
+    (`_simulated_engine`), in the shape of vLLM's `RequestOutput`; it refuses a whole call, as vLLM does,
+    when one of its prompts holds more than `max_images` images."""
 
-    def __init__(self, hf: HFBackend, fail: bool = False) -> None:
-        self.hf, self.fail, self.calls = hf, fail, 0
+    def __init__(self, hf: HFBackend, max_images: int = 9) -> None:
+        self.hf, self.max_images, self.calls = hf, max_images, 0
 
     def generate(self, prompts, params, use_tqdm=True):
         self.calls += 1
-        if self.fail:
-            raise ValueError("prompt is longer than the maximum model length")
+        if any(len(p.get("multi_modal_data", {}).get("image", [])) > self.max_images for p in prompts):
+            raise ValueError(f"at most {self.max_images} image(s) may be provided in one prompt")
         outputs = []
         for prompt, p in zip(prompts, params, strict=True):
             tokens, n_prompt = _simulated_engine(self.hf, SimpleNamespace(prompt=prompt), p["max_tokens"])
@@ -385,9 +386,21 @@ def test_backend_generate_answers_as_hf_and_keeps_errors_per_request(hf, convert
     assert got[3].error.type == "image_error" and all(r.ok for r in got[:3])
 
 
-def test_an_engine_exception_fails_its_batch_only(hf, converter, images):
+def test_a_prompt_the_engine_refuses_fails_alone(hf, converter, images):
     requests = [*_requests(images), Request("bad", (Message("user", "what?", (images["corrupt"],)),))]
-    got = _engine_backend(converter, _ToyEngine(hf, fail=True)).generate(requests)
+    engine = _ToyEngine(hf, max_images=1)
+    got = _engine_backend(converter, engine).generate(requests)
+    want = hf.generate(requests)
+    assert engine.calls == 1 + 3  # the batch, then each of its three prompts alone
     assert [r.id for r in got] == ["one", "two", "none", "bad"]
-    assert {r.error.type for r in got[:3]} == {"backend_error"} and got[3].error.type == "image_error"
-    assert got[0].error.message == "ValueError: prompt is longer than the maximum model length"
+    assert got[1].error.type == "backend_error"
+    assert got[1].error.message == "ValueError: at most 1 image(s) may be provided in one prompt"
+    for i in (0, 2):
+        assert (got[i].text, got[i].completion_tokens, got[i].error) == (
+            want[i].text,
+            want[i].completion_tokens,
+            None,
+        )
+    assert got[3].error.type == "image_error"
+    single = _engine_backend(converter, _ToyEngine(hf, max_images=0)).generate(requests[:1])
+    assert single[0].error.message == "ValueError: at most 0 image(s) may be provided in one prompt"
