@@ -94,7 +94,9 @@ def show_plan(plan: dict, as_json: bool) -> None:
 
 
 def run(
-    model: Annotated[str, typer.Option(help="Checkpoint path or hub id, 'toy', or 'openai:NAME'.")],
+    model: Annotated[
+        str, typer.Option(help="Checkpoint path or hub id, 'toy', 'vllm:PATH_OR_HUB_ID' or 'openai:NAME'.")
+    ],
     tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
     data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
     data_dir: Annotated[
@@ -109,7 +111,8 @@ def run(
         int | None, typer.Option(help="At most N samples per task (POPE: spread over splits).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (hf) or requests in flight (openai).")
+        int | None,
+        typer.Option(help="Batch size (hf), prompts per engine call (vllm) or requests in flight (openai)."),
     ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Run folder (default: results/<model>-<config hash>).")
@@ -205,6 +208,25 @@ def run(
         float, typer.Option(help="Seconds to wait for one HTTP request of an openai: model before retrying.")
     ] = 120.0,
     max_retries: Annotated[int, typer.Option(help="Retries of a failed request of an openai: model.")] = 6,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(help="vllm: GPUs that hold one copy of the model (vLLM's default: 1).")
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option(help="vllm: fraction of each GPU's memory the engine may take (vLLM's default: 0.9)."),
+    ] = None,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(help="vllm: longest prompt + answer in tokens (default: the model's context length)."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch CPU threads (intra-op). Default: OMP_NUM_THREADS if set, else the CPUs this process "
+            "may use (its affinity), shared among a launcher's local processes. Set it lower on a busy or "
+            "small machine: on 2 shared cores one thread ran tiny models many times faster than two."
+        ),
+    ] = None,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
@@ -256,7 +278,14 @@ def run(
         prompt_style=prompt_style,
         image_pad=image_pad,
         sampling=sampling,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
     )
+    if threads is None:
+        from evalkit.util.environment import default_threads
+
+        threads = default_threads()
     try:
         result = evaluate(
             model,
@@ -273,6 +302,7 @@ def run(
             judges=judges,
             task_options=options_by_key,
             progress=not as_json and sys.stderr.isatty(),
+            threads=threads,
         )
     except RunFailed as exc:
         if exc.result is not None:  # the table of what was stored, then the one-line reason

@@ -47,6 +47,16 @@ class BackendOptions:
     image_pad: str | None = None
     #: hf: `evalkit` (temperature and top-p only) or `fastchat` (see evalkit.models.sampling)
     sampling: str = "evalkit"
+    #: vllm only (None: vLLM's own default): GPUs per model replica, the fraction of each GPU's memory
+    #: the engine may take, and the longest prompt + answer in tokens
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+
+    def engine_settings(self) -> dict[str, int | float]:
+        """The vllm-only settings that were given, by their flag-less names."""
+        names = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 class Backend(ABC):
@@ -106,17 +116,39 @@ def check_options(options: BackendOptions) -> None:
     if options.image_pad is not None:
         check_choice("--image-pad", options.image_pad, IMAGE_PADS)
     check_choice("--sampling", options.sampling, SAMPLING_STYLES)
+    if options.tensor_parallel_size is not None and options.tensor_parallel_size < 1:
+        raise UserError("--tensor-parallel-size must be at least 1")
+    if options.gpu_memory_utilization is not None and not 0 < options.gpu_memory_utilization <= 1:
+        raise UserError("--gpu-memory-utilization must be a fraction in (0, 1], e.g. 0.9")
+    if options.max_model_len is not None and options.max_model_len < 1:
+        raise UserError("--max-model-len must be at least 1")
 
 
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
-    """`toy` → the built-in tiny LLaVA; `openai:NAME` → an OpenAI-compatible endpoint;
-    anything else (optionally prefixed `hf:`) → a transformers checkpoint, local path or hub id."""
+    """`toy` → the built-in tiny LLaVA; `openai:NAME` → an OpenAI-compatible endpoint; `vllm:PATH` → a
+    checkpoint on vLLM's in-process engine; anything else (optionally prefixed `hf:`) → a transformers
+    checkpoint, local path or hub id."""
     options = options or BackendOptions()
     check_options(options)
+    engine = model.startswith("vllm:")
+    if not engine and options.engine_settings():
+        flags = ", ".join("--" + n.replace("_", "-") for n in options.engine_settings())
+        raise UserError(f"{flags} apply to vllm: models only (--model vllm:PATH_OR_HUB_ID)")
+    if engine:
+        from evalkit.models.vllm_backend import import_vllm
+
+        model = model.split(":", 1)[1]
+        if not model:
+            raise UserError("--model vllm:PATH_OR_HUB_ID needs a checkpoint after 'vllm:'")
+        import_vllm()  # where vLLM is missing, say so before anything is built or loaded
     if model == "toy":
         from evalkit.toy.model import ensure_toy_model
 
         model = str(ensure_toy_model())
+    if engine:
+        from evalkit.models.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, options)
     if model.startswith("openai:"):
         from evalkit.models.openai_backend import OpenAIBackend
 

@@ -50,9 +50,10 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.models import paligemma
+from evalkit.models.answer import cut_answer
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.hf_loading import (
-    hub_snapshot_dir,
+    checkpoint_fingerprint,
     merge_adapter,
     refuse_pickled_weights,
     resolve_adapter,
@@ -274,39 +275,13 @@ class HFBackend(Backend):
         return results
 
     def _decode(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int]:
-        """(text, completion tokens): cut after the first EOS (counted), then at the first stop string."""
-        eos = set(self.eos_ids)
-        n = next((k + 1 for k, t in enumerate(tokens) if t in eos), len(tokens))
-        text = self._text(tokens[:n])
-        cuts = [text.find(s) for s in stop if s and s in text]
-        if not cuts:
-            return text.strip(), n
-        text = text[: min(cuts)]
-        lo, hi = 1, n  # fewest tokens whose text already contains a stop string
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if any(s and s in self._text(tokens[:mid]) for s in stop) else (mid + 1, hi)
-        return text.strip(), lo
-
-    def _text(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return cut_answer(tokens, self.eos_ids, stop, self.tokenizer)
 
     # ---- identity ---------------------------------------------------------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
         if self._fingerprint is None:
-            folder, revision = self.local_dir, None
-            if folder is None:
-                folder = hub_snapshot_dir(self.source)
-            if folder is not None and folder.parent.name == "snapshots":
-                revision = folder.name
-            config_sha = sha256_file(folder / "config.json") if folder else None
-            self._fingerprint = {
-                "path": str(folder) if self.local_dir else self.source,
-                "revision": revision,
-                "config_sha256": config_sha,
-                "weights_sha256": weights_sha256(folder) if folder else None,
-            }
+            self._fingerprint = checkpoint_fingerprint(self.source, self.local_dir)
             if self.adapter_dir is not None:  # only then, so plain checkpoints keep their run folders
                 self._fingerprint["adapter"] = {
                     "path": str(self.adapter_dir),

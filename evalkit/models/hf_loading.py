@@ -207,3 +207,19 @@ def weights_sha256(folder: Path) -> str | None:
         except OSError:
             log.warning("could not write %s", cache_path, exc_info=True)
     return total.hexdigest()
+
+
+def checkpoint_fingerprint(source: str, local_dir: Path | None) -> dict[str, Any]:
+    """What identifies a checkpoint's weights, for every local backend (hf, vllm): its folder (or hub id),
+    the hub snapshot's revision, and the sha256 of its config and of its weight files."""
+    folder, revision = local_dir, None
+    if folder is None:
+        folder = hub_snapshot_dir(source)
+    if folder is not None and folder.parent.name == "snapshots":
+        revision = folder.name
+    return {
+        "path": str(folder) if local_dir else source,
+        "revision": revision,
+        "config_sha256": sha256_file(folder / "config.json") if folder else None,
+        "weights_sha256": weights_sha256(folder) if folder else None,
+    }

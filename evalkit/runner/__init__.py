@@ -28,7 +28,7 @@ from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, LoadedData, Task
 from evalkit.types import Sample, UserError
 from evalkit.util.datafiles import content_version, data_identity
-from evalkit.util.environment import package_versions
+from evalkit.util.environment import package_versions, set_torch_threads
 from evalkit.util.progress import make_progress
 
 DEFAULT_MAX_FAILURE_RATE = 0.02
@@ -56,6 +56,8 @@ def now() -> str:
 
 
 def slug(text: str) -> str:
+    if text.startswith("vllm:"):  # the checkpoint's name, marked as the engine's run
+        return "vllm-" + slug(text.split(":", 1)[1])
     name = Path(text.rstrip("/")).name if not text.startswith("openai:") else text.replace(":", "-")
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
 
@@ -146,16 +148,22 @@ def evaluate(
     judges: JudgeSettings | None = None,
     task_options: dict[str, str] | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> RunResult:
     """Evaluate `model` on `tasks` and return the run's metrics (also written to the run folder).
 
     `model` is a checkpoint path or hub id, `toy`, `openai:NAME`, or a ready `Backend`. `data="toy"`
     uses the built-in toy world; otherwise each task reads official files from `data_dir`. Judged
     tasks use their official judge unless `judges` says otherwise.
+    `threads` sets torch's intra-op threads (recorded in run.json, not part of the run's identity).
     Raises `UserError` for input the user can fix and `RunFailed` when the failure rate is too high.
     """
     if batch_size is not None and batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1 (got {threads}); leave it out for the default")
+        set_torch_threads(threads)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
     check_output(output if output is not None else results_root)  # now, not after the model is loaded
@@ -212,6 +220,7 @@ def evaluate(
         "seed": seed,
         "task_options": task_options or {},
         "batch_size": bs,
+        **({"threads": threads} if threads is not None else {}),
         "max_failure_rate": max_failure_rate,
         **judge_set.command(),
     }

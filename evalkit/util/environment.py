@@ -51,3 +51,31 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under taskset, cgroups or Slurm), else the
+    machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """torch's intra-op threads for `evalkit run` when `--threads` is not given: `OMP_NUM_THREADS` when set
+    (torchrun sets it to 1 for several processes), else this process's share of the CPUs it may run on
+    (divided among the `LOCAL_WORLD_SIZE` processes of a launcher on this machine)."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    share = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, available_cpus() // share)
+
+
+def set_torch_threads(n: int) -> None:
+    """torch runs its CPU kernels on `n` intra-op threads from now on (n >= 1)."""
+    import torch
+
+    torch.set_num_threads(n)
