@@ -227,6 +227,11 @@ def check_output(path: str | Path) -> None:
         raise UserError(f"--output {path}: {describe_os_error(exc, probe)}") from None
 
 
+def _part(header: dict[str, Any]) -> str:
+    shard = header.get("shard")
+    return f"shard {shard['index']}/{shard['count']}" if isinstance(shard, dict) else "the whole"
+
+
 class RunStore:
     """One run folder. `open` creates it, or reopens it to resume when the run's identity matches."""
 
@@ -250,6 +255,11 @@ class RunStore:
             if old.get("config_hash") != header["config_hash"]:
                 raise UserError(
                     f"{self.dir} holds a different run (its model, tasks, data or settings differ); "
+                    "pass another --output or remove that folder"
+                )
+            if old.get("shard") != header.get("shard"):
+                raise UserError(
+                    f"{self.dir} holds {_part(old)} of this run, not {_part(header)}; "
                     "pass another --output or remove that folder"
                 )
             header = {**header, "created": old.get("created", header.get("created")), "resumed": True}
