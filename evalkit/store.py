@@ -229,7 +229,9 @@ def check_output(path: str | Path) -> None:
 
 def _part(header: dict[str, Any]) -> str:
     shard = header.get("shard")
-    return f"shard {shard['index']}/{shard['count']}" if isinstance(shard, dict) else "the whole"
+    if not isinstance(shard, dict):
+        return "the whole"
+    return f"shard {shard.get('index')}/{shard.get('count')} in batches of {shard.get('block', 1)}"
 
 
 class RunStore:
@@ -260,7 +262,7 @@ class RunStore:
             if old.get("shard") != header.get("shard"):
                 raise UserError(
                     f"{self.dir} holds {_part(old)} of this run, not {_part(header)}; "
-                    "pass another --output or remove that folder"
+                    "pass its --shard and --batch-size, another --output, or remove that folder"
                 )
             header = {**header, "created": old.get("created", header.get("created")), "resumed": True}
             if "judges" in old:  # what judging cost so far; a resumed run adds to it

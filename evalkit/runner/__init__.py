@@ -274,6 +274,7 @@ def _evaluate(
             backend.close()
         raise
     bs = batch_size or backend.default_batch_size
+    part = replace(part, block=bs)
     command = {
         "model": model_name,
         "tasks": [t.name for t in task_objs],
@@ -297,7 +298,7 @@ def _evaluate(
         },
     )
     if part.count > 1:  # not part of the identity: every shard of a run has the run's config_hash
-        header["shard"] = {"index": part.index, "count": part.count}
+        header["shard"] = {"index": part.index, "count": part.count, "block": part.block}
     store = RunStore(run_dir)
     try:
         resumed = step(lambda: store.open(header) if writer else False)

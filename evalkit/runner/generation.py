@@ -76,7 +76,8 @@ def run_task_parallel(
         try:
             known = previous_rows(path, exclude=log.path)
             known.update(log.rows)
-            return answer(task, group.part.select(data.samples), backend, log, known, batch_size, seed, bars)
+            mine = Part(group.rank, group.world, batch_size).select(data.samples)
+            return answer(task, mine, backend, log, known, batch_size, seed, bars)
         finally:
             log.close()
 

@@ -3,8 +3,8 @@ folder whose rows and metrics are those of the run in one process.
 
 A shard judges its own rows (every shard has the run's judge: it is part of the identity), so merging needs
 no model, judge or network: it checks that the folders are the N finished shards of one run (same
-config_hash, each index once), interleaves their rows back into the task's sample order (shard I holds the
-samples at positions I, I + N, ...) and summarises them as `run` does.
+config_hash, one split, each index once), interleaves their rows back into the task's sample order (shard I
+holds batches I, I + N, ... of the one-process run) and summarises them as `run` does.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def read_shards(run_dirs: list[Path]) -> list[tuple[RunStore, dict[str, Any]]]:
         shard = header.get("shard")
         if not isinstance(shard, dict):
             raise UserError(f"{run_dir} is not a shard (its run.json names none); merge takes --shard runs")
-        index, count = shard.get("index"), shard.get("count")
-        if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
-            raise UserError(f"{store.header_path}: 'shard' is not {{index, count}}; the header is damaged")
+        index, count, block = shard.get("index"), shard.get("count"), shard.get("block")
+        if not (all(isinstance(v, int) for v in (index, count, block)) and 0 <= index < count and block > 0):
+            raise UserError(f"{store.header_path}: 'shard' is not {{index, count, block}}; it is damaged")
         if first is None:
             first = (run_dir, header)
         elif header.get("config_hash") != first[1].get("config_hash"):
@@ -43,10 +43,11 @@ def read_shards(run_dirs: list[Path]) -> list[tuple[RunStore, dict[str, Any]]]:
                 f"{run_dir} is a shard of another run (config hash {header.get('config_hash')}, not "
                 f"{first[1].get('config_hash')} as {first[0]}): merge the shards of one command only"
             )
-        elif count != first[1]["shard"]["count"]:
+        elif count != first[1]["shard"]["count"] or shard.get("block") != first[1]["shard"].get("block"):
             raise UserError(
-                f"{run_dir} is shard {index}/{count}, {first[0]} is one of {first[1]['shard']['count']}: "
-                "merge shards of one split only"
+                f"{run_dir} is shard {index}/{count} in batches of {shard.get('block')}, {first[0]} one of "
+                f"{first[1]['shard']['count']} in batches of {first[1]['shard'].get('block')}: "
+                "merge the shards of one split (same N and --batch-size) only"
             )
         if index in shards:
             raise UserError(f"shard {index}/{count} is given twice ({shards[index][0].dir} and {run_dir})")
@@ -107,16 +108,17 @@ def shard_rows(shards: list[tuple[RunStore, dict[str, Any]]], task: str, info: d
         where = shards[0][0].header_path
         raise UserError(f"{where}: task {task!r} has no n_samples; the run header is damaged")
     parts = []
+    block = shards[0][1]["shard"].get("block", 1)
     for index, (store, _) in enumerate(shards):
         rows = store.read_samples(task)
-        expected = Part(index, len(shards)).size(n)
+        expected = Part(index, len(shards), block).size(n)
         if len(rows) != expected:
             raise UserError(
                 f"{store.samples_path(task)} holds {len(rows)} rows where shard {index}/{len(shards)} has "
                 f"{expected} samples of {task}; re-run that shard's command, then merge"
             )
         parts.append(rows)
-    return interleave(parts)
+    return interleave(parts, block)
 
 
 def merged_timings(headers: list[dict[str, Any]]) -> dict[str, Any]:

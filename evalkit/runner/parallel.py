@@ -1,8 +1,9 @@
 """A run split across processes: data-parallel ranks (`torchrun` / `accelerate launch`, one model replica per
 process) or independent shards (`--shard I/N`, merged later by `evalkit merge`).
 
-Sample k of a task (in the task's sample order) belongs to part k % N, for ranks and shards alike, so a
-part's rows interleave back into the task's order without reading the data again.
+Sample k of a task (in the task's sample order) belongs to part (k // B) % N, B the batch size, for ranks
+and shards alike: each part answers whole batches of the one-process run (so a batched model sees the same
+neighbours and padding), and a part's rows interleave back into the task's order without the data.
 
 Data-parallel storage: each rank appends its rows to a file of its own, `samples/<task>.rank-R.jsonl`; once
 every rank has answered the task, rank 0 alone folds those files into `samples/<task>.jsonl`, judges, and
@@ -33,16 +34,22 @@ WAIT = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class Part:
-    """Part `index` of `count`: the samples at positions index, index + count, ..."""
+    """Part `index` of `count`: the samples in blocks index, index + count, ... of `block` consecutive
+    samples each. With `block` the batch size, a part's batches are batches of the one-process run, so a
+    batched model answers each sample alongside the same neighbours (and padding) as in one process."""
 
     index: int = 0
     count: int = 1
+    block: int = 1
+
+    def owns(self, k: int) -> bool:
+        return (k // self.block) % self.count == self.index
 
     def select(self, items: list[T]) -> list[T]:
-        return items[self.index :: self.count]
+        return [item for k, item in enumerate(items) if self.owns(k)]
 
     def size(self, n: int) -> int:
-        return len(range(self.index, n, self.count))
+        return sum(1 for k in range(n) if self.owns(k))
 
 
 def parse_shard(text: str) -> Part:
@@ -53,10 +60,17 @@ def parse_shard(text: str) -> Part:
     return Part(int(m[1]), int(m[2]))
 
 
-def interleave(parts: list[list[T]]) -> list[T]:
-    """The items of `parts` (part i holding positions i, i + N, ...) back in their original order."""
-    n = sum(len(p) for p in parts)
-    return [parts[k % len(parts)][k // len(parts)] for k in range(n)]
+def interleave(parts: list[list[T]], block: int) -> list[T]:
+    """The items of `parts` (each holding what `Part(i, len(parts), block).select` took) in their original
+    order."""
+    count = len(parts)
+    taken = [0] * count
+    out = []
+    for k in range(sum(len(p) for p in parts)):
+        i = (k // block) % count
+        out.append(parts[i][taken[i]])
+        taken[i] += 1
+    return out
 
 
 def rank_samples_path(samples_path: Path, rank: int) -> Path:
@@ -104,7 +118,6 @@ class Group:
 
     def __init__(self, rank: int, world: int, local_rank: int):
         self.rank, self.world, self.local_rank = rank, world, local_rank
-        self.part = Part(rank, world)
         self._control = None
 
     @classmethod
