@@ -47,6 +47,7 @@ def run_task(
     samples = part.select(data.samples)
     log = store.log(task.name)
     try:
+        fold_rank_files(log, samples)  # left by a data-parallel launch that was killed
         n_new = answer(task, samples, backend, log, log.rows, batch_size, seed, bars)
         judge_pending(task, samples, judge, log, bars)
         rows = log.compact(s.id for s in samples)
@@ -88,13 +89,7 @@ def run_task_parallel(
             return None
         log = store.log(task.name)
         try:
-            folded = rank_files(path)
-            for rank_file in folded:
-                for row in read_rows(rank_file)[0].values():
-                    log.append(row)
-            log.compact(s.id for s in data.samples)  # atomic: every answer is in the task file now,
-            for rank_file in folded:  # so the rank files go before judging adds newer rows
-                rank_file.unlink()
+            fold_rank_files(log, data.samples)
             judge_pending(task, data.samples, judge, log, bars)
             rows = log.compact(s.id for s in data.samples)
         finally:
@@ -102,6 +97,21 @@ def run_task_parallel(
         return summarize(task, rows, n_expected=len(data.samples))
 
     return group.share(group.step(fold)), n_new
+
+
+def fold_rank_files(log: SampleLog, samples: list[Sample]) -> None:
+    """Move the rows of every rank file into the task's file `log`, then remove the rank files: a rank
+    file's rows are newer than the task file's (a fold always removes them), and go before any judging
+    adds newer rows still."""
+    folded = rank_files(log.path)
+    if not folded:
+        return
+    for rank_file in folded:
+        for row in read_rows(rank_file)[0].values():
+            log.append(row)
+    log.compact(s.id for s in samples)  # atomic: every answer is in the task file now
+    for rank_file in folded:
+        rank_file.unlink()
 
 
 def previous_rows(path: Path, exclude: Path) -> dict[str, dict[str, Any]]:
