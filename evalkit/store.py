@@ -262,7 +262,7 @@ class RunStore:
             if old.get("shard") != header.get("shard"):
                 raise UserError(
                     f"{self.dir} holds {_part(old)} of this run, not {_part(header)}; "
-                    "pass its --shard and --batch-size, another --output, or remove that folder"
+                    "pass another --output (or the same --shard and --batch-size) or remove that folder"
                 )
             header = {**header, "created": old.get("created", header.get("created")), "resumed": True}
             if "judges" in old:  # what judging cost so far; a resumed run adds to it
