@@ -177,9 +177,14 @@ def evaluate(
                 "batches on its server: run one process with --batch-size"
             )
         options = backend_options or BackendOptions()
+        if options.device.startswith("cuda:"):
+            raise UserError(
+                f"--device {options.device}: under a launcher each process takes cuda:LOCAL_RANK; "
+                "pass --device cuda or leave it out"
+            )
         if options.device in ("auto", "cuda"):
-            backend_options = replace(options, device=group.device())
-        group.start()
+            backend_options = options = replace(options, device=group.device(options.device))
+        group.start(options.device)
     try:
         return _evaluate(
             model,

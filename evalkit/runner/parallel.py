@@ -113,8 +113,8 @@ class Failed(CommandFailed):
 
 
 class Group:
-    """The processes of a data-parallel launch. The default process group uses nccl where CUDA is there
-    (gloo otherwise); a gloo group beside it carries the status objects, so control never needs a device."""
+    """The processes of a data-parallel launch. The default process group uses nccl where the replicas are on
+    CUDA (gloo otherwise); a gloo group beside it carries the status objects, so control needs no device."""
 
     def __init__(self, rank: int, world: int, local_rank: int):
         self.rank, self.world, self.local_rank = rank, world, local_rank
@@ -125,20 +125,31 @@ class Group:
         rank, world, local = launched_world()
         return cls(rank, world, local) if world > 1 else None
 
-    def device(self) -> str:
-        """The device of this rank's replica: cuda:LOCAL_RANK where CUDA is there, cpu otherwise."""
+    def device(self, asked: str) -> str:
+        """The device of this rank's replica for `--device auto|cuda`: cuda:LOCAL_RANK where CUDA is there;
+        cpu for auto without CUDA (cuda without it is a `UserError`)."""
         import torch
 
-        return f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            if self.local_rank >= torch.cuda.device_count():
+                raise UserError(
+                    f"LOCAL_RANK={self.local_rank} but this machine shows {torch.cuda.device_count()} CUDA "
+                    "devices: launch at most one process per GPU (--nproc_per_node)"
+                )
+            return f"cuda:{self.local_rank}"
+        if asked == "cuda":
+            raise UserError("--device cuda: CUDA is not available on this machine (use --device cpu)")
+        return "cpu"
 
-    def start(self) -> None:
+    def start(self, device: str) -> None:
+        """Join the launch's process group: nccl when this rank's replica is on CUDA, gloo otherwise."""
         import torch
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            cuda = torch.cuda.is_available()
+            cuda = device.startswith("cuda")
             if cuda:
-                torch.cuda.set_device(self.local_rank)
+                torch.cuda.set_device(torch.device(device))
             dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=WAIT)
         self._control = dist.new_group(backend="gloo", timeout=WAIT)
 

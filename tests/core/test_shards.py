@@ -11,8 +11,10 @@ import subprocess
 
 import pytest
 from support.cli import error_line
+from support.openai_server import FakeOpenAIServer
 from support.split_runs import ENV, EVALKIT, assert_same_run, launch, toy_args, wait_for_rows
 
+from evalkit.runner.parallel import Part, interleave
 from evalkit.store import read_rows
 
 N = 22  # 22 samples in batches of 4: shards of 3 get 8, 8 and 6
@@ -125,3 +127,37 @@ def test_a_killed_shard_resumes_and_merges_to_the_one_process_run(tmp_path):
     merged = launch(EVALKIT, ["merge", *map(str, shards), "--output", str(tmp_path / "m")])
     assert merged.returncode == 0, merged.stderr
     assert_same_run(tmp_path / "m", tmp_path / "one")
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 22, 24])
+@pytest.mark.parametrize("count,block", [(1, 1), (2, 1), (3, 4), (5, 2)])
+def test_the_parts_cover_every_sample_once_and_interleave_back(n, count, block):
+    items = list(range(n))
+    parts = [Part(i, count, block).select(items) for i in range(count)]
+    for i, part in enumerate(parts):  # part i holds the blocks i, i + count, ... (by position, computed here)
+        assert part == [k for k in items if (k // block) % count == i]
+        assert Part(i, count, block).size(n) == len(part)
+    assert interleave(parts, block) == items
+
+
+def test_judged_shards_judge_their_answers_and_merge_to_the_one_process_run(tmp_path):
+    n = 8
+    args = [*toy_args(n, batch_size=2, task="mmvet"), "--judge-concurrency", "2"]
+    with FakeOpenAIServer(responder=lambda body: "0.5") as server:  # one URL: the judge is in the identity
+        env = {**ENV, "EVALKIT_JUDGE_CACHE": str(tmp_path / "one.sqlite"), "OPENAI_API_KEY": "unused"}
+        judge = ["--judge-base-url", server.base_url]
+        assert launch(EVALKIT, [*args, *judge, "--output", str(tmp_path / "one")], env).returncode == 0
+        assert server.count == n
+        env["EVALKIT_JUDGE_CACHE"] = str(tmp_path / "shards.sqlite")
+        for i in range(2):
+            out = ["--shard", f"{i}/2", "--output", str(tmp_path / f"s{i}")]
+            proc = launch(EVALKIT, [*args, *judge, *out], env)
+            assert proc.returncode == 0, proc.stderr
+        assert server.count == 2 * n  # each answer judged once, by its shard
+    proc = launch(
+        EVALKIT, ["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_same_run(tmp_path / "m", tmp_path / "one", task="mmvet")
+    usage = json.loads((tmp_path / "m" / "run.json").read_text())["judges"]["mmvet"]["usage"]
+    assert usage["calls"] == n
