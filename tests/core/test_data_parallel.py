@@ -131,3 +131,14 @@ def test_shard_and_openai_models_are_refused_under_a_launcher(tmp_path):
         for r in by_hand([*args, "--output", str(tmp_path / "x")]):
             lines = [line for line in r.stderr.splitlines() if line.strip()]
             assert r.returncode == 2 and len(lines) == 1 and words in lines[0], r.stderr
+
+
+def test_a_failed_run_ends_every_rank_with_exit_1(tmp_path):
+    # 4 toy POPE samples: F1 has no value, so the run is stored and reported failed (exit 1), as alone
+    alone = launch(EVALKIT, [*toy_args(4), "--output", str(tmp_path / "one")])
+    assert alone.returncode == 1 and "f1_mean has no value" in alone.stderr
+    results = by_hand([*toy_args(4), "--output", str(tmp_path / "dp")])
+    assert [r.returncode for r in results] == [1, 1], [r.stderr for r in results]
+    for r in results:
+        assert "f1_mean has no value" in r.stderr and "Traceback" not in r.stderr
+    assert_same_run(tmp_path / "dp", tmp_path / "one", finished=False)

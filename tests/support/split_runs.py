@@ -43,14 +43,15 @@ def rows(run_dir: Path, task: str = "pope") -> list[dict]:
     return out
 
 
-def assert_same_run(run_dir: Path, reference: Path, task: str = "pope") -> None:
-    """`run_dir` holds what the one-process run `reference` holds: rows, metrics.json, identity, and no
-    file of its own beside them."""
+def assert_same_run(run_dir: Path, reference: Path, task: str = "pope", finished: bool = True) -> None:
+    """`run_dir` holds what the one-process run `reference` holds: rows, metrics.json, identity, status,
+    and no file of its own beside them."""
     assert rows(run_dir, task) == rows(reference, task)
     assert (run_dir / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
     header, ref = (json.loads((d / "run.json").read_text()) for d in (run_dir, reference))
     assert header["config_hash"] == ref["config_hash"]
-    assert header["status"] == "finished" and "shard" not in header
+    assert header["status"] == ref["status"] == ("finished" if finished else "failed")
+    assert "shard" not in header
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [f"{task}.jsonl"]
 
 
