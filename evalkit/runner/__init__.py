@@ -270,6 +270,11 @@ def _evaluate(
     shard_name = f"-shard-{part.index}-of-{part.count}" if part.count > 1 else ""
     run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}{shard_name}"
     try:
+        if group is not None and len(hashes := set(group.gather(chash))) > 1:  # every rank sees it alike
+            raise UserError(
+                f"the processes see different runs (config hashes {', '.join(sorted(hashes))}): give every "
+                "process the same command, data and checkpoint"
+            )
         judge_set.check_budget(task_objs, loaded, run_dir)
         if writer:
             judge_set.attach(run_dir)  # judge calls counted durably, across interrupted processes

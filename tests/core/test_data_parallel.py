@@ -123,6 +123,14 @@ def test_a_refusal_on_rank_0_ends_every_rank_with_its_line_and_exit_2(tmp_path, 
     assert "holds a different run" in lines[0][0]
 
 
+def test_ranks_given_different_runs_all_refuse(tmp_path):
+    results = by_hand([*ARGS, "--output", str(tmp_path / "x")], per_rank=[["--seed", "0"], ["--seed", "1"]])
+    lines = [[line for line in r.stderr.splitlines() if line.strip()] for r in results]
+    assert [r.returncode for r in results] == [2, 2] and lines[0] == lines[1] and len(lines[0]) == 1
+    assert "the processes see different runs" in lines[0][0]
+    assert not (tmp_path / "x" / "run.json").exists()
+
+
 def test_shard_and_openai_models_are_refused_under_a_launcher(tmp_path):
     for args, words in (
         ([*ARGS, "--shard", "0/2"], "drop --shard"),

@@ -61,15 +61,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def by_hand(args: list[str], world: int = 2) -> list[subprocess.CompletedProcess]:
-    """`world` evalkit processes given the environment torchrun gives its workers, each one's result."""
+def by_hand(
+    args: list[str], world: int = 2, per_rank: list[list[str]] | None = None
+) -> list[subprocess.CompletedProcess]:
+    """`world` evalkit processes given the environment torchrun gives its workers (rank R's command line
+    ends with `per_rank[R]` when given), each one's result."""
     port = str(free_port())
     procs = []
     for rank in range(world):
         env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(world)}
         env.update(RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
         pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        procs.append(subprocess.Popen([*EVALKIT, *args], text=True, env=env, **pipes))
+        own = per_rank[rank] if per_rank else []
+        procs.append(subprocess.Popen([*EVALKIT, *args, *own], text=True, env=env, **pipes))
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)
