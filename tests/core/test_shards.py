@@ -161,3 +161,9 @@ def test_judged_shards_judge_their_answers_and_merge_to_the_one_process_run(tmp_
     assert_same_run(tmp_path / "m", tmp_path / "one", task="mmvet")
     usage = json.loads((tmp_path / "m" / "run.json").read_text())["judges"]["mmvet"]["usage"]
     assert usage["calls"] == n
+
+
+def test_rescore_refuses_a_shard(runs):
+    line = error_line(launch(EVALKIT, ["rescore", str(runs[1])]))
+    assert "is shard 1/3 of a run: merge the shards" in line, line
+    assert not (runs[1] / "metrics.json").exists()
