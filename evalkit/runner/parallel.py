@@ -9,8 +9,9 @@ Data-parallel storage: each rank appends its rows to a file of its own, `samples
 every rank has answered the task, rank 0 alone folds those files into `samples/<task>.jsonl`, judges, and
 compacts it. No two processes ever write one file, every row is on disk the moment it is answered (a kill of
 any rank loses at most the row being written, as in a one-process run), and rows never travel over the
-process group: only small status objects do. Re-running the command resumes from the task file and every
-rank file left, whatever the new number of processes.
+process group: only small status objects do. (Rank 0 as the only writer, receiving rows over gloo, would
+lose every row in flight when it dies and make each rank wait on its writes.) Re-running the command resumes
+from the task file and every rank file left, whatever the new number of processes.
 """
 
 from __future__ import annotations
