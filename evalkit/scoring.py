@@ -125,6 +125,11 @@ def rescore_run(run_dir) -> dict[str, Any]:
     header = store.read_header()
     if not header.get("tasks"):
         raise UserError(f"{store.header_path}: names no task; the run header is damaged")
+    if isinstance(shard := header.get("shard"), dict):
+        raise UserError(
+            f"{run_dir} is shard {shard.get('index')}/{shard.get('count')} of a run: merge the shards "
+            "(evalkit merge), then rescore the merged folder"
+        )
     metrics = {}
     for name, info in header["tasks"].items():
         task = get_task(name)

@@ -227,6 +227,13 @@ def check_output(path: str | Path) -> None:
         raise UserError(f"--output {path}: {describe_os_error(exc, probe)}") from None
 
 
+def _part(header: dict[str, Any]) -> str:
+    shard = header.get("shard")
+    if not isinstance(shard, dict):
+        return "the whole"
+    return f"shard {shard.get('index')}/{shard.get('count')} in batches of {shard.get('block', 1)}"
+
+
 class RunStore:
     """One run folder. `open` creates it, or reopens it to resume when the run's identity matches."""
 
@@ -251,6 +258,11 @@ class RunStore:
                 raise UserError(
                     f"{self.dir} holds a different run (its model, tasks, data or settings differ); "
                     "pass another --output or remove that folder"
+                )
+            if old.get("shard") != header.get("shard"):
+                raise UserError(
+                    f"{self.dir} holds {_part(old)} of this run, not {_part(header)}; "
+                    "pass another --output (or the same --shard and --batch-size) or remove that folder"
                 )
             header = {**header, "created": old.get("created", header.get("created")), "resumed": True}
             if "judges" in old:  # what judging cost so far; a resumed run adds to it

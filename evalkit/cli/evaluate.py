@@ -227,6 +227,13 @@ def run(
             "small machine: on 2 shared cores one thread ran tiny models many times faster than two."
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="I/N: answer part I of N of the samples only (independent jobs, e.g. a Slurm array), into "
+            "a shard folder; `evalkit merge` joins the N shards into the run."
+        ),
+    ] = None,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.
 
@@ -236,6 +243,7 @@ def run(
     from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
     from evalkit.models.base import BackendOptions
     from evalkit.runner import RunFailed, evaluate, plan_judging
+    from evalkit.runner.parallel import is_main_process
 
     check_endpoint_settings(concurrency, timeout, max_retries)
     check_endpoint_settings(judge_concurrency, judge_timeout, judge_max_retries, prefix="--judge-")
@@ -303,6 +311,7 @@ def run(
             task_options=options_by_key,
             progress=not as_json and sys.stderr.isatty(),
             threads=threads,
+            shard=shard,
         )
     except RunFailed as exc:
         if exc.result is not None:  # the table of what was stored, then the one-line reason
@@ -310,7 +319,13 @@ def run(
         fail(str(exc), 1)
     except KeyboardInterrupt:
         fail("interrupted; finished samples are stored, re-run the same command to resume", 130)
-    show(result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
+    if not is_main_process():  # data-parallel: rank 0 prints the run's table
+        return
+    shard_of = result.header.get("shard")
+    title = f"evalkit · {model}" + (
+        f" · shard {shard_of['index']}/{shard_of['count']} (its samples only)" if shard_of else ""
+    )
+    show(result, as_json, title=title, all_metrics=all_metrics)
 
 
 def import_(

@@ -23,7 +23,8 @@ from evalkit.judges.endpoints import probe_judges, probe_model
 from evalkit.judges.settings import JudgeSet, JudgeSettings
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.registry import parse_task_list
-from evalkit.runner.generation import run_task
+from evalkit.runner.generation import WHOLE, run_task, run_task_parallel
+from evalkit.runner.parallel import Group, Part, parse_shard
 from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, LoadedData, Task
 from evalkit.types import Sample, UserError
@@ -149,6 +150,7 @@ def evaluate(
     task_options: dict[str, str] | None = None,
     progress: bool = True,
     threads: int | None = None,
+    shard: str | Part | None = None,
 ) -> RunResult:
     """Evaluate `model` on `tasks` and return the run's metrics (also written to the run folder).
 
@@ -156,6 +158,9 @@ def evaluate(
     uses the built-in toy world; otherwise each task reads official files from `data_dir`. Judged
     tasks use their official judge unless `judges` says otherwise.
     `threads` sets torch's intra-op threads (recorded in run.json, not part of the run's identity).
+    Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) the processes split the samples and write one
+    run folder, the same as one process would; `shard="I/N"` answers part I of N only, into a shard run
+    folder of its own for `evalkit merge` (see `evalkit.runner.parallel`).
     Raises `UserError` for input the user can fix and `RunFailed` when the failure rate is too high.
     """
     if batch_size is not None and batch_size < 1:
@@ -166,6 +171,77 @@ def evaluate(
         set_torch_threads(threads)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
+    part = parse_shard(shard) if isinstance(shard, str) else (shard or WHOLE)
+    group = Group.from_environment()
+    if group is not None:
+        if part.count > 1:
+            raise UserError(
+                "--shard is for independent jobs; the processes of torchrun or accelerate launch split the "
+                "samples themselves: drop --shard"
+            )
+        if not isinstance(model, str) or model.startswith("openai:"):
+            raise UserError(
+                "data-parallel runs need a local checkpoint (one replica per process); an openai: model "
+                "batches on its server: run one process with --batch-size"
+            )
+        options = backend_options or BackendOptions()
+        if options.device.startswith("cuda:"):
+            raise UserError(
+                f"--device {options.device}: under a launcher each process takes cuda:LOCAL_RANK; "
+                "pass --device cuda or leave it out"
+            )
+        if options.device in ("auto", "cuda"):
+            backend_options = options = replace(options, device=group.device(options.device))
+        group.start(options.device)
+    try:
+        return _evaluate(
+            model,
+            tasks,
+            data=data,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            limit=limit,
+            batch_size=batch_size,
+            output=output,
+            results_root=results_root,
+            seed=seed,
+            max_failure_rate=max_failure_rate,
+            backend_options=backend_options,
+            judges=judges,
+            task_options=task_options,
+            progress=progress and (group is None or group.rank == 0),
+            part=part,
+            group=group,
+            threads=threads,
+        )
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _evaluate(
+    model: str | Backend,
+    tasks: str | list[str | Task],
+    *,
+    data: str | None,
+    data_dir: str | Path | None,
+    image_dir: str | Path | None,
+    limit: int | None,
+    batch_size: int | None,
+    output: str | Path | None,
+    results_root: str | Path,
+    seed: int,
+    max_failure_rate: float,
+    backend_options: BackendOptions | None,
+    judges: JudgeSettings | None,
+    task_options: dict[str, str] | None,
+    progress: bool,
+    part: Part,
+    group: Group | None,
+    threads: int | None,
+) -> RunResult:
+    writer = group is None or group.rank == 0  # the one process that writes run.json and the task files
+    step = group.step if group is not None else (lambda fn: fn())
     check_output(output if output is not None else results_root)  # now, not after the model is loaded
     probe_model(model, backend_options)  # a refused key or a dead --base-url: one line, before any data
     task_objs, loaded = load_tasks(
@@ -180,7 +256,7 @@ def evaluate(
     probe_judges(task_objs, loaded, judges or JudgeSettings())  # the data says if a task asks its judge
     judge_set = JudgeSet.for_tasks(task_objs, judges or JudgeSettings())
     try:
-        backend = model if isinstance(model, Backend) else load_backend(model, backend_options)
+        backend = model if isinstance(model, Backend) else step(lambda: load_backend(model, backend_options))
     except BaseException:
         judge_set.close()
         raise
@@ -201,16 +277,24 @@ def evaluate(
     if judge_set.judges:  # a run judged differently is a different run, never merged into this one
         identity["judges"] = judge_set.fingerprints()
     chash = config_hash(identity)
-    run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}"
+    shard_name = f"-shard-{part.index}-of-{part.count}" if part.count > 1 else ""
+    run_dir = Path(output) if output else Path(results_root) / f"{slug(model_name)}-{chash}{shard_name}"
     try:
+        if group is not None and len(hashes := set(group.gather(chash))) > 1:  # every rank sees it alike
+            raise UserError(
+                f"the processes see different runs (config hashes {', '.join(sorted(hashes))}): give every "
+                "process the same command, data and checkpoint"
+            )
         judge_set.check_budget(task_objs, loaded, run_dir)
-        judge_set.attach(run_dir)  # judge calls counted durably, across interrupted processes
+        if writer:
+            judge_set.attach(run_dir)  # judge calls counted durably, across interrupted processes
     except BaseException:
         judge_set.close()
         if not isinstance(model, Backend):
             backend.close()
         raise
     bs = batch_size or backend.default_batch_size
+    part = replace(part, block=bs)
     command = {
         "model": model_name,
         "tasks": [t.name for t in task_objs],
@@ -234,9 +318,18 @@ def evaluate(
             for t in task_objs
         },
     )
+    if part.count > 1:  # not part of the identity: every shard of a run has the run's config_hash
+        header["shard"] = {"index": part.index, "count": part.count, "block": part.block}
     store = RunStore(run_dir)
-    resumed = store.open(header)
-    header = store.read_header()
+    try:
+        resumed = step(lambda: store.open(header) if writer else False)
+    except BaseException:
+        judge_set.close()
+        if not isinstance(model, Backend):
+            backend.close()
+        raise
+    if writer:
+        header = store.read_header()
 
     all_metrics: dict[str, Any] = {}
     try:
@@ -244,8 +337,14 @@ def evaluate(
             for task in task_objs:
                 t0 = time.perf_counter()
                 judge = judge_set.judges.get(task.name)
-                summary, n_new = run_task(task, loaded[task.name], backend, store, bs, seed, bars, judge)
+                args = (task, loaded[task.name], backend, store, bs, seed, bars, judge)
+                if group is None:
+                    summary, n_new = run_task(*args, part=part)
+                else:
+                    summary, n_new = run_task_parallel(*args, group=group)
                 all_metrics[task.name] = summary
+                if not writer:
+                    continue
                 header["timings"][task.name] = {
                     "seconds": round(time.perf_counter() - t0, 3),
                     "generated": n_new,
@@ -255,14 +354,38 @@ def evaluate(
                     judged[task.name] = judge_set.report(task.name, judged.get(task.name))
                 store.write_header(header)
     except KeyboardInterrupt:
-        header["status"] = "interrupted"
-        store.write_header(header)
+        if writer:
+            header["status"] = "interrupted"
+            store.write_header(header)
         raise
     finally:
         judge_set.close()
         if not isinstance(model, Backend):
             backend.close()
 
+    if group is not None:
+
+        def end() -> RunResult | None:
+            return finish(store, header, all_metrics, max_failure_rate, resumed) if writer else None
+
+        return group.share(group.step(end))
+    if part.count > 1:  # a shard: its rows only; the run's metrics are computed by `evalkit merge`
+        header["status"] = "shard-finished"
+        header["finished"] = now()
+        store.write_header(header)
+        return RunResult(run_dir, all_metrics, header, resumed)
+    return finish(store, header, all_metrics, max_failure_rate, resumed)
+
+
+def finish(
+    store: RunStore,
+    header: dict[str, Any],
+    all_metrics: dict[str, Any],
+    max_failure_rate: float,
+    resumed: bool,
+) -> RunResult:
+    """Write metrics.json and the final run.json; `RunFailed` when the run must be reported as failed."""
+    run_dir = store.dir
     store.write_metrics(all_metrics)
     reasons = failure_reasons(all_metrics, max_failure_rate)
     header["status"] = "failed" if reasons else "finished"

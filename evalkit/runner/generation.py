@@ -2,21 +2,26 @@
 answer in batches the samples without a good stored row, later turns of multi-turn samples batched across
 the samples still going, each row appended to the task's log as it comes; then the judge, if the task has
 one, judges every answered row it has not judged yet. A stored row whose generation failed is asked again;
-a judge failure keeps the answer.
+a judge failure keeps the answer. A run split across processes answers only its part of the samples
+(`evalkit.runner.parallel`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from evalkit.judges.judge import Judge
 from evalkit.judges.judging import judge_rows, needs_judging
 from evalkit.models.base import Backend
+from evalkit.runner.parallel import Group, Part, rank_files, rank_samples_path
 from evalkit.scoring import make_row, summarize
-from evalkit.store import RunStore
+from evalkit.store import RunStore, SampleLog, read_rows
 from evalkit.task import JudgedTask, LoadedData, Task
 from evalkit.types import Request, Response, Sample
+
+WHOLE = Part()
 
 
 def batches(items: list, size: int) -> Iterator[list]:
@@ -34,45 +39,137 @@ def run_task(
     seed: int,
     bars,
     judge: Judge | None = None,
+    part: Part = WHOLE,
 ) -> tuple[dict[str, Any], int]:
-    """Answer the samples without a good stored row (missing, failed, or asked with another prompt),
-    then have the judge (if the task has one) judge every answered row it has not judged yet."""
+    """Answer the samples of `part` (all of them by default) without a good stored row (missing, failed,
+    or asked with another prompt), then have the judge (if the task has one) judge every answered row it
+    has not judged yet. Returns the summary over the part's rows and the number of samples answered."""
+    samples = part.select(data.samples)
     log = store.log(task.name)
     try:
-        todo = []
-        for sample in data.samples:
-            request = task.request(sample, seed)
-            row = log.rows.get(sample.id)
-            if row is None or row.get("prompt_hash") != request.prompt_hash() or needs_answer(row):
-                todo.append((sample, request))
-        bar = bars.add_task(task.name, total=len(data.samples), completed=len(data.samples) - len(todo))
-        for batch_items in batches(todo, batch_size):
-            batch, requests = zip(*batch_items, strict=True)
-            responses = generate(backend, list(requests))
-            later = later_turns(task, list(batch), responses, backend, seed)
-            for sample, request, response, turns in zip(batch, requests, responses, later, strict=True):
-                log.append(make_row(task, sample, request, response, later_turns=turns))
-            bars.advance(bar, len(batch))
-        if judge is not None:
-            assert isinstance(task, JudgedTask)
-            fingerprint = judge.fingerprint()
-            pending = [
-                log.rows[s.id]
-                for s in data.samples
-                if s.id in log.rows and needs_judging(log.rows[s.id], fingerprint)
-            ]
-            jbar = bars.add_task(f"{task.name} judge", total=len(pending))
-            judge_rows(
-                task,
-                judge,
-                pending,
-                on_judged=lambda rows: [log.append(r) for r in rows],
-                advance=lambda n: bars.advance(jbar, n),
-            )
-        rows = log.compact(s.id for s in data.samples)
+        fold_rank_files(log, samples)  # left by a data-parallel launch that was killed
+        n_new = answer(task, samples, backend, log, log.rows, batch_size, seed, bars)
+        judge_pending(task, samples, judge, log, bars)
+        rows = log.compact(s.id for s in samples)
     finally:
         log.close()
-    return summarize(task, rows, n_expected=len(data.samples)), len(todo)
+    return summarize(task, rows, n_expected=len(samples)), n_new
+
+
+def run_task_parallel(
+    task: Task,
+    data: LoadedData,
+    backend: Backend,
+    store: RunStore,
+    batch_size: int,
+    seed: int,
+    bars,
+    judge: Judge | None,
+    group: Group,
+) -> tuple[dict[str, Any], int]:
+    """`run_task` on one rank of a data-parallel launch (see `evalkit.runner.parallel`): this rank answers
+    its part into its own rank file; then rank 0 alone folds every rank file into the task's file, judges
+    and compacts. Every rank returns the summary over all samples and the number answered by all ranks."""
+    path = store.samples_path(task.name)
+
+    def answer_part() -> int:
+        log = SampleLog(rank_samples_path(path, group.rank))
+        try:
+            known = previous_rows(path, exclude=log.path)
+            known.update(log.rows)
+            mine = Part(group.rank, group.world, batch_size).select(data.samples)
+            return answer(task, mine, backend, log, known, batch_size, seed, bars)
+        finally:
+            log.close()
+
+    n_new = sum(group.gather(group.step(answer_part)))
+
+    def fold() -> dict[str, Any] | None:
+        if group.rank != 0:
+            return None
+        log = store.log(task.name)
+        try:
+            fold_rank_files(log, data.samples)
+            judge_pending(task, data.samples, judge, log, bars)
+            rows = log.compact(s.id for s in data.samples)
+        finally:
+            log.close()
+        return summarize(task, rows, n_expected=len(data.samples))
+
+    return group.share(group.step(fold)), n_new
+
+
+def fold_rank_files(log: SampleLog, samples: list[Sample]) -> None:
+    """Move the rows of every rank file into the task's file `log`, then remove the rank files: a rank
+    file's rows are newer than the task file's (a fold always removes them), and go before any judging
+    adds newer rows still."""
+    folded = rank_files(log.path)
+    if not folded:
+        return
+    for rank_file in folded:
+        for row in read_rows(rank_file)[0].values():
+            log.append(row)
+    log.compact(s.id for s in samples)  # atomic: every answer is in the task file now
+    for rank_file in folded:
+        rank_file.unlink()
+
+
+def previous_rows(path: Path, exclude: Path) -> dict[str, dict[str, Any]]:
+    """Rows stored by earlier launches, read only: the task's file, then every rank file but `exclude`
+    (the newer rows win). Damaged lines are left to the file's owner to report."""
+    rows: dict[str, dict[str, Any]] = {}
+    for source in [path, *rank_files(path)]:
+        if source != exclude and source.exists():
+            rows.update(read_rows(source)[0])
+    return rows
+
+
+def answer(
+    task: Task,
+    samples: list[Sample],
+    backend: Backend,
+    log: SampleLog,
+    known: dict[str, dict[str, Any]],
+    batch_size: int,
+    seed: int,
+    bars,
+) -> int:
+    """Answer, in batches, the `samples` without a good row in `known`, appending each row to `log`;
+    returns how many were answered."""
+    todo = []
+    for sample in samples:
+        request = task.request(sample, seed)
+        row = known.get(sample.id)
+        if row is None or row.get("prompt_hash") != request.prompt_hash() or needs_answer(row):
+            todo.append((sample, request))
+    bar = bars.add_task(task.name, total=len(samples), completed=len(samples) - len(todo))
+    for batch_items in batches(todo, batch_size):
+        batch, requests = zip(*batch_items, strict=True)
+        responses = generate(backend, list(requests))
+        later = later_turns(task, list(batch), responses, backend, seed)
+        for sample, request, response, turns in zip(batch, requests, responses, later, strict=True):
+            log.append(make_row(task, sample, request, response, later_turns=turns))
+        bars.advance(bar, len(batch))
+    return len(todo)
+
+
+def judge_pending(task: Task, samples: list[Sample], judge: Judge | None, log: SampleLog, bars) -> None:
+    """Have `judge` (when the task has one) judge every answered row of `samples` it has not judged yet."""
+    if judge is None:
+        return
+    assert isinstance(task, JudgedTask)
+    fingerprint = judge.fingerprint()
+    pending = [
+        log.rows[s.id] for s in samples if s.id in log.rows and needs_judging(log.rows[s.id], fingerprint)
+    ]
+    jbar = bars.add_task(f"{task.name} judge", total=len(pending))
+    judge_rows(
+        task,
+        judge,
+        pending,
+        on_judged=lambda rows: [log.append(r) for r in rows],
+        advance=lambda n: bars.advance(jbar, n),
+    )
 
 
 def needs_answer(row: dict[str, Any]) -> bool:
