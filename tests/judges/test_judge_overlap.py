@@ -2,17 +2,20 @@
 turn) and MT-Bench (two turns) while a real OpenAI-compatible server on 127.0.0.1 judges them. Overlapped
 and sequential runs store the same rows and metrics; a run killed with some rows judged and some only
 answered resumes to the clean run's metrics, answering nothing twice and asking the judge only what its
-cache lacks; a failure on either side ends the run with its error, without a hang."""
+cache lacks; a failure on either side ends the run with its error, without a hang. The benchmark script
+(`benchmarks/judge_overlap.py`) runs in a tiny mode."""
 
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from support.openai_server import last_user_text
@@ -261,3 +264,17 @@ def test_a_failing_model_stops_the_judging_thread(tmp_path, openai_server):
     assert not [t for t in threading.enumerate() if t.name.startswith("judge-")]
     answered, judged = answered_and_judged(tmp_path / "run" / "samples" / "mmvet.jsonl")
     assert len(answered) == 3 and judged <= answered
+
+
+def test_the_benchmark_script_prints_both_timings_and_their_ratio():
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "judge_overlap.py"
+    args = ["--samples", "4", "--batch-size", "2", "--sleep", "0.01", "--concurrency", "2", "--repeats", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    found = dict(re.findall(r"^(sequential|overlapped) \(.*\): (\d+\.\d+) s$", out.stdout, re.M))
+    assert set(found) == {"sequential", "overlapped"}, out.stdout
+    (ratio,) = re.findall(r"^ratio sequential / overlapped: (\d+\.\d+)x$", out.stdout, re.M)
+    assert float(ratio) == pytest.approx(float(found["sequential"]) / float(found["overlapped"]), rel=0.1)
