@@ -86,10 +86,10 @@ def answer_and_judge(
     worker = overlap.JudgeWorker(task, judge, log, bars, pending)
     try:
         n_new = answer(task, samples, todo, backend, log, batch_size, seed, bars, on_answered=worker.feed)
-    except BaseException:
+        worker.join()
+    except BaseException:  # the worker's own error included (it has ended then); Ctrl-C while joining too
         worker.stop()
         raise
-    worker.join()
     return n_new
 
 

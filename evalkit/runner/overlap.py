@@ -45,8 +45,8 @@ class JudgeWorker:
         self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"judge-{task.name}", daemon=True)
-        if pending:
-            self._queue.put(list(pending))
+        for start in range(0, len(pending), CHUNK_ROWS):  # `stop` waits for one chunk at most
+            self._queue.put(pending[start : start + CHUNK_ROWS])
         self._thread.start()
 
     def feed(self, rows: list[dict[str, Any]]) -> None:
@@ -70,7 +70,8 @@ class JudgeWorker:
         self.check()
 
     def stop(self) -> None:
-        """Stop after the chunk in flight (the generation loop failed); rows not judged wait for resume."""
+        """Stop after the chunk in flight (the generation loop failed or was interrupted); rows not judged
+        wait for resume."""
         self._stopping.set()
         self._queue.put(_END)
         self._thread.join()
