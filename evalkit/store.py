@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,12 @@ def read_rows(path: Path) -> tuple[dict[str, dict[str, Any]], list[str], int]:
 
 
 class SampleLog:
-    """Append-only JSONL of sample rows for one task, robust to a crash mid-write (used by `run` only)."""
+    """Append-only JSONL of sample rows for one task, robust to a crash mid-write (used by `run` only).
+    Appends are locked: a judging thread and the generation loop may write the same log."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.rows, self.problems = self._recover()
@@ -177,12 +180,14 @@ class SampleLog:
         return rows, problems
 
     def append(self, row: dict[str, Any]) -> None:
-        try:
-            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._f.flush()
-        except OSError as exc:
-            raise StorageError(describe_os_error(exc, exc.filename or self.path)) from None
-        self.rows[row["id"]] = row
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self._lock:
+            try:
+                self._f.write(line)
+                self._f.flush()
+            except OSError as exc:
+                raise StorageError(describe_os_error(exc, exc.filename or self.path)) from None
+            self.rows[row["id"]] = row
 
     def compact(self, order: Iterable[str]) -> list[dict[str, Any]]:
         """Rewrite the file with one row per id in `order` (ids without a row are left out)."""

@@ -1,20 +1,22 @@
 """The generation loop of one task in a run (`evalkit.runner.evaluate` plans the run and calls it per task):
 answer in batches the samples without a good stored row, later turns of multi-turn samples batched across
-the samples still going, each row appended to the task's log as it comes; then the judge, if the task has
-one, judges every answered row it has not judged yet. A stored row whose generation failed is asked again;
-a judge failure keeps the answer. A run split across processes answers only its part of the samples
-(`evalkit.runner.parallel`).
+the samples still going, each row appended to the task's log as it comes. The judge, if the task has one,
+judges every answered row it has not judged yet, on a thread fed batch by batch while generation goes on
+(`evalkit.runner.overlap`). A stored row whose generation failed is asked again; a judge failure keeps
+the answer. A run split across processes answers only its part of the samples
+(`evalkit.runner.parallel`); under a launcher, rank 0 judges after every rank has answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from evalkit.judges.judge import Judge
 from evalkit.judges.judging import judge_rows, needs_judging
 from evalkit.models.base import Backend
+from evalkit.runner import overlap
 from evalkit.runner.parallel import Group, Part, rank_files, rank_samples_path
 from evalkit.scoring import make_row, summarize
 from evalkit.store import RunStore, SampleLog, read_rows
@@ -48,12 +50,47 @@ def run_task(
     log = store.log(task.name)
     try:
         fold_rank_files(log, samples)  # left by a data-parallel launch that was killed
-        n_new = answer(task, samples, backend, log, log.rows, batch_size, seed, bars)
-        judge_pending(task, samples, judge, log, bars)
+        todo = to_answer(task, samples, log.rows, seed)
+        if judge is not None and overlap.ENABLED:
+            n_new = answer_and_judge(task, samples, todo, backend, log, batch_size, seed, bars, judge)
+        else:
+            n_new = answer(task, samples, todo, backend, log, batch_size, seed, bars)
+            judge_pending(task, samples, judge, log, bars)
         rows = log.compact(s.id for s in samples)
     finally:
         log.close()
     return summarize(task, rows, n_expected=len(samples)), n_new
+
+
+def answer_and_judge(
+    task: Task,
+    samples: list[Sample],
+    todo: list[tuple[Sample, Request]],
+    backend: Backend,
+    log: SampleLog,
+    batch_size: int,
+    seed: int,
+    bars,
+    judge: Judge,
+) -> int:
+    """`answer`, with a `JudgeWorker` judging each batch's rows while the next batches are answered; the
+    rows stored earlier and not judged yet (their samples not answered again) are judged first."""
+    assert isinstance(task, JudgedTask)
+    fingerprint = judge.fingerprint()
+    again = {sample.id for sample, _ in todo}
+    pending = [
+        log.rows[s.id]
+        for s in samples
+        if s.id in log.rows and s.id not in again and needs_judging(log.rows[s.id], fingerprint)
+    ]
+    worker = overlap.JudgeWorker(task, judge, log, bars, pending)
+    try:
+        n_new = answer(task, samples, todo, backend, log, batch_size, seed, bars, on_answered=worker.feed)
+        worker.join()
+    except BaseException:  # the worker's own error included (it has ended then); Ctrl-C while joining too
+        worker.stop()
+        raise
+    return n_new
 
 
 def run_task_parallel(
@@ -78,7 +115,8 @@ def run_task_parallel(
             known = previous_rows(path, exclude=log.path)
             known.update(log.rows)
             mine = Part(group.rank, group.world, batch_size).select(data.samples)
-            return answer(task, mine, backend, log, known, batch_size, seed, bars)
+            todo = to_answer(task, mine, known, seed)
+            return answer(task, mine, todo, backend, log, batch_size, seed, bars)
         finally:
             log.close()
 
@@ -124,32 +162,47 @@ def previous_rows(path: Path, exclude: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def answer(
-    task: Task,
-    samples: list[Sample],
-    backend: Backend,
-    log: SampleLog,
-    known: dict[str, dict[str, Any]],
-    batch_size: int,
-    seed: int,
-    bars,
-) -> int:
-    """Answer, in batches, the `samples` without a good row in `known`, appending each row to `log`;
-    returns how many were answered."""
+def to_answer(
+    task: Task, samples: list[Sample], known: dict[str, dict[str, Any]], seed: int
+) -> list[tuple[Sample, Request]]:
+    """The `samples` without a good row in `known` (missing, failed, or asked with another prompt), each
+    with its request."""
     todo = []
     for sample in samples:
         request = task.request(sample, seed)
         row = known.get(sample.id)
         if row is None or row.get("prompt_hash") != request.prompt_hash() or needs_answer(row):
             todo.append((sample, request))
+    return todo
+
+
+def answer(
+    task: Task,
+    samples: list[Sample],
+    todo: list[tuple[Sample, Request]],
+    backend: Backend,
+    log: SampleLog,
+    batch_size: int,
+    seed: int,
+    bars,
+    on_answered: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> int:
+    """Answer, in batches, the `todo` part of `samples` (see `to_answer`), appending each row to `log` and
+    handing each batch's rows, once stored, to `on_answered`; returns how many were answered."""
     bar = bars.add_task(task.name, total=len(samples), completed=len(samples) - len(todo))
     for batch_items in batches(todo, batch_size):
         batch, requests = zip(*batch_items, strict=True)
         responses = generate(backend, list(requests))
         later = later_turns(task, list(batch), responses, backend, seed)
-        for sample, request, response, turns in zip(batch, requests, responses, later, strict=True):
-            log.append(make_row(task, sample, request, response, later_turns=turns))
+        rows = [
+            make_row(task, sample, request, response, later_turns=turns)
+            for sample, request, response, turns in zip(batch, requests, responses, later, strict=True)
+        ]
+        for row in rows:
+            log.append(row)
         bars.advance(bar, len(batch))
+        if on_answered is not None:
+            on_answered(rows)
     return len(todo)
 
 
