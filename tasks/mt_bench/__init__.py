@@ -14,7 +14,8 @@ conversation).
 
 The package: `protocol.py` (decoding, conversations, judge prompt rendering, rating parser, aggregation; no
 file access), `data.py` (the bundled FastChat files in `assets/` and the readers of FastChat's JSONL files),
-`importing.py` (`evalkit import` of FastChat answer and judgment files); the task is here.
+`importing.py` (`evalkit import` of FastChat answer and judgment files), `images.py` (the irrelevant-image
+options of the first study's Table 7); the task is here.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from evalkit.tasks.mt_bench.data import (
     load_reference_answers,
     official_judge_prompts,
 )
+from evalkit.tasks.mt_bench.images import MODES, draw_images, read_image_options, with_image
 from evalkit.tasks.mt_bench.importing import import_answers, write_answers
 from evalkit.tasks.mt_bench.protocol import (
     DEFAULT_TEMPERATURE,
@@ -113,7 +115,10 @@ class MTBench(JudgedTask):
         "DIR holding a question.jsonl in FastChat's format in place of the bundled questions; "
         "--task-option mt_bench.reference=PATH for another reference-answer file (FastChat reads "
         "reference_answer/<judge model>.jsonl; the gpt-4 file is kept when --judge changes the judge). "
-        "Judge: gpt-4 over the OpenAI API. Import instead: --answers FastChat model_answer/<model>.jsonl, "
+        "--task-option mt_bench.image_dir=FOLDER (and image_seed=N) puts one seeded image from FOLDER in "
+        "every turn, mt_bench.image_mode=text-token the literal '<image>\\n' text instead (the first study's "
+        "Table 7). Judge: gpt-4 over the OpenAI API. Import instead: --answers FastChat "
+        "model_answer/<model>.jsonl, "
         "--judgments model_judgment/gpt-4_single.jsonl (repeatable; rows of the answers' model are used), "
         "--questions question.jsonl (default: the bundled file)"
     )
@@ -128,7 +133,14 @@ class MTBench(JudgedTask):
     supports_toy = True
     judge_spec = JudgeSpec(f"openai:{JUDGE_MODEL}", temperature=0.0, max_tokens=2048, n_runs=1)
     task_options = {
-        "reference": TaskOption("reference answers for math/reasoning/coding (FastChat gpt-4.jsonl format)")
+        "reference": TaskOption("reference answers for math/reasoning/coding (FastChat gpt-4.jsonl format)"),
+        "image_dir": TaskOption("a folder of images: each question gets one (by the seed) in every turn"),
+        "image_seed": TaskOption("the seed of the image draw (an integer; default 0)"),
+        "image_mode": TaskOption(
+            "image: the drawn image in every turn; text-token: the literal '<image>\\n' before the first "
+            "question and no image, as the first study's LLaVA code sent it",
+            choices=MODES,
+        ),
     }
 
     def info(self) -> dict[str, Any]:
@@ -166,6 +178,10 @@ class MTBench(JudgedTask):
                 "reference-answer JSONL such as data/mt_bench/reference_answer/gpt-4.jsonl)"
             )
         references = load_reference_answers(reference_path)
+        image_setting = read_image_options(options)
+        drawn, image_info = (
+            draw_images(image_setting, [q.question_id for q in questions]) if image_setting else ({}, None)
+        )
         samples = []
         for q in questions:
             ref = references.get(q.question_id) if needs_reference(q.category) else None
@@ -176,9 +192,14 @@ class MTBench(JudgedTask):
                 )
             meta = {"question_id": q.question_id, "category": q.category, "questions": list(q.turns)}
             target = list(ref) if ref is not None else None
-            samples.append(
-                Sample(id=str(q.question_id), messages=conversation(q, 1), target=target, meta=meta)
-            )
+            messages = conversation(q, 1)
+            if image_setting is not None:
+                image = drawn.get(q.question_id)
+                meta["image_mode"] = image_setting["mode"]
+                if image is not None:
+                    meta["image"] = image.name
+                messages = with_image(messages, image_setting["mode"], str(image) if image else None)
+            samples.append(Sample(id=str(q.question_id), messages=messages, target=target, meta=meta))
         info = {
             "version": version,
             "questions": {"file": question_path.name, "sha256": sha256_file(question_path)},
@@ -187,6 +208,8 @@ class MTBench(JudgedTask):
             "judge_prompts_sha256": sha256_file(JUDGE_PROMPT_FILE),
             "n_questions": len(samples),
         }
+        if image_info is not None:  # absent by default, so a run without images keeps its identity
+            info["irrelevant_image"] = image_info
         return LoadedData(samples, info)
 
     def request(self, sample: Sample, seed: int = 0) -> Request:
@@ -197,7 +220,11 @@ class MTBench(JudgedTask):
 
     def turn_request(self, sample: Sample, turn: int, previous: list[str], seed: int = 0) -> Request:
         q = question_of(sample.meta)
-        return Request(sample.id, conversation(q, turn, previous), generation_config(q.category), seed)
+        messages = conversation(q, turn, previous)
+        if "image_mode" in sample.meta:  # the turn-1 request carries the drawn image, if any
+            image = sample.messages[0].images[0] if sample.messages[0].images else None
+            messages = with_image(messages, sample.meta["image_mode"], image)
+        return Request(sample.id, messages, generation_config(q.category), seed)
 
     # --- judging ------------------------------------------------------------------------------------------
 

@@ -303,7 +303,8 @@ def test_missing_data_is_a_user_error_before_any_request(tmp_path, data_dir):
                 data_dir,
                 task_options={"mt_bench.reference": str(tmp_path / "nowhere.jsonl")},
             )
-        with pytest.raises(UserError, match=r"mt_bench takes mt_bench\.reference$"):
+        takes = r"mt_bench\.reference, mt_bench\.image_dir, mt_bench\.image_seed, mt_bench\.image_mode$"
+        with pytest.raises(UserError, match=r"mt_bench takes " + takes):
             run(server, tmp_path, data_dir, task_options={"mt_bench.judge": "x"})
         with pytest.raises(UserError, match=r"empty[/\\]question\.jsonl not found"):
             (tmp_path / "empty").mkdir()
