@@ -92,6 +92,8 @@ def test_flip_fraction_config_errors_and_resume_identity():
         TrainConfig(**base, flip_fraction=1.5)
     with pytest.raises(UserError, match="--flip-fraction flips preference pairs.*not --method sft"):
         TrainConfig(**{**base, "method": "sft"}, flip_fraction=0.25)
+    with pytest.raises(UserError, match="applies to dpo and mixed-dpo, not --method bdhs"):
+        TrainConfig(**{**base, "method": "bdhs"}, flip_fraction=0.25)  # its rejected answers are generated
     with pytest.raises(UserError, match="--loss must be sigmoid, ipo or slic"):
         TrainConfig(**base, loss="hinge")
     with pytest.raises(UserError, match="--slic-delta nan"):
