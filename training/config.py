@@ -25,6 +25,8 @@ DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs")
 METHODS = SFT_METHODS + DPO_METHODS
 #: methods that sample from the policy and rank the samples with `reward` or `judge`
 RANKED_METHODS = ("rs", "online-dpo", "mixed-dpo")
+#: methods that train on the data's own preference pairs (what `flip_fraction` flips)
+FLIP_METHODS = ("dpo", "mixed-dpo")
 REFERENCES = ("frozen", "adapter-off", "cached")
 DEFAULT_LR = {**dict.fromkeys(SFT_METHODS, 4e-4), **dict.fromkeys(DPO_METHODS, 5e-5)}
 #: sampling temperature when `temperature` is not given: the seed study sampled at 0.7 (§1a); online
@@ -69,7 +71,14 @@ class TrainConfig:
         default=None, metadata={"help": "Peak learning rate (default: dpo 5e-5, sft 4e-4)."}
     )
     beta: float = field(default=0.1, metadata={"help": "DPO beta."})
-    loss: str = field(default="sigmoid", metadata={"help": "DPO loss: sigmoid or ipo."})
+    loss: str = field(default="sigmoid", metadata={"help": "DPO loss: sigmoid, ipo or slic (hinge)."})
+    # TRL's "hinge" is relu(1 - beta*h): delta 1
+    slic_delta: float = field(default=1.0, metadata={"help": "--loss slic: the hinge's margin delta."})
+    # seed (a)'s Table 5 label-noise ablation
+    flip_fraction: float = field(
+        default=0.0,
+        metadata={"help": "dpo / mixed-dpo: swap chosen and rejected in this seeded fraction of the pairs."},
+    )
     # seed (a)'s SFT_weight; keeps answers fluent
     sft_weight: float = field(
         default=0.0, metadata={"help": "DPO methods: add this weight x the chosen answer's NLL to the loss."}
@@ -206,8 +215,13 @@ class TrainConfig:
             raise UserError(f"--schedule must be linear or cosine, got {self.schedule!r}")
         if self.projector_lr is not None and self.lora_rank == 0:
             raise UserError("--projector-lr applies to LoRA; full fine-tuning trains the projector at --lr")
-        if self.loss not in ("sigmoid", "ipo"):
-            raise UserError(f"--loss must be sigmoid or ipo, got {self.loss!r}")
+        if self.loss not in ("sigmoid", "ipo", "slic"):
+            raise UserError(f"--loss must be sigmoid, ipo or slic, got {self.loss!r}")
+        if self.flip_fraction and self.method not in FLIP_METHODS:
+            raise UserError(
+                f"--flip-fraction flips preference pairs read from the data: it applies to "
+                f"{' and '.join(FLIP_METHODS)}, not --method {self.method}"
+            )
         if self.reference is not None and self.reference not in REFERENCES:
             raise UserError(f"--reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.reference == "adapter-off" and self.lora_rank == 0:
@@ -254,6 +268,8 @@ class TrainConfig:
             ("lora_dropout", lambda: 0 <= self.lora_dropout < 1, "in [0, 1)"),
             ("beta", lambda: fin(self.beta) and self.beta > 0, "a finite number > 0"),
             ("sft_weight", lambda: fin(self.sft_weight) and self.sft_weight >= 0, "a finite number >= 0"),
+            ("slic_delta", lambda: fin(self.slic_delta) and self.slic_delta > 0, "a finite number > 0"),
+            ("flip_fraction", lambda: 0 <= self.flip_fraction <= 1, "in [0, 1]"),
             ("epochs", lambda: fin(self.epochs) and self.epochs > 0, "a finite number > 0"),
             ("max_steps", lambda: opt(self.max_steps, lambda x: x >= 1), "an integer >= 1"),
             ("lr", lambda: opt(self.lr, lambda x: fin(x) and x > 0), "a finite number > 0"),

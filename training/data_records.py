@@ -83,6 +83,9 @@ class Loaded(Generic[T]):
         line += f"(format {self.format}, {how})"
         if self.skipped:
             line += "; skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
+        noise = self.info.get("label_noise")
+        if noise:
+            line += f"; chosen and rejected swapped in {noise['flipped_pairs']} of {noise['of_pairs']} pairs"
         return line
 
 

@@ -1,4 +1,4 @@
-"""DPO / IPO losses, answer-token log-probabilities and the reference model's log-probabilities.
+"""DPO / IPO / SLiC losses, answer-token log-probabilities and the reference model's log-probabilities.
 
 Log-probs (`sequence_logps`): one forward pass over a `PairBatch` (chosen rows then rejected rows); token t
 is scored from the logits at t - 1, and only tokens in `answer_mask` count, so image and prompt tokens are
@@ -13,6 +13,11 @@ Losses (`dpo_loss`), with h = (logπ(y+) − logπ_ref(y+)) − (logπ(y−) −
 - "ipo": (h − 1/(2β))², the IPO paper's form (Azar et al. 2023) on the log-probs given, i.e. sequence
   sums like DPO. TRL's "ipo" divides every log-prob by its answer length first; to get that form pass the
   four log-probs divided by their token counts (`sequence_logps` returns them).
+- "slic": max(0, δ − β·h), the hinge on the log-ratio margin (δ = `delta`, default 1.0). With δ = 1 this
+  is TRL's "hinge" loss, relu(1 − β·h); the alignment study (seed (b)) tunes a β_SLiC but does not print
+  its formula, and a β only enters through this form. The SLiC-HF paper's calibration loss
+  max(0, δ − logπ(y+) + logπ(y−)) (δ = 1) is the same hinge with β = 1 and no reference terms; the
+  reference is kept so every loss here shares one margin h. At step 0 (h = 0) the SLiC loss is δ.
 - `sft_weight` λ > 0 adds λ·mean(chosen_nll); chosen_nll defaults to −logπ(y+) (the sequence sum: seed
   (a)'s `−SFT_weight·mean(logp_chosen)`); pass −logπ(y+)/n_tokens for LLaMA-Factory's per-token pref_ftx.
 Rewards β·(logπ − logπ_ref) are detached. At step 0 (policy == reference) h = 0: the DPO loss is ln 2,
@@ -42,7 +47,7 @@ from typing import Any, NamedTuple, Protocol
 
 from evalkit.training.batching import Batch, Encoder, PairBatch
 
-LOSS_TYPES = ("sigmoid", "ipo")
+LOSS_TYPES = ("sigmoid", "ipo", "slic")
 CACHE_FORMAT = "evalkit-dpo-reference-logps/1"
 
 
@@ -128,6 +133,7 @@ def dpo_loss(
     loss_type: str = "sigmoid",
     sft_weight: float = 0.0,
     chosen_nll=None,
+    delta: float = 1.0,
 ) -> DpoOutput:
     """The preference loss from [B] log-probs (see the module docstring for the exact forms)."""
     import torch.nn.functional as F
@@ -139,7 +145,14 @@ def dpo_loss(
     chosen_ratio = policy_chosen - ref_chosen
     rejected_ratio = policy_rejected - ref_rejected
     h = chosen_ratio - rejected_ratio
-    losses = -F.logsigmoid(beta * h) if loss_type == "sigmoid" else (h - 1.0 / (2.0 * beta)) ** 2
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * h)
+    elif loss_type == "ipo":
+        losses = (h - 1.0 / (2.0 * beta)) ** 2
+    else:
+        if not math.isfinite(delta) or delta <= 0:
+            raise ValueError(f"delta must be a finite number > 0, got {delta}")
+        losses = F.relu(delta - beta * h)
     loss = losses.mean()
     if sft_weight:
         nll = -policy_chosen if chosen_nll is None else chosen_nll
@@ -160,6 +173,7 @@ def dpo_forward(
     loss_type: str = "sigmoid",
     sft_weight: float = 0.0,
     sft_per_token: bool = False,
+    delta: float = 1.0,
 ) -> DpoOutput:
     """One training-step loss: the policy scores chosen and rejected in one pass, the reference its own."""
     ref_chosen, ref_rejected = reference.logps(batch)
@@ -168,7 +182,7 @@ def dpo_forward(
     nll = None
     if sft_weight and sft_per_token:
         nll = -chosen / counts[: batch.n_pairs].clamp(min=1)
-    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta, loss_type, sft_weight, nll)
+    return dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta, loss_type, sft_weight, nll, delta)
 
 
 # ---- references -------------------------------------------------------------------------------------

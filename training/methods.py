@@ -1,7 +1,8 @@
 """What each training method trains on: the data it reads and the examples it makes before the first
 update (the loop itself is `training.trainer`).
 
-- sft, dpo: the file as loaded (`load_sft` / `load_preferences`).
+- sft, dpo: the file as loaded (`load_sft` / `load_preferences`); dpo and mixed-dpo pairs with
+  `flip_fraction` of them swapped (`training.label_noise`).
 - steerlm: SFT examples with attribute scores (`steerlm` format, or generic SFT records with an
   `attributes` mapping); each prompt gets its own scores written in (`evalkit.models.steerlm`).
 - rs: on the seed study's judged completions (`--format seed` / `seed-best`) the best by their scores;
@@ -39,7 +40,10 @@ def load_data(cfg: TrainConfig) -> Loaded:
     images = {"image_root": cfg.image_dir} if cfg.image_dir else {}
 
     if cfg.method in ("dpo", "mixed-dpo"):
-        return load_preferences(cfg.data, cfg.format, seed=cfg.seed, **images)
+        from evalkit.training.label_noise import flip_pairs
+
+        data = load_preferences(cfg.data, cfg.format, seed=cfg.seed, **images)
+        return flip_pairs(data, cfg.flip_fraction, cfg.seed)
     if cfg.method == "online-dpo":
         return load_prompts(cfg.data, cfg.format, seed=cfg.seed, **images)
     if cfg.method == "rs" and cfg.prescored:

@@ -369,6 +369,7 @@ def _accumulate(run: _Run, step: int) -> dict[str, Any]:
                         beta=cfg.beta,
                         loss_type=cfg.loss,
                         sft_weight=cfg.sft_weight,
+                        delta=cfg.slic_delta,
                     )
             else:
                 batch = encode_or_explain(run.encoder.encode_sft, chosen).to(device)
