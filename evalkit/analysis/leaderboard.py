@@ -4,7 +4,9 @@ folders' metrics.json (the store only).
 A column holds one task scored one way. When runs of a task differ in task version, judge (fingerprint:
 model, endpoint or weights, prompts, parser, sampling) or data version, the task gets one column per
 variant, labelled with what differs, e.g. `mmvet.total [judge gpt-4-0613 #1a2b3c]` and
-`mmvet.total [judge gpt-4o #4d5e6f]`; such numbers are never merged into one column.
+`mmvet.total [judge gpt-4o #4d5e6f]`; such numbers are never merged into one column. A cell scored with a
+non-official NLP backend (AMBER without NLTK's tagger data or en_core_web_lg) carries a † and the
+backend's id (`nlp` in JSON), explained by a footnote (`evalkit.analysis.nlp_marks`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.analysis.nlp_marks import MARK, footnote, unofficial_backend
 from evalkit.analysis.runs import Run, canonical, find_runs, judge_label, metric_direction
 from evalkit.types import UserError
 
@@ -61,8 +64,15 @@ class Leaderboard:
     entries: list[Entry]
     warnings: list[str]
 
+    @property
+    def notes(self) -> list[str]:
+        """Footnotes for the marked cells (empty when no cell is marked)."""
+        backends = [c["nlp"] for e in self.entries for c in e.cells.values() if c.get("nlp")]
+        return [footnote(backends)] if backends else []
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "notes": self.notes,
             "columns": [c.to_dict() for c in self.columns],
             "runs": [
                 {"run": e.run, "model": e.model, "path": e.path, "status": e.status, "values": e.cells}
@@ -182,6 +192,9 @@ def build_leaderboard(
                         f"`evalkit rescore {run.path}` rewrites it from the samples"
                     )
                     continue
+                backend = unofficial_backend(run.header, name)
+                if backend is not None:
+                    cell["nlp"] = backend
                 entries[run.path].cells[label] = cell
     for run in runs:
         warnings += list(dict.fromkeys(run.problems))
@@ -226,7 +239,7 @@ def _cell(c: dict[str, Any] | None) -> str:
     if not c or c.get("value") is None:
         return "—"
     ci = f" [{_num(c['ci_low'])}, {_num(c['ci_high'])}]" if c.get("ci_low") is not None else ""
-    return _num(c["value"]) + ci
+    return _num(c["value"]) + (MARK if c.get("nlp") else "") + ci
 
 
 def to_markdown(board: Leaderboard) -> str:
@@ -236,7 +249,7 @@ def to_markdown(board: Leaderboard) -> str:
     for e in board.entries:
         cells = [e.run, e.model, *(_cell(e.cells.get(c.label)) for c in board.columns)]
         lines.append("| " + " | ".join(map(esc, cells)) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *(["", *board.notes] if board.notes else [])]) + "\n"
 
 
 def to_csv(board: Leaderboard) -> str:
@@ -282,14 +295,15 @@ def to_html(board: Leaderboard) -> str:
                 if cell.get("ci_low") is not None
                 else ""
             )
-            cells.append(f"<td>{_num(cell['value'])}{ci}</td>")
+            mark = MARK if cell.get("nlp") else ""
+            cells.append(f"<td>{_num(cell['value'])}{mark}{ci}</td>")
         rows.append(
             f'<tr><td class="l">{e_(e.run)}</td><td class="l">{e_(e.model)}</td>{"".join(cells)}</tr>'
         )
     note = (
         "Headline metric per task with its 95% bootstrap interval. A task scored with different task "
-        "versions, judges or data has one column per variant."
-    )
+        "versions, judges or data has one column per variant. " + " ".join(board.notes)
+    ).strip()
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>evalkit leaderboard</title>'
         f'<style>{STYLE}</style></head><body><h1>evalkit leaderboard</h1><p class="note">{note}</p>'
@@ -333,8 +347,14 @@ def rich_table(board: Leaderboard):
         for e in board.entries
     ]
     title = "evalkit leaderboard"
-    return Fit(
+    fit = Fit(
         plain_table(title, head, rows, left=2),
         plain_table(title, head, rows, left=2, compact=True),
         Records(title, head, rows, keys=2),
     )
+    if not board.notes:
+        return fit
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(fit, *(Text(n, style="dim") for n in board.notes))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.analysis.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
+from evalkit.analysis.nlp_marks import unofficial_backend
 from evalkit.analysis.runs import Run, judge_label, metric_info
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 from evalkit.task import TAX_GROUPS
@@ -93,7 +94,8 @@ class TaxTable:
     base_path: str
     checkpoints: dict[str, str]
     rows: list[TaxRow]
-    #: task → {"group", "version", "judge"} (judge: a label of the judge fingerprints, or None)
+    #: task → {"group", "version", "judge"} (judge: a label of the judge fingerprints, or None), plus "nlp"
+    #: (the non-official NLP backends that scored it, `evalkit.analysis.nlp_marks`) where any did
     tasks: dict[str, dict[str, Any]]
     n_resamples: int = DEFAULT_RESAMPLES
     seed: int = DEFAULT_SEED
@@ -271,6 +273,10 @@ def tax_table(
         }
         for n in names
     }
+    for n in names:  # AMBER scored without the official NLP backend in any run: its lines are marked
+        unofficial = {b for r in (base, *runs.values()) if (b := unofficial_backend(r.header, n))}
+        if unofficial:
+            info[n]["nlp"] = sorted(unofficial)
     paths = {label: str(run.path) for label, run in runs.items()}
     return TaxTable(base.name, str(base.path), paths, rows, info, n_resamples, seed, LEVEL, warnings)
 

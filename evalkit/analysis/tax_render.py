@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from evalkit.analysis.nlp_marks import MARK, footnote
 from evalkit.analysis.tax import TaxRow, TaxTable
 
 ARROW = {1: " ↑", -1: " ↓", 0: ""}
@@ -77,14 +78,25 @@ def _lines(table: TaxTable, group: str) -> list[tuple[TaxRow, list[str]]]:
     out = []
     for task, metric in table.keys(group):
         first, cells, base, n = _line(table, task, metric)
-        values = [task, metric + ARROW[first.direction], first.unit, n, base]
+        shown = task + (MARK if table.tasks.get(task, {}).get("nlp") else "")
+        values = [shown, metric + ARROW[first.direction], first.unit, n, base]
         for r in cells:
             values += ["—", "—", "—"] if r is None else [_num(r.aligned), diff_text(r), r.verdict]
         out.append((first, values))
     return out
 
 
+def notes(table: TaxTable) -> list[str]:
+    """Footnotes for the marked benchmarks (AMBER scored with a non-official NLP backend)."""
+    backends = [b for info in table.tasks.values() for b in info.get("nlp") or []]
+    return [footnote(backends)] if backends else []
+
+
 def _caption(table: TaxTable) -> str:
+    return " ".join([_caption_text(table), *notes(table)])
+
+
+def _caption_text(table: TaxTable) -> str:
     return (
         f"Aligned − base over the samples both runs scored, with {table.level:.0%} paired-bootstrap "
         f"intervals ({table.n_resamples} resamples over images, questions or samples; seed {table.seed}). "

@@ -19,7 +19,8 @@ from evalkit.types import UserError
 def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
     """The run's table (every metric of each task; `run` passes `all_metrics=False` unless --all-metrics,
     for one headline row per task), the first message of each error type with its count (so a failed
-    row's cause is on screen), and judge usage."""
+    row's cause is on screen), the NLP backend of a task scored a non-official way, and judge usage."""
+    from evalkit.analysis.nlp_marks import summary_lines
     from evalkit.analysis.report import results_table
     from evalkit.runner import error_summary
 
@@ -29,6 +30,8 @@ def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
         out.print(results_table(result.metrics, title=escape(title), all_metrics=all_metrics))
         for line in error_summary(result.metrics):
             out.print(f"failed rows: {escape(line)}", highlight=False)
+        for line in summary_lines(result.header):
+            out.print(f"[yellow]{escape(line)}[/yellow]", highlight=False)
         for task, j in (result.header.get("judges") or {}).items():
             u = j["usage"]
             cost = "unknown cost" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
