@@ -6,8 +6,8 @@ single word or phrase."; an answer is cut at its first '.', commas removed, spli
 as yes. Per split: precision / recall / F1 with "yes" positive, accuracy and yes-ratio; the headline is the
 mean F1 over the three splits, in percent. Beside it, so every published column can be matched: the mean over
 the splits of the other metrics (`acc_mean`, ...; LLaVA-style tables) and the metrics of all rows pooled
-(`pooled/*`; lmms-eval's `pope` task). Intervals resample whole images (an image's questions are
-correlated, and the same image appears in every split).
+(`pooled/*`; lmms-eval's `pope` task), when the run holds more than one split. Intervals resample whole
+images (an image's questions are correlated, and the same image appears in every split).
 
 Data: by default lmms-lab/POPE from the hub (`hub`: 3 × 3,000 questions, images embedded), else the
 official split files from --data-dir, or the toy set (--data toy).
@@ -146,8 +146,9 @@ class Pope(Task):
             n_split = int(onehot[:, j].sum())
             for name in METRICS:
                 out[f"{split}/{name}"] = Statistic(split_metric(j, name), units, n_split)
-        if split_names:
-            # the other published readings: other means of the splits, and all rows pooled (lmms-eval)
+        if len(split_names) > 1:
+            # the other published readings (with one split they are that split's): the other metrics'
+            # means over the splits, and all rows pooled (lmms-eval)
             for name in ("acc", "precision", "recall", "yes_ratio"):
                 out[f"{name}_mean"] = Statistic(split_mean(name), units, len(rows))
             for name in METRICS:
