@@ -4,8 +4,10 @@ Protocol (LLaVA-1.5 `eval_pope.py` == POPE `evaluate.py`): the prompt appends "A
 single word or phrase."; an answer is cut at its first '.', commas removed, split on spaces, and counts as
 "no" when a word is exactly 'No', 'not' or 'no' (case-sensitive), else "yes" — empty or garbage answers count
 as yes. Per split: precision / recall / F1 with "yes" positive, accuracy and yes-ratio; the headline is the
-mean F1 over the three splits, in percent. Intervals resample whole images (an image's questions are
-correlated, and the same image appears in every split).
+mean F1 over the three splits, in percent. Beside it, so every published column can be matched: the mean over
+the splits of the other metrics (`acc_mean`, ...; LLaVA-style tables) and the metrics of all rows pooled
+(`pooled/*`; lmms-eval's `pope` task), when the run holds more than one split. Intervals resample whole
+images (an image's questions are correlated, and the same image appears in every split).
 
 Data: by default lmms-lab/POPE from the hub (`hub`: 3 × 3,000 questions, images embedded), else the
 official split files from --data-dir, or the toy set (--data toy).
@@ -28,7 +30,14 @@ from evalkit.task import PERCENT, DataSpec, Imported, LoadedData, MetricInfo, Ta
 from evalkit.tasks.pope.data import data_label, find_images, read_label_files
 from evalkit.tasks.pope.hub import SOURCE as HUB_SOURCE
 from evalkit.tasks.pope.hub import read_hub
-from evalkit.tasks.pope.protocol import CELL, PROMPT_SUFFIX, SPLITS, metrics_from_counts, parse_answer
+from evalkit.tasks.pope.protocol import (
+    CELL,
+    METRICS,
+    PROMPT_SUFFIX,
+    SPLITS,
+    metrics_from_counts,
+    parse_answer,
+)
 from evalkit.types import GenerationConfig, Message, Sample, UserError
 from evalkit.util.datafiles import sha256_file
 
@@ -46,7 +55,8 @@ class Pope(Task):
     )
     headline = "f1_mean"
     group = "hallucination"
-    metric_info = {"*/yes_ratio": MetricInfo(0, "%")}  # a bias indicator: neither better nor worse
+    # the yes-ratio is a bias indicator: neither better nor worse
+    metric_info = {"*/yes_ratio": MetricInfo(0, "%"), "yes_ratio_mean": MetricInfo(0, "%")}
     default_metric = PERCENT
     tax_metrics = ("adversarial/f1",)
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
@@ -121,17 +131,28 @@ class Pope(Task):
         def split_metric(j: int, name: str):
             return lambda w: 100 * metrics_from_counts(*np.moveaxis(w @ counts[:, j, :], -1, 0))[name]
 
+        def split_mean(name: str):
+            return lambda w: np.mean([split_metric(j, name)(w) for j in range(len(split_names))], axis=0)
+
+        pooled = counts.sum(axis=1)
+
+        def pooled_metric(name: str):
+            return lambda w: 100 * metrics_from_counts(*np.moveaxis(w @ pooled, -1, 0))[name]
+
         out: dict[str, Statistic] = {}
         if split_names:
-
-            def f1_mean(w: np.ndarray) -> np.ndarray:
-                return np.mean([split_metric(j, "f1")(w) for j in range(len(split_names))], axis=0)
-
-            out["f1_mean"] = Statistic(f1_mean, units, len(rows))
+            out["f1_mean"] = Statistic(split_mean("f1"), units, len(rows))
         for j, split in enumerate(split_names):
             n_split = int(onehot[:, j].sum())
-            for name in ("acc", "precision", "recall", "f1", "yes_ratio"):
+            for name in METRICS:
                 out[f"{split}/{name}"] = Statistic(split_metric(j, name), units, n_split)
+        if len(split_names) > 1:
+            # the other published readings (with one split they are that split's): the other metrics'
+            # means over the splits, and all rows pooled (lmms-eval)
+            for name in ("acc", "precision", "recall", "yes_ratio"):
+                out[f"{name}_mean"] = Statistic(split_mean(name), units, len(rows))
+            for name in METRICS:
+                out[f"pooled/{name}"] = Statistic(pooled_metric(name), units, len(rows))
         return out
 
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 SPLITS = ("random", "popular", "adversarial")
+#: the metrics of one split (and of all splits pooled), as `metrics_from_counts` names them
+METRICS = ("acc", "precision", "recall", "f1", "yes_ratio")
 #: (predicted yes, labelled yes) → index in (tp, fp, tn, fn), the argument order of `metrics_from_counts`
 CELL = {(True, True): 0, (True, False): 1, (False, False): 2, (False, True): 3}
 PROMPT_SUFFIX = "\nAnswer the question using a single word or phrase."

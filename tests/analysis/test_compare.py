@@ -127,10 +127,12 @@ def test_without_rules_every_directed_metric_is_checked(drop_runs):
     base, new, _ = drop_runs
     result = compare_runs(base, new, metrics=["all"])
     by_name = {m.metric: m for m in result.metrics}
-    assert len(by_name) == 16
-    assert not by_name["random/yes_ratio"].checked and by_name["f1_mean"].checked
+    # 3 splits x 5 metrics, f1_mean, 4 other means of the splits, 5 pooled metrics
+    assert len(by_name) == 25
+    neutral = ("random/yes_ratio", "yes_ratio_mean", "pooled/yes_ratio")
+    assert not any(by_name[n].checked for n in neutral) and by_name["f1_mean"].checked
     assert by_name["f1_mean"].failed and result.exit_code == 1
-    assert len(result.checked) == 13
+    assert len(result.checked) == 25 - 5
 
 
 def judged_rows():

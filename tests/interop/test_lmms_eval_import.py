@@ -106,6 +106,18 @@ def test_pope_log_without_docs_equals_the_official_path(shared, tmp_path):
         fn += not said_yes and row["label"] == "yes"
     f1 = 2 * tp / (2 * tp + fp + fn)
     assert got.metrics["pope"]["metrics"]["adversarial/f1"]["value"] == pytest.approx(100 * f1)
+    # lmms-eval's `pope` reading: all 9,000 rows pooled, by hand with the official parser's outcome
+    cells = {"tp": 0, "fp": 0, "tn": 0, "fn": 0}
+    for split in SPLITS:
+        for k, row in enumerate(labels[split]):
+            said_yes = _answer(split, k, row["label"]).startswith("Yes")
+            cells[("t" if said_yes == (row["label"] == "yes") else "f") + ("p" if said_yes else "n")] += 1
+    tp, fp, tn, fn = cells["tp"], cells["fp"], cells["tn"], cells["fn"]
+    pooled = _values(got.metrics["pope"]["metrics"])
+    assert pooled["pooled/acc"] == pytest.approx(100 * (tp + tn) / 9000)
+    assert pooled["pooled/precision"] == pytest.approx(100 * tp / (tp + fp))
+    assert pooled["pooled/recall"] == pytest.approx(100 * tp / (tp + fn))
+    assert pooled["pooled/f1"] == pytest.approx(100 * 2 * tp / (2 * tp + fp + fn))
     header = json.loads((tmp_path / "lmms/run.json").read_text())
     info = header["tasks"]["pope"]["data"]["lmms_eval"]
     assert info["matched"] == 9000 and info["unmatched_records"] == 0 and info["ambiguous_records"] == 0

@@ -71,6 +71,40 @@ def test_aggregate_matches_hand_computed_values_per_split():
     assert "adversarial/f1" not in m
 
 
+def test_mean_of_splits_and_pooled_metrics_by_hand():
+    """Splits of different sizes, so the mean over the splits and the pooled value differ."""
+    task = get_task("pope")
+    # random (2 rows): tp=1 tn=1 ; popular (6 rows): tp=1 fp=2 tn=1 fn=2
+    cases = {
+        "random": [("yes", "yes"), ("no", "no")],
+        "popular": [("yes", "yes"), ("yes", "no"), ("yes", "no"), ("no", "no"), ("no", "yes"), ("no", "yes")],
+    }
+    rows = [
+        {"parsed": pred, "target": label, "cluster": f"{split}{i}", "meta": {"split": split}}
+        for split, pairs in cases.items()
+        for i, (pred, label) in enumerate(pairs)
+    ]
+    m = {k: v["value"] for k, v in task.aggregate(rows).items()}
+    # per split: random acc 1, precision 1, recall 1, yes-ratio 1/2; popular acc 2/6, precision 1/3,
+    # recall 1/3, yes-ratio 3/6
+    assert m["acc_mean"] == pytest.approx(100 * (1 + 2 / 6) / 2)
+    assert m["precision_mean"] == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert m["recall_mean"] == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert m["yes_ratio_mean"] == pytest.approx(50.0)
+    # pooled: tp=2 fp=2 tn=2 fn=2 over 8 rows
+    assert m["pooled/acc"] == pytest.approx(50.0)
+    assert m["pooled/precision"] == pytest.approx(50.0)
+    assert m["pooled/recall"] == pytest.approx(50.0)
+    assert m["pooled/f1"] == pytest.approx(50.0)
+    assert m["pooled/yes_ratio"] == pytest.approx(50.0)
+    assert m["acc_mean"] != pytest.approx(m["pooled/acc"])
+    # the headline is still the mean of the splits' F1
+    assert m["f1_mean"] == pytest.approx(100 * (1 + 1 / 3) / 2)
+    # a yes-ratio is read as neither better nor worse, the rest as percentages where higher is better
+    assert task.metric("yes_ratio_mean").direction == task.metric("pooled/yes_ratio").direction == 0
+    assert (task.metric("pooled/f1").direction, task.metric("acc_mean").unit) == (1, "%")
+
+
 @pytest.mark.parametrize(
     ("folder", "counts"), [("pope_repo_v2023-08-10", (2910, 3000, 3000)), ("output/coco", (3000, 3000, 3000))]
 )
@@ -159,6 +193,14 @@ def test_import_reproduces_known_counts(shared, tmp_path):
         assert m[f"{split}/acc"]["value"] == pytest.approx(100 * (c["tp"] + c["tn"]) / n)
         assert m[f"{split}/yes_ratio"]["value"] == pytest.approx(100 * (c["tp"] + c["fp"]) / n)
     assert m["f1_mean"]["value"] == pytest.approx(100 * sum(f1s) / 3)
+    accs = [(expected[s]["tp"] + expected[s]["tn"]) / sum(expected[s].values()) for s in SPLITS]
+    assert m["acc_mean"]["value"] == pytest.approx(100 * sum(accs) / 3)
+    tp, fp, tn, fn = (sum(expected[s][key] for s in SPLITS) for key in ("tp", "fp", "tn", "fn"))
+    assert tp + fp + tn + fn == 8910
+    assert m["pooled/acc"]["value"] == pytest.approx(100 * (tp + tn) / 8910)
+    assert m["pooled/precision"]["value"] == pytest.approx(100 * tp / (tp + fp))
+    assert m["pooled/recall"]["value"] == pytest.approx(100 * tp / (tp + fn))
+    assert m["pooled/f1"]["value"] == pytest.approx(100 * 2 * tp / (2 * tp + fp + fn))
     lo, hi = m["f1_mean"]["ci_low"], m["f1_mean"]["ci_high"]
     assert lo < m["f1_mean"]["value"] < hi and not math.isnan(lo)
     rows = [json.loads(line) for line in open(tmp_path / "run/samples/pope.jsonl")]
