@@ -69,10 +69,9 @@ from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokeniz
 from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
 from evalkit.models.phi4mm import make_vision_attention_bidirectional
 from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
-from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
+from evalkit.models.protocol import check_protocol, image_token_id, request_images, resolve_protocol
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
 from evalkit.types import ErrorInfo, Message, Request, Response, UserError
-from evalkit.util.images import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +166,9 @@ class HFBackend(Backend):
         responses: list[Response | None] = [None] * len(requests)
         rows: list[tuple[int, str, list[Any]]] = []  # (request index, rendered prompt, images)
         for i, req in enumerate(requests):
-            try:
-                images = [
-                    prepare_image(load_image(p), self.protocol, self.processor)
-                    for m in req.messages
-                    for p in m.images
-                ]
-            except ImageLoadError as exc:
-                responses[i] = Response(req.id, error=ErrorInfo("image_error", str(exc)))
-                continue
-            if images and self.processor is None:
-                msg = f"{self.source} is a text-only model but the request has images"
-                responses[i] = Response(req.id, error=ErrorInfo("input_error", msg))
-                continue
-            if not images and paligemma.is_paligemma(self.processor):
-                responses[i] = Response(req.id, error=ErrorInfo("input_error", paligemma.NEEDS_IMAGE))
+            images = request_images(req, self.protocol, self.processor, self.source)
+            if isinstance(images, ErrorInfo):
+                responses[i] = Response(req.id, error=images)
                 continue
             try:
                 rows.append((i, self._render(req.messages), images))

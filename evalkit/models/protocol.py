@@ -141,3 +141,24 @@ def prepare_image(image: Any, protocol: Protocol, processor: Any) -> Any:
     square = Image.new(image.mode, (side, side), background)
     square.paste(image, ((side - width) // 2, (side - height) // 2))
     return square
+
+
+def request_images(request: Any, protocol: Protocol, processor: Any, source: str) -> list[Any] | Any:
+    """The request's images, loaded and prepared under `protocol`, or the `ErrorInfo` that answers the
+    request without asking the model: an unreadable image (`image_error`), images sent to a text-only model,
+    a PaliGemma prompt without an image (`input_error`). The hf and vllm backends share it."""
+    from evalkit.models import paligemma
+    from evalkit.types import ErrorInfo
+    from evalkit.util.images import ImageLoadError, load_image
+
+    try:
+        images = [
+            prepare_image(load_image(p), protocol, processor) for m in request.messages for p in m.images
+        ]
+    except ImageLoadError as exc:
+        return ErrorInfo("image_error", str(exc))
+    if images and processor is None:
+        return ErrorInfo("input_error", f"{source} is a text-only model but the request has images")
+    if not images and paligemma.is_paligemma(processor):
+        return ErrorInfo("input_error", paligemma.NEEDS_IMAGE)
+    return images

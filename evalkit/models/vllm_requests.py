@@ -27,7 +27,6 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from evalkit.models import paligemma
 from evalkit.models.answer import cut_answer
 from evalkit.models.base import BackendOptions
 from evalkit.models.hf_loading import (
@@ -40,10 +39,9 @@ from evalkit.models.hf_loading import (
 from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
 from evalkit.models.numbered_images import takes_numbered_placeholders
 from evalkit.models.prompt import chat_template_of, llava_input_ids, prompt_add_special_tokens, render_prompt
-from evalkit.models.protocol import check_protocol, image_token_id, prepare_image, resolve_protocol
+from evalkit.models.protocol import check_protocol, image_token_id, request_images, resolve_protocol
 from evalkit.models.sampling import fastchat_settings
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response, UserError
-from evalkit.util.images import ImageLoadError, load_image
 
 
 @dataclass(frozen=True)
@@ -196,21 +194,9 @@ class RequestConverter:
         responses: list[Response | None] = [None] * len(requests)
         rows: list[EngineRow] = []
         for i, req in enumerate(requests):
-            try:
-                images = [
-                    prepare_image(load_image(p), self.protocol, self.processor)
-                    for m in req.messages
-                    for p in m.images
-                ]
-            except ImageLoadError as exc:
-                responses[i] = Response(req.id, error=ErrorInfo("image_error", str(exc)))
-                continue
-            if images and self.processor is None:
-                msg = f"{self.source} is a text-only model but the request has images"
-                responses[i] = Response(req.id, error=ErrorInfo("input_error", msg))
-                continue
-            if not images and paligemma.is_paligemma(self.processor):
-                responses[i] = Response(req.id, error=ErrorInfo("input_error", paligemma.NEEDS_IMAGE))
+            images = request_images(req, self.protocol, self.processor, self.source)
+            if isinstance(images, ErrorInfo):
+                responses[i] = Response(req.id, error=images)
                 continue
             try:
                 prompt = self.engine_prompt(self.render(req.messages), images)
