@@ -45,11 +45,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from evalkit.models import paligemma
 from evalkit.models.answer import cut_answer
 from evalkit.models.base import Backend, BackendOptions
 from evalkit.models.hf_loading import (
@@ -61,17 +58,16 @@ from evalkit.models.hf_loading import (
     resolve_dtype,
     resolve_source,
     sha256_file,
-    steer_targets,
     user_errors,
     weights_sha256,
 )
-from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
 from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
 from evalkit.models.phi4mm import make_vision_attention_bidirectional
-from evalkit.models.prompt import chat_template_of, llava_encoding, prompt_add_special_tokens, render_prompt
-from evalkit.models.protocol import check_protocol, image_token_id, request_images, resolve_protocol
+from evalkit.models.prompt import llava_encoding, prompt_add_special_tokens
+from evalkit.models.prompting import eos_ids_of, load_prompting
+from evalkit.models.protocol import image_token_id, request_images
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
-from evalkit.types import ErrorInfo, Message, Request, Response, UserError
+from evalkit.types import ErrorInfo, Request, Response, UserError
 
 log = logging.getLogger(__name__)
 
@@ -95,38 +91,22 @@ class HFBackend(Backend):
                 raise UserError(msg) from None
             refuse_pickled_weights(self.adapter_dir)
         refuse_pickled_weights(self.local_dir)
-        # the processor / tokenizer (and its chat template): the adapter's when saved with it
-        text_source = self.source
         self.device = resolve_device(options.device, torch)
         dtype = resolve_dtype(options.dtype, self.device, torch)
         remote = {"trust_remote_code": options.trust_remote_code}
-
-        remote_code = options.trust_remote_code
-        self.kind_info = classify(self.source, remote_code)
-        self.kind, model_cls = self.kind_info.kind, self.kind_info.auto_class()
-        if self.kind == IMAGE:
-            if _has_any(self.adapter_dir, "processor_config.json", "preprocessor_config.json"):
-                text_source = str(self.adapter_dir)
-            self.processor = load_processor_or_tokenizer(text_source, self.kind_info, remote_code)
-            self.tokenizer = self.processor.tokenizer
-        else:
-            self.processor = None
-            if _has_any(self.adapter_dir, "tokenizer_config.json"):
-                text_source = str(self.adapter_dir)
-            self.tokenizer = load_processor_or_tokenizer(text_source, self.kind_info, remote_code)
-
-        self.steer = steer_targets(model_path_or_hub_id, self.adapter_dir or self.local_dir, options.steer)
-        self.protocol, self.protocol_source = resolve_protocol(
-            options.prompt_style, options.image_pad, self.adapter_dir or self.local_dir
+        # the processor / tokenizer (and its chat template): the adapter's when saved with it
+        self.prompting = prompting = load_prompting(
+            model_path_or_hub_id, self.source, self.local_dir, options, self.adapter_dir
         )
-        check_protocol(self.protocol, self.processor, self.tokenizer, model_path_or_hub_id)
-        self.chat_template = chat_template_of(self.processor, self.tokenizer)
-        if not self.chat_template and self.protocol.prompt_style == "chat-template":
-            raise UserError(
-                f"model {model_path_or_hub_id!r} has no chat template; evalkit renders prompts only with the "
-                "checkpoint's own template (add chat_template.jinja to the checkpoint)"
-                + (f"; {paligemma.NO_TEMPLATE}" if paligemma.is_paligemma(self.processor) else "")
-            )
+        self.kind_info, self.kind = prompting.kind_info, prompting.kind_info.kind
+        self.processor, self.tokenizer = prompting.processor, prompting.tokenizer
+        self.steer, self.protocol, self.protocol_source = (
+            prompting.steer,
+            prompting.protocol,
+            prompting.protocol_source,
+        )
+        self.chat_template = prompting.chat_template
+        model_cls = self.kind_info.auto_class()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             if self.tokenizer.eos_token is None:
@@ -150,8 +130,7 @@ class HFBackend(Backend):
         if self.sampling == "fastchat":
             self.fastchat = fastchat_settings(ckpt_gen, model_path_or_hub_id)
             self._row_extra = {"top_k": self.fastchat["top_k"], "checkpoint_top_p": self.fastchat["top_p"]}
-        eos = {self.tokenizer.eos_token_id, *_as_list(ckpt_gen.eos_token_id)} - {None}
-        self.eos_ids: list[int] = sorted(eos)
+        self.eos_ids: list[int] = eos_ids_of(ckpt_gen, self.tokenizer)
         self.model.generation_config = transformers.GenerationConfig(
             bos_token_id=ckpt_gen.bos_token_id,
             eos_token_id=self.eos_ids,
@@ -171,7 +150,7 @@ class HFBackend(Backend):
                 responses[i] = Response(req.id, error=images)
                 continue
             try:
-                rows.append((i, self._render(req.messages), images))
+                rows.append((i, self.prompting.render(req.messages), images))
             except Exception as exc:  # the template's own raise_exception, bad roles, ...
                 responses[i] = Response(req.id, error=ErrorInfo("input_error", f"chat template: {exc}"))
 
@@ -194,16 +173,6 @@ class HFBackend(Backend):
                     text, n_prompt, n_completion, logprobs = out
                     responses[i] = Response(rid, text, n_prompt, n_completion, latency, logprobs=logprobs)
         return [r for r in responses if r is not None]
-
-    def _render(self, messages: tuple[Message, ...]) -> str:
-        if self.steer is not None:  # a SteerLM checkpoint is asked with its attribute suffix
-            from evalkit.models.steerlm import steer_prompt
-
-            messages = tuple(
-                replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages
-            )
-        style = self.protocol.prompt_style
-        return render_prompt(messages, self.processor, self.tokenizer, self.chat_template, style)
 
     def _generate_rows(
         self, rows: list[tuple[int, str, list[Any]]], requests: list[Request]
@@ -354,11 +323,3 @@ class _LogprobRecorder:
                 )
             out[row] = entries
         return out
-
-
-def _has_any(folder: Path | None, *names: str) -> bool:
-    return folder is not None and any((folder / n).is_file() for n in names)
-
-
-def _as_list(x: Any) -> list[Any]:
-    return list(x) if isinstance(x, list | tuple) else [x]

@@ -24,7 +24,7 @@ a PaliGemma prompt without an image or a prompt the template rejects → `input_
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from evalkit.models.answer import cut_answer
@@ -34,12 +34,11 @@ from evalkit.models.hf_loading import (
     refuse_pickled_weights,
     resolve_adapter,
     resolve_source,
-    steer_targets,
 )
-from evalkit.models.model_kind import IMAGE, classify, load_processor_or_tokenizer
 from evalkit.models.numbered_images import takes_numbered_placeholders
-from evalkit.models.prompt import chat_template_of, llava_input_ids, prompt_add_special_tokens, render_prompt
-from evalkit.models.protocol import check_protocol, image_token_id, request_images, resolve_protocol
+from evalkit.models.prompt import llava_input_ids, prompt_add_special_tokens
+from evalkit.models.prompting import eos_ids_of, load_prompting
+from evalkit.models.protocol import image_token_id, request_images
 from evalkit.models.sampling import fastchat_settings
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response, UserError
 
@@ -115,12 +114,6 @@ def checkpoint_generation_config(source: str, trust_remote_code: bool) -> Any:
         return transformers.GenerationConfig.from_model_config(config)
 
 
-def eos_ids_of(generation_config: Any, tokenizer: Any) -> list[int]:
-    """The hf backend's EOS ids: the tokenizer's EOS and the generation config's."""
-    ids = generation_config.eos_token_id
-    return sorted({tokenizer.eos_token_id, *(ids if isinstance(ids, list | tuple) else [ids])} - {None})
-
-
 class RequestConverter:
     """A checkpoint's processor or tokenizer, protocol and EOS ids, loaded as the hf backend loads them,
     turning requests into `EngineRow`s and the engine's token ids into `Response`s."""
@@ -135,25 +128,15 @@ class RequestConverter:
         self.source, self.local_dir = resolve_source(model)
         refuse_pickled_weights(self.local_dir)
         remote_code = options.trust_remote_code
-        self.kind_info = classify(self.source, remote_code)
-        self.kind = self.kind_info.kind
-        if self.kind == IMAGE:
-            self.processor = load_processor_or_tokenizer(self.source, self.kind_info, remote_code)
-            self.tokenizer = self.processor.tokenizer
-        else:
-            self.processor = None
-            self.tokenizer = load_processor_or_tokenizer(self.source, self.kind_info, remote_code)
-        self.steer = steer_targets(model, self.local_dir, options.steer)
-        self.protocol, self.protocol_source = resolve_protocol(
-            options.prompt_style, options.image_pad, self.local_dir
+        self.prompting = prompting = load_prompting(model, self.source, self.local_dir, options)
+        self.kind_info, self.kind = prompting.kind_info, prompting.kind_info.kind
+        self.processor, self.tokenizer = prompting.processor, prompting.tokenizer
+        self.steer, self.protocol, self.protocol_source = (
+            prompting.steer,
+            prompting.protocol,
+            prompting.protocol_source,
         )
-        check_protocol(self.protocol, self.processor, self.tokenizer, model)
-        self.chat_template = chat_template_of(self.processor, self.tokenizer)
-        if not self.chat_template and self.protocol.prompt_style == "chat-template":
-            raise UserError(
-                f"model {model!r} has no chat template; evalkit renders prompts only with the "
-                "checkpoint's own template (add chat_template.jinja to the checkpoint)"
-            )
+        self.chat_template = prompting.chat_template
         generation_config = checkpoint_generation_config(self.source, remote_code)
         self.eos_ids = eos_ids_of(generation_config, self.tokenizer)
         self.sampling, self.fastchat = options.sampling, None
@@ -163,14 +146,7 @@ class RequestConverter:
     # ---- requests -> engine rows ---------------------------------------------------------------------
 
     def render(self, messages: tuple[Message, ...]) -> str:
-        if self.steer is not None:  # a SteerLM checkpoint is asked with its attribute suffix
-            from evalkit.models.steerlm import steer_prompt
-
-            messages = tuple(
-                replace(m, text=steer_prompt(m.text, self.steer)) if m.role == "user" else m for m in messages
-            )
-        style = self.protocol.prompt_style
-        return render_prompt(messages, self.processor, self.tokenizer, self.chat_template, style)
+        return self.prompting.render(messages)
 
     def engine_prompt(self, text: str, images: list[Any]) -> dict[str, Any]:
         """The engine's prompt for the rendered `text`: token ids as the hf backend encodes them, one

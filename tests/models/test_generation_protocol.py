@@ -267,7 +267,7 @@ def test_a_checkpoint_records_its_protocol_and_evaluation_uses_it(checkpoint, tm
     assert backend.protocol == Protocol("llava_v1", "square")
     assert backend.info()["protocol"]["source"] == "checkpoint"
     assert backend.fingerprint()["protocol"] == {"prompt_style": "llava_v1", "image_pad": "square"}
-    assert backend._render((Message("user", "Hi"),)).startswith(LLAVA_V1_SYSTEM)
+    assert backend.prompting.render((Message("user", "Hi"),)).startswith(LLAVA_V1_SYSTEM)
 
     explicit = _backend(trained, prompt_style="chat-template", image_pad="none")
     assert explicit.protocol == Protocol() and "protocol" not in explicit.fingerprint()

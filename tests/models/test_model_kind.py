@@ -148,7 +148,7 @@ def test_remote_code_runs_with_its_own_api_and_through_evalkit(ckpt):
     assert not torch.allclose(logits[0], logits[1])
     backend = HFBackend(str(folder), BackendOptions(device="cpu", trust_remote_code=True))
     assert backend.info()["kind"] == IMAGE
-    assert backend._render((Message("user", "what is it?", ("x.png",)),)) == prompt
+    assert backend.prompting.render((Message("user", "what is it?", ("x.png",)),)) == prompt
 
 
 def test_molmo_runs_with_its_own_api_but_evalkit_refuses_it(ckpt):

@@ -94,7 +94,7 @@ def _image_run(hf: HFBackend, image) -> int:
 
 
 def _processor_ids(hf: HFBackend, request: Request, images: list) -> list[int]:
-    text = hf._render(request.messages)
+    text = hf.prompting.render(request.messages)
     enc = hf.processor(text=[text], images=[images] if images else None, return_tensors="pt")
     return enc["input_ids"][0].tolist()
 
@@ -119,7 +119,7 @@ def test_llava_prompt_style_tokenizes_as_llava(toy_path, images):
     hf, converter = HFBackend(str(toy_path), options), RequestConverter(str(toy_path), options)
     request = _requests(images)[0]
     _, rows = converter.prepare([request])
-    text = hf._render(request.messages)
+    text = hf.prompting.render(request.messages)
     assert text.startswith("A chat between") and text.endswith("ASSISTANT:")
     # LLaVA's tokenizer_image_token: each piece around '<image>' tokenized alone, BOS once
     before, after = text.split("<image>")
@@ -235,7 +235,7 @@ def test_text_only_checkpoint_refuses_images(tmp_path, images):
     ]
     responses, rows = converter.prepare(requests)
     assert responses[0].error.type == "input_error" and "text-only" in responses[0].error.message
-    text = hf._render(requests[1].messages)
+    text = hf.prompting.render(requests[1].messages)
     assert rows[0].prompt == {"prompt_token_ids": tok(text, add_special_tokens=False)["input_ids"]}
     assert converter.eos_ids == hf.eos_ids
 

@@ -108,7 +108,7 @@ def test_steerlm_trains_on_attribute_prompts_and_answers_by_the_targets(world, t
     scenes = sample_scenes(32, seed=11)[:12]
     backend, long = _answers(out, world, scenes)
     # the prompt evaluation renders carries the suffix, exactly as the training prompts did
-    rendered = backend._render((Message("user", PROMPT, ("x.png",)),))
+    rendered = backend.prompting.render((Message("user", PROMPT, ("x.png",)),))
     assert rendered == (
         "<s><user> <image> describe the image.\nPlease answer the question such that your response is in the "
         "following attributes in 5-point Likert scale:\n"
