@@ -14,6 +14,7 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4-turbo": (10.0, 30.0),
     "gpt-4-turbo-2024-04-09": (10.0, 30.0),
     "gpt-4o": (2.5, 10.0),
+    "gpt-4o-2024-05-13": (5.0, 15.0),
     "gpt-4o-2024-08-06": (2.5, 10.0),
     "gpt-4o-mini": (0.15, 0.6),
     "gpt-3.5-turbo": (0.5, 1.5),
