@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
+from PIL import Image
+
 from evalkit.judges.cache import JudgeCache, cache_key
-from evalkit.judges.pricing import cost_usd
+from evalkit.judges.pricing import cost_usd, image_prompt_tokens
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response
 
@@ -119,6 +121,17 @@ def image_sha256(path: str) -> str | None:
         return _file_sha256(str(path), st.st_mtime_ns, st.st_size)
     except OSError:
         return None
+
+
+def _image_tokens(path: str, detail: str | None) -> int:
+    """`image_prompt_tokens` of the image at `path` (its header read for the size); an unreadable image
+    costs nothing (its call fails before it is billed)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError):
+        return 0
+    return image_prompt_tokens(width, height, detail)
 
 
 def prompt_sha256(*templates: str) -> str:
@@ -313,19 +326,21 @@ class Judge:
     def estimate_calls(self, calls: list[JudgeCall]) -> dict[str, Any]:
         """Calls a run would make (cache misses) and their estimated cost (≈ 4 characters a token;
         completions at each call's `max_new_tokens`, an upper bound), for `--dry-run` and
-        `--judge-budget-usd`. The cost is None when the judge model's price is unknown."""
+        `--judge-budget-usd`; each image at OpenAI's vision rate (`image_prompt_tokens`). The cost is None
+        when the judge model's price is unknown."""
         keys = [
             self._key(c.messages, c.generation, c.run_index) if self.cache is not None else None
             for c in calls
         ]
         hits = self.cache.get_many([k for k in keys if k]) if self.cache is not None else {}
-        n_calls, prompt_chars, completion_tokens = 0, 0, 0
+        n_calls, prompt_chars, completion_tokens, image_tokens = 0, 0, 0, 0
         for key, call in zip(keys, calls, strict=True):
             if key is None or key not in hits:
                 n_calls += 1
                 prompt_chars += sum(len(m.text) for m in call.messages)
+                image_tokens += sum(_image_tokens(p, m.image_detail) for m in call.messages for p in m.images)
                 completion_tokens += call.generation.max_new_tokens
-        prompt_tokens = prompt_chars // 4
+        prompt_tokens = prompt_chars // 4 + image_tokens
         return {
             "calls": n_calls,
             "cached": len(calls) - n_calls,

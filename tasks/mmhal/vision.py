@@ -58,7 +58,7 @@ class MMHalV(MMHalBench):
     name = "mmhal_v"
     version = "1"
     description = "MMHal-Bench-V: MMHal-Bench judged by GPT-4o seeing the image (rates 0-6)"
-    data_needs = MMHalBench.data_needs.replace(
+    data_needs = MMHalBench.data_needs.replace("data fetch mmhal`", "data fetch mmhal_v`").replace(
         "judged by gpt-4-0314", f"judged by {JUDGE_MODEL}, which sees each image"
     )
     task_options = {

@@ -186,3 +186,24 @@ def test_a_changed_image_under_the_same_path_is_judged_again(tmp_path, openai_se
     assert server.count == 2  # the third image is the first one again: its answer is cached
     assert [a.cached for a in answers] == [False, False, True]
     assert [a.text.split()[-1] for a in answers] == [str(rule(noise(i)[: 4 + i])) for i in (0, 1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("size", "detail", "tokens"),
+    [
+        ((1024, 1024), "high", 765),  # OpenAI's worked examples: 768×768, 4 tiles
+        ((2048, 4096), "high", 1105),  # 1024×2048, then 768×1536: 6 tiles
+        ((2048, 4096), "auto", 1105),  # auto: the API may choose high, the bound
+        ((2048, 4096), "low", 85),
+        ((6, 5), "high", 255),  # never scaled up: one tile
+    ],
+)
+def test_the_estimate_counts_each_image_at_the_vision_rate(tmp_path, size, detail, tokens):
+    path = tmp_path / "img.png"
+    Image.new("RGB", size).save(path)
+    spec = JudgeSpec(JUDGE, image_detail=detail)
+    judge = Judge(spec, OpenAIBackend(JUDGE, BackendOptions(base_url="http://127.0.0.1:9")), "hash")
+    text = "x" * 400
+    est = judge.estimate([("a", (Message("user", text, (str(path),), detail),))])
+    assert est["est_prompt_tokens"] == 100 + tokens
+    assert est["est_cost_usd"] == pytest.approx(((100 + tokens) * 5.0 + 1024 * 15.0) / 1e6)
