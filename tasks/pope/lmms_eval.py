@@ -65,13 +65,16 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _pope_blocks(parsed: list[tuple], counts: dict[str, Any]) -> dict[int, str]:
     """The split of each record of a log that names none (lmms-eval's `pope` over lmms-lab/POPE's 9,000
-    rows, `doc` dropped). A POPE split file numbers its questions 1, 2, ...; the log is cut into blocks
-    where the id starts again (one per split when lmms-eval kept the files' order). A block takes the
-    split that most of its records fitting exactly one split fit (positives are identical in every
-    split, negatives mostly differ), when that split has at least twice the votes of the next and no
-    other block claims it. The blocks and their votes are kept in run.json."""
+    rows, `doc` dropped). A POPE split file numbers its questions 1, 2, ...; the records whose split is
+    not named are cut into blocks where the id starts again or the log changes (one per split when
+    lmms-eval kept the files' order). A block takes the split that most of its records fitting exactly
+    one split fit (positives are identical in every split, negatives mostly differ), when that split has
+    at least twice the votes of the next and no other block claims it. The blocks and their votes are
+    kept in run.json."""
     blocks: list[list[int]] = []
     for i, p in enumerate(parsed):
+        if p[4] is not None:  # its split is named (doc or task name): it takes no part
+            continue
         last = parsed[blocks[-1][-1]] if blocks else None
         if last is None or p[0] <= last[0] or p[6] != last[6]:
             blocks.append([])
