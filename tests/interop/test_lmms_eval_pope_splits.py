@@ -189,3 +189,28 @@ def test_logs_of_different_models_or_of_no_log_are_refused(labels, data_dir, tmp
     write_lmms_run(empty, {"mmbench_en_dev": mmbench_records()})
     with pytest.raises(UserError, match="no lmms-eval log of pope in this folder"):
         import_answers("pope", empty, tmp_path / "r3", data_dir=data_dir)
+
+
+def test_a_local_task_over_the_toy_pope_set(tmp_path):
+    """lmms-eval over evalkit's toy POPE set (a local task, `toypope`, its three splits in one log, doc
+    dropped): each split recovered from the content and scored as by hand."""
+    from evalkit.tasks.pope.toy import write_pope
+
+    toy = write_pope(tmp_path / "toy", n_images=40)
+    labels = {s: [json.loads(line) for line in open(toy / f"coco_pope_{s}.json")] for s in SPLITS}
+    logged = [row for s in SPLITS for row in labels[s]]
+    answers = [answer(s, k, row["label"]) for s in SPLITS for k, row in enumerate(labels[s])]
+    (log,) = write_lmms_run(
+        tmp_path / "logs",
+        {"toypope": [pope_record(i, r, a) for i, (r, a) in enumerate(zip(logged, answers, strict=True))]},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = import_answers("pope", log, tmp_path / "run", data_dir=toy)
+    m = got.metrics["pope"]["metrics"]
+    for split in SPLITS:
+        for name, value in expected(labels, split).items():
+            assert m[f"{split}/{name}"]["value"] == pytest.approx(value)
+    info = lmms_info(tmp_path / "run")
+    assert [b["split"] for b in info["split_blocks"]] == list(SPLITS)
+    assert info["matched"] == 3 * 240
