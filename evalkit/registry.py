@@ -21,6 +21,8 @@ TASKS: dict[str, str] = {
     "mmhal": "evalkit.tasks.mmhal:MMHal",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
+    "textvqa": "evalkit.tasks.textvqa:TextVQA",
+    "gqa": "evalkit.tasks.gqa:GQA",
     "toy_language": "evalkit.tasks.toy_language:ToyLanguage",
 }
 
