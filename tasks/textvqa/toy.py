@@ -11,8 +11,8 @@ answer: "Is there a NOUN in the image?" (half about an object it shows, half abo
 "What is the COLOUR object?" (a noun) and "How many objects are there?" (a number). The world has no
 written text, so a scene's OCR tokens are its object names, as if each object were labelled. Each question
 gets 10 human answers as annotators give them: the right answer in spellings the EvalAI normalisation
-folds together ("Yes.", "the apple", "three") from 6 to 10 annotators, a wrong one from the rest, so the
-soft accuracy takes the values 0.6 to 1.0.
+folds together ("Yes.", "the apple", "three") from 7 to 10 annotators (soft accuracy 1), a wrong one from
+the rest (soft accuracy 0 to 0.9).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from evalkit.toy.language import article
 from evalkit.toy.world import COLOUR_NAME, OBJECTS, Scene, render, sample_scenes
 from evalkit.util.environment import cache_root
 
-VERSION = 1
+VERSION = 2
 N_SCENES = 50
 KINDS = ("exists", "colour", "count")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -60,7 +60,7 @@ def toy_records(seed: int = 0) -> list[dict[str, Any]]:
         for j in range(2):
             kind = KINDS[(2 * i + j) % len(KINDS)]
             question, spellings, wrong = _question(kind, scene, rng, shown=(i + j) % 2 == 0)
-            n_right = rng.randint(6, 10)
+            n_right = rng.randint(7, 10)
             answers = [rng.choice(spellings) for _ in range(n_right)] + [wrong] * (10 - n_right)
             rng.shuffle(answers)
             records.append(
