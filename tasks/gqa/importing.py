@@ -2,7 +2,9 @@
 `{"question_id", "prompt", "text"}` a line) or the predictions file `convert_gqa_for_eval.py` makes of it
 (`testdev_balanced_predictions.json`: `[{"questionId", "prediction"}]`), paired by question id with
 `testdev_balanced_questions.json` as GQA's `eval.py` pairs them; and its inverse, a run's answers written as
-the answer file (`write_answers`).
+the answer file (`write_answers`). A converted prediction is read by the same rule again, which changes
+only one that ends in whitespace after a period (from an answer such as "x. ."), not a case LLaVA's
+stripped answers make otherwise.
 """
 
 from __future__ import annotations

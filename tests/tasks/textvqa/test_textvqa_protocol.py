@@ -2,7 +2,10 @@
 answer processor and the leave-one-out soft accuracy) and of `eval_textvqa.py` (the question in a prompt)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from evalkit.tasks.gqa.protocol import prediction as gqa_prediction
 from evalkit.tasks.textvqa.protocol import build_prompt, normalize, question_from_prompt, soft_accuracy
 
 
@@ -94,3 +97,37 @@ def test_the_prompt_and_the_question_read_back_from_it():
     assert question_from_prompt("OCR tokens: a, b. Question: Which one? Short answer:") == "which one?"
     assert question_from_prompt("one line only") is None
     assert question_from_prompt("a\nb\nc") is None  # three lines without the OCR line
+
+
+TEXTS = st.one_of(
+    st.text(),
+    st.lists(
+        st.sampled_from(["the", " ", ".", ",", "-", "'s", "dont", "two", "3.5", "\n", "\x00", "\ud800"])
+    ).map("".join),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(TEXTS, st.lists(TEXTS, min_size=10, max_size=10))
+def test_any_text_is_normalised_and_scored_in_range(text, answers):
+    out = normalize(text)
+    assert out == out.strip() and "  " not in out and out == out.lower()
+    score = soft_accuracy(text, answers)
+    assert 0.0 <= score <= 1.0
+    assert soft_accuracy(text, [text] * 10) == 1.0  # a prediction equal to every answer is right
+    assert gqa_prediction(text) == gqa_prediction(text).strip()
+
+
+def test_evalkit_tasks_lists_both_with_their_group_and_option():
+    import json
+
+    from support.cli import run_cli
+
+    proc = run_cli("tasks", "--json")
+    assert proc.returncode == 0, proc.stderr
+    tasks = {t["name"]: t for t in json.loads(proc.stdout)}
+    for name in ("textvqa", "gqa"):
+        assert tasks[name]["group"] == "visual knowledge" and tasks[name]["headline"] == "accuracy"
+        assert tasks[name]["metrics"]["accuracy"] == {"direction": 1, "unit": "%", "kind": "rate"}
+    assert tasks["textvqa"]["options"]["textvqa.ocr"]["choices"] == ["true", "false"]
+    assert tasks["textvqa"]["options"]["textvqa.ocr"]["default"] == "false"
