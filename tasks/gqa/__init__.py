@@ -47,6 +47,7 @@ class GQA(Task):
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
     supports_toy = True
     hub_sources = (HUB_SOURCE,)
+    lmms_eval_names = ("gqa",)
 
     def load(self, spec: DataSpec) -> LoadedData:
         if spec.toy or spec.data_dir is not None:
@@ -105,3 +106,14 @@ class GQA(Task):
         from evalkit.tasks.gqa.importing import write_answers
 
         return write_answers(rows, folder)
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        doc = record.doc or {}
+        return {"id", "imageId", "question", "answer"} <= doc.keys()
+
+    def lmms_eval_convert(
+        self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+    ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+        from evalkit.tasks.gqa.lmms_eval import convert
+
+        return convert(records, lmms_task, tmp, data_dir, path)

@@ -27,11 +27,13 @@ from evalkit.util.datafiles import (
 )
 
 
-def sample_of(record: dict[str, Any], image: str) -> Sample:
-    """The sample of a question record (the run's and the import's alike)."""
+def sample_of(record: dict[str, Any], image: str, prompt: str | None = None) -> Sample:
+    """The sample of a question record (the run's and the import's alike), asked with the official prompt
+    or `prompt` (another harness's)."""
+    text = record["question"] + PROMPT_SUFFIX if prompt is None else prompt
     return Sample(
         id=record["question_id"],
-        messages=(Message("user", record["question"] + PROMPT_SUFFIX, (image,)),),
+        messages=(Message("user", text, (image,)),),
         target=record["answer"],
         cluster=record["image_id"],
         meta={

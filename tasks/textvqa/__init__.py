@@ -46,6 +46,7 @@ class TextVQA(Task):
     generation = GenerationConfig(max_new_tokens=128, temperature=0.0)
     supports_toy = True
     hub_sources = (HUB_SOURCE,)
+    lmms_eval_names = ("textvqa_val",)
     task_options = {
         "ocr": TaskOption(
             "add LLaVA's 'Reference OCR token: ...' line to the prompt (LLaVA-1.5's published numbers)",
@@ -123,3 +124,16 @@ class TextVQA(Task):
         from evalkit.tasks.textvqa.importing import write_answers
 
         return write_answers(rows, folder)
+
+    def lmms_eval_matches(self, record: Any) -> bool:
+        doc = record.doc or {}
+        return {"question_id", "answers", "ocr_tokens"} <= doc.keys() or (
+            "exact_match" in record.fields and "question_id" in record.metric("submission")
+        )
+
+    def lmms_eval_convert(
+        self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
+    ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
+        from evalkit.tasks.textvqa.lmms_eval import convert
+
+        return convert(records, lmms_task, tmp, data_dir, path)

@@ -200,3 +200,27 @@ def test_the_toy_set(tmp_path, monkeypatch):
     yes_no = [s.target for s in samples if s.target in ("yes", "no")]
     assert yes_no.count("yes") == pytest.approx(len(yes_no) / 2, abs=4)
     assert all(s.target == s.target.lower() and " " not in s.target for s in samples)
+
+
+def test_import_of_an_lmms_eval_log(tmp_path, cache):
+    from evalkit.interop.importer import import_answers
+
+    lines = []
+    for doc_id, (qid, (image, question, answer, structural, semantic)) in enumerate(QUESTIONS.items()):
+        doc = {"id": qid, "imageId": image, "question": question, "answer": answer}
+        doc["types"] = {"structural": structural, "semantic": semantic, "detailed": "x"}
+        rec = {"doc_id": doc_id, "doc": doc, "target": answer, "input": question, "exact_match": 0.0}
+        lines.append(json.dumps(rec | {"filtered_resps": [REPLIES[qid]]}))
+    stray = json.loads(lines[0])
+    stray["doc"] |= {"id": "77"}  # a question the official file lacks (and the stand-in answers right)
+    lines.append(json.dumps(stray | {"doc_id": 9}))
+    log = tmp_path / "20250101_samples_gqa.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    alone = import_answers("gqa", log, tmp_path / "alone").metrics["gqa"]["metrics"]
+    official = write_official(tmp_path / "official")
+    with pytest.warns(UserWarning, match="1 records match no official question"):
+        paired = import_answers("gqa", log, tmp_path / "paired", data_dir=official).metrics["gqa"]["metrics"]
+    # LLaVA's rule, not lmms-eval's: "The cup." is wrong (lmms-eval strips punctuation, not the article)
+    assert alone["accuracy"]["value"] == pytest.approx(60.0) and alone["accuracy"]["n"] == 5
+    assert paired["accuracy"]["value"] == pytest.approx(50.0) and paired["accuracy"]["n"] == 4
+    assert alone["semantic/attr"]["value"] == 100.0 and paired["structural/choose"]["value"] == 0.0

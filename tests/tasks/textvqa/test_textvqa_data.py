@@ -197,3 +197,44 @@ def test_the_toy_set_answers_fold_under_the_normalisation(tmp_path, monkeypatch)
     assert all(sc[-1] == 1.0 and (len(sc) == 1 or sc[-2] <= 0.9) for sc in scores)
     assert {len(sc) for sc in scores} == {1, 2}  # some questions have a wrong answer, some none
     assert all(soft_accuracy("I am not sure", s.target) == 0 for s in samples)
+
+
+def lmms_log(tmp_path, with_doc: bool = True):
+    """lmms-eval's textvqa_val log of the stand-in model's answers (its scorer normalised the doc's
+    answers in place before the doc was logged)."""
+    from evalkit.tasks.textvqa.protocol import normalize
+
+    lines = []
+    for doc_id, (qid, (image, question, answers, tokens)) in enumerate(ITEMS.items()):
+        rec = {
+            "doc_id": doc_id,
+            "target": "",
+            "input": question.capitalize() + "\n" + SUFFIX,
+            "filtered_resps": [REPLIES[qid]],
+            "exact_match": 0.0,
+            "submission": {"question_id": qid, "answer": normalize(REPLIES[qid])},
+        }
+        if with_doc:
+            doc = {"question_id": qid, "image_id": image, "question": question, "ocr_tokens": tokens}
+            rec["doc"] = doc | {"answers": [normalize(a) for a in answers]}
+        lines.append(json.dumps(rec))
+    path = tmp_path / "20250101_samples_textvqa_val.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_import_of_an_lmms_eval_log_with_or_without_the_official_file(tmp_path, cache):
+    from evalkit.interop.importer import import_answers
+
+    want = pytest.approx(100 * sum(EXPECTED.values()) / 4)
+    alone = import_answers("textvqa", lmms_log(tmp_path), tmp_path / "alone")
+    assert alone.metrics["textvqa"]["metrics"]["accuracy"]["value"] == want
+    official = write_official(tmp_path / "official")
+    paired = import_answers(
+        "textvqa", lmms_log(tmp_path, with_doc=False), tmp_path / "paired", data_dir=official
+    )
+    assert paired.metrics["textvqa"]["metrics"]["accuracy"]["value"] == want
+    rows = [json.loads(line) for line in open(tmp_path / "paired" / "samples" / "textvqa.jsonl")]
+    assert rows[0]["prompt"] == "What brand is the camera?\n" + SUFFIX  # lmms-eval's prompt, kept
+    with pytest.raises(UserError, match="pass --data-dir with TextVQA_0.5.1_val.json"):
+        import_answers("textvqa", lmms_log(tmp_path, with_doc=False), tmp_path / "no-doc")
