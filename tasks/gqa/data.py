@@ -7,6 +7,7 @@ the image folder), which the hub and toy readers produce too.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,15 @@ def data_label(data_dir: Path, n: int) -> str:
 
 
 def types_of(where: str, types: Any) -> tuple[str | None, str | None]:
-    """(structural, semantic) of a question's `types` (None: absent)."""
+    """(structural, semantic) of a question's `types` (None: absent); an object, or its JSON text (a hub
+    column stored as a string)."""
     if types is None:
         return None, None
+    if isinstance(types, str):
+        try:
+            types = json.loads(types)
+        except ValueError:
+            raise UserError(f"{where}: 'types' is text but not JSON: {types[:60]!r}") from None
     if not isinstance(types, dict):
         raise UserError(f"{where}: 'types' must be an object with 'structural' and 'semantic'")
     return types.get("structural"), types.get("semantic")

@@ -37,6 +37,19 @@ def test_exact_match_after_lower_casing_and_stripping_the_trailing_period(respon
     assert is_correct(response, answer) is right
 
 
+def test_question_types_as_an_object_or_its_json_text():
+    from evalkit.tasks.gqa.data import types_of
+
+    assert types_of("w", {"structural": "query", "semantic": "attr"}) == ("query", "attr")
+    assert types_of("w", '{"structural": "verify", "semantic": "obj", "detailed": "exist"}') == (
+        "verify",
+        "obj",
+    )
+    assert types_of("w", None) == (None, None)
+    with pytest.raises(UserError, match="w: 'types' is text but not JSON"):
+        types_of("w", "verify")
+
+
 def test_prediction_is_the_converted_text():
     assert prediction("Blue.") == "blue" and prediction("U.S.") == "u.s" and prediction("") == ""
 
