@@ -22,6 +22,8 @@ TASKS: dict[str, str] = {
     "mmhal_v": "evalkit.tasks.mmhal.vision:MMHalV",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
+    "textvqa": "evalkit.tasks.textvqa:TextVQA",
+    "gqa": "evalkit.tasks.gqa:GQA",
     "toy_language": "evalkit.tasks.toy_language:ToyLanguage",
 }
 
