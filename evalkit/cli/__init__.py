@@ -13,7 +13,7 @@ import sqlite3
 
 import typer
 
-from evalkit.cli import analyze, data, evaluate, merge, train
+from evalkit.cli import analyze, annotate, data, evaluate, merge, train
 from evalkit.cli.display import fail
 from evalkit.types import UserError
 from evalkit.util.dependencies import missing_dependency
@@ -64,6 +64,7 @@ command()(evaluate.export)
 command()(train.train)
 command()(train.align)
 command()(train.demo)
+command()(annotate.annotate)
 command("tasks")(evaluate.list_tasks)
 command("data", help=data.HELP)(data.data)
 command(help=analyze.COMPARE_HELP)(analyze.compare)
