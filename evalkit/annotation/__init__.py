@@ -5,3 +5,7 @@ with `rating.ATTRIBUTE_PROMPT` (`rating`), every sample and its rating is kept i
 (`store`), and the DPO, rejection-sampling and SteerLM training files are built from the ratings by the
 study's rules (`build`). `pipeline.annotate` runs it all; `records` reads the prompts.
 """
+
+from evalkit.annotation.rating import ATTRIBUTE_PROMPT, PARSER_VERSION, parse_ratings, quality, render
+
+__all__ = ["ATTRIBUTE_PROMPT", "PARSER_VERSION", "parse_ratings", "quality", "render"]

@@ -65,17 +65,38 @@ def judge_prompt_sha256() -> str:
     return prompt_sha256(ATTRIBUTE_PROMPT, IMAGE_NOTE, IMAGE_FACT, REFERENCE_SECTION, SECTIONS)
 
 
-def make_attribute_judge(settings: JudgeSettings, max_tokens: int):
-    """The attribute judge through the judge layer: cached, retried, fingerprinted."""
+def make_attribute_judge(settings, max_tokens: int):
+    """The attribute judge through the judge layer (cached, retried, fingerprinted) that `settings` (a
+    `JudgeSettings`) names; a ready `Judge` (e.g. from `attribute_judge`) is used as it is."""
     from evalkit.judges.cache import JudgeCache
-    from evalkit.judges.judge import JudgeSpec, make_judge
+    from evalkit.judges.judge import Judge, JudgeSpec, make_judge
     from evalkit.util.environment import judge_cache_path
 
+    if isinstance(settings, Judge):
+        return settings
     if not settings.model or ":" not in settings.model:
         raise UserError("--judge is required: write openai:MODEL (see --judge-base-url) or hf:PATH")
     spec = JudgeSpec(settings.model, temperature=0.0, max_tokens=max_tokens, parser_version=PARSER_VERSION)
     cache = JudgeCache(settings.cache_path or judge_cache_path())
     return make_judge(spec, judge_prompt_sha256(), options=settings.options(), cache=cache)
+
+
+def attribute_judge(backend, *, max_tokens: int = 1024, cache=None):
+    """A `Judge` with the attribute prompt and parser on any ready `Backend` (a local or scripted judge
+    from Python), for `annotate(judge=...)`."""
+    from evalkit.judges.judge import Judge, JudgeSpec
+
+    spec = JudgeSpec(backend.name, temperature=0.0, max_tokens=max_tokens, parser_version=PARSER_VERSION)
+    return Judge(spec, backend, judge_prompt_sha256(), cache)
+
+
+def _closing(given, made) -> None:
+    """Close the judge's backend and cache when this call made the judge."""
+    if made is given:
+        return
+    made.backend.close()
+    if made.cache is not None:
+        made.cache.close()
 
 
 def check_settings(output: Path, settings: dict[str, Any]) -> None:
@@ -111,10 +132,10 @@ def _needs_rating(row: dict[str, Any]) -> bool:
 
 def annotate(
     prompts: str | Path,
-    model: str,
+    model,
     output: str | Path,
     *,
-    judge: JudgeSettings,
+    judge,
     samples: int = 4,
     temperature: float = 0.7,
     max_new_tokens: int = 512,
@@ -130,7 +151,10 @@ def annotate(
     dry_run: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run (or with `dry_run`, plan) the annotation into `output`; returns the summary (or the plan)."""
+    """Run (or with `dry_run`, plan) the annotation into `output`; returns the summary (or the plan).
+
+    `model` is a backend spec (`toy`, a checkpoint, `openai:NAME`, `vllm:PATH`) or a ready `Backend`;
+    `judge` a `JudgeSettings` (what `--judge` and its flags say) or a ready `Judge` (`attribute_judge`)."""
     if samples < 1:
         raise UserError("--samples must be at least 1")
     if temperature < 0 or max_new_tokens < 1:
@@ -140,7 +164,9 @@ def annotate(
     output = Path(output)
     records = load_prompts(prompts, image_dir=image_dir, response_as_reference=response_as_reference)
     settings = {
-        "model": model,
+        "model": model
+        if isinstance(model, str)
+        else json.dumps(model.fingerprint(), sort_keys=True, default=str),
         "prompts": str(Path(prompts).resolve()),
         "prompts_sha256": file_sha256(Path(prompts)),
         "samples": samples,
@@ -148,7 +174,7 @@ def annotate(
         "max_new_tokens": max_new_tokens,
         "seed": seed,
         "response_as_reference": response_as_reference,
-        "judge": judge.model,
+        "judge": judge.model if isinstance(judge, JudgeSettings) else judge.spec.model,
         "judge_sees_image": judge_sees_image,
         "judge_max_tokens": judge_max_tokens,
         "judge_prompt_sha256": judge_prompt_sha256(),
@@ -178,7 +204,7 @@ def annotate(
                 from evalkit.models.base import load_backend
                 from evalkit.util.environment import torch_threads
 
-                backend = load_backend(model, backend_options)
+                backend = load_backend(model, backend_options) if isinstance(model, str) else model
                 with torch_threads(threads):
                     for chunk in batches(todo, batch_size or backend.default_batch_size):
                         requests = [_request(r, k, seed, gen) for r, k in chunk]
@@ -189,7 +215,7 @@ def annotate(
                         bars.advance(bar, len(chunk))
             pending = [log.rows[f"{r.id}/{k}"] for r, k in wanted if _needs_rating(log.rows[f"{r.id}/{k}"])]
             jbar = bars.add_task("judge", total=len(pending))
-            size = max(1, 4 * judge.concurrency)
+            size = 4 * judge.concurrency if isinstance(judge, JudgeSettings) else 64
             for chunk in batches(pending, size):
                 items = [(row["id"], _judge_messages(row, judge_sees_image)) for row in chunk]
                 answers: list[JudgeAnswer] = attribute_judge.ask(items)
@@ -198,7 +224,10 @@ def annotate(
                 bars.advance(jbar, len(chunk))
         rows = {row["id"]: row for row in log.compact(f"{r.id}/{k}" for r, k in wanted)}
         summary = write_outputs(output, [r.id for r in records], rows, samples, min_gap)
-        summary["model"] = {"spec": model, **({"fingerprint": backend.fingerprint()} if backend else {})}
+        summary["model"] = {
+            "spec": settings["model"],
+            **({"fingerprint": backend.fingerprint()} if backend else {}),
+        }
         summary["judge"] = {
             "fingerprint": attribute_judge.fingerprint(),
             "usage": attribute_judge.usage.to_dict(),
@@ -207,11 +236,9 @@ def annotate(
         return summary
     finally:
         log.close()
-        if backend is not None:
+        if backend is not None and backend is not model:
             backend.close()
-        attribute_judge.backend.close()
-        if attribute_judge.cache is not None:
-            attribute_judge.cache.close()
+        _closing(judge, attribute_judge)
 
 
 def _needs_sample(row: dict[str, Any] | None) -> bool:
@@ -314,7 +341,10 @@ def plan(output, wanted, judge, judge_max_tokens, sees_image, max_new_tokens) ->
     try:
         estimate = attribute_judge.estimate(items)
     finally:
-        attribute_judge.backend.close()
-        if attribute_judge.cache is not None:
-            attribute_judge.cache.close()
-    return {"samples": len(wanted), "generations": generations, "judge": judge.model, **estimate}
+        _closing(judge, attribute_judge)
+    return {
+        "samples": len(wanted),
+        "generations": generations,
+        "judge": attribute_judge.spec.model,
+        **estimate,
+    }
