@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ def annotate(
                 from evalkit.util.environment import torch_threads
 
                 backend = load_backend(model, backend_options) if isinstance(model, str) else model
-                with torch_threads(threads):
+                with nullcontext() if backend.remote else torch_threads(threads):
                     for chunk in batches(todo, batch_size or backend.default_batch_size):
                         requests = [_request(r, k, seed, gen) for r, k in chunk]
                         for (r, k), req, resp in zip(

@@ -112,6 +112,10 @@ def annotate(
         gpu_memory_utilization=gpu_memory_utilization,
         max_model_len=max_model_len,
     )
+    if threads is None:
+        from evalkit.util.environment import default_threads
+
+        threads = default_threads()
     result = run_annotation(
         prompts,
         model,
