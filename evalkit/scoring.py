@@ -107,7 +107,14 @@ def headline_problem(task: Task, metrics: dict[str, Any], ok: list[dict[str, Any
         return None if metrics else f"{task.headline} has no scored sample"
     value = m.get("value")
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{task.headline} has no value (NaN over n={m.get('n', 0)})"
+        n = m.get("n", 0)
+        why = (
+            "; it is undefined on these rows (a ratio over zero cases, e.g. F1 with no positive answer "
+            "or label): a run over more samples may define it"
+            if n
+            else ""
+        )
+        return f"{task.headline} has no value (NaN over n={n}){why}"
     if m.get("n") == 0:
         return f"{task.headline} is over n=0"
     return None
