@@ -343,8 +343,8 @@ def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
 
 def _accumulate(run: _Run, step: int) -> dict[str, Any]:
     """The gradients of optimizer step `step` (its `grad_accum` micro-batches) and their metric sums."""
+    from evalkit.training.avg_dpo import preference_forward
     from evalkit.training.config import DPO_METHODS
-    from evalkit.training.dpo import dpo_forward
     from evalkit.training.sft import sft_forward
 
     cfg, procs, items, device = run.cfg, run.procs, run.items, run.procs.device
@@ -359,17 +359,10 @@ def _accumulate(run: _Run, step: int) -> dict[str, Any]:
                     continue
                 chosen, weight = run.online.placeholder(items[0]), 0.0  # keep the processes in step
         with procs.no_sync(run.model, last=micro == cfg.grad_accum - 1):
-            if cfg.method in DPO_METHODS:
-                batch = encode_or_explain(run.encoder.encode_pairs, chosen).to(device)
+            if cfg.method in DPO_METHODS:  # one or two rejected answers (training.avg_dpo)
                 with run.autocast():
-                    result = dpo_forward(
-                        run.model,
-                        run.reference,
-                        batch,
-                        beta=cfg.beta,
-                        loss_type=cfg.loss,
-                        sft_weight=cfg.sft_weight,
-                        delta=cfg.slic_delta,
+                    result, batch = preference_forward(
+                        cfg, run.model, run.reference, run.encoder, chosen, device
                     )
             else:
                 batch = encode_or_explain(run.encoder.encode_sft, chosen).to(device)
