@@ -6,12 +6,13 @@ attention-masked one, with the forward diffusion process of the POVID baseline: 
     β_k = sigmoid(−6 + 12k/1000)·(5e−3 − 1e−5) + 1e−5,   ᾱ_N = Π_{k=1..N} (1 − β_k),
     x̃ = √ᾱ_N·x + √(1 − ᾱ_N)·ε,   ε ~ N(0, I),
 
-N = 500 by default (ᾱ_500 ≈ 0.30: the image is mostly noise). It is applied to the processor's pixel values
+N = 500 by default (ᾱ_500 ≈ 0.746: x̃ is 0.86·x plus noise of standard deviation 0.50, on pixel values
+normalised to about unit scale; ᾱ_1000 ≈ 0.081). It is applied to the processor's pixel values
 (the normalised tensor the vision tower reads, as POVID's code noises its image tensor), elementwise, so it
 works for every family whatever its pixel layout (tiles, patches, several images). ε comes from a CPU
 `torch.Generator` seeded per request, so a noised image does not depend on the batch or the device.
 (POVID's code spaces the sigmoid's argument with `linspace(−6, 6, 1000)` and takes ᾱ at index N, i.e. N+1
-factors; the paper's formula used here differs from it by under 1% in ᾱ_500.)
+factors; the paper's formula used here differs from it by 0.1% in ᾱ_500.)
 """
 
 from __future__ import annotations
