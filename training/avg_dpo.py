@@ -8,7 +8,9 @@ form. y− is the pair's own rejected answer; ỹ− its `second_rejected`, from
 
 - `data`: a `second_rejected` field in each preference record (the generic JSONL format);
 - `bdhs`: written once before training by the starting model with BDHS (`training.bdhs`);
-- `online-bdhs`: written during training by the current policy with BDHS (`training.online_bdhs`).
+- `online-bdhs`: written during training by the current policy with BDHS (`training.online_bdhs`);
+- `distortion`: POVID's teacher-forced prediction on a noised image (`training.distortion`; not a text, so
+  it is scored there rather than encoded as a pair here).
 
 With γ = 1 the loss is exactly the one-rejected loss. The SFT term (`sft_weight`) is added once. The batch
 holds the pairs twice, (y+, y−) then (y+, ỹ−), so one policy pass (and one reference pass) scores all of
@@ -24,7 +26,7 @@ from typing import Any
 
 from evalkit.training.dpo import DpoOutput, dpo_loss, sequence_logps
 
-SOURCES = ("data", "bdhs", "online-bdhs")
+SOURCES = ("data", "bdhs", "online-bdhs", "distortion")
 
 
 @dataclass
@@ -117,9 +119,11 @@ def avg_dpo_forward(
     )
 
 
-def preference_forward(cfg, model, reference, encoder, pairs: list[Any], device):
+def preference_forward(
+    cfg, model, reference, encoder, pairs: list[Any], device, step: int = 0, micro: int = 0
+):
     """(loss output, batch) of one micro-batch of a DPO method: the two-rejected loss when
-    `cfg.second_rejected` is set, else the one-rejected loss."""
+    `cfg.second_rejected` is set (`distortion`: `training.distortion`), else the one-rejected loss."""
     from evalkit.training.batching import encode_or_explain
     from evalkit.training.dpo import dpo_forward
 
@@ -132,5 +136,9 @@ def preference_forward(cfg, model, reference, encoder, pairs: list[Any], device)
     if not cfg.second_rejected:
         batch = encode_or_explain(encoder.encode_pairs, pairs).to(device)
         return dpo_forward(model, reference, batch, **settings), batch
+    if cfg.second_rejected == "distortion":
+        from evalkit.training.distortion import distortion_forward
+
+        return distortion_forward(cfg, model, reference, encoder, pairs, device, step, micro)
     batch = encode_or_explain(encoder.encode_pairs, doubled(pairs)).to(device)
     return avg_dpo_forward(model, reference, batch, gamma=cfg.gamma, **settings), batch

@@ -27,7 +27,7 @@ DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs", "online-bdhs")
 #: methods whose pairs are made during training (no cached reference)
 ONLINE_METHODS = ("online-dpo", "mixed-dpo", "online-bdhs")
 #: where `second_rejected` comes from (`training.avg_dpo`)
-SECOND_SOURCES = ("data", "bdhs", "online-bdhs")
+SECOND_SOURCES = ("data", "bdhs", "online-bdhs", "distortion")
 METHODS = SFT_METHODS + DPO_METHODS
 #: methods that sample from the policy and rank the samples with `reward` or `judge`
 RANKED_METHODS = ("rs", "online-dpo", "mixed-dpo")
@@ -216,14 +216,18 @@ class TrainConfig:
         },
     )
     noise_steps: int = field(
-        default=500, metadata={"help": "--bdhs-image noise: diffusion steps N of 1000 (seed (b): 500)."}
+        default=500,
+        metadata={
+            "help": "--bdhs-image noise, --second-rejected distortion: diffusion steps N of 1000 (500)."
+        },
     )
     second_rejected: str | None = field(  # seed (b)'s Avg-DPO ("Online-BDHS ∪ POVID")
         default=None,
         metadata={
             "help": "dpo: also train on a second rejected answer per pair, L = gamma L(y+,y-) + (1-gamma) "
             "L(y+,y2-), y2- from: data (each record's second_rejected field), bdhs (written by the starting "
-            "model) or online-bdhs (written by the current policy during training)."
+            "model), online-bdhs (written by the current policy during training) or distortion (POVID: "
+            "the model's teacher-forced prediction on a noised image, --noise-steps)."
         },
     )
     gamma: float = field(

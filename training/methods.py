@@ -48,6 +48,9 @@ def load_data(cfg: TrainConfig) -> Loaded:
         data = load_preferences(cfg.data, cfg.format, seed=cfg.seed, **images)
         if cfg.second_rejected == "data":
             _check_second_field(data)
+        if cfg.second_rejected == "distortion" and any(p.image is None for p in data.items):
+            first = next(p.source for p in data.items if p.image is None)
+            raise UserError(f"--second-rejected distortion noises each pair's image; {first} has none")
         return flip_pairs(data, cfg.flip_fraction, cfg.seed)
     if cfg.method == "online-dpo":
         return load_prompts(cfg.data, cfg.format, seed=cfg.seed, **images)

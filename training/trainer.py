@@ -362,7 +362,7 @@ def _accumulate(run: _Run, step: int) -> dict[str, Any]:
             if cfg.method in DPO_METHODS:  # one or two rejected answers (training.avg_dpo)
                 with run.autocast():
                     result, batch = preference_forward(
-                        cfg, run.model, run.reference, run.encoder, chosen, device
+                        cfg, run.model, run.reference, run.encoder, chosen, device, step, micro
                     )
             else:
                 batch = encode_or_explain(run.encoder.encode_sft, chosen).to(device)
