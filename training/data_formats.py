@@ -57,7 +57,7 @@ def _triple(prompt_key: str):
                 rejected=text_of(ctx, line, ctx.field(line, row, "rejected"), "rejected"),
                 second_rejected=(
                     text_of(ctx, line, row[SECOND_REJECTED], SECOND_REJECTED)
-                    if SECOND_REJECTED in row
+                    if row.get(SECOND_REJECTED) is not None
                     else None
                 ),
             )

@@ -170,3 +170,19 @@ def test_help_explains_the_new_flags():
     assert result.exit_code == 0
     for flag in ("--second-rejected", "--gamma", "--bdhs-image", "--noise-steps", "online-bdhs"):
         assert flag in result.output
+
+
+def test_generic_records_carry_the_second_rejected_field(tmp_path):
+    from evalkit.training.data import load_preferences
+
+    rows = [
+        {"id": "a", "prompt": "q", "chosen": "yes.", "rejected": "no.", "second_rejected": "maybe."},
+        {"id": "b", "prompt": "q", "chosen": "red.", "rejected": "blue.", "second_rejected": None},
+        {"id": "c", "prompt": "q", "chosen": "one.", "rejected": "two.", "second_rejected": " "},
+        {"id": "d", "prompt": "q", "chosen": "up.", "rejected": "down.", "second_rejected": "up."},
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_preferences(path)
+    assert {p.id: p.second_rejected for p in data.items} == {"a": "maybe.", "b": None}
+    assert data.info["skipped"] == {"empty second_rejected": 1, "chosen == second_rejected": 1}
