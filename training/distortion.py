@@ -44,6 +44,15 @@ def _answer_logits(model, batch, pixel_values=None):
     return logits.float(), batch.input_ids.shape[1] - keep + 1
 
 
+def _distorted(clean, noisy, mask):
+    """Σ over `mask` of log softmax(clean)[argmax noisy]; logits aligned with the tokens they predict."""
+    import torch
+
+    target = noisy.argmax(-1)
+    token = clean.gather(-1, target.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(clean, dim=-1)
+    return torch.where(mask, token, torch.zeros_like(token)).sum(-1)
+
+
 def distorted_logps(model, batch, noised_pixels):
     """[N] Σ_t log π(ỹ−_t | x, y+_{<t}) with ỹ−_t = argmax π(· | x̃, y+_{<t}) over the answer tokens of
     `batch` (rows: prompt + y+). Gradient flows through the clean pass only (the argmax has none)."""
@@ -52,11 +61,24 @@ def distorted_logps(model, batch, noised_pixels):
     clean, first = _answer_logits(model, batch)
     with torch.no_grad():
         noisy, _ = _answer_logits(model, batch, noised_pixels)
-    mask = batch.answer_mask[:, first:]
-    target = noisy[:, :-1].argmax(-1)
-    clean = clean[:, :-1]
-    token = clean.gather(-1, target.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(clean, dim=-1)
-    return torch.where(mask, token, torch.zeros_like(token)).sum(-1)
+    return _distorted(clean[:, :-1], noisy[:, :-1], batch.answer_mask[:, first:])
+
+
+def _scores(model, batch, noised_pixels):
+    """One pass over a pair batch (plus a gradient-free pass on the noised images): the [2B] answer
+    log-prob sums and the [B] distorted log-probs of the chosen rows. The whole batch's pixel values are
+    noised (elementwise, so whatever the family's layout); only the chosen rows' predictions are used."""
+    import torch
+
+    from evalkit.training.dpo import answer_logps
+
+    b = batch.n_pairs
+    clean, first = _answer_logits(model, batch)
+    with torch.no_grad():
+        noisy, _ = _answer_logits(model, batch, noised_pixels)
+    sums = answer_logps(clean, batch.input_ids, batch.answer_mask).logps
+    second = _distorted(clean[:b, :-1], noisy[:b, :-1], batch.answer_mask[:b, first:])
+    return sums, second
 
 
 @contextlib.contextmanager
@@ -86,25 +108,21 @@ def noised_batch_pixels(batch, steps: int, seed: int):
 
 
 def distortion_forward(cfg, policy, reference, encoder, pairs: list[Any], device, step: int, micro: int):
-    """(loss output, pair batch): the two-rejected loss with POVID's distorted answer as ỹ−."""
+    """(loss output, pair batch): the two-rejected loss with POVID's distorted answer as ỹ−. The policy
+    scores everything in one pass with gradient; the reference (frozen copy or adapter off) likewise."""
     import torch
 
     from evalkit.training.avg_dpo import avg_dpo_loss
     from evalkit.training.batching import encode_or_explain
-    from evalkit.training.data_records import SFTExample
-    from evalkit.training.dpo import sequence_logps
     from evalkit.training.sampling import derive_seed
 
     batch = encode_or_explain(encoder.encode_pairs, pairs).to(device)
-    chosen_rows = [SFTExample(p.prompt, p.chosen, p.image, p.source, p.id) for p in pairs]
-    answers = encode_or_explain(encoder.encode_sft, chosen_rows).to(device)
-    noised = noised_batch_pixels(answers, cfg.noise_steps, derive_seed("distortion", cfg.seed, step, micro))
-    ref_chosen, ref_rejected = reference.logps(batch)
+    noised = noised_batch_pixels(batch, cfg.noise_steps, derive_seed("distortion", cfg.seed, step, micro))
     with torch.no_grad(), _reference_model(reference) as ref_model:
-        ref_second = distorted_logps(ref_model, answers, noised)
-    logps, _ = sequence_logps(policy, batch)
-    chosen, rejected = logps.chunk(2)
-    second = distorted_logps(policy, answers, noised)
+        ref_sums, ref_second = _scores(ref_model, batch, noised)
+    sums, second = _scores(policy, batch, noised)
+    chosen, rejected = sums.chunk(2)
+    ref_chosen, ref_rejected = ref_sums.chunk(2)
     result = avg_dpo_loss(
         chosen, rejected, second, ref_chosen, ref_rejected, ref_second, cfg.beta, cfg.loss, cfg.gamma,
         cfg.sft_weight, delta=cfg.slic_delta,

@@ -66,3 +66,21 @@ def test_distortion_needs_an_image_on_every_pair(world, tmp_path):
     with pytest.raises(UserError, match="noises each pair's image"):
         train(method="dpo", second_rejected="distortion", model=str(world / "base"), data=str(path),
               output=str(tmp_path / "o"), max_steps=1)  # fmt: skip
+
+
+def test_the_pair_batch_pass_scores_the_chosen_rows_like_the_answers_alone(world):
+    from evalkit.training.data import load_preferences
+    from evalkit.training.distortion import _scores
+
+    model, processor = build_toy_model(seed=0)
+    model.eval()
+    encoder = Encoder(processor)
+    pairs = load_preferences(world / "pairs.jsonl").items[:3]
+    batch = encoder.encode_pairs(pairs)
+    noised = noise_pixels(batch.extras["pixel_values"], 500, 2)
+    answers = encoder.encode_sft([SFTExample(p.prompt, p.chosen, p.image, p.source, p.id) for p in pairs])
+    with torch.no_grad():
+        sums, second = _scores(model, batch, noised)
+        alone = distorted_logps(model, answers, noised[:3])  # the toy layout: one image per row
+    assert second.tolist() == pytest.approx(alone.tolist(), abs=1e-4)
+    assert sums.shape == (6,)
