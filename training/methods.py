@@ -14,7 +14,8 @@ update (the loop itself is `training.trainer`).
   during training (`training.online`); online-bdhs: SFT examples, rejected answers written during training
   (`training.online_bdhs`).
 - dpo with `second_rejected` (`training.avg_dpo`): `data` checks every pair has the field; `bdhs` has the
-  starting model write it before the first update (pairs it made none for are dropped and counted).
+  starting model write it before the first update (pairs it made none for are dropped and counted);
+  `distortion` checks every pair has an image (`training.distortion` scores it during training).
 
 What rs and bdhs make before training is stored in CKPT/prepared/<name>.jsonl (first line: the settings
 it was made with) and reused when the run is started again with the same settings, so a crash during

@@ -7,8 +7,8 @@
 - Data: `training.methods.load_data` (summary and skip counts printed first, stored in train_config.json),
   then `training.methods.prepare` with the starting model (SteerLM prompts, rejection sampling, BDHS
   pairs). Batches come from `training.batching.Encoder` (the prompt `evalkit run` renders), losses from
-  `training.dpo` / `training.sft`; online and mixed DPO make their pairs per micro-batch
-  (`training.online`) with the policy as it is at that step.
+  `training.dpo` / `training.sft` (two rejected answers: `training.avg_dpo`); online and mixed DPO and
+  Online-BDHS make their pairs per micro-batch (`training.online`) with the policy as it is at that step.
 - Order: epoch e visits the examples in `torch.randperm` order seeded by (seed, e); micro-batches of
   `batch_size` (the last one of an epoch may be short) flow across epochs, `grad_accum` of them per
   optimizer step. `max_steps` (optimizer steps) overrides `epochs`.

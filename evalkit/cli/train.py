@@ -82,8 +82,9 @@ def train(ctx: typer.Context, config_file: Path | None = None, **flags: Any) -> 
     online-dpo (pairs sampled from the current policy, ranked by --reward or --judge); mixed-dpo (the
     offline pair with probability --offline-prob, else an online one); bdhs (rejected answers written by
     the starting model with the image masked, or noised with --bdhs-image noise, then DPO); online-bdhs
-    (the same, written by the current policy during training). --second-rejected data|bdhs|online-bdhs
-    trains dpo on two rejected answers per chosen one, weighted by --gamma.
+    (the same, written by the current policy during training). --second-rejected
+    data|bdhs|online-bdhs|distortion trains dpo on two rejected answers per chosen one, weighted by --gamma
+    (distortion: POVID's teacher-forced prediction on a noised image).
 
     Settings come from the flags, or from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are
     the option names with underscores, e.g. `method: dpo`, `max_steps: 200`, `lora_rank: 64`; flags given
