@@ -186,3 +186,12 @@ def test_generic_records_carry_the_second_rejected_field(tmp_path):
     data = load_preferences(path)
     assert {p.id: p.second_rejected for p in data.items} == {"a": "maybe.", "b": None}
     assert data.info["skipped"] == {"empty second_rejected": 1, "chosen == second_rejected": 1}
+
+
+def test_an_overlong_second_rejected_answer_is_refused_at_load(world, tmp_path):
+    # 2,400 tokens: over the toy model's context of 2,048
+    data, _ = _with_second(world, tmp_path, second="a clock. " * 800)
+    with pytest.raises(UserError, match="does not fit the model's context") as err:
+        train(method="dpo", model=str(world / "base"), data=str(data), output=str(tmp_path / "o"),
+              second_rejected="data", max_steps=1, lora_rank=4)  # fmt: skip
+    assert "\n" not in str(err.value)
