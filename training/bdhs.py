@@ -18,6 +18,10 @@ hallucinations rather than a stranger's mistakes. One try for one example:
    model with no guidance at all, accepted whatever its similarity (a "fallback"); with `max_tries` = 1
    the single guided try is accepted.
 
+BDHS_noise (`image="noise"`): each try sees the image diffusion-noised for `noise_steps` of 1000 steps
+(`training.image_noise`) instead of masked, with a fresh ε per try (drawn from the try's mask seed); the
+rest (guidance, similarity check, tries) is the same.
+
 A y− identical to y+ (the same answer tokens, or the same text) or empty is no preference and never becomes
 a pair: it is counted and skipped.
 Each example draws everything (flips, split points, masks, sampling seeds) from its own RNG seeded by
@@ -57,6 +61,16 @@ class BdhsConfig:
     max_new_tokens_full: int = 256  # the final unguided try
     seed: int = 0
     batch_size: int = 16  # sampler batch (results do not depend on it)
+    image: str = (
+        "mask"  # "mask": attention masking (BDHS_attn); "noise": a diffusion-noised image (BDHS_noise)
+    )
+    noise_steps: int = 500  # BDHS_noise: N of the 1000 diffusion steps
+
+    def view(self, mask_seed: int) -> dict:
+        """How one try sees the image: its image-token mask, or its noised pixel values (the try's seed)."""
+        if self.image == "noise":
+            return {"noise": (self.noise_steps, mask_seed)}
+        return {"image_keep": self.keep, "mask_seed": mask_seed}
 
 
 def split_sentences(text: str) -> list[str]:
@@ -188,7 +202,9 @@ def _plan(state: _State, config: BdhsConfig, final: bool, requests: list[SampleR
     mask_seed = rng.getrandbits(63)
     first = len(requests)
     if final:  # no guidance: a whole answer from the masked model
-        requests.append(SampleRequest(ex.prompt, ex.image, "", config.keep, rng.getrandbits(63), mask_seed))
+        requests.append(
+            SampleRequest(ex.prompt, ex.image, "", seed=rng.getrandbits(63), **config.view(mask_seed))
+        )
         return _Plan(state, [None], first)
     pieces: list[str | None] = []
     for k, sentence in enumerate(state.sentences):
@@ -199,7 +215,9 @@ def _plan(state: _State, config: BdhsConfig, final: bool, requests: list[SampleR
         body = flipped.rstrip()
         cut = split_point(body, rng)
         head = "".join(state.sentences[:k]) + body[:cut]
-        requests.append(SampleRequest(ex.prompt, ex.image, head, config.keep, rng.getrandbits(63), mask_seed))
+        requests.append(
+            SampleRequest(ex.prompt, ex.image, head, seed=rng.getrandbits(63), **config.view(mask_seed))
+        )
         pieces += [body[:cut], None, flipped[len(body) :]]
     return _Plan(state, pieces, first)
 

@@ -7,7 +7,9 @@ family and 4e-4 for the SFT family when `lr` is not given. `lora_rank=0` means f
 Methods: SFT family `sft`, `rs` (rejection sampling: best of `samples` completions by a reward or a judge,
 then SFT), `steerlm` (attribute-conditioned SFT); DPO family `dpo`, `online-dpo` (pairs sampled from the
 current policy, ranked by the reward / judge), `mixed-dpo` (the offline pair with probability
-`offline_prob`, else an online one), `bdhs` (rejected answers made by the policy with the image masked).
+`offline_prob`, else an online one), `bdhs` (rejected answers made by the starting model with the image
+masked or noised), `online-bdhs` (the same, by the current policy during training). `second_rejected`
+adds a second rejected answer to `dpo` pairs (the two-rejected loss, `training.avg_dpo`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from evalkit.models.base import public_url_or_none
 from evalkit.types import UserError
 
 SFT_METHODS = ("sft", "rs", "steerlm")
-DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs")
+DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs", "online-bdhs")
+#: methods whose pairs are made during training (no cached reference)
+ONLINE_METHODS = ("online-dpo", "mixed-dpo", "online-bdhs")
+#: where `second_rejected` comes from (`training.avg_dpo`)
+SECOND_SOURCES = ("data", "bdhs", "online-bdhs", "distortion")
 METHODS = SFT_METHODS + DPO_METHODS
 #: methods that sample from the policy and rank the samples with `reward` or `judge`
 RANKED_METHODS = ("rs", "online-dpo", "mixed-dpo")
@@ -31,7 +37,7 @@ REFERENCES = ("frozen", "adapter-off", "cached")
 DEFAULT_LR = {**dict.fromkeys(SFT_METHODS, 4e-4), **dict.fromkeys(DPO_METHODS, 5e-5)}
 #: sampling temperature when `temperature` is not given: the seed study sampled at 0.7 (§1a); online
 #: pairs and BDHS completions at 1.0 (not stated by seed (b))
-DEFAULT_TEMPERATURE = {"rs": 0.7, "online-dpo": 1.0, "mixed-dpo": 1.0, "bdhs": 1.0}
+DEFAULT_TEMPERATURE = {"rs": 0.7, "online-dpo": 1.0, "mixed-dpo": 1.0, "bdhs": 1.0, "online-bdhs": 1.0}
 
 #: settings that may differ between an interrupted run and the command that resumes it (where the judge
 #: is served from is not what it is: its model is in `judge`)
@@ -55,7 +61,9 @@ class TrainConfig:
     the field's own, and `cli: False` keeps a setting to the config file (and the Python API)."""
 
     method: str = field(
-        metadata={"help": "sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo or bdhs"}
+        metadata={
+            "help": "sft, rs (rejection sampling), steerlm, dpo, online-dpo, mixed-dpo, bdhs or online-bdhs"
+        }
     )
     model: str = field(metadata={"help": "Base checkpoint path or hub id, or 'toy'"})
     data: str = field(metadata={"help": "Training data: JSONL / JSON file or Hugging Face dataset id"})
@@ -191,7 +199,7 @@ class TrainConfig:
         metadata={"help": "bdhs: sentence-embedding model name or local folder (see the README)."},
     )
     bdhs_keep: float = field(  # 1 - rho_th, rho_th = 0.99
-        default=0.01, metadata={"help": "bdhs: fraction of image tokens left visible."}
+        default=0.01, metadata={"help": "BDHS: fraction of image tokens left visible."}
     )
     bdhs_threshold: float = field(
         default=0.97,
@@ -199,6 +207,31 @@ class TrainConfig:
     )
     bdhs_tries: int = field(  # N_BDHS; the last try is an unguided masked answer, accepted regardless
         default=5, metadata={"help": "bdhs: tries per example (the last one unguided)."}
+    )
+    bdhs_image: str = field(  # seed (b) Table 6: BDHS_attn vs BDHS_noise
+        default="mask",
+        metadata={
+            "help": "BDHS: how the model sees the image while writing the rejected answer: mask (image "
+            "tokens masked, BDHS_attn) or noise (diffusion-noised pixels, BDHS_noise)."
+        },
+    )
+    noise_steps: int = field(
+        default=500,
+        metadata={
+            "help": "--bdhs-image noise, --second-rejected distortion: diffusion steps N of 1000 (500)."
+        },
+    )
+    second_rejected: str | None = field(  # seed (b)'s Avg-DPO ("Online-BDHS ∪ POVID")
+        default=None,
+        metadata={
+            "help": "dpo: also train on a second rejected answer per pair, L = gamma L(y+,y-) + (1-gamma) "
+            "L(y+,y2-), y2- from: data (each record's second_rejected field), bdhs (written by the starting "
+            "model), online-bdhs (written by the current policy during training) or distortion (POVID: "
+            "the model's teacher-forced prediction on a noised image, --noise-steps)."
+        },
+    )
+    gamma: float = field(
+        default=0.5, metadata={"help": "--second-rejected: weight of the pair's own rejected answer."}
     )
     progress: bool = field(  # `evalkit train`: on when stderr is a terminal
         default=False, metadata={"help": "Show progress bars.", "cli": False}
@@ -246,12 +279,44 @@ class TrainConfig:
             from evalkit.models.steerlm import parse_steer
 
             parse_steer(self.steer)
-        if self.reference == "cached" and self.method in ("online-dpo", "mixed-dpo"):
+        if self.reference == "cached" and self.method in ONLINE_METHODS:
             raise UserError(
                 f"--reference cached cannot serve --method {self.method}: its pairs are sampled during "
                 "training; use adapter-off (LoRA) or frozen"
             )
+        self._check_second_rejected()
         self._check_values()
+
+    def _check_second_rejected(self) -> None:
+        """--second-rejected, --gamma, --bdhs-image: known values on the methods they apply to."""
+        if self.second_rejected is not None:
+            if self.second_rejected not in SECOND_SOURCES:
+                raise UserError(
+                    f"--second-rejected must be one of {', '.join(SECOND_SOURCES)}, "
+                    f"got {self.second_rejected!r}"
+                )
+            if self.method != "dpo":
+                raise UserError(
+                    "--second-rejected adds a rejected answer to the data's pairs: it applies to "
+                    f"--method dpo, not {self.method}"
+                )
+            if self.reference == "cached":
+                raise UserError(
+                    "--reference cached cannot serve --second-rejected; use adapter-off (LoRA) or frozen"
+                )
+        elif self.gamma != 0.5:
+            raise UserError("--gamma weighs the two rejected answers: give --second-rejected too")
+        if self.bdhs_image not in ("mask", "noise"):
+            raise UserError(f"--bdhs-image must be mask or noise, got {self.bdhs_image!r}")
+        if self.bdhs_image == "noise" and not self.uses_bdhs:
+            raise UserError(
+                "--bdhs-image noise applies where BDHS writes rejected answers: --method bdhs or "
+                "online-bdhs, or --second-rejected bdhs / online-bdhs"
+            )
+
+    @property
+    def uses_bdhs(self) -> bool:
+        return self.method in ("bdhs", "online-bdhs") or self.second_rejected in ("bdhs", "online-bdhs")
 
     def _check_values(self) -> None:
         """Every number in range and finite (`--lr inf` trained NaN weights and exited 0)."""
@@ -307,6 +372,8 @@ class TrainConfig:
                 "a finite number > 0",
             ),
             ("bdhs_tries", lambda: self.bdhs_tries >= 1, "an integer >= 1"),
+            ("noise_steps", lambda: 1 <= self.noise_steps <= 1000, "an integer in [1, 1000]"),
+            ("gamma", lambda: 0 <= self.gamma <= 1, "in [0, 1]"),
             ("seed", lambda: 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),  # torch seeds are 64-bit
         ]
         bad = []

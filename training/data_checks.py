@@ -88,6 +88,8 @@ def check_lengths(items: list, encoder, *, max_length: int | None, context: int 
         else (f"prompt too long for the model's context ({limit} tokens)")
     )
     fields = ("chosen", "rejected") if items and hasattr(items[0], "chosen") else ("response",)
+    if all(getattr(it, "second_rejected", None) is not None for it in items):  # --second-rejected data
+        fields += ("second_rejected",)
     answer_lens = {f: _answer_lengths(tokenizer, [getattr(it, f) for it in items], limit) for f in fields}
     for k, (it, p) in enumerate(zip(items, prompt_lens, strict=True)):
         if p >= limit:

@@ -35,6 +35,9 @@ from evalkit.training.data_seed import (
     steerlm,
 )
 
+#: the field of a second rejected answer (`--second-rejected data`, `training.avg_dpo`)
+SECOND_REJECTED = "second_rejected"
+
 # ---- public preference sets (§2) -----------------------------------------------------------------------
 
 
@@ -52,6 +55,11 @@ def _triple(prompt_key: str):
                 prompt=prompt_of(ctx, line, ctx.field(line, row, prompt_key), prompt_key),
                 chosen=text_of(ctx, line, ctx.field(line, row, "chosen"), "chosen"),
                 rejected=text_of(ctx, line, ctx.field(line, row, "rejected"), "rejected"),
+                second_rejected=(
+                    text_of(ctx, line, row[SECOND_REJECTED], SECOND_REJECTED)
+                    if row.get(SECOND_REJECTED) is not None
+                    else None
+                ),
             )
 
         ctx.each(records, one)
@@ -59,7 +67,8 @@ def _triple(prompt_key: str):
     return run
 
 
-#: `{"image", "prompt", "chosen", "rejected"}` (+ optional `id`, `scores`); also TRL's conversational form
+#: `{"image", "prompt", "chosen", "rejected"}` (+ optional `id`, `scores`, `second_rejected`); also TRL's
+#: conversational form
 generic_pairs = _triple("prompt")
 #: RLAIF-V: `question, chosen, rejected, image / image_path, idx` (§2)
 rlaifv = _triple("question")

@@ -36,7 +36,8 @@ _TURN_KEYS = {"from", "role", "value", "content", "preference_values"}
 @dataclass(frozen=True)
 class PreferencePair:
     """One DPO example. `image` is an absolute path (or None for a text-only pair); `source` is the
-    `file:line` the pair came from; `scores` carries whatever ratings the pair was built from."""
+    `file:line` the pair came from; `scores` carries whatever ratings the pair was built from;
+    `second_rejected` is a second rejected answer (the two-rejected loss, `training.avg_dpo`), or None."""
 
     prompt: str
     chosen: str
@@ -45,6 +46,7 @@ class PreferencePair:
     source: str
     id: str
     scores: dict | None = None
+    second_rejected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,9 +217,16 @@ class Context:
         rejected: str,
         image: Any,
         scores: dict | None = None,
+        second_rejected: str | None = None,
     ) -> None:
         """Check and keep one pair (text checks first, then the image)."""
         self.check_text(line, prompt=prompt, chosen=chosen, rejected=rejected)
+        if second_rejected is not None:
+            self.check_text(line, second_rejected=second_rejected)
+            if not second_rejected.strip():
+                raise Skip("empty second_rejected")
+            if second_rejected.strip() == chosen.strip():
+                raise Skip("chosen == second_rejected")
         if not chosen.strip() or not rejected.strip():
             raise Skip("empty response")
         if chosen.strip() == rejected.strip():
@@ -226,7 +235,9 @@ class Context:
         if not prompt.strip() and path is None:
             raise Skip("empty prompt and no image")
         self.items.append(
-            PreferencePair(prompt, chosen, rejected, path, self.where(line), self._unique(id), scores)
+            PreferencePair(
+                prompt, chosen, rejected, path, self.where(line), self._unique(id), scores, second_rejected
+            )
         )
 
     def add_sft(

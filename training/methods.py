@@ -11,7 +11,11 @@ update (the loop itself is `training.trainer`).
 - bdhs: SFT examples whose response is the chosen answer; the starting model writes the rejected one
   with the image masked (`training.bdhs`).
 - online-dpo: prompts (SFT or preference records); mixed-dpo: preference pairs. Their pairs are made
-  during training (`training.online`).
+  during training (`training.online`); online-bdhs: SFT examples, rejected answers written during training
+  (`training.online_bdhs`).
+- dpo with `second_rejected` (`training.avg_dpo`): `data` checks every pair has the field; `bdhs` has the
+  starting model write it before the first update (pairs it made none for are dropped and counted);
+  `distortion` checks every pair has an image (`training.distortion` scores it during training).
 
 What rs and bdhs make before training is stored in CKPT/prepared/<name>.jsonl (first line: the settings
 it was made with) and reused when the run is started again with the same settings, so a crash during
@@ -43,6 +47,11 @@ def load_data(cfg: TrainConfig) -> Loaded:
         from evalkit.training.label_noise import flip_pairs
 
         data = load_preferences(cfg.data, cfg.format, seed=cfg.seed, **images)
+        if cfg.second_rejected == "data":
+            _check_second_field(data)
+        if cfg.second_rejected == "distortion" and any(p.image is None for p in data.items):
+            first = next(p.source for p in data.items if p.image is None)
+            raise UserError(f"--second-rejected distortion noises each pair's image; {first} has none")
         return flip_pairs(data, cfg.flip_fraction, cfg.seed)
     if cfg.method == "online-dpo":
         return load_prompts(cfg.data, cfg.format, seed=cfg.seed, **images)
@@ -59,6 +68,17 @@ def load_data(cfg: TrainConfig) -> Loaded:
             )
         return data
     return load_sft(cfg.data, cfg.format, **images)
+
+
+def _check_second_field(data: Loaded) -> None:
+    from evalkit.training.data_formats import SECOND_REJECTED
+
+    missing = [p.source for p in data.items if p.second_rejected is None]
+    if missing:
+        raise UserError(
+            f"--second-rejected data reads each record's {SECOND_REJECTED!r} field; {missing[0]} has none "
+            f"({len(missing)} of {len(data.items)} pairs; the generic JSONL format carries it)"
+        )
 
 
 def steerlm_examples(items: list[SFTExample]) -> list[SFTExample]:
@@ -111,6 +131,8 @@ def prepare(cfg: TrainConfig, data: Loaded, model, encoder, out: Path, say, prog
         return _rejection_sampling(cfg, data, model, encoder, out, say, progress)
     if cfg.method == "bdhs":
         return _bdhs(cfg, data, model, encoder, out, say, progress)
+    if cfg.second_rejected == "bdhs":
+        return _second_bdhs(cfg, data, model, encoder, out, say, progress)
     return Prepared(list(data.items), {})
 
 
@@ -154,17 +176,12 @@ def _rejection_sampling(cfg, data, model, encoder, out, say, progress) -> Prepar
 
 
 def _bdhs(cfg, data, model, encoder, out, say, progress) -> Prepared:
-    from evalkit.training.bdhs import BdhsConfig, bdhs_pairs
+    from evalkit.training.bdhs import bdhs_pairs
     from evalkit.training.embedding import load_embedder
+    from evalkit.training.online_bdhs import bdhs_settings
 
     embed = load_embedder(cfg.embedder)
-    settings = BdhsConfig(
-        keep=cfg.bdhs_keep,
-        similarity_threshold=cfg.bdhs_threshold,
-        max_tries=cfg.bdhs_tries,
-        temperature=cfg.sample_temperature,
-        seed=cfg.seed,
-    )
+    settings = bdhs_settings(cfg)
     key = {**_key(cfg, data, "max_length"), "bdhs": asdict(settings), "embedder": embed.fingerprint}
 
     def build():
@@ -182,3 +199,34 @@ def _bdhs(cfg, data, model, encoder, out, say, progress) -> Prepared:
         raise UserError("BDHS made no pairs (every rejected answer equalled its chosen one)")
     say(f"BDHS: {len(items)} pairs{' (reused)' if reused else ''}")
     return Prepared(items, {"bdhs": {"pairs": len(items), "stats": stats, "embedder": embed.fingerprint}})
+
+
+def _second_bdhs(cfg, data, model, encoder, out, say, progress) -> Prepared:
+    """`--second-rejected bdhs`: the starting model writes each pair's second rejected answer from its
+    chosen one; a pair BDHS made nothing for is dropped and counted."""
+    from dataclasses import replace
+
+    from evalkit.training.bdhs import bdhs_pairs
+    from evalkit.training.embedding import load_embedder
+    from evalkit.training.online_bdhs import bdhs_settings
+
+    embed = load_embedder(cfg.embedder)
+    settings = bdhs_settings(cfg)
+    key = {**_key(cfg, data, "max_length"), "bdhs": asdict(settings), "embedder": embed.fingerprint}
+    examples = [SFTExample(p.prompt, p.chosen, p.image, p.source, p.id) for p in data.items]
+
+    def build():
+        say(f"BDHS: writing second rejected answers for {len(examples)} pairs…")
+        with progress:
+            pairs, stats = bdhs_pairs(model, encoder, examples, embed, settings, progress=progress)
+        return [{"id": p.id, "second_rejected": p.rejected} for p in pairs], stats
+
+    rows, stats, reused = prepared(out, "bdhs_second_rejected", key, build)
+    second = {r["id"]: r["second_rejected"] for r in rows}
+    items = [replace(p, second_rejected=second[p.id]) for p in data.items if p.id in second]
+    if not items:
+        raise UserError("BDHS made no second rejected answer (every one equalled its chosen answer)")
+    reused_text = " (reused)" if reused else ""
+    say(f"BDHS: {len(items)} of {len(data.items)} pairs have a second rejected answer{reused_text}")
+    info = {"pairs": len(items), "dropped": len(data.items) - len(items), "stats": stats}
+    return Prepared(items, {"second_rejected_bdhs": {**info, "embedder": embed.fingerprint}})

@@ -107,7 +107,12 @@ class OnlinePairs:
 
 
 def online_pairs(cfg: TrainConfig, encoder):
-    """online-dpo / mixed-dpo: the maker of each micro-batch's pairs; None for the other methods."""
+    """online-dpo / mixed-dpo (and online-bdhs, `training.online_bdhs`): the maker of each micro-batch's
+    pairs; None for the other methods."""
+    if cfg.method == "online-bdhs" or cfg.second_rejected == "online-bdhs":
+        from evalkit.training.online_bdhs import online_bdhs
+
+        return online_bdhs(cfg, encoder)
     if cfg.method not in ("online-dpo", "mixed-dpo"):
         return None
     from evalkit.training.rewards import scorer_for

@@ -31,6 +31,9 @@ with `stop_at_sentence_end`, as soon as its decoded continuation contains '.', '
 whitespace or by the end of the text (so "3.5" stops after "3."), and the text is cut after that mark
 (`token_ids` end with the token that completed it). The mask draw uses its own generator, so `image_keep`
 never changes which tokens a request's sampling draws pick.
+
+`noise` (BDHS_noise): the request's pixel values are diffusion-noised (`training.image_noise`) before the
+prefill, with ε seeded by the request's noise seed; the image tokens stay attendable.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class SampleRequest:
     image_keep: float | None = None  # fraction of image-token positions the model may attend to; None: all
     seed: int | None = None  # this request's own seed; None: derived from (sample's seed, request index)
     mask_seed: int | None = None  # seed of the image-mask draw (share it to share a mask); None: from seed
+    noise: tuple[int, int] | None = (
+        None  # (steps, seed): diffusion-noise the pixel values (training.image_noise)
+    )
 
 
 @dataclass
@@ -147,6 +153,15 @@ def _prepare_row(model, encoder: Encoder, index: int, req: SampleRequest, seed: 
     import torch
 
     prompt = encoder.encode_prompt(req.prompt, req.image)
+    extras = prompt.extras
+    if req.noise is not None and req.image is not None:
+        from evalkit.training.image_noise import noise_pixels
+
+        if "pixel_values" not in extras:
+            raise ValueError(
+                "image noise needs the processor's pixel_values; this model's processor gives none"
+            )
+        extras = {**extras, "pixel_values": noise_pixels(extras["pixel_values"], *req.noise)}
     prefix_ids = encoder.tokenizer(req.prefix, add_special_tokens=False)["input_ids"] if req.prefix else []
     own_seed = derive_seed(seed, index) if req.seed is None else req.seed
     generator = torch.Generator().manual_seed(own_seed)
@@ -165,7 +180,7 @@ def _prepare_row(model, encoder: Encoder, index: int, req: SampleRequest, seed: 
     keep = [True] * (len(prompt.ids) + len(prefix_ids))
     for pos, k in zip(positions, kept, strict=True):
         keep[pos] = k
-    return _Row(prompt.ids + prefix_ids, prompt.extras, keep, positions, generator, prefix_ids)
+    return _Row(prompt.ids + prefix_ids, extras, keep, positions, generator, prefix_ids)
 
 
 def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, seed, stop_at_sentence_end):

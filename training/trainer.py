@@ -7,8 +7,8 @@
 - Data: `training.methods.load_data` (summary and skip counts printed first, stored in train_config.json),
   then `training.methods.prepare` with the starting model (SteerLM prompts, rejection sampling, BDHS
   pairs). Batches come from `training.batching.Encoder` (the prompt `evalkit run` renders), losses from
-  `training.dpo` / `training.sft`; online and mixed DPO make their pairs per micro-batch
-  (`training.online`) with the policy as it is at that step.
+  `training.dpo` / `training.sft` (two rejected answers: `training.avg_dpo`); online and mixed DPO and
+  Online-BDHS make their pairs per micro-batch (`training.online`) with the policy as it is at that step.
 - Order: epoch e visits the examples in `torch.randperm` order seeded by (seed, e); micro-batches of
   `batch_size` (the last one of an epoch may be short) flow across epochs, `grad_accum` of them per
   optimizer step. `max_steps` (optimizer steps) overrides `epochs`.
@@ -343,8 +343,8 @@ def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
 
 def _accumulate(run: _Run, step: int) -> dict[str, Any]:
     """The gradients of optimizer step `step` (its `grad_accum` micro-batches) and their metric sums."""
+    from evalkit.training.avg_dpo import preference_forward
     from evalkit.training.config import DPO_METHODS
-    from evalkit.training.dpo import dpo_forward
     from evalkit.training.sft import sft_forward
 
     cfg, procs, items, device = run.cfg, run.procs, run.items, run.procs.device
@@ -359,17 +359,10 @@ def _accumulate(run: _Run, step: int) -> dict[str, Any]:
                     continue
                 chosen, weight = run.online.placeholder(items[0]), 0.0  # keep the processes in step
         with procs.no_sync(run.model, last=micro == cfg.grad_accum - 1):
-            if cfg.method in DPO_METHODS:
-                batch = encode_or_explain(run.encoder.encode_pairs, chosen).to(device)
+            if cfg.method in DPO_METHODS:  # one or two rejected answers (training.avg_dpo)
                 with run.autocast():
-                    result = dpo_forward(
-                        run.model,
-                        run.reference,
-                        batch,
-                        beta=cfg.beta,
-                        loss_type=cfg.loss,
-                        sft_weight=cfg.sft_weight,
-                        delta=cfg.slic_delta,
+                    result, batch = preference_forward(
+                        cfg, run.model, run.reference, run.encoder, chosen, device, step, micro
                     )
             else:
                 batch = encode_or_explain(run.encoder.encode_sft, chosen).to(device)

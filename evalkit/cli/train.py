@@ -30,7 +30,7 @@ FLAG_ORDER = (
     "warmup_ratio", "schedule", "projector_lr", "gradient_checkpointing", "train_vision", "merge", "device",
     "trust_remote_code", "overwrite", "samples", "temperature", "max_new_tokens", "reward", "judge",
     "judge_base_url", "judge_api_key_env", "judge_concurrency", "offline_prob", "steer", "embedder",
-    "bdhs_keep", "bdhs_threshold", "bdhs_tries",
+    "bdhs_keep", "bdhs_threshold", "bdhs_tries", "bdhs_image", "noise_steps", "second_rejected", "gamma",
 )  # fmt: skip
 
 CONFIG_ARGUMENT = inspect.Parameter(
@@ -81,7 +81,10 @@ def train(ctx: typer.Context, config_file: Path | None = None, **flags: Any) -> 
     seed study's judged completions with --format seed); steerlm (attribute-conditioned SFT); dpo;
     online-dpo (pairs sampled from the current policy, ranked by --reward or --judge); mixed-dpo (the
     offline pair with probability --offline-prob, else an online one); bdhs (rejected answers written by
-    the model with the image masked, then DPO).
+    the starting model with the image masked, or noised with --bdhs-image noise, then DPO); online-bdhs
+    (the same, written by the current policy during training). --second-rejected
+    data|bdhs|online-bdhs|distortion trains dpo on two rejected answers per chosen one, weighted by --gamma
+    (distortion: POVID's teacher-forced prediction on a noised image).
 
     Settings come from the flags, or from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are
     the option names with underscores, e.g. `method: dpo`, `max_steps: 200`, `lora_rank: 64`; flags given

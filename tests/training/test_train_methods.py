@@ -329,27 +329,6 @@ def test_projector_lr_trains_the_projector_at_its_own_rate_and_cosine_schedule(w
 # ---- BDHS through the trainer ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def word_embedder(tmp_path_factory):
-    """A tiny BERT over the toy nouns, saved as a local sentence-embedding folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = ["[PAD]", "[UNK]", *OBJECTS, "and", ",", "."]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]")
-    config = BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32)  # fmt: skip
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("embedder") / "bert"
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_bdhs_writes_rejected_answers_with_the_masked_model_then_trains(world, tmp_path, word_embedder):
     out = tmp_path / "bdhs"
     settings = dict(
