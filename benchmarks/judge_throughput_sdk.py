@@ -5,7 +5,8 @@ raw response (no parameter transform, no response models: the SDK as a bare tran
 
 Each run is a fresh judge with an empty cache. Prints every run's throughput over the ideal
 (concurrency / latency) and the client's CPU time per call, then each SDK run's ratio to the A run of
-its round, with median and spread. Needs `pip install openai httpx-aiohttp`.
+its round, with median and spread. The SDK transport is read from git (`--sdk-ref`, the last commit that
+had it), as it was measured. Needs `pip install openai httpx-aiohttp` (tested with openai 3.63.0).
 Usage: python benchmarks/judge_throughput_sdk.py [--rounds 8] [--calls 2000] [--concurrency 64] [--sleep 0.05]
 """
 
@@ -14,11 +15,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+SDK_REF = "6c42890a1532d26900786ed0974f6bb84074ff49"  # the last commit with evalkit/models/openai_sdk.py
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -27,8 +32,20 @@ from judge_throughput import serve  # noqa: E402
 from evalkit.judges.cache import JudgeCache  # noqa: E402
 from evalkit.judges.judge import JudgeSpec, make_judge, prompt_sha256  # noqa: E402
 from evalkit.models.base import BackendOptions  # noqa: E402
-from evalkit.models.openai_sdk import OpenAISDKClient  # noqa: E402
 from evalkit.types import Message  # noqa: E402
+
+
+def sdk_client_class(ref: str) -> type:
+    """`OpenAISDKClient` of evalkit/models/openai_sdk.py at `ref`: the SDK transport, measured as it was
+    written (it is not kept in the package: the measurement decided against it)."""
+    path = "evalkit/models/openai_sdk.py"
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{ref}:{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    module = types.ModuleType("openai_sdk_measured")
+    exec(compile(source, f"{ref}:{path}", "exec"), module.__dict__)
+    return module.OpenAISDKClient
+
 
 CLIENTS = {
     "A": "evalkit's own aiohttp client (today's transport)",
@@ -37,7 +54,9 @@ CLIENTS = {
 }
 
 
-def one_run(client: str, base_url: str, calls: int, concurrency: int, tag: str) -> tuple[float, float]:
+def one_run(
+    client: str, base_url: str, calls: int, concurrency: int, tag: str, sdk: type
+) -> tuple[float, float]:
     """Wall seconds and client CPU seconds of `calls` fresh judge calls through `client` (a `CLIENTS` key)."""
     items = [(f"{tag}{i}", (Message("user", f"Rate answer number {i} of run {tag}."),)) for i in range(calls)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +69,7 @@ def one_run(client: str, base_url: str, calls: int, concurrency: int, tag: str) 
         )
         if client in "BC":
             old = judge.backend.client
-            judge.backend.client = OpenAISDKClient(
+            judge.backend.client = sdk(
                 old.model,
                 base_url,
                 concurrency=old.concurrency,
@@ -74,7 +93,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--sleep", type=float, default=0.05)
+    parser.add_argument("--sdk-ref", default=SDK_REF, help="commit to take the SDK transport from")
     args = parser.parse_args()
+    sdk = sdk_client_class(args.sdk_ref)
 
     urls, stop = mp.Queue(), mp.Event()
     server = mp.Process(target=serve, args=(args.sleep, urls, stop), daemon=True)
@@ -88,12 +109,12 @@ def main() -> None:
     for client, what in CLIENTS.items():
         print(f"  {client} = {what}")
     for client in CLIENTS:  # warm-up (imports, first connections), not counted
-        one_run(client, base_url, min(args.calls, 256), args.concurrency, f"w{client}")
+        one_run(client, base_url, min(args.calls, 256), args.concurrency, f"w{client}", sdk)
     share: dict[str, list[float]] = {c: [] for c in CLIENTS}
     for r in range(args.rounds):
         line = [f"round {r + 1}:"]
         for client in CLIENTS:
-            wall, cpu = one_run(client, base_url, args.calls, args.concurrency, f"{client}{r}-")
+            wall, cpu = one_run(client, base_url, args.calls, args.concurrency, f"{client}{r}-", sdk)
             share[client].append(args.calls / wall / ideal)
             line.append(f"{client} {share[client][-1]:.3f} ({cpu / args.calls * 1e6:.0f} µs CPU/call)")
         line += [f"{c}/A {share[c][-1] / share['A'][-1]:.3f}" for c in CLIENTS if c != "A"]
