@@ -27,6 +27,33 @@ app = typer.Typer(
 )
 
 
+def installed_version() -> str:
+    """evalkit's version as installed (its package metadata), else the source's `__version__`."""
+    from importlib import metadata
+
+    import evalkit
+
+    try:
+        return metadata.version("evalkit")
+    except metadata.PackageNotFoundError:
+        return evalkit.__version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"evalkit {installed_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print evalkit's version and exit.", is_eager=True, callback=_show_version
+    ),
+) -> None:
+    """Evaluate (multimodal) language models on alignment benchmarks with the official protocols."""
+
+
 def command(*args, **kwargs):
     """`app.command` whose errors end as one line: a `UserError` or a missing third-party package exits 2,
     a `CommandFailed` (a storage error, diverged training) or an OSError (disk full, read-only, permission
