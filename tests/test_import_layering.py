@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.judges.endpoints",
         ),
     ),
-    ("analysis", ("evalkit.analysis", "evalkit.interop")),
+    ("analysis", ("evalkit.analysis", "evalkit.interop", "evalkit.hub")),
     ("training", ("evalkit.training",)),
     ("experiments", ("evalkit.experiments",)),
     ("cli", ("evalkit.cli", "evalkit.__main__")),

@@ -303,7 +303,7 @@ def compare_runs(
             "fewer metrics"
         )
     family = "--fail-on metrics" if rules else "every compared metric with a better direction"
-    return Comparison(str(base.path), str(new.path), alpha, n_resamples, seed, family, out, warnings)
+    return Comparison(base.where, new.where, alpha, n_resamples, seed, family, out, warnings)
 
 
 def _num(x: float, digits: int = 2) -> str:

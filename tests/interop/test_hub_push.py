@@ -1,0 +1,154 @@
+"""`evalkit push` and runs named by hub repositories.
+
+What is tested: the folder `push_run` uploads (built by the same `build_dataset_folder`) read back with
+`datasets.load_dataset` from disk (the card's `configs:` give the metrics and the "rows" configs), the
+secrets it refuses or redacts, `HfApi`'s own offline refusal turned into one line, and `evalkit compare` /
+`evalkit leaderboard` reading that folder as a pushed repository from a Hugging Face cache laid out on disk
+(`support.hub_cache`) with HF_HUB_OFFLINE=1. Not tested: a real upload (no hub, no network here)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from support.cli import error_line, run_cli
+from support.hub_cache import HubCache
+from support.runs import pope_items, pope_rows, write_run
+
+from evalkit.analysis.compare import compare_runs
+from evalkit.analysis.leaderboard import build_leaderboard
+from evalkit.hub.dataset import build_dataset_folder
+from evalkit.hub.resolve import hub_reference
+from evalkit.store import RunStore
+from evalkit.types import UserError
+
+COMMIT = "a" * 40
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    items = pope_items(300)
+    right = [sid for sid, *_, c in items if c]
+    base = write_run(root / "llava-base", "pope", pope_rows(items))
+    new = write_run(root / "llava-dpo", "pope", pope_rows(items, frozenset(right[:30])))
+    return base, new
+
+
+def folder_files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_pushed_folder_loads_with_datasets(runs, tmp_path):
+    from datasets import load_dataset
+
+    base, _ = runs
+    folder = build_dataset_folder(base, tmp_path / "repo", "user/llava-base")
+    metrics = load_dataset(str(folder), split="train")
+    stored = json.loads((base / "metrics.json").read_text())["pope"]
+    assert set(metrics.column_names) == {"task", "metric", "value", "ci_low", "ci_high", "n", "headline"}
+    assert len(metrics) == len(stored["metrics"])
+    by_name = {r["metric"]: r for r in metrics}
+    f1 = stored["metrics"]["f1_mean"]
+    assert by_name["f1_mean"]["value"] == pytest.approx(f1["value"])
+    assert by_name["f1_mean"]["ci_low"] == pytest.approx(f1["ci_low"]) and by_name["f1_mean"]["headline"]
+    assert sum(r["headline"] for r in metrics) == 1
+
+    rows = load_dataset(str(folder), "rows", split="train")
+    stored_rows = [json.loads(line) for line in (base / "samples" / "pope.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in stored_rows]
+    first = rows[0]
+    assert first["task"] == "pope" and first["response"] == stored_rows[0]["response"]
+    assert json.loads(first["fields"])["meta"] == stored_rows[0]["meta"]
+    card = (folder / "README.md").read_text()
+    assert 'load_dataset("user/llava-base", "rows")' in card and "| pope | f1_mean |" in card
+
+
+def test_credentials_are_redacted_and_secrets_refuse_the_push(runs, tmp_path, monkeypatch):
+    base, _ = runs
+    run = tmp_path / "run"
+    for name, data in folder_files(base).items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(data)
+    store = RunStore(run)
+    header = store.read_header()
+    header["command"]["base_url"] = "https://alice:s3cret-pass@llm.example.com/v1?key=abc123"
+    header["command"]["api_key_env"] = "MY_LLM_KEY"
+    header["model"]["api_key"] = "literal-key-in-header"
+    store.write_header(header)
+    folder = build_dataset_folder(run, tmp_path / "repo")
+    text = (folder / "run.json").read_text()
+    pushed = json.loads(text)
+    assert pushed["command"]["base_url"] == "https://llm.example.com/v1"
+    assert pushed["model"]["api_key"] == "[redacted]"
+    assert "s3cret-pass" not in text and "abc123" not in text and "literal-key-in-header" not in text
+
+    # the value of the key variable the run names, found in a stored answer: nothing is built
+    monkeypatch.setenv("MY_LLM_KEY", "kx-0123456789abcdef")
+    rows = (run / "samples" / "pope.jsonl").read_text().splitlines()
+    first = json.loads(rows[0])
+    first["response"] = "my key is kx-0123456789abcdef"
+    (run / "samples" / "pope.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+    with pytest.raises(UserError, match=r"samples/pope.jsonl would publish the value of \$MY_LLM_KEY"):
+        build_dataset_folder(run, tmp_path / "repo2")
+    monkeypatch.delenv("MY_LLM_KEY")
+    first["response"] = "Authorization: Bearer abcdefghijklmnopqrstuvwxyz"
+    (run / "samples" / "pope.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+    with pytest.raises(UserError, match="a bearer token"):
+        build_dataset_folder(run, tmp_path / "repo3")
+
+
+def test_push_offline_and_bad_input_are_one_line_errors(runs, tmp_path):
+    base, _ = runs
+    # HF_HUB_OFFLINE=1 (the test environment): HfApi itself refuses the request
+    line = error_line(run_cli("push", str(base), "--repo", "user/llava-base"))
+    assert "cannot push with HF_HUB_OFFLINE=1" in line
+    assert "expected USER/NAME" in error_line(run_cli("push", str(base), "--repo", "no-slash"))
+    assert "not a run folder" in error_line(run_cli("push", str(tmp_path), "--repo", "user/x"))
+
+
+def test_the_reference_rule():
+    assert hub_reference("hf://user/name") == ("user/name", None)
+    assert hub_reference("hf:/user/name@v1") == ("user/name", "v1")  # what pathlib makes of hf://
+    assert hub_reference("user/name") == ("user/name", None)  # no such local path
+    assert hub_reference("results") is None and hub_reference("/abs/run") is None
+    assert hub_reference("runs/a/b") is None
+    with pytest.raises(UserError, match="expected hf://USER/NAME"):
+        hub_reference("hf://just-a-name")
+
+
+def test_compare_and_leaderboard_read_a_pushed_run_from_the_hub_cache(runs, tmp_path, monkeypatch):
+    base, new = runs
+    cache = HubCache.install(tmp_path / "hub", monkeypatch)
+    folder = build_dataset_folder(base, tmp_path / "repo", "user/llava-base")
+    cache.add("user/llava-base", COMMIT, folder_files(folder))
+    monkeypatch.chdir(tmp_path)  # `user/llava-base` is no local path here
+
+    local = compare_runs(base, new)
+    for name in ("hf://user/llava-base", "user/llava-base"):
+        pushed = compare_runs(name, new)
+        assert pushed.base == "hf://user/llava-base"
+        (a,), (b,) = local.metrics, pushed.metrics
+        assert (a.base, a.new, a.diff, a.ci_low, a.ci_high) == (b.base, b.new, b.diff, b.ci_low, b.ci_high)
+        assert not math.isnan(b.diff) and b.n_samples == 300
+
+    board = build_leaderboard(["hf://user/llava-base", str(new)])
+    assert sorted((e.run, e.path) for e in board.entries) == [
+        ("llava-base", "hf://user/llava-base"),
+        ("llava-dpo", str(new)),
+    ]
+
+    proc = run_cli("compare", "hf://user/llava-base", str(new), "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert json.loads(proc.stdout)["metrics"][0]["diff"] == pytest.approx(a.diff)
+    proc = run_cli("leaderboard", "hf://user/llava-base", str(new), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert "llava-base" in proc.stdout and "llava-dpo" in proc.stdout
+
+
+def test_a_repository_missing_from_the_offline_cache_is_one_line(runs, tmp_path, monkeypatch):
+    HubCache.install(tmp_path / "hub", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    line = error_line(run_cli("leaderboard", "hf://user/not-fetched"))
+    assert "hf://user/not-fetched is not a local run folder and is not in the Hugging Face cache" in line
