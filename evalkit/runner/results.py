@@ -71,6 +71,13 @@ class EvalResult(FrameView):
         status = self.header.get("status", "?")
         return f"evalkit run {self.run_dir} · {model} · {', '.join(self.summary) or 'no task'} · {status}"
 
+    def __repr__(self) -> str:
+        """The title and each task's headline (every metric: `.metrics`)."""
+        frame = self.to_frame()
+        heads = frame[frame["headline"]] if len(frame) else frame
+        body = heads.drop(columns="headline").to_string(index=False) if len(heads) else "(no metrics)"
+        return f"{self._title()}\n{body}\n({len(frame)} metrics in .metrics, rows in .samples(task))"
+
     @property
     def metrics(self):
         """task, metric, value, ci_low, ci_high, n, headline: one row per metric of each task."""
