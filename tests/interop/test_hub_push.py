@@ -2,9 +2,11 @@
 
 What is tested: the folder `push_run` uploads (built by the same `build_dataset_folder`) read back with
 `datasets.load_dataset` from disk (the card's `configs:` give the metrics and the "rows" configs), the
-secrets it refuses or redacts, `HfApi`'s own offline refusal turned into one line, and `evalkit compare` /
+secrets it refuses or redacts, `HfApi`'s own offline refusal turned into one line, `evalkit compare` /
 `evalkit leaderboard` reading that folder as a pushed repository from a Hugging Face cache laid out on disk
-(`support.hub_cache`) with HF_HUB_OFFLINE=1. Not tested: a real upload (no hub, no network here)."""
+(`support.hub_cache`) with HF_HUB_OFFLINE=1, and a real `HfApi` upload to a local stand-in of the hub's
+commit API (`support.hub_commits`) downloaded back by `snapshot_download`. Not tested: the real hub (its
+LFS / Xet upload path for large files, its permission checks)."""
 
 from __future__ import annotations
 
@@ -152,3 +154,53 @@ def test_a_repository_missing_from_the_offline_cache_is_one_line(runs, tmp_path,
     monkeypatch.chdir(tmp_path)
     line = error_line(run_cli("leaderboard", "hf://user/not-fetched"))
     assert "hf://user/not-fetched is not a local run folder and is not in the Hugging Face cache" in line
+
+
+def test_push_commits_through_hfapi_and_the_repository_reads_back_as_a_run(runs, tmp_path, monkeypatch):
+    """A real `HfApi` upload to a local stand-in of the hub (support.hub_commits), in a process with the
+    network allowed: the repository is created private, holds exactly the folder `build_dataset_folder`
+    writes, and, downloaded into an empty cache, is a run `evalkit leaderboard` reads, then offline too."""
+    import os
+    import subprocess
+
+    from support.cli import EVALKIT
+    from support.hub_commits import CommitHub
+
+    base, new = runs
+    expected = folder_files(build_dataset_folder(base, tmp_path / "expected", "me/llava-base"))
+    cache = tmp_path / "fresh-cache"
+    with CommitHub() as hub:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.base_url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": "test-write-token",
+            "HF_HUB_CACHE": str(cache),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        push = subprocess.run(
+            [*EVALKIT, "push", str(base), "--repo", "me/llava-base", "--private"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert push.returncode == 0, push.stderr
+        assert f"{hub.base_url}/datasets/me/llava-base/commit/" in push.stdout
+        assert hub.created["me/llava-base"]["visibility"] == "private"
+        assert set(hub.auth) == {"Bearer test-write-token"}
+        (meta,) = hub.validated
+        assert [c["config_name"] for c in meta["configs"]] == ["metrics", "rows"]
+        files = hub.files("me/llava-base")
+        assert files.pop(".gitattributes") and files == expected
+
+        board = subprocess.run(
+            [*EVALKIT, "leaderboard", "hf://me/llava-base", str(new), "--format", "json"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert board.returncode == 0, board.stderr
+    offline = subprocess.run(
+        [*EVALKIT, "leaderboard", "hf://me/llava-base", str(new), "--format", "json"],
+        capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout) == json.loads(board.stdout)
+    paths = [e["path"] for e in json.loads(board.stdout)["runs"]]
+    assert sorted(paths) == sorted(["hf://me/llava-base", str(new)])
