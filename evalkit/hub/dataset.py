@@ -10,8 +10,9 @@
 Nothing secret leaves the machine: run.json and metrics.json keep endpoints only as `public_url` writes them
 (no user info, query or fragment) and lose any value stored under a secret-like key (api_key, token,
 password, secret, authorization); then every file is searched for the values of the API-key variables the
-run names (and HF_TOKEN), bearer tokens and OpenAI / Hugging Face key shapes, and a hit stops the push
-naming the file (never the value)."""
+run names (and HF_TOKEN), bearer tokens, OpenAI / Hugging Face key shapes and URLs carrying credentials
+(user info, or a key in the query: a stored error message may quote one), and a hit stops the push naming
+the file (never the value)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ TOKEN_SHAPES = (
     ("a bearer token", re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]{12,}")),
     ("an OpenAI-style API key", re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")),
     ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    (
+        "a URL with credentials",
+        re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@\"'<>]+:[^/\s@\"'<>]+@", re.IGNORECASE),
+    ),
+    (
+        "a URL with a key in its query",
+        re.compile(
+            r"://[^\s\"'<>]*[?&](api[-_]?key|key|token|access_token|sig|signature)=[^&\s\"'<>]{8,}", re.I
+        ),
+    ),
 )
 #: the fixed columns of the "rows" config; everything else in a row goes, as JSON, into `fields`
 ROW_COLUMNS = ("id", "prompt", "response", "target", "error")

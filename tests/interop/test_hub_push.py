@@ -99,6 +99,17 @@ def test_credentials_are_redacted_and_secrets_refuse_the_push(runs, tmp_path, mo
     (run / "samples" / "pope.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
     with pytest.raises(UserError, match="a bearer token"):
         build_dataset_folder(run, tmp_path / "repo3")
+    for text, what in [
+        ("failed: POST https://bob:hunter22@llm.example.com/v1 refused", "a URL with credentials"),
+        (
+            "GET https://x.openai.azure.com/deploy?api-key=0123456789abcdef: 401",
+            "a URL with a key in its query",
+        ),
+    ]:
+        first["response"] = text
+        (run / "samples" / "pope.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+        with pytest.raises(UserError, match=what):
+            build_dataset_folder(run, tmp_path / "repo4")
 
 
 def test_push_offline_and_bad_input_are_one_line_errors(runs, tmp_path):
@@ -154,6 +165,51 @@ def test_a_repository_missing_from_the_offline_cache_is_one_line(runs, tmp_path,
     monkeypatch.chdir(tmp_path)
     line = error_line(run_cli("leaderboard", "hf://user/not-fetched"))
     assert "hf://user/not-fetched is not a local run folder and is not in the Hugging Face cache" in line
+
+
+def push_env(hub, cache):
+    import os
+
+    return {
+        **os.environ,
+        "HF_ENDPOINT": hub.base_url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_TOKEN": "test-write-token",
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+
+
+def test_a_second_push_replaces_the_first_runs_files_and_revision_names_a_branch(runs, tmp_path):
+    import subprocess
+
+    from support.cli import EVALKIT
+    from support.hub_commits import CommitHub
+    from support.scored import scored_rows
+
+    base, _ = runs
+    other = write_run(tmp_path / "objhal-run", "objhal", scored_rows("objhal"))
+    with CommitHub() as hub:
+        env = push_env(hub, tmp_path / "cache")
+        for run in (other, base):
+            proc = subprocess.run(
+                [*EVALKIT, "push", str(run), "--repo", "me/runs"], capture_output=True, text=True, env=env
+            )
+            assert proc.returncode == 0, proc.stderr
+        files = hub.files("me/runs")
+        assert sorted(files) == sorted(
+            [".gitattributes", *folder_files(build_dataset_folder(base, tmp_path / "expected"))]
+        )
+        assert "samples/objhal.jsonl" not in files and "data/rows/objhal.parquet" not in files
+        proc = subprocess.run(
+            [*EVALKIT, "push", str(base), "--repo", "me/runs", "--revision", "ablation"],
+            capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        posted = [path for method, path in hub.requests if method == "POST"]
+        assert "/api/datasets/me/runs/branch/ablation" in posted
+        assert posted[-1] == "/api/datasets/me/runs/commit/ablation"
+        assert hub.files("me/runs", "ablation") == files  # the same run: the branch holds the same files
 
 
 def test_push_commits_through_hfapi_and_the_repository_reads_back_as_a_run(runs, tmp_path, monkeypatch):

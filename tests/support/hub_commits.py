@@ -7,7 +7,7 @@ with one commit holding `.gitattributes`, as on the hub.
 
     with CommitHub() as hub:
         subprocess.run([...], env={**os.environ, "HF_ENDPOINT": hub.base_url, "HF_HUB_OFFLINE": "0"})
-        hub.files("org/name")            # path -> bytes at main
+        hub.files("org/name")            # path -> bytes at main (at a branch: files(repo, branch))
         hub.created                      # repo id -> the create_repo payload
         hub.auth                         # the Authorization headers the client sent
         hub.validated                    # the dataset cards' YAML front matter (`/api/validate-yaml`)
@@ -32,18 +32,27 @@ class CommitHub(HubServer):
         super().__init__({})
         self.created: dict[str, dict] = {}
         self.auth: list[str] = []
+        self.branches: dict[tuple[str, str], str] = {}  # (repo, branch) -> commit, beside `main`
         self.validated: list = []  # the dataset cards' YAML metadata, as validated
 
-    def files(self, repo: str) -> dict[str, bytes]:
-        return dict(self.repos[(repo, self.main[repo])])
+    def commit_of(self, repo: str, branch: str = "main") -> str | None:
+        return self.main.get(repo) if branch == "main" else self.branches.get((repo, branch))
 
-    def _commit(self, repo: str, files: dict[str, bytes]) -> str:
-        digest = hashlib.sha1(
-            json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items())).encode()
-        )
-        commit = digest.hexdigest()
+    def files(self, repo: str, branch: str = "main") -> dict[str, bytes]:
+        return dict(self.repos[(repo, self.commit_of(repo, branch))])
+
+    def _files(self, repo: str, rev: str):
+        commit = self.branches.get((repo, rev))
+        return super()._files(repo, rev) if commit is None else (commit, self.repos[(repo, commit)])
+
+    def _commit(self, repo: str, files: dict[str, bytes], branch: str = "main") -> str:
+        listing = sorted((k, hashlib.sha1(v).hexdigest()) for k, v in files.items())
+        commit = hashlib.sha1(json.dumps([branch, listing]).encode()).hexdigest()
         self.repos[(repo, commit)] = files
-        self.main[repo] = commit
+        if branch == "main":
+            self.main[repo] = commit
+        else:
+            self.branches[(repo, branch)] = commit
         return commit
 
     def _handler(self):
@@ -71,17 +80,19 @@ class CommitHub(HubServer):
                 if parts == ["api", "repos", "create"]:
                     payload = json.loads(body)
                     repo = f"{payload['organization']}/{payload['name']}"
-                    if repo in hub.main:
-                        return self._json(409, {"error": "You already created this dataset repo"})
+                    url = f"{hub.base_url}/datasets/{repo}"
+                    if repo in hub.main:  # the hub's conflict answer names the repository too
+                        return self._json(409, {"error": "You already created this dataset repo", "url": url})
                     hub.created[repo] = payload
                     hub._commit(repo, {".gitattributes": GITATTRIBUTES})
-                    return self._json(200, {"url": f"{hub.base_url}/datasets/{repo}", "name": repo})
+                    return self._json(200, {"url": url, "name": repo})
                 if parts[:2] != ["api", "datasets"] or len(parts) < 6:
                     return self._json(404, {"error": "not found"})
                 repo, action = f"{parts[2]}/{parts[3]}", parts[4]
                 if repo not in hub.main:
                     return self._send(404, b'{"error": "no repo"}', {"X-Error-Code": "RepoNotFound"})
-                if action == "branch":
+                if action == "branch":  # from main
+                    hub.branches.setdefault((repo, parts[5]), hub.main[repo])
                     return self._json(200, {})
                 if action == "preupload":
                     files = json.loads(body)["files"]
@@ -90,7 +101,10 @@ class CommitHub(HubServer):
                     ]
                     return self._json(200, {"files": modes})
                 if action == "commit":
-                    files = hub.files(repo)
+                    branch = parts[5]
+                    if hub.commit_of(repo, branch) is None:
+                        return self._send(404, b"", {"X-Error-Code": "RevisionNotFound"})
+                    files = hub.files(repo, branch)
                     for line in body.splitlines():
                         item = json.loads(line)
                         value = item["value"]
@@ -100,7 +114,7 @@ class CommitHub(HubServer):
                             files.pop(value["path"], None)
                         elif item["key"] != "header":
                             return self._json(400, {"error": f"unsupported operation {item['key']}"})
-                    commit = hub._commit(repo, files)
+                    commit = hub._commit(repo, files, branch)
                     url = f"{hub.base_url}/datasets/{repo}/commit/{commit}"
                     return self._json(200, {"commitUrl": url, "commitOid": commit, "pullRequestUrl": None})
                 return self._json(404, {"error": "not found"})
