@@ -14,7 +14,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from evalkit.cli.run_settings import run_flags, settings_from, start_run, unknown_key
+from evalkit.cli.run_settings import check_type, run_flags, settings_from, start_run, unknown_key
 from evalkit.runner.results import EvalResult
 from evalkit.types import UserError
 
@@ -46,7 +46,7 @@ def evaluate(
         flag = flags.get(key)
         if flag is None:
             raise unknown_key(key, ["config", "progress", *flags], "for evalkit.evaluate")
-        given[flag.name] = value
+        given[flag.name] = check_type(flag, value, "evalkit.evaluate")
     if model is not None:
         given["model"] = model
     if tasks is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,33 @@ def _bad(flag: Flag, value: Any, path: Path):
     what = want.get(flag.kind, "a list of strings or a mapping")
     what += " or null" if flag.optional else ""
     raise UserError(f"config file {path}: {flag.key} must be {what}, got {value!r}")
+
+
+def check_type(flag: Flag, value: Any, where: str) -> Any:
+    """A keyword's value (`evalkit.evaluate`) checked against its flag's type: the value, a list for a
+    single `task_option` string or a mapping of them, or a one-line `UserError`."""
+    if value is None and flag.optional:
+        return value
+    plain = not isinstance(value, bool)
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and plain,
+        float: isinstance(value, int | float) and plain,
+        str: isinstance(value, str),
+        Path: isinstance(value, str | os.PathLike),
+    }.get(flag.kind)
+    if fits:
+        return value
+    if fits is None:  # list[str]: task_option
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return list(value)
+        if isinstance(value, dict):
+            return [f"{k}={v}" for k, v in value.items()]
+    want = {bool: "True or False", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    what = want.get(flag.kind, "a list of 'TASK.KEY=VALUE' strings or a mapping")
+    raise UserError(f"{where}: {flag.key} must be {what}{' or None' if flag.optional else ''}, got {value!r}")
 
 
 def _model_path(value: str, base: Path) -> str:

@@ -92,6 +92,10 @@ def test_a_wrong_keyword_names_the_close_match():
         evalkit.evaluate("toy", "pope", json=True)
     with pytest.raises(UserError, match="missing --tasks"):
         evalkit.evaluate("toy")
+    with pytest.raises(UserError, match="evalkit.evaluate: limit must be an integer or None, got '5'"):
+        evalkit.evaluate("toy", "pope", limit="5")
+    with pytest.raises(UserError, match="trust_remote_code must be True or False"):
+        evalkit.evaluate("toy", "pope", trust_remote_code="yes")
 
 
 def test_dry_run_is_a_frame_of_judge_calls(tmp_path):
