@@ -79,4 +79,11 @@ def fetch_run(repo_id: str, revision: str | None = None) -> Path:
 def run_location(text: str | Path) -> Path:
     """`text` as a folder to read a run from: the hub snapshot it names, else the local path."""
     ref = hub_reference(text)
-    return Path(text) if ref is None else fetch_run(*ref)
+    if ref is None:
+        return Path(text)
+    try:
+        return fetch_run(*ref)
+    except UserError as exc:
+        if str(text).startswith("hf:"):
+            raise
+        raise UserError(f"{text} is no local path; read as a hub repository: {exc}") from None

@@ -165,6 +165,10 @@ def test_a_repository_missing_from_the_offline_cache_is_one_line(runs, tmp_path,
     monkeypatch.chdir(tmp_path)
     line = error_line(run_cli("leaderboard", "hf://user/not-fetched"))
     assert "hf://user/not-fetched is not a local run folder and is not in the Hugging Face cache" in line
+    line = error_line(run_cli("compare", "results/typo", "results/other"))
+    assert line.startswith(
+        "error: results/typo is no local path; read as a hub repository: hf://results/typo"
+    )
 
 
 def push_env(hub, cache):
