@@ -152,3 +152,26 @@ def test_open_run_reads_a_stored_run(tmp_path):
         f1["value"] == stored["metrics"]["f1_mean"]["value"] and f1["n"] == stored["metrics"]["f1_mean"]["n"]
     )
     assert len(result.samples("pope")) == 60
+
+
+def test_without_pandas_a_frame_is_a_one_line_error(tmp_path):
+    """pandas blocked the way Python blocks a missing module: the result still opens, its DataFrame is a
+    `MissingDependency` naming pandas and the pip command."""
+    import subprocess
+    import sys
+
+    run = write_run(tmp_path / "base", "pope", pope_rows(pope_items(30)))
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"
+        "import evalkit\n"
+        "from evalkit.util.dependencies import MissingDependency\n"
+        f"result = evalkit.open_run({str(run)!r})\n"
+        "try:\n"
+        "    result.metrics\n"
+        "except MissingDependency as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert "pandas" in line and "-m pip install" in line
