@@ -266,8 +266,8 @@ def run(
     makes no judge call.
 
     Settings may come from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are the flag names
-    with underscores, e.g. `model: toy`, `tasks: [pope, amber]`, `batch_size: 16`; flags given on the command
-    line override it. Example: evalkit run pope.yaml --limit 50"""
+    with underscores, e.g. `model: toy`, `tasks: pope,amber` (or a YAML list), `batch_size: 16`; flags given
+    on the command line override it. Example: evalkit run pope.yaml --limit 50"""
     params = dict(locals())
     from evalkit.cli.run_settings import settings_from, start_run
     from evalkit.runner import RunFailed

@@ -20,7 +20,10 @@ PUSH_HELP = (
 
 
 def push(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (holds run.json and metrics.json).")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR", help="A finished run folder (holds run.json and metrics.json)."),
+    ],
     repo: Annotated[str, typer.Option(help="Dataset repository to create or update: USER/NAME or ORG/NAME.")],
     private: Annotated[bool, typer.Option(help="Create the repository private (when it is new).")] = False,
     revision: Annotated[
