@@ -5,7 +5,7 @@ parsed with `ast`; every import counts, at module level or inside a function (th
 torch out of light commands), relative or absolute, `import a.b`, `from a import b` and
 `importlib.import_module("a.b")` with a literal name. The layers, lowest first (`LAYERS`):
 
-    util and types -> models -> judges -> tasks -> runner and store -> analysis and interop -> training
+    util and types -> models -> judges -> tasks -> runner and store -> analysis, interop and hub -> training
     -> experiments (and annotation) -> cli
 
 A module may import its own layer and the layers below it. Two packages span layers by role: the toy world
@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.judges.endpoints",
         ),
     ),
-    ("analysis", ("evalkit.analysis", "evalkit.interop")),
+    ("analysis", ("evalkit.analysis", "evalkit.interop", "evalkit.hub")),
     ("training", ("evalkit.training",)),
     ("experiments", ("evalkit.experiments", "evalkit.annotation")),
     ("cli", ("evalkit.cli", "evalkit.__main__")),

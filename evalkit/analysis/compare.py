@@ -39,6 +39,7 @@ from evalkit.analysis.pairing import (
 from evalkit.analysis.runs import Run, metric_direction
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, holm, paired_bootstrap
 from evalkit.types import UserError
+from evalkit.util.frames import FrameView
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCOMPARABLE = 0, 1, 2, 3
 DEFAULT_MIN_COMMON = 20
@@ -105,8 +106,8 @@ class MetricComparison:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
-@dataclass
-class Comparison:
+@dataclass(repr=False)  # FrameView's short repr and `_repr_html_` (notebooks), `to_frame()`
+class Comparison(FrameView):
     base: str
     new: str
     alpha: float
@@ -127,6 +128,20 @@ class Comparison:
     @property
     def exit_code(self) -> int:
         return EXIT_REGRESSION if self.failures else EXIT_OK
+
+    _columns = (
+        "task", "metric", "base", "new", "diff", "ci_low", "ci_high", "p_value", "p_holm", "verdict",
+        "checked", "failed", "n_samples", "n_units", "direction", "rules",
+    )  # fmt: skip
+
+    def _records(self) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in self.metrics]
+
+    def _title(self) -> str:
+        return (
+            f"evalkit compare {self.new} against {self.base}: {len(self.failures)} of {len(self.checked)} "
+            f"checked metrics regressed (alpha {self.alpha}, Holm over {self.family})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -303,7 +318,7 @@ def compare_runs(
             "fewer metrics"
         )
     family = "--fail-on metrics" if rules else "every compared metric with a better direction"
-    return Comparison(str(base.path), str(new.path), alpha, n_resamples, seed, family, out, warnings)
+    return Comparison(base.where, new.where, alpha, n_resamples, seed, family, out, warnings)
 
 
 def _num(x: float, digits: int = 2) -> str:

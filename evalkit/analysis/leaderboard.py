@@ -153,7 +153,7 @@ def build_leaderboard(
             variants[name].setdefault((version, judge_key, data), []).append((run, summary))
     columns: list[Column] = []
     entries = {
-        r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, str(r.path), r.status)
+        r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, r.where, r.status)
         for r in runs
     }
     for name in names:

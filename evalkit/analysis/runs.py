@@ -1,5 +1,7 @@
 """Reading finished run folders for `evalkit compare` and `evalkit leaderboard`: header, metrics, scored
-rows, judge fingerprints and task versions. Reads the store only; never loads a model or a judge."""
+rows, judge fingerprints and task versions. Reads the store only; never loads a model or a judge. A run
+may be named by a hub repository pushed with `evalkit push` (`hf://USER/NAME`, see `evalkit.hub.resolve`):
+it is read from its snapshot in the Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from evalkit.hub.resolve import hub_reference, run_location
 from evalkit.store import RunStore
 from evalkit.task import MetricInfo, Task
 from evalkit.types import UserError
@@ -43,6 +46,10 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> Run:
+        """The run in a folder, or in the hub repository `path` names (`hf://USER/NAME`)."""
+        ref = hub_reference(path)
+        source = None if ref is None else f"hf://{ref[0]}" + (f"@{ref[1]}" if ref[1] else "")
+        path = run_location(path)
         store = RunStore(Path(path))
         if not store.exists():
             raise UserError(f"{path} is not a run folder (no run.json)")
@@ -50,10 +57,17 @@ class Run:
             header = store.read_header()
         except OSError as exc:
             raise UserError(f"{store.header_path}: unreadable ({exc.strerror or exc})") from None
-        return cls(Path(path), header)
+        return cls(Path(path), header, source=source)
 
     #: damaged sample lines met while reading (`file:line: reason`), skipped
     problems: list[str] = field(default_factory=list, repr=False)
+    #: the hub repository the run was read from (`hf://USER/NAME`), None for a local folder
+    source: str | None = field(default=None, repr=False)
+
+    @property
+    def where(self) -> str:
+        """Where the run was read from, as the user named it: the hub repository, else the folder."""
+        return self.source or str(self.path)
 
     @property
     def status(self) -> str:
@@ -146,11 +160,16 @@ def judge_label(fingerprints: list[dict[str, Any]]) -> str | None:
     return f"{'+'.join(models)} #{short_hash(sorted(canonical(fp) for fp in fingerprints))[:6]}"
 
 
-def find_runs(paths: list[Path], warnings: list[str] | None = None) -> list[Run]:
+def find_runs(paths: list[str | Path], warnings: list[str] | None = None) -> list[Run]:
     """Run folders among `paths`: each path is a run folder or a folder of run folders (one level). A
-    damaged run.json inside a folder of runs is skipped and described in `warnings` (when given)."""
+    damaged run.json inside a folder of runs is skipped and described in `warnings` (when given). A hub
+    repository (`hf://USER/NAME`) is one run."""
     runs: list[Run] = []
     for path in paths:
+        if hub_reference(path) is not None:
+            runs.append(Run.open(path))
+            continue
+        path = Path(path)
         if (path / "run.json").exists():
             runs.append(Run.open(path))
         elif path.is_dir():
@@ -162,5 +181,7 @@ def find_runs(paths: list[Path], warnings: list[str] | None = None) -> list[Run]
                         raise
                     warnings.append(f"{exc}; run left out")
         else:
-            raise UserError(f"{path} is neither a run folder nor a folder of run folders")
+            raise UserError(
+                f"{path} is neither a run folder, a folder of run folders nor a hub repository (hf://USER/NAME)"
+            )
     return runs

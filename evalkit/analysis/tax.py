@@ -20,6 +20,7 @@ from evalkit.analysis.runs import Run, judge_label, metric_info
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 from evalkit.task import TAX_GROUPS
 from evalkit.types import UserError
+from evalkit.util.frames import FrameView
 
 __all__ = ["GROUPS", "Incomparable", "TaxRow", "TaxTable", "interval_verdict", "tax_group", "tax_table"]
 
@@ -86,8 +87,8 @@ class TaxRow:
         return cls(**{f.name: nan if data.get(f.name) is None else data[f.name] for f in fields(cls)})
 
 
-@dataclass
-class TaxTable:
+@dataclass(repr=False)  # FrameView's short repr and `_repr_html_` (notebooks), `to_frame()`
+class TaxTable(FrameView):
     """The alignment-tax table of one base run and its aligned checkpoints (name → run folder)."""
 
     base: str
@@ -101,6 +102,17 @@ class TaxTable:
     seed: int = DEFAULT_SEED
     level: float = LEVEL
     warnings: list[str] = field(default_factory=list)
+
+    _columns = (
+        "checkpoint", "group", "task", "metric", "unit", "base", "aligned", "diff", "ci_low", "ci_high",
+        "p_value", "verdict", "n_samples", "n_units", "direction",
+    )  # fmt: skip
+
+    def _records(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.rows]
+
+    def _title(self) -> str:
+        return f"alignment tax of {', '.join(self.checkpoints)} against the base run {self.base}"
 
     def groups(self) -> list[str]:
         """The groups present, in table order (the fixed ones, then declared ones by name, then "other")."""

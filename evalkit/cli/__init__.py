@@ -1,7 +1,7 @@
 """The `evalkit` command line: the typer `app`, the error mapping every command shares (`command`), and
 the commands in the order `evalkit --help` lists them, from the modules by role: `evaluate` (run, import,
 rescore, export, tasks), `merge`, `data` (data list, fetch, verify), `train` (train, align, demo),
-`annotate` (the first study's judged training data) and `analyze` (compare, leaderboard).
+`annotate` (the first study's judged training data), `analyze` (compare, leaderboard) and `hub` (push).
 
 Heavy libraries (torch, transformers) are imported inside the commands, so `--help` and the light commands
 start at once; where one is missing anyway, the command ends in one line naming it and the pip command."""
@@ -13,7 +13,7 @@ import sqlite3
 
 import typer
 
-from evalkit.cli import analyze, annotate, data, evaluate, merge, train
+from evalkit.cli import analyze, annotate, data, evaluate, hub, merge, train
 from evalkit.cli.display import fail
 from evalkit.types import UserError
 from evalkit.util.dependencies import missing_dependency
@@ -25,6 +25,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def installed_version() -> str:
+    """evalkit's version as installed (its package metadata), else the source's `__version__`."""
+    from importlib import metadata
+
+    import evalkit
+
+    try:
+        return metadata.version("evalkit")
+    except metadata.PackageNotFoundError:
+        return evalkit.__version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"evalkit {installed_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print evalkit's version and exit.", is_eager=True, callback=_show_version
+    ),
+) -> None:
+    """Evaluate (multimodal) language models on alignment benchmarks with the official protocols."""
 
 
 def command(*args, **kwargs):
@@ -69,6 +96,7 @@ command("tasks")(evaluate.list_tasks)
 command("data", help=data.HELP)(data.data)
 command(help=analyze.COMPARE_HELP)(analyze.compare)
 command(help=analyze.LEADERBOARD_HELP)(analyze.leaderboard)
+command(help=hub.PUSH_HELP)(hub.push)
 
 
 def main() -> None:  # pragma: no cover

@@ -27,8 +27,10 @@ COMPARE_HELP = (
 
 
 def compare(
-    base_run: Annotated[Path, typer.Argument(help="The reference run folder.")],
-    new_run: Annotated[Path, typer.Argument(help="The run folder to check against it.")],
+    base_run: Annotated[
+        str, typer.Argument(help="The reference run folder, or a pushed run: hf://USER/NAME[@REVISION].")
+    ],
+    new_run: Annotated[str, typer.Argument(help="The run folder (or hf://USER/NAME) to check against it.")],
     fail_on: Annotated[
         list[str] | None,
         typer.Option(
@@ -119,8 +121,11 @@ LEADERBOARD_HELP = (
 
 def leaderboard(
     results_dir: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Run folders, or folders of run folders (default: results/)."),
+        list[str] | None,
+        typer.Argument(
+            help="Run folders, folders of run folders, or pushed runs: hf://USER/NAME[@REVISION] "
+            "(default: results/)."
+        ),
     ] = None,
     tasks: Annotated[str | None, typer.Option(help="Task columns to show, comma-separated.")] = None,
     sort: Annotated[str | None, typer.Option(help="Sort best first by a column: TASK.METRIC.")] = None,
@@ -137,7 +142,7 @@ def leaderboard(
     from evalkit.analysis.leaderboard import build_leaderboard, format_for, render, rich_table
 
     board = build_leaderboard(
-        results_dir or [Path("results")],
+        results_dir or ["results"],
         tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
         sort=sort,
         filters=filter_,

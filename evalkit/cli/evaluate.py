@@ -97,10 +97,31 @@ def show_plan(plan: dict, as_json: bool) -> None:
 
 
 def run(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CONFIG",
+            help="YAML or JSON file of settings (keys: the flag names with underscores, e.g. batch_size); "
+            "flags given on the command line override it; its relative paths are relative to its folder.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
-        str, typer.Option(help="Checkpoint path or hub id, 'toy', 'vllm:PATH_OR_HUB_ID' or 'openai:NAME'.")
-    ],
-    tasks: Annotated[str, typer.Option(help="Comma-separated task names (see `evalkit tasks`).")],
+        str | None,
+        typer.Option(
+            help="Checkpoint path or hub id, 'toy', 'vllm:PATH_OR_HUB_ID' or 'openai:NAME' (required here "
+            "or in CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated task names (see `evalkit tasks`; required here or in CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[str | None, typer.Option(help="'toy' for the built-in toy world (no downloads).")] = None,
     data_dir: Annotated[
         Path | None,
@@ -242,80 +263,29 @@ def run(
 
     Judged tasks (see `evalkit tasks`; --dry-run lists their judge calls) are then judged; judge answers are
     cached in $EVALKIT_CACHE/judge_cache.sqlite (or $EVALKIT_JUDGE_CACHE), so re-running a finished run
-    makes no judge call."""
-    from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
-    from evalkit.models.base import BackendOptions
-    from evalkit.runner import RunFailed, evaluate, plan_judging
+    makes no judge call.
+
+    Settings may come from a CONFIG file (YAML, or JSON by its .json suffix) whose keys are the flag names
+    with underscores, e.g. `model: toy`, `tasks: pope,amber` (or a YAML list), `batch_size: 16`; flags given
+    on the command line override it. Example: evalkit run pope.yaml --limit 50"""
+    params = dict(locals())
+    from evalkit.cli.run_settings import settings_from, start_run
+    from evalkit.runner import RunFailed
     from evalkit.runner.parallel import is_main_process
 
-    check_endpoint_settings(concurrency, timeout, max_retries)
-    check_endpoint_settings(judge_concurrency, judge_timeout, judge_max_retries, prefix="--judge-")
-    judges = JudgeSettings(
-        model=judge,
-        base_url=judge_base_url,
-        api_key_env=judge_api_key_env,
-        concurrency=judge_concurrency,
-        timeout_s=judge_timeout,
-        max_retries=judge_max_retries,
-        runs=judge_runs,
-        budget_usd=judge_budget_usd,
-    )
-    options_by_key = parse_task_options(task_option or [])
-    if dry_run:
-        plan = plan_judging(
-            tasks,
-            judges,
-            output=output,
-            data=data,
-            data_dir=data_dir,
-            image_dir=image_dir,
-            limit=limit,
-            seed=seed,
-            task_options=options_by_key,
-        )
-        show_plan(plan, as_json)
-        return
-
-    options = BackendOptions(
-        dtype=dtype,
-        device=device,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        max_retries=max_retries,
-        trust_remote_code=trust_remote_code,
-        steer=steer,
-        prompt_style=prompt_style,
-        image_pad=image_pad,
-        sampling=sampling,
-        tensor_parallel_size=tensor_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization,
-        max_model_len=max_model_len,
-    )
-    if threads is None:
-        from evalkit.util.environment import default_threads
-
-        threads = default_threads()
+    given = {  # the flags typed on the command line (typer vendors click: its ParameterSource by name)
+        name: value
+        for name, value in params.items()
+        if name not in ("ctx", "config_file")
+        and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
+    settings = settings_from(run, config_file, given)
+    model, as_json, all_metrics = settings["model"], settings["as_json"], settings["all_metrics"]
     try:
-        result = evaluate(
-            model,
-            tasks,
-            data=data,
-            data_dir=data_dir,
-            image_dir=image_dir,
-            limit=limit,
-            batch_size=batch_size,
-            output=output,
-            seed=seed,
-            max_failure_rate=max_failure_rate,
-            backend_options=options,
-            judges=judges,
-            task_options=options_by_key,
-            progress=not as_json and sys.stderr.isatty(),
-            threads=threads,
-            shard=shard,
-        )
+        result = start_run(settings, progress=not as_json and sys.stderr.isatty())
+        if settings["dry_run"]:
+            show_plan(result, as_json)
+            return
     except RunFailed as exc:
         if exc.result is not None:  # the table of what was stored, then the one-line reason
             show(exc.result, as_json, title=f"evalkit · {model}", all_metrics=all_metrics)
