@@ -15,17 +15,20 @@ from collections.abc import Iterable
 from typing import Any
 
 STYLE = """*{box-sizing:border-box}
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1200px}
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+p,ul,dl{max-width:75em}
 .scroll{max-width:100%;overflow-x:auto;margin:0.5em 0 1em}
 table{border-collapse:collapse}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}
-th{background:#f3f3f3;overflow-wrap:anywhere;min-width:4em}
-td.l,th.l{text-align:left}td.l{overflow-wrap:anywhere}.note{color:#555}
+td{white-space:nowrap}td.l{white-space:normal;min-width:5em}
+th{background:#f3f3f3;overflow-wrap:break-word;max-width:18em}
+td.l,th.l{text-align:left}.note{color:#555}
 code,dd{overflow-wrap:anywhere}
 svg.plot{max-width:100%;height:auto;display:block}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#222}
 dl.prov{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 1em;margin:0.5em 0}
-dl.prov dt{color:#555}dl.prov dd{margin:0}"""
+dl.prov dt{color:#555}dl.prov dd{margin:0}
+@media (max-width:900px){body{margin:0.8em}th,td{padding:3px 5px}}"""
 
 
 def number(x: Any, sign: bool = False, count: bool = False, missing: str = "—") -> str:

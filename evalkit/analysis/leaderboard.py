@@ -71,8 +71,9 @@ class Leaderboard:
     columns: list[Column]
     entries: list[Entry]
     warnings: list[str]
-    #: made, evalkit, and per run (by name) its seed, evalkit version and start
-    #: (`evalkit.analysis.provenance`); judges and data versions are the columns'
+    #: made, evalkit, per run (by name) its seed, evalkit version and start, and per column (by label) the
+    #: judge its rows were judged by (None without judge calls) and its data version
+    #: (`evalkit.analysis.provenance`)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -164,6 +165,7 @@ def build_leaderboard(
             version, judge_key, data = _variant(run, name, task_objs[name])
             variants[name].setdefault((version, judge_key, data), []).append((run, summary))
     columns: list[Column] = []
+    judged: dict[str, str | None] = {}  # column label → the judge its rows were judged by (None: no calls)
     entries = {
         r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, str(r.path), r.status)
         for r in runs
@@ -192,6 +194,8 @@ def build_leaderboard(
             columns.append(
                 Column(name, metric, version, judge, data, label, info.direction, info.unit, info.kind, group)
             )
+            used = {r.name: provenance.judge_of(r, name) for r, _ in members} if judge_key else {}
+            judged[label] = provenance.summary(used, none="none") if any(used.values()) else None
             for run, summary in members:
                 m = summary.get("metrics")
                 m = m.get(metric) if isinstance(m, dict) else None
@@ -219,6 +223,7 @@ def build_leaderboard(
         "made": provenance.made_now(),
         "evalkit": provenance.evalkit_version(),
         "runs": {e.run: provenance.run_facts(by_path[e.path]) for e in shown},
+        "columns": {c.label: {"judge": judged[c.label], "data": c.data} for c in columns},
     }
     board = Leaderboard(columns, shown, warnings, prov)
     if sort:
@@ -278,9 +283,10 @@ def provenance_lines(board: Leaderboard) -> list[tuple[str, str]]:
         ("run seeds", provenance.summary({k: r.get("seed") for k, r in runs.items()})),
     ]
     for c in board.columns:
-        if c.judge:
-            out.append((f"{c.label} judge", c.judge))
-        out.append((f"{c.label} data", c.data or provenance.UNRECORDED))
+        col = (prov.get("columns") or {}).get(c.label) or {}
+        if col.get("judge"):
+            out.append((f"{c.label} judge", col["judge"]))
+        out.append((f"{c.label} data", col.get("data") or provenance.UNRECORDED))
     return out
 
 

@@ -70,8 +70,7 @@ def page_html(board: Leaderboard) -> str:
     for g, cols in grouped:
         for c in cols:
             axis = axes[g].get(c.unit)
-            count = c.kind == "count"
-            shown = f"{number(axis[0], count=count)} – {number(axis[1], count=count)}" if axis else ""
+            shown = f"{axis[0]:g} – {axis[1]:g}" if axis else ""
             axis_row += f"<th>{e(shown + (' ' + c.unit if c.unit and axis else ''))}</th>"
     rows = []
     for entry in board.entries:

@@ -1,9 +1,10 @@
 """Where a report's numbers come from, read from the runs' run.json and rows, never invented: the date the
 report was made and the evalkit version that made it; per run its seed, the evalkit version that ran it and
-when it started; per task and run the judge (model and a short id of its fingerprints, from the judge
-fingerprints the task's rows carry: a judged task run without judge calls, e.g. Object HalBench by word
-matching, has none) and the data version (run.json's data label with its content hash, and the hub repo and
-revision where the data came from the hub). A fact run.json does not record reads "unrecorded".
+when it started; per task and run the judge (model and a short id of its fingerprints, from the rows that a
+judge model judged: a judged task run without judge calls, e.g. Object HalBench by word matching, whose rows
+carry a fingerprint but no call, has none) and the data version (run.json's data label with its content
+hash, and the hub repo and revision where the data came from the hub). A fact run.json does not record
+reads "unrecorded".
 
 `summary` shows one value where every run agrees and the value per run where they differ."""
 
@@ -55,10 +56,18 @@ def data_text(run: Run, task: str) -> str | None:
     return " · ".join(parts) or None
 
 
+def called_judge(row: dict[str, Any]) -> bool:
+    """Whether a row was judged by a judge model: its judge record holds calls made (or served from the
+    judge cache) or, for an imported row, the judge's raw outputs. A row of a judged task scored without a
+    judge (Object HalBench by word matching) carries a fingerprint but neither."""
+    judge = row.get("judge")
+    return isinstance(judge, dict) and bool(judge.get("calls") or judge.get("outputs"))
+
+
 def judge_of(run: Run, task: str) -> str | None:
-    """The judge behind the task's stored rows (model + short id), None when no row carries a judge
-    fingerprint."""
-    return judge_label(run.judge_fingerprints(task, run.rows(task)))
+    """The judge behind the task's stored rows (model + short id of the fingerprints), None when no row
+    was judged by a model."""
+    return judge_label(run.judge_fingerprints(task, [r for r in run.rows(task) if called_judge(r)]))
 
 
 def task_facts(run: Run, task: str, judged: bool) -> dict[str, Any]:

@@ -17,13 +17,14 @@ from evalkit.analysis.tax import TaxTable
 from evalkit.analysis.tax_render import ARROW, COLOUR, GREY, _caption, _header, _lines, diff_text, is_count
 
 STYLE = """.gain{color:#1a7f37;font-weight:600}.loss{color:#cf222e;font-weight:600}.changed{color:#9a6700}
-.ns{color:#6e7781}"""
+.ns{color:#6e7781}td.d{white-space:normal}td.d span{white-space:nowrap}"""
 LABEL_W, PLOT_X, PLOT_W, ROW_H, HEAD_H = 300, 250, 440, 16, 20
 WIDTH = PLOT_X + PLOT_W + 70
 
 
-def _tick(x: float, count: bool) -> str:
-    return number(x, sign=bool(x), count=count) if x else "0"
+def _tick(x: float) -> str:
+    """A tick of a nice-rounded scale: `+25`, `-2.5`, `0`."""
+    return f"{x:+g}" if x else "0"
 
 
 def svg_plot(table: TaxTable, group: str) -> str:
@@ -72,7 +73,7 @@ def svg_plot(table: TaxTable, group: str) -> str:
             anchor = "start" if v == -s else "end" if v == s else "middle"
             parts.append(
                 f'<text x="{scale(v):.1f}" y="{top + 12}" text-anchor="{anchor}" fill="#555">'
-                f"{_tick(v, count)}</text>"
+                f"{_tick(v)}</text>"
             )
         for i, (name, r) in enumerate(zip(table.checkpoints, rows, strict=True)):
             y = top + HEAD_H + i * ROW_H + ROW_H / 2 - 2
@@ -115,7 +116,11 @@ def page_html(table: TaxTable) -> str:
                 cls = "l" if i < 3 or (i >= 7 and (i - 7) % 3 == 0) else ""
                 if i >= 7 and (i - 7) % 3 == 0:
                     cls += " " + css_class.get(v, "")
-                cells.append(f'<td class="{cls.strip()}">{e(v)}</td>')
+                shown = e(v)
+                if i >= 6 and (i - 6) % 3 == 0 and " [" in v:  # Δ [CI]: may wrap before the interval
+                    diff, ci = v.split(" [", 1)
+                    cls, shown = "d", f"<span>{e(diff)}</span> <span>[{e(ci)}</span>"
+                cells.append(f'<td class="{cls.strip()}">{shown}</td>')
             lines.append(f"<tr>{''.join(cells)}</tr>")
         body.append(
             f"<h2>{e(group)}</h2>"
