@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +21,7 @@ p,ul,dl{max-width:75em}
 .scroll{max-width:100%;overflow-x:auto;margin:0.5em 0 1em}
 table{border-collapse:collapse}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}
-td{white-space:nowrap}td.l{white-space:normal;min-width:5em}
+td{white-space:nowrap}td.l{white-space:normal;overflow-wrap:break-word}
 th{background:#f3f3f3;overflow-wrap:break-word;max-width:18em}
 td.l,th.l{text-align:left}.note{color:#555}
 code,dd{overflow-wrap:anywhere}
@@ -85,6 +86,12 @@ def ranges(values: Iterable[tuple[Any, float]]) -> dict[Any, tuple[float, float]
             low, high = max(low, 0.0), min(high, 100.0)
         out[key] = (low, high)
     return out
+
+
+def breakable(text: str) -> str:
+    """`text` escaped for HTML, with a line-break opportunity after each `.`, `_`, `/` and `-`, so a long
+    metric, run or path name wraps at its own separators instead of widening its column."""
+    return re.sub(r"([._/-])", r"\1<wbr>", html.escape(text))
 
 
 def scroll(table_html: str) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from evalkit.analysis.html_parts import number, page, ranges, scroll
+from evalkit.analysis.html_parts import breakable, number, page, ranges, scroll
 from evalkit.analysis.leaderboard import Column, Leaderboard, provenance_lines
 from evalkit.analysis.nlp_marks import MARK
 from evalkit.task import TAX_GROUPS
 
 STYLE = """.ci{color:#777;font-size:85%}.axis th{font-weight:normal;color:#777;font-size:85%}
-th.g{text-align:center}svg.bar{display:block;margin-left:auto}"""
+th.g{text-align:center}td.name{overflow-wrap:anywhere;min-width:8em}svg.bar{display:block;margin-left:auto}"""
 BAR_W, BAR_H = 110, 12
 
 
@@ -65,7 +65,7 @@ def page_html(board: Leaderboard) -> str:
     }
     top = "".join(f'<th class="g" colspan="{len(cols)}">{e(g)}</th>' for g, cols in grouped)
     arrow = {1: " ↑", -1: " ↓"}
-    head = "".join(f"<th>{e(c.label)}{arrow.get(c.direction, '')}</th>" for c in columns)
+    head = "".join(f"<th>{breakable(c.label)}{arrow.get(c.direction, '')}</th>" for c in columns)
     axis_row = ""
     for g, cols in grouped:
         for c in cols:
@@ -93,7 +93,8 @@ def page_html(board: Leaderboard) -> str:
                 bar = _bar(cell, axes[g][c.unit]) if c.unit in axes[g] else ""
                 cells.append(f"<td>{number(cell['value'], count=count)}{mark}{ci}{n}{bar}</td>")
         rows.append(
-            f'<tr><td class="l">{e(entry.run)}</td><td class="l">{e(entry.model)}</td>{"".join(cells)}</tr>'
+            f'<tr><td class="l name">{e(entry.run)}</td><td class="l name">{e(entry.model)}</td>'
+            f"{''.join(cells)}</tr>"
         )
     note = (
         "Headline metric per task with its 95% bootstrap interval; the bar under each value draws the "

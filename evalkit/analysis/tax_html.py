@@ -12,13 +12,15 @@ import html
 import math
 
 from evalkit.analysis import provenance
-from evalkit.analysis.html_parts import number, page, scroll, spans
+from evalkit.analysis.html_parts import breakable, number, page, scroll, spans
 from evalkit.analysis.tax import TaxTable
 from evalkit.analysis.tax_render import ARROW, COLOUR, GREY, _caption, _header, _lines, diff_text, is_count
 
 STYLE = """.gain{color:#1a7f37;font-weight:600}.loss{color:#cf222e;font-weight:600}.changed{color:#9a6700}
-.ns{color:#6e7781}td.d{white-space:normal}td.d span{white-space:nowrap}"""
-LABEL_W, PLOT_X, PLOT_W, ROW_H, HEAD_H = 300, 250, 440, 16, 20
+.ns{color:#6e7781}td.d{white-space:normal}td.d span{white-space:nowrap}th.ck{min-width:7em}"""
+PLOT_X, PLOT_W, ROW_H, HEAD_H = 250, 440, 16, 32
+#: the longest checkpoint name a plot row shows whole (longer ones end in "…"; the tooltip has them whole)
+NAME_CHARS = 38
 WIDTH = PLOT_X + PLOT_W + 70
 
 
@@ -55,6 +57,7 @@ def svg_plot(table: TaxTable, group: str) -> str:
         first = next(r for r in rows if r)
         title = f"{task}.{metric}{ARROW[first.direction]}" + (f" ({first.unit})" if first.unit else "")
         parts.append(f'<text x="4" y="{top + 12}" font-weight="600">{e(title)}</text>')
+        ticks_y = top + 26
         parts.append(
             f'<rect x="{PLOT_X}" y="{top + HEAD_H - 4}" width="{PLOT_W}" '
             f'height="{bottom - top - HEAD_H + 4}" fill="#fafafa" stroke="#ddd"/>'
@@ -72,12 +75,15 @@ def svg_plot(table: TaxTable, group: str) -> str:
         for v in (-s, -s / 2, 0.0, s / 2, s):
             anchor = "start" if v == -s else "end" if v == s else "middle"
             parts.append(
-                f'<text x="{scale(v):.1f}" y="{top + 12}" text-anchor="{anchor}" fill="#555">'
-                f"{_tick(v)}</text>"
+                f'<text x="{scale(v):.1f}" y="{ticks_y}" text-anchor="{anchor}" fill="#555">{_tick(v)}</text>'
             )
         for i, (name, r) in enumerate(zip(table.checkpoints, rows, strict=True)):
             y = top + HEAD_H + i * ROW_H + ROW_H / 2 - 2
-            parts.append(f'<text x="{PLOT_X - 8}" y="{y + 4:.1f}" text-anchor="end">{e(name)}</text>')
+            shown = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+            parts.append(
+                f'<text x="{PLOT_X - 8}" y="{y + 4:.1f}" text-anchor="end"><title>{e(name)}</title>'
+                f"{e(shown)}</text>"
+            )
             if r is None or math.isnan(r.diff):
                 continue
             colour = COLOUR.get(r.verdict, GREY)
@@ -106,7 +112,8 @@ def svg_plot(table: TaxTable, group: str) -> str:
 def page_html(table: TaxTable) -> str:
     e = html.escape
     css_class = {"gain": "gain", "loss": "loss", "changed": "changed", "no significant change": "ns"}
-    head = "".join(f'<th class="{"l" if i < 3 else ""}">{e(h)}</th>' for i, h in enumerate(_header(table)))
+    kinds = ['<th class="l">'] * 3 + ["<th>"] + ['<th class="ck">'] * (len(_header(table)) - 4)
+    head = "".join(f"{k}{breakable(h)}</th>" for k, h in zip(kinds, _header(table), strict=True))
     body = []
     for group in table.groups():
         lines = []
@@ -116,11 +123,12 @@ def page_html(table: TaxTable) -> str:
                 cls = "l" if i < 3 or (i >= 7 and (i - 7) % 3 == 0) else ""
                 if i >= 7 and (i - 7) % 3 == 0:
                     cls += " " + css_class.get(v, "")
-                shown = e(v)
+                shown = breakable(v) if i < 2 else e(v)
                 if i >= 6 and (i - 6) % 3 == 0 and " [" in v:  # Δ [CI]: may wrap before the interval
                     diff, ci = v.split(" [", 1)
                     cls, shown = "d", f"<span>{e(diff)}</span> <span>[{e(ci)}</span>"
-                cells.append(f'<td class="{cls.strip()}">{shown}</td>')
+                cls = cls.strip()
+                cells.append(f'<td class="{cls}">{shown}</td>' if cls else f"<td>{shown}</td>")
             lines.append(f"<tr>{''.join(cells)}</tr>")
         body.append(
             f"<h2>{e(group)}</h2>"
