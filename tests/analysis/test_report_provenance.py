@@ -221,3 +221,20 @@ def test_leaderboard_bars_share_the_group_axis(tmp_path):
     for v, x in zip(values, xs, strict=True):  # one linear map value → x for every cell of the group
         assert x == pytest.approx(xs[0] + slope * (v - values[0]), abs=0.11)
     assert page.count('class="g" colspan="2">hallucination</th>') == 1
+
+
+def test_run_table_prints_counts_as_integers():
+    from rich.console import Console
+
+    from evalkit.analysis.report import results_table
+
+    def m(value, low=None, high=None):
+        return {"value": value, "ci_low": low, "ci_high": high, "n": 100.0}
+
+    summary = {"headline": "CHAIRs", "n_samples": 100, "n_errors": 0}
+    summary["metrics"] = {"CHAIRs": m(45.0, 40.0, 50.0), "mentions": m(312.0, 300.0, 324.5)}
+    console = Console(width=200, record=True, color_system=None)
+    console.print(results_table({"objhal": summary}, all_metrics=True))
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in console.export_text().splitlines()]
+    assert ["objhal", "CHAIRs", "45.00", "[40.00, 50.00]", "100", "0/100"] in cells
+    assert ["", "mentions", "312", "[300, 324.5]", "100", ""] in cells
