@@ -94,6 +94,14 @@ def breakable(text: str) -> str:
     return re.sub(r"([._/-])", r"\1<wbr>", html.escape(text))
 
 
+def made_line(prov: dict[str, Any]) -> str:
+    """The line under a report's title: when and by which evalkit it was made ("" without provenance)."""
+    if not prov:
+        return ""
+    made = f"Made {prov.get('made')} by evalkit {prov.get('evalkit')}; provenance at the end."
+    return f'<p class="note">{html.escape(made)}</p>'
+
+
 def scroll(table_html: str) -> str:
     """A table in its own horizontally scrolling box, so a wide table never widens the page."""
     return f'<div class="scroll">{table_html}</div>'

@@ -166,6 +166,7 @@ def build_leaderboard(
             variants[name].setdefault((version, judge_key, data), []).append((run, summary))
     columns: list[Column] = []
     judged: dict[str, str | None] = {}  # column label → the judge its rows were judged by (None: no calls)
+    data_of: dict[str, str] = {}  # column label → its data version (label #hash, hub repo@revision)
     entries = {
         r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, str(r.path), r.status)
         for r in runs
@@ -196,6 +197,7 @@ def build_leaderboard(
             )
             used = {r.name: provenance.judge_of(r, name) for r, _ in members} if judge_key else {}
             judged[label] = provenance.summary(used, none="none") if any(used.values()) else None
+            data_of[label] = provenance.summary({r.name: provenance.data_text(r, name) for r, _ in members})
             for run, summary in members:
                 m = summary.get("metrics")
                 m = m.get(metric) if isinstance(m, dict) else None
@@ -222,9 +224,11 @@ def build_leaderboard(
     prov = {
         "made": provenance.made_now(),
         "evalkit": provenance.evalkit_version(),
-        "runs": {e.run: provenance.run_facts(by_path[e.path]) for e in shown},
-        "columns": {c.label: {"judge": judged[c.label], "data": c.data} for c in columns},
+        "runs": {},
+        "columns": {c.label: {"judge": judged[c.label], "data": data_of[c.label]} for c in columns},
     }
+    for e in shown:  # by run name; a name two runs share, by path
+        prov["runs"][e.run if e.run not in prov["runs"] else e.path] = provenance.run_facts(by_path[e.path])
     board = Leaderboard(columns, shown, warnings, prov)
     if sort:
         _sort(board, sort)

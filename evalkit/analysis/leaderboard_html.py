@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from evalkit.analysis.html_parts import breakable, number, page, ranges, scroll
+from evalkit.analysis.html_parts import breakable, made_line, number, page, ranges, scroll
 from evalkit.analysis.leaderboard import Column, Leaderboard, provenance_lines
 from evalkit.analysis.nlp_marks import MARK
 from evalkit.task import TAX_GROUPS
@@ -109,7 +109,9 @@ def page_html(board: Leaderboard) -> str:
     )
     return page(
         "evalkit leaderboard",
-        f'<h1>evalkit leaderboard</h1><p class="note">{e(note)}</p>'
+        "<h1>evalkit leaderboard</h1>"
+        + made_line(board.provenance)
+        + f'<p class="note">{e(note)}</p>'
         + scroll(table)
         + (f'<h2>Provenance</h2><dl class="prov">{prov}</dl>' if prov else ""),
         STYLE,

@@ -272,12 +272,13 @@ def tax_table(
                 )
     _check_selection(metrics, rows, names)
     judged = {n: hasattr(task_objs[n], "judge_spec") for n in names}
-    prov = collect({base.name: base, **{k: r for k, r in runs.items() if k != base.name}}, judged)
+    ref = base.name if base.name not in runs else f"{base.name} (reference)"  # its label in the provenance
+    prov = collect({ref: base, **runs}, judged)
     info: dict[str, dict[str, Any]] = {
         n: {
             "group": tax_group(n, task_objs[n]),
             "version": base.task_version(n),
-            "judge": prov["tasks"][n][base.name]["judge"],  # from the rows: none without judge calls
+            "judge": prov["tasks"][n][ref]["judge"],  # from the rows: none without judge calls
         }
         for n in names
     }

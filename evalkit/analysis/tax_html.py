@@ -12,7 +12,7 @@ import html
 import math
 
 from evalkit.analysis import provenance
-from evalkit.analysis.html_parts import breakable, number, page, scroll, spans
+from evalkit.analysis.html_parts import breakable, made_line, number, page, scroll, spans
 from evalkit.analysis.tax import TaxTable
 from evalkit.analysis.tax_render import ARROW, COLOUR, GREY, _caption, _header, _lines, diff_text, is_count
 
@@ -153,8 +153,7 @@ def page_html(table: TaxTable) -> str:
     )
     return page(
         "evalkit alignment tax",
-        "<h1>Alignment tax</h1>"
-        f'<p class="note">{e(_caption(table))}</p>'
+        "<h1>Alignment tax</h1>" + made_line(table.provenance) + f'<p class="note">{e(_caption(table))}</p>'
         f"<ul><li>{e(table.base)} (reference): <code>{e(table.base_path)}</code></li>{runs}</ul>"
         + "\n".join(body)
         + "<h2>Benchmarks</h2>"

@@ -238,3 +238,21 @@ def test_run_table_prints_counts_as_integers():
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in console.export_text().splitlines()]
     assert ["objhal", "CHAIRs", "45.00", "[40.00, 50.00]", "100", "0/100"] in cells
     assert ["", "mentions", "312", "[300, 324.5]", "100", ""] in cells
+
+
+def test_leaderboard_provenance_from_the_runs(runs):
+    paths, _, _ = runs
+    board = build_leaderboard([paths["ref"], paths["dpo"], paths["bdhs"]])
+    md = render(board, "md")
+    assert f"- made: {board.provenance['made']} by evalkit {evalkit.__version__}" in md
+    assert "- run seeds: ref: 0; dpo: 7; bdhs: 0" in md
+    assert "- pope.f1_mean data: lmms-lab v1 #abcd1234 · hub lmms-lab/POPE@0123456" in md
+    page = render(board, "html")
+    assert f"Made {board.provenance['made']} by evalkit {evalkit.__version__}" in page
+    assert json.loads(render(board, "json"))["provenance"]["runs"]["dpo"]["evalkit"] == "0.0.9"
+
+
+def test_a_checkpoint_named_like_the_reference_keeps_its_own_provenance(runs):
+    paths, _, _ = runs
+    table = tax_table(paths["ref"], {"ref": paths["dpo"]}, n_resamples=100)
+    assert {k: v["seed"] for k, v in table.provenance["runs"].items()} == {"ref (reference)": 0, "ref": 7}
