@@ -12,7 +12,6 @@ backend's id (`nlp` in JSON), explained by a footnote (`evalkit.analysis.nlp_mar
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import math
@@ -20,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.analysis import provenance
+from evalkit.analysis.html_parts import number
 from evalkit.analysis.nlp_marks import MARK, footnote, unofficial_backend
-from evalkit.analysis.runs import Run, canonical, find_runs, judge_label, metric_direction
+from evalkit.analysis.runs import Run, canonical, find_runs, judge_label, metric_info
 from evalkit.types import UserError
 
 FORMATS = ("md", "csv", "html", "json")
@@ -36,6 +37,10 @@ class Column:
     data: str | None
     label: str
     direction: int
+    #: the metric's unit and kind ("rate" or "count", `evalkit.task.MetricInfo`) and the task's group
+    unit: str = ""
+    kind: str = "rate"
+    group: str = "other"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +51,9 @@ class Column:
             "judge": self.judge,
             "data": self.data,
             "higher_is_better": {1: True, -1: False}.get(self.direction),
+            "unit": self.unit,
+            "kind": self.kind,
+            "group": self.group,
         }
 
 
@@ -63,6 +71,10 @@ class Leaderboard:
     columns: list[Column]
     entries: list[Entry]
     warnings: list[str]
+    #: made, evalkit, per run (by name) its seed, evalkit version and start, and per column (by label) the
+    #: judge its rows were judged by (None without judge calls) and its data version
+    #: (`evalkit.analysis.provenance`)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -73,6 +85,7 @@ class Leaderboard:
     def to_dict(self) -> dict[str, Any]:
         return {
             "notes": self.notes,
+            "provenance": self.provenance,
             "columns": [c.to_dict() for c in self.columns],
             "runs": [
                 {"run": e.run, "model": e.model, "path": e.path, "status": e.status, "values": e.cells}
@@ -152,6 +165,8 @@ def build_leaderboard(
             version, judge_key, data = _variant(run, name, task_objs[name])
             variants[name].setdefault((version, judge_key, data), []).append((run, summary))
     columns: list[Column] = []
+    judged: dict[str, str | None] = {}  # column label → the judge its rows were judged by (None: no calls)
+    data_of: dict[str, str] = {}  # column label → its data version (label #hash, hub repo@revision)
     entries = {
         r.path: Entry(r.name + (" (failed)" if r.status == "failed" else ""), r.model, r.where, r.status)
         for r in runs
@@ -175,8 +190,14 @@ def build_leaderboard(
             if differs[2]:
                 parts.append(f"data {data or 'unknown'}")
             label = f"{name}.{metric}" + (f" [{', '.join(parts)}]" if parts else "")
-            direction = metric_direction(task_objs[name], metric) if metric else 1
-            columns.append(Column(name, metric, version, judge, data, label, direction))
+            info = metric_info(task_objs[name], metric) if metric else metric_info(None, "")
+            group = str(getattr(task_objs[name], "group", None) or "other")
+            columns.append(
+                Column(name, metric, version, judge, data, label, info.direction, info.unit, info.kind, group)
+            )
+            used = {r.name: provenance.judge_of(r, name) for r, _ in members} if judge_key else {}
+            judged[label] = provenance.summary(used, none="none") if any(used.values()) else None
+            data_of[label] = provenance.summary({r.name: provenance.data_text(r, name) for r, _ in members})
             for run, summary in members:
                 m = summary.get("metrics")
                 m = m.get(metric) if isinstance(m, dict) else None
@@ -198,7 +219,17 @@ def build_leaderboard(
                 entries[run.path].cells[label] = cell
     for run in runs:
         warnings += list(dict.fromkeys(run.problems))
-    board = Leaderboard(columns, [e for e in entries.values() if e.cells], warnings)
+    shown = [e for e in entries.values() if e.cells]
+    by_path = {str(r.path): r for r in runs}
+    prov = {
+        "made": provenance.made_now(),
+        "evalkit": provenance.evalkit_version(),
+        "runs": {},
+        "columns": {c.label: {"judge": judged[c.label], "data": data_of[c.label]} for c in columns},
+    }
+    for e in shown:  # by run name; a name two runs share, by path
+        prov["runs"][e.run if e.run not in prov["runs"] else e.path] = provenance.run_facts(by_path[e.path])
+    board = Leaderboard(columns, shown, warnings, prov)
     if sort:
         _sort(board, sort)
     return board
@@ -231,15 +262,36 @@ def _sort(board: Leaderboard, key: str) -> None:
 # ------------------------------------------------------------------------------------------------ output
 
 
-def _num(x: Any) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+def _num(x: Any, count: bool = False) -> str:
+    return number(x, count=count, missing="")
 
 
-def _cell(c: dict[str, Any] | None) -> str:
+def _cell(c: dict[str, Any] | None, count: bool = False) -> str:
+    """`value [low, high]`; a count (kind "count") as integers."""
     if not c or c.get("value") is None:
         return "—"
-    ci = f" [{_num(c['ci_low'])}, {_num(c['ci_high'])}]" if c.get("ci_low") is not None else ""
-    return _num(c["value"]) + (MARK if c.get("nlp") else "") + ci
+    ci = f" [{_num(c['ci_low'], count)}, {_num(c['ci_high'], count)}]" if c.get("ci_low") is not None else ""
+    return _num(c["value"], count) + (MARK if c.get("nlp") else "") + ci
+
+
+def provenance_lines(board: Leaderboard) -> list[tuple[str, str]]:
+    """(name, text) lines: made, evalkit, the runs' evalkit versions and seeds, each column's judge and
+    data."""
+    prov = board.provenance
+    if not prov:
+        return []
+    runs = prov.get("runs") or {}
+    out = [
+        ("made", f"{prov.get('made')} by evalkit {prov.get('evalkit')}"),
+        ("runs by evalkit", provenance.summary({k: r.get("evalkit") for k, r in runs.items()})),
+        ("run seeds", provenance.summary({k: r.get("seed") for k, r in runs.items()})),
+    ]
+    for c in board.columns:
+        col = (prov.get("columns") or {}).get(c.label) or {}
+        if col.get("judge"):
+            out.append((f"{c.label} judge", col["judge"]))
+        out.append((f"{c.label} data", col.get("data") or provenance.UNRECORDED))
+    return out
 
 
 def to_markdown(board: Leaderboard) -> str:
@@ -247,9 +299,11 @@ def to_markdown(board: Leaderboard) -> str:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
     for e in board.entries:
-        cells = [e.run, e.model, *(_cell(e.cells.get(c.label)) for c in board.columns)]
+        cells = [e.run, e.model, *(_cell(e.cells.get(c.label), c.kind == "count") for c in board.columns)]
         lines.append("| " + " | ".join(map(esc, cells)) + " |")
-    return "\n".join([*lines, *(["", *board.notes] if board.notes else [])]) + "\n"
+    prov = [f"- {k}: {v}" for k, v in provenance_lines(board)]
+    notes = ["", *board.notes] if board.notes else []
+    return "\n".join([*lines, *notes, *(["", *prov] if prov else [])]) + "\n"
 
 
 def to_csv(board: Leaderboard) -> str:
@@ -271,45 +325,11 @@ def to_json(board: Leaderboard) -> str:
     return json.dumps(board.to_dict(), indent=2) + "\n"
 
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}.ci{color:#777;font-size:85%}.note{color:#555}"""
-
-
 def to_html(board: Leaderboard) -> str:
-    e_ = html.escape
-    head = "".join(
-        f"<th>{e_(c.label)}{' ↑' if c.direction == 1 else ' ↓' if c.direction == -1 else ''}</th>"
-        for c in board.columns
-    )
-    rows = []
-    for e in board.entries:
-        cells = []
-        for c in board.columns:
-            cell = e.cells.get(c.label)
-            if not cell or cell.get("value") is None:
-                cells.append("<td>—</td>")
-                continue
-            ci = (
-                f'<br><span class="ci">[{_num(cell["ci_low"])}, {_num(cell["ci_high"])}]</span>'
-                if cell.get("ci_low") is not None
-                else ""
-            )
-            mark = MARK if cell.get("nlp") else ""
-            cells.append(f"<td>{_num(cell['value'])}{mark}{ci}</td>")
-        rows.append(
-            f'<tr><td class="l">{e_(e.run)}</td><td class="l">{e_(e.model)}</td>{"".join(cells)}</tr>'
-        )
-    note = (
-        "Headline metric per task with its 95% bootstrap interval. A task scored with different task "
-        "versions, judges or data has one column per variant. " + " ".join(board.notes)
-    ).strip()
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>evalkit leaderboard</title>'
-        f'<style>{STYLE}</style></head><body><h1>evalkit leaderboard</h1><p class="note">{note}</p>'
-        f'<table><thead><tr><th class="l">run</th><th class="l">model</th>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table></body></html>\n"
-    )
+    """The self-contained HTML page (`evalkit.analysis.leaderboard_html`)."""
+    from evalkit.analysis.leaderboard_html import page_html
+
+    return page_html(board)
 
 
 RENDER = {"md": to_markdown, "csv": to_csv, "html": to_html, "json": to_json}
@@ -342,8 +362,9 @@ def rich_table(board: Leaderboard):
     from evalkit.analysis.report import table as plain_table
 
     head = ["run", "model", *(c.label for c in board.columns)]
+    cols = board.columns
     rows = [
-        [escape(e.run), escape(e.model), *(_cell(e.cells.get(c.label)) for c in board.columns)]
+        [escape(e.run), escape(e.model), *(_cell(e.cells.get(c.label), c.kind == "count") for c in cols)]
         for e in board.entries
     ]
     title = "evalkit leaderboard"

@@ -94,10 +94,28 @@ class Records:
             yield Text.from_markup(self.caption, style="dim")
 
 
+def _counts(task: str) -> Any:
+    """A predicate: whether a metric of the registered task `task` is a tally (kind "count"), printed as
+    an integer; never for a task evalkit does not know."""
+    from evalkit.registry import TASKS, get_task
+
+    if task not in TASKS:
+        return lambda metric: False
+    obj = get_task(task)
+    return lambda metric: obj.metric(metric).kind == "count"
+
+
+def _fmt(value: Any, count: bool) -> str:
+    if count and isinstance(value, (int, float)) and not math.isnan(value):
+        return str(round(value)) if abs(value - round(value)) < 1e-9 else f"{value:.1f}"
+    return fmt(value)
+
+
 def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics: bool = False) -> Fit:
     """One row per task: its headline metric (every metric with `all_metrics`, headline first) with its
     value, 95% interval and n; beside the task, failed samples (errors + unparseable judgments) and, for
-    judged tasks, `suspicious` answers (judge-directed instructions, see `evalkit.judges.injection`)."""
+    judged tasks, `suspicious` answers (judge-directed instructions, see `evalkit.judges.injection`).
+    Counts (metrics of kind "count") print as integers."""
     judged = any("n_suspicious" in s for s in metrics.values())
     headers = ["task", "metric", "value", "95% CI", "n", "failed"] + (["suspicious"] if judged else [])
     rows: list[list[str]] = []
@@ -115,15 +133,17 @@ def results_table(metrics: dict[str, Any], title: str | None = None, all_metrics
         shown = order
         if not shown:
             rows.append([name, "(no scored samples)", "", "", "0", failed, *suspicious])
+        is_count = _counts(name)
         for i, key in enumerate(shown):
             m = items[key]
+            c = is_count(key)
             rows.append(
                 [
                     name if i == 0 else "",
                     f"[bold]{key}[/bold]" if i == 0 else key,
-                    fmt(m["value"]),
-                    "" if m.get("ci_low") is None else f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
-                    str(m["n"]),
+                    _fmt(m["value"], c),
+                    "" if m.get("ci_low") is None else f"[{_fmt(m['ci_low'], c)}, {_fmt(m['ci_high'], c)}]",
+                    _fmt(m["n"], True),
                     failed if i == 0 else "",
                     *(suspicious if i == 0 else [""] * len(suspicious)),
                 ]

@@ -16,7 +16,8 @@ from typing import Any
 
 from evalkit.analysis.compare import DEFAULT_MIN_COMMON, Incomparable, compare_runs
 from evalkit.analysis.nlp_marks import unofficial_backend
-from evalkit.analysis.runs import Run, judge_label, metric_info
+from evalkit.analysis.provenance import collect
+from evalkit.analysis.runs import Run, metric_info
 from evalkit.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
 from evalkit.task import TAX_GROUPS
 from evalkit.types import UserError
@@ -96,12 +97,15 @@ class TaxTable(FrameView):
     checkpoints: dict[str, str]
     rows: list[TaxRow]
     #: task → {"group", "version", "judge"} (judge: a label of the judge fingerprints, or None), plus "nlp"
-    #: (the non-official NLP backends that scored it, `evalkit.analysis.nlp_marks`) where any did
+    #: (the non-official NLP backends that scored it, `evalkit.analysis.nlp_marks`) where any did, and
+    #: "counts" (its shown metrics of kind "count", printed as integers) where it has any
     tasks: dict[str, dict[str, Any]]
     n_resamples: int = DEFAULT_RESAMPLES
     seed: int = DEFAULT_SEED
     level: float = LEVEL
     warnings: list[str] = field(default_factory=list)
+    #: where the numbers come from (`evalkit.analysis.provenance.collect`; the base run under its name)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     _columns = (
         "checkpoint", "group", "task", "metric", "unit", "base", "aligned", "diff", "ci_low", "ci_high",
@@ -142,6 +146,7 @@ class TaxTable(FrameView):
             "groups": self.groups(),
             "rows": [r.to_dict() for r in self.rows],
             "warnings": self.warnings,
+            "provenance": self.provenance,
         }
 
     @classmethod
@@ -156,6 +161,7 @@ class TaxTable(FrameView):
             data["seed"],
             data["level"],
             list(data.get("warnings") or []),
+            dict(data.get("provenance") or {}),
         )
 
 
@@ -277,20 +283,31 @@ def tax_table(
                     )
                 )
     _check_selection(metrics, rows, names)
-    info = {
+    judged = {n: hasattr(task_objs[n], "judge_spec") for n in names}
+    ref = base.name if base.name not in runs else f"{base.name} (reference)"  # its label in the provenance
+    prov = collect({ref: base, **runs}, judged)
+    info: dict[str, dict[str, Any]] = {
         n: {
             "group": tax_group(n, task_objs[n]),
             "version": base.task_version(n),
-            "judge": judge_label(base.judge_fingerprints(n)) if hasattr(task_objs[n], "judge_spec") else None,
+            "judge": prov["tasks"][n][ref]["judge"],  # from the rows: none without judge calls
         }
         for n in names
     }
+    for n in names:  # metrics that are tallies, printed as integers
+        counts = [r.metric for r in rows if r.task == n and _is_count(task_objs[n], r.metric)]
+        if counts:
+            info[n]["counts"] = list(dict.fromkeys(counts))
     for n in names:  # AMBER scored without the official NLP backend in any run: its lines are marked
         unofficial = {b for r in (base, *runs.values()) if (b := unofficial_backend(r.header, n))}
         if unofficial:
             info[n]["nlp"] = sorted(unofficial)
     paths = {label: str(run.path) for label, run in runs.items()}
-    return TaxTable(base.name, str(base.path), paths, rows, info, n_resamples, seed, LEVEL, warnings)
+    return TaxTable(base.name, str(base.path), paths, rows, info, n_resamples, seed, LEVEL, warnings, prov)
+
+
+def _is_count(task: Any, metric: str) -> bool:
+    return metric_info(task, metric).kind == "count"
 
 
 def _check_selection(metrics: list[str] | None, rows: list[TaxRow], names: list[str]) -> None:
