@@ -220,7 +220,7 @@ def build_leaderboard(
     for run in runs:
         warnings += list(dict.fromkeys(run.problems))
     shown = [e for e in entries.values() if e.cells]
-    by_path = {str(r.path): r for r in runs}
+    by_path = {r.where: r for r in runs}  # Entry.path is the run's `where` (hf:// for a hub run)
     prov = {
         "made": provenance.made_now(),
         "evalkit": provenance.evalkit_version(),
