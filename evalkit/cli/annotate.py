@@ -5,8 +5,9 @@ them the same way."""
 from __future__ import annotations
 
 import json
+from copy import copy
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, get_args, get_type_hints
 
 import typer
 from rich.markup import escape
@@ -17,9 +18,18 @@ from evalkit.cli.display import out
 _RUN = get_type_hints(evaluate.run, include_extras=True)
 
 
-def _run_flag(name: str) -> Any:
-    """`evalkit run`'s annotation (type and typer option) of flag `name`."""
-    return _RUN[name]
+def _run_flag(name: str, help: str | None = None) -> Any:
+    """`evalkit run`'s annotation (type and typer option) of flag `name`, with `help` in place of run's
+    where run's text speaks of what annotate does not have (tasks, a config file)."""
+    hint = _RUN[name]
+    if help is None:
+        return hint
+    kind, *extras = get_args(hint)
+    extras = [copy(e) for e in extras]
+    for e in extras:
+        if isinstance(e, typer.models.OptionInfo):
+            e.help = help
+    return Annotated[(kind, *extras)]
 
 
 def annotate(
@@ -27,11 +37,19 @@ def annotate(
         Path,
         typer.Option(help="JSONL of {id, question, image (path or null), reference (optional)} records."),
     ],
-    model: _run_flag("model"),  # type: ignore[valid-type]
+    model: _run_flag(  # type: ignore[valid-type]
+        "model",
+        "The model that samples the answers: checkpoint path or hub id, 'toy', 'vllm:PATH_OR_HUB_ID' "
+        "or 'openai:NAME'.",
+    ),
     output: Annotated[
         Path, typer.Option(help="Folder for annotations.jsonl, the training files and summary.json.")
     ],
-    judge: _run_flag("judge") = None,  # type: ignore[valid-type]
+    judge: _run_flag(  # type: ignore[valid-type]
+        "judge",
+        "The attribute judge (required): 'openai:MODEL' (any OpenAI-compatible server, see "
+        "--judge-base-url) or 'hf:PATH' (a local checkpoint).",
+    ) = None,
     samples: Annotated[int, typer.Option(help="Answers sampled per prompt.")] = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
