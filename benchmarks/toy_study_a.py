@@ -51,11 +51,16 @@ def format_study(result: StudyResult) -> str:
         f" train log ({t['steps']} steps, first → last tenth): loss {t['loss']['first']:.3f} → "
         f"{t['loss']['last']:.3f}, margin {t['margin']['first']:+.3f} → {t['margin']['last']:+.3f}"
     )
-    a = result.annotation
+    a, g = result.annotation, result.signal
     lines += [
         "",
         f"annotation: {a['prompts']} prompts, {a['samples']} samples, {a['unparsed']} unparsed ratings, "
         f"{a['pairs']} pairs; skipped groups: {a['skipped'] or 'none'}",
+        f"pairs by question kind: {g['pairs_by_kind']}; pairs whose answers differ in "
+        + ", ".join(f"{k} {v}" for k, v in g["pairs_differing_in"].items())
+        + f"; samples not fully coherent: {g['samples_not_fully_coherent']:.1%}",
+        "text-only questions answered yes/no: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in g["language_answers_yes_no"].items()),
         f"DPO restores the language side beyond its intervals: {'yes' if result.restores() else 'no'}",
         "",
         f"{'stage':14s} {'wall s':>8s} {'cpu s':>8s}",

@@ -21,17 +21,19 @@ Stages, each kept when finished (a re-run redoes no finished work):
 4. `dpo/`: DPO from `sft/` on those pairs (the settings of `toy_alignment`'s DPO arm);
 5. `eval/<name>/`: base, sft and dpo on toy POPE, AMBER, Object HalBench and toy_language;
 6. `study_a.json`: per checkpoint and metric the value, and the paired comparisons DPO − SFT and SFT −
-   base (95% bootstrap intervals, `toy_alignment.compare_runs`), plus the annotation counts.
+   base (95% bootstrap intervals, `toy_alignment.compare_runs`), plus the annotation counts and where the
+   pairs' signal lies (`signal`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.experiments.judged_pairs import JudgeRules, write_judged_pairs
+from evalkit.experiments.judged_pairs import QUALITY, JudgeRules, write_judged_pairs
 from evalkit.experiments.toy_alignment import (
     METRICS,
     Settings,
@@ -100,6 +102,9 @@ class StudyResult:
     comparisons: dict[str, list[dict[str, Any]]]
     annotation: dict[str, Any]
     trend: dict[str, Any]
+    #: what the pairs and the answers hold (`signal`): pairs by question kind, which attributes tell the
+    #: pair's answers apart, and per checkpoint the share of text-only questions answered yes/no
+    signal: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def restores(self) -> bool:
@@ -132,6 +137,31 @@ def study_prompts(data: Path) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def signal(annotate_dir: Path, runs: dict[str, Path]) -> dict[str, Any]:
+    """Where the preference signal lies: the pairs by question kind (the prompt id's suffix: describe, yes,
+    no), how many pairs differ in each quality attribute, the share of samples not rated fully coherent,
+    and per checkpoint the share of `toy_language` answers that begin with yes or no (the visual stage's
+    existence-question habit on a text-only question)."""
+    from evalkit.store import RunStore
+
+    rows = [json.loads(x) for x in (annotate_dir / "dpo.jsonl").read_text().splitlines() if x.strip()]
+    samples = [json.loads(x) for x in (annotate_dir / "samples.jsonl").read_text().splitlines() if x.strip()]
+    rated = [r["ratings"] for r in samples if r.get("ratings")]
+    yes_no = {}
+    for name, run in runs.items():
+        answers = [r.get("response") or "" for r in RunStore(run).read_samples("toy_language")]
+        first = [a.strip().split()[0].strip(".,").lower() if a.strip() else "" for a in answers]
+        yes_no[name] = sum(w in ("yes", "no") for w in first) / len(first) if first else None
+    return {
+        "pairs_by_kind": dict(Counter(r["id"].rsplit("-", 1)[-1] for r in rows)),
+        "pairs_differing_in": {
+            a: sum(r["scores"]["chosen"][a] != r["scores"]["rejected"][a] for r in rows) for a in QUALITY
+        },
+        "samples_not_fully_coherent": sum(r["Coherence"] < 4 for r in rated) / len(rated) if rated else None,
+        "language_answers_yes_no": yes_no,
+    }
 
 
 def run_study(
@@ -181,6 +211,7 @@ def run_study(
         },
         annotation=annotated or json.loads((work / "annotate" / "stats.json").read_text()),
         trend=train_log_trends(dpo_dir / "train_log.jsonl"),
+        signal=signal(work / "annotate", runs),
         timings=clock.timings,
     )
     (work / "study_a.json").write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")

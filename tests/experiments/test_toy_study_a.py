@@ -143,3 +143,8 @@ def _check_dpo_and_comparisons(work: Path, result) -> None:
     saved = json.loads((work / "study_a.json").read_text())
     assert saved["restores"] == result.restores() and saved["annotation"] == result.annotation
     assert result.trend["steps"] == TINY.dpo_steps
+    g = result.signal
+    assert sum(g["pairs_by_kind"].values()) == result.annotation["pairs"]
+    assert set(g["pairs_by_kind"]) <= {"describe", "yes", "no"}
+    assert all(0 <= n <= result.annotation["pairs"] for n in g["pairs_differing_in"].values())
+    assert set(g["language_answers_yes_no"]) == {"base", "sft", "dpo"}
