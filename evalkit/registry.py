@@ -19,8 +19,11 @@ TASKS: dict[str, str] = {
     "pope": "evalkit.tasks.pope:Pope",
     "amber": "evalkit.tasks.amber:Amber",
     "mmhal": "evalkit.tasks.mmhal:MMHal",
+    "mmhal_v": "evalkit.tasks.mmhal.vision:MMHalV",
     "objhal": "evalkit.tasks.objhal:ObjHal",
     "mmbench": "evalkit.tasks.mmbench:MMBench",
+    "textvqa": "evalkit.tasks.textvqa:TextVQA",
+    "gqa": "evalkit.tasks.gqa:GQA",
     "toy_language": "evalkit.tasks.toy_language:ToyLanguage",
 }
 

@@ -132,6 +132,8 @@ class Task(ABC):
     tax_metrics: tuple[str, ...] = ()
     #: lmms-eval task names whose `--log_samples` logs import as this task (`evalkit.interop.lmms_eval`)
     lmms_eval_names: tuple[str, ...] = ()
+    #: what a logged record of this benchmark carries (named when a log's records lack it)
+    lmms_eval_fields: str = ""
     #: why this benchmark's lmms-eval logs cannot be imported (None: they can, or lmms-eval lacks it)
     lmms_eval_unsupported: str | None = None
     #: the file `evalkit export` writes into the run folder by default (None: no submission format)
@@ -240,7 +242,7 @@ class Task(ABC):
 
     def lmms_eval_matches(self, record: Any) -> bool:
         """Whether a logged lmms-eval record (`evalkit.interop.lmms_eval.Record`: its per-sample `fields`,
-        its `doc` when logged) is of this benchmark, for a log whose file name names no known task."""
+        its `doc` when logged) is of this benchmark; the records, never the file name, decide."""
         return False
 
     def lmms_eval_convert(

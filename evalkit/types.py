@@ -17,11 +17,14 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True)
 class Message:
-    """One chat turn. `images` are local file paths shown before the text, in order."""
+    """One chat turn. `images` are local file paths shown before the text, in order; `image_detail` is
+    OpenAI's `detail` for them ("low", "high" or "auto"; None: not sent, the API's default), which other
+    backends ignore."""
 
     role: Role
     text: str
     images: tuple[str, ...] = ()
+    image_detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ torch out of light commands), relative or absolute, `import a.b`, `from a import
 `importlib.import_module("a.b")` with a literal name. The layers, lowest first (`LAYERS`):
 
     util and types -> models -> judges -> tasks -> runner and store -> analysis and interop -> training
-    -> experiments -> cli
+    -> experiments (and annotation) -> cli
 
 A module may import its own layer and the layers below it. Two packages span layers by role: the toy world
 (shapes, words, folders) sits with util, the toy model with the models, the toy
@@ -56,7 +56,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("analysis", ("evalkit.analysis", "evalkit.interop")),
     ("training", ("evalkit.training",)),
-    ("experiments", ("evalkit.experiments",)),
+    ("experiments", ("evalkit.experiments", "evalkit.annotation")),
     ("cli", ("evalkit.cli", "evalkit.__main__")),
 )
 #: besides the order: (importing package, packages it must not import). Training is a library of trainers

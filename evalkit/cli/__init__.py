@@ -1,7 +1,7 @@
 """The `evalkit` command line: the typer `app`, the error mapping every command shares (`command`), and
 the commands in the order `evalkit --help` lists them, from the modules by role: `evaluate` (run, import,
-rescore, export, tasks), `merge`, `data` (data list, fetch, verify), `train` (train, align, demo) and
-`analyze` (compare, leaderboard).
+rescore, export, tasks), `merge`, `data` (data list, fetch, verify), `train` (train, align, demo),
+`annotate` (the first study's judged training data) and `analyze` (compare, leaderboard).
 
 Heavy libraries (torch, transformers) are imported inside the commands, so `--help` and the light commands
 start at once; where one is missing anyway, the command ends in one line naming it and the pip command."""
@@ -13,7 +13,7 @@ import sqlite3
 
 import typer
 
-from evalkit.cli import analyze, data, evaluate, merge, train
+from evalkit.cli import analyze, annotate, data, evaluate, merge, train
 from evalkit.cli.display import fail
 from evalkit.types import UserError
 from evalkit.util.dependencies import missing_dependency
@@ -64,6 +64,7 @@ command()(evaluate.export)
 command()(train.train)
 command()(train.align)
 command()(train.demo)
+command()(annotate.annotate)
 command("tasks")(evaluate.list_tasks)
 command("data", help=data.HELP)(data.data)
 command(help=analyze.COMPARE_HELP)(analyze.compare)

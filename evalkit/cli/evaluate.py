@@ -334,10 +334,11 @@ def run(
 def import_(
     task: Annotated[str, typer.Option(help="Task whose answers these are, e.g. pope.")],
     answers: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             help="Answer file (LLaVA format: {question_id, text} lines), or an lmms-eval samples log "
-            "(*_samples_<task>.jsonl from --log_samples)."
+            "(*_samples_<task>.jsonl from --log_samples); repeat it, or give the folder, for the logs of "
+            "one lmms-eval run (pope_random, pope_pop, pope_adv)."
         ),
     ],
     output: Annotated[Path, typer.Option(help="Run folder to create.")],
@@ -360,7 +361,7 @@ def import_(
         )
     for w in caught:
         warn(str(w.message))
-    show(result, as_json, title=f"evalkit · imported {answers.name}")
+    show(result, as_json, title=f"evalkit · imported {', '.join(a.name for a in answers)}")
 
 
 def rescore(

@@ -7,7 +7,10 @@ task's HF split), `target`, `input` (the prompt), `filtered_resps` (the answer a
 `resps` only when it differs), `doc_hash`, `prompt_hash`, `target_hash` and one field per value the task's
 `process_results` returned (`pope_accuracy`, `gpt_eval_score`, ...); it drops `doc`. Older versions wrote
 `<task>.json`, an object {"args", "model_configs" (or "config"), "logs": [records with `doc`]}. Both are
-read; the records, not the file name, decide the task.
+read; the records, not the file name, decide the task (a locally defined task, e.g. `toypope`, imports as
+the benchmark its records belong to). Several logs of one run import together (`import_logs`: lmms-eval's
+per-split POPE tasks `pope_random`, `pope_pop`, `pope_adv` write one file each), given as files or as the
+folder holding them.
 
 Only the model's answers are taken; evalkit's official scorer scores them (lmms-eval's metric fields
 follow other rules, spec/benchmarks.md). Which lmms-eval tasks import as which evalkit task is declared by
@@ -46,6 +49,9 @@ class Record:
     input: str | None
     doc: dict[str, Any] | None
     fields: dict[str, Any]
+    #: the lmms-eval task its file names (None: the name says none) and the file it was read from
+    task: str | None = None
+    path: Path | None = None
 
     def metric(self, *names: str) -> dict[str, Any]:
         """The first of the per-sample fields `names` that holds an object (what a task's
@@ -106,8 +112,10 @@ def _text(value: Any, path: Path, doc_id: Any) -> str:
 
 
 def read_log(path: Path) -> list[Record]:
-    """Every record of an lmms-eval samples file, in `doc_id` order; one record per document."""
+    """Every record of an lmms-eval samples file, in `doc_id` order; one record per document, each
+    carrying the file's lmms-eval task name and path."""
     text = read_text(path)
+    task = log_task_name(path)
     raw = _logs(_peek(path))
     if raw is not None:
         check_value(str(path), raw)
@@ -134,7 +142,8 @@ def read_log(path: Path) -> list[Record]:
             first = obj["arguments"][0]
             prompt = first[0] if isinstance(first, list) and first else first
         prompt = prompt if isinstance(prompt, str) else None
-        records[doc_id] = Record(doc_id, _text(answer, path, doc_id), obj.get("target"), prompt, doc, obj)
+        text_ = _text(answer, path, doc_id)
+        records[doc_id] = Record(doc_id, text_, obj.get("target"), prompt, doc, obj, task, path)
     if not records:
         raise UserError(f"{path}: no lmms-eval records")
     return [records[k] for k in sorted(records)]
@@ -175,32 +184,46 @@ def importable_names(tasks: list[Task]) -> dict[str, str]:
     return {lmms: t.name for t in tasks for lmms in t.lmms_eval_names}
 
 
-def detect(records: list[Record], lmms_task: str | None, tasks: list[Task]) -> Task | None:
-    """The task the records belong to: the one whose `lmms_eval_names` hold the file's task name, else
-    the first whose `lmms_eval_matches` recognises the first record's per-sample fields."""
-    for t in tasks:
-        if lmms_task in t.lmms_eval_names:
-            return t
+def detect(records: list[Record], tasks: list[Task]) -> Task | None:
+    """The task the records belong to: the first whose `lmms_eval_matches` recognises the first record's
+    per-sample fields (never the file name, which a locally defined lmms-eval task chooses freely)."""
     return next((t for t in tasks if t.lmms_eval_matches(records[0])), None)
+
+
+def log_files(answers: list[Path], task: Task) -> list[Path]:
+    """The lmms-eval logs to import: each file given, and in each folder given, the logs whose records
+    are `task`'s (lmms-eval writes every task of a run into one folder)."""
+    files: list[Path] = []
+    for given in answers:
+        if not given.is_dir():
+            files.append(given)
+            continue
+        logs = [p for p in sorted(given.iterdir()) if p.is_file() and is_lmms_eval_log(p)]
+        mine = [p for p in logs if detect(read_log(p), [task]) is not None]
+        if not mine:
+            raise UserError(
+                f"--answers {given}: no lmms-eval log of {task.name} in this folder ({len(logs)} lmms-eval "
+                f"logs of other tasks); pass the {task.name} log files themselves"
+            )
+        files += mine
+    return files
 
 
 # ---------------------------------------------------------------------------------------- importing
 
 
-def import_log(
-    task: Task, path: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
-) -> tuple[list[Imported], dict[str, Any]]:
-    """The imported answers and the data info of an lmms-eval samples file, for `task`."""
+def _read_family(task: Task, path: Path, tasks: list[Task], names: dict[str, str]) -> list[Record]:
+    """The records of one log, refused (one line) unless they are `task`'s."""
     records = read_log(path)
-    lmms_task = log_task_name(path)
-    tasks = _tasks()
-    names = importable_names(tasks)
-    family = detect(records, lmms_task, tasks)
+    lmms_task = records[0].task
+    family = detect(records, tasks)
     named = f"lmms-eval task {lmms_task!r}" if lmms_task else "an lmms-eval task"
     if family is None:
-        shared = ", ".join(sorted(names))
+        need = f"; {task.name} records carry {task.lmms_eval_fields}" if task.lmms_eval_fields else ""
+        fields = ", ".join(sorted(k for k in records[0].fields if k not in _COMMON))[:200] or "none"
         raise UserError(
-            f"{path} is a log of {named} that evalkit does not share; importable lmms-eval tasks: {shared}"
+            f"{path} is a log of {named} that evalkit does not share (its per-sample fields: {fields}{need});"
+            f" importable lmms-eval tasks: {', '.join(sorted(names))}"
         )
     if family.lmms_eval_unsupported is not None:
         raise UserError(f"{path}: {family.lmms_eval_unsupported}")
@@ -208,15 +231,67 @@ def import_log(
         raise UserError(
             f"{path} is a log of {named}, which is evalkit's {family.name!r}; pass --task {family.name}"
         )
-    if lmms_task is not None and lmms_task not in names:
-        raise UserError(f"{path}: {named} is not one evalkit imports; importable: {', '.join(names)}")
+    return records
+
+
+#: the fields every lmms-eval record has, whatever its task
+_COMMON = {"doc_id", "doc", "target", "input", "arguments", "resps", "filtered_resps", "doc_hash"}
+_COMMON |= {"prompt_hash", "target_hash"}
+
+
+def import_logs(
+    task: Task, paths: list[Path], questions: Path | None, data_dir: Path | None, judgments: list[Path]
+) -> tuple[list[Imported], dict[str, Any]]:
+    """The imported answers and the data info of one run's lmms-eval samples files, for `task`. Every
+    file must hold `task`'s records, no lmms-eval task may be logged in two files, and the files must
+    name one model (where they name one)."""
     if judgments:
         raise UserError("an lmms-eval log carries its own judge scores; --judgments does not apply")
+    tasks = _tasks()
+    names = importable_names(tasks)
+    records: list[Record] = []
+    seen: dict[str, Path] = {}
+    models: dict[Path, str] = {}
+    for path in paths:
+        recs = _read_family(task, path, tasks, names)
+        lmms_task = recs[0].task
+        key = lmms_task or str(path.resolve())
+        if key in seen:
+            what = f"logs of lmms-eval task {lmms_task!r}" if lmms_task else "the same file"
+            raise UserError(f"{seen[key]} and {path} are both {what}; import one of them")
+        seen[key] = path
+        model = logged_model(path)
+        if model:
+            models[path] = model
+        records += recs
+    if len(set(models.values())) > 1:
+        found = "; ".join(f"{p.name}: {m}" for p, m in models.items())
+        raise UserError(
+            f"the logs are of different models ({found}); import each model's logs as its own run"
+        )
+    one = len(paths) == 1
+    lmms_task = records[0].task if one else None
+    label = paths[0] if one else paths[0].parent
     with tempfile.TemporaryDirectory(prefix="evalkit-lmms-") as tmp:
-        items, info, counts = task.lmms_eval_convert(records, lmms_task, Path(tmp), data_dir, path)
-    info["inputs"] = {path.name: sha256_file(path)}
-    info["lmms_eval"] = {"task": lmms_task, "model": logged_model(path), "records": len(records), **counts}
+        items, info, counts = task.lmms_eval_convert(records, lmms_task, Path(tmp), data_dir, label)
+    if len({it.sample.id for it in items}) != len(items):
+        raise UserError(
+            f"{task.name}: an item is answered in more than one of the logs {', '.join(map(str, paths))}"
+        )
+    info["inputs"] = {p.name: sha256_file(p) for p in paths}
+    logged = lmms_task if one else [r.task or str(r.path and r.path.name) for r in _firsts(records)]
+    model = next(iter(models.values()), None)
+    info["lmms_eval"] = {"task": logged, "model": model, "records": len(records), **counts}
     return items, info
+
+
+def _firsts(records: list[Record]) -> list[Record]:
+    """The first record of each file, in file order."""
+    out: list[Record] = []
+    for r in records:
+        if not out or r.path != out[-1].path:
+            out.append(r)
+    return out
 
 
 def problems(counts: dict[str, Any]) -> list[str]:
@@ -234,6 +309,8 @@ def problems(counts: dict[str, Any]) -> list[str]:
     ):
         if counts.get(key):
             out.append(f"{counts[key]} {what}")
+    if counts.get("splits_without_log"):
+        out.append("no log of split " + ", ".join(counts["splits_without_log"]))
     missing = {k: v for k, v in (counts.get("official_without_answer") or {}).items() if v}
     if missing:
         out.append(

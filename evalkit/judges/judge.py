@@ -5,18 +5,26 @@ openai:MODEL` / `--judge hf:PATH`), never silently: the model, prompt hash and p
 judge's fingerprint, stored with every judged row, so runs judged differently are never compared as if
 they were the same. Any `Backend` can judge, so judges get batching, concurrency, retries and typed
 errors from the same code as the models under test.
+
+A judge may see images (a task puts them in its judge messages, with OpenAI's `detail` when it sets one):
+the cache key holds each image's content hash, not its path, so two images never share an answer, and a
+spec's `image_detail` is part of the fingerprint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
+from PIL import Image
+
 from evalkit.judges.cache import JudgeCache, cache_key
-from evalkit.judges.pricing import cost_usd
+from evalkit.judges.pricing import cost_usd, image_prompt_tokens
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response
 
@@ -30,6 +38,9 @@ class JudgeSpec:
     max_tokens: int = 1024
     n_runs: int = 1
     parser_version: str = "1"
+    #: the OpenAI image `detail` of a judge that sees the image ("low", "high", "auto"); None: the judge
+    #: sees no image, or is sent none (and the fingerprint has no such entry, as before images existed)
+    image_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,36 @@ class JudgeUsage:
         return asdict(self)
 
 
+@lru_cache(maxsize=256)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def image_sha256(path: str) -> str | None:
+    """The content hash of the image file at `path` (cached per file version), or None when it cannot be
+    read (the call then goes uncached, and the backend reports the missing image)."""
+    try:
+        st = os.stat(path)
+        return _file_sha256(str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None
+
+
+def _image_tokens(path: str, detail: str | None) -> int:
+    """`image_prompt_tokens` of the image at `path` (its header read for the size); an unreadable image
+    costs nothing (its call fails before it is billed)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError):
+        return 0
+    return image_prompt_tokens(width, height, detail)
+
+
 def prompt_sha256(*templates: str) -> str:
     h = hashlib.sha256()
     for t in templates:
@@ -115,6 +156,8 @@ class Judge:
         self._backend_identity = {k: v for k, v in backend.fingerprint().items() if k != "served_model"}
         identity = json.dumps(self._backend_identity, sort_keys=True, default=str)
         self.id = f"{spec.model}|{identity}|prompt:{prompt_hash[:16]}|parser:{spec.parser_version}"
+        if spec.image_detail is not None:  # only then: text judges keep their ids and cache keys
+            self.id += f"|image_detail:{spec.image_detail}"
 
     @property
     def model_name(self) -> str:
@@ -127,7 +170,7 @@ class Judge:
         return dict(self._backend_identity)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.spec.model,
             "backend": self.backend_identity(),
             "prompt_sha256": self.prompt_hash,
@@ -136,6 +179,9 @@ class Judge:
             "max_tokens": self.spec.max_tokens,
             "n_runs": self.spec.n_runs,
         }
+        if self.spec.image_detail is not None:  # only then: text judges keep their stored fingerprints
+            out["image_detail"] = self.spec.image_detail
+        return out
 
     def _generation(self, temperature: float | None) -> GenerationConfig:
         t = self.spec.temperature if temperature is None else temperature
@@ -144,7 +190,14 @@ class Judge:
     def _key(self, messages: tuple[Message, ...], gen: GenerationConfig, run_index: int | None) -> str | None:
         if not gen.greedy and run_index is None:
             return None  # a fresh draw each time: never cached
-        rendered = [[m.role, m.text, list(m.images)] for m in messages]
+        rendered: list[list[Any]] = []
+        for m in messages:
+            images = [image_sha256(p) for p in m.images]
+            if None in images:
+                return None  # an unreadable image: the backend answers with the error, nothing is cached
+            rendered.append([m.role, m.text, images])
+            if m.image_detail is not None:
+                rendered[-1].append(m.image_detail)
         sampling = [gen.max_new_tokens, gen.temperature, gen.top_p, list(gen.stop), gen.top_logprobs]
         return cache_key(self.id, rendered, sampling, run_index)
 
@@ -273,19 +326,21 @@ class Judge:
     def estimate_calls(self, calls: list[JudgeCall]) -> dict[str, Any]:
         """Calls a run would make (cache misses) and their estimated cost (≈ 4 characters a token;
         completions at each call's `max_new_tokens`, an upper bound), for `--dry-run` and
-        `--judge-budget-usd`. The cost is None when the judge model's price is unknown."""
+        `--judge-budget-usd`; each image at OpenAI's vision rate (`image_prompt_tokens`). The cost is None
+        when the judge model's price is unknown."""
         keys = [
             self._key(c.messages, c.generation, c.run_index) if self.cache is not None else None
             for c in calls
         ]
         hits = self.cache.get_many([k for k in keys if k]) if self.cache is not None else {}
-        n_calls, prompt_chars, completion_tokens = 0, 0, 0
+        n_calls, prompt_chars, completion_tokens, image_tokens = 0, 0, 0, 0
         for key, call in zip(keys, calls, strict=True):
             if key is None or key not in hits:
                 n_calls += 1
                 prompt_chars += sum(len(m.text) for m in call.messages)
+                image_tokens += sum(_image_tokens(p, m.image_detail) for m in call.messages for p in m.images)
                 completion_tokens += call.generation.max_new_tokens
-        prompt_tokens = prompt_chars // 4
+        prompt_tokens = prompt_chars // 4 + image_tokens
         return {
             "calls": n_calls,
             "cached": len(calls) - n_calls,
@@ -311,5 +366,5 @@ def make_judge(
 ) -> Judge:
     """The task's official judge, or the user's `--judge` model with the same prompt and parser."""
     if override:
-        spec = JudgeSpec(override, spec.temperature, spec.max_tokens, spec.n_runs, spec.parser_version)
+        spec = replace(spec, model=override)
     return Judge(spec, load_backend(spec.model, options), prompt_hash, cache)

@@ -11,10 +11,11 @@ scores. A row whose judge could not be reached (after the backend's retries) is 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from evalkit.judges.cache import JudgeCache
-from evalkit.judges.judge import Judge, JudgeCall, JudgeSpec, make_judge
+from evalkit.judges.judge import Judge, JudgeCall, make_judge
 from evalkit.models.base import BackendOptions
 from evalkit.task import JudgedTask
 from evalkit.types import ErrorInfo, UserError
@@ -52,7 +53,7 @@ def task_judge(
     if n_runs is not None:
         if n_runs < 1:
             raise UserError("--judge-runs must be at least 1")
-        spec = JudgeSpec(spec.model, spec.temperature, spec.max_tokens, n_runs, spec.parser_version)
+        spec = replace(spec, n_runs=n_runs)
     model = override or (spec.model if ":" in spec.model else f"openai:{spec.model}")
     return make_judge(spec, task.judge_prompt_hash(), override=model, options=options, cache=cache)
 

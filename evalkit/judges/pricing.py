@@ -6,6 +6,8 @@ pass their own table. Numbers are the providers' list prices for the pinned snap
 
 from __future__ import annotations
 
+import math
+
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4": (30.0, 60.0),
     "gpt-4-0314": (30.0, 60.0),
@@ -14,6 +16,7 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4-turbo": (10.0, 30.0),
     "gpt-4-turbo-2024-04-09": (10.0, 30.0),
     "gpt-4o": (2.5, 10.0),
+    "gpt-4o-2024-05-13": (5.0, 15.0),
     "gpt-4o-2024-08-06": (2.5, 10.0),
     "gpt-4o-mini": (0.15, 0.6),
     "gpt-3.5-turbo": (0.5, 1.5),
@@ -34,3 +37,16 @@ def cost_usd(
         return None
     p, c = table[model]
     return (prompt_tokens * p + completion_tokens * c) / 1e6
+
+
+def image_prompt_tokens(width: int, height: int, detail: str | None) -> int:
+    """The prompt tokens OpenAI's GPT-4o bills for one image: 85 at `low`; otherwise (`high`, and `auto` or
+    none as an upper bound, the API choosing) 85 + 170 per 512-pixel tile of the image scaled to fit
+    2048×2048 and then to a shortest side of at most 768 (OpenAI's published vision-cost rule)."""
+    if detail == "low":
+        return 85
+    scale = min(1.0, 2048 / max(width, height))
+    w, h = width * scale, height * scale
+    scale = min(1.0, 768 / min(w, h))
+    w, h = w * scale, h * scale
+    return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)

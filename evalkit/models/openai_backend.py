@@ -50,14 +50,16 @@ def _logprobs(raw: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def to_openai_messages(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
     """Chat messages in OpenAI format: plain string content for text-only messages, otherwise
-    image parts (in order) followed by the text part. Raises `ImageLoadError`."""
+    image parts (in order, with the message's `image_detail` when set) followed by the text part.
+    Raises `ImageLoadError`."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if not m.images:
             out.append({"role": m.role, "content": m.text})
             continue
+        detail = {} if m.image_detail is None else {"detail": m.image_detail}
         parts: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": image_data_url(p)}} for p in m.images
+            {"type": "image_url", "image_url": {"url": image_data_url(p), **detail}} for p in m.images
         ]
         if m.text:
             parts.append({"type": "text", "text": m.text})

@@ -168,6 +168,7 @@ class MMBench(JudgedTask):
     judge_spec = JUDGE_SPEC
     task_options = OPTIONS
     lmms_eval_names = ("mmbench_en_dev", "mmbench_en_test")
+    lmms_eval_fields = "a gpt_eval_score or submission object with index, question and L2-category"
     hub_sources = tuple(HUB_SOURCES.values())
     export_file = "mmbench_submission.xlsx"
 

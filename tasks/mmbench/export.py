@@ -8,8 +8,10 @@ question, A-D, prediction, category, l2 category and index. This file has the un
 question, A, B, C, D, prediction, answer (only when the TSV had answers), category, l2-category, split.
 Rows are sorted by index; a pass whose generation failed gets an empty prediction (counted on stdout).
 
-The .xlsx is written with the standard library (a minimal SpreadsheetML workbook with inline strings), so no
-openpyxl is needed:
+The .xlsx is written by openpyxl (a dependency of evalkit; the server reads the file with pandas'
+`read_excel`, which uses openpyxl too): one sheet named Sheet1, a header row, integers and floats as numbers,
+other values as text (never as formulas, even when they start with "="), None and "" as empty cells. It
+replaced a hand-written SpreadsheetML writer: `benchmarks/xlsx_writer.py` measures both.
 
     evalkit export RUN_DIR [--output FILE.xlsx]   # default RUN_DIR/mmbench_submission.xlsx
 
@@ -19,104 +21,57 @@ openpyxl is needed:
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
-#: characters XML 1.0 cannot hold (Excel would refuse the file): dropped from cell text
+from evalkit.types import UserError
+
+#: characters XML 1.0 cannot hold (Excel and openpyxl refuse them): dropped from cell text
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
-_CONTENT_TYPES = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-    '<Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/xl/workbook.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-    '<Override PartName="/xl/worksheets/sheet1.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-    '<Override PartName="/xl/styles.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
-    "</Types>"
-)
-_ROOT_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
-    'Target="xl/workbook.xml"/></Relationships>'
-)
-_WORKBOOK = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-    '<sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>'
-)
-_WORKBOOK_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
-    'Target="worksheets/sheet1.xml"/>'
-    '<Relationship Id="rId2" '
-    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" '
-    'Target="styles.xml"/></Relationships>'
-)
-_STYLES = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-    '<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>'
-    '<fills count="1"><fill><patternFill patternType="none"/></fill></fills>'
-    '<borders count="1"><border/></borders>'
-    '<cellStyleXfs count="1"><xf/></cellStyleXfs>'
-    '<cellXfs count="1"><xf xfId="0"/></cellXfs>'
-    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
-    "</styleSheet>"
-)
 
-
-def column_letter(i: int) -> str:
-    """0 → A, 25 → Z, 26 → AA."""
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(65 + r) + out
-    return out
-
-
-def _cell(ref: str, value: Any) -> str:
-    if value is None or value == "":
-        return ""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        text = escape(_ILLEGAL.sub("", str(value)))
-        return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
-    return f'<c r="{ref}"><v>{value}</v></c>'
+def _openpyxl() -> Any:
+    try:
+        import openpyxl
+    except ImportError:
+        raise UserError(
+            "writing the MMBench submission .xlsx needs openpyxl, a dependency of evalkit that is missing "
+            "here: pip install openpyxl"
+        ) from None
+    return openpyxl
 
 
 def write_xlsx(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
-    """One sheet: a header row, then `rows`; ints and floats as numbers, everything else as text, None and
-    "" as empty cells."""
-    lines = []
-    for r, values in enumerate([columns, *rows], 1):
-        cells = "".join(_cell(f"{column_letter(c)}{r}", v) for c, v in enumerate(values))
-        lines.append(f'<row r="{r}">{cells}</row>')
-    sheet = (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        f"<sheetData>{''.join(lines)}</sheetData></worksheet>"
-    )
+    """One sheet, Sheet1: a header row, then `rows`; ints and floats as numbers, everything else as text,
+    None and "" as empty cells. Written to a temporary file first, so a failed write leaves no file."""
+    openpyxl = _openpyxl()
+    from openpyxl.cell import WriteOnlyCell
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Sheet1")
+
+    def cell(value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        text = _ILLEGAL.sub("", str(value))
+        if not text.startswith("="):
+            return text
+        literal = WriteOnlyCell(sheet, value=text)
+        literal.data_type = "s"  # text, not a formula
+        return literal
+
+    sheet.append(list(columns))
+    for values in rows:
+        sheet.append([cell(v) for v in values])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("[Content_Types].xml", _CONTENT_TYPES)
-        z.writestr("_rels/.rels", _ROOT_RELS)
-        z.writestr("xl/workbook.xml", _WORKBOOK)
-        z.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS)
-        z.writestr("xl/styles.xml", _STYLES)
-        z.writestr("xl/worksheets/sheet1.xml", sheet)
-    tmp.replace(path)
+    try:
+        book.save(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def submission_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]], int]:

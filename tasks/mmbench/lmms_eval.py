@@ -31,8 +31,9 @@ def convert(
     records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
 ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
     """The records as MMBench passes scored by the circular rules, with lmms-eval's prompt (see above)."""
-    if lmms_task is not None and "_cn" in lmms_task:
-        raise UserError(f"{path}: {lmms_task} is MMBench-CN; evalkit's mmbench is the English set")
+    for name in sorted(({lmms_task} | {r.task for r in records}) - {None}):
+        if "_cn" in name:
+            raise UserError(f"{path}: {name} is MMBench-CN; evalkit's mmbench is the English set")
     judge = {
         "fingerprint": {"model": "none", "source": "lmms-eval log (its matcher outputs are not logged)"},
         "outputs": [[]],

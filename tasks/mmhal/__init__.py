@@ -4,7 +4,8 @@ informativeness and hallucination.
 Modules: this one holds the Task class; `protocol` the template records, the official prompts, the rating
 parser and the summary (no I/O); `data` the template, image and judged-result files; `hub` the official
 files fetched from the hub (the default without --data-dir); `importing` `evalkit import` of official
-answers and reviews; `toy` the toy set over the toy world.
+answers and reviews; `toy` the toy set over the toy world; `vision` MMHal-Bench-V, the same task judged by
+GPT-4o seeing the image.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ INSTEAD = (
 )
 
 
-class MMHal(JudgedTask):
+class MMHalBench(JudgedTask):
     """MMHal-Bench. One row per template record, id = its index (0–95, which fixes the question type),
     `target` the human answer, `cluster` the image id. The model sees its image and the bare question
     (greedy, 1,024 new tokens); GPT-4 (`gpt-4-0314`, temperature 0) gets the official template once per
@@ -86,12 +87,7 @@ class MMHal(JudgedTask):
     images/, read as --data-dir reads them); `--data-dir DIR` with the template (`response_template.json`
     from HF Shengcao1006/MMHal-Bench, or RLHF-V's `mmhal-bench_answer_template.json`) and the images in
     DIR/images (or `--image-dir`), each named as the last part of its record's `image_src` URL; `--data toy`
-    builds a toy set offline.
-
-    Import: `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
-    `model_vqa_mmhal.py` output); `--judgments` (exactly one) is either RLHF-V's merged judged file (records
-    with `gpt4_review`; its model answers must match `--answers`) or LLaVA-RLHF's `eval_gpt_mmhal.py
-    --evaluation` file (a list of 96 chat-completion responses, or of review strings), paired by order."""
+    builds a toy set offline."""
 
     name = "mmhal"
     version = "1"
@@ -115,10 +111,11 @@ class MMHal(JudgedTask):
     }
     default_metric = PERCENT
     tax_metrics = ("hallucination_rate",)
-    import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
     generation = GENERATION
     supports_toy = True
     judge_spec = JUDGE_SPEC
+    #: the other ways to give the data, said when the hub cache lacks it
+    instead = INSTEAD
 
     def load(self, spec: DataSpec) -> LoadedData:
         hub: dict[str, Any] | None = None
@@ -129,7 +126,7 @@ class MMHal(JudgedTask):
         elif spec.data_dir is not None:
             data_dir = Path(spec.data_dir)
         else:
-            data_dir, hub = locate_files(self.name, INSTEAD)
+            data_dir, hub = locate_files(self.name, self.instead)
         path = find_template(data_dir)
         every = load_template(path)
         items = every[: spec.limit]
@@ -206,6 +203,17 @@ class MMHal(JudgedTask):
         n_unparsed = sum(r["unparsed"] for r in rows)
         metrics["unparsed"] = Estimate(float(n_unparsed), math.nan, math.nan, len(rows)).to_dict()
         return _json_metrics(metrics)
+
+
+class MMHal(MMHalBench):
+    """MMHal-Bench with `evalkit import` of the official answered template and GPT-4 reviews.
+
+    `--answers` is the answered template (the 96 records with `model_answer` filled in, LLaVA-RLHF
+    `model_vqa_mmhal.py` output); `--judgments` (exactly one) is either RLHF-V's merged judged file (records
+    with `gpt4_review`; its model answers must match `--answers`) or LLaVA-RLHF's `eval_gpt_mmhal.py
+    --evaluation` file (a list of 96 chat-completion responses, or of review strings), paired by order."""
+
+    import_usage = "--answers ANSWERED.json --judgments REVIEWS.json"
 
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]

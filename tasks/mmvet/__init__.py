@@ -119,6 +119,7 @@ class MMVet(JudgedTask):
     generation = GENERATION
     supports_toy = True
     lmms_eval_names = ("mmvet",)
+    lmms_eval_fields = "a gpt_eval_score object with question_id, capabilities and score"
     hub_sources = (HUB_SOURCE,)
     judge_spec = JudgeSpec(
         JUDGE_MODEL,

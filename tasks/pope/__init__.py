@@ -63,6 +63,10 @@ class Pope(Task):
     supports_toy = True
     hub_sources = (HUB_SOURCE,)
     lmms_eval_names = ("pope", "pope_random", "pope_pop", "pope_adv")
+    lmms_eval_fields = (
+        "a pope_accuracy object (question_id, a yes/no ground_truth) or a doc with question_id, question "
+        "and a yes/no answer"
+    )
 
     def load(self, spec: DataSpec) -> LoadedData:
         per_split = None if spec.limit is None else -(-spec.limit // len(SPLITS))
@@ -173,8 +177,9 @@ class Pope(Task):
         return write_answers(rows, folder)
 
     def lmms_eval_matches(self, record: Any) -> bool:
-        doc = record.doc or {}
-        return "pope_accuracy" in record.fields or {"question_id", "image_source", "category"} <= doc.keys()
+        from evalkit.tasks.pope.lmms_eval import matches
+
+        return matches(record)
 
     def lmms_eval_convert(
         self, records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path

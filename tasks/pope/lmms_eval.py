@@ -2,10 +2,14 @@
 `lmms_eval/tasks/pope/utils.py`, `pope*.yaml`: HF lmms-lab/POPE, 3,000 rows per split with question_id,
 question, answer, image_source, category).
 
-A record is paired with the row of the official file (`--data-dir`) with its split and question_id, when the
-question text ("imange" typo aside), label and image (when logged) agree. The split is `doc.category`, else
-the task name (`TASK_SPLIT`), else found from the content (`_pope_blocks`). What pairs with nothing is
-counted in run.json. The paired answers are written as official answer files and read by `importing`.
+A log is POPE's by its records (`matches`: the `pope_*` objects `pope_process_results` logs, or a POPE doc),
+whatever its file name. A record is paired with the row of the official file (`--data-dir`) with its split
+and question_id, when the question text ("imange" typo aside), label and image (when logged) agree. The
+split is `doc.category`, else the record's lmms-eval task name (`TASK_SPLIT`), else found from the content
+(`_pope_blocks`, block by block within each log). The three per-split logs of one run import together; a
+question answered in two logs is refused, and a split with no log among per-split logs is named. What pairs
+with nothing is counted in run.json. The paired answers are written as official answer files and read by
+`importing`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,23 @@ from evalkit.util.datafiles import mark_partial, sha256_file
 
 #: lmms-eval task → the POPE split its log holds (`pope` holds all three)
 TASK_SPLIT = {"pope_random": "random", "pope_pop": "popular", "pope_adv": "adversarial"}
+#: the per-sample fields lmms-eval's `pope_process_results` logs, each {question_id, score, prediction,
+#: ground_truth}
+METRIC_FIELDS = ("pope_accuracy", "pope_precision", "pope_recall", "pope_f1_score", "pope_yes_ratio")
+
+
+def _yes_no(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ("yes", "no")
+
+
+def matches(record: Any) -> bool:
+    """Whether an lmms-eval record is POPE's: a `pope_*` object with a question_id and a yes/no ground
+    truth, or (older logs) a doc with question_id, question and a yes/no answer."""
+    m = record.metric(*METRIC_FIELDS)
+    if "question_id" in m and _yes_no(m.get("ground_truth")):
+        return True
+    doc = record.doc or {}
+    return {"question_id", "question"} <= doc.keys() and _yes_no(doc.get("answer"))
 
 
 def _norm(text: str) -> str:
@@ -44,14 +65,18 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _pope_blocks(parsed: list[tuple], counts: dict[str, Any]) -> dict[int, str]:
     """The split of each record of a log that names none (lmms-eval's `pope` over lmms-lab/POPE's 9,000
-    rows, `doc` dropped). A POPE split file numbers its questions 1, 2, ...; the log is cut into blocks
-    where the id starts again (one per split when lmms-eval kept the files' order). A block takes the
-    split that most of its records fitting exactly one split fit (positives are identical in every
-    split, negatives mostly differ), when that split has at least twice the votes of the next and no
-    other block claims it. The blocks and their votes are kept in run.json."""
+    rows, `doc` dropped). A POPE split file numbers its questions 1, 2, ...; the records whose split is
+    not named are cut into blocks where the id starts again or the log changes (one per split when
+    lmms-eval kept the files' order). A block takes the split that most of its records fitting exactly
+    one split fit (positives are identical in every split, negatives mostly differ), when that split has
+    at least twice the votes of the next and no other block claims it. The blocks and their votes are
+    kept in run.json."""
     blocks: list[list[int]] = []
     for i, p in enumerate(parsed):
-        if not blocks or p[0] <= parsed[blocks[-1][-1]][0]:
+        if p[4] is not None:  # its split is named (doc or task name): it takes no part
+            continue
+        last = parsed[blocks[-1][-1]] if blocks else None
+        if last is None or p[0] <= last[0] or p[6] != last[6]:
             blocks.append([])
         blocks[-1].append(i)
     winners: list[str | None] = []
@@ -82,36 +107,42 @@ def convert(
         )
     splits, paths = read_label_files(Path(data_dir))
     official = {s: {int(r["question_id"]): r for r in rows} for s, rows in splits.items()}
-    hint = TASK_SPLIT.get(lmms_task or "")
-    parsed = []  # (question_id, question, label, image, split named by the log, splits it fits)
+    parsed = []  # (question_id, question, label, image, split named by the log, splits it fits, file)
     for rec in records:
         doc = rec.doc or {}
-        m = rec.metric("pope_accuracy", "pope_f1_score", "pope_precision", "pope_recall")
+        m = rec.metric(*METRIC_FIELDS)
+        hint = TASK_SPLIT.get(rec.task or lmms_task or "")
         try:
             qid = int(doc.get("question_id", m.get("question_id")))
         except (TypeError, ValueError):
             raise UserError(
-                f"{path}: doc_id {rec.doc_id}: no POPE question_id (doc or pope_accuracy)"
+                f"{rec.path or path}: doc_id {rec.doc_id}: no POPE question_id (doc or pope_accuracy)"
             ) from None
         label = str(doc.get("answer", m.get("ground_truth", rec.target)) or "").strip().lower()
         question = doc.get("question") or (rec.input.split("\n")[0] if rec.input else None)
         split = doc.get("category") or hint
         if split is not None and split not in SPLITS:
-            raise UserError(f"{path}: doc_id {rec.doc_id}: unknown POPE category {split!r}")
+            raise UserError(f"{rec.path or path}: doc_id {rec.doc_id}: unknown POPE category {split!r}")
         image = doc.get("image_source")
         fits = [s for s in SPLITS if _fits(official[s].get(qid), question, label, image)]
-        parsed.append((qid, question, label, image, split, fits))
+        parsed.append((qid, question, label, image, split, fits, rec.path))
     counts: dict[str, Any] = {}
     guessed = _pope_blocks(parsed, counts) if any(p[4] is None for p in parsed) else {}
     counts.update(unmatched_records=0, conflicting_records=0, ambiguous_records=0, duplicate_records=0)
     matched: dict[tuple[str, int], Any] = {}
-    for i, (rec, (qid, question, label, image, split, _)) in enumerate(zip(records, parsed, strict=True)):
+    for i, (rec, (qid, question, label, image, split, *_)) in enumerate(zip(records, parsed, strict=True)):
         split = split or guessed.get(i)
         if split is None:
             counts["ambiguous_records"] += 1
         elif not _fits(official[split].get(qid), question, label, image):
             counts["conflicting_records" if qid in official[split] else "unmatched_records"] += 1
         elif (split, qid) in matched:
+            first = matched[(split, qid)].path
+            if first != rec.path:
+                raise UserError(
+                    f"{rec.path}: POPE {split} question {qid} is answered in {first} too; a question may "
+                    "come from one log only (import each split's log once)"
+                )
             counts["duplicate_records"] += 1
         else:
             matched[(split, qid)] = rec
@@ -138,6 +169,10 @@ def convert(
         meta.pop("answer_question_id", None)
         meta["lmms_eval_doc_id"] = matched[(meta["split"], int(meta["question_id"]))].doc_id
     counts["matched"] = len(matched)
+    if all(r.task in TASK_SPLIT for r in records):  # per-split logs: name the splits none of them holds
+        logged = {TASK_SPLIT[r.task] for r in records}
+        by_split = {v: k for k, v in TASK_SPLIT.items()}
+        counts["splits_without_log"] = [f"{s} ({by_split[s]})" for s in SPLITS if s not in logged]
     n = tuple(len(splits[s]) for s in SPLITS)
     info = {
         "source": str(data_dir),

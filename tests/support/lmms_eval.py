@@ -1,6 +1,9 @@
 """lmms-eval sample logs built by hand, shared by the lmms-eval import tests and the generated-input
 import tests."""
 
+import hashlib
+import json
+
 
 def mmbench_records():
     """Two questions in lmms-eval's mmbench_en_dev format, each asked in every circular rotation (pass k
@@ -38,3 +41,50 @@ def mmbench_records():
             records.append(rec)
             doc_id += 1
     return records
+
+
+POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
+
+
+def _sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pope_record(doc_id, row, text):
+    """One POPE record as lmms-eval's tracker writes it (`pope_process_results`' five objects; `doc`,
+    `arguments` and `resps` dropped; `input` added last), for a row {question_id, text, label} of an
+    official POPE file answered `text`."""
+    pred = text.lower().strip()
+    rec = {
+        "doc_id": doc_id,
+        "target": row["label"],
+        "filtered_resps": [text],
+        "doc_hash": _sha(row["text"]),
+        "prompt_hash": _sha(row["text"] + POPE_SUFFIX),
+        "target_hash": _sha(row["label"]),
+    }
+    metric = {
+        "question_id": str(row["question_id"]),
+        "score": float(pred == row["label"]),
+        "prediction": pred,
+        "ground_truth": row["label"],
+    }
+    for name in ("accuracy", "precision", "recall", "f1_score", "yes_ratio"):
+        rec[f"pope_{name}"] = dict(metric)
+    rec["input"] = row["text"] + POPE_SUFFIX
+    return rec
+
+
+def write_lmms_run(folder, logs, *, date="20260101_120000", model="llava_hf", model_args="pretrained=m"):
+    """One lmms-eval run as its tracker lays it out: `<folder>/<date>_samples_<task>.jsonl` per task of
+    `logs` ({task: records}) and `<date>_results.json` with the run's config. Returns the samples paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task, records in logs.items():
+        path = folder / f"{date}_samples_{task}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        paths.append(path)
+    config = {"model": model, "model_args": model_args, "batch_size": "1"}
+    results = {"results": {task: {"alias": task} for task in logs}, "config": config}
+    (folder / f"{date}_results.json").write_text(json.dumps(results, indent=2))
+    return paths
