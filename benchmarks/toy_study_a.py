@@ -1,6 +1,7 @@
 """The first study's pipeline in the toy world (`evalkit.experiments.toy_study_a`): language stage (the
 base), visual SFT without text-only data (the degraded checkpoint), 4 samples per image question at
-temperature 0.7, rated by the toy judge, best-vs-worst pairs (gap >= 2), DPO, evaluation, paired comparison.
+temperature 0.7 rated by the toy judge (`evalkit annotate`), best-vs-worst pairs (gap >= 2), DPO, evaluation,
+paired comparison.
 
     python benchmarks/toy_study_a.py [--work DIR] [--seed N]
 
@@ -54,8 +55,8 @@ def format_study(result: StudyResult) -> str:
     a, g = result.annotation, result.signal
     lines += [
         "",
-        f"annotation: {a['prompts']} prompts, {a['samples']} samples, {a['unparsed']} unparsed ratings, "
-        f"{a['pairs']} pairs; skipped groups: {a['skipped'] or 'none'}",
+        f"evalkit annotate: {a['prompts']} prompts, {a['samples']} samples, {a['rated']} rated, "
+        f"{a['unparsed']} unparsed, {a['pairs']} pairs; skipped groups: {a['skipped']['dpo'] or 'none'}",
         f"pairs by question kind: {g['pairs_by_kind']}; pairs whose answers differ in "
         + ", ".join(f"{k} {v}" for k, v in g["pairs_differing_in"].items())
         + f"; samples not fully coherent: {g['samples_not_fully_coherent']:.1%}",

@@ -11,13 +11,14 @@ Stages, each kept when finished (a re-run redoes no finished work):
    visual stage that degrades the language side;
 2. `base/` (the language stage, as in `toy_alignment`) and `sft/` (the biased visual instructions,
    without text-only data): the degraded checkpoint;
-3. `annotate/`: the study's data side. Prompts: the toy preference set's image questions (per scene of
-   `alignment_data`'s pair scenes, disjoint from the evaluation images: one description and two existence
-   questions), each with its faithful answer as the reference, as the study's prompts (LRV-Instruct and
-   SciGraphQA image questions) came with dataset answers. The SFT checkpoint samples 4 answers per prompt
-   at temperature 0.7, the toy judge (`evalkit.toy.judge`, through the judge layer) rates each on the five
-   attributes, and the pairs are best vs worst quality with groups of gap < 2 dropped
-   (`evalkit.experiments.judged_pairs`);
+3. `annotate/`: the study's data side, `evalkit annotate` (`evalkit.annotation`). Prompts: the toy
+   preference set's image questions (per scene of `alignment_data`'s pair scenes, disjoint from the
+   evaluation images: one description and two existence questions; `data/bdhs_source.jsonl`), each with
+   its faithful answer as the reference, as the study's prompts (LRV-Instruct and SciGraphQA image
+   questions) came with dataset answers. The SFT checkpoint samples 4 answers per prompt at temperature
+   0.7, the toy judge (`evalkit.toy.judge`, through the judge layer, shown the image as the study's judge
+   was, though it reads only the text) rates each on the five attributes, and the pairs are best vs worst
+   quality with groups of gap < 2 dropped;
 4. `dpo/`: DPO from `sft/` on those pairs (the settings of `toy_alignment`'s DPO arm);
 5. `eval/<name>/`: base, sft and dpo on toy POPE, AMBER, Object HalBench and toy_language;
 6. `study_a.json`: per checkpoint and metric the value, and the paired comparisons DPO − SFT and SFT −
@@ -33,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalkit.experiments.judged_pairs import QUALITY, JudgeRules, write_judged_pairs
+from evalkit.annotation.pipeline import ANNOTATIONS
 from evalkit.experiments.toy_alignment import (
     METRICS,
     Settings,
@@ -48,6 +49,8 @@ from evalkit.util.environment import torch_threads
 
 #: the comparison's metrics: toy_alignment's, and how often a language prompt gets an answer at all
 STUDY_METRICS = (*METRICS, ("toy_language.answered", +1))
+#: the quality attributes, as `evalkit annotate` names them in its files
+QUALITY = ("helpfulness", "correctness", "coherence")
 LANGUAGE = ("toy_language.precision", "toy_language.well_formed", "toy_language.answered")
 
 
@@ -124,21 +127,6 @@ class StudyResult:
         return out
 
 
-def study_prompts(data: Path) -> list[dict[str, Any]]:
-    """The prompt records (`{"id", "question", "image", "reference"}`) of the pair scenes' image questions,
-    from `bdhs_source.jsonl` (the preference set's prompts with their faithful answers)."""
-    rows = [json.loads(x) for x in (data / "bdhs_source.jsonl").read_text().splitlines() if x.strip()]
-    return [
-        {
-            "id": r["id"],
-            "question": r["prompt"],
-            "image": str((data / r["image"]).resolve()),
-            "reference": r["response"],
-        }
-        for r in rows
-    ]
-
-
 def signal(annotate_dir: Path, runs: dict[str, Path]) -> dict[str, Any]:
     """Where the preference signal lies: the pairs by question kind (the prompt id's suffix: describe, yes,
     no), how many pairs differ in each quality attribute, the share of samples not rated fully coherent,
@@ -147,7 +135,7 @@ def signal(annotate_dir: Path, runs: dict[str, Path]) -> dict[str, Any]:
     from evalkit.store import RunStore
 
     rows = [json.loads(x) for x in (annotate_dir / "dpo.jsonl").read_text().splitlines() if x.strip()]
-    samples = [json.loads(x) for x in (annotate_dir / "samples.jsonl").read_text().splitlines() if x.strip()]
+    samples = [json.loads(x) for x in (annotate_dir / ANNOTATIONS).read_text().splitlines() if x.strip()]
     rated = [r["ratings"] for r in samples if r.get("ratings")]
     yes_no = {}
     for name, run in runs.items():
@@ -159,9 +147,38 @@ def signal(annotate_dir: Path, runs: dict[str, Path]) -> dict[str, Any]:
         "pairs_differing_in": {
             a: sum(r["scores"]["chosen"][a] != r["scores"]["rejected"][a] for r in rows) for a in QUALITY
         },
-        "samples_not_fully_coherent": sum(r["Coherence"] < 4 for r in rated) / len(rated) if rated else None,
+        "samples_not_fully_coherent": sum(r["coherence"] < 4 for r in rated) / len(rated) if rated else None,
         "language_answers_yes_no": yes_no,
     }
+
+
+def annotate_stage(data: Path, work: Path, s: StudySettings) -> None:
+    """`evalkit annotate` (`evalkit.annotation.pipeline.annotate`) into WORK/annotate, unless finished: the
+    pair scenes' image questions (`bdhs_source.jsonl`, their faithful answers as the references), sampled
+    from WORK/sft, rated by the toy judge through the judge layer (its cache in WORK/judge_cache.sqlite)."""
+    from evalkit.annotation.pipeline import annotate, attribute_judge
+    from evalkit.judges.cache import JudgeCache
+    from evalkit.models.base import load_backend
+
+    if (work / "annotate" / "summary.json").is_file():
+        return
+    cache = JudgeCache(work / "judge_cache.sqlite")
+    judge = attribute_judge(load_backend(s.judge), max_tokens=256, cache=cache)
+    try:
+        annotate(
+            data / "bdhs_source.jsonl",
+            str(work / "sft"),
+            work / "annotate",
+            judge=judge,
+            samples=s.samples,
+            temperature=s.temperature,
+            max_new_tokens=s.max_new_tokens,
+            seed=s.seed,
+            min_gap=s.min_gap,
+            response_as_reference=True,
+        )
+    finally:
+        cache.close()
 
 
 def run_study(
@@ -178,7 +195,6 @@ def run_study(
     work.mkdir(parents=True, exist_ok=True)
     _check_settings(work / "settings.json", s)  # type: ignore[arg-type]
     clock = _Clock(say or (lambda m: None))
-    annotated: dict[str, Any] = {}
     with torch_threads(s.threads):
         with clock.stage("data", skipped=False):
             sizes = {"n_sft": a.n_sft, "n_pairs": a.n_pairs, "n_text": 0, "n_language": a.n_language}
@@ -187,17 +203,12 @@ def run_study(
         plan = toy_plan(work, data, toy, a, progress)
         plan.checkpoints["dpo"]["data"] = str(work / "annotate" / "dpo.jsonl")
 
-        def annotate() -> None:
-            with clock.stage("annotate", skipped=(work / "annotate" / "dpo.jsonl").is_file()):
-                rules = JudgeRules(s.samples, s.temperature, s.max_new_tokens, s.min_gap, s.seed)
-                annotated.update(
-                    write_judged_pairs(
-                        study_prompts(data), str(work / "sft"), s.judge, work / "annotate", rules
-                    )
-                )
+        def annotate_step() -> None:
+            with clock.stage("annotate", skipped=(work / "annotate" / "summary.json").is_file()):
+                annotate_stage(data, work, s)
 
         runs = run_stages(
-            plan, progress=progress, say=lambda m: None, stage=clock.stage, before={"dpo": annotate}
+            plan, progress=progress, say=lambda m: None, stage=clock.stage, before={"dpo": annotate_step}
         )
     dpo_dir = Path(model_path(plan, "dpo"))
     result = StudyResult(
@@ -209,7 +220,7 @@ def run_study(
             "dpo": compare_runs(runs["dpo"], runs["sft"], STUDY_METRICS, s.min_common),
             "sft": compare_runs(runs["sft"], runs["base"], STUDY_METRICS, s.min_common),
         },
-        annotation=annotated or json.loads((work / "annotate" / "stats.json").read_text()),
+        annotation=json.loads((work / "annotate" / "summary.json").read_text()),
         trend=train_log_trends(dpo_dir / "train_log.jsonl"),
         signal=signal(work / "annotate", runs),
         timings=clock.timings,

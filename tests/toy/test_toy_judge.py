@@ -108,11 +108,15 @@ def test_through_the_judge_layer(tmp_path):
     assert load_backend("toy-judge:3").seed == 3
     with pytest.raises(UserError, match="toy-judge:SEED"):
         load_backend("toy-judge:x")
+    from PIL import Image
+
+    image = str(tmp_path / "img.png")  # a real file: the cache keys an image by its content
+    Image.new("RGB", (8, 8)).save(image)
     cache = JudgeCache(tmp_path / "judge.sqlite")
     judge = Judge(JudgeSpec("toy-judge"), backend, "0" * 64, cache)
     items = [
         ("a", (Message("user", prompt("Describe the image.", "apple.", "apple.")),)),
-        ("b", (Message("user", prompt("Is there a cup in the image?", "No", "Yes"), ("img.png",)),)),
+        ("b", (Message("user", prompt("Is there a cup in the image?", "No", "Yes"), (image,)),)),
     ]
     first = judge.ask(items)
     assert [a.cached for a in first] == [False, False]
@@ -120,3 +124,26 @@ def test_through_the_judge_layer(tmp_path):
     again = Judge(JudgeSpec("toy-judge"), load_backend("toy-judge"), "0" * 64, cache).ask(items)
     assert [a.cached for a in again] == [True, True] and [a.text for a in again] == [a.text for a in first]
     assert judge.fingerprint()["backend"] == {"model": "toy-judge", "rules_version": "1", "reference_seed": 0}
+
+
+def test_reads_evalkit_annotates_prompt_and_its_parser_reads_the_answer():
+    """The contract with `evalkit annotate`: its rendered prompt (image attached or not) in, its parser's
+    ratings out, equal to the ratings worked out above."""
+    from evalkit.annotation.rating import parse_ratings, quality, render
+
+    cases = [
+        (
+            ("Describe the image.", "apple, cup, dog and kite.", "apple, cup and dog.", "img.png"),
+            (3, 1, 4, 4, 1),
+        ),
+        (("Describe the image.", "apple and cup.", "apple, cup and dog.", None), (4, 3, 4, 2, 1)),
+        (("Is there a dog in the image? Please answer yes or no.", "no.", "Yes", "img.png"), (2, 0, 4, 0, 0)),
+    ]
+    for (question, response, reference, image), expected in cases:
+        (message,) = render(question, response, reference, image)
+        scores, why = parse_ratings(judge_text(message.text))
+        assert why is None and tuple(scores[n.lower()] for n in NAMES) == expected
+        assert quality(scores) == sum(expected[:3])
+    (message,) = render("Describe the image.", "apple.", None, "img.png")  # no reference: unrateable
+    scores, why = parse_ratings(judge_text(message.text))
+    assert scores is None and why
