@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.toy",  # the toy world: evalkit.toy.world, .language, .folders
         ),
     ),
-    ("models", ("evalkit.models", "evalkit.toy.model", "evalkit.toy.pretrain")),
+    ("models", ("evalkit.models", "evalkit.toy.model", "evalkit.toy.pretrain", "evalkit.toy.judge")),
     ("judges", ("evalkit.judges",)),
     ("tasks", ("evalkit.task", "evalkit.registry", "evalkit.tasks", "evalkit.toy.alignment_data")),
     (

@@ -95,13 +95,17 @@ def interval_verdict(diff: float, low: float, high: float, better: int) -> str:
     return "no significant change"
 
 
-def compare_runs(run_dir: Path, reference_dir: Path, metrics=METRICS) -> list[dict[str, Any]]:
-    """Every metric of `metrics`: `run_dir` against `reference_dir` on their common answered samples."""
+def compare_runs(
+    run_dir: Path, reference_dir: Path, metrics=METRICS, min_common: int = 20
+) -> list[dict[str, Any]]:
+    """Every metric of `metrics`: `run_dir` against `reference_dir` on their common answered samples
+    (`min_common`: compare's fewest common samples and units; lower only for the tests' tiny runs)."""
     from evalkit.analysis.compare import compare_runs as paired
 
     # every toy set has far more than compare's 20 common units; a metric without an interval (AMBER's F1
     # against a base that never answers yes/no: 0/0 in every resample) is reported as n/a, not refused
-    result = paired(reference_dir, run_dir, metrics=[k for k, _ in metrics], refuse_nan=False)
+    keys = [k for k, _ in metrics]
+    result = paired(reference_dir, run_dir, metrics=keys, refuse_nan=False, min_common=min_common)
     found = {f"{m.task}.{m.metric}": m for m in result.metrics}
     out = []
     for key, better in metrics:

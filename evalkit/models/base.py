@@ -125,9 +125,9 @@ def check_options(options: BackendOptions) -> None:
 
 
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
-    """`toy` → the built-in tiny LLaVA; `openai:NAME` → an OpenAI-compatible endpoint; `vllm:PATH` → a
-    checkpoint on vLLM's in-process engine; anything else (optionally prefixed `hf:`) → a transformers
-    checkpoint, local path or hub id."""
+    """`toy` → the built-in tiny LLaVA; `toy-judge` → the toy world's judge (`evalkit.toy.judge`);
+    `openai:NAME` → an OpenAI-compatible endpoint; `vllm:PATH` → a checkpoint on vLLM's in-process engine;
+    anything else (optionally prefixed `hf:`) → a transformers checkpoint, local path or hub id."""
     options = options or BackendOptions()
     check_options(options)
     engine = model.startswith("vllm:")
@@ -141,6 +141,10 @@ def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
         if not model:
             raise UserError("--model vllm:PATH_OR_HUB_ID needs a checkpoint after 'vllm:'")
         import_vllm()  # where vLLM is missing, say so before anything is built or loaded
+    if model.partition(":")[0] == "toy-judge":  # the toy world's judge (evalkit.toy.judge)
+        from evalkit.toy.judge import ToyJudge
+
+        return ToyJudge.from_spec(model)
     if model == "toy":
         from evalkit.toy.model import ensure_toy_model
 
