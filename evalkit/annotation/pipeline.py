@@ -75,8 +75,11 @@ def make_attribute_judge(settings, max_tokens: int):
 
     if isinstance(settings, Judge):
         return settings
-    if not settings.model or ":" not in settings.model:
-        raise UserError("--judge is required: write openai:MODEL (see --judge-base-url) or hf:PATH")
+    if not settings.model or (":" not in settings.model and settings.model != "toy-judge"):
+        raise UserError(
+            "--judge is required: write openai:MODEL (see --judge-base-url), hf:PATH, "
+            "or toy-judge in the toy world"
+        )
     spec = JudgeSpec(settings.model, temperature=0.0, max_tokens=max_tokens, parser_version=PARSER_VERSION)
     cache = JudgeCache(settings.cache_path or judge_cache_path())
     return make_judge(spec, judge_prompt_sha256(), options=settings.options(), cache=cache)

@@ -147,3 +147,15 @@ def test_reads_evalkit_annotates_prompt_and_its_parser_reads_the_answer():
     (message,) = render("Describe the image.", "apple.", None, "img.png")  # no reference: unrateable
     scores, why = parse_ratings(judge_text(message.text))
     assert scores is None and why
+
+
+def test_annotate_takes_the_bare_toy_judge_name(tmp_path):
+    """`evalkit annotate --judge toy-judge` (no colon) builds the attribute judge on the toy judge; a bare
+    name that is no judge spec is still refused."""
+    from evalkit.annotation.pipeline import make_attribute_judge
+    from evalkit.judges.settings import JudgeSettings
+
+    judge = make_attribute_judge(JudgeSettings(model="toy-judge", cache_path=tmp_path / "c.sqlite"), 256)
+    assert isinstance(judge, Judge) and judge.spec.model == "toy-judge"
+    with pytest.raises(UserError, match="--judge is required"):
+        make_attribute_judge(JudgeSettings(model="gpt-4o", cache_path=tmp_path / "c.sqlite"), 256)
