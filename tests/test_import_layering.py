@@ -5,8 +5,8 @@ parsed with `ast`; every import counts, at module level or inside a function (th
 torch out of light commands), relative or absolute, `import a.b`, `from a import b` and
 `importlib.import_module("a.b")` with a literal name. The layers, lowest first (`LAYERS`):
 
-    util and types -> models (and the tracker writers) -> judges -> tasks -> runner and store -> analysis and interop -> training
-    -> experiments (and annotation) -> cli
+    util and types -> models (and the tracker writers) -> judges -> tasks -> runner and store -> analysis
+    and interop -> training -> experiments (and annotation) -> cli
 
 A module may import its own layer and the layers below it. Two packages span layers by role: the toy world
 (shapes, words, folders) sits with util, the toy model with the models, the toy

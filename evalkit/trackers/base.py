@@ -153,17 +153,12 @@ def open_trackers(
     for the interrupted run (a training run continued), `start_step` the first step logged from now on."""
     from evalkit.trackers.redaction import scrub
 
-    identity = RunIdentity(
-        settings.run_name or identity.name,
-        identity.kind,
-        scrub(identity.config),
-        identity.folder,
-        identity.group,
-    )
+    name, config, group = scrub([settings.run_name or identity.name, identity.config, identity.group])
+    identity = RunIdentity(name, identity.kind, config, identity.folder, group)
     opened: list[Tracker] = []
     try:
-        for name in settings.report_to:
-            if name == "wandb":
+        for tracker in settings.report_to:
+            if tracker == "wandb":
                 from evalkit.trackers.wandb_tracker import WandbTracker
 
                 opened.append(WandbTracker(settings, identity, (resume or {}).get("wandb")))
