@@ -56,7 +56,10 @@ class TensorBoardTracker(Tracker):
         except ModuleNotFoundError as exc:
             raise import_error("tensorboard", exc) from None
         self.dir = log_dir(identity)
-        self.writer = SummaryWriter(logdir=str(self.dir), purge_step=start_step)
+        # event files are named by the second they are opened in, and TensorBoard reads them in name order:
+        # the suffix keeps a resumed run's file (opened in the same second) apart from, and after, the first
+        suffix = f".{start_step:010d}.{os.getpid()}"
+        self.writer = SummaryWriter(logdir=str(self.dir), purge_step=start_step, filename_suffix=suffix)
         config = json.dumps(identity.config, indent=2, sort_keys=True, default=str)
         self.writer.add_text(f"{identity.kind}/config", f"```\n{config}\n```", global_step=start_step)
 

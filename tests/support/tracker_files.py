@@ -131,11 +131,11 @@ def _tfrecords(data: bytes) -> list[bytes]:
 
 
 def read_event_dir(folder: Path) -> Events:
-    """Every event file of a TensorBoard log folder, in the order written, as TensorBoard reads them."""
+    """Every event file of a TensorBoard log folder, in name order, as TensorBoard reads them."""
     from tensorboardX.proto.event_pb2 import Event, SessionLog
 
     found = Events()
-    for path in sorted(folder.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime_ns):
+    for path in sorted(folder.glob("events.out.tfevents.*")):  # TensorBoard's order: by name
         for raw in _tfrecords(path.read_bytes()):
             event = Event.FromString(raw)
             if event.HasField("session_log") and event.session_log.status == SessionLog.START:
