@@ -258,7 +258,8 @@ class TrainConfig:
         default=None, metadata={"help": "The run's name in the trackers (default: the output folder's name)."}
     )
     tracker_group: str | None = field(  # evalkit align: the plan's output folder name
-        default=None, metadata={"help": "W&B group (default: $WANDB_RUN_GROUP).", "cli": False}
+        default=None,
+        metadata={"help": "--report-to wandb: the run's group where WANDB_RUN_GROUP is not set."},
     )
 
     def __post_init__(self) -> None:

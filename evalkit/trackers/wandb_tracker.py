@@ -41,6 +41,10 @@ class WandbTracker(Tracker):
             "config": identity.config,
             "group": os.environ.get("WANDB_RUN_GROUP") or identity.group,
             "reinit": "create_new",  # a run of its own even where another is open (notebooks, align)
+            # read now, not from the settings wandb kept at its first run in this process (a notebook that
+            # changes WANDB_DIR or WANDB_MODE between runs)
+            "dir": os.environ.get("WANDB_DIR") or None,
+            "mode": os.environ.get("WANDB_MODE") or None,
         }
         if resume and resume.get("id"):
             kwargs.update(id=resume["id"], resume="allow")
