@@ -111,3 +111,22 @@ def test_no_secret_reaches_a_tracker(reported):
                 data = path.read_bytes()
                 assert TOKEN.encode() not in data, path
                 assert PASSWORD.encode() not in data, path
+
+
+def test_a_failed_run_is_reported_as_failed_from_the_python_api(tmp_path, monkeypatch):
+    import evalkit
+    from evalkit.runner import RunFailed
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    with pytest.raises(RunFailed, match="f1_mean has no value"):  # F1 over one sample: undefined
+        evalkit.evaluate(model="toy", tasks="pope", data="toy", limit=1, output=tmp_path / "run", threads=1,
+                         progress=False, report_to=["wandb", "tensorboard"], run_name="smoke")  # fmt: skip
+    (run,) = wandb_runs(tmp_path)
+    assert run.name == "smoke" and run.exit_code == 1
+    assert math.isnan(run.history[0]["eval/pope/f1_mean"]) and run.history[0]["eval/pope/f1_mean/n"] == 1
+    events = read_event_dir(tmp_path / "tb" / "smoke")  # $TENSORBOARD_LOGGING_DIR/NAME
+    assert math.isnan(events.scalars["eval/pope/f1_mean"][0])
+    assert not (tmp_path / "run" / "tensorboard").exists()
