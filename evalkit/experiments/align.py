@@ -284,9 +284,10 @@ def tax_stage(reference: Path, runs: dict[str, Path], folder: Path, min_common: 
 
 
 def report_tax(plan: AlignPlan, table) -> None:
-    """The alignment-tax table as a table (`align/tax`: one row per checkpoint × task × metric, the
-    columns of tax.csv's rows) in a tracker run of its own (kind `align`, named `tax`), whose config is
-    the plan (base, reference, checkpoints and their settings, the evaluation)."""
+    """The alignment-tax table as a table (`align/tax`: one row per checkpoint × task × metric with the
+    fields of tax.json's rows: base, aligned, diff and its interval, p-value, verdict, counts) in a tracker
+    run of its own (kind `align`, named `tax`; a re-run logs it again), whose config is the plan (base,
+    reference, checkpoints and their settings, the evaluation) and the table's settings."""
     from evalkit.trackers import RunIdentity, open_trackers
 
     rows = [r.to_dict() for r in table.rows]
