@@ -7,14 +7,16 @@ protobuf and numpy (under 4 MB); both write the same event files, which `tensorb
 Event files go to TENSORBOARD_LOGGING_DIR/<run name> when that variable is set (transformers reads the same
 variable), else to <run folder or checkpoint>/tensorboard. Tables are text summaries (markdown) of at most
 `MAX_TEXT_ROWS` rows, each cell cut to `MAX_CELL` characters (the rows in full stay in the run folder's
-samples/). A resumed training run writes to the same folder with `purge_step` at its first step, so
-TensorBoard drops the points the interrupted run logged after its last save; an evaluation logs at step 0
-with `purge_step` 0, so a re-run replaces what the earlier one logged there.
+samples/). A NaN value (an interval over too few units, an undefined ratio) is no scalar point; the
+`eval/metrics` text table shows it. A resumed training run writes to the same folder with `purge_step` at
+its first step, so TensorBoard drops the points the interrupted run logged after its last save; an
+evaluation logs at step 0 with `purge_step` 0, so a re-run replaces what the earlier one logged there.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ class TensorBoardTracker(Tracker):
 
     def log(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
-            if value is not None:
+            if value is not None and not math.isnan(value):  # NaN: no point to draw (it is in the tables)
                 self.writer.add_scalar(key, float(value), global_step=step)
 
     def log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int = 0) -> None:
