@@ -58,6 +58,11 @@ def test_a_missing_library_is_one_line_with_the_pip_command(tmp_path, name, modu
     )
     assert "pip install" in line and f"evalkit[{extra}]" in line, line
     assert not (tmp_path / "run").exists()
+    args = ["train", "--method", "sft", "--model", "toy", "--data", str(tmp_path / "none.jsonl"),
+            "--output", str(tmp_path / "ckpt"), "--report-to", f"tensorboard,{name}"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert "pip install" in error_line(proc) and f"evalkit[{extra}]" in error_line(proc)
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_scrub_removes_secret_values_and_url_credentials(monkeypatch):
