@@ -5,8 +5,8 @@ parsed with `ast`; every import counts, at module level or inside a function (th
 torch out of light commands), relative or absolute, `import a.b`, `from a import b` and
 `importlib.import_module("a.b")` with a literal name. The layers, lowest first (`LAYERS`):
 
-    util and types -> models -> judges -> tasks -> runner and store -> analysis, interop and hub -> training
-    -> experiments (and annotation) -> cli
+    util and types -> models (and the tracker writers) -> judges -> tasks -> runner and store -> analysis,
+    interop and hub -> training -> experiments (and annotation) -> cli
 
 A module may import its own layer and the layers below it. Two packages span layers by role: the toy world
 (shapes, words, folders) sits with util, the toy model with the models, the toy
@@ -39,7 +39,17 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.toy",  # the toy world: evalkit.toy.world, .language, .folders
         ),
     ),
-    ("models", ("evalkit.models", "evalkit.toy.model", "evalkit.toy.pretrain", "evalkit.toy.judge")),
+    (
+        "models",
+        (
+            "evalkit.models",
+            "evalkit.toy.model",
+            "evalkit.toy.pretrain",
+            "evalkit.toy.judge",
+            # the tracker writers: fed by training and the runner alike; their redaction is the models'
+            "evalkit.trackers",
+        ),
+    ),
     ("judges", ("evalkit.judges",)),
     ("tasks", ("evalkit.task", "evalkit.registry", "evalkit.tasks", "evalkit.toy.alignment_data")),
     (
@@ -52,6 +62,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "evalkit.judges.judging",
             "evalkit.judges.settings",
             "evalkit.judges.endpoints",
+            "evalkit.trackers.evaluation",  # a stored run, as the trackers show it
         ),
     ),
     ("analysis", ("evalkit.analysis", "evalkit.interop", "evalkit.hub")),

@@ -51,6 +51,11 @@ RESUME_FREE = (
     "output",
     # allows the checkpoint's own code to run; what is trained is the checkpoint, already in the key
     "trust_remote_code",
+    # where the run is reported, not what it trains
+    "report_to",
+    "tracker_project",
+    "run_name",
+    "tracker_group",
 )
 
 
@@ -237,6 +242,25 @@ class TrainConfig:
         default=False, metadata={"help": "Show progress bars.", "cli": False}
     )
     overwrite: bool = field(default=False, metadata={"help": "Start over even if OUTPUT holds a run."})
+    # evalkit.trackers; a list in a config file, commas on the command line, as transformers' report_to
+    report_to: str | list[str] = field(
+        default="none",
+        metadata={
+            "help": "Log every step to experiment trackers: wandb, tensorboard (comma-separated) or none.",
+            "cli_type": str,
+        },
+    )
+    tracker_project: str | None = field(
+        default=None,
+        metadata={"help": "--report-to wandb: the project (default: $WANDB_PROJECT, else evalkit)."},
+    )
+    run_name: str | None = field(
+        default=None, metadata={"help": "The run's name in the trackers (default: the output folder's name)."}
+    )
+    tracker_group: str | None = field(  # evalkit align: the plan's output folder name
+        default=None,
+        metadata={"help": "--report-to wandb: the run's group where WANDB_RUN_GROUP is not set."},
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -286,6 +310,7 @@ class TrainConfig:
             )
         self._check_second_rejected()
         self._check_values()
+        self.trackers  # noqa: B018 - known tracker names, or one line naming them
 
     def _check_second_rejected(self) -> None:
         """--second-rejected, --gamma, --bdhs-image: known values on the methods they apply to."""
@@ -416,6 +441,13 @@ class TrainConfig:
         from evalkit.models.protocol import Protocol
 
         return Protocol(self.prompt_style, self.image_pad)
+
+    @property
+    def trackers(self):
+        """Where the run is reported (`evalkit.trackers.TrackerSettings`)."""
+        from evalkit.trackers import TrackerSettings
+
+        return TrackerSettings.of(self.report_to, self.tracker_project, self.run_name)
 
     @property
     def alpha(self) -> float:

@@ -28,6 +28,8 @@
   base, so `evalkit run --model CKPT` renders the same prompt (a SteerLM checkpoint adds its targets,
   CKPT/steerlm.json); CKPT/train_log.jsonl has one row per optimizer step (`step` = updates done before
   the step, so row 0 is the untrained model); CKPT/train_config.json the config, data info and versions.
+- Trackers (`report_to`): the main process logs each log row and the config (`evalkit.trackers.training`);
+  a resumed run continues the same tracker run.
 - Shape: `train` is set-up (`_setup`: output folder checked, data, model, reference, optimizer, resume
   state restored), the loop (`_loop`, one optimizer step of `grad_accum` micro-batches each: `_accumulate`),
   then the finish (`_finish`: checkpoint saved, run marked complete). What is read from and written to
@@ -110,14 +112,21 @@ def train(
     """Train per `config` (or `TrainConfig(**kwargs)`); `on_step(row)` is called after each logged step."""
     cfg = config if config is not None else TrainConfig(**kwargs)
     cfg.validate()
+    cfg.trackers.check_installed()  # a missing tracker library: one line, before any work
     out = Path(cfg.output).expanduser()
     existing = inspect_output(out, cfg.resume_key(), cfg.overwrite)  # before any work
     if existing.complete is not None:
         steps, rows, resumed = finished_run(out, cfg.data, existing.complete)
         return TrainResult(out, steps, rows, resumed, already_complete=True)
     run = _setup(cfg, out, existing.resume)
-    _loop(run, on_step)
-    return _finish(run)
+    try:
+        _loop(run, on_step)
+        result = _finish(run)
+    except BaseException:
+        run.trackers.close(failed=True)
+        raise
+    run.trackers.close()
+    return result
 
 
 @dataclass
@@ -145,6 +154,7 @@ class _Run:
     autocast: Callable[[], Any]
     saved_at: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    trackers: Any = None  # evalkit.trackers.Trackers: --report-to, fed by the main process
 
     @property
     def writes(self) -> bool:
@@ -160,6 +170,8 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
     to it and train_config.json written (not yet completed)."""
     import torch
 
+    from evalkit.trackers import Trackers
+    from evalkit.trackers.training import open_for_training
     from evalkit.training.batching import Encoder
     from evalkit.training.data_checks import check_data_lengths, context_length
     from evalkit.training.distributed import processes
@@ -242,6 +254,9 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
     }
     if procs.is_main:
         write_json_atomic(out / "train_config.json", info)
+    trackers = (
+        open_for_training(cfg.trackers, out, info, start, cfg.tracker_group) if procs.is_main else Trackers()
+    )
     say(
         f"training {cfg.method} for {total} steps ({len(items)} examples, {n_trainable:,} trainable "
         f"parameters, {'LoRA r=' + str(cfg.lora_rank) if cfg.lora_rank else 'full fine-tuning'}"
@@ -271,6 +286,7 @@ def _setup(cfg: TrainConfig, out: Path, state) -> _Run:
         autocast,
         saved_at=start,
         rows=rows,
+        trackers=trackers,
     )
 
 
@@ -298,6 +314,7 @@ def _policy_and_reference(cfg: TrainConfig, model, encoder, items: list, device,
 def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
     """Optimizer steps `run.start` .. `run.total`: each logged (CKPT/train_log.jsonl), a resume state saved
     every `save_every` steps."""
+    from evalkit.trackers.training import step_values
     from evalkit.util.progress import make_progress
 
     cfg, procs = run.cfg, run.procs
@@ -322,6 +339,7 @@ def _loop(run: _Run, on_step: Callable[[dict[str, Any]], None] | None) -> None:
             if run.writes:
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
+                run.trackers.log(step_values(row), step)
             loss_text = "n/a" if row["loss"] is None else f"{row['loss']:.4f}"
             progress.update(task, advance=1, description=f"train {cfg.method} loss {loss_text}")
             done = step + 1

@@ -15,6 +15,13 @@ from rich.markup import escape
 from evalkit.cli.display import fail, out, warn
 from evalkit.types import UserError
 
+REPORT_TO_HELP = (
+    "Log to experiment trackers: wandb, tensorboard (comma-separated) or none. wandb reads WANDB_MODE "
+    "(offline), WANDB_DIR, WANDB_RUN_GROUP...; TensorBoard writes RUN_DIR/tensorboard or "
+    "$TENSORBOARD_LOGGING_DIR/NAME. Extras: evalkit[wandb], evalkit[tensorboard]."
+)
+TRACKER_PROJECT_HELP = "--report-to wandb: the project (default: $WANDB_PROJECT, else evalkit)."
+
 
 def show(result, as_json: bool, title: str, all_metrics: bool = True) -> None:
     """The run's table (every metric of each task; `run` passes `all_metrics=False` unless --all-metrics,
@@ -257,6 +264,11 @@ def run(
             help="I/N: answer part I of N of the samples only (independent jobs, e.g. a Slurm array), into "
             "a shard folder; `evalkit merge` joins the N shards into the run."
         ),
+    ] = None,
+    report_to: Annotated[str, typer.Option(help=REPORT_TO_HELP)] = "none",
+    tracker_project: Annotated[str | None, typer.Option(help=TRACKER_PROJECT_HELP)] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="The run's name in the trackers (default: the run folder's name).")
     ] = None,
 ) -> None:
     """Generate answers and score them; re-running the same command resumes an interrupted run.

@@ -230,5 +230,8 @@ def start_run(settings: dict[str, Any], progress: bool):
         progress=progress,
         threads=threads,
         shard=s["shard"],
+        report_to=s["report_to"],
+        tracker_project=s["tracker_project"],
+        run_name=s["run_name"],
         **data,
     )

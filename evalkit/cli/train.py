@@ -136,6 +136,18 @@ def align(
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    report_to: Annotated[
+        str | None,
+        typer.Option(
+            help="Log every training, evaluation and the table to experiment trackers: wandb, tensorboard "
+            "(comma-separated) or none (default: the plan's report_to key, else none).",
+            show_default=False,
+        ),
+    ] = None,
+    tracker_project: Annotated[
+        str | None,
+        typer.Option(help="--report-to wandb: the project (default: the plan's, $WANDB_PROJECT, evalkit)."),
+    ] = None,
 ) -> None:
     """Train aligned checkpoints from a base, evaluate base and checkpoints on one suite, and write the
     alignment-tax table (OUTPUT/tax.md, .csv, .html, .json). Re-running resumes every stage.
@@ -155,7 +167,9 @@ def align(
     from evalkit.experiments.align import run_align
 
     try:
-        result = run_align(config_file, progress=sys.stderr.isatty())
+        result = run_align(
+            config_file, progress=sys.stderr.isatty(), report_to=report_to, tracker_project=tracker_project
+        )
     except Incomparable as exc:
         fail(str(exc), 3)
     except KeyboardInterrupt:

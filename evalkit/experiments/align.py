@@ -14,6 +14,8 @@ suite, and write the alignment-tax table.
       dpo: {method: dpo, from: sft, data: pairs.jsonl, max_steps: 60}
     reference: sft                     # the table's baseline (default: base)
     min_common: 20                     # fewest common samples and bootstrap units per task (as compare)
+    report_to: wandb,tensorboard       # optional (or a list): every training, evaluation and the table
+    tracker_project: my-project        # optional: the W&B project
 
 Stages, each resumed rather than redone after a crash: OUTPUT/checkpoints/<name> (`evalkit train`: a
 finished checkpoint is kept, an interrupted one resumes from its last save), OUTPUT/eval/<name> (`evalkit
@@ -48,7 +50,16 @@ _EVAL_KEYS = (
     "batch_size",
     "seed",
 )
-_TOP_KEYS = ("base", "output", "evaluate", "checkpoints", "reference", "min_common")
+_TOP_KEYS = (
+    "base",
+    "output",
+    "evaluate",
+    "checkpoints",
+    "reference",
+    "min_common",
+    "report_to",
+    "tracker_project",
+)
 
 
 @dataclass
@@ -66,6 +77,20 @@ class AlignPlan:
     evaluate_base: bool = True
     #: where checkpoint <name> is trained (default OUTPUT/checkpoints)
     checkpoint_dir: Path | None = None
+    #: experiment trackers (`report_to`, `tracker_project`): each training, each evaluation and the table
+    #: are tracker runs of their own, grouped under OUTPUT's name
+    report_to: str | list[str] | None = None
+    tracker_project: str | None = None
+
+    @property
+    def trackers(self):
+        from evalkit.trackers import TrackerSettings
+
+        return TrackerSettings.of(self.report_to, self.tracker_project)
+
+    @property
+    def tracker_group(self) -> str:
+        return self.output.name
 
     @property
     def models(self) -> list[str]:
@@ -126,7 +151,10 @@ def read_plan(file: str | Path) -> AlignPlan:
     if isinstance(min_common, bool) or not isinstance(min_common, int) or min_common < 2:
         raise UserError(f"{path}: min_common must be a whole number of at least 2, not {min_common!r}")
     output = here / Path(str(raw["output"])).expanduser()
-    return AlignPlan(base, output, ev, checkpoints, reference, min_common)
+    plan = AlignPlan(base, output, ev, checkpoints, reference, min_common)
+    plan.report_to, plan.tracker_project = raw.get("report_to"), raw.get("tracker_project")
+    plan.trackers  # noqa: B018 - known tracker names, or one line naming them
+    return plan
 
 
 def _say(message: str) -> None:
@@ -172,6 +200,10 @@ def train_stage(
         return False
     settings = {k: v for k, v in plan.checkpoints[name].items() if k != "from"}
     settings.setdefault("progress", progress)
+    if plan.trackers:  # a checkpoint's own report_to / tracker_project win
+        settings.setdefault("report_to", list(plan.trackers.report_to))
+        settings.setdefault("tracker_project", plan.tracker_project)
+        settings.setdefault("tracker_group", plan.tracker_group)
     start = plan.checkpoints[name].get("from", plan.base_name)
     say(f"[{name}] training {settings.get('method')} from {start}")
     train(TrainConfig(model=model_path(plan, start), output=str(out), **settings))
@@ -190,7 +222,7 @@ def eval_stage(plan: AlignPlan, name: str, progress: bool = False, say: Callable
         return None
     judge = dict(ev.get("judge") or {})
     say(f"[{name}] evaluating on {ev['tasks']}")
-    return evaluate(
+    result = evaluate(
         model_path(plan, name),
         ev["tasks"],
         data=ev.get("data"),
@@ -204,6 +236,11 @@ def eval_stage(plan: AlignPlan, name: str, progress: bool = False, say: Callable
         task_options={str(k): str(v) for k, v in (ev.get("task_options") or {}).items()},
         progress=progress,
     )
+    if plan.trackers:
+        from evalkit.trackers.evaluation import report_run
+
+        report_run(plan.trackers, out, name=f"eval-{name}", group=plan.tracker_group)
+    return result
 
 
 @contextmanager
@@ -246,11 +283,51 @@ def tax_stage(reference: Path, runs: dict[str, Path], folder: Path, min_common: 
     return table, write_report(table, folder)
 
 
-def run_align(file: str | Path, *, progress: bool = False) -> dict[str, Any]:
-    """Every stage of the plan in `file`; returns the paths of the report files and the table."""
+def report_tax(plan: AlignPlan, table) -> None:
+    """The alignment-tax table as a table (`align/tax`: one row per checkpoint × task × metric with the
+    fields of tax.json's rows: base, aligned, diff and its interval, p-value, verdict, counts) in a tracker
+    run of its own (kind `align`, named `tax`; a re-run logs it again), whose config is the plan (base,
+    reference, checkpoints and their settings, the evaluation) and the table's settings."""
+    from evalkit.trackers import RunIdentity, open_trackers
+
+    rows = [r.to_dict() for r in table.rows]
+    columns = list(rows[0]) if rows else ["checkpoint", "task", "metric"]
+    config = {
+        "base": plan.base,
+        "reference": plan.reference,
+        "checkpoints": plan.checkpoints,
+        "evaluate": plan.evaluate,
+        "table": {k: v for k, v in table.to_dict().items() if k != "rows"},
+    }
+    identity = RunIdentity("tax", "align", config, plan.output, plan.tracker_group)
+    trackers = open_trackers(plan.trackers, identity)
+    try:
+        trackers.log_table("align/tax", columns, [[r[c] for c in columns] for r in rows])
+    except BaseException:
+        trackers.close(failed=True)
+        raise
+    trackers.close()
+
+
+def run_align(
+    file: str | Path,
+    *,
+    progress: bool = False,
+    report_to: str | list[str] | None = None,
+    tracker_project: str | None = None,
+) -> dict[str, Any]:
+    """Every stage of the plan in `file`; returns the paths of the report files and the table.
+    `report_to` / `tracker_project` (the command's flags) replace the plan's."""
     plan = read_plan(file)
+    if report_to is not None:
+        plan.report_to = report_to
+    if tracker_project is not None:
+        plan.tracker_project = tracker_project
+    plan.trackers.check_installed()
     run_stages(plan, progress=progress)
     aligned = {name: eval_dir(plan, name) for name in plan.models if name != plan.reference}
     table, paths = tax_stage(eval_dir(plan, plan.reference), aligned, plan.output, plan.min_common)
     _say(f"alignment-tax table: {', '.join(str(p) for p in paths)}")
+    if plan.trackers:
+        report_tax(plan, table)
     return {"table": table, "paths": paths, "plan": plan}

@@ -27,6 +27,8 @@ from evalkit.runner.generation import WHOLE, run_task, run_task_parallel
 from evalkit.runner.parallel import Group, Part, parse_shard
 from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, LoadedData, Task
+from evalkit.trackers import TrackerSettings
+from evalkit.trackers.evaluation import report_run
 from evalkit.types import Sample, UserError
 from evalkit.util.datafiles import content_version, data_identity
 from evalkit.util.environment import package_versions, set_torch_threads
@@ -151,6 +153,9 @@ def evaluate(
     progress: bool = True,
     threads: int | None = None,
     shard: str | Part | None = None,
+    report_to: str | list[str] | None = None,
+    tracker_project: str | None = None,
+    run_name: str | None = None,
 ) -> RunResult:
     """Evaluate `model` on `tasks` and return the run's metrics (also written to the run folder).
 
@@ -161,6 +166,8 @@ def evaluate(
     Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) the processes split the samples and write one
     run folder, the same as one process would; `shard="I/N"` answers part I of N only, into a shard run
     folder of its own for `evalkit merge` (see `evalkit.runner.parallel`).
+    `report_to` ("wandb", "tensorboard", a list or "none"; `tracker_project`, `run_name`): log the stored
+    run to experiment trackers once it ends (`evalkit.trackers.evaluation`).
     Raises `UserError` for input the user can fix and `RunFailed` when the failure rate is too high.
     """
     if batch_size is not None and batch_size < 1:
@@ -172,6 +179,12 @@ def evaluate(
     if not 0.0 <= max_failure_rate <= 1.0:
         raise UserError("--max-failure-rate must be between 0 and 1")
     part = parse_shard(shard) if isinstance(shard, str) else (shard or WHOLE)
+    trackers = TrackerSettings.of(report_to, tracker_project, run_name)
+    if trackers and part.count > 1:
+        raise UserError(
+            "--report-to logs a whole run; a shard's metrics come from `evalkit merge`: drop --report-to here"
+        )
+    trackers.check_installed()
     group = Group.from_environment()
     if group is not None:
         if part.count > 1:
@@ -194,7 +207,7 @@ def evaluate(
             backend_options = options = replace(options, device=group.device(options.device))
         group.start(options.device)
     try:
-        return _evaluate(
+        result = _evaluate(
             model,
             tasks,
             data=data,
@@ -214,9 +227,16 @@ def evaluate(
             group=group,
             threads=threads,
         )
+    except RunFailed as exc:  # a failed run is reported too, as failed
+        if exc.result is not None and (group is None or group.rank == 0):
+            report_run(trackers, exc.result.run_dir)
+        raise
     finally:
         if group is not None:
             group.close()
+    if group is None or group.rank == 0:
+        report_run(trackers, result.run_dir)
+    return result
 
 
 def _evaluate(
