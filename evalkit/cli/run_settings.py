@@ -21,6 +21,8 @@ from evalkit.types import UserError
 NOT_SETTINGS = ("ctx", "config_file")
 #: the settings without which nothing runs
 REQUIRED = ("model", "tasks")
+#: comma-separated flags that a config file or `evalkit.evaluate` may also give as a list
+COMMA_LISTS = ("tasks", "report_to")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def _coerce(flag: Flag, value: Any, path: Path) -> Any:
             return float(value)
         except ValueError:
             pass
-    if flag.kind is str and flag.name == "tasks" and isinstance(value, list):  # tasks: [pope, amber]
+    if flag.kind is str and flag.name in COMMA_LISTS and isinstance(value, list):  # tasks: [pope, amber]
         if all(isinstance(v, str) for v in value):
             return ",".join(value)
     if flag.kind is str and isinstance(value, str):
@@ -132,6 +134,9 @@ def check_type(flag: Flag, value: Any, where: str) -> Any:
     }.get(flag.kind)
     if fits:
         return value
+    if flag.kind is str and flag.name in COMMA_LISTS and isinstance(value, list | tuple):
+        if all(isinstance(v, str) for v in value):
+            return ",".join(value)
     if fits is None:  # list[str]: task_option
         if isinstance(value, str):
             return [value]

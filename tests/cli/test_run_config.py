@@ -69,7 +69,7 @@ def test_relative_paths_are_relative_to_the_file_and_flags_keep_theirs(tmp_path)
     config = write(
         folder / "c.yaml",
         "model: ckpt\ntasks: [pope, amber]\ndata_dir: data\noutput: ../runs/a\n"
-        "task_option:\n  amber.suffix: short\n",
+        "task_option:\n  amber.suffix: short\nreport_to: [wandb, tensorboard]\n",
     )
     settings = settings_from(run, config, {"seed": 3})
     assert settings["model"] == str(folder / "ckpt")
@@ -77,6 +77,7 @@ def test_relative_paths_are_relative_to_the_file_and_flags_keep_theirs(tmp_path)
     assert settings["data_dir"] == folder / "data"
     assert settings["output"] == folder / "../runs/a"
     assert settings["task_option"] == ["amber.suffix=short"]
+    assert settings["report_to"] == "wandb,tensorboard"  # a list, as transformers' report_to takes it
     assert settings["seed"] == 3 and settings["batch_size"] is None and settings["dtype"] == "auto"
     # a hub id and the built-in names are kept as they are
     for model in ("org/model", "openai:gpt-4o", "toy"):
