@@ -41,7 +41,7 @@ def _umask() -> int:
     return mask
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """Write through a temp file in the same folder, fsync, chmod to what the umask allows (mkstemp makes
     0600), then rename over `path`: a crash or a full disk leaves the old file whole. OSError becomes a
     `StorageError` naming the path and the fix."""
@@ -69,7 +69,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         json.dump(data, f, indent=2, sort_keys=False, allow_nan=True)
         f.write("\n")
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:
@@ -198,7 +198,7 @@ class SampleLog:
             for row in ordered:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-        _write_atomic(self.path, write)
+        write_atomic(self.path, write)
         self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         return ordered
 

@@ -292,11 +292,11 @@ def write_outputs(
     output: Path, prompt_ids: list[str], rows: dict[str, dict[str, Any]], samples: int, min_gap: float
 ) -> dict[str, Any]:
     """The three training files and the counts of the summary."""
-    from evalkit.store import _write_atomic
+    from evalkit.store import write_atomic
 
     dpo, rs, steer, skipped = build(prompt_ids, rows, samples, min_gap)
     for name, items in (("dpo.jsonl", dpo), ("rejection_sampling.jsonl", rs), ("steerlm.jsonl", steer)):
-        _write_atomic(output / name, lambda f, items=items: f.writelines(json.dumps(x) + "\n" for x in items))
+        write_atomic(output / name, lambda f, items=items: f.writelines(json.dumps(x) + "\n" for x in items))
     states = Counter()
     for row in rows.values():
         if row.get("error") is not None:
