@@ -201,9 +201,11 @@ class Task(ABC):
         outputs, so `rescore` never calls a judge."""
         return self.score(row["response"], row["target"], row["meta"])
 
-    @abstractmethod
     def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Metrics from scored rows (errors already removed): name → `Estimate.to_dict()`."""
+        """Metrics from scored rows (errors already removed): name → `Estimate.to_dict()`. By default the
+        estimates of `statistics`; a task whose reported numbers differ from them by design (rounding, an
+        interval of its own) overrides it."""
+        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
 
     def statistics(self, rows: list[dict[str, Any]]) -> dict[str, Statistic]:
         """The metrics of `aggregate` as `evalkit.stats.Statistic`s (functions of bootstrap weights over

@@ -90,9 +90,6 @@ class GQA(Task):
                 out[f"{field}/{name}"] = accuracy([r for r in rows if r["meta"].get(field) == name])
         return out
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
-
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:

@@ -159,9 +159,6 @@ class Pope(Task):
                 out[f"pooled/{name}"] = Statistic(pooled_metric(name), units, len(rows))
         return out
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
-
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:

@@ -108,9 +108,6 @@ class TextVQA(Task):
         keys = [("cluster", r["cluster"]) for r in rows]
         return {"accuracy": mean_statistic([r["accuracy"] for r in rows], keys, scale=100.0)}
 
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
-
     def import_answers(
         self, answers: Path, questions: Path | None, data_dir: Path | None, judgments: list[Path]
     ) -> tuple[list[Imported], dict[str, Any]]:

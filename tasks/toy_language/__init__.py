@@ -87,6 +87,3 @@ class ToyLanguage(Task):
                     [r["precision"] for r in part], [r["id"] for r in part], scale=100.0
                 )
         return out
-
-    def aggregate(self, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        return {name: s.estimate().to_dict() for name, s in self.statistics(rows).items()}
