@@ -14,13 +14,11 @@ adds a second rejected answer to `dpo` pairs (the two-rejected loss, `training.a
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from evalkit.models.base import public_url_or_none
-from evalkit.types import UserError
 
 SFT_METHODS = ("sft", "rs", "steerlm")
 DPO_METHODS = ("dpo", "online-dpo", "mixed-dpo", "bdhs", "online-bdhs")
@@ -266,151 +264,15 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise UserError(f"unknown training method {self.method!r}; methods: {', '.join(METHODS)}")
-        if self.schedule not in ("linear", "cosine"):
-            raise UserError(f"--schedule must be linear or cosine, got {self.schedule!r}")
-        if self.projector_lr is not None and self.lora_rank == 0:
-            raise UserError("--projector-lr applies to LoRA; full fine-tuning trains the projector at --lr")
-        if self.loss not in ("sigmoid", "ipo", "slic"):
-            raise UserError(f"--loss must be sigmoid, ipo or slic, got {self.loss!r}")
-        if self.flip_fraction and self.method not in FLIP_METHODS:
-            raise UserError(
-                f"--flip-fraction flips preference pairs read from the data: it applies to "
-                f"{' and '.join(FLIP_METHODS)}, not --method {self.method}"
-            )
-        if self.reference is not None and self.reference not in REFERENCES:
-            raise UserError(f"--reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
-        if self.reference == "adapter-off" and self.lora_rank == 0:
-            raise UserError("--reference adapter-off needs LoRA (--lora-rank > 0); use frozen or cached")
-        if self.method in SFT_METHODS and self.reference is not None:
-            raise UserError(f"--reference applies to the DPO methods ({', '.join(DPO_METHODS)}) only")
-        if self.sft_weight and self.method in SFT_METHODS:
-            raise UserError(f"--sft-weight applies to the DPO methods ({', '.join(DPO_METHODS)}) only")
-        if self.reward and self.judge:
-            raise UserError("give --reward or --judge, not both")
-        if self.method in RANKED_METHODS and not (self.reward or self.judge) and not self.prescored:
-            raise UserError(
-                f"--method {self.method} ranks samples of the policy: pass --reward (a function, e.g. "
-                "module:function) or --judge openai:MODEL"
-            )
-        if (self.reward or self.judge) and self.method not in RANKED_METHODS:
-            raise UserError(f"--reward / --judge apply to {', '.join(RANKED_METHODS)} only")
-        self.protocol  # noqa: B018 - a known --prompt-style and --image-pad, or one line naming them
-        if self.steer is not None and self.method != "steerlm":
-            raise UserError("--steer applies to --method steerlm only")
-        if self.steer is not None:
-            from evalkit.models.steerlm import parse_steer
+        """Every setting known, in range and applicable to the method, or one line naming it
+        (`training.config_checks`)."""
+        from evalkit.training.config_checks import check
 
-            parse_steer(self.steer)
-        if self.reference == "cached" and self.method in ONLINE_METHODS:
-            raise UserError(
-                f"--reference cached cannot serve --method {self.method}: its pairs are sampled during "
-                "training; use adapter-off (LoRA) or frozen"
-            )
-        self._check_second_rejected()
-        self._check_values()
-        self.trackers  # noqa: B018 - known tracker names, or one line naming them
-
-    def _check_second_rejected(self) -> None:
-        """--second-rejected, --gamma, --bdhs-image: known values on the methods they apply to."""
-        if self.second_rejected is not None:
-            if self.second_rejected not in SECOND_SOURCES:
-                raise UserError(
-                    f"--second-rejected must be one of {', '.join(SECOND_SOURCES)}, "
-                    f"got {self.second_rejected!r}"
-                )
-            if self.method != "dpo":
-                raise UserError(
-                    "--second-rejected adds a rejected answer to the data's pairs: it applies to "
-                    f"--method dpo, not {self.method}"
-                )
-            if self.reference == "cached":
-                raise UserError(
-                    "--reference cached cannot serve --second-rejected; use adapter-off (LoRA) or frozen"
-                )
-        elif self.gamma != 0.5:
-            raise UserError("--gamma weighs the two rejected answers: give --second-rejected too")
-        if self.bdhs_image not in ("mask", "noise"):
-            raise UserError(f"--bdhs-image must be mask or noise, got {self.bdhs_image!r}")
-        if self.bdhs_image == "noise" and not self.uses_bdhs:
-            raise UserError(
-                "--bdhs-image noise applies where BDHS writes rejected answers: --method bdhs or "
-                "online-bdhs, or --second-rejected bdhs / online-bdhs"
-            )
+        check(self)
 
     @property
     def uses_bdhs(self) -> bool:
         return self.method in ("bdhs", "online-bdhs") or self.second_rejected in ("bdhs", "online-bdhs")
-
-    def _check_values(self) -> None:
-        """Every number in range and finite (`--lr inf` trained NaN weights and exited 0)."""
-        fin = math.isfinite
-
-        def opt(x, rule) -> bool:
-            return x is None or rule(x)
-
-        checks = [
-            ("batch_size", lambda: self.batch_size >= 1, "an integer >= 1"),
-            ("grad_accum", lambda: self.grad_accum >= 1, "an integer >= 1"),
-            ("lora_rank", lambda: self.lora_rank >= 0, "an integer >= 0"),
-            ("lora_alpha", lambda: opt(self.lora_alpha, lambda x: fin(x) and x > 0), "a finite number > 0"),
-            ("lora_dropout", lambda: 0 <= self.lora_dropout < 1, "in [0, 1)"),
-            ("beta", lambda: fin(self.beta) and self.beta > 0, "a finite number > 0"),
-            ("sft_weight", lambda: fin(self.sft_weight) and self.sft_weight >= 0, "a finite number >= 0"),
-            ("slic_delta", lambda: fin(self.slic_delta) and self.slic_delta > 0, "a finite number > 0"),
-            ("flip_fraction", lambda: 0 <= self.flip_fraction <= 1, "in [0, 1]"),
-            ("epochs", lambda: fin(self.epochs) and self.epochs > 0, "a finite number > 0"),
-            ("max_steps", lambda: opt(self.max_steps, lambda x: x >= 1), "an integer >= 1"),
-            ("lr", lambda: opt(self.lr, lambda x: fin(x) and x > 0), "a finite number > 0"),
-            (
-                "projector_lr",
-                lambda: opt(self.projector_lr, lambda x: fin(x) and x > 0),
-                "a finite number > 0",
-            ),
-            ("warmup_ratio", lambda: 0 <= self.warmup_ratio < 1, "in [0, 1)"),
-            (
-                "weight_decay",
-                lambda: fin(self.weight_decay) and self.weight_decay >= 0,
-                "a finite number >= 0",
-            ),
-            (
-                "max_grad_norm",
-                lambda: fin(self.max_grad_norm) and self.max_grad_norm > 0,
-                "a finite number > 0",
-            ),
-            ("save_every", lambda: self.save_every >= 0, "an integer >= 0"),
-            ("max_length", lambda: opt(self.max_length, lambda x: x >= 2), "an integer >= 2"),
-            ("samples", lambda: self.samples >= 2, "an integer >= 2"),
-            (
-                "temperature",
-                lambda: opt(self.temperature, lambda x: fin(x) and x >= 0),
-                "a finite number >= 0",
-            ),
-            ("max_new_tokens", lambda: self.max_new_tokens >= 1, "an integer >= 1"),
-            ("judge_concurrency", lambda: self.judge_concurrency >= 1, "an integer >= 1"),
-            ("offline_prob", lambda: 0 <= self.offline_prob <= 1, "in [0, 1]"),
-            ("bdhs_keep", lambda: 0 <= self.bdhs_keep <= 1, "in [0, 1]"),
-            (
-                "bdhs_threshold",
-                lambda: fin(self.bdhs_threshold) and self.bdhs_threshold > 0,
-                "a finite number > 0",
-            ),
-            ("bdhs_tries", lambda: self.bdhs_tries >= 1, "an integer >= 1"),
-            ("noise_steps", lambda: 1 <= self.noise_steps <= 1000, "an integer in [1, 1000]"),
-            ("gamma", lambda: 0 <= self.gamma <= 1, "in [0, 1]"),
-            ("seed", lambda: 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),  # torch seeds are 64-bit
-        ]
-        bad = []
-        for name, ok, rule in checks:
-            try:
-                good = bool(ok())
-            except TypeError:
-                good = False
-            if not good:
-                bad.append(f"--{name.replace('_', '-')} {getattr(self, name)!r} (must be {rule})")
-        if bad:
-            raise UserError(f"invalid value for {'; '.join(bad)}")
 
     @property
     def learning_rate(self) -> float:
