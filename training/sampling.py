@@ -228,11 +228,13 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
     inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention, **extras}
     if not own_positions:
         inputs["position_ids"] = positions
-    past = None
+    past, cache_name = None, _cache_name(model)
     next_pos = positions[:, -1:] + 1
     for _step in range(max_new_tokens):
-        outputs = model(**inputs, past_key_values=past, use_cache=True, logits_to_keep=1)
-        past = outputs.past_key_values
+        outputs = model(**inputs, **{cache_name: past}, use_cache=True, logits_to_keep=1)
+        past = getattr(outputs, "cache", None)  # reading the old name warns where `cache` exists
+        if past is None:
+            past = outputs.past_key_values
         logits = outputs.logits[:, -1, :].float()
         chosen = _choose(logits, rows, temperature, top_p)
         for r, row in enumerate(rows):
@@ -268,6 +270,16 @@ def _sample_batch(model, encoder, chunk, max_new_tokens, temperature, top_p, see
             Sample(text, list(row.tokens), row.finished, len(row.image_positions), len(kept), kept)
         )
     return samples
+
+
+def _cache_name(model) -> str:
+    """The KV cache's keyword in this model's `forward`: `cache` where transformers has renamed it (the old
+    `past_key_values` is deprecated for removal in 5.40), else `past_key_values` (transformers before the
+    rename, and remote code written for it, e.g. Phi-3-vision)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _rope_deltas(model):
