@@ -4,18 +4,15 @@ The run's identity (model fingerprint, tasks and versions, data checksums and la
 data lies, limit, seed) is hashed into `config_hash`; the default run folder is named from it, so
 re-running the same command resumes: rows already stored are skipped and only failed or missing samples
 are asked again. The generation loop of one task is in `evalkit.runner.generation`; this module plans the
-run (tasks and data, run folder and identity, judges) and reports it.
+run (tasks and data, run folder and identity, judges) and reports it; the run's identity and run.json are
+`evalkit.runner.identity`'s, how it ends (`finish`, `RunFailed`) `evalkit.runner.outcome`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import time
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,8 @@ from evalkit.judges.settings import JudgeSet, JudgeSettings
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.registry import parse_task_list
 from evalkit.runner.generation import WHOLE, run_task, run_task_parallel
+from evalkit.runner.identity import config_hash, new_header, now, slug
+from evalkit.runner.outcome import RunFailed, RunResult, error_summary, failure_reasons, finish
 from evalkit.runner.parallel import Group, Part, parse_shard
 from evalkit.store import RunStore, check_output
 from evalkit.task import DataSpec, LoadedData, Task
@@ -31,42 +30,28 @@ from evalkit.trackers import TrackerSettings
 from evalkit.trackers.evaluation import report_run
 from evalkit.types import Sample, UserError
 from evalkit.util.datafiles import content_version, data_identity
-from evalkit.util.environment import package_versions, set_torch_threads
+from evalkit.util.environment import set_torch_threads
 from evalkit.util.progress import make_progress
 
 DEFAULT_MAX_FAILURE_RATE = 0.02
 
-
-class RunFailed(Exception):
-    """The run finished but must be reported as failed (too many failed samples, or a headline that is
-    missing, NaN or over n=0); exit 1. `result` holds the stored run, so its table can still be shown."""
-
-    def __init__(self, message: str, result: RunResult | None = None):
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    metrics: dict[str, Any]
-    header: dict[str, Any] = field(repr=False)
-    resumed: bool = False
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def slug(text: str) -> str:
-    if text.startswith("vllm:"):  # the checkpoint's name, marked as the engine's run
-        return "vllm-" + slug(text.split(":", 1)[1])
-    name = Path(text.rstrip("/")).name if not text.startswith("openai:") else text.replace(":", "-")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
-
-
-def config_hash(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+#: the package's API: `evaluate` and what it is built of (a run's identity: `runner.identity`; how it ends:
+#: `runner.outcome`)
+__all__ = [
+    "DEFAULT_MAX_FAILURE_RATE",
+    "RunFailed",
+    "RunResult",
+    "config_hash",
+    "error_summary",
+    "evaluate",
+    "failure_reasons",
+    "finish",
+    "load_tasks",
+    "new_header",
+    "now",
+    "plan_judging",
+    "slug",
+]
 
 
 def load_tasks(
@@ -395,77 +380,3 @@ def _evaluate(
         store.write_header(header)
         return RunResult(run_dir, all_metrics, header, resumed)
     return finish(store, header, all_metrics, max_failure_rate, resumed)
-
-
-def finish(
-    store: RunStore,
-    header: dict[str, Any],
-    all_metrics: dict[str, Any],
-    max_failure_rate: float,
-    resumed: bool,
-) -> RunResult:
-    """Write metrics.json and the final run.json; `RunFailed` when the run must be reported as failed."""
-    run_dir = store.dir
-    store.write_metrics(all_metrics)
-    reasons = failure_reasons(all_metrics, max_failure_rate)
-    header["status"] = "failed" if reasons else "finished"
-    header["finished"] = now()
-    store.write_header(header)
-    result = RunResult(run_dir, all_metrics, header, resumed)
-    if reasons:
-        causes = error_summary(all_metrics)
-        raise RunFailed(
-            "; ".join(reasons)
-            + (f"; errors: {'; '.join(causes)}" if causes else "")
-            + f"; rows in {run_dir / 'samples'}",
-            result,
-        )
-    return result
-
-
-def failure_reasons(metrics: dict[str, Any], max_failure_rate: float) -> list[str]:
-    """Why a finished run fails, one clause per task: a headline that is missing, NaN or over n=0, or
-    failed rows (errors + unparsed judgments) above `max_failure_rate`."""
-    reasons = []
-    for name, s in metrics.items():
-        if s.get("headline_problem"):
-            reasons.append(f"{name}: {s['headline_problem']}")
-        if s["failure_rate"] > max_failure_rate:
-            parts = [f"{s['n_errors']} with errors"]
-            if s.get("n_unparsed"):
-                parts.append(f"{s['n_unparsed']} with unparseable judgments")
-            reasons.append(
-                f"{name}: failure rate {s['failure_rate']:.1%} above --max-failure-rate "
-                f"{max_failure_rate:.1%} ({' + '.join(parts)} of {s['n_samples']} samples)"
-            )
-    return reasons
-
-
-def error_summary(metrics: dict[str, Any], width: int = 160) -> list[str]:
-    """The first message of each error type with its count, per task: `task judge_error ×30: 401 ...`."""
-    lines = []
-    for name, s in metrics.items():
-        for kind, count in (s.get("errors_by_type") or {}).items():
-            message = " ".join(str((s.get("error_examples") or {}).get(kind, "")).split())
-            if len(message) > width:
-                message = message[: width - 1] + "…"
-            lines.append(f"{name} {kind} ×{count}: {message}")
-    return lines
-
-
-def new_header(
-    run_dir: Path, chash: str, command: dict[str, Any], model: dict[str, Any], tasks: dict[str, Any]
-) -> dict[str, Any]:
-    """run.json for a new run, whether generated here (`evaluate`) or imported (`evalkit import`)."""
-    return {
-        "run_id": run_dir.name,
-        "config_hash": chash,
-        "created": now(),
-        "status": "running",
-        "evalkit_version": package_versions()["evalkit"],
-        "command": command,
-        "model": model,
-        "tasks": tasks,
-        "packages": package_versions(),
-        "timings": {},
-    }
