@@ -112,7 +112,7 @@ def train(
     """Train per `config` (or `TrainConfig(**kwargs)`); `on_step(row)` is called after each logged step."""
     cfg = config if config is not None else TrainConfig(**kwargs)
     cfg.validate()
-    cfg.trackers.check_installed()  # a missing tracker library: one line, before any work
+    cfg.trackers.check_ready()  # a missing tracker library or W&B login: one line, before any work
     out = Path(cfg.output).expanduser()
     existing = inspect_output(out, cfg.resume_key(), cfg.overwrite)  # before any work
     if existing.complete is not None:

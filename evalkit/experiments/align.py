@@ -323,7 +323,7 @@ def run_align(
         plan.report_to = report_to
     if tracker_project is not None:
         plan.tracker_project = tracker_project
-    plan.trackers.check_installed()
+    plan.trackers.check_ready()
     run_stages(plan, progress=progress)
     aligned = {name: eval_dir(plan, name) for name in plan.models if name != plan.reference}
     table, paths = tax_stage(eval_dir(plan, plan.reference), aligned, plan.output, plan.min_common)

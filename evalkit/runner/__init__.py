@@ -169,7 +169,7 @@ def evaluate(
         raise UserError(
             "--report-to logs a whole run; a shard's metrics come from `evalkit merge`: drop --report-to here"
         )
-    trackers.check_installed()
+    trackers.check_ready()
     group = Group.from_environment()
     if group is not None:
         if part.count > 1:

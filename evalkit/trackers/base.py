@@ -75,12 +75,18 @@ class TrackerSettings:
     def __bool__(self) -> bool:
         return bool(self.report_to)
 
-    def check_installed(self) -> None:
-        """Every library of `report_to` importable, else one line naming the pip command (before any work)."""
+    def check_ready(self) -> None:
+        """Before any work: every library of `report_to` importable, else one line naming the pip command;
+        and W&B's credentials where it runs online (`wandb_tracker.check_credentials`), so a missing login
+        stops the command now rather than once the run has ended."""
         for name in self.report_to:
             error = missing_library(name)
             if error is not None:
                 raise error
+        if "wandb" in self.report_to:
+            from evalkit.trackers.wandb_tracker import check_credentials
+
+            check_credentials()
 
 
 class Tracker(ABC):

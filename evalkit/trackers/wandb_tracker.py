@@ -24,6 +24,32 @@ from evalkit.types import UserError
 DEFAULT_PROJECT = "evalkit"
 
 
+#: WANDB_MODE values in which wandb writes locally and needs no credentials
+LOCAL_MODES = ("offline", "disabled", "dryrun")
+
+
+def login_error(exc: Exception) -> UserError:
+    detail = " ".join(str(exc).split())
+    return UserError(
+        f"--report-to wandb: {detail}; log in with `wandb login`, or set WANDB_MODE=offline to write the run "
+        "locally"
+    )
+
+
+def check_credentials() -> None:
+    """Online W&B needs an API key: `wandb.login` without a round trip to the server (it reads
+    WANDB_API_KEY or the netrc that `wandb login` writes, and prompts only at a terminal), so a missing key
+    is one line before the work, not an error once the run has ended."""
+    if (os.environ.get("WANDB_MODE") or "").lower() in LOCAL_MODES:
+        return
+    import wandb
+
+    try:
+        wandb.login(verify=False)
+    except wandb.errors.UsageError as exc:
+        raise login_error(exc) from None
+
+
 class WandbTracker(Tracker):
     name = "wandb"
 
@@ -53,11 +79,7 @@ class WandbTracker(Tracker):
         try:
             self.run = wandb.init(**kwargs)
         except (wandb.errors.UsageError, wandb.errors.CommError) as exc:
-            detail = " ".join(str(exc).split())
-            raise UserError(
-                f"--report-to wandb: {detail}; log in with `wandb login`, or set WANDB_MODE=offline to "
-                "write the run locally"
-            ) from None
+            raise login_error(exc) from None
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")
 

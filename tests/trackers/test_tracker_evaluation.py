@@ -135,3 +135,21 @@ def test_a_failed_run_is_reported_as_failed_from_the_python_api(tmp_path, monkey
     assert events.scalars["eval/pope/f1_mean/n"] == {0: 1}
     assert "| pope | f1_mean | NaN | NaN | NaN | 1 | true |" in events.texts["eval/metrics"][0]
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_online_wandb_without_a_login_stops_before_any_work(tmp_path):
+    """No API key (no WANDB_API_KEY, no netrc, no terminal to prompt at) in online mode: one line, exit 2,
+    and no run folder, rather than a finished run whose report fails."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), WANDB_CONFIG_DIR=str(home / "wandb-config"), OMP_NUM_THREADS="1")
+    env.pop("NETRC", None)
+    run_dir = tmp_path / "run"
+    args = ["run", "--model", "toy", "--tasks", "pope", "--data", "toy", "--limit", "5",
+            "--output", str(run_dir), "--report-to", "wandb"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "evalkit", *args], capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=600)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "--report-to wandb:" in proc.stderr and "WANDB_MODE=offline" in proc.stderr
+    assert not (run_dir / "samples").exists()
