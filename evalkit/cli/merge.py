@@ -24,7 +24,7 @@ def merge(
     ] = False,
 ) -> None:
     """Merge shard runs; refuses shards of different runs, or a missing or duplicate shard (exit 2)."""
-    from evalkit.cli.evaluate import show
+    from evalkit.cli.run_display import show
     from evalkit.runner import RunFailed
     from evalkit.runner.merge import merge_shards
 

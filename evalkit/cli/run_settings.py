@@ -178,7 +178,6 @@ def settings_from(command, config_file: str | Path | None, given: dict[str, Any]
 def start_run(settings: dict[str, Any], progress: bool):
     """Run `evalkit run`'s settings (by parameter name): the `RunResult`, or with `dry_run` the judge-call
     plan (task → estimate). Raises `RunFailed` as `evaluate` does."""
-    from evalkit.cli.evaluate import parse_task_options
     from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
     from evalkit.models.base import BackendOptions
     from evalkit.runner import evaluate, plan_judging
@@ -240,3 +239,17 @@ def start_run(settings: dict[str, Any], progress: bool):
         run_name=s["run_name"],
         **data,
     )
+
+
+def parse_task_options(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key or not value:
+            raise UserError(
+                f"--task-option {item!r}: expected TASK.KEY=VALUE, e.g. mt_bench.reference=ref.jsonl"
+            )
+        if key in out:
+            raise UserError(f"--task-option {key} is given twice")
+        out[key] = value
+    return out

@@ -13,7 +13,7 @@ from evalkit.analysis.leaderboard import build_leaderboard, rich_table, to_html,
 from evalkit.analysis.tax import tax_table
 from evalkit.analysis.tax_render import print_table
 from evalkit.analysis.tax_render import to_markdown as tax_markdown
-from evalkit.cli.evaluate import show
+from evalkit.cli.run_display import show
 from evalkit.models.base import BackendOptions
 from evalkit.models.openai_backend import OpenAIBackend
 from evalkit.runner import evaluate
