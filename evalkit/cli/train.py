@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -106,8 +107,14 @@ def train(ctx: typer.Context, config_file: Path | None = None, **flags: Any) -> 
     except KeyboardInterrupt:
         fail("interrupted; re-run the same command to resume from the last saved step", 130)
     output = config.output
-    if not result.is_main:  # another process of a multi-process run: the main one reports
-        return
+    if not result.is_main:
+        # another process of a multi-process run: the main one reports. Its work is done and its process
+        # group taken down; leaving without the interpreter's teardown keeps a native thread of the
+        # distributed libraries from aborting it there now and then ("terminate called without an active
+        # exception", exit -6, which fails the whole launch after the checkpoint was saved)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     losses = [r["loss"] for r in result.log if r.get("loss") is not None]
     final = f"{losses[-1]:.4f}" if losses else "n/a"
     if result.already_complete:  # the same command after the run finished: nothing to do, exit 0
