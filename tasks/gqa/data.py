@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evalkit.tasks import short_answer
 from evalkit.types import UserError
 from evalkit.util.datafiles import read_json, require_fields, toy_label
 
 QUESTIONS = "testdev_balanced_questions.json"
 IMAGE_DIR_CANDIDATES = ("images", "testdev_images", "gqa/images")
-IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
 #: the question count of the official testdev-balanced file
 OFFICIAL_COUNT = 12578
 
@@ -76,17 +76,6 @@ def read_questions(data_dir: Path) -> tuple[list[dict[str, Any]], Path]:
 
 
 def find_images(data_dir: Path, image_dir: Path | None, records: list[dict[str, Any]]) -> Path:
-    """The image folder (its first record's image found there), each record's `image` set to its file."""
-    first = records[0]["image_id"]
-    candidates = [image_dir] if image_dir else [data_dir / c for c in IMAGE_DIR_CANDIDATES]
-    for folder in candidates:
-        if folder is not None and any((folder / f"{first}{s}").is_file() for s in IMAGE_SUFFIXES):
-            for r in records:
-                found = [s for s in IMAGE_SUFFIXES if (folder / f"{r['image_id']}{s}").is_file()]
-                r["image"] = f"{r['image_id']}{found[0] if found else IMAGE_SUFFIXES[0]}"
-            return folder
-    where = str(image_dir) if image_dir else str(data_dir / IMAGE_DIR_CANDIDATES[0])
-    raise UserError(
-        f"GQA images not found: {first}.jpg is not in {where}; put the GQA images there "
-        "(gqadataset.org, images.zip) or pass --image-dir DIR"
-    )
+    """The image folder, each record's `image` set to its file (`short_answer.find_images`)."""
+    hint = "put the GQA images there (gqadataset.org, images.zip)"
+    return short_answer.find_images(data_dir, image_dir, records, IMAGE_DIR_CANDIDATES, "GQA", hint)

@@ -14,55 +14,48 @@ from typing import Any
 from evalkit.task import Imported
 from evalkit.tasks.gqa.data import data_label, read_questions, types_of
 from evalkit.tasks.gqa.importing import sample_of
+from evalkit.tasks.short_answer import convert_logged
 from evalkit.types import UserError
-from evalkit.util.datafiles import mark_partial, sha256_file
+from evalkit.util.datafiles import sha256_file
 
 
 def convert(
     records: list[Any], lmms_task: str | None, tmp: Path, data_dir: Path | None, path: Path
 ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
-    official: dict[str, dict[str, Any]] | None = None
+    official = official_info = None
     if data_dir is not None:
         questions, source = read_questions(Path(data_dir))
         official = {r["question_id"]: r for r in questions}
-    items, seen = [], set()
-    counts = {"unmatched_records": 0, "duplicate_records": 0}
-    for rec in records:
-        doc = rec.doc or {}
-        where = f"{path}: doc_id {rec.doc_id}"
-        if "id" not in doc:
-            raise UserError(
-                f"{where}: the log holds no doc with the question id; log samples with their docs"
-            )
-        qid = str(doc["id"])
-        if qid in seen:
-            counts["duplicate_records"] += 1
-            continue
-        seen.add(qid)
-        if official is not None:
-            if qid not in official:
-                counts["unmatched_records"] += 1
-                continue
-            record = official[qid]
-        else:
-            if not all(isinstance(doc.get(k), str) for k in ("imageId", "question", "answer")):
-                raise UserError(f"{where}: the doc lacks imageId, question or answer")
-            structural, semantic = types_of(where, doc.get("types"))
-            record = {"question_id": qid, "image_id": doc["imageId"], "question": doc["question"]}
-            record |= {"answer": doc["answer"], "structural": structural, "semantic": semantic}
-        items.append(Imported(sample_of(record, f"{record['image_id']}.jpg", rec.input or ""), rec.response))
-    if not items:
-        raise UserError(f"{path}: no record pairs with a question of the data read (--data-dir)")
-    if official is not None:
-        info = {
+        official_info = {
             "source": str(data_dir),
             "version": data_label(Path(data_dir), len(official)),
             "files": {source.name: sha256_file(source)},
         }
-        info = mark_partial(info, len(items), len(official), "questions")
-    else:
-        info = {"source": "lmms-eval", "version": "lmms-lab/GQA testdev-balanced, as logged by lmms-eval"}
-    info["prompt"] = "lmms-eval"
-    if official is not None:
-        counts["official_without_answer"] = {"questions": len(official) - len(items)}
-    return items, info, {"questions": len(items), **counts}
+
+    def question_id(rec: Any) -> str:
+        doc = rec.doc or {}
+        if "id" not in doc:
+            raise UserError(
+                f"{path}: doc_id {rec.doc_id}: the log holds no doc with the question id; log samples with "
+                "their docs"
+            )
+        return str(doc["id"])
+
+    def from_doc(rec: Any, qid: str) -> dict[str, Any]:
+        doc, where = rec.doc, f"{path}: doc_id {rec.doc_id}"
+        if not all(isinstance(doc.get(k), str) for k in ("imageId", "question", "answer")):
+            raise UserError(f"{where}: the doc lacks imageId, question or answer")
+        structural, semantic = types_of(where, doc.get("types"))
+        record = {"question_id": qid, "image_id": doc["imageId"], "question": doc["question"]}
+        return record | {"answer": doc["answer"], "structural": structural, "semantic": semantic}
+
+    return convert_logged(
+        records,
+        path,
+        question_id=question_id,
+        from_doc=from_doc,
+        sample_of=lambda record, rec: sample_of(record, f"{record['image_id']}.jpg", rec.input or ""),
+        official=official,
+        official_info=official_info,
+        logged_version="lmms-lab/GQA testdev-balanced, as logged by lmms-eval",
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalkit.tasks import short_answer
 from evalkit.tasks.textvqa.protocol import N_ANSWERS, OCR_PREFIX, question_from_prompt
 from evalkit.types import UserError
 from evalkit.util.datafiles import read_json, read_jsonl, require_fields, toy_label
@@ -21,7 +22,6 @@ from evalkit.util.datafiles import read_json, read_jsonl, require_fields, toy_la
 ANNOTATIONS = "TextVQA_0.5.1_val.json"
 LLAVA_QUESTIONS = "llava_textvqa_val_v051_ocr.jsonl"
 IMAGE_DIR_CANDIDATES = ("train_images", "images", "train_val_images/train_images")
-IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")
 
 
 def data_label(data_dir: Path, n: int) -> str:
@@ -111,17 +111,6 @@ def attach_llava_ocr(records: list[dict[str, Any]], data_dir: Path) -> Path | No
 
 
 def find_images(data_dir: Path, image_dir: Path | None, records: list[dict[str, Any]]) -> Path:
-    """The image folder (its first record's image found there), each record's `image` set to its file."""
-    first = records[0]["image_id"]
-    candidates = [image_dir] if image_dir else [data_dir / c for c in IMAGE_DIR_CANDIDATES]
-    for folder in candidates:
-        if folder is not None and any((folder / f"{first}{s}").is_file() for s in IMAGE_SUFFIXES):
-            for r in records:
-                found = [s for s in IMAGE_SUFFIXES if (folder / f"{r['image_id']}{s}").is_file()]
-                r["image"] = f"{r['image_id']}{found[0] if found else IMAGE_SUFFIXES[0]}"
-            return folder
-    where = str(image_dir) if image_dir else str(data_dir / IMAGE_DIR_CANDIDATES[0])
-    raise UserError(
-        f"TextVQA images not found: {first}.jpg is not in {where}; put the TextVQA train/val images there "
-        "(textvqa.org/dataset, train_val_images.zip) or pass --image-dir DIR"
-    )
+    """The image folder, each record's `image` set to its file (`short_answer.find_images`)."""
+    hint = "put the TextVQA train/val images there (textvqa.org/dataset, train_val_images.zip)"
+    return short_answer.find_images(data_dir, image_dir, records, IMAGE_DIR_CANDIDATES, "TextVQA", hint)

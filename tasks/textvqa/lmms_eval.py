@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.task import Imported
+from evalkit.tasks.short_answer import convert_logged
 from evalkit.tasks.textvqa.data import check_record, data_label, read_annotations
 from evalkit.tasks.textvqa.importing import sample_of
 from evalkit.types import UserError
-from evalkit.util.datafiles import mark_partial, sha256_file
+from evalkit.util.datafiles import sha256_file
 
 
 def question_id(rec: Any) -> Any:
@@ -32,51 +33,41 @@ def convert(
 ) -> tuple[list[Imported], dict[str, Any], dict[str, Any]]:
     if lmms_task is not None and lmms_task.startswith("textvqa_test"):
         raise UserError(f"{path}: {lmms_task} has no answers to score against; import textvqa_val logs")
-    official: dict[int, dict[str, Any]] | None = None
+    official = official_info = None
     if data_dir is not None:
         annotations, source = read_annotations(Path(data_dir))
         official = {r["question_id"]: r for r in annotations}
-    items, seen = [], set()
-    counts = {"unmatched_records": 0, "duplicate_records": 0}
-    for rec in records:
-        qid = question_id(rec)
-        if not isinstance(qid, int) or isinstance(qid, bool):
-            raise UserError(f"{path}: doc_id {rec.doc_id}: no question_id in its doc or submission field")
-        if qid in seen:
-            counts["duplicate_records"] += 1
-            continue
-        seen.add(qid)
-        if official is not None:
-            if qid not in official:
-                counts["unmatched_records"] += 1
-                continue
-            record = official[qid]
-        else:
-            doc = rec.doc or {}
-            if not all(
-                isinstance(doc.get(k), t)
-                for k, t in (("image_id", str), ("question", str), ("answers", list))
-            ):
-                raise UserError(
-                    f"{path}: doc_id {rec.doc_id}: the log holds no doc with image_id, question and answers; "
-                    "pass --data-dir with TextVQA_0.5.1_val.json"
-                )
-            check_record(f"{path}: doc_id {rec.doc_id}", doc)
-            record = {k: doc[k] for k in ("image_id", "question", "answers")} | {"question_id": qid}
-        sample = sample_of(record, rec.input or "", f"{record['image_id']}.jpg")
-        items.append(Imported(sample, rec.response))
-    if not items:
-        raise UserError(f"{path}: no record pairs with a question of the data read (--data-dir)")
-    if official is not None:
-        info = {
+        official_info = {
             "source": str(data_dir),
             "version": data_label(Path(data_dir), len(official)),
             "files": {source.name: sha256_file(source)},
         }
-        info = mark_partial(info, len(items), len(official), "questions")
-    else:
-        info = {"source": "lmms-eval", "version": "lmms-lab/textvqa validation, as logged by lmms-eval"}
-    info["prompt"] = "lmms-eval"
-    if official is not None:
-        counts["official_without_answer"] = {"questions": len(official) - len(items)}
-    return items, info, {"questions": len(items), **counts}
+
+    def checked_id(rec: Any) -> int:
+        qid = question_id(rec)
+        if not isinstance(qid, int) or isinstance(qid, bool):
+            raise UserError(f"{path}: doc_id {rec.doc_id}: no question_id in its doc or submission field")
+        return qid
+
+    def from_doc(rec: Any, qid: int) -> dict[str, Any]:
+        doc = rec.doc or {}
+        if not all(
+            isinstance(doc.get(k), t) for k, t in (("image_id", str), ("question", str), ("answers", list))
+        ):
+            raise UserError(
+                f"{path}: doc_id {rec.doc_id}: the log holds no doc with image_id, question and answers; "
+                "pass --data-dir with TextVQA_0.5.1_val.json"
+            )
+        check_record(f"{path}: doc_id {rec.doc_id}", doc)
+        return {k: doc[k] for k in ("image_id", "question", "answers")} | {"question_id": qid}
+
+    return convert_logged(
+        records,
+        path,
+        question_id=checked_id,
+        from_doc=from_doc,
+        sample_of=lambda record, rec: sample_of(record, rec.input or "", f"{record['image_id']}.jpg"),
+        official=official,
+        official_info=official_info,
+        logged_version="lmms-lab/textvqa validation, as logged by lmms-eval",
+    )
