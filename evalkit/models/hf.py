@@ -42,7 +42,6 @@ holds the backend and its generation helpers (the per-row sampler and the log-pr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
@@ -64,7 +63,7 @@ from evalkit.models.hf_loading import (
 from evalkit.models.numbered_images import encode_each, takes_numbered_placeholders
 from evalkit.models.phi4mm import make_vision_attention_bidirectional
 from evalkit.models.prompt import llava_encoding, prompt_add_special_tokens
-from evalkit.models.prompting import eos_ids_of, load_prompting
+from evalkit.models.prompting import Prompted, eos_ids_of, load_prompting
 from evalkit.models.protocol import image_token_id, request_images
 from evalkit.models.sampling import RowSampler, RowSampling, fastchat_settings
 from evalkit.types import ErrorInfo, Request, Response, UserError
@@ -72,7 +71,7 @@ from evalkit.types import ErrorInfo, Request, Response, UserError
 log = logging.getLogger(__name__)
 
 
-class HFBackend(Backend):
+class HFBackend(Prompted, Backend):
     name = "hf"
 
     def __init__(self, model_path_or_hub_id: str, options: BackendOptions | None = None) -> None:
@@ -95,17 +94,9 @@ class HFBackend(Backend):
         dtype = resolve_dtype(options.dtype, self.device, torch)
         remote = {"trust_remote_code": options.trust_remote_code}
         # the processor / tokenizer (and its chat template): the adapter's when saved with it
-        self.prompting = prompting = load_prompting(
+        self.prompting = load_prompting(
             model_path_or_hub_id, self.source, self.local_dir, options, self.adapter_dir
         )
-        self.kind_info, self.kind = prompting.kind_info, prompting.kind_info.kind
-        self.processor, self.tokenizer = prompting.processor, prompting.tokenizer
-        self.steer, self.protocol, self.protocol_source = (
-            prompting.steer,
-            prompting.protocol,
-            prompting.protocol_source,
-        )
-        self.chat_template = prompting.chat_template
         model_cls = self.kind_info.auto_class()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -244,12 +235,7 @@ class HFBackend(Backend):
                     "config_sha256": sha256_file(self.adapter_dir / "adapter_config.json"),
                     "weights_sha256": weights_sha256(self.adapter_dir),
                 }
-            if self.steer is not None:  # likewise: only SteerLM checkpoints carry their targets
-                self._fingerprint["steer"] = dict(self.steer)
-            if not self.protocol.is_default:  # likewise: only a non-default generation protocol
-                self._fingerprint["protocol"] = self.protocol.record()
-            if self.fastchat is not None:
-                self._fingerprint["sampling"] = {"style": "fastchat", **self.fastchat}
+            self._fingerprint.update(self.settings_fingerprint())  # likewise: only settings not the defaults
         return dict(self._fingerprint)
 
     def info(self) -> dict[str, Any]:
@@ -260,13 +246,7 @@ class HFBackend(Backend):
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
             "padding_side": self.tokenizer.padding_side,
-            "chat_template_sha256": (
-                hashlib.sha256(self.chat_template.encode()).hexdigest() if self.chat_template else None
-            ),
-            "protocol": {**self.protocol.record(), "source": self.protocol_source},
-            "sampling": {"style": self.sampling, **(self.fastchat or {})},
-            "eos_token_ids": self.eos_ids,
-            **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
+            **self.prompting_info(),
             "latency": "batch wall time / generated requests",
         }
 

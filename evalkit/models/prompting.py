@@ -5,6 +5,7 @@ request (a protocol the processor cannot serve, a missing chat template)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,72 @@ class Prompting:
             )
         style = self.protocol.prompt_style
         return render_prompt(messages, self.processor, self.tokenizer, self.chat_template, style)
+
+
+class Prompted:
+    """A backend that renders its prompts itself (hf, vllm): its prompting attributes read from its
+    `prompting`, and what its settings add to the fingerprint and the run's model info. It sets
+    `prompting`, `sampling` (evalkit or fastchat), `fastchat` (FastChat's settings or None) and `eos_ids`."""
+
+    prompting: Prompting
+    sampling: str
+    fastchat: dict[str, Any] | None
+    eos_ids: list[int]
+
+    @property
+    def kind_info(self) -> ModelKind:
+        return self.prompting.kind_info
+
+    @property
+    def kind(self) -> str:
+        return self.prompting.kind_info.kind
+
+    @property
+    def processor(self) -> Any:
+        return self.prompting.processor
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.prompting.tokenizer
+
+    @property
+    def steer(self) -> dict[str, Any] | None:
+        return self.prompting.steer
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.prompting.protocol
+
+    @property
+    def protocol_source(self) -> str:
+        return self.prompting.protocol_source
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.prompting.chat_template
+
+    def settings_fingerprint(self) -> dict[str, Any]:
+        """The fingerprint's entries for settings that are not the defaults, each only when set, so a run
+        with the defaults keeps its run folder: SteerLM targets, a generation protocol, FastChat sampling."""
+        out: dict[str, Any] = {}
+        if self.steer is not None:
+            out["steer"] = dict(self.steer)
+        if not self.protocol.is_default:
+            out["protocol"] = self.protocol.record()
+        if self.fastchat is not None:
+            out["sampling"] = {"style": "fastchat", **self.fastchat}
+        return out
+
+    def prompting_info(self) -> dict[str, Any]:
+        """The run's model info on how prompts are rendered and answers sampled and stopped."""
+        template = self.chat_template
+        return {
+            "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None,
+            "protocol": {**self.protocol.record(), "source": self.protocol_source},
+            "sampling": {"style": self.sampling, **(self.fastchat or {})},
+            "eos_token_ids": self.eos_ids,
+            **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
+        }
 
 
 def load_prompting(

@@ -23,7 +23,6 @@ a PaliGemma prompt without an image or a prompt the template rejects → `input_
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from evalkit.models.hf_loading import (
 )
 from evalkit.models.numbered_images import takes_numbered_placeholders
 from evalkit.models.prompt import llava_input_ids, prompt_add_special_tokens
-from evalkit.models.prompting import eos_ids_of, load_prompting
+from evalkit.models.prompting import Prompted, eos_ids_of, load_prompting
 from evalkit.models.protocol import image_token_id, request_images
 from evalkit.models.sampling import fastchat_settings
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response, UserError
@@ -114,7 +113,7 @@ def checkpoint_generation_config(source: str, trust_remote_code: bool) -> Any:
         return transformers.GenerationConfig.from_model_config(config)
 
 
-class RequestConverter:
+class RequestConverter(Prompted):
     """A checkpoint's processor or tokenizer, protocol and EOS ids, loaded as the hf backend loads them,
     turning requests into `EngineRow`s and the engine's token ids into `Response`s."""
 
@@ -128,15 +127,7 @@ class RequestConverter:
         self.source, self.local_dir = resolve_source(model)
         refuse_pickled_weights(self.local_dir)
         remote_code = options.trust_remote_code
-        self.prompting = prompting = load_prompting(model, self.source, self.local_dir, options)
-        self.kind_info, self.kind = prompting.kind_info, prompting.kind_info.kind
-        self.processor, self.tokenizer = prompting.processor, prompting.tokenizer
-        self.steer, self.protocol, self.protocol_source = (
-            prompting.steer,
-            prompting.protocol,
-            prompting.protocol_source,
-        )
-        self.chat_template = prompting.chat_template
+        self.prompting = load_prompting(model, self.source, self.local_dir, options)
         generation_config = checkpoint_generation_config(self.source, remote_code)
         self.eos_ids = eos_ids_of(generation_config, self.tokenizer)
         self.sampling, self.fastchat = options.sampling, None
@@ -215,24 +206,9 @@ class RequestConverter:
     def fingerprint(self, engine: str, version: str) -> dict[str, Any]:
         """The hf backend's fingerprint of the same checkpoint and settings, plus the engine and its
         version."""
-        out = checkpoint_fingerprint(self.source, self.local_dir)
-        if self.steer is not None:
-            out["steer"] = dict(self.steer)
-        if not self.protocol.is_default:
-            out["protocol"] = self.protocol.record()
-        if self.fastchat is not None:
-            out["sampling"] = {"style": "fastchat", **self.fastchat}
+        out = {**checkpoint_fingerprint(self.source, self.local_dir), **self.settings_fingerprint()}
         out["engine"] = {"name": engine, "version": version}
         return out
 
     def info(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "chat_template_sha256": (
-                hashlib.sha256(self.chat_template.encode()).hexdigest() if self.chat_template else None
-            ),
-            "protocol": {**self.protocol.record(), "source": self.protocol_source},
-            "sampling": {"style": self.sampling, **(self.fastchat or {})},
-            "eos_token_ids": self.eos_ids,
-            **({"steerlm_targets": dict(self.steer)} if self.steer is not None else {}),
-        }
+        return {"kind": self.kind, **self.prompting_info()}
