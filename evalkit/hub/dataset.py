@@ -25,6 +25,7 @@ from typing import Any
 from evalkit.models.base import public_url
 from evalkit.runner.results import metric_records
 from evalkit.store import RunStore, write_json_atomic
+from evalkit.trackers.redaction import key_env_names
 from evalkit.types import UserError
 
 SECRET_KEY = re.compile(r"(^|_)(api_key|token|secret|password|passwd|authorization)$", re.IGNORECASE)
@@ -62,24 +63,10 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _key_variables(value: Any) -> set[str]:
-    """Names of the environment variables that hold the run's API keys (`api_key_env` and the like)."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if str(k).endswith("api_key_env") and isinstance(v, str):
-                found.add(v)
-            found |= _key_variables(v)
-    elif isinstance(value, list):
-        for v in value:
-            found |= _key_variables(v)
-    return found
-
-
 def check_no_secrets(folder: Path, header: dict[str, Any]) -> None:
     """Refuse (UserError) when a file under `folder` holds a secret: the value of an API-key variable the
     run names, of OPENAI_API_KEY or HF_TOKEN, a bearer token, or an OpenAI / Hugging Face key shape."""
-    names = _key_variables(header) | {"OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+    names = key_env_names(header) | {"OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
     values = {name: os.environ[name] for name in sorted(names) if len(os.environ.get(name, "")) >= 8}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet"):
         text = path.read_text(encoding="utf-8", errors="replace")

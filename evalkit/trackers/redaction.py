@@ -17,17 +17,17 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 MIN_SECRET = 6  # shorter values ("1", "true") would blank out ordinary text
 
 
-def _key_env_names(value: Any) -> set[str]:
+def key_env_names(value: Any) -> set[str]:
     """The variable names held by `*api_key_env` settings anywhere in `value`."""
     found: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
             if str(k).endswith("api_key_env") and isinstance(v, str):
                 found.add(v)
-            found |= _key_env_names(v)
+            found |= key_env_names(v)
     elif isinstance(value, list | tuple):
         for v in value:
-            found |= _key_env_names(v)
+            found |= key_env_names(v)
     return found
 
 
@@ -53,7 +53,7 @@ def scrub_text(text: str, secrets: list[str]) -> str:
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     """`value` (JSON-like: dicts, lists, strings, numbers) with every secret removed."""
     if secrets is None:
-        secrets = secret_values(_key_env_names(value))
+        secrets = secret_values(key_env_names(value))
     if isinstance(value, str):
         return scrub_text(value, secrets)
     if isinstance(value, dict):
