@@ -33,9 +33,10 @@ from evalkit.annotation.rating import (
     quality,
     render,
 )
-from evalkit.annotation.records import PromptRecord, file_sha256, load_prompts
+from evalkit.annotation.records import PromptRecord, load_prompts
 from evalkit.judges.settings import JudgeSettings
 from evalkit.types import GenerationConfig, Message, Request, UserError
+from evalkit.util.datafiles import sha256_file
 
 ANNOTATIONS = "annotations.jsonl"
 FLAGS = {
@@ -172,7 +173,7 @@ def annotate(
         if isinstance(model, str)
         else json.dumps(model.fingerprint(), sort_keys=True, default=str),
         "prompts": str(Path(prompts).resolve()),
-        "prompts_sha256": file_sha256(Path(prompts)),
+        "prompts_sha256": sha256_file(Path(prompts)),
         "samples": samples,
         "temperature": temperature,
         "max_new_tokens": max_new_tokens,

@@ -9,12 +9,11 @@ reference would be whatever the file happens to hold). Relative image paths are 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.types import UserError
+from evalkit.util.datafiles import jsonl_records, read_text
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,6 @@ class PromptRecord:
     question: str
     image: str | None = None
     reference: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_prompts(
@@ -40,16 +35,8 @@ def load_prompts(
     root = Path(image_dir) if image_dir is not None else path.parent
     records: list[PromptRecord] = []
     seen: set[str] = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, row in jsonl_records(path, read_text(path)):
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where}: expected a JSON object with id, question and image")
         question = row.get("question", row.get("prompt"))
         if not isinstance(question, str) or not question.strip():
             raise UserError(f"{where}: needs a non-empty 'question' (or 'prompt') string")

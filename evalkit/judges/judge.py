@@ -19,6 +19,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -27,6 +28,7 @@ from evalkit.judges.cache import JudgeCache, cache_key
 from evalkit.judges.pricing import cost_usd, image_prompt_tokens
 from evalkit.models.base import Backend, BackendOptions, load_backend
 from evalkit.types import ErrorInfo, GenerationConfig, Message, Request, Response
+from evalkit.util.datafiles import sha256_file
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,8 @@ class JudgeUsage:
 
 @lru_cache(maxsize=256)
 def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """`sha256_file`, remembered per file version (path, mtime, size)."""
+    return sha256_file(Path(path))
 
 
 def image_sha256(path: str) -> str | None:

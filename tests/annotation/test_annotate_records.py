@@ -38,7 +38,7 @@ def test_sft_records_give_their_response_as_reference_only_when_asked(tmp_path):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        (['{"id": "a", '], "p.jsonl:1: not valid JSON"),
+        (['{"id": "a", '], "p.jsonl:1: malformed JSON line"),
         ([{"id": "a"}], "p.jsonl:1: needs a non-empty 'question'"),
         ([{"question": "q"}], "p.jsonl:1: needs an 'id'"),
         ([{"id": "a", "question": "q"}, {"id": "a", "question": "r"}], "p.jsonl:2: id 'a' appears twice"),
