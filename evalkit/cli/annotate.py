@@ -100,40 +100,15 @@ def annotate(
 ) -> None:
     """Sample answers, rate them with the attribute judge, and build DPO / rejection-sampling / SteerLM
     training files by the first study's rules; re-running the same command resumes."""
+    settings = dict(locals())  # the flags by parameter name, as `evalkit run`'s settings are
     import sys
 
     from evalkit.annotation.pipeline import annotate as run_annotation
-    from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
-    from evalkit.models.base import BackendOptions
+    from evalkit.cli.run_settings import backend_options, judge_settings, torch_threads
+    from evalkit.judges.settings import check_endpoint_settings
 
     check_endpoint_settings(concurrency, timeout, max_retries)
-    judges = JudgeSettings(
-        model=judge,
-        base_url=judge_base_url,
-        api_key_env=judge_api_key_env,
-        concurrency=judge_concurrency,
-        timeout_s=judge_timeout,
-        max_retries=judge_max_retries,
-    )
-    options = BackendOptions(
-        dtype=dtype,
-        device=device,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        max_retries=max_retries,
-        trust_remote_code=trust_remote_code,
-        prompt_style=prompt_style,
-        image_pad=image_pad,
-        tensor_parallel_size=tensor_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization,
-        max_model_len=max_model_len,
-    )
-    if threads is None:
-        from evalkit.util.environment import default_threads
-
-        threads = default_threads()
+    judges = judge_settings(settings)
     result = run_annotation(
         prompts,
         model,
@@ -149,8 +124,8 @@ def annotate(
         image_dir=image_dir,
         response_as_reference=response_as_reference,
         batch_size=batch_size,
-        backend_options=options,
-        threads=threads,
+        backend_options=backend_options(settings),
+        threads=torch_threads(threads),
         dry_run=dry_run,
         progress=not as_json and sys.stderr.isatty(),
     )

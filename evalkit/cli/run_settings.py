@@ -175,32 +175,31 @@ def settings_from(command, config_file: str | Path | None, given: dict[str, Any]
     return settings
 
 
-def start_run(settings: dict[str, Any], progress: bool):
-    """Run `evalkit run`'s settings (by parameter name): the `RunResult`, or with `dry_run` the judge-call
-    plan (task → estimate). Raises `RunFailed` as `evaluate` does."""
+def judge_settings(s: dict[str, Any]):
+    """`--judge` and its endpoint flags (checked) as `JudgeSettings`, from a command's settings by
+    parameter name; `--judge-runs` and `--judge-budget-usd` where the command has them."""
     from evalkit.judges.settings import JudgeSettings, check_endpoint_settings
-    from evalkit.models.base import BackendOptions
-    from evalkit.runner import evaluate, plan_judging
 
-    s = settings
-    check_endpoint_settings(s["concurrency"], s["timeout"], s["max_retries"])
     judge_limits = (s["judge_concurrency"], s["judge_timeout"], s["judge_max_retries"])
     check_endpoint_settings(*judge_limits, prefix="--judge-")
-    judges = JudgeSettings(
+    return JudgeSettings(
         model=s["judge"],
         base_url=s["judge_base_url"],
         api_key_env=s["judge_api_key_env"],
         concurrency=s["judge_concurrency"],
         timeout_s=s["judge_timeout"],
         max_retries=s["judge_max_retries"],
-        runs=s["judge_runs"],
-        budget_usd=s["judge_budget_usd"],
+        runs=s.get("judge_runs"),
+        budget_usd=s.get("judge_budget_usd"),
     )
-    task_options = parse_task_options(s["task_option"] or [])
-    data = {k: s[k] for k in ("data", "data_dir", "image_dir", "limit", "seed")}
-    if s["dry_run"]:
-        return plan_judging(s["tasks"], judges, output=s["output"], task_options=task_options, **data)
-    options = BackendOptions(
+
+
+def backend_options(s: dict[str, Any]):
+    """The model flags as `BackendOptions`, from a command's settings by parameter name (`--steer` and
+    `--sampling` where the command has them)."""
+    from evalkit.models.base import BackendOptions
+
+    return BackendOptions(
         dtype=s["dtype"],
         device=s["device"],
         base_url=s["base_url"],
@@ -209,30 +208,49 @@ def start_run(settings: dict[str, Any], progress: bool):
         timeout_s=s["timeout"],
         max_retries=s["max_retries"],
         trust_remote_code=s["trust_remote_code"],
-        steer=s["steer"],
+        steer=s.get("steer"),
         prompt_style=s["prompt_style"],
         image_pad=s["image_pad"],
-        sampling=s["sampling"],
+        sampling=s.get("sampling", BackendOptions.sampling),
         tensor_parallel_size=s["tensor_parallel_size"],
         gpu_memory_utilization=s["gpu_memory_utilization"],
         max_model_len=s["max_model_len"],
     )
-    threads = s["threads"]
-    if threads is None:
-        from evalkit.util.environment import default_threads
 
-        threads = default_threads()
+
+def torch_threads(threads: int | None) -> int:
+    """`--threads`, else the default for this process (`util.environment.default_threads`)."""
+    if threads is not None:
+        return threads
+    from evalkit.util.environment import default_threads
+
+    return default_threads()
+
+
+def start_run(settings: dict[str, Any], progress: bool):
+    """Run `evalkit run`'s settings (by parameter name): the `RunResult`, or with `dry_run` the judge-call
+    plan (task → estimate). Raises `RunFailed` as `evaluate` does."""
+    from evalkit.judges.settings import check_endpoint_settings
+    from evalkit.runner import evaluate, plan_judging
+
+    s = settings
+    check_endpoint_settings(s["concurrency"], s["timeout"], s["max_retries"])
+    judges = judge_settings(s)
+    task_options = parse_task_options(s["task_option"] or [])
+    data = {k: s[k] for k in ("data", "data_dir", "image_dir", "limit", "seed")}
+    if s["dry_run"]:
+        return plan_judging(s["tasks"], judges, output=s["output"], task_options=task_options, **data)
     return evaluate(
         s["model"],
         s["tasks"],
         batch_size=s["batch_size"],
         output=s["output"],
         max_failure_rate=s["max_failure_rate"],
-        backend_options=options,
+        backend_options=backend_options(s),
         judges=judges,
         task_options=task_options,
         progress=progress,
-        threads=threads,
+        threads=torch_threads(s["threads"]),
         shard=s["shard"],
         report_to=s["report_to"],
         tracker_project=s["tracker_project"],
